@@ -1,0 +1,62 @@
+"""The few types every processor and the runtime share.
+
+A batch flows as plain lists: `SourceRecord`s come from Kafka, stages turn them into `Event`s
+(the body is a dict: the decoded payload, later the EventBridge envelope), the router turns events
+into `Delivery`s for targets. Anything that fails for one record becomes a `Failure`, which the
+runtime writes to the dead-letter topic; a failure never stops the batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class SourceRecord:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(slots=True)
+class Event:
+    record: SourceRecord
+    body: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Failure:
+    """One record that could not go on. `stage` says where, `error` is a short code, `message` the why."""
+
+    record: SourceRecord
+    stage: str
+    error: str
+    message: str
+    rule: str | None = None
+    target: str | None = None
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One output for one target. `payload` is bytes (already serialised) or a JSON-able object."""
+
+    target: str
+    record: SourceRecord
+    payload: Any
+    key: bytes | None = None
+    rule: str | None = None
+    event: dict[str, Any] | None = field(default=None, repr=False)
+
+
+class ProcessorError(Exception):
+    """Raised by a processor for one record; carries the short error code for the dead-letter headers."""
+
+    def __init__(self, error: str, message: str):
+        super().__init__(message)
+        self.error = error
+        self.message = message

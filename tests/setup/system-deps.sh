@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Debian packages and local servers the test suite talks to. Idempotent: installs only what is
+# missing, starts only what is not running. Needs root (CI and these machines run as root).
+set -euo pipefail
+
+need=()
+for pkg_bin in "redis-server:redis-server"; do
+  pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
+  command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing Debian packages: ${need[*]} — install them (apt-get install ${need[*]}) or run as root" >&2
+    exit 1
+  fi
+  echo "installing Debian packages: ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Redis: the machine usually runs one on 6379; start one if not.
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  echo "starting redis-server on 127.0.0.1:6379"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+fi
