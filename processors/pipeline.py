@@ -1,0 +1,58 @@
+"""A pipeline: per source topic, decode then a chain of stages, then the router.
+
+A stage is an object with `process(events, failures) -> events`. If a stage raises for a whole
+batch (a bug, or data it did not expect), the batch is re-run through that stage one event at a
+time, so only the poison events are dead-lettered and the rest flow on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from processors.core import Delivery, Event, Failure, SourceRecord
+from processors.decode import Decoder
+
+
+@dataclass
+class PipelineResult:
+    deliveries: list[Delivery] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    consumed: int = 0
+    matched: dict[str, int] = field(default_factory=dict)
+
+
+def run_stage(stage, events: list[Event], failures: list[Failure]) -> list[Event]:
+    try:
+        return stage.process(events, failures)
+    except Exception:
+        pass
+    survivors: list[Event] = []
+    name = getattr(stage, "name", type(stage).__name__)
+    for event in events:
+        try:
+            survivors.extend(stage.process([event], failures))
+        except Exception as exc:
+            failures.append(Failure(event.record, name, "ProcessorError", f"{type(exc).__name__}: {exc}"))
+    return survivors
+
+
+class Pipeline:
+    def __init__(self, stages_by_topic: dict[str, list], router, decoder: Decoder | None = None):
+        self.stages_by_topic = stages_by_topic
+        self.router = router
+        self.decoder = decoder or Decoder()
+
+    def run(self, records_by_topic: dict[str, list[SourceRecord]]) -> PipelineResult:
+        result = PipelineResult()
+        failures = result.failures
+        events: list[Event] = []
+        for topic, records in records_by_topic.items():
+            result.consumed += len(records)
+            topic_events = self.decoder.decode(records, failures)
+            for stage in self.stages_by_topic.get(topic, ()):
+                if not topic_events:
+                    break
+                topic_events = run_stage(stage, topic_events, failures)
+            events.extend(topic_events)
+        if events:
+            result.deliveries = self.router.route(events, failures, result.matched)
+        return result

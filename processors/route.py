@@ -1,0 +1,106 @@
+"""The router: for each event, the rules it matches, and for each of their targets a Delivery.
+
+Patterns are compiled once into a `RuleSet` (processors/routing), whose cost per event does not
+grow with the number of rules. A rule without a pattern takes every event. Target payloads are
+rendered here (Input / InputPath / InputTransformer, else the event as JSON, serialised once
+however many targets take it), so targets only move bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import orjson
+
+from processors.core import Delivery, Event, Failure
+
+STAGE = "route"
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    name: str  # "<rule>/<target id>": unique across the rule set, used for metrics and dead letters
+    key_path: tuple[str, ...] | None = None
+    render: Callable[..., bytes | None] | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    rule: str
+    targets: tuple[RouteTarget, ...]
+    pattern: dict[str, Any] | None = None
+
+
+def parse_key_path(path: str) -> tuple[str, ...]:
+    """`$.detail.device_id` -> ("detail", "device_id")."""
+    if not path.startswith("$."):
+        raise ValueError(f"key path {path!r} must start with '$.'")
+    return tuple(path[2:].split("."))
+
+
+def extract_key(body: dict, path: tuple[str, ...]) -> bytes | None:
+    value: Any = body
+    for part in path:
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    if value is None:
+        return None
+    return value.encode() if isinstance(value, str) else orjson.dumps(value)
+
+
+def ingestion_time(timestamp_ms: int) -> str:
+    return datetime.fromtimestamp(timestamp_ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Router:
+    def __init__(self, routes: list[Route], rule_arn_prefix: str = "arn:aws:events:us-east-1:000000000000:rule/"):
+        self.routes = {route.rule: route for route in routes}
+        self.match_all = [route for route in routes if route.pattern is None]
+        patterned = {route.rule: route.pattern for route in routes if route.pattern is not None}
+        self.ruleset = None
+        if patterned:
+            from processors.routing import RuleSet
+
+            self.ruleset = RuleSet(patterned)
+        self.arn_prefix = rule_arn_prefix
+
+    def matching(self, body: dict) -> list[Route]:
+        if self.ruleset is None:
+            return self.match_all
+        names = self.ruleset.matching(body)
+        if not names:
+            return self.match_all
+        return self.match_all + [self.routes[name] for name in names]
+
+    def route(self, events: list[Event], failures: list[Failure], matched: dict[str, int]) -> list[Delivery]:
+        out: list[Delivery] = []
+        dumps = orjson.dumps
+        for event in events:
+            routes = self.matching(event.body)
+            if not routes:
+                continue
+            body, record = event.body, event.record
+            as_json = None
+            for route in routes:
+                matched[route.rule] = matched.get(route.rule, 0) + 1
+                for target in route.targets:
+                    try:
+                        if target.render is None:
+                            payload = as_json = as_json or dumps(body)
+                        else:
+                            payload = target.render(
+                                body, route.rule, self.arn_prefix + route.rule, ingestion_time(record.timestamp_ms)
+                            )
+                            if payload is None:
+                                continue
+                        key = record.key if target.key_path is None else extract_key(body, target.key_path)
+                    except Exception as exc:
+                        failures.append(Failure(
+                            record, "transform", "TransformFailed", f"{type(exc).__name__}: {exc}",
+                            rule=route.rule, target=target.name,
+                        ))
+                        continue
+                    out.append(Delivery(target.name, record, payload, key, route.rule))
+        return out

@@ -1,0 +1,214 @@
+"""The worker's configuration: one YAML file plus EVENTWEIR_* environment overrides.
+
+Everything is validated at start-up. A bad value is reported with its key path and what was
+expected (`consumer.max_batch_records: expected an integer, got 'lots'`), and the worker does not
+start. Overrides use `__` between levels: EVENTWEIR_KAFKA__BOOTSTRAP_SERVERS=host:9092.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "EVENTWEIR_"
+
+
+class ConfigError(Exception):
+    """Raised with one line per problem, each naming the key path."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(Section):
+    bootstrap_servers: str = Field(
+        default_factory=lambda: os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+        description="Comma-separated host:port list (defaults to $KAFKA_BOOTSTRAP_SERVERS).",
+    )
+    group_id: str = Field("eventweir", description="Consumer group; one worker = one member.")
+    client_id: str = "eventweir"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+
+
+class ConsumerSettings(Section):
+    max_batch_records: int = Field(5000, ge=1, description="Records per getmany() batch.")
+    fetch_timeout_ms: int = Field(200, ge=1)
+    max_partition_fetch_bytes: int = Field(4 << 20, ge=1024)
+    fetch_max_bytes: int = Field(32 << 20, ge=1024)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    commit_interval_ms: int = Field(1000, ge=10, description="How often acknowledged offsets are committed.")
+    session_timeout_ms: int = Field(10000, ge=1000)
+    heartbeat_interval_ms: int = Field(3000, ge=100)
+    max_poll_interval_ms: int = Field(300000, ge=1000)
+
+
+class ProducerSettings(Section):
+    linger_ms: int = Field(5, ge=0)
+    max_batch_bytes: int = Field(1 << 20, ge=1024, description="Bytes per produced record batch.")
+    max_request_size: int = Field(8 << 20, ge=1024)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    acks: Literal["all", "1", "0"] = "all"
+    enable_idempotence: bool = Field(
+        False, description="Use on real Kafka; Tansu (the embedded broker) does not support it."
+    )
+    request_timeout_ms: int = Field(30000, ge=100)
+
+
+class RuntimeSettings(Section):
+    max_in_flight: int = Field(
+        100_000, ge=1,
+        description="Deliveries a target may hold unacknowledged before the partitions feeding it pause.",
+    )
+    shutdown_grace_s: float = Field(25.0, gt=0, description="SIGTERM drain budget; keep under the pod's grace period.")
+    ready_max_lag: int = Field(10_000, ge=0, description="/readyz reports ready when every assigned partition lags less.")
+
+
+class HttpSettings(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class DeadLetterSettings(Section):
+    topic: str = "eventweir.dlq"
+
+
+class SourceSettings(Section):
+    topic: str
+    kind: Literal["json", "envelope", "iot", "clickstream", "cdc"] = Field(
+        "json", description="How records are decoded and normalised."
+    )
+    source: str | None = Field(None, description="Envelope `source` for normalised kinds.")
+    detail_type: str | None = None
+    schema_name: str | None = Field(None, alias="schema", description="Schema the payload must satisfy.")
+
+
+class TargetSettings(Section):
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    id: str = Field(pattern=r"^[\.\-_A-Za-z0-9]{1,64}$")
+    type: Literal["kafka", "log", "s3", "timestream", "influxdb", "http", "waitingroom"]
+    topic: str | None = None
+    key: str | None = Field(None, description="JSON path ($.detail.device_id) whose value keys the output record.")
+    input: str | None = Field(None, alias="Input")
+    input_path: str | None = Field(None, alias="InputPath")
+    input_transformer: dict[str, Any] | None = Field(None, alias="InputTransformer")
+
+    @model_validator(mode="after")
+    def _kafka_needs_topic(self):
+        if self.type == "kafka" and not self.topic:
+            raise ValueError("a kafka target needs `topic`")
+        return self
+
+
+class RuleSettings(Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[\.\-_A-Za-z0-9]{1,64}$")
+    description: str = ""
+    state: Literal["ENABLED", "DISABLED"] = "ENABLED"
+    event_pattern: dict[str, Any] | None = Field(
+        None, alias="EventPattern", description="EventBridge event pattern; omitted = every event."
+    )
+    targets: list[TargetSettings] = Field(default_factory=list, max_length=100)
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_ids(cls, targets):
+        ids = [t.id for t in targets]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"target ids must be unique within a rule, repeated: {', '.join(dupes)}")
+        return targets
+
+
+class Config(Section):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+    sources: list[SourceSettings] = Field(min_length=1)
+    rules: list[RuleSettings] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_names(cls, rules):
+        names = [r.name for r in rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rule names must be unique, repeated: {', '.join(dupes)}")
+        return rules
+
+    @property
+    def source_topics(self) -> list[str]:
+        return [s.topic for s in self.sources]
+
+
+def _describe(error: dict) -> str:
+    path = ""
+    for part in error["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    path = path or "(top level)"
+    kind = error["type"]
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key (check the spelling; see the configuration reference in README.md)"
+    message = error["msg"].removeprefix("Value error, ")
+    got = error.get("input")
+    if isinstance(got, (str, int, float, bool)) or got is None:
+        return f"{path}: {message}, got {got!r}"
+    return f"{path}: {message}"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """EVENTWEIR_A__B=v becomes {"a": {"b": v}}; values are parsed as YAML scalars (so 5 is an int)."""
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw) if raw else raw
+    return tree
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_config(data: dict[str, Any], environ: dict[str, str] | None = None) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"(top level): expected a mapping of sections, got {type(data).__name__}")
+    data = _merge(data, _env_overrides(os.environ if environ is None else environ))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(e) for e in exc.errors())) from None
+
+
+def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) -> Config:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {str(file)!r} not found (pass one with -c, or see README.md for an example)")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    return parse_config(data, environ)

@@ -1,0 +1,38 @@
+"""Every Prometheus metric the worker exports, declared in one place.
+
+Hot paths increment per batch (`.inc(n)`), never per event.
+"""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECORDS_IN = Counter("eventweir_records_consumed_total", "Records consumed from source topics.", ["topic"])
+RECORDS_OUT = Counter("eventweir_records_produced_total", "Records acknowledged by an output topic.", ["topic"])
+DELIVERIES = Counter(
+    "eventweir_target_deliveries_total", "Deliveries to targets by outcome (delivered, failed, dead_lettered).",
+    ["target", "outcome"],
+)
+RULE_MATCHES = Counter("eventweir_rule_matches_total", "Events matched by each rule.", ["rule"])
+DEAD_LETTERS = Counter(
+    "eventweir_dead_letters_total", "Records written to the dead-letter topic, by stage and error.", ["stage", "error"]
+)
+BATCH_SIZE = Histogram(
+    "eventweir_batch_records", "Records per consumed batch.",
+    buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000, 50000),
+)
+BATCH_SECONDS = Histogram(
+    "eventweir_batch_processing_seconds", "Time to run the pipeline over one batch (decode to deliveries).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+DELIVERY_SECONDS = Histogram(
+    "eventweir_delivery_latency_seconds", "From a batch being consumed to its outputs being acknowledged.",
+    ["target"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+CONSUMER_LAG = Gauge("eventweir_consumer_lag", "High watermark minus next offset to fetch.", ["topic", "partition"])
+COMMITTED_OFFSET = Gauge("eventweir_committed_offset", "Last committed offset.", ["topic", "partition"])
+IN_FLIGHT = Gauge("eventweir_target_in_flight", "Deliveries handed to a target and not yet acknowledged.", ["target"])
+PAUSED_PARTITIONS = Gauge("eventweir_paused_partitions", "Partitions paused by back-pressure.")
+ASSIGNED_PARTITIONS = Gauge("eventweir_assigned_partitions", "Partitions assigned to this worker.")
+REBALANCES = Counter("eventweir_rebalances_total", "Consumer group rebalances seen by this worker.", ["kind"])
+LOOP_LAG = Gauge("eventweir_event_loop_lag_seconds", "How late a periodic event-loop tick ran (blocking work shows here).")
+READY = Gauge("eventweir_ready", "1 when /readyz reports ready.")

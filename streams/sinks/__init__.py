@@ -1,0 +1,1 @@
+"""Targets: where deliveries go. Each settles the worker's offset tickets once its data is durable."""

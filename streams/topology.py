@@ -1,0 +1,70 @@
+"""Build the pipeline and the targets a config describes (Vector's sources -> transforms -> sinks)."""
+from __future__ import annotations
+
+from processors.pipeline import Pipeline
+from processors.route import Route, RouteTarget, Router, parse_key_path
+from streams.config import Config, TargetSettings
+from streams.producer import BatchProducer
+
+
+def target_name(rule: str, target_id: str) -> str:
+    return f"{rule}/{target_id}"
+
+
+def _renderer(target: TargetSettings):
+    if target.input is None and target.input_path is None and target.input_transformer is None:
+        return None
+    from processors.routing import compile_target_input
+
+    return compile_target_input(
+        input=target.input, input_path=target.input_path, input_transformer=target.input_transformer
+    ).render
+
+
+def build_router(config: Config) -> Router:
+    routes = []
+    for rule in config.rules:
+        if rule.state != "ENABLED":
+            continue
+        targets = tuple(
+            RouteTarget(
+                name=target_name(rule.name, t.id),
+                key_path=parse_key_path(t.key) if t.key else None,
+                render=_renderer(t),
+            )
+            for t in rule.targets
+        )
+        routes.append(Route(rule.name, targets, rule.event_pattern))
+    return Router(routes)
+
+
+def build_stages(config: Config) -> dict[str, list]:
+    """Per source topic, the stages after decode. `json` sources route the payload as it is."""
+    stages: dict[str, list] = {}
+    for source in config.sources:
+        stages[source.topic] = []
+    return stages
+
+
+def build_pipeline(config: Config) -> Pipeline:
+    return Pipeline(build_stages(config), build_router(config))
+
+
+def build_targets(config: Config, producer: BatchProducer, dead_letters) -> dict:
+    from streams.sinks.kafka import KafkaTarget
+    from streams.sinks.log import LogTarget
+
+    targets = {}
+    limit = config.runtime.max_in_flight
+    for rule in config.rules:
+        if rule.state != "ENABLED":
+            continue
+        for t in rule.targets:
+            name = target_name(rule.name, t.id)
+            if t.type == "kafka":
+                targets[name] = KafkaTarget(name, t.topic, producer, limit, dead_letters)
+            elif t.type == "log":
+                targets[name] = LogTarget(name, limit, dead_letters)
+            else:
+                raise NotImplementedError(f"rules[{rule.name}].targets[{t.id}]: target type {t.type!r} is not available yet")
+    return targets

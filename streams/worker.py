@@ -1,0 +1,311 @@
+"""The worker: consume batches, run the pipeline, hand deliveries to targets, commit safely.
+
+One worker is one consumer-group member. The loop never awaits a target: targets acknowledge
+asynchronously and settle the batch's tickets; a separate tick commits whatever the watermarks
+allow. A target over its in-flight bound pauses only the partitions feeding it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from processors.core import SourceRecord
+from streams import metrics
+from streams.config import Config
+from streams.deadletter import DeadLetterWriter
+from streams.producer import BatchProducer, make_producer
+from streams.topology import build_pipeline, build_targets
+from streams.watermarks import Watermarks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStats:
+    consumed: int = 0
+    delivered: int = 0
+    dead_lettered: int = 0
+    matched: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    committed: dict = field(default_factory=dict)
+    lag: dict = field(default_factory=dict)
+
+    @property
+    def total_lag(self) -> int:
+        return sum(self.lag.values())
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: "Worker"):
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked):
+        await self.worker._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned):
+        self.worker._on_assigned(set(assigned))
+
+
+def make_consumer(config: Config) -> AIOKafkaConsumer:
+    k, c = config.kafka, config.consumer
+    return AIOKafkaConsumer(
+        bootstrap_servers=k.bootstrap_servers,
+        client_id=k.client_id,
+        group_id=k.group_id,
+        security_protocol=k.security_protocol,
+        sasl_mechanism=k.sasl_mechanism or "PLAIN",
+        sasl_plain_username=k.sasl_username,
+        sasl_plain_password=k.sasl_password,
+        enable_auto_commit=False,
+        auto_offset_reset=c.auto_offset_reset,
+        max_partition_fetch_bytes=c.max_partition_fetch_bytes,
+        fetch_max_bytes=c.fetch_max_bytes,
+        session_timeout_ms=c.session_timeout_ms,
+        heartbeat_interval_ms=c.heartbeat_interval_ms,
+        max_poll_interval_ms=c.max_poll_interval_ms,
+    )
+
+
+class Worker:
+    def __init__(self, config: Config, pipeline=None):
+        self.config = config
+        self.pipeline = pipeline or build_pipeline(config)
+        self.watermarks = Watermarks()
+        self.stats = WorkerStats()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer = None
+        self.dead_letters: DeadLetterWriter | None = None
+        self.targets: dict = {}
+        self.assigned: set[TopicPartition] = set()
+        self.joined = False  # the first rebalance has completed (possibly with no partitions)
+        self.paused: set[TopicPartition] = set()
+        self.positions: dict[TopicPartition, int] = {}  # next offset to fetch, for lag
+        self._saturated: set[str] = set()
+        self._stop = asyncio.Event()
+        self._background: list[asyncio.Task] = []
+        self._last_commit = 0.0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.producer = make_producer(self.config)
+        await self.producer.start()
+        batch_producer = BatchProducer(self.producer)
+        self.dead_letters = DeadLetterWriter(self.config.dead_letter.topic, batch_producer)
+        await self.dead_letters.start()
+        self.targets = build_targets(self.config, batch_producer, self.dead_letters)
+        for target in self.targets.values():
+            await target.start()
+        self.consumer = make_consumer(self.config)
+        await self.consumer.start()
+        self.consumer.subscribe(self.config.source_topics, listener=_Rebalance(self))
+        self._background.append(asyncio.create_task(self._watch_loop_lag(), name="loop-lag"))
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> None:
+        """Start, run until `request_stop()`, then drain, commit and leave the group."""
+        try:
+            await self.start()
+            await self._loop()
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        grace = self.config.runtime.shutdown_grace_s
+        deadline = time.monotonic() + grace
+        if self.consumer is not None and self.consumer._closed is False:
+            await self._drain(None, max(0.1, deadline - time.monotonic()))
+            await self._commit(force=True)
+            try:
+                await asyncio.wait_for(self.consumer.stop(), max(0.5, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                log.error("consumer did not leave the group within the grace period")
+        for task in self._background:
+            task.cancel()
+        for target in self.targets.values():
+            await target.close()
+        if self.dead_letters:
+            await self.dead_letters.close()
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+        metrics.READY.set(0)
+        log.info("worker stopped: consumed %d, committed %s", self.stats.consumed,
+                 {f"{tp.topic}[{tp.partition}]": o for tp, o in self.stats.committed.items()})
+
+    # --- the loop ----------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        c = self.config.consumer
+        commit_every = c.commit_interval_ms / 1000
+        while not self._stop.is_set():
+            batch = await self.consumer.getmany(timeout_ms=c.fetch_timeout_ms, max_records=c.max_batch_records)
+            if batch and not self._stop.is_set():
+                self._process(batch)
+            self._apply_backpressure()
+            if time.monotonic() - self._last_commit >= commit_every:
+                await self._commit()
+                self._update_lag()
+
+    def _process(self, batch: dict) -> None:
+        started = time.perf_counter()
+        by_topic: dict[str, list[SourceRecord]] = defaultdict(list)
+        tickets = {}
+        count = 0
+        for tp, messages in batch.items():
+            if tp not in self.assigned:
+                continue  # revoked while in flight: its new owner reads it again
+            tickets[tp] = self.watermarks.open(tp, messages[-1].offset + 1)
+            self.positions[tp] = messages[-1].offset + 1
+            records = by_topic[tp.topic]
+            for m in messages:
+                records.append(SourceRecord(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value,
+                                            tuple(m.headers) if m.headers else ()))
+            count += len(messages)
+            metrics.RECORDS_IN.labels(tp.topic).inc(len(messages))
+        if not count:
+            return
+        result = self.pipeline.run(by_topic)
+        # fan deliveries out, tagged with their partition's ticket
+        per_target: dict[str, list] = defaultdict(list)
+        for delivery in result.deliveries:
+            record = delivery.record
+            per_target[delivery.target].append((delivery, tickets[(record.topic, record.partition)]))
+        for name, items in per_target.items():
+            self.targets[name].submit(items)
+        if result.failures:
+            self.dead_letters.write_failures(
+                [(f, tickets[(f.record.topic, f.record.partition)]) for f in result.failures]
+            )
+        for ticket in tickets.values():
+            ticket.release()
+        stats = self.stats
+        stats.consumed += count
+        stats.delivered += len(result.deliveries)
+        stats.dead_lettered += len(result.failures)
+        for rule, n in result.matched.items():
+            stats.matched[rule] += n
+            metrics.RULE_MATCHES.labels(rule).inc(n)
+        metrics.BATCH_SIZE.observe(count)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    # --- back-pressure -------------------------------------------------------------------------
+    def _apply_backpressure(self) -> None:
+        for name, target in self.targets.items():
+            if target.saturated:
+                self._saturated.add(name)
+            elif name in self._saturated and target.relieved:
+                self._saturated.discard(name)
+        want: set[TopicPartition] = set()
+        for name in self._saturated:
+            for topic, partition in self.targets[name].feeding_partitions():
+                tp = TopicPartition(topic, partition)
+                if tp in self.assigned:
+                    want.add(tp)
+        if want == self.paused:
+            return
+        to_pause, to_resume = want - self.paused, self.paused - want
+        if to_pause:
+            log.warning("back-pressure: pausing %s (targets over their in-flight bound: %s)",
+                        sorted(to_pause), sorted(self._saturated))
+            self.consumer.pause(*to_pause)
+        if to_resume:
+            self.consumer.resume(*to_resume)
+        self.paused = want
+        metrics.PAUSED_PARTITIONS.set(len(want))
+
+    # --- offsets --------------------------------------------------------------------------------
+    async def _commit(self, tps=None, force: bool = False) -> None:
+        self._last_commit = time.monotonic()
+        offsets = self.watermarks.committable(tps)
+        offsets = {tp: o for tp, o in offsets.items() if tp in self.assigned or force}
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            log.warning("commit of %d partitions failed (%s); they will be retried or re-read", len(offsets), exc)
+            return
+        self.watermarks.mark_committed(offsets)
+        self.stats.committed.update(offsets)
+        for tp, offset in offsets.items():
+            metrics.COMMITTED_OFFSET.labels(tp.topic, str(tp.partition)).set(offset)
+
+    async def _drain(self, tps, timeout: float) -> None:
+        """Wait until every delivery derived from `tps` (None = all) is settled, up to `timeout`."""
+        deadline = time.monotonic() + timeout
+        while not self.watermarks.drained(tps):
+            if time.monotonic() > deadline:
+                log.warning("drain timed out after %.1fs; committing what is acknowledged", timeout)
+                return
+            await asyncio.sleep(0.01)
+
+    def _update_lag(self) -> None:
+        lag = {}
+        for tp in self.assigned:
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            position = self.positions.get(tp, self.stats.committed.get(tp))
+            if position is None:
+                continue
+            lag[tp] = max(0, high - position)
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag[tp])
+        self.stats.lag = lag
+        metrics.READY.set(1 if self.ready[0] else 0)
+
+    # --- rebalance --------------------------------------------------------------------------------
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        metrics.REBALANCES.labels("revoked").inc()
+        if not revoked:
+            return
+        await self._drain(revoked, self.config.runtime.shutdown_grace_s)
+        await self._commit(revoked)
+        for tp in revoked:
+            self.watermarks.revoke(tp)
+            self.stats.lag.pop(tp, None)
+            self.positions.pop(tp, None)
+        self.assigned -= revoked
+        self.paused -= revoked
+        metrics.ASSIGNED_PARTITIONS.set(len(self.assigned))
+        log.info("gave up %d partitions after committing them", len(revoked))
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        metrics.REBALANCES.labels("assigned").inc()
+        for tp in assigned:
+            self.watermarks.assign(tp)
+        self.assigned = set(assigned)
+        self.joined = True
+        metrics.ASSIGNED_PARTITIONS.set(len(self.assigned))
+        log.info("assigned %d partitions: %s", len(assigned), sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+
+    # --- health -----------------------------------------------------------------------------------
+    @property
+    def ready(self) -> tuple[bool, str]:
+        if self.stopping:
+            return False, "stopping"
+        if not self.joined:
+            return False, "waiting for the consumer group to assign partitions"
+        behind = {tp: n for tp, n in self.stats.lag.items() if n > self.config.runtime.ready_max_lag}
+        if behind:
+            worst = max(behind, key=behind.get)
+            return False, f"catching up: {worst.topic}[{worst.partition}] is {behind[worst]} records behind"
+        if not self.assigned:
+            return True, "ready (idle: no partitions assigned; more replicas than partitions?)"
+        return True, f"ready: {len(self.assigned)} partitions"
+
+    async def _watch_loop_lag(self) -> None:
+        interval = 0.25
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(interval)
+            metrics.LOOP_LAG.set(max(0.0, time.monotonic() - before - interval))
