@@ -24,6 +24,10 @@ def config_topics(config) -> list[str]:
 
 
 def run(args) -> int:
+    import signal
+
+    # a SIGTERM before the worker is up has nothing to drain: exit cleanly (the worker installs its own)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     import asyncio
     import logging
 
