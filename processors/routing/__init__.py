@@ -1,0 +1,15 @@
+"""EventBridge routing with AWS's semantics: event patterns, rule sets, input transformers.
+
+Pure functions over parsed events (dicts); no I/O. Compile once at start-up, match per event.
+"""
+from .envelope import validate_event
+from .errors import InvalidEventPatternException, ValidationException
+from .pattern import Pattern, compile_pattern
+
+__all__ = [
+    "InvalidEventPatternException",
+    "ValidationException",
+    "Pattern",
+    "compile_pattern",
+    "validate_event",
+]
