@@ -5,11 +5,16 @@ Pure functions over parsed events (dicts); no I/O. Compile once at start-up, mat
 from .envelope import validate_event
 from .errors import InvalidEventPatternException, ValidationException
 from .pattern import Pattern, compile_pattern
+from .ruleset import RuleSet
+from .transform import TargetInput, compile_target_input
 
 __all__ = [
     "InvalidEventPatternException",
     "ValidationException",
     "Pattern",
     "compile_pattern",
+    "RuleSet",
     "validate_event",
+    "TargetInput",
+    "compile_target_input",
 ]
