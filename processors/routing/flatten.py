@@ -62,8 +62,20 @@ def _visit(v: Any, node: PathTrie, trail: tuple, out: dict) -> None:
         if node.children:
             _walk(v, node, trail, out)
     elif t is list:
+        arr = id(v)
+        leaf = node.leaf
+        lst = None
         for i, x in enumerate(v):
-            _visit(x, node, trail + ((id(v), i),), out)
+            tx = type(x)
+            if tx is dict or tx is list:
+                _visit(x, node, trail + ((arr, i),), out)
+            elif leaf is not None:
+                # scalars in a list: appended here, without a call per element
+                if lst is None:
+                    lst = out.get(leaf)
+                    if lst is None:
+                        lst = out[leaf] = []
+                lst.append((x, trail + ((arr, i),)))
     elif node.leaf is not None:
         lst = out.get(node.leaf)
         if lst is None:

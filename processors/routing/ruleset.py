@@ -81,7 +81,7 @@ class _FieldIndex:
             found.update(self.exists)
         for v, _ in entries:
             t = type(v)
-            key = leaf_key(v)
+            key = v if t is str else leaf_key(v)
             got = self.exact.get(key)
             if got:
                 found.update(got)
@@ -125,6 +125,7 @@ class RuleSet:
         self.decided: list[bool] = []  # anchor hit alone proves the clause
         self.always: list[int] = []  # clause ids with no anchor
         self.index: dict[str, _FieldIndex] = {}
+        self.single: list = []  # clause id -> (path, predicates) for one-field value clauses
         paths = set()
         for r, (name, pattern) in enumerate(rules.items()):
             self.names.append(name)
@@ -133,6 +134,10 @@ class RuleSet:
                 self.clauses.append(clause)
                 self.clause_rule.append(r)
                 paths.update(p for p, _ in clause)
+                clause.sort(key=_field_cost)
+                self.single.append(
+                    (clause[0][0], tuple(c.pred for c in clause[0][1]))
+                    if len(clause) == 1 and all(c.kind != "exists" for c in clause[0][1]) else None)
                 anchor = _pick_anchor(clause)
                 if anchor is None:
                     self.always.append(cid)
@@ -164,14 +169,32 @@ class RuleSet:
             return []
         rules = set()
         clause_rule, decided, clauses = self.clause_rule, self.decided, self.clauses
+        single = self.single
         for cid in found:
             r = clause_rule[cid]
             if r in rules:
                 continue
-            if decided[cid] or clause_matches(clauses[cid], flat):
+            if decided[cid]:
+                rules.add(r)
+                continue
+            one = single[cid]
+            if one is not None:
+                # one field, value conditions only: no array consistency to track
+                entries = flat.get(one[0])
+                if entries:
+                    preds = one[1]
+                    if any(p(v) for v, _ in entries for p in preds):
+                        rules.add(r)
+            elif clause_matches(clauses[cid], flat):
                 rules.add(r)
         names = self.names
         return [names[r] for r in sorted(rules)]
+
+
+def _field_cost(field) -> int:
+    """Verify cheap, selective fields first so a failing clause stops early."""
+    kinds = {c.kind for c in field[1]}
+    return 0 if kinds <= {"exact", "eic"} else 1 if "exists" not in kinds else 2
 
 
 def _pick_anchor(clause):
