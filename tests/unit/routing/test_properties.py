@@ -152,3 +152,29 @@ def test_adversarial_wildcards_take_bounded_time():
         except InvalidEventPatternException as e:
             assert "too complex" in e.message
     assert time.perf_counter() - start < 2.0
+
+
+wild = st.builds(lambda s: {"wildcard": s}, st.sampled_from(["x*", "*y", "x*y", "*", "X*z", "*x*"]))
+more_conditions = st.one_of(
+    conditions, wild,
+    st.builds(lambda s: {"prefix": {"equals-ignore-case": s}}, strs),
+    st.builds(lambda s: {"suffix": {"equals-ignore-case": s}}, strs),
+    st.builds(lambda xs: {"anything-but": {"prefix": xs}}, st.sampled_from(["x", "y"])),
+    st.builds(lambda x: {"numeric": ["=", x]}, st.integers(-2, 2)),
+    st.builds(lambda x: {"numeric": [">", x]}, st.sampled_from([-1, 0, 1.5])),
+)
+rule_patterns = st.dictionaries(paths, st.lists(more_conditions, min_size=1, max_size=3), min_size=1, max_size=3)
+array_events = st.one_of(events, st.dictionaries(
+    st.sampled_from(KEYS), st.lists(st.dictionaries(st.sampled_from(KEYS), values, max_size=2), max_size=2),
+    max_size=2))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(rule_patterns, min_size=1, max_size=12), st.lists(array_events, min_size=1, max_size=5))
+def test_ruleset_agrees_with_each_pattern(patterns_, evs):
+    """The indexed, code-generated rule set returns exactly the rules whose pattern matches."""
+    rules = {f"r{i}": p for i, p in enumerate(patterns_)}
+    rs = RuleSet(rules)
+    compiled = {n: compile_pattern(p) for n, p in rules.items()}
+    for ev in evs:
+        assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)]
