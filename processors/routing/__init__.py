@@ -1,0 +1,20 @@
+"""EventBridge routing with AWS's semantics: event patterns, rule sets, input transformers.
+
+Pure functions over parsed events (dicts); no I/O. Compile once at start-up, match per event.
+"""
+from .envelope import validate_event
+from .errors import InvalidEventPatternException, ValidationException
+from .pattern import Pattern, compile_pattern
+from .ruleset import RuleSet
+from .transform import TargetInput, compile_target_input
+
+__all__ = [
+    "InvalidEventPatternException",
+    "ValidationException",
+    "Pattern",
+    "compile_pattern",
+    "RuleSet",
+    "validate_event",
+    "TargetInput",
+    "compile_target_input",
+]

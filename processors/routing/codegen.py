@@ -1,0 +1,147 @@
+"""Generate one specialised Python function per rule set: read the used fields, look them up.
+
+The generic path (flatten.py) walks every key of the event dicts it visits. The generated
+function instead does one `dict.get` per field some rule uses, and inlines the index lookups for
+that field (hash lookup for exact values, sliced-key lookups per prefix/suffix length, range
+bisection). It returns the slot values, or None when the event needs the generic path: a key
+containing "." in a visited object (EventBridge joins keys with dots) or an array of objects on
+the way to a used field (array consistency needs per-element trails).
+"""
+from __future__ import annotations
+
+from .conditions import leaf_key
+
+MISSING = object()
+
+
+def scalars(values: list) -> list:
+    """Leaf values of a (possibly nested) list; objects inside contribute nothing here."""
+    out = []
+    for x in values:
+        t = type(x)
+        if t is list:
+            out.extend(scalars(x))
+        elif t is not dict:
+            out.append(x)
+    return out
+
+
+class _Gen:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.env: dict = {"M": MISSING, "_lk": leaf_key, "_scalars": scalars}
+        self.n = 0
+
+    def var(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def const(self, prefix: str, value) -> str:
+        name = self.var(prefix)
+        self.env[name] = value
+        return name
+
+    def emit(self, depth: int, text: str) -> None:
+        self.lines.append("    " * depth + text)
+
+
+def build_fast_path(trie, slot_of: dict, index: dict):
+    """Source and compiled function `fast(ev, found) -> slots | None`."""
+    g = _Gen()
+    g.emit(0, "def fast(ev, found):")
+    g.emit(1, 'if "." in "".join(ev):')
+    g.emit(2, "return None")
+    g.emit(1, f"s = [M] * {len(slot_of)}")
+    _node(g, trie, "ev", 1, slot_of, index)
+    g.emit(1, "return s")
+    source = "\n".join(g.lines) + "\n"
+    exec(compile(source, "<eventweir-ruleset>", "exec"), g.env)
+    return g.env["fast"], source
+
+
+def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict) -> None:
+    for seg, child in node.children.items():
+        v = g.var("v")
+        g.emit(depth, f"{v} = {d}.get({seg!r}, M)")
+        g.emit(depth, f"if {v} is not M:")
+        inner = depth + 1
+        if child.children:
+            t = g.var("t")
+            g.emit(inner, f"{t} = type({v})")
+            g.emit(inner, f"if {t} is dict:")
+            g.emit(inner + 1, f'if "." in "".join({v}):')
+            g.emit(inner + 2, "return None")
+            _node(g, child, v, inner + 1, slot_of, index)
+            g.emit(inner, f"elif {t} is list:")
+            g.emit(inner + 1, "return None")
+            if child.leaf is not None:
+                g.emit(inner, "else:")
+                _leaf(g, v, inner + 1, slot_of[child.leaf], index.get(child.leaf), scalar=True)
+        else:
+            _leaf(g, v, inner, slot_of[child.leaf], index.get(child.leaf), scalar=False)
+
+
+def _other(fi, slot: int):
+    """Slot filler for values the generated code does not inline: lists, literals, numbers."""
+    hits = fi.hits_values if fi is not None else None
+
+    def other(v, s, found):
+        t = type(v)
+        if t is list:
+            v = scalars(v)
+            if not v:
+                return
+        elif t is dict:
+            return
+        s[slot] = v
+        if hits is not None:
+            hits(v if t is list else (v,), found)
+    return other
+
+
+def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool) -> None:
+    """Store the leaf value(s) in slot and look the value up in the field's index.
+
+    Strings (and numbers, when the field has numeric ranges) are looked up inline; anything
+    else goes through a small helper.
+    """
+    t = g.var("t")
+    g.emit(depth, f"{t} = type({v})")
+    g.emit(depth, f"if {t} is str:")
+    d2 = depth + 1
+    g.emit(d2, f"s[{slot}] = {v}")
+    if fi is not None:
+        if fi.exists:
+            g.emit(d2, f"found.update({g.const('exs', tuple(fi.exists))})")
+        if fi.exact:
+            _lookup(g, d2, g.const("ex", fi.exact), v)
+        for n, table in sorted(fi.prefix.items()):
+            _lookup(g, d2, g.const("pf", table), f"{v}[:{n}]")
+        for n, table in sorted(fi.suffix.items()):
+            _lookup(g, d2, g.const("sf", table), f"{v}[-{n}:]" if n else '""')
+        if fi.eic or fi.prefix_ic or fi.suffix_ic:
+            low = g.var("low")
+            g.emit(d2, f"{low} = {v}.lower()")
+            if fi.eic:
+                _lookup(g, d2, g.const("eic", fi.eic), low)
+            for n, table in sorted(fi.prefix_ic.items()):
+                _lookup(g, d2, g.const("pfi", table), f"{low}[:{n}]")
+            for n, table in sorted(fi.suffix_ic.items()):
+                _lookup(g, d2, g.const("sfi", table), f"{low}[-{n}:]" if n else '""')
+    if fi is not None and fi.range_index is not None:
+        g.emit(depth, f"elif {t} is float or {t} is int:")
+        g.emit(d2, f"s[{slot}] = {v}")
+        if fi.exists:
+            g.emit(d2, f"found.update({g.const('exs', tuple(fi.exists))})")
+        if fi.exact:
+            _lookup(g, d2, g.const("ex", fi.exact), f"_lk({v})")
+        _lookup(g, d2, None, v, fn=g.const("rg", fi.range_index.lookup))
+    g.emit(depth, "else:")
+    g.emit(d2, f"{g.const('other', _other(fi, slot))}({v}, s, found)")
+
+
+def _lookup(g: _Gen, depth: int, table: str | None, key: str, fn: str | None = None) -> None:
+    c = g.var("c")
+    g.emit(depth, f"{c} = {fn}({key})" if fn else f"{c} = {table}.get({key})")
+    g.emit(depth, f"if {c}:")
+    g.emit(depth + 1, f"found.update({c})")

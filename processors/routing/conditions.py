@@ -1,0 +1,118 @@
+"""One condition on one field's leaf value, as a small record plus a compiled predicate.
+
+Event values are JSON leaves: str, int/float, bool, None. Numbers compare as IEEE doubles (as
+event-ruler does), so 300, 300.0 and 3e2 are the same value and the string "300" is not a number.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .wildcard import make_matcher
+
+
+def is_number(v: Any) -> bool:
+    t = type(v)
+    return t is int or t is float
+
+
+def number_key(v: Any):
+    """Dict key under which a JSON number is stored: a float, so 300 and 300.0 meet."""
+    try:
+        return float(v)
+    except OverflowError:
+        return v
+
+
+def leaf_key(v: Any):
+    """Key of a leaf in exact-value tables: str as is, numbers as float, literals tagged.
+
+    Tagging keeps True apart from 1 and False from 0 (equal in Python, different in JSON).
+    """
+    t = type(v)
+    if t is str:
+        return v
+    if t is int or t is float:
+        return number_key(v)
+    return ("#lit", v)
+
+
+@dataclass(slots=True)
+class Condition:
+    kind: str  # exact, prefix, prefix_ic, suffix, suffix_ic, eic, wildcard, numeric, cidr,
+    #            anything_but, ab_prefix, ab_suffix, ab_eic, ab_wildcard, exists
+    arg: Any
+    pred: Callable[[Any], bool] = field(repr=False, compare=False, default=None)
+
+
+def _ip(v: Any):
+    try:
+        return ipaddress.ip_address(v)
+    except ValueError:
+        return None
+
+
+def build_predicate(kind: str, arg: Any) -> Callable[[Any], bool]:
+    if kind == "exact":
+        key = arg
+        return lambda v: leaf_key(v) == key
+    if kind == "prefix":
+        return lambda v: type(v) is str and v.startswith(arg)
+    if kind == "prefix_ic":
+        return lambda v: type(v) is str and v.lower().startswith(arg)
+    if kind == "suffix":
+        return lambda v: type(v) is str and v.endswith(arg)
+    if kind == "suffix_ic":
+        return lambda v: type(v) is str and v.lower().endswith(arg)
+    if kind == "eic":
+        return lambda v: type(v) is str and v.lower() == arg
+    if kind == "wildcard":
+        m = make_matcher(arg)
+        return lambda v: type(v) is str and m(v)
+    if kind == "numeric":
+        lo, lo_incl, hi, hi_incl = arg
+
+        def numeric(v: Any) -> bool:
+            t = type(v)
+            if t is not int and t is not float:
+                return False
+            x = float(v) if t is int else v
+            if lo is not None and (x < lo or (x == lo and not lo_incl)):
+                return False
+            if hi is not None and (x > hi or (x == hi and not hi_incl)):
+                return False
+            return True
+        return numeric
+    if kind == "cidr":
+        net = arg
+
+        def cidr(v: Any) -> bool:
+            if type(v) is not str:
+                return False
+            ip = _ip(v)
+            return ip is not None and ip.version == net.version and ip in net
+        return cidr
+    if kind == "anything_but":
+        keys = arg  # frozenset of leaf keys
+        return lambda v: leaf_key(v) not in keys
+    if kind == "ab_prefix":
+        tup = tuple(arg)
+        return lambda v: not (type(v) is str and v.startswith(tup))
+    if kind == "ab_suffix":
+        tup = tuple(arg)
+        return lambda v: not (type(v) is str and v.endswith(tup))
+    if kind == "ab_eic":
+        keys = frozenset(arg)
+        return lambda v: not (type(v) is str and v.lower() in keys)
+    if kind == "ab_wildcard":
+        ms = [make_matcher(a) for a in arg]
+        return lambda v: not (type(v) is str and any(m(v) for m in ms))
+    if kind == "exists":
+        # exists is decided on presence, never per value; a present leaf satisfies exists:true
+        return lambda v: arg
+    raise AssertionError(kind)
+
+
+def make(kind: str, arg: Any) -> Condition:
+    return Condition(kind, arg, build_predicate(kind, arg))

@@ -1,0 +1,155 @@
+"""Per-field value indexes for a rule set: value -> ids of the fields (conditions) it satisfies.
+
+Exact values by hash, prefixes/suffixes by one dict per distinct length (a slice then a hash
+lookup), equals-ignore-case on the lowered value, numeric ranges by bisection over the sorted
+range boundaries, exists:true by presence of the path. A wildcard with a literal head (or tail)
+is entered as a prefix (or suffix) prefilter: a hit there is necessary, and the wildcard itself
+is checked afterwards.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from functools import partial
+
+from .conditions import leaf_key
+
+_NUMBER_TYPES = {int, float}
+
+
+class RangeIndex:
+    """Each elementary interval between sorted boundaries knows the fields its numbers satisfy.
+
+    Slot 2i+1 is the boundary point points[i]; slot 2i is the open interval just below it.
+    """
+
+    def __init__(self, ranges: list[tuple[tuple, int]]):
+        points = sorted({b for (lo, _, hi, _), _ in ranges for b in (lo, hi) if b is not None})
+        pos = {p: i for i, p in enumerate(points)}
+        slots: list[list] = [[] for _ in range(2 * len(points) + 1)]
+        for (lo, lo_incl, hi, hi_incl), fid in ranges:
+            first = 0 if lo is None else 2 * pos[lo] + (1 if lo_incl else 2)
+            last = len(slots) - 1 if hi is None else 2 * pos[hi] + (1 if hi_incl else 0)
+            for s in range(first, last + 1):
+                slots[s].append(fid)
+        self.points = points
+        self.point_set = frozenset(points)
+        self.pos = pos
+        self.slots = [tuple(s) for s in slots]
+        self._bisect = partial(bisect_right, points)
+
+    def lookup(self, x) -> tuple:
+        i = bisect_right(self.points, x)
+        if i and self.points[i - 1] == x:
+            return self.slots[2 * (i - 1) + 1]
+        return self.slots[2 * i]
+
+    def lookup_many(self, numbers: list, found: set) -> None:
+        """All fields hit by any of `numbers` (ints/floats only), with the loops in C."""
+        on = self.point_set.intersection(numbers)
+        if on:
+            slots = self.slots
+            for x in on:
+                found.update(slots[2 * self.pos[x] + 1])
+            numbers = [x for x in numbers if x not in on]
+        slots = self.slots
+        for i in set(map(self._bisect, numbers)):
+            got = slots[2 * i]
+            if got:
+                found.update(got)
+
+
+class FieldIndex:
+    __slots__ = ("exact", "prefix", "prefix_ic", "suffix", "suffix_ic", "eic", "ranges",
+                 "range_index", "exists")
+
+    def __init__(self) -> None:
+        self.exact: dict = {}
+        self.prefix: dict[int, dict] = {}
+        self.prefix_ic: dict[int, dict] = {}
+        self.suffix: dict[int, dict] = {}
+        self.suffix_ic: dict[int, dict] = {}
+        self.eic: dict = {}
+        self.ranges: list = []
+        self.range_index: RangeIndex | None = None
+        self.exists: list = []
+
+    def add(self, kind: str, arg, fid: int) -> None:
+        if kind == "exact":
+            self.exact.setdefault(arg, []).append(fid)
+        elif kind == "eic":
+            self.eic.setdefault(arg, []).append(fid)
+        elif kind in ("prefix", "prefix_ic", "suffix", "suffix_ic"):
+            getattr(self, kind).setdefault(len(arg), {}).setdefault(arg, []).append(fid)
+        elif kind == "numeric":
+            self.ranges.append((arg, fid))
+        elif kind == "exists":
+            self.exists.append(fid)
+        else:
+            raise AssertionError(kind)
+
+    def finish(self) -> None:
+        """Freeze the id lists into tuples and build the range structure."""
+        for table in (self.exact, self.eic):
+            for k in table:
+                table[k] = tuple(dict.fromkeys(table[k]))
+        for by_len in (self.prefix, self.prefix_ic, self.suffix, self.suffix_ic):
+            for table in by_len.values():
+                for k in table:
+                    table[k] = tuple(dict.fromkeys(table[k]))
+        self.exists = tuple(self.exists)
+        if self.ranges:
+            self.range_index = RangeIndex(self.ranges)
+
+    def hits_values(self, values, found: set) -> None:
+        """Add to `found` the ids of fields satisfied by any of `values` (leaves of one path)."""
+        if self.exists:
+            found.update(self.exists)
+        exact = self.exact
+        strs = self.prefix or self.suffix or self.eic or self.prefix_ic or self.suffix_ic
+        if (not exact and not strs and self.range_index is not None and len(values) > 1
+                and _NUMBER_TYPES.issuperset(map(type, values))):
+            # a numeric array (coordinates, readings): one C-level pass
+            self.range_index.lookup_many(values, found)
+            return
+        numbers = []
+        for v in values:
+            t = type(v)
+            if exact:
+                got = exact.get(v if t is str else leaf_key(v))
+                if got:
+                    found.update(got)
+            if t is str:
+                if strs:
+                    self._string(v, found)
+            elif t is float or t is int:
+                numbers.append(v)
+        if numbers and self.range_index is not None:
+            if len(numbers) == 1:
+                got = self.range_index.lookup(numbers[0])
+                if got:
+                    found.update(got)
+            else:
+                self.range_index.lookup_many(numbers, found)
+
+    def _string(self, v: str, found: set) -> None:
+        for n, table in self.prefix.items():
+            got = table.get(v[:n])
+            if got:
+                found.update(got)
+        for n, table in self.suffix.items():
+            got = table.get(v[-n:] if n else "")
+            if got:
+                found.update(got)
+        if self.eic or self.prefix_ic or self.suffix_ic:
+            low = v.lower()
+            got = self.eic.get(low)
+            if got:
+                found.update(got)
+            for n, table in self.prefix_ic.items():
+                got = table.get(low[:n])
+                if got:
+                    found.update(got)
+            for n, table in self.suffix_ic.items():
+                got = table.get(low[-n:] if n else "")
+                if got:
+                    found.update(got)

@@ -1,0 +1,140 @@
+"""`wildcard` operator: parsing, AWS's complexity limit, and a linear-time matcher.
+
+A wildcard holds only `*` (zero or more characters), so it is matched as literal segments found
+left to right with str.find: no regex backtracking, bounded time on adversarial patterns such as
+`*a*a*a*b` against long runs of `a`.
+"""
+from __future__ import annotations
+
+from .errors import invalid
+
+# event-ruler rejects a rule when more than this many wildcard-pattern prefixes can match one
+# input value at once (MachineComplexityEvaluator as configured by EventBridge).
+COMPLEXITY_LIMIT = 9
+_STAR = None  # token for `*` in a parsed pattern
+_EXPLORE_BUDGET = 20000  # state sets examined before we call a pattern too complex
+
+
+def parse_wildcard(text: str) -> list:
+    """Tokens of `text`: one-character strings, or None for `*`. Raises AWS's errors."""
+    tokens: list = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "*":
+            if tokens and tokens[-1] is _STAR:
+                raise invalid(f"Consecutive wildcard characters at pos {i}")
+            tokens.append(_STAR)
+        elif c == "\\":
+            if i + 1 >= n or text[i + 1] not in "*\\":
+                raise invalid(f"Wildcard Rule has invalid escape character at pos {i}")
+            i += 1
+            tokens.append(text[i])
+        else:
+            tokens.append(c)
+        i += 1
+    return tokens
+
+
+def segments(tokens: list) -> tuple[str, ...]:
+    """Literal runs between stars: ('a', 'b') for a*b, ('', 'x', '') for *x*."""
+    out, cur = [], []
+    for t in tokens:
+        if t is _STAR:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(t)
+    out.append("".join(cur))
+    return tuple(out)
+
+
+def make_matcher(segs: tuple[str, ...]):
+    """A predicate on str for the wildcard with these literal segments."""
+    if len(segs) == 1:
+        lit = segs[0]
+        return lambda s: s == lit
+    head, tail, middle = segs[0], segs[-1], segs[1:-1]
+    need = sum(len(x) for x in segs)
+    if not middle:
+        def match(s: str) -> bool:
+            return len(s) >= need and s.startswith(head) and s.endswith(tail)
+        return match
+
+    def match(s: str) -> bool:
+        if len(s) < need or not s.startswith(head) or not s.endswith(tail):
+            return False
+        pos, end = len(head), len(s) - len(tail)
+        for seg in middle:
+            found = s.find(seg, pos, end)
+            if found < 0:
+                return False
+            pos = found + len(seg)
+        return True
+    return match
+
+
+def complexity(patterns: list[list]) -> int:
+    """Most wildcard-pattern prefixes that one input can match at once (event-ruler's measure).
+
+    Each pattern is an NFA over its tokens; state k means "tokens[:k] matched the input so far".
+    A state after a `*` also stays live on any character. We explore the reachable sets of live
+    states (one representative character for "any other"), weighting each live state 1, and stop
+    early once the limit is passed.
+    """
+    machines = []
+    alphabet: set[str] = set()
+    for toks in {tuple(p) for p in patterns}:
+        if _STAR not in toks:
+            continue
+        machines.append(toks)
+        alphabet.update(t for t in toks if t is not _STAR)
+    if not machines:
+        return 0
+    chars = list(alphabet) + ["\x00other"]
+
+    def closure(m: int, states: set) -> set:
+        toks = machines[m]
+        out = set(states)
+        stack = list(states)
+        while stack:
+            k = stack.pop()
+            if k < len(toks) and toks[k] is _STAR and k + 1 not in out:
+                out.add(k + 1)
+                stack.append(k + 1)
+        return out
+
+    start = tuple(frozenset(closure(m, {0})) for m in range(len(machines)))
+    seen = {start}
+    todo = [start]
+    best = 0
+    budget = _EXPLORE_BUDGET
+    while todo:
+        budget -= 1
+        if budget < 0:
+            return COMPLEXITY_LIMIT + 1
+        cur = todo.pop()
+        for ch in chars:
+            nxt = []
+            size = 0
+            for m, states in enumerate(cur):
+                toks = machines[m]
+                step = set()
+                for k in states:
+                    if k and toks[k - 1] is _STAR:
+                        step.add(k)  # the star just passed absorbs ch
+                    if k < len(toks) and toks[k] == ch:
+                        step.add(k + 1)
+                step = closure(m, step)
+                # state 0 (nothing matched) is not a prefix; every other live state is one
+                size += len(step) - (0 in step)
+                nxt.append(frozenset(step))
+            if size > best:
+                best = size
+                if best > COMPLEXITY_LIMIT:
+                    return best
+            key = tuple(nxt)
+            if key not in seen and any(nxt):
+                seen.add(key)
+                todo.append(key)
+    return best

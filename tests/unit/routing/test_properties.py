@@ -1,0 +1,180 @@
+"""Property tests against a tiny obviously-correct matcher, and fuzzing of the compiler."""
+import math
+import time
+
+import orjson
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from processors.routing import InvalidEventPatternException, RuleSet, compile_pattern
+
+KEYS = ["a", "b", "c"]
+scalars = st.one_of(st.sampled_from(["", "x", "xy", "yx", "X", "xyz"]), st.integers(-3, 3),
+                    st.sampled_from([1.5, -0.5]), st.booleans(), st.none())
+values = st.one_of(scalars, st.lists(scalars, max_size=3))
+events = st.dictionaries(st.sampled_from(KEYS),
+                         st.one_of(values, st.dictionaries(st.sampled_from(KEYS), values, max_size=2)),
+                         max_size=3)
+strs = st.sampled_from(["", "x", "y", "xy", "X"])
+conditions = st.one_of(
+    scalars,
+    st.builds(lambda s: {"prefix": s}, strs),
+    st.builds(lambda s: {"suffix": s}, strs),
+    st.builds(lambda s: {"equals-ignore-case": s}, strs),
+    st.builds(lambda xs: {"anything-but": xs}, st.lists(st.sampled_from(["x", "xy", 1, 2]), min_size=1, max_size=2)),
+    st.builds(lambda lo, w: {"numeric": [">=", lo, "<", lo + w]}, st.integers(-3, 3), st.integers(1, 3)),
+    st.builds(lambda b: {"exists": b}, st.booleans()),
+)
+paths = st.sampled_from(["a", "b", "a.b", "c.a"])
+patterns = st.dictionaries(paths, st.lists(conditions, min_size=1, max_size=3), min_size=1, max_size=3)
+
+
+def leaves(event, path):
+    """Every leaf value at a dotted path, looking through lists (no dotted event keys here)."""
+    cur = [event]
+    for seg in path.split("."):
+        nxt = []
+        for node in cur:
+            for item in (node if isinstance(node, list) else [node]):
+                if isinstance(item, dict) and seg in item:
+                    nxt.append(item[seg])
+        cur = nxt
+    out = []
+    for node in cur:
+        for item in (node if isinstance(node, list) else [node]):
+            if not isinstance(item, (dict, list)):
+                out.append(item)
+    return out
+
+
+def is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def holds(cond, vals):
+    if not isinstance(cond, dict):
+        if is_num(cond):
+            return any(is_num(v) and float(v) == float(cond) for v in vals)
+        return any(type(v) is type(cond) and v == cond for v in vals)
+    (op, arg), = cond.items()
+    strs_ = [v for v in vals if isinstance(v, str)]
+    if op == "prefix":
+        return any(v.startswith(arg) for v in strs_)
+    if op == "suffix":
+        return any(v.endswith(arg) for v in strs_)
+    if op == "equals-ignore-case":
+        return any(v.lower() == arg.lower() for v in strs_)
+    if op == "anything-but":
+        def excluded(v):
+            return any((is_num(v) and is_num(x) and float(v) == float(x)) or
+                       (isinstance(v, str) and v == x) for x in arg)
+        return any(not excluded(v) for v in vals)
+    if op == "numeric":
+        return any(is_num(v) and arg[1] <= v < arg[3] for v in vals)
+    if op == "exists":
+        return bool(vals) == arg
+    raise AssertionError(op)
+
+
+def reference(pattern, event):
+    return all(any(holds(c, leaves(event, p)) for c in conds) for p, conds in pattern.items())
+
+
+def _nested(pattern):
+    """Spell dotted pattern keys as nested objects half of the time; both mean the same."""
+    out = {}
+    for p, conds in pattern.items():
+        node = out
+        *parents, last = p.split(".")
+        for seg in parents:
+            node = node.setdefault(seg, {})
+            if not isinstance(node, dict):
+                return pattern
+        if last in node:
+            return pattern
+        node[last] = conds
+    return out
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(patterns, events)
+def test_matches_reference(pattern, event):
+    expected = reference(pattern, event)
+    assert compile_pattern(pattern).matches(event) == expected
+    assert compile_pattern(_nested(pattern)).matches(event) == expected
+    assert (RuleSet({"r": pattern}).matching(event) == ["r"]) == expected
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+              st.text(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.sampled_from(["a", "$or", "prefix", "numeric", "anything-but",
+                                                             "wildcard", "cidr", "exists", "suffix",
+                                                             "equals-ignore-case", "b"]), inner, max_size=3)),
+    max_leaves=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_values)
+def test_compiler_fuzz_compiles_or_raises_documented_exception(doc):
+    start = time.perf_counter()
+    try:
+        p = compile_pattern(doc)
+        p.matches({"a": "x", "b": [1, {"a": 2}]})
+    except InvalidEventPatternException as e:
+        assert e.message.startswith("Event pattern is not valid. Reason: ")
+    assert time.perf_counter() - start < 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=60))
+def test_compiler_fuzz_on_raw_text(raw):
+    try:
+        compile_pattern(raw)
+    except InvalidEventPatternException:
+        pass
+
+
+def test_adversarial_wildcards_take_bounded_time():
+    # accepted wildcards with repeated segments still match long inputs in linear-ish time
+    p = compile_pattern({"f": [{"wildcard": "*a*a*b"}]})
+    s = "a" * 200_000
+    start = time.perf_counter()
+    assert not p.matches({"f": s})
+    assert p.matches({"f": s + "b"})
+    assert time.perf_counter() - start < 1.0
+    # the ones AWS finds too complex are rejected, quickly
+    start = time.perf_counter()
+    for w in ["*a*a*a*a*a*b", "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", "*:*:*:*:*:*:*:*:*:*:*"]:
+        try:
+            compile_pattern({"f": [{"wildcard": w}]})
+            raise AssertionError(f"{w} accepted")
+        except InvalidEventPatternException as e:
+            assert "too complex" in e.message
+    assert time.perf_counter() - start < 2.0
+
+
+wild = st.builds(lambda s: {"wildcard": s}, st.sampled_from(["x*", "*y", "x*y", "*", "X*z", "*x*"]))
+more_conditions = st.one_of(
+    conditions, wild,
+    st.builds(lambda s: {"prefix": {"equals-ignore-case": s}}, strs),
+    st.builds(lambda s: {"suffix": {"equals-ignore-case": s}}, strs),
+    st.builds(lambda xs: {"anything-but": {"prefix": xs}}, st.sampled_from(["x", "y"])),
+    st.builds(lambda x: {"numeric": ["=", x]}, st.integers(-2, 2)),
+    st.builds(lambda x: {"numeric": [">", x]}, st.sampled_from([-1, 0, 1.5])),
+)
+rule_patterns = st.dictionaries(paths, st.lists(more_conditions, min_size=1, max_size=3), min_size=1, max_size=3)
+array_events = st.one_of(events, st.dictionaries(
+    st.sampled_from(KEYS), st.lists(st.dictionaries(st.sampled_from(KEYS), values, max_size=2), max_size=2),
+    max_size=2))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(rule_patterns, min_size=1, max_size=12), st.lists(array_events, min_size=1, max_size=5))
+def test_ruleset_agrees_with_each_pattern(patterns_, evs):
+    """The indexed, code-generated rule set returns exactly the rules whose pattern matches."""
+    rules = {f"r{i}": p for i, p in enumerate(patterns_)}
+    rs = RuleSet(rules)
+    compiled = {n: compile_pattern(p) for n, p in rules.items()}
+    for ev in evs:
+        assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)]

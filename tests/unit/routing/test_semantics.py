@@ -1,0 +1,113 @@
+"""Cases the conformance file does not cover, with the behaviour event-ruler defines."""
+import ipaddress
+import sys
+
+import pytest
+
+from processors.routing import InvalidEventPatternException, RuleSet, compile_pattern
+
+
+def m(pattern, event):
+    return compile_pattern(pattern).matches(event)
+
+
+def test_wildcard_star_matches_empty_string():
+    assert m({"f": [{"wildcard": "ab*"}]}, {"f": "ab"})
+    assert m({"f": [{"wildcard": "*"}]}, {"f": ""})
+    assert m({"f": [{"wildcard": "a*b*c"}]}, {"f": "abc"})
+    assert not m({"f": [{"wildcard": "a*b*c"}]}, {"f": "acb"})
+
+
+def test_wildcard_escapes_are_literal():
+    assert m({"f": [{"wildcard": r"a\*b"}]}, {"f": "a*b"})
+    assert not m({"f": [{"wildcard": r"a\*b"}]}, {"f": "axb"})
+    assert m({"f": [{"wildcard": "a\\\\*"}]}, {"f": "a\\zzz"})
+
+
+def test_cidr_slash_32_and_ipv6_spellings():
+    p = {"ip": [{"cidr": "10.1.2.3/32"}]}
+    assert m(p, {"ip": "10.1.2.3"})
+    assert not m(p, {"ip": "10.1.2.4"})
+    v6 = {"ip": [{"cidr": "2001:db8::/32"}]}
+    for spelling in ("2001:db8::1", "2001:0DB8:0000:0000:0000:0000:0000:0001", "2001:db8:0:0::1"):
+        assert m(v6, {"ip": spelling}), spelling
+    assert not m(v6, {"ip": "2001:db9::1"})
+    assert not m(v6, {"ip": "10.0.0.1"})
+
+
+def test_array_consistency_requires_same_element():
+    pattern = {"items": {"name": ["a"], "size": [2]}}
+    assert m(pattern, {"items": [{"name": "a", "size": 2}, {"name": "b", "size": 3}]})
+    assert not m(pattern, {"items": [{"name": "a", "size": 3}, {"name": "b", "size": 2}]})
+    # scalars in different arrays do not constrain each other
+    assert m({"x": ["1"], "y": ["2"]}, {"x": ["0", "1"], "y": ["2", "3"]})
+
+
+def test_numbers_compare_as_doubles_at_the_limits():
+    assert m({"n": [300]}, {"n": 3e2})
+    assert m({"n": [{"numeric": ["=", 1.7976931348623157e308]}]}, {"n": 1.7976931348623157e308})
+    assert m({"n": [{"numeric": [">", -1.7976931348623157e308]}]}, {"n": -1e308})
+    big = 2 ** 53
+    assert m({"n": [big]}, {"n": big + 1})  # equal as doubles, as on AWS
+    assert m({"n": [5e-324]}, {"n": 5e-324})
+    assert not m({"n": [0]}, {"n": 5e-324})
+    assert not m({"n": [{"numeric": [">", 100]}]}, {"n": "300"})
+    assert not m({"n": [1]}, {"n": True})
+    assert not m({"n": [True]}, {"n": 1})
+
+
+def test_pattern_with_more_than_100_fields():
+    pattern = {f"f{i}": [str(i)] for i in range(150)}
+    event = {f"f{i}": str(i) for i in range(150)}
+    assert m(pattern, event)
+    event["f149"] = "x"
+    assert not m(pattern, event)
+    assert RuleSet({"r": pattern}).matching(event) == []
+
+
+def test_or_nested_and_combined():
+    p = {"$or": [{"a": ["1"]}, {"$or": [{"b": ["2"]}, {"c": {"d": [{"prefix": "x"}]}}]}]}
+    assert m(p, {"c": {"d": "xy"}})
+    assert m(p, {"a": "1"})
+    assert not m(p, {"a": "2", "b": "3"})
+
+
+def test_exists_false_on_object_and_missing():
+    assert m({"a": [{"exists": False}]}, {"b": 1})
+    assert not m({"a": [{"exists": False}]}, {"a": None})
+    assert m({"a": [{"exists": False}]}, {"a": {"b": 1}})  # no leaf at a
+
+
+@pytest.mark.parametrize("pattern,reason", [
+    ({"a": [{"wildcard": "a**"}]}, "Consecutive wildcard characters at pos 2"),
+    ({"a": [{"numeric": [">", 5, "<", 1]}]}, "Bottom must be less than top"),
+    ({"a": [{"numeric": ["<", 5, ">", 1]}]}, "Too many elements in numeric expression"),
+    ({"a": [{"prefix": "x", "suffix": "y"}]}, "Only one key allowed in match expression"),
+    ({"a": [[1]]}, "Match value must be String, number, true, false, or null"),
+    ({"a": [{"exists": "yes"}]}, "exists match pattern must be either true or false."),
+    ({"a": [{"cidr": "10.0.0.0"}]}, "Malformed CIDR, one '/' required"),
+])
+def test_invalid_patterns_name_the_reason(pattern, reason):
+    with pytest.raises(InvalidEventPatternException) as e:
+        compile_pattern(pattern)
+    assert e.value.message == "Event pattern is not valid. Reason: " + reason
+
+
+def test_pattern_text_that_is_not_json_or_not_object():
+    with pytest.raises(InvalidEventPatternException):
+        compile_pattern("{nope")
+    with pytest.raises(InvalidEventPatternException):
+        compile_pattern("[1]")
+
+
+def test_ruleset_returns_all_matching_rules_in_rule_order():
+    rs = RuleSet({
+        "exact": {"source": ["s"]},
+        "prefix": {"source": [{"prefix": "s"}]},
+        "num": {"detail": {"n": [{"numeric": [">=", 5, "<", 10]}]}},
+        "ab": {"detail": {"k": [{"anything-but": ["no"]}]}},
+        "wild": {"source": [{"wildcard": "*x"}]},
+        "none": {"source": ["t"]},
+    })
+    assert rs.matching({"source": "s", "detail": {"n": 5, "k": "yes"}}) == ["exact", "prefix", "num", "ab"]
+    assert rs.matching({"source": "sx", "detail": {"n": 10, "k": "no"}}) == ["prefix", "wild"]

@@ -1,0 +1,52 @@
+"""Input, InputPath and InputTransformer: predefined placeholders, validation and limits."""
+import orjson
+import pytest
+
+from processors.routing import ValidationException, compile_target_input
+
+EVENT = {"version": "0", "id": "e1", "detail-type": "t", "source": "s", "account": "1",
+         "time": "2026-01-01T00:00:00Z", "region": "us-east-1", "resources": [],
+         "detail": {"a": "x\"y", "n": 3, "obj": {"k": "v"}}}
+
+
+def render(**kw):
+    return compile_target_input(**kw).render(EVENT, "my-rule", "arn:rule", "2026-01-01T00:00:01Z")
+
+
+def test_predefined_placeholders_in_json_template():
+    body = render(input_transformer={"InputTemplate":
+        '{"r": <aws.events.rule-name>, "arn": "<aws.events.rule-arn>", "t": <aws.events.event.ingestion-time>,'
+        ' "e": <aws.events.event>, "full": <aws.events.event.json>}'})
+    got = orjson.loads(body)
+    assert got["r"] == "my-rule" and got["arn"] == "arn:rule" and got["t"] == "2026-01-01T00:00:01Z"
+    assert "detail" not in got["e"] and got["e"]["id"] == "e1"
+    assert got["full"] == EVENT
+
+
+def test_string_inside_quotes_is_escaped_and_missing_paths():
+    body = render(input_transformer={"InputPathsMap": {"a": "$.detail.a", "m": "$.detail.missing"},
+                                     "InputTemplate": '{"a": "<a>", "m": <m>, "q": "<m>"}'})
+    assert orjson.loads(body) == {"a": 'x"y', "m": None, "q": ""}
+
+
+def test_input_path_and_constant_and_default():
+    assert orjson.loads(render(input_path="$.detail.obj")) == {"k": "v"}
+    assert render(input='{"c": 1}') == b'{"c": 1}'
+    assert orjson.loads(render()) == EVENT
+
+
+def test_only_one_of_the_three():
+    with pytest.raises(ValidationException):
+        compile_target_input(input="{}", input_path="$.detail")
+
+
+def test_limits():
+    ok = {f"k{i}": "$.detail.a" for i in range(100)}
+    compile_target_input(input_transformer={"InputPathsMap": ok, "InputTemplate": '"x"'})
+    with pytest.raises(ValidationException, match="100"):
+        compile_target_input(input_transformer={"InputPathsMap": {**ok, "k100": "$.a"}, "InputTemplate": '"x"'})
+    compile_target_input(input_transformer={"InputTemplate": '"' + "x" * 8190 + '"'})
+    with pytest.raises(ValidationException, match="8192"):
+        compile_target_input(input_transformer={"InputTemplate": '"' + "x" * 8191 + '"'})
+    with pytest.raises(ValidationException):
+        compile_target_input(input_transformer={"InputPathsMap": {"a": "detail.a"}, "InputTemplate": '"x"'})
