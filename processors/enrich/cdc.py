@@ -12,7 +12,7 @@ import orjson
 
 from processors.core import Event, Failure
 from processors.enrich.state import PartitionedState
-from processors.normalise.envelope import make_envelope, stable_id
+from processors.normalise.envelope import make_envelope
 
 VALID_TO_OPEN = "9999-12-31T00:00:00Z"  # the sentinel end of a current SCD2 version
 NULL_MARKER = "\x00NULL\x00"  # cannot collide with a value: values are hashed as JSON text
@@ -124,7 +124,7 @@ class Scd2History:
             at = event.body["time"]
             if op == "d":
                 if current is not None:
-                    out.append(self._version(event, key, current[2], current[1], at, current[0], False))
+                    out.append(self._version(event, "closed", current[2], current[1], at, current[0], False))
                     self.state.delete(p, key)
                 continue
             row = detail.get("after") or {}
@@ -133,16 +133,17 @@ class Scd2History:
             if current is not None:
                 if current[0] == digest:
                     continue
-                out.append(self._version(event, key, current[2], current[1], at, current[0], False))
-            out.append(self._version(event, key, row, at, VALID_TO_OPEN, digest, True))
+                out.append(self._version(event, "closed", current[2], current[1], at, current[0], False))
+            out.append(self._version(event, "opened", row, at, VALID_TO_OPEN, digest, True))
             self.state.put(p, key, [digest, at, row])
         return out
 
-    def _version(self, cause: Event, key: str, row: Any, valid_from: str, valid_to: str, digest: str,
+    def _version(self, cause: Event, kind: str, row: Any, valid_from: str, valid_to: str, digest: str,
                  current: bool) -> Event:
         body = cause.body
         detail = {"table": body["detail"].get("table"), "key": body["detail"].get("key"), "row": row,
                   "valid_from": valid_from, "valid_to": valid_to, "is_current": current, "change_hash": digest}
+        # one change closes at most one version and opens at most one: its id plus the kind is unique
         return Event(cause.record, make_envelope(
-            stable_id("scd2", key, valid_from, valid_to), f"{detail['table']}.history", body["source"],
+            f"{body['id']}.{kind}", f"{detail['table']}.history", body["source"],
             body["account"], body["time"], body["region"], [], detail))

@@ -11,10 +11,22 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from functools import lru_cache
+from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 
 from processors.core import Event, Failure
 from processors.normalise.envelope import get_path, split_path
+
+
+def parse_ip(ip: str) -> tuple[int, int] | None:
+    """(version, address as int) via the C parser; None for anything that is not an IP address."""
+    try:
+        return 4, int.from_bytes(inet_pton(AF_INET, ip), "big")
+    except OSError:
+        pass
+    try:
+        return 6, int.from_bytes(inet_pton(AF_INET6, ip), "big")
+    except OSError:
+        return None
 
 
 class CidrTable:
@@ -33,26 +45,26 @@ class CidrTable:
 
     def lookup(self, ip: str) -> dict | None:
         """The most specific network containing `ip`, or None (also for text that is not an IP)."""
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return None
-        n = int(addr)
-        for host_bits, networks in self._nets[addr.version]:
+        parsed = parse_ip(ip)
+        return None if parsed is None else self.lookup_int(*parsed)
+
+    def lookup_int(self, version: int, n: int) -> dict | None:
+        for host_bits, networks in self._nets[version]:
             value = networks.get(n >> host_bits)
             if value is not None:
                 return value
         return None
 
 
-@lru_cache(maxsize=65536)
 def truncate_ip(ip: str, v4_prefix: int = 24, v6_prefix: int = 48) -> str | None:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    prefix = v4_prefix if addr.version == 4 else v6_prefix
-    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)
+    parsed = parse_ip(ip)
+    return None if parsed is None else truncate_int(*parsed, v4_prefix, v6_prefix)
+
+
+def truncate_int(version: int, n: int, v4_prefix: int = 24, v6_prefix: int = 48) -> str:
+    if version == 4:
+        return inet_ntop(AF_INET, (n >> (32 - v4_prefix) << (32 - v4_prefix)).to_bytes(4, "big"))
+    return inet_ntop(AF_INET6, (n >> (128 - v6_prefix) << (128 - v6_prefix)).to_bytes(16, "big"))
 
 
 class IpEnricher:
@@ -64,29 +76,31 @@ class IpEnricher:
                  truncate: bool = False, v4_prefix: int = 24, v6_prefix: int = 48):
         if table is None and not truncate:
             raise ValueError("IpEnricher: give a CIDR table, truncate=True, or both")
+        if not (0 <= v4_prefix <= 32 and 0 <= v6_prefix <= 128):
+            raise ValueError(f"IpEnricher prefixes {v4_prefix}/{v6_prefix}: expected 0-32 for IPv4, 0-128 for IPv6")
         self.table, self.truncate = table, truncate
         self._field = split_path(field)
         target = split_path(into)
         self._parent, self._leaf = target[:-1], target[-1]
         self.v4_prefix, self.v6_prefix = v4_prefix, v6_prefix
-        self._cache: dict[str, dict | None] = {}
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
+        table, truncate = self.table, self.truncate
+        holder_path, leaf = self._field[:-1], self._field[-1]
         for event in events:
-            ip = get_path(event.body, self._field)
+            holder = get_path(event.body, holder_path) if holder_path else event.body
+            if type(holder) is not dict:
+                continue
+            ip = holder.get(leaf)
             if type(ip) is not str:
                 continue
-            if self.table is not None:
-                geo = self._cache.get(ip, False)
-                if geo is False:
-                    if len(self._cache) > 100_000:
-                        self._cache.clear()
-                    geo = self._cache[ip] = self.table.lookup(ip)
+            parsed = parse_ip(ip)
+            if table is not None:
                 parent = event.body
                 for step in self._parent:
                     parent = parent.setdefault(step, {})
-                parent[self._leaf] = geo
-            if self.truncate:
-                holder = get_path(event.body, self._field[:-1]) if len(self._field) > 1 else event.body
-                holder[self._field[-1]] = truncate_ip(ip, self.v4_prefix, self.v6_prefix)
+                parent[self._leaf] = None if parsed is None else table.lookup_int(*parsed)
+            if truncate:
+                # an unparseable address is removed rather than passed on in full
+                holder[leaf] = None if parsed is None else truncate_int(*parsed, self.v4_prefix, self.v6_prefix)
         return events

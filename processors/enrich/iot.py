@@ -4,6 +4,7 @@ All of them work on envelope events whose detail is an `iot` telemetry payload.
 """
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -12,18 +13,17 @@ from processors.core import Event, Failure, ProcessorError
 from processors.enrich.state import PartitionedState
 from processors.normalise.envelope import format_time, make_envelope, stable_id, to_epoch_ms
 
-# unit -> (canonical unit, function to canonical)
-CONVERSIONS: dict[str, tuple[str, Any]] = {
-    "C": ("C", lambda v: v), "°C": ("C", lambda v: v), "celsius": ("C", lambda v: v),
-    "F": ("C", lambda v: (v - 32.0) * 5.0 / 9.0), "°F": ("C", lambda v: (v - 32.0) * 5.0 / 9.0),
-    "fahrenheit": ("C", lambda v: (v - 32.0) * 5.0 / 9.0),
-    "K": ("C", lambda v: v - 273.15), "kelvin": ("C", lambda v: v - 273.15),
-    "Pa": ("hPa", lambda v: v / 100.0), "hPa": ("hPa", lambda v: v), "mbar": ("hPa", lambda v: v),
-    "kPa": ("hPa", lambda v: v * 10.0), "bar": ("hPa", lambda v: v * 1000.0), "psi": ("hPa", lambda v: v * 68.9475729),
-    "m/s": ("m/s", lambda v: v), "km/h": ("m/s", lambda v: v / 3.6), "mph": ("m/s", lambda v: v * 0.44704),
-    "L/min": ("L/min", lambda v: v), "m3/h": ("L/min", lambda v: v * 1000.0 / 60.0),
-    "gal/min": ("L/min", lambda v: v * 3.785411784),
-    "%": ("%", lambda v: v),
+# unit -> (canonical unit, factor, offset): canonical = value * factor + offset (all are linear)
+_F = 5.0 / 9.0
+CONVERSIONS: dict[str, tuple[str, float, float]] = {
+    "C": ("C", 1.0, 0.0), "°C": ("C", 1.0, 0.0), "celsius": ("C", 1.0, 0.0),
+    "F": ("C", _F, -32.0 * _F), "°F": ("C", _F, -32.0 * _F), "fahrenheit": ("C", _F, -32.0 * _F),
+    "K": ("C", 1.0, -273.15), "kelvin": ("C", 1.0, -273.15),
+    "Pa": ("hPa", 0.01, 0.0), "hPa": ("hPa", 1.0, 0.0), "mbar": ("hPa", 1.0, 0.0), "kPa": ("hPa", 10.0, 0.0),
+    "bar": ("hPa", 1000.0, 0.0), "psi": ("hPa", 68.9475729, 0.0),
+    "m/s": ("m/s", 1.0, 0.0), "km/h": ("m/s", 1 / 3.6, 0.0), "mph": ("m/s", 0.44704, 0.0),
+    "L/min": ("L/min", 1.0, 0.0), "m3/h": ("L/min", 1000.0 / 60.0, 0.0), "gal/min": ("L/min", 3.785411784, 0.0),
+    "%": ("%", 1.0, 0.0),
 }
 
 
@@ -38,7 +38,8 @@ class UnitNormaliser:
     stage = "enrich"
 
     def __init__(self, default_units: Mapping[str, str] | None = None,
-                 conversions: Mapping[str, tuple[str, Any]] | None = None):
+                 conversions: Mapping[str, tuple[str, float, float]] | None = None):
+        """`conversions`: extra units, unit -> (canonical unit, factor, offset)."""
         self.default_units = dict(default_units or {"temperature": "C", "humidity": "%", "pressure": "hPa"})
         self.conversions = {**CONVERSIONS, **(conversions or {})}
 
@@ -56,7 +57,8 @@ class UnitNormaliser:
                         if rule is None:
                             raise ProcessorError("unknown_unit", f"field 'measurements.{name}.unit': unknown unit "
                                                  f"{unit!r}; expected one of {', '.join(sorted(conv))}")
-                        units[name], values[name] = rule[0], rule[1](m["value"])
+                        units[name] = rule[0]
+                        values[name] = m["value"] * rule[1] + rule[2]
                     else:
                         values[name] = m
                         if name in defaults:
@@ -89,29 +91,31 @@ def heat_index_c(temp_c: float, rh: float) -> float:
 
 def dew_point_c(temp_c: float, rh: float) -> float:
     """Magnus formula; rh in percent (clamped away from 0 so the log is defined)."""
-    import math
     a, b = 17.62, 243.12
     gamma = math.log(max(rh, 0.01) / 100.0) + a * temp_c / (b + temp_c)
     return round(b * gamma / (a - gamma), 2)
 
 
 class DerivedFields:
-    """Adds `detail.derived.heat_index` and `dew_point` (C) when temperature (C) and humidity (%) are present.
-
-    Runs after UnitNormaliser so the inputs are in canonical units."""
+    """Adds `detail.derived.heat_index` (and `dew_point` when asked), in C, when temperature (C) and
+    humidity (%) are present. Runs after UnitNormaliser so the inputs are in canonical units."""
 
     stage = "enrich"
 
-    def __init__(self, temperature: str = "temperature", humidity: str = "humidity"):
-        self.temperature, self.humidity = temperature, humidity
+    def __init__(self, temperature: str = "temperature", humidity: str = "humidity", dew_point: bool = False):
+        self.temperature, self.humidity, self.dew_point = temperature, humidity, dew_point
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
+        temperature, humidity, dew = self.temperature, self.humidity, self.dew_point
         for event in events:
             detail = event.body["detail"]
             m = detail["measurements"]
-            t, rh = m.get(self.temperature), m.get(self.humidity)
+            t, rh = m.get(temperature), m.get(humidity)
             if t is not None and rh is not None:
-                detail["derived"] = {"heat_index": heat_index_c(t, rh), "dew_point": dew_point_c(t, rh)}
+                derived = {"heat_index": heat_index_c(t, rh)}
+                if dew:
+                    derived["dew_point"] = dew_point_c(t, rh)
+                detail["derived"] = derived
         return events
 
 
@@ -168,8 +172,12 @@ class DeviceOrderCheck:
                     continue
                 if self.on_out_of_order == "flag":
                     detail.setdefault("quality", {})["out_of_order"] = True
-            recent = recent[-(window - 1):] + [ts] if len(recent) >= window else recent + [ts]
-            state.put(p, device, [max(latest, ts), recent])
+            recent.append(ts)  # in place: the state value is this same list, re-put to mark it dirty
+            if len(recent) > window:
+                del recent[0]
+            if ts > latest:
+                seen[0] = ts
+            state.put(p, device, seen)
             out.append(event)
         return out
 

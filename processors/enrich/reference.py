@@ -60,9 +60,15 @@ class ReferenceJoin:
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         out = []
-        rows, fields = self.table.rows, self._fields
+        rows, fields, path = self.table.rows, self._fields, self._key
+        two = len(path) == 2
+        first, second = path[0], path[-1]
         for event in events:
-            key = get_path(event.body, self._key)
+            if two:  # the usual "detail.<field>" without the generic walk
+                holder = event.body.get(first)
+                key = holder.get(second) if type(holder) is dict else None
+            else:
+                key = get_path(event.body, path)
             row = rows.get(key if type(key) is str else str(key)) if key is not None else None
             if row is None:
                 self.misses += 1

@@ -26,6 +26,13 @@ VERBS = {"c": "created", "u": "updated", "d": "deleted", "r": "snapshot", "t": "
 # source fields that locate a change in the database log, per connector family
 POSITION_FIELDS = ("lsn", "txId", "sequence", "file", "pos", "row", "gtid", "change_lsn", "commit_lsn",
                    "event_serial_no", "scn", "commit_scn", "ord")
+_BY_CONNECTOR = {"postgresql": ("lsn", "txId", "sequence"), "mysql": ("file", "pos", "row", "gtid"),
+                 "mariadb": ("file", "pos", "row", "gtid")}
+
+
+def source_position(source: dict) -> dict:
+    fields = _BY_CONNECTOR.get(source.get("connector"), POSITION_FIELDS)
+    return {f: source[f] for f in fields if source.get(f) is not None}
 _NOT_SNAPSHOT = (None, False, "false")
 
 
@@ -42,11 +49,19 @@ def decode_key(key: bytes | None) -> Any:
     return value
 
 
+_ABSENT = object()
+
+
 def changed_fields(op: str, before: dict | None, after: dict | None) -> list[str]:
+    """Columns whose value differs (update), in column order; every column for create/snapshot."""
     if op == "u" and before is not None and after is not None:
-        return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        get = before.get
+        changed = [k for k, v in after.items() if get(k, _ABSENT) != v]
+        if len(before) != len(after) or changed and any(k not in after for k in before):
+            changed += [k for k in before if k not in after]
+        return changed
     if op in ("c", "r") and after is not None:
-        return sorted(after)
+        return list(after)
     return []
 
 
@@ -97,7 +112,7 @@ class CdcNormaliser:
             "op": op, "db": source.get("db"), "schema": source.get("schema"), "table": table,
             "key": decode_key(record.key), "before": before, "after": after,
             "changed_fields": changed_fields(op, before, after),
-            "source_position": {f: source[f] for f in POSITION_FIELDS if source.get(f) is not None},
+            "source_position": source_position(source),
             "connector": source.get("connector"), "snapshot": source.get("snapshot") not in _NOT_SNAPSHOT,
             "source_ts_ms": source_ms or None, "ts_ms": ts_ms,
             "lag_ms": ts_ms - source_ms if ts_ms and source_ms else None,

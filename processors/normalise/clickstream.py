@@ -6,7 +6,7 @@ can match on it directly; otherwise every event gets the configured detail-type.
 from __future__ import annotations
 
 from processors.core import Event, Failure, ProcessorError
-from processors.normalise.envelope import derived_id, format_time, make_envelope, to_epoch_ms
+from processors.normalise.envelope import derived_id, format_time, is_canonical_time, make_envelope, to_epoch_ms
 
 
 class ClickstreamNormaliser:
@@ -21,14 +21,16 @@ class ClickstreamNormaliser:
         out = []
         for event in events:
             body = event.body
+            ts = body.get("timestamp")
             try:
-                ms = to_epoch_ms(body.get("timestamp"))
+                ms = to_epoch_ms(ts)
             except ProcessorError as exc:
                 failures.append(Failure(event.record, self.stage, exc.error, exc.message))
                 continue
+            time = ts if is_canonical_time(ts) else format_time(ms)
             detail_type = (body.get("event_name") or self.detail_type) if self.detail_type_from_event \
                 else self.detail_type
             event.body = make_envelope(body.get("event_id") or derived_id(event.record), detail_type, self.source,
-                                       self.account, format_time(ms), self.region, [], body)
+                                       self.account, time, self.region, [], body)
             out.append(event)
         return out
