@@ -12,7 +12,7 @@ import orjson
 
 from processors.core import Event, Failure
 from processors.enrich.state import PartitionedState
-from processors.normalise.envelope import make_envelope
+from processors.normalise.envelope import format_time_ms, make_envelope
 
 VALID_TO_OPEN = "9999-12-31T00:00:00Z"  # the sentinel end of a current SCD2 version
 NULL_MARKER = "\x00NULL\x00"  # cannot collide with a value: values are hashed as JSON text
@@ -121,7 +121,8 @@ class Scd2History:
             key = row_key(detail)
             p = event.record.partition
             current = self.state.table(p).get(key)
-            at = event.body["time"]
+            # valid_from/valid_to order versions, so they keep the change's milliseconds
+            at = format_time_ms(detail["source_ts_ms"]) if detail.get("source_ts_ms") else event.body["time"]
             if op == "d":
                 if current is not None:
                     out.append(self._version(event, "closed", current[2], current[1], at, current[0], False))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from processors.core import Event, Failure, ProcessorError
 from processors.enrich.state import PartitionedState
-from processors.normalise.envelope import format_time, make_envelope, stable_id, to_epoch_ms
+from processors.normalise.envelope import format_time, format_time_ms, make_envelope, stable_id, to_epoch_ms
 
 THIRTY_MINUTES_MS = 30 * 60 * 1000
 
@@ -98,10 +98,10 @@ class Sessioniser:
 
     def _boundary(self, cause: Event, kind: str, user: str, session: list, at_ms: int) -> Event:
         body = cause.body
-        detail = {"session_id": session[0], "user": user, "start": format_time(session[2]),
+        detail = {"session_id": session[0], "user": user, "start": format_time_ms(session[2]),
                   "events": session[1]}
         if kind == "Session Ended":
-            detail["end"] = format_time(session[3])
+            detail["end"] = format_time_ms(session[3])
             detail["duration_ms"] = session[3] - session[2]
         return Event(cause.record, make_envelope(
             stable_id(kind, session[0]), kind, self.source or body["source"], body["account"],

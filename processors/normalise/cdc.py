@@ -31,8 +31,12 @@ _BY_CONNECTOR = {"postgresql": ("lsn", "txId", "sequence"), "mysql": ("file", "p
 
 
 def source_position(source: dict) -> dict:
-    fields = _BY_CONNECTOR.get(source.get("connector"), POSITION_FIELDS)
-    return {f: source[f] for f in fields if source.get(f) is not None}
+    position = {}
+    for field in _BY_CONNECTOR.get(source.get("connector"), POSITION_FIELDS):  # a loop, not a comprehension:
+        value = source.get(field)                                               # cheaper per event in 3.11
+        if value is not None:
+            position[field] = value
+    return position
 _NOT_SNAPSHOT = (None, False, "false")
 
 

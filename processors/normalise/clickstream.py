@@ -6,7 +6,7 @@ can match on it directly; otherwise every event gets the configured detail-type.
 from __future__ import annotations
 
 from processors.core import Event, Failure, ProcessorError
-from processors.normalise.envelope import derived_id, format_time, is_canonical_time, make_envelope, to_epoch_ms
+from processors.normalise.envelope import derived_id, format_time, to_epoch_ms  # noqa: F401
 
 
 class ClickstreamNormaliser:
@@ -27,10 +27,12 @@ class ClickstreamNormaliser:
             except ProcessorError as exc:
                 failures.append(Failure(event.record, self.stage, exc.error, exc.message))
                 continue
-            time = ts if is_canonical_time(ts) else format_time(ms)
+            # an SDK's "...:SS.mmmZ" already is the envelope time once the millis are cut
+            time = ts[:19] + "Z" if len(ts) == 24 and ts[-1] == "Z" else format_time(ms)
             detail_type = (body.get("event_name") or self.detail_type) if self.detail_type_from_event \
                 else self.detail_type
-            event.body = make_envelope(body.get("event_id") or derived_id(event.record), detail_type, self.source,
-                                       self.account, time, self.region, [], body)
+            event.body = {"version": "0", "id": body.get("event_id") or derived_id(event.record),
+                          "detail-type": detail_type, "source": self.source, "account": self.account,
+                          "time": time, "region": self.region, "resources": [], "detail": body}
             out.append(event)
         return out

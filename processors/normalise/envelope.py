@@ -1,9 +1,9 @@
 """The EventBridge envelope and the helpers every normaliser shares.
 
 `time` is the event's own time (when the reading was taken, the click happened, the row
-changed), formatted as EventBridge does (RFC 3339, UTC, "Z"); milliseconds are kept when not
-zero so two changes in one second still order. `id` is the event's own id when it has one,
-else a UUID derived from topic/partition/offset, so a replay produces the same id.
+changed), formatted as EventBridge does: RFC 3339, UTC, whole seconds ("2024-11-25T10:20:00Z");
+the precise timestamp stays in `detail`. `id` is the event's own id when it has one, else a
+UUID-shaped id derived from topic/partition/offset, so a replay produces the same id.
 """
 from __future__ import annotations
 
@@ -36,18 +36,16 @@ _partition_prefix: dict[tuple[str, int], str] = {}
 
 
 def derived_id(record: SourceRecord) -> str:
-    """UUID-shaped: 64 bits hashed from topic/partition, then the offset in hex.
+    """UUID-shaped: 80 bits hashed from topic/partition, then the offset as 12 hex digits.
 
-    Unique per (topic, partition, offset) and the same on every replay; cheaper than uuid5 by
-    hashing each partition once, not each record.
+    Unique per (topic, partition, offset) and the same on every replay; cheap because each
+    partition is hashed once, not each record.
     """
-    key = (record.topic, record.partition)
-    prefix = _partition_prefix.get(key)
+    prefix = _partition_prefix.get((record.topic, record.partition))
     if prefix is None:
-        h = hashlib.blake2b(f"{record.topic}/{record.partition}".encode(), digest_size=8).hexdigest()
-        prefix = _partition_prefix[key] = f"{h[:8]}-{h[8:12]}-{h[12:]}-"
-    o = f"{record.offset:016x}"
-    return f"{prefix}{o[:4]}-{o[4:]}"
+        h = hashlib.blake2b(f"{record.topic}/{record.partition}".encode(), digest_size=10).hexdigest()
+        prefix = _partition_prefix[(record.topic, record.partition)] = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:]}-"
+    return f"{prefix}{record.offset:012x}"
 
 
 def stable_id(*parts: Any) -> str:
@@ -57,19 +55,28 @@ def stable_id(*parts: Any) -> str:
 
 
 _last_second = -1
-_last_prefix = ""
+_last_text = ""
 
 
 def format_time(epoch_ms: int) -> str:
-    """Epoch milliseconds -> '2024-11-25T10:00:00Z' (or '...:00.123Z')."""
-    global _last_second, _last_prefix
-    seconds, millis = divmod(int(epoch_ms), 1000)
+    """Epoch milliseconds -> '2024-11-25T10:00:00Z' (EventBridge's whole-second form)."""
+    global _last_second, _last_text
+    seconds = int(epoch_ms) // 1000
     if seconds != _last_second:  # consecutive events share a second far more often than not
-        t = _time.gmtime(seconds)
-        _last_prefix = (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
-                        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}")
+        _last_text = _seconds_text(seconds) + "Z"
         _last_second = seconds
-    return f"{_last_prefix}.{millis:03d}Z" if millis else f"{_last_prefix}Z"
+    return _last_text
+
+
+def format_time_ms(epoch_ms: int) -> str:
+    """Epoch milliseconds -> '2024-11-25T10:00:00.123Z', for fields that must order within a second."""
+    seconds, millis = divmod(int(epoch_ms), 1000)
+    return f"{_seconds_text(seconds)}.{millis:03d}Z"
+
+
+def _seconds_text(seconds: int) -> str:
+    t = _time.gmtime(seconds)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
 
 
 _minute_ms: dict[str, int] = {}
@@ -115,13 +122,6 @@ def _minute_ms_slow(value: str) -> int | None:
         _minute_ms.clear()
     base = _minute_ms[value[:16]] = round(minute.timestamp() * 1000)
     return base
-
-
-def is_canonical_time(value: Any) -> bool:
-    """True when `value` already is what format_time would produce (so it can be used as is)."""
-    return type(value) is str and (len(value) == 20 or (len(value) == 24 and value[19] == "."
-                                                        and not value.endswith(".000Z"))) \
-        and value[-1] == "Z" and value[10] == "T"
 
 
 def get_path(body: dict, path: tuple[str, ...]) -> Any:

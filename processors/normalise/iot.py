@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from processors.core import Event, Failure, ProcessorError
-from processors.normalise.envelope import derived_id, format_time, make_envelope, to_epoch_ms
+from processors.normalise.envelope import derived_id, format_time, to_epoch_ms
 
 
 class IotNormaliser:
@@ -23,9 +23,9 @@ class IotNormaliser:
                 failures.append(Failure(event.record, self.stage, exc.error, exc.message))
                 continue
             thing = body.get("thing_name") or body.get("device_id")
-            event.body = make_envelope(
-                body.get("message_id") or derived_id(event.record), self.detail_type, self.source,
-                self.account, format_time(ms), self.region,
-                [self._arn_prefix + thing] if thing else [], body)
+            event.body = {"version": "0", "id": body.get("message_id") or derived_id(event.record),
+                          "detail-type": self.detail_type, "source": self.source, "account": self.account,
+                          "time": format_time(ms), "region": self.region,
+                          "resources": [self._arn_prefix + thing] if thing else [], "detail": body}
             out.append(event)
         return out

@@ -139,6 +139,9 @@ def test_unit_normalisation_and_derived_fields():
     assert tracker["measurements"]["speed"] == pytest.approx(15.0)  # 54 km/h
     assert first["derived"]["heat_index"] == heat_index_c(first["measurements"]["temperature"], 62.0)
     assert "derived" not in pump
+    with_dew = DerivedFields(dew_point=True).process(iot_events([{"device_id": "d", "timestamp": 1,
+                                                                  "measurements": {"temperature": 20.0, "humidity": 50.0}}]), [])
+    assert with_dew[0].body["detail"]["derived"]["dew_point"] == pytest.approx(9.3, abs=0.1)
     failures = []
     bad = iot_events([{"device_id": "d", "timestamp": 1, "measurements": {"t": {"value": 1, "unit": "furlong"}}}])
     assert UnitNormaliser().process(bad, failures) == [] and failures[0].error == "unknown_unit"
@@ -208,8 +211,8 @@ def test_scd2_history_versions():
     v1_open, v1_closed, v2_open, v2_closed = history
     assert v1_open["valid_to"] == VALID_TO_OPEN and v1_open["is_current"]
     assert v1_closed["valid_from"] == v1_open["valid_from"] == "2024-11-25T10:20:00.123Z"
-    assert v1_closed["valid_to"] == v2_open["valid_from"] == "2024-11-25T10:21:00Z" and not v1_closed["is_current"]
-    assert v2_open["row"]["email"] == "sally@example.com" and v2_closed["valid_to"] == "2024-11-25T10:22:00Z"
+    assert v1_closed["valid_to"] == v2_open["valid_from"] == "2024-11-25T10:21:00.000Z" and not v1_closed["is_current"]
+    assert v2_open["row"]["email"] == "sally@example.com" and v2_closed["valid_to"] == "2024-11-25T10:22:00.000Z"
     assert v1_open["change_hash"] != v2_open["change_hash"]
     # an update that does not touch tracked fields makes no new version
     scd2 = Scd2History(tracked=["last_name"])

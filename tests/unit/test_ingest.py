@@ -6,7 +6,7 @@ import pytest
 
 from processors.decode import TOMBSTONE, Decoder
 from processors.normalise import CdcNormaliser, ClickstreamNormaliser, IotNormaliser, to_epoch_ms
-from processors.normalise.envelope import derived_id, format_time
+from processors.normalise.envelope import derived_id, format_time, format_time_ms
 from processors.validate import SchemaValidator
 import schemas
 from tests.samples import debezium, debezium_record, jsonl, record
@@ -69,7 +69,7 @@ def test_iot_envelope_uses_reading_time_and_message_id():
     assert first["id"] == samples[0]["message_id"]
     assert second["id"] == derived_id(events[1].record) and second["id"] != derived_id(events[0].record)
     assert first["time"] == "2024-11-25T10:20:00Z"  # 1732530000000, not the Kafka timestamp
-    assert third["time"] == "2024-11-25T10:21:05.250Z"
+    assert third["time"] == "2024-11-25T10:21:05Z"  # EventBridge time: whole seconds
     assert first["source"] == "acme.greenhouse" and first["detail-type"] == "Reading"
     assert first["resources"] == ["arn:aws:iot:eu-west-1:123456789012:thing/greenhouse-3-sensor-42"]
     assert first["detail"] == samples[0]
@@ -88,7 +88,7 @@ def test_clickstream_envelope_time_from_client_with_offset():
                             [record("clicks", s, offset=i) for i, s in enumerate(samples)])
     assert failures == []
     assert [e.body["id"] for e in events] == [s["event_id"] for s in samples]
-    assert events[0].body["time"] == "2024-11-25T10:00:00.120Z"
+    assert events[0].body["time"] == "2024-11-25T10:00:00Z"
     assert events[2].body["time"] == "2024-11-25T10:15:30Z"  # +01:00 offset converted to UTC
     assert events[2].body["detail-type"] == "screen_view"
     for e in events:
@@ -103,7 +103,9 @@ def test_bad_timestamp_is_a_normalise_failure():
 
 def test_time_helpers():
     assert format_time(0) == "1970-01-01T00:00:00Z"
-    assert format_time(1732530000123) == "2024-11-25T10:20:00.123Z"
+    assert format_time(1732530000123) == "2024-11-25T10:20:00Z"
+    assert format_time_ms(1732530000123) == "2024-11-25T10:20:00.123Z"
+    assert format_time_ms(1732530060000) == "2024-11-25T10:21:00.000Z"
     assert to_epoch_ms("2024-11-25T10:20:00") == 1732530000000  # naive means UTC
     assert to_epoch_ms("2024-11-25T11:20:00+01:00") == 1732530000000
 
