@@ -1,34 +1,79 @@
-"""Decode: Kafka record bytes to a JSON object, or a dead letter that says why not."""
+"""Decode stage: Kafka record bytes -> `Event` with a dict body (orjson).
+
+Failure codes (stage "decode"): `not_utf8` (bytes that are not UTF-8 text), `invalid_json`
+(text that does not parse), `not_object` (JSON that parses but is not an object: the schemas and
+the envelope need an object) and `tombstone` (a null value on a topic that does not expect them).
+
+Null values are normal on CDC and compacted topics (Debezium writes one after each delete so
+compaction can drop the key). With `tombstones="keep"` they become events whose body is
+`{TOMBSTONE: True}` for the CDC normaliser and the state stages; with "skip" they are counted
+in `skipped_tombstones` and go no further.
+"""
 from __future__ import annotations
 
 import orjson
 
 from processors.core import Event, Failure, SourceRecord
 
-STAGE = "decode"
+TOMBSTONE = "__tombstone"
+_MODES = ("fail", "keep", "skip")
+
+
+def is_tombstone(body: dict) -> bool:
+    return body.get(TOMBSTONE) is True
 
 
 class Decoder:
-    """JSON objects only: the envelope and every source kind are objects."""
+    stage = "decode"
+
+    def __init__(self, tombstones: str = "fail"):
+        if tombstones not in _MODES:
+            raise ValueError(f"Decoder tombstones={tombstones!r}: expected one of {', '.join(_MODES)}")
+        self.tombstones = tombstones
+        self.skipped_tombstones = 0
 
     def decode(self, records: list[SourceRecord], failures: list[Failure]) -> list[Event]:
-        events = []
+        out: list[Event] = []
+        append = out.append
         loads = orjson.loads
         for record in records:
             value = record.value
             if value is None:
-                failures.append(Failure(record, STAGE, "EmptyRecord", "record has no value (a tombstone?)"))
+                if self.tombstones == "keep":
+                    append(Event(record, {TOMBSTONE: True}))
+                elif self.tombstones == "skip":
+                    self.skipped_tombstones += 1
+                else:
+                    failures.append(Failure(record, self.stage, "tombstone",
+                                            "record value is null (a tombstone) but this topic expects JSON objects"))
                 continue
             try:
                 body = loads(value)
             except orjson.JSONDecodeError as exc:
-                code = "InvalidUTF8" if "utf-8" in str(exc).lower() else "InvalidJSON"
-                failures.append(Failure(record, STAGE, code, f"value is not valid JSON: {exc}"))
+                failures.append(self._bad_json(record, value, exc))
                 continue
             if type(body) is not dict:
-                failures.append(Failure(
-                    record, STAGE, "NotAnObject", f"value is JSON {type(body).__name__}, expected an object"
-                ))
+                failures.append(Failure(record, self.stage, "not_object",
+                                        f"expected a JSON object, got {_json_kind(body)}"))
                 continue
-            events.append(Event(record, body))
-        return events
+            append(Event(record, body))
+        return out
+
+    # the runtime calls every stage through `process`; decode is the one that starts from records
+    def process(self, records, failures):  # type: ignore[override]
+        return self.decode(records, failures)
+
+    def _bad_json(self, record: SourceRecord, value: bytes, exc: Exception) -> Failure:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            return Failure(record, self.stage, "not_utf8",
+                           f"record value is not UTF-8 text (bad byte at offset {uexc.start}); expected JSON")
+        return Failure(record, self.stage, "invalid_json", f"record value is not valid JSON: {exc}")
+
+
+def _json_kind(value) -> str:
+    if value is None:
+        return "null"
+    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__)

@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "streams.cmd_demo",
     "streams.cmd_publish",
     "streams.cmd_test_pattern",
+    "streams.cmd_schemas",
 ]
 
 

@@ -97,7 +97,7 @@ async def test_poison_records_are_dead_lettered_with_reason_and_good_ones_flow(b
         assert values[int(headers["eventweir-source-offset"])] == m.value  # the original bytes, untouched
         reasons[headers["eventweir-error"]] = reasons.get(headers["eventweir-error"], 0) + 1
         assert headers["eventweir-message"]
-    assert reasons == {"InvalidJSON": 3, "NotAnObject": 3, "InvalidUTF8": 3} or sum(reasons.values()) == 9
+    assert reasons == {"invalid_json": 3, "not_object": 3, "not_utf8": 3}
     committed = await committed_offsets(bootstrap_servers, group, src)
     assert committed[0] == len(values)
 

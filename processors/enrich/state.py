@@ -1,0 +1,67 @@
+"""Keyed state kept per Kafka partition, exportable for a compacted changelog topic.
+
+Stages that remember things across batches (sessions, last reading per device, CDC positions,
+SCD2 current rows) keep them here. The runtime persists `changes()` after each batch (key ->
+latest value, None = delete: exactly a compacted topic's semantics), and on rebalance calls
+`drop(p)` for revoked partitions and `restore(p, entries)` for assigned ones, so a key's state
+lives with the partition its events arrive on. Values must be JSON-serialisable.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+class PartitionedState:
+    def __init__(self, name: str):
+        self.name = name
+        self._parts: dict[int, dict[str, Any]] = {}
+        self._dirty: dict[int, dict[str, Any]] = {}
+
+    def table(self, partition: int) -> dict[str, Any]:
+        """The live dict for a partition: read freely, write through `put`/`delete`."""
+        part = self._parts.get(partition)
+        if part is None:
+            part = self._parts[partition] = {}
+        return part
+
+    def put(self, partition: int, key: str, value: Any) -> None:
+        self.table(partition)[key] = value
+        self._dirty.setdefault(partition, {})[key] = value
+
+    def delete(self, partition: int, key: str) -> None:
+        if self.table(partition).pop(key, None) is not None:
+            self._dirty.setdefault(partition, {})[key] = None
+
+    def changes(self) -> list[tuple[int, str, Any]]:
+        """(partition, key, value or None for deleted) since the last call, latest value per key."""
+        out = [(p, k, v) for p, keys in self._dirty.items() for k, v in keys.items()]
+        self._dirty = {}
+        return out
+
+    def snapshot(self, partition: int) -> dict[str, Any]:
+        return dict(self._parts.get(partition, {}))
+
+    def restore(self, partition: int, entries: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        """Replace a partition's state; entries in changelog order, a None value deletes the key."""
+        items = entries.items() if isinstance(entries, Mapping) else entries
+        part: dict[str, Any] = {}
+        for key, value in items:
+            if value is None:
+                part.pop(key, None)
+            else:
+                part[key] = value
+        self._parts[partition] = part
+        self._dirty.pop(partition, None)
+        self._restored(partition)
+
+    def drop(self, partition: int) -> None:
+        """Forget a revoked partition (its changelog holds it for the next owner)."""
+        self._parts.pop(partition, None)
+        self._dirty.pop(partition, None)
+
+    def partitions(self) -> list[int]:
+        return sorted(self._parts)
+
+    def _restored(self, partition: int) -> None:
+        """Hook for stages that derive caches from the restored entries."""

@@ -1,0 +1,38 @@
+"""Clickstream -> envelope. `time` is when it happened on the client; `id` the SDK's event_id.
+
+With `detail_type_from_event=True` the detail-type is the event name ("page_view"), so rules
+can match on it directly; otherwise every event gets the configured detail-type.
+"""
+from __future__ import annotations
+
+from processors.core import Event, Failure, ProcessorError
+from processors.normalise.envelope import derived_id, format_time, to_epoch_ms  # noqa: F401
+
+
+class ClickstreamNormaliser:
+    stage = "normalise"
+
+    def __init__(self, source: str = "eventweir.clickstream", detail_type: str = "Clickstream Event",
+                 account: str = "000000000000", region: str = "local", detail_type_from_event: bool = False):
+        self.source, self.detail_type, self.account, self.region = source, detail_type, account, region
+        self.detail_type_from_event = detail_type_from_event
+
+    def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
+        out = []
+        for event in events:
+            body = event.body
+            ts = body.get("timestamp")
+            try:
+                ms = to_epoch_ms(ts)
+            except ProcessorError as exc:
+                failures.append(Failure(event.record, self.stage, exc.error, exc.message))
+                continue
+            # an SDK's "...:SS.mmmZ" already is the envelope time once the millis are cut
+            time = ts[:19] + "Z" if len(ts) == 24 and ts[-1] == "Z" else format_time(ms)
+            detail_type = (body.get("event_name") or self.detail_type) if self.detail_type_from_event \
+                else self.detail_type
+            event.body = {"version": "0", "id": body.get("event_id") or derived_id(event.record),
+                          "detail-type": detail_type, "source": self.source, "account": self.account,
+                          "time": time, "region": self.region, "resources": [], "detail": body}
+            out.append(event)
+        return out

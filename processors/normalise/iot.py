@@ -1,0 +1,31 @@
+"""IoT telemetry -> envelope. `time` is the device's reading time; `id` its message_id if it sent one."""
+from __future__ import annotations
+
+from processors.core import Event, Failure, ProcessorError
+from processors.normalise.envelope import derived_id, format_time, to_epoch_ms
+
+
+class IotNormaliser:
+    stage = "normalise"
+
+    def __init__(self, source: str = "eventweir.iot", detail_type: str = "IoT Telemetry",
+                 account: str = "000000000000", region: str = "local"):
+        self.source, self.detail_type, self.account, self.region = source, detail_type, account, region
+        self._arn_prefix = f"arn:aws:iot:{region}:{account}:thing/"
+
+    def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
+        out = []
+        for event in events:
+            body = event.body
+            try:
+                ms = to_epoch_ms(body.get("timestamp"))
+            except ProcessorError as exc:
+                failures.append(Failure(event.record, self.stage, exc.error, exc.message))
+                continue
+            thing = body.get("thing_name") or body.get("device_id")
+            event.body = {"version": "0", "id": body.get("message_id") or derived_id(event.record),
+                          "detail-type": self.detail_type, "source": self.source, "account": self.account,
+                          "time": format_time(ms), "region": self.region,
+                          "resources": [self._arn_prefix + thing] if thing else [], "detail": body}
+            out.append(event)
+        return out
