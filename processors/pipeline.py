@@ -36,10 +36,11 @@ def run_stage(stage, events: list[Event], failures: list[Failure]) -> list[Event
 
 
 class Pipeline:
-    def __init__(self, stages_by_topic: dict[str, list], router, decoder: Decoder | None = None):
+    def __init__(self, stages_by_topic: dict[str, list], router, decoders: dict[str, Decoder] | None = None):
         self.stages_by_topic = stages_by_topic
         self.router = router
-        self.decoder = decoder or Decoder()
+        self.decoders = decoders or {}
+        self.default_decoder = Decoder()
 
     def run(self, records_by_topic: dict[str, list[SourceRecord]]) -> PipelineResult:
         result = PipelineResult()
@@ -47,7 +48,7 @@ class Pipeline:
         events: list[Event] = []
         for topic, records in records_by_topic.items():
             result.consumed += len(records)
-            topic_events = self.decoder.decode(records, failures)
+            topic_events = self.decoders.get(topic, self.default_decoder).decode(records, failures)
             for stage in self.stages_by_topic.get(topic, ()):
                 if not topic_events:
                     break

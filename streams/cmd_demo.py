@@ -1,4 +1,20 @@
-"""placeholder until the runtime lands."""
+"""`eventweir demo`: see the whole system work on this machine."""
+from __future__ import annotations
 
-def register(sub):
-    pass
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="run an embedded broker, a traffic generator and a worker, with a live status line")
+    p.add_argument("--rate", type=int, default=2000, help="events per second to generate (default 2000)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--port", type=int, default=8080, help="HTTP port for /metrics and /readyz (0 = any free port)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import asyncio
+    import logging
+
+    from streams.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(run_demo(args.rate, args.duration, args.port))

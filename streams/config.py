@@ -79,14 +79,32 @@ class DeadLetterSettings(Section):
     topic: str = "eventweir.dlq"
 
 
+class BusSettings(Section):
+    name: str = "default"
+    account: str = Field("000000000000", pattern=r"^\d{12}$", description="Envelope `account` and rule ARNs.")
+    region: str = Field("local", description="Envelope `region` and rule ARNs.")
+
+
 class SourceSettings(Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     topic: str
     kind: Literal["json", "envelope", "iot", "clickstream", "cdc"] = Field(
-        "json", description="How records are decoded and normalised."
+        "json",
+        description="json: route the payload as it is; envelope: already an EventBridge event; "
+        "iot / clickstream / cdc: validate and normalise into the envelope.",
     )
-    source: str | None = Field(None, description="Envelope `source` for normalised kinds.")
-    detail_type: str | None = None
-    schema_name: str | None = Field(None, alias="schema", description="Schema the payload must satisfy.")
+    source: str | None = Field(None, description="Envelope `source` (defaults: eventweir.iot, eventweir.clickstream, eventweir.cdc).")
+    detail_type: str | None = Field(None, description="Envelope `detail-type` (iot and clickstream).")
+    schemas: list[str] | None = Field(
+        None, alias="schema",
+        description="Schema refs the payload must satisfy, any of them (e.g. [iot@v1]); defaults to the kind's schema.",
+    )
+
+    @field_validator("schemas", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return [value] if isinstance(value, str) else value
 
 
 class TargetSettings(Section):
@@ -135,6 +153,7 @@ class Config(Section):
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
     sources: list[SourceSettings] = Field(min_length=1)
     rules: list[RuleSettings] = Field(default_factory=list)
 

@@ -1,6 +1,7 @@
 """Build the pipeline and the targets a config describes (Vector's sources -> transforms -> sinks)."""
 from __future__ import annotations
 
+from processors.decode import Decoder
 from processors.pipeline import Pipeline
 from processors.route import Route, RouteTarget, Router, parse_key_path
 from streams.config import Config, TargetSettings
@@ -35,19 +36,43 @@ def build_router(config: Config) -> Router:
             for t in rule.targets
         )
         routes.append(Route(rule.name, targets, rule.event_pattern))
-    return Router(routes)
+    return Router(routes, rule_arn_prefix=f"arn:aws:events:{config.bus.region}:{config.bus.account}:rule/")
 
 
-def build_stages(config: Config) -> dict[str, list]:
-    """Per source topic, the stages after decode. `json` sources route the payload as it is."""
+DEFAULT_SCHEMAS = {"iot": ["iot"], "clickstream": ["clickstream"], "cdc": ["debezium", "debezium-flat"],
+                   "envelope": ["envelope"]}
+
+
+def build_stages(config: Config) -> tuple[dict[str, list], dict[str, Decoder]]:
+    """Per source topic: its decoder and the stages after it (validate, normalise)."""
+    from processors.normalise import CdcNormaliser, ClickstreamNormaliser, IotNormaliser
+    from processors.validate import SchemaValidator
+
+    bus = config.bus
     stages: dict[str, list] = {}
+    decoders: dict[str, Decoder] = {}
     for source in config.sources:
-        stages[source.topic] = []
-    return stages
+        chain = []
+        refs = source.schemas or DEFAULT_SCHEMAS.get(source.kind)
+        if refs:
+            chain.append(SchemaValidator({source.topic: refs}))
+        named = {k: v for k, v in (("source", source.source), ("detail_type", source.detail_type)) if v}
+        if source.kind == "iot":
+            chain.append(IotNormaliser(account=bus.account, region=bus.region, **named))
+        elif source.kind == "clickstream":
+            chain.append(ClickstreamNormaliser(account=bus.account, region=bus.region, **named))
+        elif source.kind == "cdc":
+            named.pop("detail_type", None)  # CDC detail-types come from the table: <table>.created ...
+            chain.append(CdcNormaliser(account=bus.account, region=bus.region, **named))
+        # CDC topics carry tombstones after deletes; everywhere else a null value is an error
+        decoders[source.topic] = Decoder(tombstones="keep" if source.kind == "cdc" else "fail")
+        stages[source.topic] = chain
+    return stages, decoders
 
 
 def build_pipeline(config: Config) -> Pipeline:
-    return Pipeline(build_stages(config), build_router(config))
+    stages, decoders = build_stages(config)
+    return Pipeline(stages, build_router(config), decoders)
 
 
 def build_targets(config: Config, producer: BatchProducer, dead_letters) -> dict:

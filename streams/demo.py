@@ -1,0 +1,157 @@
+"""`eventweir demo`: the whole system on one machine in under a minute.
+
+Starts an embedded Tansu broker (unless KAFKA_BOOTSTRAP_SERVERS is set), creates the topics,
+produces realistic IoT, clickstream and CDC traffic at a chosen rate (with a few malformed
+records, to show the dead-letter topic at work), runs a worker with routing rules over it, serves
+/metrics, and prints a live status line. Ctrl-C stops everything cleanly.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+from streams.config import Config, parse_config
+
+TOPICS = {"iot": "iot.telemetry", "click": "clickstream.web", "cdc": "cdc.shop.inventory.orders"}
+OUTPUTS = ["alerts.iot", "analytics.commerce", "orders.changes", "eventweir.dlq"]
+
+
+def demo_config(bootstrap: str, port: int, lake_dir: str | None = None) -> Config:
+    rules = [
+        {"name": "hot-devices", "description": "IoT readings above 35 °C become alerts",
+         "event_pattern": {"source": ["eventweir.iot"],
+                           "detail": {"measurements": {"temperature": {"value": [{"numeric": [">", 35]}]}}}},
+         "targets": [{"id": "alerts", "type": "kafka", "topic": "alerts.iot", "key": "$.detail.device_id",
+                      "InputTransformer": {
+                          "InputPathsMap": {"device": "$.detail.device_id", "t": "$.detail.measurements.temperature.value",
+                                            "at": "$.time"},
+                          "InputTemplate": '{"alert": "overheating", "device": <device>, "celsius": <t>, "at": <at>}'}}]},
+        {"name": "commerce", "description": "Cart and purchase clicks for analytics",
+         "event_pattern": {"source": ["eventweir.clickstream"],
+                           "detail": {"event_name": ["add_to_cart", "purchase"]}},
+         "targets": [{"id": "analytics", "type": "kafka", "topic": "analytics.commerce"}]},
+        {"name": "order-changes", "description": "Order rows changed in Postgres, as domain events",
+         "event_pattern": {"source": ["eventweir.cdc"], "detail-type": [{"prefix": "orders."}]},
+         "targets": [{"id": "changes", "type": "kafka", "topic": "orders.changes"}]},
+    ]
+    return parse_config({
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": "eventweir-demo"},
+        "consumer": {"commit_interval_ms": 500},
+        "http": {"host": "127.0.0.1", "port": port},
+        "sources": [{"topic": TOPICS["iot"], "kind": "iot"},
+                    {"topic": TOPICS["click"], "kind": "clickstream"},
+                    {"topic": TOPICS["cdc"], "kind": "cdc"}],
+        "rules": rules,
+    }, environ={})
+
+
+async def generate(producer, rate: int, stop: asyncio.Event, counts: dict) -> None:
+    """Produce `rate` events/s split across the three sources, in 10 slices a second."""
+    from streams.generator import TrafficGenerator
+    from streams.producer import BatchProducer
+
+    gen = TrafficGenerator()
+    batch_producer = BatchProducer(producer)
+    per_slice = max(1, rate // 10)
+    while not stop.is_set():
+        started = time.monotonic()
+        iot, clicks, cdc = [], [], []
+        for i in range(per_slice):
+            kind = i % 10
+            if kind < 5:
+                key, value = gen.iot()
+                iot.append((key, value if gen.rng.random() > 0.002 else gen.malformed(), None))
+            elif kind < 8:
+                key, value = gen.click()
+                clicks.append((key, value, None))
+            else:
+                cdc.extend((k, v, None) for k, v in gen.cdc())
+        for topic, records in ((TOPICS["iot"], iot), (TOPICS["click"], clicks), (TOPICS["cdc"], cdc)):
+            if records:
+                sent, _ = await batch_producer.send(topic, records)
+                counts["produced"] += len(records)
+        await asyncio.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+
+
+def status_line(worker, started: float, previous: dict) -> str:
+    stats = worker.stats
+    now = time.monotonic()
+    elapsed = max(1e-6, now - previous.get("at", started))
+    rate_in = (stats.consumed - previous.get("consumed", 0)) / elapsed
+    rate_out = (stats.delivered - previous.get("delivered", 0)) / elapsed
+    previous.update(at=now, consumed=stats.consumed, delivered=stats.delivered)
+    routes = "  ".join(f"{rule} {n:,}" for rule, n in sorted(stats.matched.items()))
+    if not worker.joined:
+        return f"[{now - started:5.0f}s] joining the consumer group (takes a few seconds on first start) ..."
+    return (f"[{now - started:5.0f}s] in {rate_in:7,.0f}/s  out {rate_out:7,.0f}/s  lag {stats.total_lag:,}  "
+            f"dead-lettered {stats.dead_lettered:,} | {routes or 'no matches yet'}")
+
+
+async def run_demo(rate: int, duration: float | None, port: int) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    from streams.admin import ensure_topics
+    from streams.broker import free_port, start_tansu
+    from streams.http import make_app, serve
+    from streams.worker import Worker
+
+    broker = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        print("starting the embedded Kafka broker (Tansu) ...", flush=True)
+        broker = start_tansu()
+        bootstrap = broker.bootstrap_servers
+    print(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}", flush=True)
+    try:
+        await ensure_topics(bootstrap, {t: 3 for t in list(TOPICS.values()) + OUTPUTS})
+        config = demo_config(bootstrap, port)
+        worker = Worker(config)
+        runner, bound = await serve(make_app(worker), "127.0.0.1", port or free_port())
+        print(f"metrics: http://127.0.0.1:{bound}/metrics   health: http://127.0.0.1:{bound}/readyz", flush=True)
+        print(f"rules: {', '.join(r.name for r in config.rules)} -> topics {', '.join(OUTPUTS)}", flush=True)
+        print(f"producing ~{rate} events/s (IoT, clickstream, CDC; a few malformed); Ctrl-C stops", flush=True)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+        await producer.start()
+        counts = {"produced": 0}
+        worker_task = asyncio.create_task(worker.run())
+        gen_task = asyncio.create_task(generate(producer, rate, stop, counts))
+        started, previous = time.monotonic(), {}
+        tty = sys.stdout.isatty()
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+                if worker_task.done():
+                    break
+                line = status_line(worker, started, previous)
+                print(("\r" + line + "\033[K") if tty else line, end="" if tty else "\n", flush=True)
+                if duration and time.monotonic() - started >= duration:
+                    stop.set()
+        finally:
+            print("\nstopping: draining the worker and committing offsets ...", flush=True)
+            stop.set()
+            await asyncio.gather(gen_task, return_exceptions=True)
+            await producer.stop()
+            worker.request_stop()
+            await asyncio.gather(worker_task, return_exceptions=True)
+            await runner.cleanup()
+        if worker_task.exception():
+            raise worker_task.exception()
+        stats = worker.stats
+        print(f"done: produced {counts['produced']:,}, consumed {stats.consumed:,}, delivered {stats.delivered:,}, "
+              f"dead-lettered {stats.dead_lettered:,}", flush=True)
+        return 0
+    finally:
+        if broker:
+            broker.stop()
