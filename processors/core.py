@@ -13,6 +13,9 @@ from typing import Any
 
 @dataclass(slots=True)
 class SourceRecord:
+    """A consumed record. The runtime passes aiokafka's ConsumerRecord, which has these same
+    attributes; processors only read them, so either works."""
+
     topic: str
     partition: int
     offset: int

@@ -45,15 +45,15 @@ class Pipeline:
     def run(self, records_by_topic: dict[str, list[SourceRecord]]) -> PipelineResult:
         result = PipelineResult()
         failures = result.failures
-        events: list[Event] = []
         for topic, records in records_by_topic.items():
             result.consumed += len(records)
-            topic_events = self.decoders.get(topic, self.default_decoder).decode(records, failures)
-            for stage in self.stages_by_topic.get(topic, ()):
-                if not topic_events:
+            events = self.decoders.get(topic, self.default_decoder).decode(records, failures)
+            stages = self.stages_by_topic.get(topic, ())
+            for stage in stages:
+                if not events:
                     break
-                topic_events = run_stage(stage, topic_events, failures)
-            events.extend(topic_events)
-        if events:
-            result.deliveries = self.router.route(events, failures, result.matched)
+                events = run_stage(stage, events, failures)
+            if events:
+                # with no stage after decode, bodies are the records' own JSON: no need to re-serialise
+                result.deliveries += self.router.route(events, failures, result.matched, raw_bodies=not stages)
         return result

@@ -74,7 +74,10 @@ class Router:
             return self.match_all
         return self.match_all + [self.routes[name] for name in names]
 
-    def route(self, events: list[Event], failures: list[Failure], matched: dict[str, int]) -> list[Delivery]:
+    def route(self, events: list[Event], failures: list[Failure], matched: dict[str, int],
+              raw_bodies: bool = False) -> list[Delivery]:
+        """`raw_bodies`: the events' bodies are their records' values as decoded, unchanged, so an
+        untransformed delivery can carry the original bytes instead of serialising again."""
         out: list[Delivery] = []
         dumps = orjson.dumps
         for event in events:
@@ -82,7 +85,7 @@ class Router:
             if not routes:
                 continue
             body, record = event.body, event.record
-            as_json = None
+            as_json = record.value if raw_bodies else None
             for route in routes:
                 matched[route.rule] = matched.get(route.rule, 0) + 1
                 for target in route.targets:

@@ -44,7 +44,7 @@ class BatchProducer:
         self.producer = producer
         self._partitions: dict[str, list[int]] = {}
         self._round_robin: dict[str, itertools.cycle] = {}
-        self._key_partition: dict[tuple[str, bytes], int] = {}
+        self._key_partition: dict[str, dict[bytes, int]] = {}
 
     async def partitions(self, topic: str) -> list[int]:
         parts = self._partitions.get(topic)
@@ -56,14 +56,11 @@ class BatchProducer:
             self._round_robin[topic] = itertools.cycle(parts)
         return parts
 
-    def _partition_for(self, topic: str, parts: list[int], key: bytes) -> int:
-        cache_key = (topic, key)
-        part = self._key_partition.get(cache_key)
-        if part is None:
-            part = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
-            if len(self._key_partition) >= _KEY_CACHE_LIMIT:
-                self._key_partition.clear()
-            self._key_partition[cache_key] = part
+    def _partition_for(self, cache: dict[bytes, int], parts: list[int], key: bytes) -> int:
+        part = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
+        if len(cache) >= _KEY_CACHE_LIMIT:
+            cache.clear()
+        cache[key] = part
         return part
 
     async def send(self, topic: str, records: list) -> tuple[list[tuple[asyncio.Future, list[int]]], list[int]]:
@@ -75,8 +72,14 @@ class BatchProducer:
         parts = await self.partitions(topic)
         by_partition: dict[int, list[int]] = {}
         keyless = next(self._round_robin[topic])  # a whole keyless call goes to one partition: bigger batches
+        cache = self._key_partition.setdefault(topic, {})  # murmur2 in Python is slow; keys repeat
         for index, (key, _value, _headers) in enumerate(records):
-            part = keyless if key is None else self._partition_for(topic, parts, key)
+            if key is None:
+                part = keyless
+            else:
+                part = cache.get(key)
+                if part is None:
+                    part = self._partition_for(cache, parts, key)
             by_partition.setdefault(part, []).append(index)
         sent, too_large = [], []
         for part, indexes in by_partition.items():

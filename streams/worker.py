@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import ConsumerRecord
 
-from processors.core import SourceRecord
 from streams import metrics
 from streams.config import Config
 from streams.deadletter import DeadLetterWriter
@@ -24,6 +24,12 @@ from streams.topology import build_pipeline, build_targets
 from streams.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
+
+# aiokafka's ConsumerRecord already carries every field of processors.core.SourceRecord, but
+# names the timestamp `timestamp`. One alias lets consumed records flow into the processors as
+# they are, instead of copying every record (a copy cost as much as parsing its JSON).
+if not hasattr(ConsumerRecord, "timestamp_ms"):
+    ConsumerRecord.timestamp_ms = property(lambda record: record.timestamp)
 
 
 @dataclass
@@ -123,6 +129,9 @@ class Worker:
     async def shutdown(self) -> None:
         grace = self.config.runtime.shutdown_grace_s
         deadline = time.monotonic() + grace
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self.consumer is not None and self.consumer._closed is False:
             await self._drain(None, max(0.1, deadline - time.monotonic()))
             await self._commit(force=True)
@@ -130,8 +139,6 @@ class Worker:
                 await asyncio.wait_for(self.consumer.stop(), max(0.5, deadline - time.monotonic()))
             except asyncio.TimeoutError:
                 log.error("consumer did not leave the group within the grace period")
-        for task in self._background:
-            task.cancel()
         for target in self.targets.values():
             await target.close()
         if self.dead_letters:
@@ -146,19 +153,24 @@ class Worker:
     # --- the loop ----------------------------------------------------------------------------
     async def _loop(self) -> None:
         c = self.config.consumer
-        commit_every = c.commit_interval_ms / 1000
+        # commits run beside the fetch loop, so a slow commit round trip never stalls fetching
+        self._background.append(asyncio.create_task(self._commit_periodically(), name="committer"))
         while not self._stop.is_set():
             batch = await self.consumer.getmany(timeout_ms=c.fetch_timeout_ms, max_records=c.max_batch_records)
             if batch and not self._stop.is_set():
                 self._process(batch)
             self._apply_backpressure()
-            if time.monotonic() - self._last_commit >= commit_every:
-                await self._commit()
-                self._update_lag()
+
+    async def _commit_periodically(self) -> None:
+        every = self.config.consumer.commit_interval_ms / 1000
+        while True:
+            await asyncio.sleep(every)
+            await self._commit()
+            self._update_lag()
 
     def _process(self, batch: dict) -> None:
         started = time.perf_counter()
-        by_topic: dict[str, list[SourceRecord]] = defaultdict(list)
+        by_topic: dict[str, list[ConsumerRecord]] = defaultdict(list)
         tickets = {}
         count = 0
         for tp, messages in batch.items():
@@ -166,10 +178,7 @@ class Worker:
                 continue  # revoked while in flight: its new owner reads it again
             tickets[tp] = self.watermarks.open(tp, messages[-1].offset + 1)
             self.positions[tp] = messages[-1].offset + 1
-            records = by_topic[tp.topic]
-            for m in messages:
-                records.append(SourceRecord(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value,
-                                            tuple(m.headers) if m.headers else ()))
+            by_topic[tp.topic] += messages
             count += len(messages)
             metrics.RECORDS_IN.labels(tp.topic).inc(len(messages))
         if not count:
@@ -177,9 +186,12 @@ class Worker:
         result = self.pipeline.run(by_topic)
         # fan deliveries out, tagged with their partition's ticket
         per_target: dict[str, list] = defaultdict(list)
+        last_record, ticket = None, None
         for delivery in result.deliveries:
             record = delivery.record
-            per_target[delivery.target].append((delivery, tickets[(record.topic, record.partition)]))
+            if record is not last_record:  # fan-out repeats a record; batches repeat a partition
+                last_record, ticket = record, tickets[(record.topic, record.partition)]
+            per_target[delivery.target].append((delivery, ticket))
         for name, items in per_target.items():
             self.targets[name].submit(items)
         if result.failures:

@@ -39,15 +39,35 @@ class Target:
     def submit(self, items: list[Item]) -> None:
         if not items:
             return
-        self.in_flight += len(items)
-        by_partition = self.in_flight_by_partition
-        for delivery, ticket in items:
-            ticket.add()
-            record = delivery.record
-            by_partition[(record.topic, record.partition)] += 1
+        self._count(items, +1)
         self._idle.clear()
-        self._gauge.set(self.in_flight)
         self.write(items)
+
+    def _count(self, items: list[Item], sign: int) -> float:
+        """Add (+1) or remove (-1) items from the in-flight counts and their tickets; returns the
+        oldest ticket's creation time. Items of one batch share a ticket and come in runs, so the
+        counting is per run, not per item."""
+        by_partition = self.in_flight_by_partition
+        oldest = float("inf")
+        run_ticket, run_tp, run = None, None, 0
+        for delivery, ticket in items:
+            if ticket is run_ticket:
+                run += 1
+                continue
+            if run:
+                (run_ticket.add if sign > 0 else run_ticket.done)(run)
+                by_partition[run_tp] += sign * run
+                if run_ticket.created < oldest:
+                    oldest = run_ticket.created
+            record = delivery.record
+            run_ticket, run_tp, run = ticket, (record.topic, record.partition), 1
+        (run_ticket.add if sign > 0 else run_ticket.done)(run)
+        by_partition[run_tp] += sign * run
+        if run_ticket.created < oldest:
+            oldest = run_ticket.created
+        self.in_flight += sign * len(items)
+        self._gauge.set(self.in_flight)
+        return oldest
 
     @property
     def saturated(self) -> bool:
@@ -80,22 +100,14 @@ class Target:
 
     # --- called by the target itself ----------------------------------------------------------
     def settle(self, items: list[Item], outcome: str = "delivered") -> None:
-        now = time.monotonic()
-        by_partition = self.in_flight_by_partition
-        oldest = now
-        for delivery, ticket in items:
-            ticket.done()
-            record = delivery.record
-            by_partition[(record.topic, record.partition)] -= 1
-            if ticket.created < oldest:
-                oldest = ticket.created
-        self.in_flight -= len(items)
-        self._gauge.set(self.in_flight)
+        if not items:
+            return
+        oldest = self._count(items, -1)
         if outcome == "delivered":
             self._delivered.inc(len(items))
         else:
             metrics.DELIVERIES.labels(self.id, outcome).inc(len(items))
-        self._latency.observe(now - oldest)
+        self._latency.observe(time.monotonic() - oldest)
         if self.in_flight <= 0:
             self._idle.set()
 

@@ -45,8 +45,7 @@ class KafkaTarget(Target):
                 self.fail(items, "ProduceFailed", f"{type(exc).__name__}: {exc}")
 
     async def _send(self, items: list[Item]) -> None:
-        records = [(d.key, d.payload, None) for d, _ in items]
-        sent, too_large = await self.producer.send(self.topic, records)
+        sent, too_large = await self.producer.send(self.topic, [(d.key, d.payload, None) for d, _ in items])
         if too_large:
             self.fail([items[i] for i in too_large], "RecordTooLarge",
                       f"record exceeds producer.max_batch_bytes for topic {self.topic}")

@@ -1,0 +1,46 @@
+import pytest
+
+from streams.config import ConfigError, load_config, parse_config
+
+
+def test_defaults_and_environment_overrides():
+    config = parse_config({"sources": [{"topic": "in"}]}, environ={
+        "EVENTWEIR_CONSUMER__MAX_BATCH_RECORDS": "123",
+        "EVENTWEIR_KAFKA__BOOTSTRAP_SERVERS": "kafka-1:9092,kafka-2:9092",
+        "EVENTWEIR_PRODUCER__ENABLE_IDEMPOTENCE": "true",
+    })
+    assert config.consumer.max_batch_records == 123
+    assert config.kafka.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
+    assert config.producer.enable_idempotence is True
+    assert config.dead_letter.topic == "eventweir.dlq"
+
+
+def test_every_problem_is_reported_with_its_key_path():
+    with pytest.raises(ConfigError) as err:
+        parse_config({
+            "sources": [{"topic": "in", "kind": "telemetry"}],
+            "consumer": {"max_batch_records": 0, "max_batch_size": 10},
+            "rules": [{"name": "r", "targets": [{"id": "t", "type": "kafka"}]}],
+        }, environ={})
+    lines = str(err.value).splitlines()
+    assert any(line.startswith("sources[0].kind: Input should be 'json'") and "'telemetry'" in line for line in lines)
+    assert any(line.startswith("consumer.max_batch_records:") and "greater than or equal to 1" in line for line in lines)
+    assert "consumer.max_batch_size: unknown key" in str(err.value)
+    assert any(line.startswith("rules[0].targets[0]: a kafka target needs `topic`") for line in lines)
+
+
+def test_sources_are_required_and_rule_names_unique():
+    with pytest.raises(ConfigError, match=r"sources: required key is missing"):
+        parse_config({}, environ={})
+    rule = {"name": "same", "targets": [{"id": "t", "type": "log"}]}
+    with pytest.raises(ConfigError, match="rule names must be unique, repeated: same"):
+        parse_config({"sources": [{"topic": "in"}], "rules": [rule, rule]}, environ={})
+
+
+def test_missing_or_broken_files_say_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sources: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
