@@ -86,6 +86,7 @@ class WaitingRoomService:
         self.observer = observer
         self.account, self.region = account, region
         self.rooms: dict[str, _Room] = {}
+        self.config_rooms: dict[str, Any] = {}  # rooms from the config file, created at start if missing
         self.ring: KeyRing | None = None
         self._version = -1
         self._task: asyncio.Task | None = None
@@ -95,7 +96,7 @@ class WaitingRoomService:
     async def start(self, rooms: dict[str, Any] | None = None, *, run_inlet: bool = True) -> None:
         """Load rooms and keys from the store; create `rooms` from config when the store lacks them."""
         await self.reload()
-        for room_id, raw in (rooms or {}).items():
+        for room_id, raw in (self.config_rooms if rooms is None else rooms).items():
             if room_id not in self.rooms:
                 await self.put_room(room_id, raw)
         if run_inlet:
