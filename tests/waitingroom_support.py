@@ -52,3 +52,23 @@ async def make_service(store, rooms=None, clock=None, **kw) -> WaitingRoomServic
     svc = WaitingRoomService(store, admin_token=ADMIN_TOKEN, clock=clock or FakeClock(), **kw)
     await svc.start(rooms or {}, run_inlet=False)
     return svc
+
+
+async def start_api(prefix: str, rooms=None, **config):
+    """The real aiohttp app with the waiting-room routes on a free port; returns (client, service)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from streams.waitingroom_api import add_waitingroom_routes, build_waitingroom_service, waitingroom_lifecycle
+
+    service = build_waitingroom_service({"redis_url": REDIS_URL, "key_prefix": prefix, "admin_token": ADMIN_TOKEN,
+                                         "rooms": rooms or {}, **config})
+    app = web.Application()
+    add_waitingroom_routes(app, service)
+    app.cleanup_ctx.append(waitingroom_lifecycle(service))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client, service
+
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

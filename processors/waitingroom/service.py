@@ -24,6 +24,7 @@ from .tokens import ALGORITHMS, ISSUER, KeyRing, SigningKey, TokenError, verify_
 log = logging.getLogger("eventweir.waitingroom")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 RATE_WINDOW_S = 60.0
+QUEUE_TOKEN_TTL_S = 86_400  # proof of a queue position; derived from the join time, so a retried join gets the same claims
 
 
 class RoomError(Exception):
@@ -217,7 +218,8 @@ class WaitingRoomService:
             "duplicate": res.outcome == "existing", "refresh_interval_s": s.refresh_interval_s,
             "queue_token": self.ring.sign({
                 "iss": ISSUER, "aud": room_id, "sub": rid, "token_use": "queue", "queue_position": rec.position,
-                "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)], "iat": rec.joined_ms // 1000}),
+                "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
+                "iat": rec.joined_ms // 1000, "exp": rec.joined_ms // 1000 + QUEUE_TOKEN_TTL_S}),
         }
 
     async def status(self, room_id: str, request_id: str) -> dict[str, Any]:
