@@ -4,7 +4,8 @@
 set -euo pipefail
 
 need=()
-for pkg_bin in "redis-server:redis-server"; do
+# chromium: the waiting-room page test drives it headless over the DevTools protocol
+for pkg_bin in "redis-server:redis-server" "chromium:chromium"; do
   pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done
