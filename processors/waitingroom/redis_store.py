@@ -1,20 +1,20 @@
-"""`RoomStore` on Redis (redis.asyncio): one EVALSHA per operation, auto-pipelined.
+"""`RoomStore` on Redis: one EVALSHA per operation, pipelined.
 
-Every call made during one event-loop iteration is queued and sent as a single pipeline, so under
-load a thousand concurrent joins cost one round trip, not a thousand. This is the one I/O module
-processors/ owns (see ARCHITECTURE.md).
+Hot operations (join, status, admit, token, session) go through `RespConnection`: every call made
+during one event-loop iteration is sent in one write, so under load a thousand concurrent joins cost
+one round trip, not a thousand. Rare operations (rooms, keys, reset) use redis.asyncio. This is the
+one I/O module processors/ owns (see ARCHITECTURE.md).
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
 
 from .lua import SCRIPTS
+from .resp import EvalShaPrefix, RedisReplyError, RespConnection
 from .store import (AdmitParams, AdmitResult, IssueResult, JoinResult, RoomCounters, RoomStore,
                     SessionRecord, StatusResult)
 
@@ -29,19 +29,16 @@ def _counters(raw: list[Any]) -> RoomCounters:
 
 
 class RedisRoomStore(RoomStore):
-    def __init__(self, client: aioredis.Redis, prefix: str = "eventweir:wr:"):
-        self.redis = client
+    def __init__(self, client: aioredis.Redis, fast: RespConnection, prefix: str = "eventweir:wr:"):
+        self.redis = client  # redis-py: admin and rare operations
+        self.fast = fast     # the hot path: one pipelined connection, EVALSHA only
         self.prefix = prefix
         self._keys: dict[tuple[str, int], tuple[str, ...]] = {}
-        self._pending: list[tuple[str, tuple[str, ...], tuple[Any, ...], asyncio.Future]] = []
-        self._flush_scheduled = False
-        self._tasks: set[asyncio.Task] = set()
-        self._loaded = False
-        self.roundtrips = 0  # pipelines sent (for the benchmark's ops-per-join figure)
+        self._prefixes: dict[tuple[str, tuple[str, ...]], EvalShaPrefix] = {}
 
     @classmethod
     def from_url(cls, url: str = "redis://127.0.0.1:6379/0", prefix: str = "eventweir:wr:", max_connections: int = 32) -> "RedisRoomStore":
-        return cls(aioredis.Redis.from_url(url, max_connections=max_connections), prefix)
+        return cls(aioredis.Redis.from_url(url, max_connections=max_connections), RespConnection(url), prefix)
 
     # ---- keys ---------------------------------------------------------------------------------
     def room_keys(self, room: str, nclasses: int) -> tuple[str, ...]:
@@ -55,60 +52,26 @@ class RedisRoomStore(RoomStore):
     def _cfg_key(self, room: str) -> str:
         return f"{self.prefix}{{{room}}}:cfg"
 
-    # ---- auto-pipelined EVALSHA -----------------------------------------------------------------
+    # ---- pipelined EVALSHA -------------------------------------------------------------------
     async def load_scripts(self) -> None:
         for name, src in SCRIPTS.items():
             sha = await self.redis.script_load(src)
             assert sha == _SHA[name], "Redis computed a different script digest"
-        self._loaded = True
 
-    def _call(self, script: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> asyncio.Future:
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._pending.append((script, keys, args, fut))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return fut
-
-    def _flush(self) -> None:
-        batch, self._pending, self._flush_scheduled = self._pending, [], False
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, batch: list, retry: bool = True) -> None:
-        try:
-            if not self._loaded:
-                await self.load_scripts()
-            pipe = self.redis.pipeline(transaction=False)
-            for script, keys, args, _ in batch:
-                pipe.evalsha(_SHA[script], len(keys), *keys, *args)
-            results = await pipe.execute(raise_on_error=False)
-            self.roundtrips += 1
-        except Exception as exc:  # connection failure: every caller in the batch sees it
-            for *_, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        missing = []
-        for item, res in zip(batch, results):
-            fut = item[3]
-            if fut.done():
-                continue
-            if isinstance(res, NoScriptError) or (isinstance(res, ResponseError) and "NOSCRIPT" in str(res)):
-                missing.append(item)  # Redis restarted or SCRIPT FLUSH: load again and retry once
-            elif isinstance(res, Exception):
-                fut.set_exception(res)
-            else:
-                fut.set_result(res)
-        if missing:
-            if retry:
-                self._loaded = False
-                await self._send(missing, retry=False)
-            else:
-                for *_, fut in missing:
-                    fut.set_exception(NoScriptError("waiting-room scripts could not be loaded"))
+    async def _call(self, script: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+        prefix = self._prefixes.get((script, keys))
+        if prefix is None:
+            prefix = self._prefixes[(script, keys)] = EvalShaPrefix(_SHA[script], keys)
+        packed = prefix.pack(args)
+        reply = await self.fast.call(packed)
+        if isinstance(reply, RedisReplyError):
+            if not str(reply).startswith("NOSCRIPT"):
+                raise reply
+            await self.load_scripts()  # Redis restarted or SCRIPT FLUSH: load again and retry once
+            reply = await self.fast.call(packed)
+            if isinstance(reply, RedisReplyError):
+                raise reply
+        return reply
 
     # ---- operations ---------------------------------------------------------------------------
     async def join(self, room, nclasses, request_id, now_ms, *, method, phase, class_rank, inventory, exempt, session_ms):
@@ -190,6 +153,5 @@ class RedisRoomStore(RoomStore):
         return int(await self.redis.get(self.prefix + "version") or 0)
 
     async def close(self):
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.fast.close()
         await self.redis.aclose()

@@ -216,7 +216,7 @@ class WaitingRoomService:
             "room": room_id, "request_id": rid, "position": rec.position, "state": rec.state,
             "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
             "duplicate": res.outcome == "existing", "refresh_interval_s": s.refresh_interval_s,
-            "queue_token": self.ring.sign({
+            "queue_token": self.ring.sign_queue({
                 "iss": ISSUER, "aud": room_id, "sub": rid, "token_use": "queue", "queue_position": rec.position,
                 "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
                 "iat": rec.joined_ms // 1000, "exp": rec.joined_ms // 1000 + QUEUE_TOKEN_TTL_S}),
@@ -280,6 +280,9 @@ class WaitingRoomService:
         if self._jwks_cache is None or now - self._jwks_cache[0] > 1.0:
             self._jwks_cache = (now, self.ring.jwks(now))
         return self._jwks_cache[1]
+
+    def verify_queue_token(self, token: str, room_id: str) -> dict[str, Any]:
+        return self.ring.verify_queue(token, audience=room_id, now_s=self.clock())
 
     def verify_access_token(self, token: str, room_id: str) -> dict[str, Any]:
         return self.ring.verify(token, audience=room_id, token_use="access", now_s=self.clock())

@@ -112,3 +112,18 @@ def test_site_claim_needs_the_room_secret_and_audience():
                 jwt.encode({"aud": "sale", "class": "vip"}, secret, algorithm="HS256")):
         with pytest.raises(TokenError):
             verify_site_claim(bad, secret, "sale")
+
+
+def test_queue_token_is_checked_by_the_room_only(ring):
+    claims = {"aud": "sale", "sub": "r1", "token_use": "queue", "queue_position": 9, "iat": int(NOW), "exp": int(NOW) + 60}
+    token = ring.sign_queue(claims)
+    assert ring.verify_queue(token, audience="sale", now_s=NOW)["queue_position"] == 9
+    head, payload, sig = token.split(".")
+    forged = base64.urlsafe_b64encode(orjson.dumps({**claims, "queue_position": 1})).rstrip(b"=").decode()
+    for bad, reason, now in ((f"{head}.{forged}.{sig}", "signature", NOW), (token, "expired", NOW + 61)):
+        with pytest.raises(TokenError) as err:
+            ring.verify_queue(bad, audience="sale", now_s=now)
+        assert err.value.reason == reason
+    with pytest.raises(TokenError) as err:  # nobody outside can verify it as an access token
+        ring.verify(token, audience="sale", token_use="access", now_s=NOW)
+    assert err.value.reason == "algorithm"
