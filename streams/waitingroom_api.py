@@ -107,13 +107,13 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
 
     async def jwks(request: web.Request) -> web.Response:
         if "room" in request.match_info:
-            service._room(request.match_info["room"])  # 404 for an unknown room
+            service.room_settings(request.match_info["room"])  # 404 for an unknown room
         resp = _json(service.jwks())
         resp.headers["Cache-Control"] = "public, max-age=60"
         return resp
 
     async def waiting_page(request: web.Request) -> web.Response:
-        service._room(request.match_info["room"])
+        service.room_settings(request.match_info["room"])
         if not request.path.endswith("/"):
             raise web.HTTPFound(request.path + "/" + (f"?{request.query_string}" if request.query_string else ""))
         return web.Response(body=page, content_type="text/html", charset="utf-8")

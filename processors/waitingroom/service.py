@@ -157,6 +157,10 @@ class WaitingRoomService:
             await asyncio.sleep(self.tick_interval_s)
 
     # ---- helpers ------------------------------------------------------------------------------
+    def room_settings(self, room_id: str) -> RoomSettings:
+        """The room's settings; RoomError('not_found') for an unknown room."""
+        return self._room(room_id).settings
+
     def _room(self, room_id: str) -> _Room:
         room = self.rooms.get(room_id)
         if room is None:
@@ -298,6 +302,8 @@ class WaitingRoomService:
             await self.store.shuffle_prequeue(room_id, room.nclasses, secrets.randbits(31))
             room.shuffled = True  # the script shuffles once per room, so a second worker's call is a no-op
         inlet = s.inlet
+        if s.queueing_method == "passthrough" and phase == "open":
+            manual = max(manual, 10_000)  # whoever joined the pre-queue of a passthrough room goes straight in
         params = AdmitParams(
             can_admit=phase == "open" and s.queueing_method in ("fifo", "random"),
             policy=inlet.policy, rate_per_ms=inlet.rate_per_s / 1000.0, burst=max(1, inlet.rate),

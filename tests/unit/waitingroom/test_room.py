@@ -183,6 +183,18 @@ async def test_passthrough_and_reject(store):
     assert err.value.code == "closed"
 
 
+async def test_passthrough_prequeue_goes_in_at_the_start(store):
+    clock = FakeClock(1_800_000_000)
+    svc = await make_service(store, {"drop": {"queueing_method": "passthrough", "schedule": {"start": 1_800_000_060}}}, clock)
+    assert (await svc.join("drop", "early"))["state"] == "waiting"
+    await svc.tick("drop")
+    assert (await svc.status("drop", "early"))["state"] == "waiting"
+    clock.advance(60)
+    await svc.tick("drop")
+    assert (await svc.status("drop", "early"))["state"] == "admitted"
+    assert (await svc.join("drop", "later"))["state"] == "admitted"
+
+
 async def test_silent_waiter_expires_and_inlet_skips_it(store):
     clock = FakeClock()
     svc = await make_service(store, {"sale": {**MANUAL, "heartbeat_s": 300}}, clock)
