@@ -38,14 +38,23 @@ def pack_command(*args: Any) -> bytes:
 class EvalShaPrefix:
     """The packed head of `EVALSHA sha numkeys key...`; `pack(args)` appends the varying ARGV."""
 
-    __slots__ = ("head", "nfixed")
+    __slots__ = ("head", "nfixed", "_stars")
 
     def __init__(self, sha: str, keys: tuple[str, ...]):
         self.nfixed = 3 + len(keys)
         self.head = b"".join(_bulk(a) for a in ("EVALSHA", sha, len(keys), *keys))
+        self._stars: dict[int, bytes] = {}
 
     def pack(self, args: tuple[Any, ...]) -> bytes:
-        return b"*%d\r\n" % (self.nfixed + len(args)) + self.head + b"".join(_bulk(a) for a in args)
+        start = self._stars.get(len(args))
+        if start is None:
+            start = self._stars[len(args)] = b"*%d\r\n" % (self.nfixed + len(args)) + self.head
+        parts = [start]
+        for a in args:  # the hot loop of every join and poll: type() checks, no generator
+            t = type(a)
+            b = a.encode() if t is str else (b"%d" % a if t is int else (a if t is bytes else str(a).encode()))
+            parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        return b"".join(parts)
 
 
 class _Protocol(asyncio.Protocol):

@@ -8,6 +8,7 @@ import jwt
 import pytest
 
 from processors.waitingroom.service import RoomError
+from processors.waitingroom.tokens import TokenError
 from tests.waitingroom_support import FakeClock, make_service, redis_prefix, store  # noqa: F401
 
 MANUAL = {"inlet": {"policy": "manual"}}
@@ -281,3 +282,24 @@ async def test_bad_request_ids_are_rejected(store):
         with pytest.raises(RoomError) as err:
             await svc.join("sale", bad)
         assert err.value.code == "bad_request" and "request_id" in err.value.message
+
+
+async def test_key_rotation_across_workers_and_grace_period(store):
+    clock = FakeClock()
+    a = await make_service(store, {"sale": MANUAL}, clock, key_grace_s=120)
+    await a.join("sale", "u0")
+    await a.increment_serving("sale", 1)
+    old = (await a.access_token("sale", "u0"))["access_token"]
+    rotated = await a.rotate_keys()
+    b = await make_service(store, clock=clock, key_grace_s=120)  # another worker loads the rotated ring
+    assert b.ring.active.kid == rotated["active_kid"]
+    assert b.verify_access_token(old, "sale")["sub"] == "u0"  # inside the grace period
+    await b.join("sale", "u1")
+    await b.increment_serving("sale", 1)
+    new = (await b.access_token("sale", "u1"))["access_token"]
+    clock.advance(121)
+    with pytest.raises(TokenError) as err:  # still unexpired (600 s session), but its key is gone
+        b.verify_access_token(old, "sale")
+    assert err.value.reason == "kid"
+    assert {k["kid"] for k in b.jwks()["keys"]} == {rotated["active_kid"]}
+    assert b.verify_access_token(new, "sale")["sub"] == "u1"
