@@ -73,6 +73,9 @@ def _handler(endpoint: str, fn):
             resp = _error(exc.code, exc.message, _STATUS.get(exc.code, 400), **exc.detail)
         except SettingsError as exc:
             resp = _error("invalid_settings", str(exc), 400, path=exc.path)
+        except OSError as exc:  # Redis unreachable (ConnectionError is an OSError): tell clients to retry
+            resp = _error("unavailable", f"waiting-room store unavailable: {exc}", 503)
+            resp.headers["Retry-After"] = "1"
         count(resp.status)
         return resp
 
