@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "streams.cmd_publish",
     "streams.cmd_test_pattern",
     "streams.cmd_schemas",
+    "streams.cmd_waitingroom",
 ]
 
 

@@ -4,7 +4,9 @@
 set -euo pipefail
 
 need=()
-for pkg_bin in "redis-server:redis-server"; do
+# chromium: the waiting-room page test drives it headless over the DevTools protocol;
+# wrk: the load generator of tests/bench/waitingroom.py
+for pkg_bin in "redis-server:redis-server" "chromium:chromium" "wrk:wrk"; do
   pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -1,0 +1,275 @@
+"""One Lua script per atomic waiting-room operation.
+
+Keys of a room (all share the `{room}` hash tag, so a Redis Cluster keeps a room on one slot):
+  KEYS[1] meta    hash: seq (positions handed out), served, serving, expired, expired_sessions,
+                  completed, abandoned, exempt, paused, inlet_ts, inlet_credit, prequeue_last, shuffled
+  KEYS[2] reqs    hash: request id -> "state|position|class rank|joined ms|changed ms"
+  KEYS[3] hb      zset: waiting request id -> last heartbeat ms
+  KEYS[4] active  zset: admitted/active request id -> session deadline ms
+  KEYS[5..]       zset per priority class (rank 0 first): waiting request id -> position
+Numbers in records are kept as the decimal strings they arrived as, so Lua never prints a float.
+"""
+
+_PARSE = r"""
+local function parse(rec)
+  return string.match(rec, '^(%a+)|(%d+)|(%d+)|(%d+)|(%d+)$')
+end
+"""
+
+JOIN = _PARSE + r"""
+-- ARGV: rid now_ms method phase rank inventory exempt session_ms
+local rid = ARGV[1]
+local rec = redis.call('HGET', KEYS[2], rid)
+if rec then return {'existing', rec} end
+local method, phase = ARGV[3], ARGV[4]
+if method == 'reject' or phase == 'closed' then return {'closed', ''} end
+local now, rank = ARGV[2], ARGV[5]
+local deadline = tonumber(now) + tonumber(ARGV[8])
+if ARGV[7] == '1' then
+  rec = 'admitted|0|' .. rank .. '|' .. now .. '|' .. now
+  redis.call('HSET', KEYS[2], rid, rec)
+  redis.call('ZADD', KEYS[4], deadline, rid)
+  redis.call('HINCRBY', KEYS[1], 'exempt', 1)
+  return {'new', rec}
+end
+local inv = tonumber(ARGV[6])
+if inv >= 0 and tonumber(redis.call('HGET', KEYS[1], 'served') or '0') >= inv then return {'sold_out', ''} end
+local pos = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+if method == 'passthrough' and phase == 'open' then
+  rec = 'admitted|' .. pos .. '|' .. rank .. '|' .. now .. '|' .. now
+  redis.call('HSET', KEYS[2], rid, rec)
+  redis.call('ZADD', KEYS[4], deadline, rid)
+  redis.call('HINCRBY', KEYS[1], 'served', 1)
+  redis.call('HSET', KEYS[1], 'serving', pos)
+  return {'new', rec}
+end
+rec = 'waiting|' .. pos .. '|' .. rank .. '|' .. now .. '|0'
+redis.call('HSET', KEYS[2], rid, rec)
+redis.call('ZADD', KEYS[5 + tonumber(rank)], pos, rid)
+redis.call('ZADD', KEYS[3], now, rid)
+if phase == 'pre' then redis.call('HSET', KEYS[1], 'prequeue_last', pos) end
+return {'new', rec}
+"""
+
+STATUS = _PARSE + r"""
+-- ARGV: rid now_ms heartbeat_ms ; heartbeats a waiter, or expires it if it was silent too long
+local rid = ARGV[1]
+local rec = redis.call('HGET', KEYS[2], rid)
+if not rec then return {'', 0, 0} end
+local state, pos, rank, joined = parse(rec)
+if state ~= 'waiting' then return {rec, 0, 0} end
+local now = tonumber(ARGV[2])
+local hb = tonumber(redis.call('ZSCORE', KEYS[3], rid) or now)
+local r = tonumber(rank)
+if now - hb > tonumber(ARGV[3]) then
+  rec = 'expired|' .. pos .. '|' .. rank .. '|' .. joined .. '|' .. ARGV[2]
+  redis.call('HSET', KEYS[2], rid, rec)
+  redis.call('ZREM', KEYS[5 + r], rid)
+  redis.call('ZREM', KEYS[3], rid)
+  redis.call('HINCRBY', KEYS[1], 'expired', 1)
+  return {rec, 0, 1}
+end
+redis.call('ZADD', KEYS[3], ARGV[2], rid)
+local ahead = redis.call('ZCOUNT', KEYS[5 + r], '-inf', '(' .. pos)
+for c = 0, r - 1 do ahead = ahead + redis.call('ZCARD', KEYS[5 + c]) end
+return {rec, ahead, 0}
+"""
+
+_COUNTERS = r"""
+local function counters(nclasses)
+  local m = redis.call('HMGET', KEYS[1], 'served', 'serving', 'seq', 'expired', 'expired_sessions',
+                       'completed', 'abandoned', 'exempt', 'paused')
+  local waiting = 0
+  for c = 0, nclasses - 1 do waiting = waiting + redis.call('ZCARD', KEYS[5 + c]) end
+  return {tonumber(m[1] or 0), tonumber(m[2] or 0), tonumber(m[3] or 0), waiting,
+          redis.call('ZCARD', KEYS[4]), tonumber(m[4] or 0), tonumber(m[5] or 0),
+          tonumber(m[6] or 0), tonumber(m[7] or 0), tonumber(m[8] or 0), tonumber(m[9] or 0)}
+end
+"""
+
+COUNTERS = _COUNTERS + r"""
+return counters(tonumber(ARGV[1]))
+"""
+
+ADMIT = _PARSE + _COUNTERS + r"""
+-- ARGV: now can_admit policy rate_per_ms burst max_active manual inventory heartbeat_ms session_ms nclasses limit
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[12])
+local nclasses = tonumber(ARGV[11])
+-- 1. waiters that stopped polling lose their place (counted, so the inlet never waits on them)
+local expired_w = 0
+local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - tonumber(ARGV[9])), 'LIMIT', 0, limit)
+for _, rid in ipairs(stale) do
+  redis.call('ZREM', KEYS[3], rid)
+  local rec = redis.call('HGET', KEYS[2], rid)
+  if rec then
+    local state, pos, rank, joined = parse(rec)
+    if state == 'waiting' then
+      redis.call('ZREM', KEYS[5 + tonumber(rank)], rid)
+      redis.call('HSET', KEYS[2], rid, 'expired|' .. pos .. '|' .. rank .. '|' .. joined .. '|' .. ARGV[1])
+      expired_w = expired_w + 1
+    end
+  end
+end
+if expired_w > 0 then redis.call('HINCRBY', KEYS[1], 'expired', expired_w) end
+-- 2. sessions past their deadline free their slot
+local expired_s = 0
+local done = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[1], 'LIMIT', 0, limit)
+for _, rid in ipairs(done) do
+  redis.call('ZREM', KEYS[4], rid)
+  local rec = redis.call('HGET', KEYS[2], rid)
+  if rec then
+    local state, pos, rank, joined = parse(rec)
+    if state == 'admitted' or state == 'active' then
+      redis.call('HSET', KEYS[2], rid, 'expired|' .. pos .. '|' .. rank .. '|' .. joined .. '|' .. ARGV[1])
+      expired_s = expired_s + 1
+    end
+  end
+end
+if expired_s > 0 then redis.call('HINCRBY', KEYS[1], 'expired_sessions', expired_s) end
+-- 3. how many the inlet may admit now
+local served = tonumber(redis.call('HGET', KEYS[1], 'served') or '0')
+local n, credit = 0, 0
+local policy = ARGV[3]
+-- paused lives here (not in the caller's copy of the settings) so every worker sees it at once
+local can = ARGV[2] == '1' and redis.call('HGET', KEYS[1], 'paused') ~= '1'
+if policy == 'fixed_rate' then
+  local last = tonumber(redis.call('HGET', KEYS[1], 'inlet_ts') or ARGV[1])
+  credit = tonumber(redis.call('HGET', KEYS[1], 'inlet_credit') or '0')
+  if can then
+    credit = math.min(tonumber(ARGV[5]), credit + math.max(0, now - last) * tonumber(ARGV[4]))
+    n = math.floor(credit)
+  end
+elseif policy == 'max_active' and can then
+  n = math.max(0, tonumber(ARGV[6]) - redis.call('ZCARD', KEYS[4]))
+end
+local manual = tonumber(ARGV[7])
+n = n + manual
+local inv = tonumber(ARGV[8])
+if inv >= 0 then n = math.min(n, inv - served) end
+if n > limit then n = limit end
+-- 4. admit the head of each class queue, highest class first
+local out = {}
+local admitted = 0
+local serving = tonumber(redis.call('HGET', KEYS[1], 'serving') or '0')
+local deadline = now + tonumber(ARGV[10])
+for c = 0, nclasses - 1 do
+  if admitted >= n then break end
+  local popped = redis.call('ZPOPMIN', KEYS[5 + c], n - admitted)
+  for i = 1, #popped, 2 do
+    local rid, pos = popped[i], popped[i + 1]
+    local rec = redis.call('HGET', KEYS[2], rid)
+    local joined = string.match(rec, '^%a+|%d+|%d+|(%d+)|')
+    redis.call('HSET', KEYS[2], rid, 'admitted|' .. pos .. '|' .. c .. '|' .. joined .. '|' .. ARGV[1])
+    redis.call('ZREM', KEYS[3], rid)
+    redis.call('ZADD', KEYS[4], deadline, rid)
+    if tonumber(pos) > serving then serving = tonumber(pos) end
+    admitted = admitted + 1
+    out[#out + 1] = rid
+    out[#out + 1] = pos
+    out[#out + 1] = joined
+  end
+end
+if admitted > 0 then
+  redis.call('HINCRBY', KEYS[1], 'served', admitted)
+  redis.call('HSET', KEYS[1], 'serving', serving)
+end
+if policy == 'fixed_rate' then
+  -- the inlet's credit pays for what it admitted (manual admissions are on top of it)
+  credit = credit - math.max(0, admitted - manual)
+  if credit < 0 then credit = 0 end
+  redis.call('HSET', KEYS[1], 'inlet_ts', ARGV[1], 'inlet_credit', tostring(credit))
+end
+return {counters(nclasses), expired_w, expired_s, out}
+"""
+
+ISSUE = _PARSE + r"""
+-- ARGV: rid now session_ms ; an admitted request gets its session (deadline = token exp)
+local rid = ARGV[1]
+local rec = redis.call('HGET', KEYS[2], rid)
+if not rec then return {'unknown', '', 0} end
+local state, pos, rank, joined, changed = parse(rec)
+local now = tonumber(ARGV[2])
+if state == 'admitted' then
+  local exp = now + tonumber(ARGV[3])
+  local deadline = tonumber(redis.call('ZSCORE', KEYS[4], rid) or '0')
+  if deadline <= now then
+    -- admitted but never claimed in time: the sweep may not have run yet
+    rec = 'expired|' .. pos .. '|' .. rank .. '|' .. joined .. '|' .. ARGV[2]
+    redis.call('HSET', KEYS[2], rid, rec)
+    redis.call('ZREM', KEYS[4], rid)
+    redis.call('HINCRBY', KEYS[1], 'expired_sessions', 1)
+    return {'closed', rec, 0}
+  end
+  rec = 'active|' .. pos .. '|' .. rank .. '|' .. joined .. '|' .. ARGV[2]
+  redis.call('HSET', KEYS[2], rid, rec)
+  redis.call('ZADD', KEYS[4], exp, rid)
+  return {'issued', rec, exp}
+elseif state == 'active' then
+  local exp = tonumber(redis.call('ZSCORE', KEYS[4], rid) or '0')
+  if exp <= now then
+    rec = 'expired|' .. pos .. '|' .. rank .. '|' .. joined .. '|' .. ARGV[2]
+    redis.call('HSET', KEYS[2], rid, rec)
+    redis.call('ZREM', KEYS[4], rid)
+    redis.call('HINCRBY', KEYS[1], 'expired_sessions', 1)
+    return {'closed', rec, 0}
+  end
+  return {'issued', rec, exp}
+elseif state == 'waiting' then
+  return {'waiting', rec, 0}
+end
+return {'closed', rec, 0}
+"""
+
+UPDATE_SESSION = _PARSE + r"""
+-- ARGV: rid status(completed|abandoned) now
+local rid, status = ARGV[1], ARGV[2]
+local rec = redis.call('HGET', KEYS[2], rid)
+if not rec then return {'unknown', ''} end
+local state, pos, rank, joined = parse(rec)
+local new = status .. '|' .. pos .. '|' .. rank .. '|' .. joined .. '|' .. ARGV[3]
+if state == 'admitted' or state == 'active' then
+  redis.call('ZREM', KEYS[4], rid)
+elseif state == 'waiting' and status == 'abandoned' then
+  redis.call('ZREM', KEYS[5 + tonumber(rank)], rid)
+  redis.call('ZREM', KEYS[3], rid)
+elseif state == 'waiting' then
+  return {'conflict', rec}
+else
+  return {'closed', rec}
+end
+redis.call('HSET', KEYS[2], rid, new)
+redis.call('HINCRBY', KEYS[1], status, 1)
+return {'updated', new}
+"""
+
+SHUFFLE = _PARSE + r"""
+-- ARGV: seed nclasses ; once, at the start: permute the positions of everyone who joined before it
+if redis.call('HGET', KEYS[1], 'shuffled') == '1' then return -1 end
+redis.call('HSET', KEYS[1], 'shuffled', '1')
+local last = tonumber(redis.call('HGET', KEYS[1], 'prequeue_last') or '0')
+if last == 0 then return 0 end
+local rids, classes, positions = {}, {}, {}
+for c = 0, tonumber(ARGV[2]) - 1 do
+  local m = redis.call('ZRANGEBYSCORE', KEYS[5 + c], '-inf', last, 'WITHSCORES')
+  for i = 1, #m, 2 do
+    rids[#rids + 1] = m[i]; classes[#classes + 1] = c; positions[#positions + 1] = m[i + 1]
+  end
+end
+-- Fisher-Yates with a Park-Miller generator seeded by the caller (exact in doubles)
+local s = tonumber(ARGV[1]) % 2147483646 + 1
+for i = #positions, 2, -1 do
+  s = (s * 16807) % 2147483647
+  local j = (s % i) + 1
+  positions[i], positions[j] = positions[j], positions[i]
+end
+for i, rid in ipairs(rids) do
+  local state, _, rank, joined, changed = parse(redis.call('HGET', KEYS[2], rid))
+  redis.call('HSET', KEYS[2], rid, state .. '|' .. positions[i] .. '|' .. rank .. '|' .. joined .. '|' .. changed)
+  redis.call('ZADD', KEYS[5 + classes[i]], positions[i], rid)
+end
+return #rids
+"""
+
+SCRIPTS = {"join": JOIN, "status": STATUS, "admit": ADMIT, "issue": ISSUE,
+           "update_session": UPDATE_SESSION, "shuffle": SHUFFLE, "counters": COUNTERS}

@@ -1,0 +1,414 @@
+"""The waiting room: rooms, joins, status with ETA, the inlet, access tokens, sessions, admin.
+
+All state lives in the store, so any number of workers can serve the same rooms and a restarted
+worker loses nothing. Per process there is only a cache: room settings and the signing keys (reloaded
+when the store's version changes) and each room's counters from the last inlet tick, which status
+responses reuse instead of reading them per request.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from . import events as ev
+from .settings import RoomSettings, SettingsError, parse_room_settings, valid_room_id
+from .store import WAITING, AdmitParams, AdmitResult, RoomCounters, RoomStore
+from .tokens import ALGORITHMS, ISSUER, KeyRing, SigningKey, TokenError, verify_site_claim
+
+log = logging.getLogger("eventweir.waitingroom")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+RATE_WINDOW_S = 60.0
+QUEUE_TOKEN_TTL_S = 86_400  # proof of a queue position; derived from the join time, so a retried join gets the same claims
+
+
+class RoomError(Exception):
+    """A request the room refuses. `code`: not_found, bad_request, forbidden, closed, sold_out,
+    not_admitted, session_closed, conflict."""
+
+    def __init__(self, code: str, message: str, detail: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.detail = detail or {}
+
+
+class Observer(Protocol):
+    """Metrics hooks (the Prometheus implementation lives in streams/metrics_waitingroom.py)."""
+
+    def on_counters(self, room: str, counters: RoomCounters) -> None: ...
+    def on_admitted(self, room: str, waits_s: list[float]) -> None: ...
+
+
+@dataclass
+class _Room:
+    settings: RoomSettings
+    nclasses: int
+    counters: RoomCounters | None = None
+    samples: deque = field(default_factory=lambda: deque(maxlen=512))  # (time s, admitted_total)
+    shuffled: bool = False
+    last_metrics_s: float = 0.0
+
+    def admission_rate(self) -> float | None:
+        """Admissions per second over the last minute, measured from the store's counter."""
+        if len(self.samples) >= 2:
+            t0, a0 = self.samples[0]
+            t1, a1 = self.samples[-1]
+            if t1 - t0 >= 1.0 and a1 > a0:
+                return (a1 - a0) / (t1 - t0)
+        inlet = self.settings.inlet
+        if inlet.policy == "fixed_rate" and not (self.counters and self.counters.paused):
+            return inlet.rate_per_s  # nothing measured yet: the configured rate is the best estimate
+        return None
+
+
+class WaitingRoomService:
+    def __init__(self, store: RoomStore, *, admin_token: str, token_alg: str = "EdDSA",
+                 key_grace_s: float | None = None, tick_interval_s: float = 0.5,
+                 clock: Callable[[], float] = time.time,
+                 emit: Callable[[dict[str, Any]], None] | None = None, observer: Observer | None = None,
+                 account: str = "000000000000", region: str = "local"):
+        if not isinstance(admin_token, str) or len(admin_token) < 16:
+            raise SettingsError("waitingroom.admin_token", "a bearer token of at least 16 characters", "<redacted>")
+        if token_alg not in ALGORITHMS:
+            raise SettingsError("waitingroom.token_alg", f"one of {list(ALGORITHMS)}", token_alg)
+        self.store = store
+        self.admin_token = admin_token
+        self.token_alg = token_alg
+        self.key_grace_s = key_grace_s
+        self.tick_interval_s = tick_interval_s
+        self.clock = clock
+        self.emit = emit
+        self.observer = observer
+        self.account, self.region = account, region
+        self.rooms: dict[str, _Room] = {}
+        self.config_rooms: dict[str, Any] = {}  # rooms from the config file, created at start if missing
+        self.ring: KeyRing | None = None
+        self._version = -1
+        self._task: asyncio.Task | None = None
+        self._jwks_cache: tuple[float, dict[str, Any]] | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    async def start(self, rooms: dict[str, Any] | None = None, *, run_inlet: bool = True) -> None:
+        """Load rooms and keys from the store; create `rooms` from config when the store lacks them."""
+        await self.reload()
+        for room_id, raw in (self.config_rooms if rooms is None else rooms).items():
+            if room_id not in self.rooms:
+                await self.put_room(room_id, raw)
+        if run_inlet:
+            self._task = asyncio.get_running_loop().create_task(self._run_inlet())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def reload(self) -> None:
+        version = await self.store.version()
+        raw_rooms = await self.store.load_rooms()
+        fresh: dict[str, _Room] = {}
+        for room_id, raw in raw_rooms.items():
+            try:
+                settings = parse_room_settings(room_id, raw)
+            except SettingsError as exc:
+                log.error("room %s in the store is invalid, skipped: %s", room_id, exc)
+                continue
+            old = self.rooms.get(room_id)
+            room = _Room(settings, len(settings.priority_classes))
+            if old:
+                room.counters, room.samples, room.shuffled, room.last_metrics_s = old.counters, old.samples, old.shuffled, old.last_metrics_s
+            fresh[room_id] = room
+        self.rooms = fresh
+        await self._load_keys()
+        self._version = version
+
+    async def _load_keys(self) -> None:
+        doc = await self.store.load_keys()
+        if doc is None:
+            key = SigningKey.generate(self.token_alg, self.clock())
+            doc = {"active": key.kid, "keys": [key.to_record()]}
+            if not await self.store.save_keys(doc, only_if_absent=True):
+                doc = await self.store.load_keys()  # another worker won the race: use its key
+        ring = KeyRing([SigningKey.from_record(r) for r in doc["keys"]], doc["active"])
+        ring.prune(self.clock())
+        self.ring = ring
+        self._jwks_cache = None
+
+    async def _run_inlet(self) -> None:
+        while True:
+            try:
+                if await self.store.version() != self._version:
+                    await self.reload()
+                for room_id in list(self.rooms):
+                    await self.tick(room_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis blip: keep ticking, the next tick catches up (fixed_rate credit is time-based)
+                log.exception("waiting-room inlet tick failed")
+            await asyncio.sleep(self.tick_interval_s)
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def room_settings(self, room_id: str) -> RoomSettings:
+        """The room's settings; RoomError('not_found') for an unknown room."""
+        return self._room(room_id).settings
+
+    def _room(self, room_id: str) -> _Room:
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise RoomError("not_found", f"no waiting room {room_id!r}")
+        return room
+
+    def _emit(self, detail_type: str, room: str, detail: dict[str, Any]) -> None:
+        if self.emit is not None:
+            self.emit(ev.room_event(detail_type, room, detail, self.clock(), self.account, self.region))
+
+    @staticmethod
+    def _request_id(request_id: Any) -> str:
+        if request_id is None:
+            return secrets.token_urlsafe(16)
+        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+            raise RoomError("bad_request", "request_id: expected 1-128 characters of letters, digits, '.', '_', ':' or '-'")
+        return request_id
+
+    def _grace_s(self) -> float:
+        if self.key_grace_s is not None:
+            return self.key_grace_s
+        longest = max((r.settings.session_duration_s for r in self.rooms.values()), default=600.0)
+        return longest + 60.0
+
+    # ---- public API ---------------------------------------------------------------------------
+    async def join(self, room_id: str, request_id: str | None = None, claim: str | None = None) -> dict[str, Any]:
+        room = self._room(room_id)
+        s = room.settings
+        rid = self._request_id(request_id)
+        rank, exempt = room.nclasses - 1, False
+        if claim is not None:
+            if not s.claim_secret:
+                raise RoomError("bad_request", f"room {room_id!r} has no claim_secret, so it accepts no claims")
+            try:
+                claims = verify_site_claim(claim, s.claim_secret, room_id)
+            except TokenError as exc:
+                raise RoomError("forbidden", str(exc)) from None
+            exempt = claims.get("exempt") is True
+            cls = claims.get("class", s.default_class)
+            if cls not in s.priority_classes:
+                raise RoomError("bad_request", f"claim class: expected one of {list(s.priority_classes)}, got {cls!r}")
+            rank = s.class_rank(cls)
+        now = self.clock()
+        now_ms = int(now * 1000)
+        res = await self.store.join(room_id, room.nclasses, rid, now_ms, method=s.queueing_method, phase=s.phase(now),
+                                    class_rank=rank, inventory=-1 if s.inventory is None else s.inventory,
+                                    exempt=exempt, session_ms=int(s.session_duration_s * 1000))
+        if res.outcome == "closed":
+            raise RoomError("closed", f"waiting room {room_id!r} is not accepting joins")
+        if res.outcome == "sold_out":
+            raise RoomError("sold_out", f"waiting room {room_id!r} is sold out")
+        rec = res.record
+        if res.outcome == "new" and self.emit is not None:
+            self._emit(ev.JOINED, room_id, {"request_id": rid, "position": rec.position,
+                                            "priority_class": s.priority_classes[rec.class_rank], "state": rec.state})
+        return {
+            "room": room_id, "request_id": rid, "position": rec.position, "state": rec.state,
+            "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
+            "duplicate": res.outcome == "existing", "refresh_interval_s": s.refresh_interval_s,
+            "queue_token": self.ring.sign_queue({
+                "iss": ISSUER, "aud": room_id, "sub": rid, "token_use": "queue", "queue_position": rec.position,
+                "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
+                "iat": rec.joined_ms // 1000, "exp": rec.joined_ms // 1000 + QUEUE_TOKEN_TTL_S}),
+        }
+
+    async def status(self, room_id: str, request_id: str) -> dict[str, Any]:
+        room = self._room(room_id)
+        s = room.settings
+        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+            raise RoomError("bad_request", "request_id: expected the id returned by join")
+        now = self.clock()
+        res = await self.store.status(room_id, room.nclasses, request_id, int(now * 1000), int(s.heartbeat_s * 1000))
+        rec = res.record
+        if rec is None:
+            raise RoomError("not_found", f"request {request_id!r} has not joined room {room_id!r}")
+        if res.expired_now:
+            self._emit(ev.EXPIRED, room_id, {"request_id": request_id, "position": rec.position})
+        c = room.counters
+        if c is None:
+            c = room.counters = await self.store.counters(room_id, room.nclasses)
+        eta = None
+        if rec.state == WAITING:
+            rate = room.admission_rate()
+            if rate:
+                eta = round((res.people_ahead + 1) / rate, 1)
+        return {
+            "room": room_id, "request_id": request_id, "state": rec.state, "position": rec.position,
+            "people_ahead": res.people_ahead, "serving_counter": c.serving_counter, "waiting": c.waiting,
+            "eta_s": eta, "refresh_interval_s": s.refresh_interval_s, "paused": c.paused, "phase": s.phase(now),
+            "sold_out": s.inventory is not None and c.admitted_total >= s.inventory and rec.state == WAITING,
+        }
+
+    async def access_token(self, room_id: str, request_id: str) -> dict[str, Any]:
+        room = self._room(room_id)
+        s = room.settings
+        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+            raise RoomError("bad_request", "request_id: expected the id returned by join")
+        now_ms = int(self.clock() * 1000)
+        res = await self.store.issue_token(room_id, room.nclasses, request_id, now_ms, int(s.session_duration_s * 1000))
+        if res.outcome == "unknown":
+            raise RoomError("not_found", f"request {request_id!r} has not joined room {room_id!r}")
+        if res.outcome == "waiting":
+            raise RoomError("not_admitted", "not admitted yet: keep polling the status", {"position": res.record.position})
+        if res.outcome == "closed":
+            raise RoomError("session_closed", f"the session is {res.record.state}; it cannot get a new token",
+                            {"state": res.record.state})
+        rec = res.record
+        iat = rec.changed_ms // 1000
+        token = self.ring.sign({
+            "iss": ISSUER, "aud": room_id, "sub": request_id, "token_use": "access", "queue_position": rec.position,
+            "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
+            "iat": iat, "nbf": iat, "exp": res.exp_ms // 1000,
+        })
+        if rec.changed_ms == now_ms:
+            self._emit(ev.TOKEN_ISSUED, room_id, {"request_id": request_id, "position": rec.position})
+        return {"access_token": token, "token_type": "Bearer", "expires_at": res.exp_ms // 1000,
+                "expires_in": max(0, res.exp_ms // 1000 - now_ms // 1000)}
+
+    def jwks(self) -> dict[str, Any]:
+        now = self.clock()
+        if self._jwks_cache is None or now - self._jwks_cache[0] > 1.0:
+            self._jwks_cache = (now, self.ring.jwks(now))
+        return self._jwks_cache[1]
+
+    def verify_queue_token(self, token: str, room_id: str) -> dict[str, Any]:
+        return self.ring.verify_queue(token, audience=room_id, now_s=self.clock())
+
+    def verify_access_token(self, token: str, room_id: str) -> dict[str, Any]:
+        return self.ring.verify(token, audience=room_id, token_use="access", now_s=self.clock())
+
+    # ---- the inlet ----------------------------------------------------------------------------
+    async def tick(self, room_id: str, manual: int = 0) -> AdmitResult:
+        """One inlet step: expire silent waiters and ended sessions, then admit per the policy."""
+        room = self._room(room_id)
+        s = room.settings
+        now = self.clock()
+        phase = s.phase(now)
+        if s.queueing_method == "random" and phase == "open" and not room.shuffled:
+            await self.store.shuffle_prequeue(room_id, room.nclasses, secrets.randbits(31))
+            room.shuffled = True  # the script shuffles once per room, so a second worker's call is a no-op
+        inlet = s.inlet
+        if s.queueing_method == "passthrough" and phase == "open":
+            manual = max(manual, 10_000)  # whoever joined the pre-queue of a passthrough room goes straight in
+        params = AdmitParams(
+            can_admit=phase == "open" and s.queueing_method in ("fifo", "random"),
+            policy=inlet.policy, rate_per_ms=inlet.rate_per_s / 1000.0, burst=max(1, inlet.rate),
+            max_active=inlet.max_active, manual=manual, inventory=-1 if s.inventory is None else s.inventory,
+            heartbeat_ms=int(s.heartbeat_s * 1000), session_ms=int(s.session_duration_s * 1000),
+        )
+        res = await self.store.admit(room_id, room.nclasses, int(now * 1000), params)
+        room.counters = res.counters
+        room.samples.append((now, res.counters.admitted_total))
+        while len(room.samples) > 2 and now - room.samples[0][0] > RATE_WINDOW_S:
+            room.samples.popleft()
+        if self.observer is not None:
+            self.observer.on_counters(room_id, res.counters)
+            if res.admitted:
+                self.observer.on_admitted(room_id, [max(0.0, now - joined / 1000) for _, _, joined in res.admitted])
+        if self.emit is not None:
+            for rid, pos, joined in res.admitted:
+                self._emit(ev.ADMITTED, room_id, {"request_id": rid, "position": pos,
+                                                 "waited_s": round(max(0.0, now - joined / 1000), 3)})
+            if res.expired_waiters or res.expired_sessions:
+                self._emit(ev.EXPIRED, room_id, {"expired_positions": res.expired_waiters,
+                                                "expired_sessions": res.expired_sessions})
+            if now - room.last_metrics_s >= 60.0:
+                room.last_metrics_s = now
+                self._emit(ev.METRICS, room_id, self._counters_dict(room_id, res.counters))
+        return res
+
+    def _counters_dict(self, room_id: str, c: RoomCounters) -> dict[str, Any]:
+        rate = self.rooms[room_id].admission_rate() if room_id in self.rooms else None
+        return {"waiting": c.waiting, "active_tokens": c.active, "admitted_total": c.admitted_total,
+                "serving_counter": c.serving_counter, "last_position": c.last_position,
+                "expired_positions": c.expired_waiters, "expired_tokens": c.expired_sessions,
+                "completed": c.completed, "abandoned": c.abandoned, "exempt": c.exempt, "paused": c.paused,
+                "admission_rate_per_s": None if rate is None else round(rate, 3)}
+
+    # ---- admin --------------------------------------------------------------------------------
+    async def put_room(self, room_id: str, raw: Any) -> dict[str, Any]:
+        valid_room_id(room_id)
+        settings = parse_room_settings(room_id, raw, path="room")
+        existed = room_id in self.rooms
+        await self.store.save_room(room_id, settings.to_dict())
+        if not existed or (isinstance(raw, dict) and "paused" in raw):
+            await self.store.set_paused(room_id, settings.paused)
+        old = self.rooms.get(room_id)
+        room = _Room(settings, len(settings.priority_classes))
+        if old:
+            room.counters, room.samples, room.shuffled = old.counters, old.samples, old.shuffled
+        self.rooms[room_id] = room
+        return self.room_info(room_id)
+
+    def room_info(self, room_id: str) -> dict[str, Any]:
+        d = self._room(room_id).settings.to_dict()
+        d["claim_secret"] = "<set>" if d["claim_secret"] else None
+        return {"room": room_id, "settings": d}
+
+    async def delete_room(self, room_id: str) -> None:
+        room = self._room(room_id)
+        await self.store.delete_room(room_id, room.nclasses)
+        del self.rooms[room_id]
+
+    async def increment_serving(self, room_id: str, n: int) -> dict[str, Any]:
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100_000:
+            raise RoomError("bad_request", f"increment: expected an integer 1-100000, got {n!r}")
+        res = await self.tick(room_id, manual=n)
+        return {"admitted": len(res.admitted), **self._counters_dict(room_id, res.counters)}
+
+    async def set_paused(self, room_id: str, paused: bool) -> dict[str, Any]:
+        self._room(room_id)
+        await self.store.set_paused(room_id, paused)
+        return await self.counters(room_id)
+
+    async def counters(self, room_id: str) -> dict[str, Any]:
+        room = self._room(room_id)
+        room.counters = await self.store.counters(room_id, room.nclasses)
+        return self._counters_dict(room_id, room.counters)
+
+    async def update_session(self, room_id: str, request_id: str, status: str) -> dict[str, Any]:
+        room = self._room(room_id)
+        if status not in ("completed", "abandoned"):
+            raise RoomError("bad_request", f"status: expected 'completed' or 'abandoned', got {status!r}")
+        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+            raise RoomError("bad_request", "request_id: expected the id returned by join")
+        outcome, rec = await self.store.update_session(room_id, room.nclasses, request_id, status, int(self.clock() * 1000))
+        if outcome == "unknown":
+            raise RoomError("not_found", f"request {request_id!r} has not joined room {room_id!r}")
+        if outcome == "conflict":
+            raise RoomError("conflict", "a waiting request cannot be completed; abandon it instead")
+        if outcome == "closed":
+            raise RoomError("session_closed", f"the session is already {rec.state}", {"state": rec.state})
+        self._emit(ev.SESSION_UPDATED, room_id, {"request_id": request_id, "status": status, "position": rec.position})
+        return {"room": room_id, "request_id": request_id, "state": rec.state, "position": rec.position}
+
+    async def reset(self, room_id: str) -> dict[str, Any]:
+        room = self._room(room_id)
+        await self.store.reset(room_id, room.nclasses)
+        await self.store.set_paused(room_id, room.settings.paused)
+        room.samples.clear()
+        room.shuffled = False
+        return await self.counters(room_id)
+
+    async def rotate_keys(self) -> dict[str, Any]:
+        now = self.clock()
+        new = self.ring.rotate(self.token_alg, now, self._grace_s())
+        self.ring.prune(now)
+        await self.store.save_keys({"active": new.kid, "keys": [k.to_record() for k in self.ring.keys.values()]})
+        self._jwks_cache = None
+        return {"active_kid": new.kid, "published": [k.kid for k in self.ring.published(now)]}
+

@@ -1,0 +1,198 @@
+"""Room settings: parsed and validated once, so a bad value is reported with its path and what was expected.
+
+A room is configured by a plain dict (from the config file or the admin API):
+
+    {"queueing_method": "fifo" | "random" | "passthrough" | "reject",
+     "inlet": {"policy": "fixed_rate", "rate": 100, "interval_s": 60}        # N per interval
+            | {"policy": "max_active", "max_active": 500}                     # keep <= M sessions
+            | {"policy": "manual"},                                           # admin API only
+     "priority_classes": ["vip", "general"],   # highest first; the last one is the default
+     "inventory": 1000 | null,                 # total admissions ever, then sold out
+     "heartbeat_s": 300,                       # waiter that stops polling this long loses its place
+     "session_duration_s": 600,                # access token lifetime / admitted session length
+     "refresh_interval_s": 5,                  # how often the page polls
+     "schedule": {"start": <epoch s | ISO-8601>, "end": ...},
+     "paused": false,
+     "claim_secret": "<shared HS256 secret of the protected site, >= 32 chars>" | null}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+QUEUEING_METHODS = ("fifo", "random", "passthrough", "reject")
+INLET_POLICIES = ("fixed_rate", "max_active", "manual")
+_ROOM_KEYS = {
+    "queueing_method", "inlet", "priority_classes", "inventory", "heartbeat_s",
+    "session_duration_s", "refresh_interval_s", "schedule", "paused", "claim_secret",
+}
+
+
+class SettingsError(ValueError):
+    """A room setting is invalid; `path` names the setting (e.g. "rooms.sale.inlet.rate")."""
+
+    def __init__(self, path: str, expected: str, got: Any):
+        self.path = path
+        super().__init__(f"{path}: expected {expected}, got {got!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class InletPolicy:
+    policy: str = "fixed_rate"
+    rate: int = 60            # fixed_rate: admissions per interval
+    interval_s: float = 60.0  # fixed_rate: the interval
+    max_active: int = 0       # max_active: cap on active sessions
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.rate / self.interval_s if self.policy == "fixed_rate" else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSettings:
+    room_id: str
+    queueing_method: str = "fifo"
+    inlet: InletPolicy = field(default_factory=InletPolicy)
+    priority_classes: tuple[str, ...] = ("general",)
+    inventory: int | None = None
+    heartbeat_s: float = 300.0
+    session_duration_s: float = 600.0
+    refresh_interval_s: float = 5.0
+    schedule_start: float | None = None
+    schedule_end: float | None = None
+    paused: bool = False
+    claim_secret: str | None = None
+
+    @property
+    def default_class(self) -> str:
+        return self.priority_classes[-1]
+
+    def class_rank(self, name: str) -> int:
+        return self.priority_classes.index(name)
+
+    def phase(self, now_s: float) -> str:
+        """'pre' before the schedule starts (joins form the pre-queue), 'closed' after it ends, else 'open'."""
+        if self.schedule_start is not None and now_s < self.schedule_start:
+            return "pre"
+        if self.schedule_end is not None and now_s >= self.schedule_end:
+            return "closed"
+        return "open"
+
+    def to_dict(self) -> dict[str, Any]:
+        inlet: dict[str, Any] = {"policy": self.inlet.policy}
+        if self.inlet.policy == "fixed_rate":
+            inlet.update(rate=self.inlet.rate, interval_s=self.inlet.interval_s)
+        elif self.inlet.policy == "max_active":
+            inlet["max_active"] = self.inlet.max_active
+        return {
+            "queueing_method": self.queueing_method, "inlet": inlet,
+            "priority_classes": list(self.priority_classes), "inventory": self.inventory,
+            "heartbeat_s": self.heartbeat_s, "session_duration_s": self.session_duration_s,
+            "refresh_interval_s": self.refresh_interval_s,
+            "schedule": {"start": self.schedule_start, "end": self.schedule_end},
+            "paused": self.paused, "claim_secret": self.claim_secret,
+        }
+
+
+def _num(path: str, value: Any, *, minimum: float, integer: bool = False) -> float:
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise SettingsError(path, f"{kind} >= {minimum:g}", value)
+    if value < minimum:
+        raise SettingsError(path, f"{kind} >= {minimum:g}", value)
+    return value
+
+
+def _time(path: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if dt.tzinfo is not None:
+                return dt.timestamp()
+    raise SettingsError(path, "epoch seconds or an ISO-8601 time with a timezone", value)
+
+
+def valid_room_id(room_id: Any, path: str = "room") -> str:
+    if not isinstance(room_id, str) or not room_id or len(room_id) > 64 or not all(
+        c.isalnum() or c in "-_." for c in room_id
+    ):
+        raise SettingsError(path, "a room id of 1-64 letters, digits, '-', '_' or '.'", room_id)
+    return room_id
+
+
+def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> RoomSettings:
+    path = path or f"rooms.{room_id}"
+    valid_room_id(room_id, path)
+    if not isinstance(raw, dict):
+        raise SettingsError(path, "an object of room settings", raw)
+    unknown = sorted(set(raw) - _ROOM_KEYS)
+    if unknown:
+        raise SettingsError(f"{path}.{unknown[0]}", f"one of {sorted(_ROOM_KEYS)}", unknown[0])
+
+    method = raw.get("queueing_method", "fifo")
+    if method not in QUEUEING_METHODS:
+        raise SettingsError(f"{path}.queueing_method", f"one of {list(QUEUEING_METHODS)}", method)
+
+    inlet_raw = raw.get("inlet", {"policy": "fixed_rate"})
+    if not isinstance(inlet_raw, dict):
+        raise SettingsError(f"{path}.inlet", "an object with 'policy'", inlet_raw)
+    policy = inlet_raw.get("policy")
+    if policy not in INLET_POLICIES:
+        raise SettingsError(f"{path}.inlet.policy", f"one of {list(INLET_POLICIES)}", policy)
+    allowed = {"fixed_rate": {"policy", "rate", "interval_s"}, "max_active": {"policy", "max_active"},
+               "manual": {"policy"}}[policy]
+    extra = sorted(set(inlet_raw) - allowed)
+    if extra:
+        raise SettingsError(f"{path}.inlet.{extra[0]}", f"only {sorted(allowed)} for policy {policy!r}", extra[0])
+    if policy == "fixed_rate":
+        inlet = InletPolicy(policy, rate=int(_num(f"{path}.inlet.rate", inlet_raw.get("rate", 60), minimum=1, integer=True)),
+                            interval_s=float(_num(f"{path}.inlet.interval_s", inlet_raw.get("interval_s", 60), minimum=0.001)))
+    elif policy == "max_active":
+        if "max_active" not in inlet_raw:
+            raise SettingsError(f"{path}.inlet.max_active", "an integer >= 1", None)
+        inlet = InletPolicy(policy, max_active=int(_num(f"{path}.inlet.max_active", inlet_raw["max_active"], minimum=1, integer=True)))
+    else:
+        inlet = InletPolicy(policy)
+
+    classes = raw.get("priority_classes", ["general"])
+    if (not isinstance(classes, list) or not classes or len(classes) > 16
+            or not all(isinstance(c, str) and c and len(c) <= 32 for c in classes) or len(set(classes)) != len(classes)):
+        raise SettingsError(f"{path}.priority_classes", "a list of 1-16 distinct non-empty names, highest priority first", classes)
+
+    inventory = raw.get("inventory")
+    if inventory is not None:
+        inventory = int(_num(f"{path}.inventory", inventory, minimum=0, integer=True))
+
+    schedule = raw.get("schedule") or {}
+    if not isinstance(schedule, dict) or set(schedule) - {"start", "end"}:
+        raise SettingsError(f"{path}.schedule", "an object with optional 'start' and 'end'", schedule)
+    start = _time(f"{path}.schedule.start", schedule.get("start"))
+    end = _time(f"{path}.schedule.end", schedule.get("end"))
+    if start is not None and end is not None and end <= start:
+        raise SettingsError(f"{path}.schedule.end", "a time after schedule.start", schedule.get("end"))
+    if method == "random" and start is None:
+        raise SettingsError(f"{path}.schedule.start", "a start time: the 'random' method shuffles those who joined before it", None)
+
+    paused = raw.get("paused", False)
+    if not isinstance(paused, bool):
+        raise SettingsError(f"{path}.paused", "true or false", paused)
+    secret = raw.get("claim_secret")
+    if secret is not None and (not isinstance(secret, str) or len(secret) < 32):
+        raise SettingsError(f"{path}.claim_secret", "a shared secret of at least 32 characters", "<redacted>")
+
+    return RoomSettings(
+        room_id=room_id, queueing_method=method, inlet=inlet, priority_classes=tuple(classes),
+        inventory=inventory,
+        heartbeat_s=float(_num(f"{path}.heartbeat_s", raw.get("heartbeat_s", 300), minimum=1)),
+        session_duration_s=float(_num(f"{path}.session_duration_s", raw.get("session_duration_s", 600), minimum=1)),
+        refresh_interval_s=float(_num(f"{path}.refresh_interval_s", raw.get("refresh_interval_s", 5), minimum=0.1)),
+        schedule_start=start, schedule_end=end, paused=paused, claim_secret=secret,
+    )

@@ -1,0 +1,146 @@
+"""The waiting-room store interface: every state change is one atomic operation.
+
+The room logic (service.py) only talks to this interface; `RedisRoomStore` implements it with one
+Lua script per operation. A request's record is (state, position, class rank, joined ms, t2 ms)
+where t2 is when it last changed state (admitted / token issued / closed).
+
+States: waiting -> admitted -> active (access token issued) -> completed | abandoned | expired;
+waiting -> expired (stopped polling) | abandoned.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+WAITING, ADMITTED, ACTIVE = "waiting", "admitted", "active"
+COMPLETED, ABANDONED, EXPIRED = "completed", "abandoned", "expired"
+CLOSED_STATES = frozenset({COMPLETED, ABANDONED, EXPIRED})
+
+
+@dataclass(slots=True, frozen=True)
+class SessionRecord:
+    state: str
+    position: int
+    class_rank: int
+    joined_ms: int
+    changed_ms: int
+
+    @classmethod
+    def parse(cls, raw: bytes | str) -> "SessionRecord":
+        if isinstance(raw, bytes):
+            raw = raw.decode()
+        state, pos, rank, joined, changed = raw.split("|")
+        return cls(state, int(pos), int(rank), int(joined), int(changed))
+
+
+@dataclass(slots=True, frozen=True)
+class JoinResult:
+    outcome: str  # new | existing | closed | sold_out
+    record: SessionRecord | None
+
+
+@dataclass(slots=True, frozen=True)
+class StatusResult:
+    record: SessionRecord | None  # None: unknown request id
+    people_ahead: int
+    expired_now: bool
+
+
+@dataclass(slots=True, frozen=True)
+class AdmitParams:
+    """What one inlet tick may do; the service derives it from the room settings and schedule."""
+
+    can_admit: bool          # inside the schedule window and not paused
+    policy: str              # fixed_rate | max_active | manual
+    rate_per_ms: float = 0.0
+    burst: int = 0
+    max_active: int = 0
+    manual: int = 0          # admin increment of the serving counter (applies even when paused)
+    inventory: int = -1
+    heartbeat_ms: int = 300_000
+    session_ms: int = 600_000
+    limit: int = 10_000      # at most this many expiries/admissions per call, to bound script time
+
+
+@dataclass(slots=True, frozen=True)
+class RoomCounters:
+    admitted_total: int      # positions admitted (the inlet's output), excluding exempt users
+    serving_counter: int     # highest queue position admitted so far
+    last_position: int       # positions handed out
+    waiting: int
+    active: int
+    expired_waiters: int
+    expired_sessions: int
+    completed: int = 0
+    abandoned: int = 0
+    exempt: int = 0
+    paused: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class AdmitResult:
+    counters: RoomCounters
+    admitted: list[tuple[str, int, int]]  # (request id, position, joined ms)
+    expired_waiters: int                  # expired by this call
+    expired_sessions: int
+
+
+@dataclass(slots=True, frozen=True)
+class IssueResult:
+    outcome: str  # issued | waiting | closed | unknown
+    record: SessionRecord | None
+    exp_ms: int = 0
+
+
+class RoomStore(ABC):
+    @abstractmethod
+    async def join(self, room: str, nclasses: int, request_id: str, now_ms: int, *, method: str, phase: str,
+                   class_rank: int, inventory: int, exempt: bool, session_ms: int) -> JoinResult: ...
+
+    @abstractmethod
+    async def status(self, room: str, nclasses: int, request_id: str, now_ms: int, heartbeat_ms: int) -> StatusResult: ...
+
+    @abstractmethod
+    async def admit(self, room: str, nclasses: int, now_ms: int, params: AdmitParams) -> AdmitResult: ...
+
+    @abstractmethod
+    async def issue_token(self, room: str, nclasses: int, request_id: str, now_ms: int, session_ms: int) -> IssueResult: ...
+
+    @abstractmethod
+    async def update_session(self, room: str, nclasses: int, request_id: str, status: str, now_ms: int) -> tuple[str, SessionRecord | None]:
+        """-> ("updated" | "closed" | "conflict" | "unknown", record)"""
+
+    @abstractmethod
+    async def shuffle_prequeue(self, room: str, nclasses: int, seed: int) -> int: ...
+
+    @abstractmethod
+    async def counters(self, room: str, nclasses: int) -> RoomCounters: ...
+
+    @abstractmethod
+    async def set_paused(self, room: str, paused: bool) -> None: ...
+
+    @abstractmethod
+    async def reset(self, room: str, nclasses: int) -> None: ...
+
+    # room settings and signing keys, shared by every worker; `version` changes on every write
+    @abstractmethod
+    async def save_room(self, room: str, settings: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    async def delete_room(self, room: str, nclasses: int) -> None: ...
+
+    @abstractmethod
+    async def load_rooms(self) -> dict[str, dict[str, Any]]: ...
+
+    @abstractmethod
+    async def save_keys(self, doc: dict[str, Any], *, only_if_absent: bool = False) -> bool: ...
+
+    @abstractmethod
+    async def load_keys(self) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    async def version(self) -> int: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...

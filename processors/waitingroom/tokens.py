@@ -1,0 +1,211 @@
+"""Signing keys, the queue-position and access tokens, and offline verification with the JWKS.
+
+Access tokens are JWTs signed with ES256 (P-256) or EdDSA (Ed25519), verifiable by anyone with the
+JWKS; queue-position tokens are HS256 JWTs under a per-key secret that only the waiting room holds. Each key has a `kid`; rotation makes
+a new key the signer and keeps the old one published (in the JWKS, and accepted by `verify`) for a
+grace period that outlives every token it signed, then drops it. The ring itself is pure data: the
+service persists its records in the store so every worker signs with the same keys.
+
+Signing is on the join hot path, so the header segment is encoded once per key and the payload
+with orjson; PyJWT's algorithm objects do the signature (raw r||s for ES256, as JWS requires).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import orjson
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm
+
+ALGORITHMS = ("ES256", "EdDSA")
+_ALG_OBJECTS = {"ES256": ECAlgorithm(ECAlgorithm.SHA256), "EdDSA": OKPAlgorithm()}
+ISSUER = "eventweir-waitingroom"
+
+
+class TokenError(Exception):
+    """A token failed verification; `reason` is a short code (signature, expired, audience, token_use, kid, malformed)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+@dataclass(slots=True)
+class SigningKey:
+    kid: str
+    alg: str
+    private_key: Any
+    created_s: float
+    retire_at_s: float | None = None  # None: current signer or still in use; else dropped after this time
+    queue_secret: bytes = b""         # HS256 secret of the queue-position tokens this key's era issues
+    _header: bytes = b""
+    _queue_header: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.queue_secret:
+            self.queue_secret = secrets.token_bytes(32)
+        self._header = _b64(orjson.dumps({"alg": self.alg, "kid": self.kid, "typ": "JWT"}))
+        self._queue_header = _b64(orjson.dumps({"alg": "HS256", "kid": self.kid, "typ": "JWT"}))
+
+    @classmethod
+    def generate(cls, alg: str, now_s: float) -> "SigningKey":
+        if alg not in ALGORITHMS:
+            raise ValueError(f"token algorithm: expected one of {list(ALGORITHMS)}, got {alg!r}")
+        key = ec.generate_private_key(ec.SECP256R1()) if alg == "ES256" else ed25519.Ed25519PrivateKey.generate()
+        return cls(kid=secrets.token_urlsafe(9), alg=alg, private_key=key, created_s=now_s)
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        signing_input = self._header + b"." + _b64(orjson.dumps(claims))
+        return (signing_input + b"." + _b64(_ALG_OBJECTS[self.alg].sign(signing_input, self.private_key))).decode()
+
+    def sign_queue(self, claims: dict[str, Any]) -> str:
+        """Queue-position tokens are only ever checked by the waiting room itself, so a MAC is enough —
+        and it costs ~2 us where an asymmetric signature costs ~60 us on every join."""
+        signing_input = self._queue_header + b"." + _b64(orjson.dumps(claims))
+        return (signing_input + b"." + _b64(hmac.new(self.queue_secret, signing_input, hashlib.sha256).digest())).decode()
+
+    def public_jwk(self) -> dict[str, Any]:
+        jwk = orjson.loads(_ALG_OBJECTS[self.alg].to_jwk(self.private_key.public_key()))
+        jwk.update(kid=self.kid, alg=self.alg, use="sig")
+        return jwk
+
+    def to_record(self) -> dict[str, Any]:
+        pem = self.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        return {"kid": self.kid, "alg": self.alg, "pem": pem, "created_s": self.created_s, "retire_at_s": self.retire_at_s,
+                "queue_secret": base64.b64encode(self.queue_secret).decode()}
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> "SigningKey":
+        key = serialization.load_pem_private_key(rec["pem"].encode(), password=None)
+        return cls(kid=rec["kid"], alg=rec["alg"], private_key=key, created_s=float(rec["created_s"]),
+                   retire_at_s=None if rec.get("retire_at_s") is None else float(rec["retire_at_s"]),
+                   queue_secret=base64.b64decode(rec["queue_secret"]))
+
+
+class KeyRing:
+    """The active signer plus the retired keys still inside their grace period."""
+
+    def __init__(self, keys: list[SigningKey], active_kid: str):
+        self.keys = {k.kid: k for k in keys}
+        if active_kid not in self.keys:
+            raise ValueError(f"active key {active_kid!r} is not in the ring")
+        self.active = self.keys[active_kid]
+
+    def published(self, now_s: float) -> list[SigningKey]:
+        return [k for k in self.keys.values() if k.retire_at_s is None or k.retire_at_s > now_s]
+
+    def rotate(self, alg: str, now_s: float, grace_s: float) -> SigningKey:
+        """A new key signs from now on; the old signer stays published for `grace_s` (>= longest token lifetime)."""
+        new = SigningKey.generate(alg, now_s)
+        self.active.retire_at_s = now_s + grace_s
+        self.keys[new.kid] = new
+        self.active = new
+        return new
+
+    def prune(self, now_s: float) -> list[str]:
+        gone = [kid for kid, k in self.keys.items() if k.retire_at_s is not None and k.retire_at_s <= now_s]
+        for kid in gone:
+            del self.keys[kid]
+        return gone
+
+    def jwks(self, now_s: float) -> dict[str, Any]:
+        return {"keys": [k.public_jwk() for k in self.published(now_s)]}
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return self.active.sign(claims)
+
+    def sign_queue(self, claims: dict[str, Any]) -> str:
+        return self.active.sign_queue(claims)
+
+    def verify_queue(self, token: str, *, audience: str, now_s: float | None = None) -> dict[str, Any]:
+        """A queue-position token issued by this deployment (HS256 under a still-published kid)."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            raise TokenError("malformed", str(exc)) from None
+        key = next((k for k in self.published(_now(now_s)) if k.kid == kid), None)
+        if key is None:
+            raise TokenError("kid", f"key {kid!r} is not published (unknown or rotated out)")
+        try:
+            claims = jwt.decode(token, key.queue_secret, algorithms=["HS256"], audience=audience,
+                                options={"require": ["exp", "aud", "sub"], "verify_exp": False, "verify_iat": False})
+        except jwt.InvalidSignatureError as exc:
+            raise TokenError("signature", str(exc)) from None
+        except jwt.InvalidAudienceError as exc:
+            raise TokenError("audience", str(exc)) from None
+        except jwt.PyJWTError as exc:
+            raise TokenError("malformed", str(exc)) from None
+        if _now(now_s) >= claims["exp"]:
+            raise TokenError("expired", f"token expired at {claims['exp']}")
+        if claims.get("token_use") != "queue":
+            raise TokenError("token_use", f"expected token_use 'queue', got {claims.get('token_use')!r}")
+        return claims
+
+    def verify(self, token: str, *, audience: str, token_use: str, now_s: float | None = None, leeway_s: float = 0) -> dict[str, Any]:
+        """Verify as a protected site would with the JWKS: known, still-published kid; signature; exp/nbf; aud; token_use."""
+        return verify_with_jwks(token, self.jwks(_now(now_s)), audience=audience, token_use=token_use,
+                                now_s=now_s, leeway_s=leeway_s)
+
+
+def _now(now_s: float | None) -> float:
+    import time
+
+    return time.time() if now_s is None else now_s
+
+
+def verify_with_jwks(token: str, jwks: dict[str, Any], *, audience: str, token_use: str,
+                     now_s: float | None = None, leeway_s: float = 0) -> dict[str, Any]:
+    """Offline verification with a published JWKS document (what the protected site runs)."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise TokenError("malformed", str(exc)) from None
+    kid, alg = header.get("kid"), header.get("alg")
+    if alg not in ALGORITHMS:
+        raise TokenError("algorithm", f"expected one of {list(ALGORITHMS)}, got {alg!r}")
+    jwk = next((k for k in jwks.get("keys", []) if k.get("kid") == kid), None)
+    if jwk is None:
+        raise TokenError("kid", f"key {kid!r} is not published (unknown or rotated out)")
+    if jwk.get("alg") != alg:
+        raise TokenError("algorithm", f"key {kid!r} is {jwk.get('alg')}, token says {alg}")
+    now = _now(now_s)
+    try:
+        claims = jwt.decode(
+            token, jwt.PyJWK(jwk).key, algorithms=[alg], audience=audience, leeway=leeway_s,
+            options={"require": ["exp", "iat", "aud", "sub"], "verify_exp": False, "verify_nbf": False, "verify_iat": False},
+        )
+    except jwt.InvalidAudienceError as exc:
+        raise TokenError("audience", str(exc)) from None
+    except jwt.InvalidSignatureError as exc:
+        raise TokenError("signature", str(exc)) from None
+    except jwt.PyJWTError as exc:
+        raise TokenError("malformed", str(exc)) from None
+    # time checks against our clock (so tests and replays can pin "now")
+    if now >= claims["exp"] + leeway_s:
+        raise TokenError("expired", f"token expired at {claims['exp']}")
+    if "nbf" in claims and now + leeway_s < claims["nbf"]:
+        raise TokenError("not_yet_valid", f"token not valid before {claims['nbf']}")
+    if claims.get("token_use") != token_use:
+        raise TokenError("token_use", f"expected token_use {token_use!r}, got {claims.get('token_use')!r}")
+    return claims
+
+
+def verify_site_claim(token: str, secret: str, room_id: str) -> dict[str, Any]:
+    """The protected site's signed claim (HS256 with the room's claim_secret): priority class or exemption."""
+    try:
+        return jwt.decode(token, secret, algorithms=["HS256"], audience=room_id, options={"require": ["exp", "aud"]})
+    except jwt.PyJWTError as exc:
+        raise TokenError("claim", f"site claim rejected: {exc}") from None

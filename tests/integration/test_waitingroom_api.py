@@ -1,0 +1,163 @@
+"""The waiting-room HTTP API end to end on a real aiohttp server and real Redis."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+
+from processors.waitingroom.tokens import TokenError, verify_with_jwks
+from streams.broker import free_port, wait_for_port
+from tests.waitingroom_support import ADMIN, ADMIN_TOKEN, REDIS_URL, redis_prefix, start_api  # noqa: F401
+
+ROOM = {"sale": {"inlet": {"policy": "manual"}, "refresh_interval_s": 1}}
+BASE = "/waitingroom/rooms/sale"
+
+
+async def test_join_status_admit_token_and_offline_verification(redis_prefix):
+    client, service = await start_api(redis_prefix, ROOM)
+    try:
+        j = await (await client.post(f"{BASE}/join", json={})).json()
+        assert j["position"] == 1 and j["state"] == "waiting" and j["queue_token"]
+        rid = j["request_id"]
+        s = await (await client.get(f"{BASE}/status", params={"request_id": rid})).json()
+        assert s["people_ahead"] == 0 and s["state"] == "waiting" and s["refresh_interval_s"] == 1
+        early = await client.post(f"{BASE}/token", json={"request_id": rid})
+        assert early.status == 409 and (await early.json())["error"] == "not_admitted"
+        r = await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 1}, headers=ADMIN)
+        assert r.status == 200 and (await r.json())["admitted"] == 1
+        s = await (await client.get(f"{BASE}/status", params={"request_id": rid})).json()
+        assert s["state"] == "admitted" and s["serving_counter"] == 1
+        tok = await (await client.post(f"{BASE}/token", json={"request_id": rid})).json()
+        jwks = await (await client.get(f"{BASE}/jwks.json")).json()
+        claims = verify_with_jwks(tok["access_token"], jwks, audience="sale", token_use="access")
+        assert claims["sub"] == rid and claims["queue_position"] == 1
+        # the queue-position token is the room's own proof of position, never an access token
+        with pytest.raises(TokenError):
+            verify_with_jwks(j["queue_token"], jwks, audience="sale", token_use="access")
+        assert service.verify_queue_token(j["queue_token"], "sale")["queue_position"] == 1
+        done = await client.post(f"/waitingroom/admin/rooms/sale/sessions/{rid}", json={"status": "completed"}, headers=ADMIN)
+        assert (await done.json())["state"] == "completed"
+        again = await client.post(f"{BASE}/token", json={"request_id": rid})
+        assert again.status == 410 and (await again.json())["state"] == "completed"
+    finally:
+        await client.close()
+
+
+async def test_50_concurrent_http_clients_with_duplicates(redis_prefix):
+    client, _ = await start_api(redis_prefix, ROOM)
+    try:
+        async def one(i):
+            r = await client.post(f"{BASE}/join", json={"request_id": f"client-{i % 50}"})
+            assert r.status == 200
+            return await r.json()
+
+        results = await asyncio.gather(*(one(i) for i in range(150)))  # every client retries twice
+        positions: dict[str, set] = {}
+        for r in results:
+            positions.setdefault(r["request_id"], set()).add(r["position"])
+        assert all(len(v) == 1 for v in positions.values())
+        assert sorted(v.pop() for v in positions.values()) == list(range(1, 51))
+    finally:
+        await client.close()
+
+
+async def test_admin_api_rejects_unauthenticated_requests(redis_prefix):
+    client, _ = await start_api(redis_prefix, ROOM)
+    try:
+        calls = [("GET", "/waitingroom/admin/rooms"), ("PUT", "/waitingroom/admin/rooms/x"),
+                 ("DELETE", "/waitingroom/admin/rooms/sale"), ("POST", "/waitingroom/admin/rooms/sale/serving"),
+                 ("POST", "/waitingroom/admin/rooms/sale/pause"), ("POST", "/waitingroom/admin/rooms/sale/reset"),
+                 ("GET", "/waitingroom/admin/rooms/sale/counters"), ("POST", "/waitingroom/admin/keys/rotate"),
+                 ("POST", "/waitingroom/admin/rooms/sale/sessions/r1")]
+        for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": ADMIN_TOKEN}):
+            for method, path in calls:
+                r = await client.request(method, path, json={"increment": 1}, headers=headers)
+                assert r.status == 401, (method, path, headers)
+                assert "Bearer" in r.headers["WWW-Authenticate"]
+        assert (await (await client.get("/waitingroom/admin/rooms/sale", headers=ADMIN)).json())["room"] == "sale"
+        assert (await client.get("/waitingroom/admin/rooms/sale/counters", headers=ADMIN)).status == 200
+    finally:
+        await client.close()
+
+
+async def test_admin_room_lifecycle_pause_and_key_rotation(redis_prefix):
+    client, _ = await start_api(redis_prefix, {})
+    try:
+        bad = await client.put("/waitingroom/admin/rooms/drop", json={"inlet": {"policy": "max_active"}}, headers=ADMIN)
+        assert bad.status == 400 and (await bad.json())["path"] == "room.inlet.max_active"
+        ok = await client.put("/waitingroom/admin/rooms/drop", json={"inlet": {"policy": "max_active", "max_active": 2}},
+                              headers=ADMIN)
+        assert ok.status == 200
+        assert (await client.post("/waitingroom/rooms/drop/join", data=b"{not json")).status == 400
+        assert (await client.post("/waitingroom/rooms/nope/join", json={})).status == 404
+        paused = await (await client.post("/waitingroom/admin/rooms/drop/pause", headers=ADMIN)).json()
+        assert paused["paused"] is True
+        rid = (await (await client.post("/waitingroom/rooms/drop/join", json={})).json())["request_id"]
+        s = await (await client.get("/waitingroom/rooms/drop/status", params={"request_id": rid})).json()
+        assert s["paused"] is True
+        before = {k["kid"] for k in (await (await client.get("/waitingroom/.well-known/jwks.json")).json())["keys"]}
+        rot = await (await client.post("/waitingroom/admin/keys/rotate", headers=ADMIN)).json()
+        after = {k["kid"] for k in (await (await client.get("/waitingroom/.well-known/jwks.json")).json())["keys"]}
+        assert rot["active_kid"] not in before and after == before | {rot["active_kid"]}
+        assert (await client.delete("/waitingroom/admin/rooms/drop", headers=ADMIN)).status == 200
+        assert (await client.post("/waitingroom/rooms/drop/join", json={})).status == 404
+    finally:
+        await client.close()
+
+
+async def test_worker_restart_loses_nothing(redis_prefix):
+    client, _ = await start_api(redis_prefix, ROOM)
+    ids = []
+    for _ in range(10):
+        ids.append((await (await client.post(f"{BASE}/join", json={})).json())["request_id"])
+    await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 3}, headers=ADMIN)
+    token = (await (await client.post(f"{BASE}/token", json={"request_id": ids[0]})).json())["access_token"]
+    await client.close()  # worker gone
+    client, _ = await start_api(redis_prefix, {})  # a fresh worker with no rooms in its config
+    try:
+        s = await (await client.get(f"{BASE}/status", params={"request_id": ids[6]})).json()
+        assert s["position"] == 7 and s["people_ahead"] == 3 and s["serving_counter"] == 3
+        assert (await (await client.post(f"{BASE}/join", json={"request_id": ids[9]})).json())["position"] == 10
+        assert (await (await client.post(f"{BASE}/join", json={})).json())["position"] == 11
+        jwks = await (await client.get(f"{BASE}/jwks.json")).json()
+        assert verify_with_jwks(token, jwks, audience="sale", token_use="access")["sub"] == ids[0]
+    finally:
+        await client.close()
+
+
+async def test_standalone_serve_command(redis_prefix, tmp_path):
+    rooms = tmp_path / "rooms.yaml"
+    rooms.write_text("cli-room:\n  inlet: {policy: max_active, max_active: 1}\n")
+    port = free_port()
+    env = {**os.environ, "EVENTWEIR_WAITINGROOM_ADMIN_TOKEN": ADMIN_TOKEN}
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "waitingroom", "serve", "--host", "127.0.0.1",
+                             "--port", str(port), "--redis-url", REDIS_URL, "--key-prefix", redis_prefix,
+                             "--rooms", str(rooms), "--tick-interval", "0.1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port("127.0.0.1", port, 30)
+        base = f"http://127.0.0.1:{port}/waitingroom/rooms/cli-room"
+        async with aiohttp.ClientSession() as http:
+            a = await (await http.post(f"{base}/join", json={})).json()
+            b = await (await http.post(f"{base}/join", json={})).json()
+            for _ in range(50):  # the inlet loop admits the first (max_active 1) on its own
+                s = await (await http.get(f"{base}/status", params={"request_id": a["request_id"]})).json()
+                if s["state"] == "admitted":
+                    break
+                await asyncio.sleep(0.1)
+            assert s["state"] == "admitted"
+            s2 = await (await http.get(f"{base}/status", params={"request_id": b["request_id"]})).json()
+            assert s2["state"] == "waiting" and s2["people_ahead"] == 0
+            page = await http.get(f"{base}/")
+            assert page.status == 200 and "people_ahead" in await page.text()
+            await asyncio.sleep(0.3)  # let the inlet tick publish the gauges
+            metrics = await (await http.get(f"http://127.0.0.1:{port}/metrics")).text()
+            assert 'eventweir_waitingroom_waiting{room="cli-room"} 1.0' in metrics
+            assert "eventweir_waitingroom_join_latency_seconds_count" in metrics
+    finally:
+        proc.terminate()
+        proc.wait(10)

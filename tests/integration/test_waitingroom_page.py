@@ -1,0 +1,106 @@
+"""The waiting page in a real headless Chromium (driven over the DevTools protocol): it joins, shows
+its position and people ahead, and the numbers advance as the room admits people, up to admission."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.waitingroom_support import ADMIN, redis_prefix, start_api  # noqa: F401
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian package chromium not installed (tests/setup/system-deps.sh)")
+
+
+class Page:
+    """Just enough of the DevTools protocol: evaluate an expression in the page."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.next_id = 0
+
+    async def eval(self, expression: str):
+        self.next_id += 1
+        await self.ws.send_json({"id": self.next_id, "method": "Runtime.evaluate",
+                                 "params": {"expression": expression, "returnByValue": True}})
+        while True:
+            msg = await self.ws.receive_json(timeout=30)
+            if msg.get("id") == self.next_id:
+                return msg["result"]["result"].get("value")
+
+    async def text(self, element_id: str) -> str | None:
+        return await self.eval(f"(document.getElementById({element_id!r}) || {{}}).textContent")
+
+    async def wait_for(self, element_id: str, expected: str, timeout: float = 30.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        value = None
+        while asyncio.get_running_loop().time() < deadline:
+            value = await self.text(element_id)
+            if value == expected:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"#{element_id} shows {value!r}, expected {expected!r}")
+
+
+async def open_in_chromium(url: str, profile: str):
+    proc = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
+         f"--user-data-dir={profile}", "--remote-debugging-port=0", url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    port_file = Path(profile) / "DevToolsActivePort"
+    for _ in range(600):
+        if port_file.exists() and port_file.read_text().strip():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        proc.kill()
+        raise AssertionError("Chromium did not open its DevTools port")
+    port = int(port_file.read_text().split()[0])
+    return proc, port
+
+
+async def test_page_shows_a_position_that_advances(redis_prefix):
+    client, _ = await start_api(redis_prefix, {"sale": {"inlet": {"policy": "manual"}, "refresh_interval_s": 0.3}})
+    profile = tempfile.mkdtemp(prefix="wr-chromium-")
+    proc = None
+    try:
+        for i in range(3):  # three people are already queued
+            await client.post("/waitingroom/rooms/sale/join", json={"request_id": f"early-{i}"})
+        proc, port = await open_in_chromium(str(client.make_url("/waitingroom/rooms/sale/")), profile)
+        async with aiohttp.ClientSession() as http:
+            targets = await (await http.get(f"http://127.0.0.1:{port}/json/list")).json()
+            target = next(t for t in targets if t["type"] == "page")
+            async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                page = Page(ws)
+                await page.wait_for("position", "4")
+                await page.wait_for("ahead", "3")
+                assert await page.text("state") == "waiting"
+                await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 2}, headers=ADMIN)
+                await page.wait_for("ahead", "1")
+                await page.wait_for("serving", "2")
+                assert await page.text("position") == "4"
+                await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 2}, headers=ADMIN)
+                await page.wait_for("token-state", "Access granted.")
+                assert await page.text("state") == "admitted"
+                # the page's token is a real access token for this room
+                rid = await page.eval("localStorage.getItem('eventweir-waitingroom:sale')")
+                counters = await (await client.get("/waitingroom/admin/rooms/sale/counters", headers=ADMIN)).json()
+                assert rid and counters["admitted_total"] == 4 and counters["waiting"] == 0
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+        await client.close()

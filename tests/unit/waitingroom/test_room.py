@@ -1,0 +1,305 @@
+"""Room behaviour against a real Redis: joins, ordering, inlet policies, expiry, sessions, restart."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import jwt
+import pytest
+
+from processors.waitingroom.service import RoomError
+from processors.waitingroom.tokens import TokenError
+from tests.waitingroom_support import FakeClock, make_service, redis_prefix, store  # noqa: F401
+
+MANUAL = {"inlet": {"policy": "manual"}}
+
+
+async def test_duplicate_concurrent_joins_get_one_position(store):
+    svc = await make_service(store, {"sale": MANUAL})
+    # 10 request ids, each joined 8 times at once: a retried or replayed join returns the same position
+    results = await asyncio.gather(*(svc.join("sale", f"req-{i % 10}") for i in range(80)))
+    by_rid: dict[str, set[int]] = {}
+    for r in results:
+        by_rid.setdefault(r["request_id"], set()).add(r["position"])
+    assert all(len(p) == 1 for p in by_rid.values()), by_rid
+    assert sorted(p.pop() for p in by_rid.values()) == list(range(1, 11))
+    assert sum(1 for r in results if not r["duplicate"]) == 10
+    counters = await svc.counters("sale")
+    assert counters["waiting"] == 10 and counters["last_position"] == 10
+
+
+async def test_fifo_order_and_no_gaps_with_50_concurrent_clients(store):
+    svc = await make_service(store, {"sale": MANUAL})
+
+    async def client(i: int):
+        await asyncio.sleep((i % 7) * 0.001)
+        return await svc.join("sale", f"c{i}")
+
+    joined = await asyncio.gather(*(client(i) for i in range(50)))
+    positions = sorted(j["position"] for j in joined)
+    assert positions == list(range(1, 51))
+    # admission follows the positions exactly
+    order = sorted(joined, key=lambda j: j["position"])
+    for step in range(5):
+        await svc.increment_serving("sale", 10)
+        for j in order[: (step + 1) * 10]:
+            assert (await svc.status("sale", j["request_id"]))["state"] == "admitted"
+        for j in order[(step + 1) * 10:]:
+            assert (await svc.status("sale", j["request_id"]))["state"] == "waiting"
+    assert (await svc.counters("sale"))["serving_counter"] == 50
+
+
+async def test_status_reports_people_ahead_and_eta(store):
+    clock = FakeClock()
+    svc = await make_service(store, {"sale": {"inlet": {"policy": "fixed_rate", "rate": 2, "interval_s": 1}}}, clock)
+    ids = [(await svc.join("sale", f"u{i}"))["request_id"] for i in range(10)]
+    s = await svc.status("sale", ids[9])
+    assert s["people_ahead"] == 9 and s["position"] == 10
+    assert s["eta_s"] == pytest.approx(10 / 2.0)  # configured rate until one is measured
+    await svc.tick("sale")  # the first tick starts the inlet's clock
+    for _ in range(3):
+        clock.advance(1)
+        await svc.tick("sale")
+    s = await svc.status("sale", ids[9])
+    assert s["people_ahead"] == 3 and s["serving_counter"] == 6
+    assert s["eta_s"] == pytest.approx(4 / 2.0, rel=0.01)
+
+
+async def test_fixed_rate_inlet_admits_n_per_interval(store):
+    clock = FakeClock()
+    svc = await make_service(store, {"sale": {"inlet": {"policy": "fixed_rate", "rate": 30, "interval_s": 60}}}, clock)
+    for i in range(100):
+        await svc.join("sale", f"u{i}")
+    await svc.tick("sale")  # first tick only starts the clock of the inlet
+    total = 0
+    for _ in range(20):  # 2 minutes in 6 s steps
+        clock.advance(6)
+        total += len((await svc.tick("sale")).admitted)
+    assert total == 60
+
+
+async def test_max_active_inlet_refills_freed_slots(store):
+    svc = await make_service(store, {"sale": {"inlet": {"policy": "max_active", "max_active": 3}}})
+    ids = [(await svc.join("sale", f"u{i}"))["request_id"] for i in range(6)]
+    assert len((await svc.tick("sale")).admitted) == 3
+    assert len((await svc.tick("sale")).admitted) == 0  # full
+    await svc.access_token("sale", ids[0])
+    await svc.update_session("sale", ids[0], "completed")
+    await svc.update_session("sale", ids[1], "abandoned")
+    res = await svc.tick("sale")
+    assert [rid for rid, _, _ in res.admitted] == ids[3:5]
+    assert (await svc.counters("sale"))["active_tokens"] == 3
+
+
+async def test_pause_resume_and_manual_increment(store):
+    clock = FakeClock()
+    svc = await make_service(store, {"sale": {"inlet": {"policy": "fixed_rate", "rate": 10, "interval_s": 1}}}, clock)
+    for i in range(40):
+        await svc.join("sale", f"u{i}")
+    await svc.tick("sale")
+    await svc.set_paused("sale", True)
+    clock.advance(2)
+    assert (await svc.tick("sale")).admitted == []
+    # the admin can still admit by hand while paused
+    assert (await svc.increment_serving("sale", 4))["admitted"] == 4
+    await svc.set_paused("sale", False)
+    clock.advance(1)
+    assert len((await svc.tick("sale")).admitted) == 10  # no credit piled up during the pause
+
+
+async def test_schedule_window_prequeue_and_close(store):
+    clock = FakeClock(1_800_000_000)
+    room = {"inlet": {"policy": "max_active", "max_active": 100},
+            "schedule": {"start": 1_800_000_100, "end": "2027-06-01T00:00:00Z"}}
+    svc = await make_service(store, {"sale": room}, clock)
+    rid = (await svc.join("sale", "early"))["request_id"]
+    assert (await svc.tick("sale")).admitted == []  # before the start: pre-queue only
+    assert (await svc.status("sale", rid))["phase"] == "pre"
+    clock.advance(100)
+    assert [a[0] for a in (await svc.tick("sale")).admitted] == ["early"]
+    clock.t = 1_800_000_000 + 10**8  # after the end
+    with pytest.raises(RoomError) as err:
+        await svc.join("sale", "late")
+    assert err.value.code == "closed"
+
+
+async def test_inventory_caps_admissions_then_sold_out(store):
+    svc = await make_service(store, {"sale": {"inlet": {"policy": "max_active", "max_active": 100}, "inventory": 5}})
+    ids = [(await svc.join("sale", f"u{i}"))["request_id"] for i in range(8)]
+    assert len((await svc.tick("sale")).admitted) == 5
+    assert len((await svc.increment_serving("sale", 10)).keys()) and (await svc.counters("sale"))["admitted_total"] == 5
+    assert (await svc.status("sale", ids[6]))["sold_out"] is True
+    with pytest.raises(RoomError) as err:
+        await svc.join("sale", "after")
+    assert err.value.code == "sold_out"
+
+
+async def test_priority_classes_and_exempt_bypass_need_a_signed_claim(store):
+    secret = "s" * 40
+    svc = await make_service(store, {"sale": {**MANUAL, "priority_classes": ["vip", "general"], "claim_secret": secret}})
+    vip = jwt.encode({"aud": "sale", "class": "vip", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+    organiser = jwt.encode({"aud": "sale", "exempt": True, "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+    forged = jwt.encode({"aud": "sale", "class": "vip", "exp": int(time.time()) + 60}, "x" * 40, algorithm="HS256")
+    await svc.join("sale", "g1")
+    await svc.join("sale", "g2")
+    await svc.join("sale", "v1", vip)
+    await svc.join("sale", "g3")
+    await svc.join("sale", "v2", vip)
+    with pytest.raises(RoomError) as err:
+        await svc.join("sale", "cheat", forged)
+    assert err.value.code == "forbidden"
+    assert (await svc.status("sale", "g1"))["people_ahead"] == 2  # both VIPs are ahead
+    res = await svc.increment_serving("sale", 3)
+    assert res["admitted"] == 3
+    states = {r: (await svc.status("sale", r))["state"] for r in ("v1", "v2", "g1", "g2", "g3")}
+    assert states == {"v1": "admitted", "v2": "admitted", "g1": "admitted", "g2": "waiting", "g3": "waiting"}
+    boss = await svc.join("sale", "boss", organiser)
+    assert boss["state"] == "admitted" and boss["position"] == 0
+    assert (await svc.access_token("sale", "boss"))["access_token"]
+
+
+async def test_random_method_shuffles_the_prequeue_once(store):
+    clock = FakeClock(1_800_000_000)
+    room = {"queueing_method": "random", "inlet": {"policy": "manual"}, "schedule": {"start": 1_800_000_010}}
+    svc = await make_service(store, {"lottery": room}, clock)
+    for i in range(40):
+        await svc.join("lottery", f"p{i}")
+    clock.advance(10)
+    await svc.join("lottery", "after-start")
+    await svc.tick("lottery")
+    positions = {f"p{i}": (await svc.status("lottery", f"p{i}"))["position"] for i in range(40)}
+    assert sorted(positions.values()) == list(range(1, 41))  # a permutation: no gaps, no duplicates
+    assert [positions[f"p{i}"] for i in range(40)] != list(range(1, 41))
+    assert (await svc.status("lottery", "after-start"))["position"] == 41  # joined after the start: FIFO
+    await svc.tick("lottery")  # a second tick (or worker) does not reshuffle
+    assert {k: (await svc.status("lottery", k))["position"] for k in positions} == positions
+
+
+async def test_passthrough_and_reject(store):
+    svc = await make_service(store, {"open": {"queueing_method": "passthrough"}, "shut": {"queueing_method": "reject"}})
+    j = await svc.join("open", "a")
+    assert j["state"] == "admitted" and (await svc.access_token("open", "a"))["access_token"]
+    with pytest.raises(RoomError) as err:
+        await svc.join("shut", "a")
+    assert err.value.code == "closed"
+
+
+async def test_passthrough_prequeue_goes_in_at_the_start(store):
+    clock = FakeClock(1_800_000_000)
+    svc = await make_service(store, {"drop": {"queueing_method": "passthrough", "schedule": {"start": 1_800_000_060}}}, clock)
+    assert (await svc.join("drop", "early"))["state"] == "waiting"
+    await svc.tick("drop")
+    assert (await svc.status("drop", "early"))["state"] == "waiting"
+    clock.advance(60)
+    await svc.tick("drop")
+    assert (await svc.status("drop", "early"))["state"] == "admitted"
+    assert (await svc.join("drop", "later"))["state"] == "admitted"
+
+
+async def test_silent_waiter_expires_and_inlet_skips_it(store):
+    clock = FakeClock()
+    svc = await make_service(store, {"sale": {**MANUAL, "heartbeat_s": 300}}, clock)
+    for i in range(3):
+        await svc.join("sale", f"u{i}")
+    clock.advance(200)
+    await svc.status("sale", "u0")
+    await svc.status("sale", "u2")  # u1 stops polling
+    clock.advance(200)
+    res = await svc.increment_serving("sale", 2)
+    assert res["admitted"] == 2 and res["expired_positions"] == 1  # the dead place did not use a slot
+    assert (await svc.status("sale", "u1"))["state"] == "expired"
+    assert (await svc.status("sale", "u2"))["state"] == "admitted"
+    with pytest.raises(RoomError) as err:
+        await svc.access_token("sale", "u1")
+    assert err.value.code == "session_closed"
+
+
+async def test_waiter_polling_after_the_window_loses_its_place(store):
+    clock = FakeClock()
+    svc = await make_service(store, {"sale": {**MANUAL, "heartbeat_s": 60}}, clock)
+    await svc.join("sale", "u0")
+    await svc.join("sale", "u1")
+    clock.advance(61)  # no tick ran in between: the status call itself expires it
+    assert (await svc.status("sale", "u0"))["state"] == "expired"
+    assert (await svc.counters("sale"))["expired_positions"] == 1
+
+
+async def test_sessions_expire_and_closed_sessions_get_no_token(store):
+    clock = FakeClock()
+    svc = await make_service(store, {"sale": {**MANUAL, "session_duration_s": 30}}, clock)
+    for i in range(3):
+        await svc.join("sale", f"u{i}")
+    await svc.increment_serving("sale", 3)
+    t = await svc.access_token("sale", "u0")
+    again = await svc.access_token("sale", "u0")  # re-issue: same session, same expiry
+    assert again["expires_at"] == t["expires_at"]
+    await svc.update_session("sale", "u1", "completed")
+    with pytest.raises(RoomError) as err:
+        await svc.access_token("sale", "u1")
+    assert err.value.code == "session_closed"
+    clock.advance(31)
+    res = await svc.tick("sale")
+    assert res.expired_sessions == 2  # u0 (token expired) and u2 (never claimed)
+    c = await svc.counters("sale")
+    assert c["active_tokens"] == 0 and c["expired_tokens"] == 2 and c["completed"] == 1
+    with pytest.raises(RoomError):
+        await svc.access_token("sale", "u0")
+
+
+async def test_restart_loses_nothing(store):
+    svc = await make_service(store, {"sale": MANUAL})
+    for i in range(20):
+        await svc.join("sale", f"u{i}")
+    await svc.increment_serving("sale", 5)
+    token = (await svc.access_token("sale", "u0"))["access_token"]
+    await svc.stop()
+    # a new worker on the same Redis: same rooms, positions, counters and signing keys
+    again = await make_service(store)
+    assert set(again.rooms) == {"sale"}
+    assert (await again.join("sale", "u7"))["position"] == 8
+    assert (await again.join("sale", "new"))["position"] == 21
+    assert (await again.status("sale", "u10"))["people_ahead"] == 5
+    assert again.verify_access_token(token, "sale")["sub"] == "u0"
+    assert (await again.access_token("sale", "u0"))["access_token"]
+    assert (await again.counters("sale"))["admitted_total"] == 5
+
+
+async def test_reset_and_delete(store):
+    svc = await make_service(store, {"sale": MANUAL})
+    await svc.join("sale", "u0")
+    await svc.reset("sale")
+    assert (await svc.join("sale", "u1"))["position"] == 1
+    await svc.delete_room("sale")
+    with pytest.raises(RoomError) as err:
+        await svc.join("sale", "u2")
+    assert err.value.code == "not_found"
+    assert (await make_service(store)).rooms == {}
+
+
+async def test_bad_request_ids_are_rejected(store):
+    svc = await make_service(store, {"sale": MANUAL})
+    for bad in ("", "a|b", "x" * 200, 42):
+        with pytest.raises(RoomError) as err:
+            await svc.join("sale", bad)
+        assert err.value.code == "bad_request" and "request_id" in err.value.message
+
+
+async def test_key_rotation_across_workers_and_grace_period(store):
+    clock = FakeClock()
+    a = await make_service(store, {"sale": MANUAL}, clock, key_grace_s=120)
+    await a.join("sale", "u0")
+    await a.increment_serving("sale", 1)
+    old = (await a.access_token("sale", "u0"))["access_token"]
+    rotated = await a.rotate_keys()
+    b = await make_service(store, clock=clock, key_grace_s=120)  # another worker loads the rotated ring
+    assert b.ring.active.kid == rotated["active_kid"]
+    assert b.verify_access_token(old, "sale")["sub"] == "u0"  # inside the grace period
+    await b.join("sale", "u1")
+    await b.increment_serving("sale", 1)
+    new = (await b.access_token("sale", "u1"))["access_token"]
+    clock.advance(121)
+    with pytest.raises(TokenError) as err:  # still unexpired (600 s session), but its key is gone
+        b.verify_access_token(old, "sale")
+    assert err.value.reason == "kid"
+    assert {k["kid"] for k in b.jwks()["keys"]} == {rotated["active_kid"]}
+    assert b.verify_access_token(new, "sale")["sub"] == "u1"

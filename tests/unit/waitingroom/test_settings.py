@@ -1,0 +1,59 @@
+"""Room settings: good ones parse, bad ones name the setting and what was expected."""
+from __future__ import annotations
+
+import pytest
+
+from processors.waitingroom.settings import SettingsError, parse_room_settings
+
+
+def test_defaults_and_full_settings():
+    s = parse_room_settings("sale", {})
+    assert s.queueing_method == "fifo" and s.inlet.policy == "fixed_rate" and s.heartbeat_s == 300
+    full = parse_room_settings("sale", {
+        "queueing_method": "random", "inlet": {"policy": "max_active", "max_active": 50},
+        "priority_classes": ["vip", "general"], "inventory": 1000, "heartbeat_s": 120,
+        "session_duration_s": 900, "refresh_interval_s": 2, "paused": True, "claim_secret": "c" * 32,
+        "schedule": {"start": "2030-01-01T10:00:00+00:00", "end": 1893492000 + 3600},
+    })
+    assert full.inlet.max_active == 50 and full.default_class == "general" and full.class_rank("vip") == 0
+    assert full.phase(full.schedule_start - 1) == "pre" and full.phase(full.schedule_start) == "open"
+    assert full.phase(full.schedule_end) == "closed"
+    assert parse_room_settings("sale", full.to_dict()) == full
+
+
+@pytest.mark.parametrize("raw,path,expected", [
+    ({"queueing_method": "lifo"}, "rooms.sale.queueing_method", "one of"),
+    ({"inlet": {"policy": "fixed_rate", "rate": 0}}, "rooms.sale.inlet.rate", "integer >= 1"),
+    ({"inlet": {"policy": "fixed_rate", "rate": "10"}}, "rooms.sale.inlet.rate", "integer"),
+    ({"inlet": {"policy": "max_active"}}, "rooms.sale.inlet.max_active", "integer >= 1"),
+    ({"inlet": {"policy": "manual", "rate": 5}}, "rooms.sale.inlet.rate", "only"),
+    ({"inlet": {"policy": "burst"}}, "rooms.sale.inlet.policy", "one of"),
+    ({"priority_classes": []}, "rooms.sale.priority_classes", "list of 1-16"),
+    ({"priority_classes": ["a", "a"]}, "rooms.sale.priority_classes", "distinct"),
+    ({"inventory": -1}, "rooms.sale.inventory", ">= 0"),
+    ({"heartbeat_s": True}, "rooms.sale.heartbeat_s", "number"),
+    ({"schedule": {"start": "tomorrow"}}, "rooms.sale.schedule.start", "ISO-8601"),
+    ({"schedule": {"start": "2030-01-01T10:00:00"}}, "rooms.sale.schedule.start", "timezone"),
+    ({"schedule": {"start": 200, "end": 100}}, "rooms.sale.schedule.end", "after"),
+    ({"queueing_method": "random"}, "rooms.sale.schedule.start", "start time"),
+    ({"claim_secret": "short"}, "rooms.sale.claim_secret", "at least 32"),
+    ({"paused": "yes"}, "rooms.sale.paused", "true or false"),
+    ({"capacity": 5}, "rooms.sale.capacity", "one of"),
+])
+def test_bad_settings_name_path_and_expectation(raw, path, expected):
+    with pytest.raises(SettingsError) as err:
+        parse_room_settings("sale", raw)
+    assert err.value.path == path
+    assert str(err.value).startswith(path + ": expected") and expected in str(err.value)
+
+
+def test_room_id_is_checked():
+    with pytest.raises(SettingsError) as err:
+        parse_room_settings("bad room/1", {})
+    assert "room id" in str(err.value)
+
+
+def test_secret_is_not_echoed():
+    with pytest.raises(SettingsError) as err:
+        parse_room_settings("sale", {"claim_secret": "hunter2"})
+    assert "hunter2" not in str(err.value)
