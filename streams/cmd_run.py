@@ -57,6 +57,9 @@ def run(args) -> int:
 
     try:
         return asyncio.run(main())
+    except ConfigError as exc:  # sections validated when their service is built (e.g. waitingroom)
+        print(f"eventweir: invalid configuration, the worker did not start:\n  {exc}", file=sys.stderr)
+        return 2
     except KafkaConnectionError as exc:
         print(f"eventweir: cannot reach Kafka at {config.kafka.bootstrap_servers} ({exc}); check "
               "kafka.bootstrap_servers (or KAFKA_BOOTSTRAP_SERVERS) and that the brokers are up", file=sys.stderr)

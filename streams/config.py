@@ -154,6 +154,10 @@ class Config(Section):
     http: HttpSettings = Field(default_factory=HttpSettings)
     dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
+    waitingroom: dict[str, Any] | None = Field(
+        None, description="Virtual waiting room: admin_token, redis_url, key_prefix, rooms {id: settings}, ...; "
+        "served under /waitingroom on the HTTP port (see README).",
+    )
     sources: list[SourceSettings] = Field(min_length=1)
     rules: list[RuleSettings] = Field(default_factory=list)
 

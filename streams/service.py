@@ -12,15 +12,36 @@ from streams.worker import Worker
 log = logging.getLogger(__name__)
 
 
+def build_waitingroom(config: Config):
+    """The waiting-room service the config asks for, or None; a bad setting raises ConfigError."""
+    if not config.waitingroom:
+        return None
+    from processors.waitingroom.settings import SettingsError
+    from streams.config import ConfigError
+    from streams.waitingroom_api import build_waitingroom_service
+
+    try:
+        return build_waitingroom_service(dict(config.waitingroom, account=config.bus.account, region=config.bus.region))
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 async def run_worker(config: Config, worker: Worker | None = None, on_started=None) -> int:
-    worker = worker or Worker(config)
+    waitingroom = worker.waitingroom if worker else build_waitingroom(config)
+    worker = worker or Worker(config, waitingroom=waitingroom)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(sig, worker.request_stop)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
-    runner, port = await serve(make_app(worker), config.http.host, config.http.port)
+    app = make_app(worker)
+    if waitingroom is not None:
+        from streams.waitingroom_api import add_waitingroom_routes, waitingroom_lifecycle
+
+        add_waitingroom_routes(app, waitingroom)
+        app.cleanup_ctx.append(waitingroom_lifecycle(waitingroom))
+    runner, port = await serve(app, config.http.host, config.http.port)
     log.info("serving /healthz /readyz /metrics on http://%s:%d", config.http.host, port)
     try:
         if on_started:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from processors.decode import Decoder
 from processors.pipeline import Pipeline
 from processors.route import Route, RouteTarget, Router, parse_key_path
-from streams.config import Config, TargetSettings
+from streams.config import Config, ConfigError, TargetSettings
 from streams.producer import BatchProducer
 
 
@@ -75,7 +75,7 @@ def build_pipeline(config: Config) -> Pipeline:
     return Pipeline(stages, build_router(config), decoders)
 
 
-def build_targets(config: Config, producer: BatchProducer, dead_letters) -> dict:
+def build_targets(config: Config, producer: BatchProducer, dead_letters, waitingroom=None) -> dict:
     from streams.sinks.kafka import KafkaTarget
     from streams.sinks.log import LogTarget
 
@@ -90,6 +90,17 @@ def build_targets(config: Config, producer: BatchProducer, dead_letters) -> dict
                 targets[name] = KafkaTarget(name, t.topic, producer, limit, dead_letters)
             elif t.type == "log":
                 targets[name] = LogTarget(name, limit, dead_letters)
+            elif t.type == "waitingroom":
+                from streams.sinks.waitingroom import WaitingRoomTarget
+
+                if waitingroom is None:
+                    raise ConfigError(f"rules[{rule.name}].targets[{t.id}]: a waitingroom target needs the "
+                                      "`waitingroom` section (rooms, redis_url, admin_token)")
+                extra = t.model_extra or {}
+                if not extra.get("reply_topic"):
+                    raise ConfigError(f"rules[{rule.name}].targets[{t.id}].reply_topic: required for a waitingroom target")
+                targets[name] = WaitingRoomTarget(name, waitingroom, extra["reply_topic"], producer, limit,
+                                                  dead_letters, bus_topic=extra.get("bus_topic"))
             else:
                 raise NotImplementedError(f"rules[{rule.name}].targets[{t.id}]: target type {t.type!r} is not available yet")
     return targets

@@ -78,8 +78,9 @@ def make_consumer(config: Config) -> AIOKafkaConsumer:
 
 
 class Worker:
-    def __init__(self, config: Config, pipeline=None):
+    def __init__(self, config: Config, pipeline=None, waitingroom=None):
         self.config = config
+        self.waitingroom = waitingroom  # the waiting-room service, for `waitingroom` targets
         self.pipeline = pipeline or build_pipeline(config)
         self.watermarks = Watermarks()
         self.stats = WorkerStats()
@@ -103,7 +104,7 @@ class Worker:
         batch_producer = BatchProducer(self.producer)
         self.dead_letters = DeadLetterWriter(self.config.dead_letter.topic, batch_producer)
         await self.dead_letters.start()
-        self.targets = build_targets(self.config, batch_producer, self.dead_letters)
+        self.targets = build_targets(self.config, batch_producer, self.dead_letters, self.waitingroom)
         for target in self.targets.values():
             await target.start()
         self.consumer = make_consumer(self.config)
