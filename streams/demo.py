@@ -14,11 +14,25 @@ import time
 
 from streams.config import Config, parse_config
 
-TOPICS = {"iot": "iot.telemetry", "click": "clickstream.web", "cdc": "cdc.shop.inventory.orders"}
-OUTPUTS = ["alerts.iot", "analytics.commerce", "orders.changes", "eventweir.dlq"]
+TOPICS = {"iot": "iot.telemetry", "click": "clickstream.web", "cdc": "cdc.shop.inventory.orders",
+          "joins": "waitingroom.joins"}
+OUTPUTS = ["alerts.iot", "analytics.commerce", "orders.changes", "waitingroom.replies", "eventweir.dlq"]
+ROOM = "demo-sale"
 
 
-def demo_config(bootstrap: str, port: int, lake_dir: str | None = None) -> Config:
+def redis_reachable(url: str) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), 0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def demo_config(bootstrap: str, port: int, waitingroom: dict | None = None) -> Config:
     rules = [
         {"name": "hot-devices", "description": "IoT readings above 35 °C become alerts",
          "event_pattern": {"source": ["eventweir.iot"],
@@ -36,19 +50,54 @@ def demo_config(bootstrap: str, port: int, lake_dir: str | None = None) -> Confi
          "event_pattern": {"source": ["eventweir.cdc"], "detail-type": [{"prefix": "orders."}]},
          "targets": [{"id": "changes", "type": "kafka", "topic": "orders.changes"}]},
     ]
+    sources = [{"topic": TOPICS["iot"], "kind": "iot"},
+               {"topic": TOPICS["click"], "kind": "clickstream"},
+               {"topic": TOPICS["cdc"], "kind": "cdc"}]
+    if waitingroom:
+        sources.append({"topic": TOPICS["joins"], "kind": "json"})
+        rules.append({"name": "room-joins", "description": "Join requests for the demo sale, answered by position",
+                      "event_pattern": {"action": ["join", "complete"]},
+                      "targets": [{"id": "room", "type": "waitingroom", "reply_topic": "waitingroom.replies"}]})
     return parse_config({
         "kafka": {"bootstrap_servers": bootstrap, "group_id": "eventweir-demo"},
         "consumer": {"commit_interval_ms": 500},
         "http": {"host": "127.0.0.1", "port": port},
-        "sources": [{"topic": TOPICS["iot"], "kind": "iot"},
-                    {"topic": TOPICS["click"], "kind": "clickstream"},
-                    {"topic": TOPICS["cdc"], "kind": "cdc"}],
+        "waitingroom": waitingroom,
+        "sources": sources,
         "rules": rules,
     }, environ={})
 
 
-async def generate(producer, rate: int, stop: asyncio.Event, counts: dict) -> None:
+async def forget_demo_room(room: dict) -> None:
+    """The demo's room state is throw-away: remove its keys so repeated demos leave Redis clean."""
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(room["redis_url"])
+    try:
+        keys = [key async for key in client.scan_iter(match=room["key_prefix"] + "*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+def demo_waitingroom() -> dict | None:
+    url = os.environ.get("EVENTWEIR_REDIS_URL", "redis://127.0.0.1:6379/0")
+    if not redis_reachable(url):
+        print(f"(no Redis at {url}: the demo runs without its waiting room; set EVENTWEIR_REDIS_URL to add it)")
+        return None
+    import secrets
+
+    return {"redis_url": url, "key_prefix": f"eventweir:demo:{secrets.token_hex(4)}:",
+            "admin_token": secrets.token_urlsafe(24),
+            # admit 30 people a minute, so a visitor sees the queue move
+            "rooms": {ROOM: {"inlet": {"policy": "fixed_rate", "rate": 30, "interval_s": 60}}}}
+
+
+async def generate(producer, rate: int, stop: asyncio.Event, counts: dict, with_room: bool) -> None:
     """Produce `rate` events/s split across the three sources, in 10 slices a second."""
+    import orjson
+
     from streams.generator import TrafficGenerator
     from streams.producer import BatchProducer
 
@@ -68,7 +117,12 @@ async def generate(producer, rate: int, stop: asyncio.Event, counts: dict) -> No
                 clicks.append((key, value, None))
             else:
                 cdc.extend((k, v, None) for k, v in gen.cdc())
-        for topic, records in ((TOPICS["iot"], iot), (TOPICS["click"], clicks), (TOPICS["cdc"], cdc)):
+        joins = []
+        if with_room and gen.rng.random() < 0.5:  # ~5 joins a second
+            request_id = f"visitor-{gen.rng.getrandbits(40):010x}"
+            joins.append((request_id.encode(), orjson.dumps({"action": "join", "room": ROOM, "request_id": request_id}), None))
+        for topic, records in ((TOPICS["iot"], iot), (TOPICS["click"], clicks), (TOPICS["cdc"], cdc),
+                               (TOPICS["joins"], joins)):
             if records:
                 sent, _ = await batch_producer.send(topic, records)
                 counts["produced"] += len(records)
@@ -94,7 +148,8 @@ async def run_demo(rate: int, duration: float | None, port: int) -> int:
 
     from streams.admin import ensure_topics
     from streams.broker import free_port, start_tansu
-    from streams.http import make_app, serve
+    from streams.http import serve
+    from streams.service import build_waitingroom, worker_app
     from streams.worker import Worker
 
     broker = None
@@ -106,10 +161,16 @@ async def run_demo(rate: int, duration: float | None, port: int) -> int:
     print(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}", flush=True)
     try:
         await ensure_topics(bootstrap, {t: 3 for t in list(TOPICS.values()) + OUTPUTS})
-        config = demo_config(bootstrap, port)
-        worker = Worker(config)
-        runner, bound = await serve(make_app(worker), "127.0.0.1", port or free_port())
-        print(f"metrics: http://127.0.0.1:{bound}/metrics   health: http://127.0.0.1:{bound}/readyz", flush=True)
+        room = demo_waitingroom()
+        config = demo_config(bootstrap, port, room)
+        worker = Worker(config, waitingroom=build_waitingroom(config))
+        runner, bound = await serve(worker_app(worker), "127.0.0.1", port or free_port())
+        base = f"http://127.0.0.1:{bound}"
+        print(f"metrics: {base}/metrics   health: {base}/readyz", flush=True)
+        if room:
+            print(f"waiting room: {base}/waitingroom/rooms/{ROOM}/  (the page; join with "
+                  f"POST {base}/waitingroom/rooms/{ROOM}/join)", flush=True)
+            print(f"waiting-room admin token: {room['admin_token']}", flush=True)
         print(f"rules: {', '.join(r.name for r in config.rules)} -> topics {', '.join(OUTPUTS)}", flush=True)
         print(f"producing ~{rate} events/s (IoT, clickstream, CDC; a few malformed); Ctrl-C stops", flush=True)
 
@@ -123,7 +184,7 @@ async def run_demo(rate: int, duration: float | None, port: int) -> int:
         await producer.start()
         counts = {"produced": 0}
         worker_task = asyncio.create_task(worker.run())
-        gen_task = asyncio.create_task(generate(producer, rate, stop, counts))
+        gen_task = asyncio.create_task(generate(producer, rate, stop, counts, room is not None))
         started, previous = time.monotonic(), {}
         tty = sys.stdout.isatty()
         try:
@@ -146,6 +207,8 @@ async def run_demo(rate: int, duration: float | None, port: int) -> int:
             worker.request_stop()
             await asyncio.gather(worker_task, return_exceptions=True)
             await runner.cleanup()
+            if room:
+                await forget_demo_room(room)
         if worker_task.exception():
             raise worker_task.exception()
         stats = worker.stats

@@ -26,6 +26,17 @@ def build_waitingroom(config: Config):
         raise ConfigError(str(exc)) from None
 
 
+def worker_app(worker: Worker):
+    """The worker's HTTP app: health and metrics, plus the waiting-room API when it has one."""
+    app = make_app(worker)
+    if worker.waitingroom is not None:
+        from streams.waitingroom_api import add_waitingroom_routes, waitingroom_lifecycle
+
+        add_waitingroom_routes(app, worker.waitingroom)
+        app.cleanup_ctx.append(waitingroom_lifecycle(worker.waitingroom))
+    return app
+
+
 async def run_worker(config: Config, worker: Worker | None = None, on_started=None) -> int:
     waitingroom = worker.waitingroom if worker else build_waitingroom(config)
     worker = worker or Worker(config, waitingroom=waitingroom)
@@ -35,13 +46,7 @@ async def run_worker(config: Config, worker: Worker | None = None, on_started=No
             loop.add_signal_handler(sig, worker.request_stop)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
-    app = make_app(worker)
-    if waitingroom is not None:
-        from streams.waitingroom_api import add_waitingroom_routes, waitingroom_lifecycle
-
-        add_waitingroom_routes(app, waitingroom)
-        app.cleanup_ctx.append(waitingroom_lifecycle(waitingroom))
-    runner, port = await serve(app, config.http.host, config.http.port)
+    runner, port = await serve(worker_app(worker), config.http.host, config.http.port)
     log.info("serving /healthz /readyz /metrics on http://%s:%d", config.http.host, port)
     try:
         if on_started:
