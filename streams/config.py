@@ -20,11 +20,21 @@ class ConfigError(Exception):
     """Raised with one line per problem, each naming the key path."""
 
 
+def _no_repeats(items: list, attribute: str, rule: str) -> list:
+    values = [getattr(item, attribute) for item in items]
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{rule}, repeated: {', '.join(repeated)}")
+    return items
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class KafkaSettings(Section):
+    """Connection settings shared by every Kafka client the worker makes."""
+
     bootstrap_servers: str = Field(
         default_factory=lambda: os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
         description="Comma-separated host:port list (defaults to $KAFKA_BOOTSTRAP_SERVERS).",
@@ -35,6 +45,13 @@ class KafkaSettings(Section):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: str | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self.bootstrap_servers, "client_id": self.client_id,
+            "security_protocol": self.security_protocol, "sasl_mechanism": self.sasl_mechanism or "PLAIN",
+            "sasl_plain_username": self.sasl_username, "sasl_plain_password": self.sasl_password,
+        }
 
 
 class ConsumerSettings(Section):
@@ -139,11 +156,7 @@ class RuleSettings(Section):
     @field_validator("targets")
     @classmethod
     def _unique_ids(cls, targets):
-        ids = [t.id for t in targets]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"target ids must be unique within a rule, repeated: {', '.join(dupes)}")
-        return targets
+        return _no_repeats(targets, "id", "target ids must be unique within a rule")
 
 
 class Config(Section):
@@ -164,11 +177,7 @@ class Config(Section):
     @field_validator("rules")
     @classmethod
     def _unique_rule_names(cls, rules):
-        names = [r.name for r in rules]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"rule names must be unique, repeated: {', '.join(dupes)}")
-        return rules
+        return _no_repeats(rules, "name", "rule names must be unique")
 
     @property
     def source_topics(self) -> list[str]:

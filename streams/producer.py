@@ -21,12 +21,7 @@ _KEY_CACHE_LIMIT = 100_000
 def make_producer(config: Config) -> AIOKafkaProducer:
     k, p = config.kafka, config.producer
     return AIOKafkaProducer(
-        bootstrap_servers=k.bootstrap_servers,
-        client_id=k.client_id,
-        security_protocol=k.security_protocol,
-        sasl_mechanism=k.sasl_mechanism or "PLAIN",
-        sasl_plain_username=k.sasl_username,
-        sasl_plain_password=k.sasl_password,
+        **k.client_options(),
         linger_ms=p.linger_ms,
         max_batch_size=p.max_batch_bytes,
         max_request_size=p.max_request_size,

@@ -60,13 +60,8 @@ class _Rebalance(ConsumerRebalanceListener):
 def make_consumer(config: Config) -> AIOKafkaConsumer:
     k, c = config.kafka, config.consumer
     return AIOKafkaConsumer(
-        bootstrap_servers=k.bootstrap_servers,
-        client_id=k.client_id,
+        **k.client_options(),
         group_id=k.group_id,
-        security_protocol=k.security_protocol,
-        sasl_mechanism=k.sasl_mechanism or "PLAIN",
-        sasl_plain_username=k.sasl_username,
-        sasl_plain_password=k.sasl_password,
         enable_auto_commit=False,
         auto_offset_reset=c.auto_offset_reset,
         max_partition_fetch_bytes=c.max_partition_fetch_bytes,

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import defaultdict
 
-from processors.core import Delivery, Failure
+from processors.core import Failure
 from streams import metrics
 
 log = logging.getLogger(__name__)
@@ -122,10 +122,39 @@ class Target:
         self.dead_letters.write_failures(failures, on_done=lambda: self.settle(items, "dead_lettered"))
 
 
-def delivery_bytes(delivery: Delivery) -> bytes:
-    payload = delivery.payload
-    if isinstance(payload, bytes):
-        return payload
-    import orjson
+class QueuedTarget(Target):
+    """A target whose writes are handled in order by one task: `handle(items)` does the async work.
 
-    return orjson.dumps(payload)
+    A chunk whose handling raises is dead-lettered with `failure_code` and the error, and the
+    target goes on with the next chunk.
+    """
+
+    failure_code = "DeliveryFailed"
+
+    def __init__(self, target_id: str, max_in_flight: int, dead_letters):
+        super().__init__(target_id, max_in_flight, dead_letters)
+        self._queue: asyncio.Queue[list[Item]] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"target-{self.id}")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def write(self, items: list[Item]) -> None:
+        self._queue.put_nowait(items)
+
+    async def handle(self, items: list[Item]) -> None:
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        while True:
+            items = await self._queue.get()
+            try:
+                await self.handle(items)
+            except Exception as exc:  # never let one bad chunk stop the target
+                log.exception("target %s failed a chunk of %d", self.id, len(items))
+                self.fail(items, self.failure_code, f"{type(exc).__name__}: {exc}")

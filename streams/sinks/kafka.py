@@ -2,49 +2,27 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from streams import metrics
 from streams.producer import BatchProducer
-from streams.sinks.base import Item, Target
-
-log = logging.getLogger(__name__)
+from streams.sinks.base import Item, QueuedTarget
 
 
-class KafkaTarget(Target):
+class KafkaTarget(QueuedTarget):
     kind = "kafka"
+    failure_code = "ProduceFailed"
 
     def __init__(self, target_id: str, topic: str, producer: BatchProducer, max_in_flight: int, dead_letters):
         super().__init__(target_id, max_in_flight, dead_letters)
         self.topic = topic
         self.producer = producer
-        # one sender task drains the queue in order, so per-partition order survives produce
-        self._queue: asyncio.Queue[list[Item]] = asyncio.Queue()
-        self._sender: asyncio.Task | None = None
         self._produced = metrics.RECORDS_OUT.labels(topic)
 
     async def start(self) -> None:
         await self.producer.partitions(self.topic)  # fail at start-up, not mid-stream, if the topic is missing
-        self._sender = asyncio.create_task(self._run(), name=f"target-{self.id}")
+        await super().start()  # one task sends in order, so per-partition order survives produce
 
-    async def close(self) -> None:
-        if self._sender:
-            self._sender.cancel()
-            await asyncio.gather(self._sender, return_exceptions=True)
-
-    def write(self, items: list[Item]) -> None:
-        self._queue.put_nowait(items)
-
-    async def _run(self) -> None:
-        while True:
-            items = await self._queue.get()
-            try:
-                await self._send(items)
-            except Exception as exc:  # never let one bad chunk stop the target
-                log.exception("target %s: produce to %s failed", self.id, self.topic)
-                self.fail(items, "ProduceFailed", f"{type(exc).__name__}: {exc}")
-
-    async def _send(self, items: list[Item]) -> None:
+    async def handle(self, items: list[Item]) -> None:
         sent, too_large = await self.producer.send(self.topic, [(d.key, d.payload, None) for d, _ in items])
         if too_large:
             self.fail([items[i] for i in too_large], "RecordTooLarge",

@@ -9,20 +9,18 @@ acknowledged by Kafka; a malformed one is dead-lettered with the reason.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import orjson
 
 from processors.core import Event
 from processors.waitingroom.stream import EventOutbox, handle_waitingroom_batch
 from streams.producer import BatchProducer
-from streams.sinks.base import Item, Target
-
-log = logging.getLogger(__name__)
+from streams.sinks.base import Item, QueuedTarget
 
 
-class WaitingRoomTarget(Target):
+class WaitingRoomTarget(QueuedTarget):
     kind = "waitingroom"
+    failure_code = "WaitingRoomFailed"  # Redis down, a bug: dead-letter with the reason, keep going
 
     def __init__(self, target_id: str, service, reply_topic: str, producer: BatchProducer, max_in_flight: int,
                  dead_letters, bus_topic: str | None = None):
@@ -34,33 +32,14 @@ class WaitingRoomTarget(Target):
         self.outbox = EventOutbox()
         if bus_topic:
             service.emit = self.outbox.append
-        self._queue: asyncio.Queue[list[Item]] = asyncio.Queue()
-        self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.producer.partitions(self.reply_topic)
         if self.bus_topic:
             await self.producer.partitions(self.bus_topic)
-        self._task = asyncio.create_task(self._run(), name=f"target-{self.id}")
+        await super().start()
 
-    async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    def write(self, items: list[Item]) -> None:
-        self._queue.put_nowait(items)
-
-    async def _run(self) -> None:
-        while True:
-            items = await self._queue.get()
-            try:
-                await self._handle(items)
-            except Exception as exc:  # Redis down, a bug: dead-letter with the reason, keep the target alive
-                log.exception("waiting-room target %s failed a batch", self.id)
-                self.fail(items, "WaitingRoomFailed", f"{type(exc).__name__}: {exc}")
-
-    async def _handle(self, items: list[Item]) -> None:
+    async def handle(self, items: list[Item]) -> None:
         by_record = {}
         events, failures = [], []
         for item in items:
