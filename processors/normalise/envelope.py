@@ -68,10 +68,18 @@ def format_time(epoch_ms: int) -> str:
     return _last_text
 
 
+_last_ms_second = -1
+_last_ms_prefix = ""
+
+
 def format_time_ms(epoch_ms: int) -> str:
     """Epoch milliseconds -> '2024-11-25T10:00:00.123Z', for fields that must order within a second."""
+    global _last_ms_second, _last_ms_prefix
     seconds, millis = divmod(int(epoch_ms), 1000)
-    return f"{_seconds_text(seconds)}.{millis:03d}Z"
+    if seconds != _last_ms_second:
+        _last_ms_prefix = _seconds_text(seconds) + "."
+        _last_ms_second = seconds
+    return f"{_last_ms_prefix}{millis:03d}Z"
 
 
 def _seconds_text(seconds: int) -> str:
