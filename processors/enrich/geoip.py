@@ -101,8 +101,12 @@ class IpEnricher:
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         has_table, truncate, cache = self.table is not None, self.truncate, self._cache
         holder_path, leaf = self._field[:-1], self._field[-1]
+        single = len(holder_path) == 1
         for event in events:
-            holder = get_path(event.body, holder_path) if holder_path else event.body
+            if single:  # the usual "detail.ip"
+                holder = event.body.get(holder_path[0])
+            else:
+                holder = get_path(event.body, holder_path) if holder_path else event.body
             if type(holder) is not dict:
                 continue
             ip = holder.get(leaf)

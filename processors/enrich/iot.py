@@ -146,7 +146,9 @@ class DeviceOrderCheck:
         for event in events:
             detail = event.body["detail"]
             device = detail["device_id"]
-            ts = to_epoch_ms(detail["timestamp"])
+            ts = detail["timestamp"]
+            if type(ts) is not int:
+                ts = to_epoch_ms(ts)
             p = event.record.partition
             seen = state.table(p).get(device)
             if seen is None:

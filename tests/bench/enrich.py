@@ -161,8 +161,8 @@ async def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) 
 class Reader:
     """One group-less consumer per topic; each pass seeks to the beginning and reads `n` records."""
 
-    def __init__(self, bootstrap: str, topic: str, n: int):
-        self.tp, self.n = TopicPartition(topic, 0), n
+    def __init__(self, bootstrap: str, topic: str, n: int, max_records: int = 1000):
+        self.tp, self.n, self.max_records = TopicPartition(topic, 0), n, max_records
         # fetch_max_wait_ms small: at the end of a pass the consumer long-polls past the last record,
         # and the next pass's seek would wait out that poll (500 ms by default) inside its timing
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
@@ -177,7 +177,7 @@ class Reader:
         self.consumer.seek(self.tp, 0)
         seen = 0
         while seen < self.n:
-            got = await self.consumer.getmany(self.tp, timeout_ms=1000, max_records=10000)
+            got = await self.consumer.getmany(self.tp, timeout_ms=1000, max_records=self.max_records)
             for records in got.values():
                 seen += len(records)
                 yield records
@@ -193,14 +193,15 @@ class Reader:
         return count / (time.perf_counter() - t0)
 
     async def pipeline(self, stages) -> tuple[float, int]:
+        chain = Chain(stages[0], stages[1:])
+        failures: list = []
         t0 = time.perf_counter()
-        count = failures = 0
+        count = 0
         async for records in self.batches():
             batch = [SourceRecord(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value) for r in records]
-            _, failed = run_pipeline(stages, batch)
-            failures += failed
+            await chain.run_async(batch, failures)  # yields between sub-batches: the next fetch overlaps
             count += len(records)
-        return count / (time.perf_counter() - t0), failures
+        return count / (time.perf_counter() - t0), len(failures)
 
 
 # --- validator choice ---------------------------------------------------------------------------

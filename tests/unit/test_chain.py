@@ -29,3 +29,10 @@ def test_chunking_gives_the_same_events_and_failures(chunk):
 def test_chunk_must_be_positive():
     with pytest.raises(ValueError, match="positive"):
         Chain(Decoder(), [], chunk=0)
+
+
+async def test_run_async_matches_run():
+    failures_a, failures_b = [], []
+    a = Chain(Decoder(), [ClickstreamNormaliser(), Sessioniser()], chunk=16).run(_records(), failures_a)
+    b = await Chain(Decoder(), [ClickstreamNormaliser(), Sessioniser()], chunk=16).run_async(_records(), failures_b)
+    assert [e.body for e in a] == [e.body for e in b] and len(failures_a) == len(failures_b) == 1
