@@ -41,7 +41,7 @@ class Sessioniser:
         state, gap, emit = self.state, self.gap_ms, self.emit_boundaries
         watermarks = self._watermark
         last_seen: dict[int, Event] = {}
-        current_p, table, dirty = None, None, None
+        current_p, table, dirty, wm = None, None, None, 0
         for event in events:
             detail = event.body["detail"]
             user = detail.get("user_id") or detail.get("anonymous_id")
@@ -56,8 +56,11 @@ class Sessioniser:
                 continue
             p = event.record.partition
             if p != current_p:  # batches are mostly one partition: fetch its dicts once
+                if current_p is not None:
+                    watermarks[current_p] = wm
                 current_p = p
                 table, dirty = state.tables(p)
+                wm = watermarks.get(p, 0)
             session = table.pop(user, None)
             if session is not None and ts - session[3] > gap:
                 if emit:
@@ -76,8 +79,10 @@ class Sessioniser:
             detail["session"] = {"id": session[0], "sequence": session[1]}
             out.append(event)
             last_seen[p] = event
-            if ts > watermarks.get(p, 0):
-                watermarks[p] = ts
+            if ts > wm:
+                wm = ts
+        if current_p is not None:
+            watermarks[current_p] = wm
         for p, last in last_seen.items():
             self._expire(p, last, out)
         return out

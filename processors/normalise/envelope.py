@@ -121,6 +121,16 @@ def to_epoch_ms(value: Any, field: str = "timestamp") -> int:
                                           f"date-time, got {value!r}")
 
 
+def envelope_time(value: Any, field: str = "timestamp") -> str:
+    """The envelope `time` for an event timestamp (epoch ms or RFC 3339), without a full parse when
+    the SDK already sent the canonical UTC form ("...:SS.mmmZ" only loses its millis)."""
+    if type(value) is str and (len(value) == 24 or len(value) == 20) and value[-1] == "Z" \
+            and value[16] == ":" and value[10] == "T" and value[17:19].isdigit() and value[17:19] <= "60" \
+            and (value[:16] in _minute_ms or _minute_ms_slow(value) is not None):
+        return value[:19] + "Z" if len(value) == 24 else value
+    return format_time(to_epoch_ms(value, field))
+
+
 def _minute_ms_slow(value: str) -> int | None:
     try:
         minute = datetime.fromisoformat(value[:16] + ":00+00:00")
