@@ -113,6 +113,7 @@ class Sessioniser:
         if kind == "Session Ended":
             detail["end"] = format_time_ms(session[3])
             detail["duration_ms"] = session[3] - session[2]
+        # a session starts and ends once: its id plus the kind is a unique, replay-stable event id
         return Event(cause.record, make_envelope(
-            stable_id(kind, session[0]), kind, self.source or body["source"], body["account"],
-            format_time(at_ms), body["region"], [], detail))
+            f"{session[0]}.{'start' if kind == 'Session Started' else 'end'}", kind, self.source or body["source"],
+            body["account"], format_time(at_ms), body["region"], [], detail))
