@@ -79,9 +79,9 @@ def heat_index_c(temp_c: float, rh: float) -> float:
     if (simple + t) / 2.0 < 80.0:
         hi = simple
     else:
-        hi = (-42.379 + 2.04901523 * t + 10.14333127 * rh - 0.22475541 * t * rh - 6.83783e-3 * t * t
-              - 5.481717e-2 * rh * rh + 1.22874e-3 * t * t * rh + 8.5282e-4 * t * rh * rh
-              - 1.99e-6 * t * t * rh * rh)
+        tr = t * rh  # the Rothfusz polynomial, factored to a third of the multiplications
+        hi = (-42.379 + t * (2.04901523 - 6.83783e-3 * t) + rh * (10.14333127 - 5.481717e-2 * rh)
+              + tr * (-0.22475541 + 1.22874e-3 * t + 8.5282e-4 * rh - 1.99e-6 * tr))
         if rh < 13.0 and 80.0 <= t <= 112.0:
             hi -= ((13.0 - rh) / 4.0) * ((17.0 - abs(t - 95.0)) / 17.0) ** 0.5
         elif rh > 85.0 and 80.0 <= t <= 87.0:
