@@ -160,8 +160,8 @@ class Reader:
         self.tp, self.n, self.max_records = TopicPartition(topic, 0), n, max_records
         # fetch_max_wait_ms small: at the end of a pass the consumer long-polls past the last record,
         # and the next pass's seek would wait out that poll (500 ms by default) inside its timing
+        # fetch sizes stay at aiokafka's defaults, as a worker's would
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                         max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20,
                                          fetch_max_wait_ms=5)
 
     async def start(self):
