@@ -31,7 +31,8 @@ class SchemaValidator:
         compiled = []
         for ref in refs:
             name, version = schemas.parse_ref(ref)
-            compiled.append((f"{name}@v{version}" if version else name, schemas.validator(name, version)))
+            check = schemas.validator(name, version)
+            compiled.append((f"{name}@v{version}" if version else name, check, check.is_valid))
         return compiled
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
@@ -47,8 +48,11 @@ class SchemaValidator:
                 failures.append(Failure(event.record, self.stage, "no_schema",
                                         f"topic {event.record.topic!r} has no accepted schema configured"))
                 continue
+            if checks[0][2](body):  # fast path: the first accepted version passes, no error objects built
+                out.append(event)
+                continue
             errors = None
-            for ref, check in checks:
+            for ref, check, _ in checks:
                 error = check(body)
                 if error is None:
                     errors = None

@@ -144,6 +144,7 @@ def validator(name: str, version: int | None = None) -> Check:
             return _error_of(exc, schema)
         return SchemaError("", "schema", "document is invalid")  # pragma: no cover - is_valid said so
 
+    check.is_valid = is_valid  # type: ignore[attr-defined]  # the bare boolean check, for hot loops
     return check
 
 

@@ -108,7 +108,15 @@ class ReferenceTableLoader:
 
     async def _follow(self) -> None:
         while True:
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the table must keep following: log, back off, and fetch again
+                self.errors += 1
+                log.exception("table %s: fetching %s failed; retrying", self.table.name, self.topic)
+                await asyncio.sleep(1.0)
+                continue
             for records in batches.values():
                 self._apply(records)
 

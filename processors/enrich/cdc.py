@@ -15,7 +15,7 @@ from processors.enrich.state import PartitionedState
 from processors.normalise.envelope import format_time_ms, make_envelope
 
 VALID_TO_OPEN = "9999-12-31T00:00:00Z"  # the sentinel end of a current SCD2 version
-NULL_MARKER = "\x00NULL\x00"  # cannot collide with a value: values are hashed as JSON text
+NULL_MARKER = "\x00NULL\x00"  # strings starting with \x00 are escaped, so no value can equal it
 SEPARATOR = "\x1f"  # unit separator: "ab"+"c" and "a"+"bc" hash differently
 
 
@@ -88,7 +88,24 @@ class CdcDeduplicator:
 
 
 def change_hash(row: dict | None, fields: Sequence[str]) -> str:
-    parts = [NULL_MARKER if (row is None or row.get(f) is None) else orjson.dumps(row[f]).decode() for f in fields]
+    """sha256 over the tracked values joined by SEPARATOR, NULL_MARKER for null.
+
+    Strings go in as they are (escaped only when they contain the separator or could be taken
+    for the marker); other values as JSON. A column's type does not change between versions of a
+    row, so the string "1" and the number 1 never compete for the same slot.
+    """
+    parts = []
+    get = (row or {}).get
+    for f in fields:
+        v = get(f)
+        if v is None:
+            parts.append(NULL_MARKER)
+        elif type(v) is str:
+            if SEPARATOR in v or v[:1] == "\x00" or "\\" in v:
+                v = v.replace("\\", "\\\\").replace(SEPARATOR, "\\x1f").replace("\x00", "\\x00")
+            parts.append(v)
+        else:
+            parts.append(orjson.dumps(v).decode())
     return hashlib.sha256(SEPARATOR.join(parts).encode()).hexdigest()
 
 

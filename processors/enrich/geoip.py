@@ -83,24 +83,41 @@ class IpEnricher:
         target = split_path(into)
         self._parent, self._leaf = target[:-1], target[-1]
         self.v4_prefix, self.v6_prefix = v4_prefix, v6_prefix
+        # a visitor's events come from one address: remember (region, truncated) per address
+        self._cache: dict[str, tuple[dict | None, str | None]] = {}
+
+    def _resolve(self, ip: str) -> tuple[dict | None, str | None]:
+        parsed = parse_ip(ip)
+        if parsed is None:  # not an address: no region, and it is removed rather than passed on
+            result = (None, None)
+        else:
+            result = (self.table.lookup_int(*parsed) if self.table is not None else None,
+                      truncate_int(*parsed, self.v4_prefix, self.v6_prefix))
+        if len(self._cache) >= 100_000:
+            self._cache.clear()
+        self._cache[ip] = result
+        return result
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
-        table, truncate = self.table, self.truncate
+        has_table, truncate, cache = self.table is not None, self.truncate, self._cache
         holder_path, leaf = self._field[:-1], self._field[-1]
+        single = len(holder_path) == 1
         for event in events:
-            holder = get_path(event.body, holder_path) if holder_path else event.body
+            if single:  # the usual "detail.ip"
+                holder = event.body.get(holder_path[0])
+            else:
+                holder = get_path(event.body, holder_path) if holder_path else event.body
             if type(holder) is not dict:
                 continue
             ip = holder.get(leaf)
             if type(ip) is not str:
                 continue
-            parsed = parse_ip(ip)
-            if table is not None:
+            resolved = cache.get(ip) or self._resolve(ip)
+            if has_table:
                 parent = event.body
                 for step in self._parent:
                     parent = parent.setdefault(step, {})
-                parent[self._leaf] = None if parsed is None else table.lookup_int(*parsed)
+                parent[self._leaf] = resolved[0]
             if truncate:
-                # an unparseable address is removed rather than passed on in full
-                holder[leaf] = None if parsed is None else truncate_int(*parsed, self.v4_prefix, self.v6_prefix)
+                holder[leaf] = resolved[1]
         return events

@@ -57,21 +57,40 @@ class ReferenceJoin:
         self._parent, self._leaf = target[:-1], target[-1]
         self.on_missing, self.default = on_missing, default
         self.hits = self.misses = 0
+        self._projected: dict[str, tuple[dict, dict]] = {}
+
+    def _project(self, key: str, row: dict) -> dict:
+        fields = self._fields
+        if fields is None:
+            value = dict(row)
+        else:
+            value = {}
+            for src, dst in fields.items():
+                value[dst] = row.get(src)
+        if len(self._projected) >= 100_000:
+            self._projected.clear()
+        self._projected[key] = (row, value)
+        return value
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         out = []
-        rows, fields, path = self.table.rows, self._fields, self._key
+        rows, path, projected = self.table.rows, self._key, self._projected
         two = len(path) == 2
         first, second = path[0], path[-1]
+        parent_path, leaf = self._parent, self._leaf
+        hits = misses = 0
         for event in events:
+            body = event.body
             if two:  # the usual "detail.<field>" without the generic walk
-                holder = event.body.get(first)
+                holder = body.get(first)
                 key = holder.get(second) if type(holder) is dict else None
             else:
-                key = get_path(event.body, path)
-            row = rows.get(key if type(key) is str else str(key)) if key is not None else None
+                key = get_path(body, path)
+            if key is not None and type(key) is not str:
+                key = str(key)
+            row = rows.get(key) if key is not None else None
             if row is None:
-                self.misses += 1
+                misses += 1
                 if self.on_missing == "dead-letter":
                     failures.append(Failure(event.record, self.stage, "reference_missing",
                                             f"no row in table {self.table.name!r} for {self.key_path}={key!r}"))
@@ -81,11 +100,16 @@ class ReferenceJoin:
                     continue
                 value: Any = dict(self.default)
             else:
-                self.hits += 1
-                value = dict(row) if fields is None else {dst: row.get(src) for src, dst in fields.items()}
-            parent = event.body
-            for step in self._parent:
+                hits += 1
+                # the copied fields are built once per row version and shared by the events that
+                # join it (the table replaces, never mutates, a row): stages after must not mutate them
+                cached = projected.get(key)
+                value = cached[1] if cached is not None and cached[0] is row else self._project(key, row)
+            parent = body
+            for step in parent_path:
                 parent = parent.setdefault(step, {})
-            parent[self._leaf] = value
+            parent[leaf] = value
             out.append(event)
+        self.hits += hits
+        self.misses += misses
         return out

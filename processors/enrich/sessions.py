@@ -38,8 +38,10 @@ class Sessioniser:
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         out: list[Event] = []
-        state, gap = self.state, self.gap_ms
+        state, gap, emit = self.state, self.gap_ms, self.emit_boundaries
+        watermarks = self._watermark
         last_seen: dict[int, Event] = {}
+        current_p, table, dirty, wm = None, None, None, 0
         for event in events:
             detail = event.body["detail"]
             user = detail.get("user_id") or detail.get("anonymous_id")
@@ -53,26 +55,34 @@ class Sessioniser:
                                         "expected detail.user_id or detail.anonymous_id to sessionise on"))
                 continue
             p = event.record.partition
-            table = state.table(p)
+            if p != current_p:  # batches are mostly one partition: fetch its dicts once
+                if current_p is not None:
+                    watermarks[current_p] = wm
+                current_p = p
+                table, dirty = state.tables(p)
+                wm = watermarks.get(p, 0)
             session = table.pop(user, None)
             if session is not None and ts - session[3] > gap:
-                self._ended(event, user, session, out)
+                if emit:
+                    out.append(self._boundary(event, "Session Ended", user, session, session[3]))
                 session = None
             if session is None:
                 session = [stable_id("session", user, ts), 0, ts, ts]
-                if self.emit_boundaries:
+                if emit:
                     out.append(self._boundary(event, "Session Started", user, session, ts))
             session[1] += 1
             if ts > session[3]:
                 session[3] = ts
-            if ts < session[2]:  # a late event from before the first one we saw
+            elif ts < session[2]:  # a late event from before the first one we saw
                 session[2] = ts
-            state.put(p, user, session)  # re-inserted at the end: the dict stays in activity order
+            table[user] = dirty[user] = session  # re-inserted at the end: the dict stays in activity order
             detail["session"] = {"id": session[0], "sequence": session[1]}
             out.append(event)
             last_seen[p] = event
-            if ts > self._watermark.get(p, 0):
-                self._watermark[p] = ts
+            if ts > wm:
+                wm = ts
+        if current_p is not None:
+            watermarks[current_p] = wm
         for p, last in last_seen.items():
             self._expire(p, last, out)
         return out
@@ -103,6 +113,7 @@ class Sessioniser:
         if kind == "Session Ended":
             detail["end"] = format_time_ms(session[3])
             detail["duration_ms"] = session[3] - session[2]
+        # a session starts and ends once: its id plus the kind is a unique, replay-stable event id
         return Event(cause.record, make_envelope(
-            stable_id(kind, session[0]), kind, self.source or body["source"], body["account"],
-            format_time(at_ms), body["region"], [], detail))
+            f"{session[0]}.{'start' if kind == 'Session Started' else 'end'}", kind, self.source or body["source"],
+            body["account"], format_time(at_ms), body["region"], [], detail))

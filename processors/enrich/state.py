@@ -25,6 +25,13 @@ class PartitionedState:
             part = self._parts[partition] = {}
         return part
 
+    def tables(self, partition: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(live dict, dirty dict) for hot loops: write a key to both instead of calling `put`."""
+        dirty = self._dirty.get(partition)
+        if dirty is None:
+            dirty = self._dirty[partition] = {}
+        return self.table(partition), dirty
+
     def put(self, partition: int, key: str, value: Any) -> None:
         self.table(partition)[key] = value
         self._dirty.setdefault(partition, {})[key] = value

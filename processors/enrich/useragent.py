@@ -82,8 +82,15 @@ class UserAgentEnricher:
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         out = []
+        path = self._field
+        two = len(path) == 2
+        first, second = path[0], path[-1]
         for event in events:
-            ua = get_path(event.body, self._field)
+            if two:
+                holder = event.body.get(first)
+                ua = holder.get(second) if type(holder) is dict else None
+            else:
+                ua = get_path(event.body, path)
             if type(ua) is not str:
                 out.append(event)
                 continue

@@ -78,6 +78,17 @@ class CdcNormaliser:
             raise ValueError(f"CdcNormaliser tombstones={tombstones!r}: expected 'skip' or 'delete'")
         self.source, self.account, self.region, self.tombstones = source, account, region, tombstones
         self.skipped_tombstones = 0
+        self._detail_types: dict[tuple[str, str], str] = {}
+        # hot rows change again and again: their decoded keys are kept (bounded)
+        self._keys: dict[bytes, object] = {}
+
+    def _key(self, raw: bytes | None):
+        key = self._keys.get(raw, _ABSENT) if raw is not None else None
+        if key is _ABSENT:
+            if len(self._keys) >= 50_000:
+                self._keys.clear()
+            key = self._keys[raw] = decode_key(raw)
+        return key
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         out = []
@@ -111,10 +122,12 @@ class CdcNormaliser:
         if op == "m":
             detail_type = f"{(change.get('message') or {}).get('prefix') or 'logical'}.message"
         else:
-            detail_type = f"{table}.{VERBS[op]}"
+            detail_type = self._detail_types.get((table, op))
+            if detail_type is None:
+                detail_type = self._detail_types[(table, op)] = f"{table}.{VERBS[op]}"
         detail = {
             "op": op, "db": source.get("db"), "schema": source.get("schema"), "table": table,
-            "key": decode_key(record.key), "before": before, "after": after,
+            "key": self._key(record.key), "before": before, "after": after,
             "changed_fields": changed_fields(op, before, after),
             "source_position": source_position(source),
             "connector": source.get("connector"), "snapshot": source.get("snapshot") not in _NOT_SNAPSHOT,
@@ -125,7 +138,9 @@ class CdcNormaliser:
             detail["message"] = change.get("message")
         if change.get("transaction"):
             detail["transaction"] = change["transaction"]
-        return self._envelope(record, detail_type, source_ms or ts_ms or record.timestamp_ms, detail)
+        return {"version": "0", "id": derived_id(record), "detail-type": detail_type, "source": self.source,
+                "account": self.account, "time": format_time(source_ms or ts_ms or record.timestamp_ms),
+                "region": self.region, "resources": [], "detail": detail}
 
     def _flat(self, record: SourceRecord, row: dict) -> dict:
         meta = {k: v for k, v in row.items() if k.startswith("__")}
@@ -138,7 +153,7 @@ class CdcNormaliser:
         ts_ms = meta.get("__ts_ms")
         detail = {
             "op": op, "db": meta.get("__db"), "schema": meta.get("__schema"), "table": table,
-            "key": decode_key(record.key), "before": before, "after": after,
+            "key": self._key(record.key), "before": before, "after": after,
             "changed_fields": changed_fields(op, before, after),
             "source_position": {f: meta[f"__{f}"] for f in POSITION_FIELDS if meta.get(f"__{f}") is not None},
             "connector": None, "snapshot": meta.get("__snapshot") not in _NOT_SNAPSHOT,

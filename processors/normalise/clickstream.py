@@ -6,7 +6,7 @@ can match on it directly; otherwise every event gets the configured detail-type.
 from __future__ import annotations
 
 from processors.core import Event, Failure, ProcessorError
-from processors.normalise.envelope import derived_id, format_time, to_epoch_ms  # noqa: F401
+from processors.normalise.envelope import derived_id, envelope_time
 
 
 class ClickstreamNormaliser:
@@ -21,14 +21,11 @@ class ClickstreamNormaliser:
         out = []
         for event in events:
             body = event.body
-            ts = body.get("timestamp")
             try:
-                ms = to_epoch_ms(ts)
+                time = envelope_time(body.get("timestamp"))
             except ProcessorError as exc:
                 failures.append(Failure(event.record, self.stage, exc.error, exc.message))
                 continue
-            # an SDK's "...:SS.mmmZ" already is the envelope time once the millis are cut
-            time = ts[:19] + "Z" if len(ts) == 24 and ts[-1] == "Z" else format_time(ms)
             detail_type = (body.get("event_name") or self.detail_type) if self.detail_type_from_event \
                 else self.detail_type
             event.body = {"version": "0", "id": body.get("event_id") or derived_id(event.record),

@@ -68,10 +68,18 @@ def format_time(epoch_ms: int) -> str:
     return _last_text
 
 
+_last_ms_second = -1
+_last_ms_prefix = ""
+
+
 def format_time_ms(epoch_ms: int) -> str:
     """Epoch milliseconds -> '2024-11-25T10:00:00.123Z', for fields that must order within a second."""
+    global _last_ms_second, _last_ms_prefix
     seconds, millis = divmod(int(epoch_ms), 1000)
-    return f"{_seconds_text(seconds)}.{millis:03d}Z"
+    if seconds != _last_ms_second:
+        _last_ms_prefix = _seconds_text(seconds) + "."
+        _last_ms_second = seconds
+    return f"{_last_ms_prefix}{millis:03d}Z"
 
 
 def _seconds_text(seconds: int) -> str:
@@ -111,6 +119,16 @@ def to_epoch_ms(value: Any, field: str = "timestamp") -> int:
         return int(value)
     raise ProcessorError("bad_timestamp", f"field '{field}': expected epoch milliseconds or an RFC 3339 "
                                           f"date-time, got {value!r}")
+
+
+def envelope_time(value: Any, field: str = "timestamp") -> str:
+    """The envelope `time` for an event timestamp (epoch ms or RFC 3339), without a full parse when
+    the SDK already sent the canonical UTC form ("...:SS.mmmZ" only loses its millis)."""
+    if type(value) is str and (len(value) == 24 or len(value) == 20) and value[-1] == "Z" \
+            and value[16] == ":" and value[10] == "T" and value[17:19].isdigit() and value[17:19] <= "60" \
+            and (value[:16] in _minute_ms or _minute_ms_slow(value) is not None):
+        return value[:19] + "Z" if len(value) == 24 else value
+    return format_time(to_epoch_ms(value, field))
 
 
 def _minute_ms_slow(value: str) -> int | None:

@@ -17,11 +17,13 @@ class IotNormaliser:
         out = []
         for event in events:
             body = event.body
-            try:
-                ms = to_epoch_ms(body.get("timestamp"))
-            except ProcessorError as exc:
-                failures.append(Failure(event.record, self.stage, exc.error, exc.message))
-                continue
+            ms = body.get("timestamp")
+            if type(ms) is not int:
+                try:
+                    ms = to_epoch_ms(ms)
+                except ProcessorError as exc:
+                    failures.append(Failure(event.record, self.stage, exc.error, exc.message))
+                    continue
             thing = body.get("thing_name") or body.get("device_id")
             event.body = {"version": "0", "id": body.get("message_id") or derived_id(event.record),
                           "detail-type": self.detail_type, "source": self.source, "account": self.account,

@@ -224,6 +224,11 @@ def test_change_hash_separator_and_null_marker():
     assert change_hash({"a": "ab", "b": "c"}, ["a", "b"]) != change_hash({"a": "a", "b": "bc"}, ["a", "b"])
     assert change_hash({"a": None}, ["a"]) != change_hash({"a": "null"}, ["a"])
     assert change_hash({"a": None}, ["a"]) != change_hash({"a": ""}, ["a"])
+    # values that contain the separator or the marker cannot forge another row's hash
+    from processors.enrich.cdc import NULL_MARKER, SEPARATOR
+    assert change_hash({"a": f"a{SEPARATOR}b"}, ["a"]) != change_hash({"a": "a", "b": "b"}, ["a", "b"])
+    assert change_hash({"a": NULL_MARKER}, ["a"]) != change_hash({"a": None}, ["a"])
+    assert change_hash({"a": "a\\x1fb"}, ["a"]) != change_hash({"a": f"a{SEPARATOR}b"}, ["a"])
     assert change_hash({"a": 1, "b": 2}, ["a", "b"]) == change_hash({"b": 2, "a": 1}, ["a", "b"])
 
 

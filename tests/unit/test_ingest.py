@@ -1,7 +1,6 @@
 """decode -> validate -> normalise for each source kind, on the realistic samples and broken input."""
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from processors.decode import TOMBSTONE, Decoder

@@ -1,0 +1,46 @@
+"""Run a decoder and its stages over a batch, in sub-batches sized for the CPU cache.
+
+Every stage walks the whole list it is given; with a few thousand events each pass evicts the
+events the next pass needs. Measured on this pipeline (tests/bench/enrich.py), feeding the stages
+128 records at a time instead of 4000 made CDC ~2.5x and clickstream ~1.8x faster, for the same
+work. The runtime can hand a whole `getmany()` batch to `Chain.run`, or to `Chain.run_async`, which
+yields to the event loop between sub-batches so fetches, heartbeats and HTTP requests keep
+moving while a large batch is processed (no I/O happens here: it only gives the loop a turn).
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from processors.core import Event, Failure, SourceRecord
+
+DEFAULT_CHUNK = 128
+
+
+class Chain:
+    def __init__(self, decoder, stages: Sequence, chunk: int = DEFAULT_CHUNK):
+        if chunk < 1:
+            raise ValueError(f"Chain chunk={chunk}: expected a positive number of records")
+        self.decoder, self.stages, self.chunk = decoder, list(stages), chunk
+
+    def run(self, records: list[SourceRecord], failures: list[Failure]) -> list[Event]:
+        """Events out of all stages, in input order per sub-batch; failures appended to `failures`."""
+        out: list[Event] = []
+        decode, stages, chunk = self.decoder.decode, self.stages, self.chunk
+        for start in range(0, len(records), chunk):
+            events = decode(records[start:start + chunk], failures)
+            for stage in stages:
+                events = stage.process(events, failures)
+            out.extend(events)
+        return out
+
+    async def run_async(self, records: list[SourceRecord], failures: list[Failure]) -> list[Event]:
+        out: list[Event] = []
+        decode, stages, chunk = self.decoder.decode, self.stages, self.chunk
+        for start in range(0, len(records), chunk):
+            events = decode(records[start:start + chunk], failures)
+            for stage in stages:
+                events = stage.process(events, failures)
+            out.extend(events)
+            await asyncio.sleep(0)
+        return out
