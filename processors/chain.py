@@ -14,6 +14,23 @@ from collections.abc import Sequence
 
 from processors.core import Event, Failure, SourceRecord
 
+
+def run_stage(stage, events: list[Event], failures: list[Failure]) -> list[Event]:
+    """Run one stage; if it raises for the batch (a bug, or data it did not expect), re-run it one
+    event at a time so only the poison events are dead-lettered and the rest flow on."""
+    try:
+        return stage.process(events, failures)
+    except Exception:
+        pass
+    survivors: list[Event] = []
+    name = getattr(stage, "name", None) or getattr(stage, "stage", None) or type(stage).__name__
+    for event in events:
+        try:
+            survivors.extend(stage.process([event], failures))
+        except Exception as exc:
+            failures.append(Failure(event.record, name, "ProcessorError", f"{type(exc).__name__}: {exc}"))
+    return survivors
+
 DEFAULT_CHUNK = 128
 
 
@@ -30,7 +47,9 @@ class Chain:
         for start in range(0, len(records), chunk):
             events = decode(records[start:start + chunk], failures)
             for stage in stages:
-                events = stage.process(events, failures)
+                if not events:
+                    break
+                events = run_stage(stage, events, failures)
             out.extend(events)
         return out
 
@@ -40,7 +59,9 @@ class Chain:
         for start in range(0, len(records), chunk):
             events = decode(records[start:start + chunk], failures)
             for stage in stages:
-                events = stage.process(events, failures)
+                if not events:
+                    break
+                events = run_stage(stage, events, failures)
             out.extend(events)
             await asyncio.sleep(0)
         return out

@@ -7,6 +7,7 @@ allow. A target over its in-flight bound pauses only the partitions feeding it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import defaultdict
@@ -106,6 +107,9 @@ class Worker:
         await self.consumer.start()
         self.consumer.subscribe(self.config.source_topics, listener=_Rebalance(self))
         self._background.append(asyncio.create_task(self._watch_loop_lag(), name="loop-lag"))
+        # compiled rules, validators and tables live for the whole run: keep them out of every GC pass
+        gc.collect()
+        gc.freeze()
 
     def request_stop(self) -> None:
         self._stop.set()
