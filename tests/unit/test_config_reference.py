@@ -65,7 +65,8 @@ KNOWN_BROKEN = {"`producer.acks`"}
 
 def env_rows():
     for r in rows():
-        if r[3].startswith("`EVENTWEIR_") and "(YAML)" not in r[3]:
+        # integer and one-of keys: a different valid value is easy to pick (strings take anything)
+        if r[3].startswith("`EVENTWEIR_") and "(YAML)" not in r[3] and other_value(r[1], r[2], r[4]) is not None:
             marks = [pytest.mark.xfail(strict=True, reason="env value parsed as YAML int")] if r[0] in KNOWN_BROKEN else []
             yield pytest.param(r, id=r[0], marks=marks)
 
@@ -74,8 +75,6 @@ def env_rows():
 def test_the_documented_environment_variable_sets_the_key(row):
     key, type_cell, default, env, description = row
     value = other_value(type_cell, default, description)
-    if value is None:
-        pytest.skip(f"{type_cell} keys are covered by the integer and one-of keys")
     config = parse_config(dict(MINIMAL), environ={env.strip("`"): str(value)})
     node: typing.Any = config
     for part in key.strip("`").split("."):
