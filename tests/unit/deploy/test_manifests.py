@@ -14,7 +14,8 @@ from tests.observability import DEPLOY, OVERLAYS, kustomize_build, recording_rul
 
 # oldest and newest Kubernetes minor the manifests are meant for
 K8S_VERSIONS = ["1.29.0", "1.37.0"]
-CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("keda.sh/v1alpha1", "ScaledObject")}
+CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"),
+        ("keda.sh/v1alpha1", "ScaledObject")}
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
@@ -52,7 +53,7 @@ def test_the_example_overlays_ship_every_object_the_worker_needs():
     kinds = lambda objects: sorted(o["kind"] for o in objects)  # noqa: E731
     example = kustomize_build("overlays/example")
     assert kinds(example) == sorted(["Namespace", "ServiceAccount", "ConfigMap", "Service", "Deployment",
-                                     "PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor",
+                                     "PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule",
                                      "NetworkPolicy"])
     assert {o["metadata"].get("namespace") for o in example if o["kind"] != "Namespace"} == {"eventweir"}
     keda = kustomize_build("overlays/example-keda")
@@ -147,3 +148,16 @@ def test_autoscaling_scales_up_fast_down_slowly_and_holds_while_lag_grows(built)
 def test_scaling_config_says_replicas_above_partitions_are_pointless(path):
     text = (DEPLOY / path).read_text()
     assert re.search(r"[Rr]eplicas (above|beyond) the partition count", text) or "above the partition count" in text, path
+
+
+def test_prometheusrule_carries_exactly_the_promtool_checked_rules():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("to_prometheusrule", DEPLOY / "prometheus" / "to_prometheusrule.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.TARGET.read_text() == module.render(), \
+        "deploy/k8s/base/prometheusrule.yaml is stale: run python deploy/prometheus/to_prometheusrule.py"
+    rule = one(kustomize_build("base"), "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["spec"]["groups"] == yaml.safe_load((DEPLOY / "prometheus" / "rules.yaml").read_text())["groups"]
