@@ -106,7 +106,9 @@ def test_alerts_fire_on_their_situation_and_not_on_the_healthy_twin(tmp_path):
                           "alert_rule_test": [{"eval_time": at, "alertname": name, "exp_alerts": expected}]})
     # the HPA's hold metric: the number of ready workers while lag grows, 0 when it does not
     lag = lambda values: {"series": 'eventweir_consumer_lag{namespace="prod", topic="t", partition="0"}', "values": values}  # noqa: E731
-    ready = [{"series": f'eventweir_ready{{namespace="prod", instance="w-{i}"}}', "values": "1x20"} for i in range(3)]
+    # w-2 is running but not ready (catching up): it counts as a replica all the same
+    ready = [{"series": f'eventweir_ready{{namespace="prod", instance="w-{i}"}}', "values": v}
+             for i, v in enumerate(["1x20", "1x20", "0x20"])]
     for values, want in (("100+100x20", 3), ("100x20", 0)):
         tests.append({"interval": "1m", "input_series": [lag(values), *ready], "promql_expr_test": [
             {"expr": "eventweir:scale_down_hold:replicas", "eval_time": "10m",
