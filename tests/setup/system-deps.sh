@@ -6,7 +6,9 @@ set -euo pipefail
 need=()
 # chromium: the waiting-room page test drives it headless over the DevTools protocol;
 # wrk: the load generator of tests/bench/waitingroom.py
-for pkg_bin in "redis-server:redis-server" "chromium:chromium" "wrk:wrk"; do
+# prometheus: promtool checks deploy/prometheus/rules.yaml and the server scrapes a worker in tests/e2e
+#   (the package enables a systemd unit; nothing starts it on these machines, the tests run their own)
+for pkg_bin in "redis-server:redis-server" "chromium:chromium" "wrk:wrk" "prometheus:promtool"; do
   pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done

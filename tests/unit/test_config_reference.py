@@ -1,0 +1,82 @@
+"""The configuration reference in deploy/README.md is generated from the config model: it is up to
+date, and the environment variable it names for each key really sets that key."""
+from __future__ import annotations
+
+import re
+import typing
+
+import pytest
+
+from streams.config import Config, parse_config
+from streams.config_reference import END, START, main, reference_markdown, rows, splice
+from tests.observability import DEPLOY
+
+README = DEPLOY / "README.md"
+MINIMAL = {"sources": [{"topic": "in"}]}
+
+
+def test_readme_reference_is_up_to_date():
+    current = README.read_text()
+    assert splice(current, reference_markdown()) == current, \
+        "deploy/README.md's configuration reference is stale: run python -m streams.config_reference --write deploy/README.md"
+    assert main(["--check", str(README)]) == 0
+
+
+def test_check_reports_a_stale_section(tmp_path, capsys):
+    stale = tmp_path / "README.md"
+    stale.write_text(f"# x\n{START}\n| old |\n{END}\nrest\n")
+    assert main(["--check", str(stale)]) == 1
+    assert "stale" in capsys.readouterr().err
+    assert main(["--write", str(stale)]) == 0 and main(["--check", str(stale)]) == 0
+    assert stale.read_text().endswith("rest\n")
+
+
+def leaf_fields(model=Config, prefix=""):
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, Config.__mro__[1]):
+            yield from leaf_fields(annotation, f"{prefix}{name}.")
+        else:
+            yield prefix + name, field
+
+
+def test_every_key_of_every_section_is_in_the_reference():
+    documented = {re.match(r"`([^`]+)`", r[0]).group(1) for r in rows()}
+    for path, _ in leaf_fields():
+        assert path in documented, path
+
+
+def other_value(type_cell: str, default: str, constraints: str):
+    """A valid value different from the default, for integer and one-of keys."""
+    if type_cell.startswith("one of"):
+        options = re.findall(r"`([^`]+)`", type_cell)
+        return next(o for o in options if f"`{o}`" != default)
+    if type_cell == "integer":
+        value = int(default.strip("`")) + 1
+        upper = re.search(r"≤ (\d+)", constraints)
+        return value if not upper or value <= int(upper.group(1)) else value - 2
+    return None
+
+
+# EVENTWEIR_PRODUCER__ACKS=1 is read as YAML, i.e. the integer 1, which the Literal['all', '1', '0']
+# rejects: a bug in streams/config.py's env overrides, reported to the lead (strict: passes once fixed)
+KNOWN_BROKEN = {"`producer.acks`"}
+
+
+def env_rows():
+    for r in rows():
+        # integer and one-of keys: a different valid value is easy to pick (strings take anything)
+        if r[3].startswith("`EVENTWEIR_") and "(YAML)" not in r[3] and other_value(r[1], r[2], r[4]) is not None:
+            marks = [pytest.mark.xfail(strict=True, reason="env value parsed as YAML int")] if r[0] in KNOWN_BROKEN else []
+            yield pytest.param(r, id=r[0], marks=marks)
+
+
+@pytest.mark.parametrize("row", list(env_rows()))
+def test_the_documented_environment_variable_sets_the_key(row):
+    key, type_cell, default, env, description = row
+    value = other_value(type_cell, default, description)
+    config = parse_config(dict(MINIMAL), environ={env.strip("`"): str(value)})
+    node: typing.Any = config
+    for part in key.strip("`").split("."):
+        node = getattr(node, part)
+    assert str(node) == str(value)
