@@ -67,11 +67,16 @@ class ConsumerSettings(Section):
 
 
 class ProducerSettings(Section):
+    @field_validator("acks", mode="before")
+    @classmethod
+    def _acks_as_text(cls, value):
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     linger_ms: int = Field(5, ge=0)
     max_batch_bytes: int = Field(1 << 20, ge=1024, description="Bytes per produced record batch.")
     max_request_size: int = Field(8 << 20, ge=1024)
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
-    acks: Literal["all", "1", "0"] = "all"
+    acks: Literal["all", "1", "0"] = Field("all", description="Broker acknowledgements per produce: all (durable), 1 or 0.")
     enable_idempotence: bool = Field(
         False, description="Use on real Kafka; Tansu (the embedded broker) does not support it."
     )
@@ -84,7 +89,11 @@ class RuntimeSettings(Section):
         description="Deliveries a target may hold unacknowledged before the partitions feeding it pause.",
     )
     shutdown_grace_s: float = Field(25.0, gt=0, description="SIGTERM drain budget; keep under the pod's grace period.")
-    ready_max_lag: int = Field(10_000, ge=0, description="/readyz reports ready when every assigned partition lags less.")
+    ready_max_lag: int | None = Field(
+        None, ge=0,
+        description="If set, /readyz reports not ready while a partition lags more than this. Off by default: on "
+        "Kubernetes an unready worker leaves the Service and blocks rollouts, which does not help it catch up.",
+    )
 
 
 class HttpSettings(Section):

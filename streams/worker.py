@@ -311,7 +311,8 @@ class Worker:
             return False, "stopping"
         if not self.joined:
             return False, "waiting for the consumer group to assign partitions"
-        behind = {tp: n for tp, n in self.stats.lag.items() if n > self.config.runtime.ready_max_lag}
+        limit = self.config.runtime.ready_max_lag
+        behind = {tp: n for tp, n in self.stats.lag.items() if limit is not None and n > limit}
         if behind:
             worst = max(behind, key=behind.get)
             return False, f"catching up: {worst.topic}[{worst.partition}] is {behind[worst]} records behind"

@@ -58,17 +58,11 @@ def other_value(type_cell: str, default: str, constraints: str):
     return None
 
 
-# EVENTWEIR_PRODUCER__ACKS=1 is read as YAML, i.e. the integer 1, which the Literal['all', '1', '0']
-# rejects: a bug in streams/config.py's env overrides, reported to the lead (strict: passes once fixed)
-KNOWN_BROKEN = {"`producer.acks`"}
-
-
 def env_rows():
     for r in rows():
         # integer and one-of keys: a different valid value is easy to pick (strings take anything)
         if r[3].startswith("`EVENTWEIR_") and "(YAML)" not in r[3] and other_value(r[1], r[2], r[4]) is not None:
-            marks = [pytest.mark.xfail(strict=True, reason="env value parsed as YAML int")] if r[0] in KNOWN_BROKEN else []
-            yield pytest.param(r, id=r[0], marks=marks)
+            yield pytest.param(r, id=r[0])
 
 
 @pytest.mark.parametrize("row", list(env_rows()))
