@@ -250,16 +250,37 @@ class InfluxTarget(Target):
             self.settle(good)
 
 
+def _unescaped_space(line: str, start: int = 0) -> int:
+    i, quoted = start, False
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif ch == " " and not quoted:
+            return i
+        i += 1
+    return -1
+
+
 def _line_has_field(line: str, measurement: str, field: str, kind: str) -> bool:
-    if not (line.startswith(measurement + ",") or line.startswith(measurement + " ")):
+    """Does this line write `field` of type `kind` to `measurement` (the subject of a type conflict)?"""
+    head_end = _unescaped_space(line)
+    head = line[:head_end]
+    escaped = measurement.replace(",", r"\,").replace(" ", r"\ ")
+    if head != escaped and not head.startswith(escaped + ","):
         return False
-    marker = field.replace(" ", r"\ ").replace(",", r"\,").replace("=", r"\=") + "="
-    pos = line.find(marker, line.find(" "))
-    if pos < 0:
+    fields_end = _unescaped_space(line, head_end + 1)
+    fields = line[head_end + 1:fields_end if fields_end > 0 else None]
+    marker = field.replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ") + "="
+    pos = 0 if fields.startswith(marker) else fields.find("," + marker) + 1
+    if pos == 0 and not fields.startswith(marker):
         return False
-    value = line[pos + len(marker):].split(",", 1)[0].split(" ", 1)[0]
-    actual = ("integer" if value.endswith("i") else "boolean" if value in ("true", "false")
-              else "string" if value.startswith('"') else "float")
+    value = fields[pos + len(marker):]
+    actual = ("string" if value.startswith('"') else "boolean" if value.split(",", 1)[0] in ("true", "false")
+              else "integer" if value.split(",", 1)[0].endswith("i") else "float")
     return actual == kind
 
 

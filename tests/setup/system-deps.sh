@@ -4,7 +4,8 @@
 set -euo pipefail
 
 need=()
-for pkg_bin in "redis-server:redis-server"; do
+# influxdb: the InfluxDB 1.x server; the suite starts its own instance (tests/conftest.py: influxdb_url)
+for pkg_bin in "redis-server:redis-server" "influxdb:influxd"; do
   pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done
