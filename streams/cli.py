@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "streams.cmd_run",
     "streams.cmd_demo",
     "streams.cmd_publish",
+    "streams.cmd_lake",
 ]
 
 
