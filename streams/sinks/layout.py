@@ -92,6 +92,47 @@ class PathTemplate:
     def uses_time(self) -> bool:
         return any(p.kind == "time" for p in self.parts)
 
+    @property
+    def time_granularity(self) -> int:
+        """Seconds within which the rendered time cannot change (900: every zone offset is 15-minute aligned)."""
+        java = "".join(p.java for p in self.parts if p.kind == "time")
+        return 1 if "ss" in java else 60 if "mm" in java else 900
+
+    def renderer(self, cache_size: int = 4096):
+        """`render` with a cache keyed by the time bucket and field values: most of a batch shares a prefix."""
+        cache: dict = {}
+        fields = [p.path for p in self.parts if p.kind == "field"]
+        step = self.time_granularity
+        render = self.render
+
+        if not fields:  # time-only templates (the common case): the key is the time bucket alone
+            def cached(event: dict | None, when: datetime | None, ts: float | None = None) -> str:
+                key = None if when is None else int(when.timestamp() if ts is None else ts) // step
+                prefix = cache.get(key)
+                if prefix is None:
+                    prefix = render(event, when)
+                    if len(cache) >= cache_size:
+                        cache.clear()
+                    cache[key] = prefix
+                return prefix
+
+            return cached
+
+        def cached(event: dict | None, when: datetime | None, ts: float | None = None) -> str:
+            values = tuple(get_path(event, path) if event is not None else None for path in fields)
+            if any(isinstance(v, (dict, list)) for v in values):
+                return render(event, when)  # unhashable: the uncached path raises the right error
+            key = (None if when is None else int(when.timestamp() if ts is None else ts) // step, tuple((v.__class__, v) for v in values))
+            prefix = cache.get(key)
+            if prefix is None:
+                prefix = render(event, when)
+                if len(cache) >= cache_size:
+                    cache.clear()
+                cache[key] = prefix
+            return prefix
+
+        return cached
+
     def render(self, event: dict | None, when: datetime | None) -> str:
         out = []
         for part in self.parts:

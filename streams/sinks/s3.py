@@ -157,6 +157,7 @@ class S3Target(Target):
             part_size=s.part_size, max_parallel_parts=s.max_parallel_parts,
         )
         self.template = compile_template(s.prefix, s.timezone)
+        self._render = self.template.renderer()
         self.error_template = compile_template(s.error_prefix, s.timezone, ("error-type",))
         self.encoder = make_encoder(s.format, s.codec,
                                     load_json_schema(s.schema_) if s.schema_ is not None else None, s.row_group_rows)
@@ -264,21 +265,24 @@ class S3Target(Target):
                     event = orjson.loads(payload)
                 except orjson.JSONDecodeError:
                     event = None
-        when = None
-        if event is not None and isinstance(event, dict):
+        when = ts = None
+        if event.__class__ is dict:
             raw = get_path(event, self.time_path)
             if raw is not None:
                 try:
                     when = parse_time(raw)
+                    ts = when.timestamp()
                 except (ValueError, TypeError, OverflowError):
                     when = None
+        else:
+            event = None
         try:
-            prefix = self.template.render(event if isinstance(event, dict) else None, when)
+            prefix = self._render(event, when, ts)
         except MissingPartitionField as exc:
             arrival = datetime.fromtimestamp(delivery.record.timestamp_ms / 1000, timezone.utc)
             prefix = self.error_template.render({"error-type": exc.error_type}, arrival)
             metrics.SINK_REJECTED.labels(self.id, exc.error_type).inc()
-        return (delivery.record.offset, prefix, payload, item, when.timestamp() if when else None)
+        return (delivery.record.offset, prefix, payload, item, ts)
 
     def _append(self, tp, state: _Partition, entries: list[tuple]) -> None:
         s = self.settings
