@@ -269,3 +269,14 @@ def test_bad_settings_name_the_key_path():
     with pytest.raises(ConfigError) as err:
         validate_targets(config({"bucket": "b", "prefix": "!{timestamp:yyyy-QQ}/"}))
     assert "unsupported letter 'Q'" in str(err.value)
+
+
+async def test_sse_kms_with_a_key_id(s3_endpoint):
+    bucket = new_bucket(s3_endpoint)
+    settings = S3Settings(bucket=bucket, endpoint_url=s3_endpoint, region="us-east-1", prefix="k/",
+                          sse="aws:kms", kms_key_id="alias/lake", flush_interval_s=None)
+    await run_target(settings, [event(i) for i in range(3)])
+    head = s3_client(s3_endpoint).head_object(Bucket=bucket, Key="k/t+0+00000000000000000000.jsonl.gz")
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"].endswith("alias/lake")
+    acl = s3_client(s3_endpoint).get_object_acl(Bucket=bucket, Key="k/t+0+00000000000000000000.jsonl.gz")
+    assert [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"]  # the owner only: no ACLs are set
