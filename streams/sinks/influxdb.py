@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from streams import metrics
+from streams.config import ConfigError
 from streams.sinks.base import Item, Target
 from streams.sinks.layout import get_path, parse_time, split_path
 from streams.sinks.lineprotocol import FIELD_TYPES, PointError, encode_point, infer_kind
@@ -45,6 +46,7 @@ class InfluxSettings(BaseModel):
     org: str | None = None
     bucket: str | None = None
     token: str | None = None
+    token_env: str | None = Field(None, description="Read the token from this environment variable instead.")
     database: str | None = None
     retention_policy: str | None = None
     username: str | None = None
@@ -149,7 +151,14 @@ class InfluxTarget(Target):
         if s.api == "v2":
             self.endpoint = f"{s.url}/api/v2/write"
             self.params = {"org": s.org, "bucket": s.bucket, "precision": "ns"}
-            self.headers = {"Authorization": f"Token {s.token}"} if s.token else {}
+            token = s.token
+            if s.token_env:
+                import os
+
+                token = os.environ.get(s.token_env)
+                if not token:
+                    raise ConfigError(f"target {target_id}: environment variable {s.token_env} (token_env) is not set")
+            self.headers = {"Authorization": f"Token {token}"} if token else {}
         else:
             self.endpoint = f"{s.url}/write"
             self.params = {"db": s.database, "precision": "ns"}
