@@ -28,7 +28,8 @@ def _name(text: str, table, what: str) -> str:
     if "\n" in text or "\r" in text:
         raise PointError(f"{what} {text!r} contains a newline, which line protocol cannot carry")
     if text.endswith("\\"):
-        text += " "  # a trailing backslash would escape the separator after it
+        # it would escape the separator after it, and InfluxDB versions unescape `\\` differently
+        raise PointError(f"{what} {text!r} ends with a backslash, which line protocol cannot carry")
     return text.translate(table)
 
 

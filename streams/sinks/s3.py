@@ -33,7 +33,7 @@ from streams import metrics
 from streams.sinks.base import Item, Target
 from streams.sinks.formats import load_json_schema, make_encoder
 from streams.sinks.layout import (
-    LayoutError, MissingPartitionField, compile_template, get_path, object_key, parse_time, sanitise,
+    LayoutError, MissingPartitionField, compile_template, get_path, object_key, parse_time, sanitise, split_path,
 )
 from streams.sinks.objectstore import MIN_PART_SIZE, ObjectStore, open_store
 from streams.sinks.retry import Backoff, GaveUp
@@ -85,6 +85,10 @@ class S3Settings(BaseModel):
             raise ValueError("an s3 target needs exactly one of `bucket` or `url` (s3://bucket or file:///dir)")
         if self.url and not self.url.startswith(("s3://", "file://")):
             raise ValueError(f"url: expected s3://bucket or file:///directory, got {self.url!r}")
+        try:
+            split_path(self.time_field)
+        except ValueError as exc:
+            raise ValueError(f"time_field: {exc}") from None
         if self.kms_key_id and self.sse != "aws:kms":
             raise ValueError("kms_key_id needs sse: aws:kms")
         comp = self.compression
@@ -161,7 +165,7 @@ class S3Target(Target):
         self.error_template = compile_template(s.error_prefix, s.timezone, ("error-type",))
         self.encoder = make_encoder(s.format, s.codec,
                                     load_json_schema(s.schema_) if s.schema_ is not None else None, s.row_group_rows)
-        self.time_path = tuple(s.time_field.split("."))
+        self.time_path = split_path(s.time_field)
         self.needs_event = any(p.kind != "text" for p in self.template.parts) or s.rotate_interval_s is not None
         self.partitions: dict[tuple[str, int], _Partition] = {}
         self.backoff = Backoff(target_id, s.retry_initial_s, s.retry_max_s, s.give_up_after_s)
