@@ -280,3 +280,30 @@ async def test_sse_kms_with_a_key_id(s3_endpoint):
     assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"].endswith("alias/lake")
     acl = s3_client(s3_endpoint).get_object_acl(Bucket=bucket, Key="k/t+0+00000000000000000000.jsonl.gz")
     assert [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"]  # the owner only: no ACLs are set
+
+
+async def test_rotation_by_record_time_and_by_bytes_is_deterministic(tmp_path):
+    def timed(i):
+        e = event(i)
+        e["time"] = f"2026-11-22T{10 + i // 6:02d}:{(i * 10) % 60:02d}:00Z"  # ten minutes apart
+        return e
+
+    events = [timed(i) for i in range(12)]
+    by_time = S3Settings(url=f"file://{tmp_path}/a", prefix="x/", flush_size=1000, rotate_interval_s=1800,
+                         flush_interval_s=None)
+    await run_target(by_time, events)
+    # a segment closes when a record is 30 minutes past the segment's first: 0-2, 3-5, 6-8, 9-11
+    assert sorted(file_lake(tmp_path / "a").values()) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]]
+    by_bytes = S3Settings(url=f"file://{tmp_path}/b", prefix="x/", flush_size=1000, max_object_bytes=1024,
+                          flush_interval_s=None)
+    await run_target(by_bytes, events)
+    sizes = [len(orjson.dumps(e)) for e in events]
+    expected, current, total = [], [], 0
+    for i, size in enumerate(sizes):
+        current.append(i)
+        total += size
+        if total >= 1024:
+            expected.append(current)
+            current, total = [], 0
+    expected.append(current)
+    assert sorted(file_lake(tmp_path / "b").values()) == sorted(e for e in expected if e)

@@ -150,3 +150,29 @@ async def test_rejected_records_map_back_to_their_events_with_reason_and_existin
     assert len(requests) == 1 and requests[0]["CommonAttributes"]["TimeUnit"] == "MILLISECONDS"
     assert dead.errors == {1: "TimestreamRejected", 5: "TimestreamRejected"}
     assert dead.failures[0].message == "A record with a higher version exists (ExistingVersion 9)"
+
+
+async def test_throttling_is_retried_with_backoff_until_accepted():
+    calls = []
+
+    async def handler(request: web.Request):
+        calls.append(orjson.loads(await request.read()))
+        if len(calls) <= 2:
+            return web.json_response({"__type": "ThrottlingException", "message": "slow down"}, status=400)
+        return web.json_response({"RecordsIngested": {"Total": len(calls[-1]["Records"])}})
+
+    app = web.Application()
+    app.router.add_post("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        settings = TimestreamSettings(database="db", table="t", endpoint_url=f"http://127.0.0.1:{port}",
+                                      retry_initial_s=0.05, **MAPPING)
+        dead, ticket = await run(settings, [reading(i) for i in range(5)])
+    finally:
+        await runner.cleanup()
+    assert ticket.pending == 0 and not dead.failures
+    assert len(calls) == 3 and calls[0] == calls[2]  # the same request, resent
