@@ -127,3 +127,27 @@ async def test_v2_request_shape():
     assert lines[0] == ('my\\ readings,device=dev\\ 0\\,x\\=1,source=iot temp=20.5,count=0i,'
                         'label="say \\"hi\\" 0\\\\",ok=true 1795352400123456000')
     assert len(lines) == 3
+
+
+async def test_server_errors_are_retried_until_the_write_is_accepted():
+    statuses = [503, 429, 204]
+    bodies = []
+
+    async def write(request: web.Request):
+        bodies.append(await request.read())
+        return web.Response(status=statuses[len(bodies) - 1], text="busy" if len(bodies) < 3 else "")
+
+    app = web.Application()
+    app.router.add_post("/write", write)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        settings = InfluxSettings(url=f"http://127.0.0.1:{port}", database="db", retry_initial_s=0.05, **SETTINGS)
+        dead, ticket = await run(settings, [reading(i) for i in range(4)])
+    finally:
+        await runner.cleanup()
+    assert ticket.pending == 0 and not dead.failures
+    assert len(bodies) == 3 and bodies[0] == bodies[2]
