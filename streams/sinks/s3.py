@@ -198,9 +198,13 @@ class S3Target(Target):
             for tp, state in self.partitions.items():
                 if state.segment is not None and state.force_end is None:
                     self._close(tp, state)
-            if deadline is not None and time.monotonic() >= deadline:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
                 return False
-            await asyncio.sleep(0.02)
+            try:  # wake when idle, or soon anyway to close segments opened by late marker loads
+                await asyncio.wait_for(self._idle.wait(), 0.05 if remaining is None else min(0.05, remaining))
+            except asyncio.TimeoutError:
+                pass
         # forget idle partitions: a later assignment re-reads the progress marker, which another
         # worker may have moved on in the meantime
         for tp in list(self.partitions):
