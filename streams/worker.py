@@ -280,6 +280,8 @@ class Worker:
         await self._flush_targets(self.config.runtime.shutdown_grace_s)
         await self._drain(revoked, self.config.runtime.shutdown_grace_s)
         await self._commit(revoked)
+        for target in self.targets.values():
+            target.revoked({(tp.topic, tp.partition) for tp in revoked})
         for tp in revoked:
             self.watermarks.revoke(tp)
             self.stats.lag.pop(tp, None)

@@ -201,6 +201,10 @@ class S3Target(Target):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
+            held_open = sum(len(st.segment.entries) for st in self.partitions.values()
+                            if st.segment is not None and st.force_end is not None and not st.lock.locked())
+            if held_open and held_open >= self.in_flight:
+                return False  # only segments waiting for an earlier attempt's end remain: they cannot finish now
             try:  # wake when idle, or soon anyway to close segments opened by late marker loads
                 await asyncio.wait_for(self._idle.wait(), 0.05 if remaining is None else min(0.05, remaining))
             except asyncio.TimeoutError:
@@ -212,6 +216,21 @@ class S3Target(Target):
             if state.loaded and state.segment is None and not state.pending and not state.lock.locked():
                 del self.partitions[tp]
         return True
+
+    def revoked(self, partitions: set[tuple[str, int]]) -> None:
+        """Records still buffered for a revoked partition were not committed: its new owner re-reads
+        them. Release them here so the in-flight count (and the back-pressure it drives) stays true."""
+        for tp in partitions:
+            state = self.partitions.pop(tp, None)
+            if state is None:
+                continue
+            held = list(state.pending)
+            if state.segment is not None:
+                held += [e[3] for e in state.segment.entries]
+                self._buffered -= len(state.segment.entries)
+            if held:
+                self.settle(held, "revoked")
+        self._buffered_gauge.set(self._buffered)
 
     # --- intake ---------------------------------------------------------------------------------
     def write(self, items: list[Item]) -> None:

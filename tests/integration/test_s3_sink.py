@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import time
 import uuid
 
 import boto3
@@ -307,3 +308,24 @@ async def test_rotation_by_record_time_and_by_bytes_is_deterministic(tmp_path):
             current, total = [], 0
     expected.append(current)
     assert sorted(file_lake(tmp_path / "b").values()) == sorted(e for e in expected if e)
+
+
+async def test_revoked_partitions_release_what_they_held(tmp_path):
+    """A segment held open to reproduce an earlier attempt is dropped, uncommitted, when the partition goes."""
+    settings = S3Settings(url=f"file://{tmp_path}", flush_size=100, flush_interval_s=None)
+    events = [event(i) for i in range(50)]
+    await run_target(settings, events)
+    for dirpath, _, files in os.walk(tmp_path / "_eventweir"):
+        for name in files:
+            os.unlink(os.path.join(dirpath, name))
+    target = S3Target("lake-rule/lake", settings, 10_000, DeadLetterRecorder())
+    await target.start()
+    items, ticket = deliveries("lake-rule/lake", events[:20])
+    target.submit(items)
+    ticket.release()
+    started = time.monotonic()
+    assert await target.flush(30) is False and target.in_flight == 20
+    assert time.monotonic() - started < 5  # it says so at once rather than holding a rebalance up
+    target.revoked({("t", 0)})
+    assert target.in_flight == 0 and await target.flush(1)
+    await target.close()
