@@ -329,3 +329,17 @@ async def test_revoked_partitions_release_what_they_held(tmp_path):
     target.revoked({("t", 0)})
     assert target.in_flight == 0 and await target.flush(1)
     await target.close()
+
+
+def test_a_failed_multipart_upload_is_aborted(s3_endpoint):
+    """A conditional multipart upload over an existing key fails at completion: its parts are aborted."""
+    from streams.sinks.objectstore import S3Store
+
+    bucket = new_bucket(s3_endpoint)
+    store = S3Store(bucket, endpoint_url=s3_endpoint, region="us-east-1", part_size=5 << 20)
+    first = store.put("k/obj", os.urandom(11 << 20), {"eventweir-segment-end": "9"}, if_none_match=True)
+    again = store.put("k/obj", os.urandom(11 << 20), {"eventweir-segment-end": "7"}, if_none_match=True)
+    store.close()
+    assert first.created and not again.created
+    assert store.head("k/obj") == {"eventweir-segment-end": "9"}  # the first one stands
+    assert not s3_client(s3_endpoint).list_multipart_uploads(Bucket=bucket).get("Uploads")
