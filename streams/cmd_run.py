@@ -39,6 +39,9 @@ def run(args) -> int:
         return 2
     try:
         config = load_config(args.config)
+        from streams.topology import validate_targets
+
+        validate_targets(config)
     except ConfigError as exc:
         print(f"eventweir: invalid configuration, the worker did not start:\n  " + str(exc).replace("\n", "\n  "),
               file=sys.stderr)

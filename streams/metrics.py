@@ -36,3 +36,27 @@ ASSIGNED_PARTITIONS = Gauge("eventweir_assigned_partitions", "Partitions assigne
 REBALANCES = Counter("eventweir_rebalances_total", "Consumer group rebalances seen by this worker.", ["kind"])
 LOOP_LAG = Gauge("eventweir_event_loop_lag_seconds", "How late a periodic event-loop tick ran (blocking work shows here).")
 READY = Gauge("eventweir_ready", "1 when /readyz reports ready.")
+
+# --- sinks (s3 lake, timestream, influxdb) ---------------------------------------------------------
+SINK_ERRORS = Counter(
+    "eventweir_sink_errors_total", "Failed requests to a sink's destination (each retry counts), by error.",
+    ["target", "error"],
+)
+SINK_BACKING_OFF = Gauge(
+    "eventweir_sink_backing_off", "1 while a sink is retrying a failing destination (S3 down, throttled).", ["target"]
+)
+SINK_BUFFERED = Gauge("eventweir_sink_buffered_records", "Records buffered in open lake objects.", ["target"])
+SINK_REQUEST_SECONDS = Histogram(
+    "eventweir_sink_request_seconds", "Duration of one successful request to a sink's destination.",
+    ["target", "operation"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+SINK_REJECTED = Counter(
+    "eventweir_sink_rejected_records_total", "Records a sink refused before or after sending, by reason.",
+    ["target", "reason"],
+)
+LAKE_OBJECTS = Counter(
+    "eventweir_lake_objects_total", "Lake objects completed (created) or found already complete on replay (existing).",
+    ["target", "outcome"],
+)
+LAKE_BYTES = Counter("eventweir_lake_bytes_total", "Bytes of lake objects created.", ["target"])
+LAKE_RECORDS = Counter("eventweir_lake_records_total", "Records in lake objects created.", ["target"])

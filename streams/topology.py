@@ -75,6 +75,45 @@ def build_pipeline(config: Config) -> Pipeline:
     return Pipeline(stages, build_router(config), decoders)
 
 
+def _s3(rule: str, t: TargetSettings, name: str, limit: int, dead_letters):
+    from streams.sinks.s3 import S3Settings, S3Target
+    from streams.sinks.settings import parse_settings
+
+    return S3Target(name, parse_settings(S3Settings, rule, t), limit, dead_letters)
+
+
+def _timestream(rule: str, t: TargetSettings, name: str, limit: int, dead_letters):
+    from streams.sinks.settings import parse_settings
+    from streams.sinks.timestream import TimestreamSettings, TimestreamTarget
+
+    return TimestreamTarget(name, parse_settings(TimestreamSettings, rule, t), limit, dead_letters)
+
+
+def _influxdb(rule: str, t: TargetSettings, name: str, limit: int, dead_letters):
+    from streams.sinks.influxdb import InfluxSettings, InfluxTarget
+    from streams.sinks.settings import parse_settings
+
+    return InfluxTarget(name, parse_settings(InfluxSettings, rule, t), limit, dead_letters)
+
+
+# target type -> builder(rule name, target settings, target name, in-flight limit, dead letters)
+SINK_BUILDERS = {"s3": _s3, "timestream": _timestream, "influxdb": _influxdb}
+
+
+def validate_targets(config: Config) -> None:
+    """Parse every sink target's own settings now, so a bad key stops `eventweir run` with its path."""
+    from streams.sinks.influxdb import InfluxSettings
+    from streams.sinks.s3 import S3Settings
+    from streams.sinks.settings import parse_settings
+    from streams.sinks.timestream import TimestreamSettings
+
+    models = {"s3": S3Settings, "timestream": TimestreamSettings, "influxdb": InfluxSettings}
+    for rule in config.rules:
+        for t in rule.targets:
+            if t.type in models:
+                parse_settings(models[t.type], rule.name, t)
+
+
 def build_targets(config: Config, producer: BatchProducer, dead_letters, waitingroom=None) -> dict:
     from streams.sinks.kafka import KafkaTarget
     from streams.sinks.log import LogTarget
@@ -101,6 +140,8 @@ def build_targets(config: Config, producer: BatchProducer, dead_letters, waiting
                     raise ConfigError(f"rules[{rule.name}].targets[{t.id}].reply_topic: required for a waitingroom target")
                 targets[name] = WaitingRoomTarget(name, waitingroom, extra["reply_topic"], producer, limit,
                                                   dead_letters, bus_topic=extra.get("bus_topic"))
+            elif t.type in SINK_BUILDERS:
+                targets[name] = SINK_BUILDERS[t.type](rule.name, t, name, limit, dead_letters)
             else:
                 raise NotImplementedError(f"rules[{rule.name}].targets[{t.id}]: target type {t.type!r} is not available yet")
     return targets

@@ -137,6 +137,7 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.consumer is not None and self.consumer._closed is False:
+            await self._flush_targets(max(0.1, deadline - time.monotonic()))
             await self._drain(None, max(0.1, deadline - time.monotonic()))
             await self._commit(force=True)
             try:
@@ -256,6 +257,14 @@ class Worker:
         for tp, offset in offsets.items():
             metrics.COMMITTED_OFFSET.labels(tp.topic, str(tp.partition)).set(offset)
 
+    async def _flush_targets(self, timeout: float) -> None:
+        """Buffering targets (the S3 lake) write out what they hold; the others just settle."""
+        if self.targets:
+            results = await asyncio.gather(*(t.flush(timeout) for t in self.targets.values()), return_exceptions=True)
+            for name, ok in zip(self.targets, results):
+                if ok is not True:
+                    log.warning("target %s did not flush within %.1fs (%s)", name, timeout, ok)
+
     async def _drain(self, tps, timeout: float) -> None:
         """Wait until every delivery derived from `tps` (None = all) is settled, up to `timeout`."""
         deadline = time.monotonic() + timeout
@@ -284,8 +293,11 @@ class Worker:
         metrics.REBALANCES.labels("revoked").inc()
         if not revoked:
             return
+        await self._flush_targets(self.config.runtime.shutdown_grace_s)
         await self._drain(revoked, self.config.runtime.shutdown_grace_s)
         await self._commit(revoked)
+        for target in self.targets.values():
+            target.revoked({(tp.topic, tp.partition) for tp in revoked})
         for tp in revoked:
             self.watermarks.revoke(tp)
             self.stats.lag.pop(tp, None)

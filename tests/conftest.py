@@ -50,3 +50,38 @@ def conformance_dir():
     if not CONFORMANCE.is_dir():
         pytest.skip(f"conformance data not found at {CONFORMANCE} (it lives in the workplace's shared/ folder)")
     return CONFORMANCE
+
+
+@pytest.fixture(scope="session")
+def influxdb_url(tmp_path_factory):
+    """Debian's InfluxDB 1.x server (`influxd`) on free ports with a throw-away data directory."""
+    import shutil
+    import urllib.request
+
+    binary = shutil.which("influxd")
+    if binary is None:
+        pytest.skip("influxd not found: install Debian's `influxdb` package (tests/setup/system-deps.sh does)")
+    root = tmp_path_factory.mktemp("influxdb")
+    port, rpc = free_port(), free_port()
+    conf = root / "influxdb.conf"
+    conf.write_text(
+        f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n'
+        f'[meta]\n  dir = "{root}/meta"\n'
+        f'[data]\n  dir = "{root}/data"\n  wal-dir = "{root}/wal"\n  query-log-enabled = false\n'
+        f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
+    )
+    proc = subprocess.Popen([binary, "-config", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_for_port("127.0.0.1", port, 30)
+    for _ in range(100):  # the port opens before the server answers
+        try:
+            urllib.request.urlopen(url + "/ping", timeout=1)
+            break
+        except OSError:
+            import time
+
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)

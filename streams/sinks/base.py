@@ -88,6 +88,9 @@ class Target:
         except asyncio.TimeoutError:
             return False
 
+    def revoked(self, partitions: set[tuple[str, int]]) -> None:
+        """The worker gave these partitions up (after committing them); drop what is held for them."""
+
     async def start(self) -> None:
         pass
 

@@ -8,7 +8,8 @@ need=()
 # wrk: the load generator of tests/bench/waitingroom.py
 # prometheus: promtool checks deploy/prometheus/rules.yaml and the server scrapes a worker in tests/e2e
 #   (the package enables a systemd unit; nothing starts it on these machines, the tests run their own)
-for pkg_bin in "redis-server:redis-server" "chromium:chromium" "wrk:wrk" "prometheus:promtool"; do
+# influxdb: the InfluxDB 1.x server; the suite starts its own instance (tests/conftest.py: influxdb_url)
+for pkg_bin in "redis-server:redis-server" "chromium:chromium" "wrk:wrk" "prometheus:promtool" "influxdb:influxd"; do
   pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done
