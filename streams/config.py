@@ -107,6 +107,10 @@ class DeadLetterSettings(Section):
 
 class BusSettings(Section):
     name: str = "default"
+    topic: str | None = Field(
+        None, description="The bus topic: eventweir's own events (e.g. the lake's `Object Created`) are produced "
+        "here, so rules can react to them when the topic is also a source (kind: envelope).",
+    )
     account: str = Field("000000000000", pattern=r"^\d{12}$", description="Envelope `account` and rule ARNs.")
     region: str = Field("local", description="Envelope `region` and rule ARNs.")
 

@@ -16,7 +16,9 @@ from streams.config import Config, parse_config
 
 TOPICS = {"iot": "iot.telemetry", "click": "clickstream.web", "cdc": "cdc.shop.inventory.orders",
           "joins": "waitingroom.joins"}
-OUTPUTS = ["alerts.iot", "analytics.commerce", "orders.changes", "waitingroom.replies", "eventweir.dlq"]
+OUTPUTS = ["alerts.iot", "analytics.commerce", "orders.changes", "waitingroom.replies", "lake.objects",
+           "eventweir.dlq"]
+BUS = "bus"
 ROOM = "demo-sale"
 
 
@@ -32,7 +34,7 @@ def redis_reachable(url: str) -> bool:
         return False
 
 
-def demo_config(bootstrap: str, port: int, waitingroom: dict | None = None) -> Config:
+def demo_config(bootstrap: str, port: int, waitingroom: dict | None = None, lake_dir: str | None = None) -> Config:
     rules = [
         {"name": "hot-devices", "description": "IoT readings above 35 °C become alerts",
          "event_pattern": {"source": ["eventweir.iot"],
@@ -52,7 +54,20 @@ def demo_config(bootstrap: str, port: int, waitingroom: dict | None = None) -> C
     ]
     sources = [{"topic": TOPICS["iot"], "kind": "iot"},
                {"topic": TOPICS["click"], "kind": "clickstream"},
-               {"topic": TOPICS["cdc"], "kind": "cdc"}]
+               {"topic": TOPICS["cdc"], "kind": "cdc"},
+               {"topic": BUS, "kind": "envelope"}]
+    if lake_dir:
+        rules.append({
+            "name": "lake", "description": "Every normalised event into a Hive-partitioned JSON-lines lake",
+            "event_pattern": {"source": ["eventweir.iot", "eventweir.clickstream", "eventweir.cdc"]},
+            "targets": [{"id": "files", "type": "s3", "url": f"file://{lake_dir}",
+                         "prefix": "source={source}/year=!{timestamp:yyyy}/month=!{timestamp:MM}/"
+                                   "day=!{timestamp:dd}/hour=!{timestamp:HH}/",
+                         "flush_size": 5000, "flush_interval_s": 10}]})
+        rules.append({
+            "name": "new-lake-objects", "description": "The lake's Object Created events, routed like any other",
+            "event_pattern": {"source": ["eventweir.s3"], "detail-type": ["Object Created"]},
+            "targets": [{"id": "objects", "type": "kafka", "topic": "lake.objects"}]})
     if waitingroom:
         sources.append({"topic": TOPICS["joins"], "kind": "json"})
         rules.append({"name": "room-joins", "description": "Join requests for the demo sale, answered by position",
@@ -63,6 +78,7 @@ def demo_config(bootstrap: str, port: int, waitingroom: dict | None = None) -> C
         "consumer": {"commit_interval_ms": 500},
         "http": {"host": "127.0.0.1", "port": port},
         "waitingroom": waitingroom,
+        "bus": {"topic": BUS},
         "sources": sources,
         "rules": rules,
     }, environ={})
@@ -143,7 +159,7 @@ def status_line(worker, started: float, previous: dict) -> str:
             f"dead-lettered {stats.dead_lettered:,} | {routes or 'no matches yet'}")
 
 
-async def run_demo(rate: int, duration: float | None, port: int) -> int:
+async def run_demo(rate: int, duration: float | None, port: int, lake_dir: str) -> int:
     from aiokafka import AIOKafkaProducer
 
     from streams.admin import ensure_topics
@@ -160,9 +176,11 @@ async def run_demo(rate: int, duration: float | None, port: int) -> int:
         bootstrap = broker.bootstrap_servers
     print(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}", flush=True)
     try:
-        await ensure_topics(bootstrap, {t: 3 for t in list(TOPICS.values()) + OUTPUTS})
+        await ensure_topics(bootstrap, {t: 3 for t in list(TOPICS.values()) + OUTPUTS + [BUS]})
         room = demo_waitingroom()
-        config = demo_config(bootstrap, port, room)
+        lake_dir = os.path.abspath(lake_dir)
+        os.makedirs(lake_dir, exist_ok=True)
+        config = demo_config(bootstrap, port, room, lake_dir)
         worker = Worker(config, waitingroom=build_waitingroom(config))
         runner, bound = await serve(worker_app(worker), "127.0.0.1", port or free_port())
         base = f"http://127.0.0.1:{bound}"
@@ -172,6 +190,7 @@ async def run_demo(rate: int, duration: float | None, port: int) -> int:
                   f"POST {base}/waitingroom/rooms/{ROOM}/join)", flush=True)
             print(f"waiting-room admin token: {room['admin_token']}", flush=True)
         print(f"rules: {', '.join(r.name for r in config.rules)} -> topics {', '.join(OUTPUTS)}", flush=True)
+        print(f"lake: {lake_dir} (JSON lines, gzip; objects appear every 5,000 records or 10 s)", flush=True)
         print(f"producing ~{rate} events/s (IoT, clickstream, CDC; a few malformed); Ctrl-C stops", flush=True)
 
         stop = asyncio.Event()
@@ -212,8 +231,10 @@ async def run_demo(rate: int, duration: float | None, port: int) -> int:
         if worker_task.exception():
             raise worker_task.exception()
         stats = worker.stats
+        objects = sum(1 for folder, _, files in os.walk(lake_dir) if "_eventweir" not in folder
+                      for name in files if not name.startswith("."))
         print(f"done: produced {counts['produced']:,}, consumed {stats.consumed:,}, delivered {stats.delivered:,}, "
-              f"dead-lettered {stats.dead_lettered:,}", flush=True)
+              f"dead-lettered {stats.dead_lettered:,}; lake: {objects} objects under {lake_dir}", flush=True)
         return 0
     finally:
         if broker:

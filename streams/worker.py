@@ -91,6 +91,8 @@ class Worker:
         self._saturated: set[str] = set()
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task] = []
+        self._bus = None
+        self._bus_sends: set[asyncio.Task] = set()
         self._last_commit = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -101,6 +103,12 @@ class Worker:
         self.dead_letters = DeadLetterWriter(self.config.dead_letter.topic, batch_producer)
         await self.dead_letters.start()
         self.targets = build_targets(self.config, batch_producer, self.dead_letters, self.waitingroom)
+        if self.config.bus.topic:
+            self._bus = batch_producer
+            await batch_producer.partitions(self.config.bus.topic)
+            for target in self.targets.values():
+                if hasattr(target, "on_object"):  # sinks that announce what they wrote (the S3 lake)
+                    target.on_object = self.publish_to_bus
         for target in self.targets.values():
             await target.start()
         self.consumer = make_consumer(self.config)
@@ -114,6 +122,21 @@ class Worker:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
+
+    def publish_to_bus(self, event: dict) -> None:
+        """Produce one of eventweir's own events (an envelope) to the bus topic, in the background."""
+        import orjson
+
+        async def send() -> None:
+            try:
+                sent, _ = await self._bus.send(self.config.bus.topic, [(None, orjson.dumps(event), None)])
+                await asyncio.gather(*(future for future, _ in sent))
+            except Exception:
+                log.exception("could not publish %s event to the bus topic", event.get("detail-type"))
+
+        task = asyncio.create_task(send())
+        self._bus_sends.add(task)
+        task.add_done_callback(self._bus_sends.discard)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -144,6 +167,8 @@ class Worker:
                 await asyncio.wait_for(self.consumer.stop(), max(0.5, deadline - time.monotonic()))
             except asyncio.TimeoutError:
                 log.error("consumer did not leave the group within the grace period")
+        if self._bus_sends:
+            await asyncio.wait(self._bus_sends, timeout=max(0.1, deadline - time.monotonic()))
         for target in self.targets.values():
             await target.close()
         if self.dead_letters:

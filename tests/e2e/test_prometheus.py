@@ -21,8 +21,9 @@ PROMETHEUS = shutil.which("prometheus")
 pytestmark = [pytest.mark.broker,
               pytest.mark.skipif(not PROMETHEUS, reason="prometheus missing: run tests/setup/system-deps.sh")]
 
-# panels of the worker dashboard that a demo worker (no failing target, no waiting room) must fill
-EMPTY_IN_THE_DEMO = {"Target failures (S3, Timestream, InfluxDB, HTTP, Kafka)"}
+# panels of the worker dashboard that a demo worker must fill, but for those that only show failures
+EMPTY_IN_THE_DEMO = {"Target failures (S3, Timestream, InfluxDB, HTTP, Kafka)", "Sink errors and back-off",
+                     "Records rejected by sinks"}
 VARIABLES = {"$namespace": "e2e", "$instance": ".*", "$room": ".*", "$__rate_interval": "30s"}
 
 
@@ -53,10 +54,12 @@ def stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def demo(bootstrap_servers, tmp_path_factory):
     port = free_port()
-    log = tmp_path_factory.mktemp("demo") / "demo.log"
+    folder = tmp_path_factory.mktemp("demo")
+    log = folder / "demo.log"
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap_servers)
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--rate", "300", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--rate", "300", "--port", str(port),
+                                 "--lake", str(folder / "lake")],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_port("127.0.0.1", port, 60)
