@@ -9,6 +9,8 @@ the way to a used field (array consistency needs per-element trails).
 """
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from .conditions import leaf_key
 
 MISSING = object()
@@ -29,7 +31,7 @@ def scalars(values: list) -> list:
 class _Gen:
     def __init__(self) -> None:
         self.lines: list[str] = []
-        self.env: dict = {"M": MISSING, "_lk": leaf_key, "_scalars": scalars}
+        self.env: dict = {"M": MISSING, "_lk": leaf_key, "_scalars": scalars, "_bisect": bisect_right}
         self.n = 0
 
     def var(self, prefix: str) -> str:
@@ -128,6 +130,11 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool) -> None:
                 _lookup(g, d2, g.const("pfi", table), f"{low}[:{n}]")
             for n, table in sorted(fi.suffix_ic.items()):
                 _lookup(g, d2, g.const("sfi", table), f"{low}[-{n}:]" if n else '""')
+        if fi.neg_all:
+            g.emit(d2, f"found.update({g.const('negr', fi.neg_result)}.get({v}, "
+                       f"{g.const('nega', fi.neg_all)}))")
+        if fi.neg_str_all:
+            g.emit(d2, f"{g.const('negs', fi.negative)}({v}, found)")
     if fi is not None and fi.range_index is not None:
         g.emit(depth, f"elif {t} is float or {t} is int:")
         g.emit(d2, f"s[{slot}] = {v}")
@@ -135,7 +142,16 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool) -> None:
             g.emit(d2, f"found.update({g.const('exs', tuple(fi.exists))})")
         if fi.exact:
             _lookup(g, d2, g.const("ex", fi.exact), f"_lk({v})")
-        _lookup(g, d2, None, v, fn=g.const("rg", fi.range_index.lookup))
+        if fi.neg_all or fi.neg_str_all:
+            g.emit(d2, f"{g.const('negs', fi.negative)}({v}, found)")
+        # the range lookup inlined: bisect, then the boundary point or the interval below it
+        ri = fi.range_index
+        pts, sl, i = g.const("pts", ri.points), g.const("sl", ri.slots), g.var("i")
+        g.emit(d2, f"{i} = _bisect({pts}, {v})")
+        c = g.var("c")
+        g.emit(d2, f"{c} = {sl}[2 * {i} - 1] if {i} and {pts}[{i} - 1] == {v} else {sl}[2 * {i}]")
+        g.emit(d2, f"if {c}:")
+        g.emit(d2 + 1, f"found.update({c})")
     g.emit(depth, "else:")
     g.emit(d2, f"{g.const('other', _other(fi, slot))}({v}, s, found)")
 

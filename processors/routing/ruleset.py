@@ -27,6 +27,8 @@ def _index_plan(conds) -> tuple[list, bool] | None:
     `exact` means an index hit proves the field; otherwise (wildcards entered by their literal
     head or tail) a hit is only necessary and the predicates are checked after.
     """
+    if len(conds) == 1 and conds[0].kind in ("anything_but", "ab_prefix", "ab_suffix", "ab_eic"):
+        return [(conds[0].kind, conds[0].arg)], True
     entries, exact = [], True
     for c in conds:
         if c.kind in _INDEXABLE:
@@ -44,6 +46,8 @@ def _index_plan(conds) -> tuple[list, bool] | None:
 
 def _selectivity(entries, exact: bool) -> int:
     kinds = {k for k, _ in entries}
+    if kinds & {"anything_but", "ab_prefix", "ab_suffix", "ab_eic"}:
+        return 0
     if kinds <= {"exact", "eic"}:
         return 5
     if kinds <= {"exact", "eic", "prefix", "prefix_ic", "suffix", "suffix_ic"}:
@@ -90,6 +94,7 @@ class RuleSet:
         self.index: dict[str, FieldIndex] = {}
         self.anchor_of: dict[int, int] = {}  # anchor field id -> clause id
         self.always: list[int] = []  # clause ids without an indexed field
+        self.direct: dict[int, int] = {}  # anchor field id -> rule index, when it decides
         plans = []
         paths = set()
         for r, (name, pattern) in enumerate(rules.items()):
@@ -134,6 +139,9 @@ class RuleSet:
             # cheap membership tests first, predicate evaluations last
             rest.sort(key=lambda c: (c.fid is None, bool(c.preds)))
             self.plan.append((anchor, tuple(rest)))
+            if anchor is not None and not rest and not anchor.preds:
+                # the anchor hit alone proves the clause: map it straight to its rule
+                self.direct[anchor.fid] = self.clause_rule[cid]
         for fi in self.index.values():
             fi.finish()
         self.fast, self.source = build_fast_path(self.trie, slot_of, self.index)
@@ -146,14 +154,22 @@ class RuleSet:
         slots = self.fast(event, found)
         if slots is None:
             return self._matching_generic(event)
-        anchor_of = self.anchor_of
         if not found and not self.always:
             return []
         rules = set()
-        clause_rule, plan = self.clause_rule, self.plan
-        cids = [anchor_of[f] for f in found if f in anchor_of]
+        direct, anchor_of = self.direct, self.anchor_of
+        cids = []
+        for f in found:
+            r = direct.get(f)
+            if r is not None:
+                rules.add(r)
+            else:
+                cid = anchor_of.get(f)
+                if cid is not None:
+                    cids.append(cid)
         if self.always:
             cids.extend(self.always)
+        clause_rule, plan = self.clause_rule, self.plan
         for cid in cids:
             r = clause_rule[cid]
             if r in rules:

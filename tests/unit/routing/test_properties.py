@@ -160,6 +160,10 @@ more_conditions = st.one_of(
     st.builds(lambda s: {"prefix": {"equals-ignore-case": s}}, strs),
     st.builds(lambda s: {"suffix": {"equals-ignore-case": s}}, strs),
     st.builds(lambda xs: {"anything-but": {"prefix": xs}}, st.sampled_from(["x", "y"])),
+    st.builds(lambda xs: {"anything-but": {"suffix": xs}}, st.sampled_from(["x", ["y", "z"]])),
+    st.builds(lambda xs: {"anything-but": {"equals-ignore-case": xs}}, st.sampled_from(["X", ["y", "xy"]])),
+    st.builds(lambda xs: {"anything-but": {"wildcard": xs}}, st.sampled_from(["x*", ["*y", "z*z"]])),
+    st.builds(lambda x: {"anything-but": x}, st.sampled_from([1, "x", 1.5])),
     st.builds(lambda x: {"numeric": ["=", x]}, st.integers(-2, 2)),
     st.builds(lambda x: {"numeric": [">", x]}, st.sampled_from([-1, 0, 1.5])),
 )
