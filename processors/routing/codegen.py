@@ -10,6 +10,9 @@ the way to a used field (array consistency needs per-element trails).
 from __future__ import annotations
 
 from bisect import bisect_right
+from itertools import chain
+
+_chain = chain.from_iterable
 
 from .conditions import leaf_key
 
@@ -17,15 +20,25 @@ MISSING = object()
 
 
 def scalars(values: list) -> list:
-    """Leaf values of a (possibly nested) list; objects inside contribute nothing here."""
-    out = []
-    for x in values:
-        t = type(x)
-        if t is list:
-            out.extend(scalars(x))
-        elif t is not dict:
-            out.append(x)
-    return out
+    """Leaf values of a (possibly nested) list; objects inside contribute nothing here.
+
+    Uniform nesting (coordinate rings, matrices) is flattened a level at a time in C.
+    """
+    while True:
+        types = set(map(type, values))
+        if list not in types and dict not in types:
+            return values
+        if len(types) == 1 and list in types:
+            values = list(_chain(values))
+            continue
+        out = []
+        for x in values:
+            t = type(x)
+            if t is list:
+                out.extend(scalars(x))
+            elif t is not dict:
+                out.append(x)
+        return out
 
 
 class _Gen:

@@ -12,6 +12,8 @@ generic path (flatten.py + pattern.clause_matches), which also enforces array co
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 from .codegen import MISSING, build_fast_path
 from .compiler import compile_clauses
 from .flatten import build_trie, flatten
@@ -57,17 +59,37 @@ def _selectivity(entries, exact: bool) -> int:
     return 1
 
 
+_NUMBERS = {int, float}
+
+
+def _any_in_ranges(xs: list, ranges) -> bool:
+    """Whether some number of the sorted list `xs` lies in one of the ranges."""
+    n = len(xs)
+    for lo, lo_incl, hi, hi_incl in ranges:
+        if lo is None:
+            i = 0
+        else:
+            i = bisect_left(xs, lo) if lo_incl else bisect_right(xs, lo)
+        if i < n:
+            x = xs[i]
+            if hi is None or x < hi or (hi_incl and x == hi):
+                return True
+    return False
+
+
 class _Check:
     """One non-anchor field of a clause, as checked on the fast path."""
 
-    __slots__ = ("fid", "slot", "preds", "exists_true", "exists_false")
+    __slots__ = ("fid", "slot", "preds", "exists_true", "exists_false", "ranges")
 
     def __init__(self, fid, slot, conds):
-        self.fid = fid  # None unless the field is indexed
+        self.fid = fid  # the anchor's id in the index, else None
         self.slot = slot
         self.preds = tuple(c.pred for c in conds if c.kind != "exists")
         self.exists_true = any(c.kind == "exists" and c.arg for c in conds)
         self.exists_false = any(c.kind == "exists" and not c.arg for c in conds)
+        # numeric-only fields test arrays of numbers by bisection over the sorted values
+        self.ranges = [c.arg for c in conds] if conds and all(c.kind == "numeric" for c in conds) else None
 
     def holds(self, slots) -> bool:
         x = slots[self.slot]
@@ -77,6 +99,8 @@ class _Check:
             return True
         preds = self.preds
         if type(x) is list:
+            if self.ranges is not None and len(x) > 4 and _NUMBERS.issuperset(map(type, x)):
+                return _any_in_ranges(sorted(x), self.ranges)
             return any(p(v) for v in x for p in preds)
         for p in preds:
             if p(x):
@@ -110,34 +134,37 @@ class RuleSet:
         slot_of = {p: i for i, p in enumerate(self.slot_paths)}
 
         n_fields = 0
-        # per clause: (anchor check or None, [checks of the other fields])
+        # per clause: (anchor check or None, [checks of the other fields]). Only anchors go into
+        # the index: indexing every field would make busy fields (a wide numeric range shared
+        # by thousands of rules) return thousands of ids per event.
         self.plan: list = []
         for cid, fields in enumerate(plans):
-            indexed, checks = [], []
-            for path, conds, ip in fields:
-                fid = None
+            best = None
+            for k, (path, conds, ip) in enumerate(fields):
                 if ip is not None:
-                    fid = n_fields
-                    n_fields += 1
-                    fi = self.index.setdefault(path, FieldIndex())
-                    for kind, arg in ip[0]:
-                        fi.add(kind, arg, fid)
-                    indexed.append((_selectivity(*ip), fid, ip[1]))
-                check = _Check(fid, slot_of[path], conds)
-                # an exact index hit proves the field: nothing left to evaluate
-                if ip is not None and ip[1]:
-                    check.preds, check.exists_true = (), True
-                checks.append(check)
-            if not indexed:
+                    score = _selectivity(*ip)
+                    if best is None or score > best[0]:
+                        best = (score, k)
+            checks = [_Check(None, slot_of[path], conds) for path, conds, _ in fields]
+            anchor = None
+            if best is None:
                 self.always.append(cid)
-                anchor = None
             else:
-                _, anchor_fid, _ = max(indexed, key=lambda x: x[0])
-                self.anchor_of[anchor_fid] = cid
-                anchor = next(c for c in checks if c.fid == anchor_fid)
+                path, conds, (entries, exact) = fields[best[1]]
+                fid = n_fields
+                n_fields += 1
+                fi = self.index.setdefault(path, FieldIndex())
+                for kind, arg in entries:
+                    fi.add(kind, arg, fid)
+                anchor = checks[best[1]]
+                anchor.fid = fid
+                self.anchor_of[fid] = cid
+                if exact:
+                    # an exact index hit proves the field: nothing left to evaluate
+                    anchor.preds, anchor.ranges, anchor.exists_true = (), None, True
             rest = [c for c in checks if c is not anchor]
-            # cheap membership tests first, predicate evaluations last
-            rest.sort(key=lambda c: (c.fid is None, bool(c.preds)))
+            # cheap tests first: presence, then single values, numeric arrays last
+            rest.sort(key=lambda c: (bool(c.preds), c.ranges is not None))
             self.plan.append((anchor, tuple(rest)))
             if anchor is not None and not rest and not anchor.preds:
                 # the anchor hit alone proves the clause: map it straight to its rule
@@ -178,10 +205,7 @@ class RuleSet:
             if anchor is not None and anchor.preds and not anchor.holds(slots):
                 continue
             for check in rest:
-                fid = check.fid
-                if fid is not None and fid not in found:
-                    break
-                if (check.preds or check.exists_false) and not check.holds(slots):
+                if not check.holds(slots):
                     break
             else:
                 rules.add(r)
