@@ -117,7 +117,7 @@ def test_ruleset_numeric_arrays_agree_with_pattern():
     """Long numeric arrays (coordinates) take the sorted-bisection path in a rule set."""
     rules = {
         "in": {"t": ["P"], "c": [{"numeric": [">", 5, "<", 6]}]},
-        "edge": {"t": ["P"], "c": [{"numeric": [">=", 7, "<=", 7]}, {"numeric": ["<", -100]}]},
+        "edge": {"t": ["P"], "c": [{"numeric": ["=", 7]}, {"numeric": ["<", -100]}]},
         "open": {"t": ["P"], "c": [{"numeric": [">", 9]}]},
     }
     rs = RuleSet(rules)
