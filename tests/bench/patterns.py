@@ -15,6 +15,7 @@ The last line is the JSON summary.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import statistics
@@ -160,8 +161,17 @@ def floor(lines):
     return None
 
 
+def _settle() -> None:
+    """What a long-lived worker does after compiling its rules at start-up: move them out of the
+    garbage collector's sight, so collections triggered by per-event allocations do not walk
+    100,000 compiled rules. Applied to every engine alike."""
+    gc.collect()
+    gc.freeze()
+
+
 def ours(rules):
     rs = RuleSet(rules)
+    _settle()
     matching, loads = rs.matching, orjson.loads
 
     def run(lines):
@@ -175,6 +185,7 @@ def ours(rules):
 def moto_peer(rules):
     from moto.events.models import EventPattern
     compiled = [EventPattern.load(json.dumps(p)) for p in rules.values()]
+    _settle()
 
     def run(lines):
         hits = 0
@@ -189,6 +200,7 @@ def localstack_peer(rules):
     from localstack.services.events.event_rule_engine import EventPatternCompiler, EventRuleEngine
     compiler, engine = EventPatternCompiler(), EventRuleEngine()
     compiled = [compiler.compile_event_pattern(json.dumps(p)) for p in rules.values()]
+    _settle()
 
     def run(lines):
         hits = 0
@@ -283,6 +295,8 @@ def main() -> None:
     scale_lines = lines[:n_scale]
     base = None
     for count in (1, 100, 10_000, 100_000):
+        gc.unfreeze()  # let the previous rule set go
+        gc.collect()
         t0 = time.perf_counter()
         run = ours(scale_rules(count))
         build = time.perf_counter() - t0
