@@ -22,12 +22,14 @@ MISSING = object()
 def scalars(values: list) -> list:
     """Leaf values of a (possibly nested) list; objects inside contribute nothing here.
 
-    Uniform nesting (coordinate rings, matrices) is flattened a level at a time in C.
+    Uniform nesting (coordinate rings, matrices) is flattened a level at a time in C. The result
+    is always a new list (never the event's own), so matching may reorder it.
     """
+    original = values
     while True:
         types = set(map(type, values))
         if list not in types and dict not in types:
-            return values
+            return values[:] if values is original else values
         if len(types) == 1 and list in types:
             values = list(_chain(values))
             continue
@@ -147,7 +149,7 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool) -> None:
             g.emit(d2, f"found.update({g.const('negr', fi.neg_result)}.get({v}, "
                        f"{g.const('nega', fi.neg_all)}))")
         if fi.neg_str_all:
-            g.emit(d2, f"{g.const('negs', fi.negative)}({v}, found)")
+            _negative_strings(g, d2, v, fi)
     if fi is not None and fi.range_index is not None:
         g.emit(depth, f"elif {t} is float or {t} is int:")
         g.emit(d2, f"s[{slot}] = {v}")
@@ -167,6 +169,30 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool) -> None:
         g.emit(d2 + 1, f"found.update({c})")
     g.emit(depth, "else:")
     g.emit(d2, f"{g.const('other', _other(fi, slot))}({v}, s, found)")
+
+
+def _negative_strings(g: _Gen, depth: int, v: str, fi) -> None:
+    """anything-but prefix/suffix/equals-ignore-case on a string: inline the common case.
+
+    Each table lookup finds the fields the value is excluded from; when none does (the usual
+    case) every such field holds. Otherwise the index works out the difference.
+    """
+    keys = [(t, f"{v}[:{n}]") for n, t in sorted(fi.neg_prefix.items())]
+    keys += [(t, f"{v}[-{n}:]") for n, t in sorted(fi.neg_suffix.items())]
+    if fi.neg_eic:
+        keys.append((fi.neg_eic, f"{v}.lower()"))
+    every = g.const("nsa", fi.neg_str_all)
+    if len(keys) == 1:
+        table, key = keys[0]
+        # one table: precompute "all minus excluded" per key
+        result = {k: tuple(f for f in fi.neg_str_all if f not in set(ex)) for k, ex in table.items()}
+        g.emit(depth, f"found.update({g.const('nsr', result)}.get({key}, {every}))")
+        return
+    test = " and ".join(f"{g.const('nst', table)}.get({key}) is None" for table, key in keys)
+    g.emit(depth, f"if {test}:")
+    g.emit(depth + 1, f"found.update({every})")
+    g.emit(depth, "else:")
+    g.emit(depth + 1, f"{g.const('negs', fi.negative)}({v}, found)")
 
 
 def _lookup(g: _Gen, depth: int, table: str | None, key: str, fn: str | None = None) -> None:

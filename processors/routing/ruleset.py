@@ -100,7 +100,10 @@ class _Check:
         preds = self.preds
         if type(x) is list:
             if self.ranges is not None and len(x) > 4 and _NUMBERS.issuperset(map(type, x)):
-                return _any_in_ranges(sorted(x), self.ranges)
+                # slot lists are this event's own copies and order is irrelevant to matching:
+                # sort in place, so later checks on the same field find it already sorted
+                x.sort()
+                return _any_in_ranges(x, self.ranges)
             return any(p(v) for v in x for p in preds)
         for p in preds:
             if p(x):

@@ -126,3 +126,11 @@ def test_ruleset_numeric_arrays_agree_with_pattern():
               [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], [-101, 0, 0, 0, 0], [True, 1, 2, 3, 4, 5]):
         ev = {"t": "P", "c": c}
         assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], c
+
+
+def test_matching_never_modifies_the_event():
+    rs = RuleSet({"r": {"t": ["P"], "c": [{"numeric": [">", 5, "<", 6]}]}})
+    ev = {"t": "P", "c": [9, 8, 7, 6, 5.5, 1]}
+    before = repr(ev)
+    assert rs.matching(ev) == ["r"]
+    assert repr(ev) == before
