@@ -62,6 +62,10 @@ def _selectivity(entries, exact: bool) -> int:
 _NUMBERS = {int, float}
 
 
+class _SortedNumbers(list):
+    """A slot's numbers, already sorted for bisection during this event's checks."""
+
+
 def _any_in_ranges(xs: list, ranges) -> bool:
     """Whether some number of the sorted list `xs` lies in one of the ranges."""
     n = len(xs)
@@ -98,12 +102,18 @@ class _Check:
         if self.exists_true:
             return True
         preds = self.preds
-        if type(x) is list:
-            if self.ranges is not None and len(x) > 4 and _NUMBERS.issuperset(map(type, x)):
-                # slot lists are this event's own copies and order is irrelevant to matching:
-                # sort in place, so later checks on the same field find it already sorted
-                x.sort()
+        t = type(x)
+        if t is _SortedNumbers:
+            if self.ranges is not None:
                 return _any_in_ranges(x, self.ranges)
+            return any(p(v) for v in x for p in preds)
+        if t is list:
+            if self.ranges is not None:
+                if len(x) > 4 and _NUMBERS.issuperset(map(type, x)):
+                    # slot lists are this event's own copies and order is irrelevant to
+                    # matching: keep the sorted numbers for the next check on this field
+                    x = slots[self.slot] = _SortedNumbers(sorted(x))
+                    return _any_in_ranges(x, self.ranges)
             return any(p(v) for v in x for p in preds)
         for p in preds:
             if p(x):
@@ -186,17 +196,9 @@ class RuleSet:
             return self._matching_generic(event)
         if not found and not self.always:
             return []
-        rules = set()
         direct, anchor_of = self.direct, self.anchor_of
-        cids = []
-        for f in found:
-            r = direct.get(f)
-            if r is not None:
-                rules.add(r)
-            else:
-                cid = anchor_of.get(f)
-                if cid is not None:
-                    cids.append(cid)
+        rules = {direct[f] for f in found if f in direct}
+        cids = [anchor_of[f] for f in found if f not in direct and f in anchor_of]
         if self.always:
             cids.extend(self.always)
         clause_rule, plan = self.clause_rule, self.plan
