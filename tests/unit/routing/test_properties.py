@@ -1,8 +1,6 @@
 """Property tests against a tiny obviously-correct matcher, and fuzzing of the compiler."""
-import math
 import time
 
-import orjson
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from processors.routing import InvalidEventPatternException, RuleSet, compile_pattern

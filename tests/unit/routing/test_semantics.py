@@ -1,6 +1,4 @@
 """Cases the conformance file does not cover, with the behaviour event-ruler defines."""
-import ipaddress
-import sys
 
 import pytest
 
