@@ -62,23 +62,44 @@ class _Gen:
         self.lines.append("    " * depth + text)
 
 
-def build_fast_path(trie, slot_of: dict, index: dict):
-    """Source and compiled function `fast(ev, found) -> slots | None`."""
+def build_fast_path(trie, slot_of: dict, index: dict, needed: set):
+    """Source and compiled function `fast(ev, found) -> slots | None`.
+
+    `needed` holds the slots some check reads after the lookups; a field outside it whose index
+    only has string keys is looked up without a type dispatch: a list, object or number there
+    raises TypeError/AttributeError on the slice or lookup, and the event goes the generic way.
+    """
     g = _Gen()
     g.emit(0, "def fast(ev, found):")
-    g.emit(1, 'if "." in "".join(ev):')
+    g.emit(1, "try:")
+    g.emit(2, 'if "." in "".join(ev):')
+    g.emit(3, "return None")
+    g.emit(2, f"s = [M] * {len(slot_of)}")
+    _node(g, trie, "ev", 2, slot_of, index, needed)
+    g.emit(2, "return s")
+    g.emit(1, "except (TypeError, AttributeError):")
+    g.emit(2, "found.clear()")
     g.emit(2, "return None")
-    g.emit(1, f"s = [M] * {len(slot_of)}")
-    _node(g, trie, "ev", 1, slot_of, index)
-    g.emit(1, "return s")
     source = "\n".join(g.lines) + "\n"
     exec(compile(source, "<eventweir-ruleset>", "exec"), g.env)
     return g.env["fast"], source
 
 
-def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict) -> None:
+def _lean(fi) -> bool:
+    """Whether the field's index can be probed with any value type safely (see above)."""
+    return (fi is not None and fi.range_index is None and not fi.exists and not fi.neg_all
+            and not fi.neg_str_all and all(type(k) is str for k in fi.exact))
+
+
+def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict, needed: set) -> None:
     for seg, child in node.children.items():
         v = g.var("v")
+        fi = index.get(child.leaf) if child.leaf is not None else None
+        if not child.children and slot_of[child.leaf] not in needed and _lean(fi):
+            g.emit(depth, f"{v} = {d}.get({seg!r})")
+            g.emit(depth, f"if {v} is not None:")
+            _string_lookups(g, depth + 1, v, fi)
+            continue
         g.emit(depth, f"{v} = {d}.get({seg!r}, M)")
         g.emit(depth, f"if {v} is not M:")
         inner = depth + 1
@@ -88,14 +109,32 @@ def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict) -> None
             g.emit(inner, f"if {t} is dict:")
             g.emit(inner + 1, f'if "." in "".join({v}):')
             g.emit(inner + 2, "return None")
-            _node(g, child, v, inner + 1, slot_of, index)
+            _node(g, child, v, inner + 1, slot_of, index, needed)
             g.emit(inner, f"elif {t} is list:")
             g.emit(inner + 1, "return None")
             if child.leaf is not None:
                 g.emit(inner, "else:")
-                _leaf(g, v, inner + 1, slot_of[child.leaf], index.get(child.leaf), scalar=True)
+                _leaf(g, v, inner + 1, slot_of[child.leaf], fi, scalar=True)
         else:
-            _leaf(g, v, inner, slot_of[child.leaf], index.get(child.leaf), scalar=False)
+            _leaf(g, v, inner, slot_of[child.leaf], fi, scalar=False)
+
+
+def _string_lookups(g: _Gen, depth: int, v: str, fi) -> None:
+    if fi.exact:
+        _lookup(g, depth, g.const("ex", fi.exact), v)
+    for n, table in sorted(fi.prefix.items()):
+        _lookup(g, depth, g.const("pf", table), f"{v}[:{n}]")
+    for n, table in sorted(fi.suffix.items()):
+        _lookup(g, depth, g.const("sf", table), f"{v}[-{n}:]" if n else '""')
+    if fi.eic or fi.prefix_ic or fi.suffix_ic:
+        low = g.var("low")
+        g.emit(depth, f"{low} = {v}.lower()")
+        if fi.eic:
+            _lookup(g, depth, g.const("eic", fi.eic), low)
+        for n, table in sorted(fi.prefix_ic.items()):
+            _lookup(g, depth, g.const("pfi", table), f"{low}[:{n}]")
+        for n, table in sorted(fi.suffix_ic.items()):
+            _lookup(g, depth, g.const("sfi", table), f"{low}[-{n}:]" if n else '""')
 
 
 def _other(fi, slot: int):
@@ -130,21 +169,7 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool) -> None:
     if fi is not None:
         if fi.exists:
             g.emit(d2, f"found.update({g.const('exs', tuple(fi.exists))})")
-        if fi.exact:
-            _lookup(g, d2, g.const("ex", fi.exact), v)
-        for n, table in sorted(fi.prefix.items()):
-            _lookup(g, d2, g.const("pf", table), f"{v}[:{n}]")
-        for n, table in sorted(fi.suffix.items()):
-            _lookup(g, d2, g.const("sf", table), f"{v}[-{n}:]" if n else '""')
-        if fi.eic or fi.prefix_ic or fi.suffix_ic:
-            low = g.var("low")
-            g.emit(d2, f"{low} = {v}.lower()")
-            if fi.eic:
-                _lookup(g, d2, g.const("eic", fi.eic), low)
-            for n, table in sorted(fi.prefix_ic.items()):
-                _lookup(g, d2, g.const("pfi", table), f"{low}[:{n}]")
-            for n, table in sorted(fi.suffix_ic.items()):
-                _lookup(g, d2, g.const("sfi", table), f"{low}[-{n}:]" if n else '""')
+        _string_lookups(g, d2, v, fi)
         if fi.neg_all:
             g.emit(d2, f"found.update({g.const('negr', fi.neg_result)}.get({v}, "
                        f"{g.const('nega', fi.neg_all)}))")

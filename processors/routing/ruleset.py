@@ -184,7 +184,9 @@ class RuleSet:
                 self.direct[anchor.fid] = self.clause_rule[cid]
         for fi in self.index.values():
             fi.finish()
-        self.fast, self.source = build_fast_path(self.trie, slot_of, self.index)
+        needed = {c.slot for anchor, rest in self.plan for c in rest}
+        needed.update(a.slot for a, _ in self.plan if a is not None and a.preds)
+        self.fast, self.source = build_fast_path(self.trie, slot_of, self.index, needed)
 
     def __len__(self) -> int:
         return len(self.names)
