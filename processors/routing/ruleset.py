@@ -1,11 +1,13 @@
 """A whole rule set compiled once; `matching(event)` costs the same for 1 or 100,000 rules.
 
-Each clause (one `$or` alternative of a rule) is a list of fields. Every field whose conditions
-an index can answer gets an id and goes into the index of its path (see index.py); reading an
-event's fields once and looking each value up yields the set of field ids that hold. A clause is
-a candidate when its anchor (its most selective indexed field) is hit; it matches when its other
-indexed fields are hit too and its remaining fields (anything-but, cidr, exists:false, wildcard
-checks) hold. Clauses without any indexed field are checked for every event.
+Each clause (one `$or` alternative of a rule) is a list of fields. Its anchor, the most
+selective field an index can answer (exact values, prefixes/suffixes, equals-ignore-case,
+numeric ranges, exists:true, anything-but by exclusion, wildcards by their literal head or
+tail), goes into the index of its path (index.py). A generated function (codegen.py) reads each
+field some rule uses once and looks its value up; the anchors hit give the candidate clauses,
+and a candidate matches when its remaining fields hold on the values already read. Clauses
+without any indexable field (a `*x*` wildcard, anything-but wildcard, cidr, exists:false) are
+checked for every event, so only they cost per rule.
 
 Events whose used fields sit under arrays of objects, or whose objects have dotted keys, take the
 generic path (flatten.py + pattern.clause_matches), which also enforces array consistency.
