@@ -15,6 +15,9 @@ from itertools import chain
 _chain = chain.from_iterable
 
 from .conditions import leaf_key
+from .index import SortedNumbers
+
+_NUMBERS = {int, float}
 
 MISSING = object()
 
@@ -29,6 +32,11 @@ def scalars(values: list) -> list:
     while True:
         types = set(map(type, values))
         if list not in types and dict not in types:
+            if len(values) > 4 and types <= _NUMBERS:
+                # numbers sorted once: range checks and lookups bisect instead of looping
+                out = SortedNumbers(values)
+                out.sort()
+                return out
             return values[:] if values is original else values
         if len(types) == 1 and list in types:
             values = list(_chain(values))
@@ -125,7 +133,8 @@ def _string_lookups(g: _Gen, depth: int, v: str, fi) -> None:
     for n, table in sorted(fi.prefix.items()):
         _lookup(g, depth, g.const("pf", table), f"{v}[:{n}]")
     for n, table in sorted(fi.suffix.items()):
-        _lookup(g, depth, g.const("sf", table), f"{v}[-{n}:]" if n else '""')
+        # v[:0] rather than "" for the empty suffix: it still fails on a non-string
+        _lookup(g, depth, g.const("sf", table), f"{v}[-{n}:]" if n else f"{v}[:0]")
     if fi.eic or fi.prefix_ic or fi.suffix_ic:
         low = g.var("low")
         g.emit(depth, f"{low} = {v}.lower()")

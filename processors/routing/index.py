@@ -8,12 +8,16 @@ is checked afterwards.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from functools import partial
 
 from .conditions import leaf_key
 
 _NUMBER_TYPES = {int, float}
+
+
+class SortedNumbers(list):
+    """The numbers of one array-valued field of one event, sorted once for bisection."""
 
 
 class RangeIndex:
@@ -42,6 +46,23 @@ class RangeIndex:
         if i and self.points[i - 1] == x:
             return self.slots[2 * (i - 1) + 1]
         return self.slots[2 * i]
+
+    def lookup_sorted(self, xs: "SortedNumbers", found: set) -> None:
+        """Fields hit by sorted numbers: per boundary, two bisections find which elementary
+        intervals and points hold values, O(boundaries * log n)."""
+        slots, n, start = self.slots, len(xs), 0
+        for i, p in enumerate(self.points):
+            lo = bisect_left(xs, p, start)
+            if lo > start and slots[2 * i]:
+                found.update(slots[2 * i])
+            hi = bisect_right(xs, p, lo)
+            if hi > lo and slots[2 * i + 1]:
+                found.update(slots[2 * i + 1])
+            start = hi
+            if start == n:
+                return
+        if slots[-1]:
+            found.update(slots[-1])
 
     def lookup_many(self, numbers: list, found: set) -> None:
         """All fields hit by any of `numbers` (ints/floats only), with the loops in C."""
@@ -132,11 +153,18 @@ class FieldIndex:
         exact = self.exact
         strs = self.prefix or self.suffix or self.eic or self.prefix_ic or self.suffix_ic
         neg = self.neg_all or self.neg_str_all
-        if (not exact and not strs and not neg and self.range_index is not None and len(values) > 1
-                and _NUMBER_TYPES.issuperset(map(type, values))):
-            # a numeric array (coordinates, readings): one C-level pass
-            self.range_index.lookup_many(values, found)
-            return
+        if not exact and not strs and not neg and self.range_index is not None and len(values) > 1:
+            # a numeric array (coordinates, readings): bisection, no Python loop per value
+            ri = self.range_index
+            if type(values) is SortedNumbers:
+                if len(ri.points) < len(values):
+                    ri.lookup_sorted(values, found)
+                else:
+                    ri.lookup_many(values, found)
+                return
+            if _NUMBER_TYPES.issuperset(map(type, values)):
+                ri.lookup_many(values, found)
+                return
         numbers = []
         for v in values:
             t = type(v)

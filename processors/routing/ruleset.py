@@ -19,7 +19,7 @@ from bisect import bisect_left, bisect_right
 from .codegen import MISSING, build_fast_path
 from .compiler import compile_clauses
 from .flatten import build_trie, flatten
-from .index import FieldIndex
+from .index import FieldIndex, SortedNumbers
 from .pattern import clause_matches
 
 _INDEXABLE = {"exact", "prefix", "prefix_ic", "suffix", "suffix_ic", "eic", "numeric"}
@@ -64,10 +64,6 @@ def _selectivity(entries, exact: bool) -> int:
 _NUMBERS = {int, float}
 
 
-class _SortedNumbers(list):
-    """A slot's numbers, already sorted for bisection during this event's checks."""
-
-
 def _any_in_ranges(xs: list, ranges) -> bool:
     """Whether some number of the sorted list `xs` lies in one of the ranges."""
     n = len(xs)
@@ -105,7 +101,7 @@ class _Check:
             return True
         preds = self.preds
         t = type(x)
-        if t is _SortedNumbers:
+        if t is SortedNumbers:
             if self.ranges is not None:
                 return _any_in_ranges(x, self.ranges)
             return any(p(v) for v in x for p in preds)
@@ -114,7 +110,7 @@ class _Check:
                 if len(x) > 4 and _NUMBERS.issuperset(map(type, x)):
                     # slot lists are this event's own copies and order is irrelevant to
                     # matching: keep the sorted numbers for the next check on this field
-                    x = slots[self.slot] = _SortedNumbers(sorted(x))
+                    x = slots[self.slot] = SortedNumbers(sorted(x))
                     return _any_in_ranges(x, self.ranges)
             return any(p(v) for v in x for p in preds)
         for p in preds:

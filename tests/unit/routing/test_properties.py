@@ -180,3 +180,35 @@ def test_ruleset_agrees_with_each_pattern(patterns_, evs):
     compiled = {n: compile_pattern(p) for n, p in rules.items()}
     for ev in evs:
         assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)]
+
+
+bounds = st.integers(-5, 5).map(float)
+
+
+@st.composite
+def numeric_ranges(draw):
+    lo = draw(st.one_of(st.none(), bounds))
+    hi = draw(st.one_of(st.none(), bounds.filter(lambda h: lo is None or h > lo)))
+    return (lo, draw(st.booleans()), hi, draw(st.booleans()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(numeric_ranges(), min_size=1, max_size=6),
+       st.lists(st.sampled_from([-6, -5, -4.5, -1, 0, 0.5, 1, 2, 3, 5, 5.5, 7]), min_size=1, max_size=30))
+def test_range_index_array_lookups_agree_with_single_lookups(ranges, numbers):
+    from processors.routing.index import RangeIndex, SortedNumbers
+    ri = RangeIndex([(r, i) for i, r in enumerate(ranges)])
+    expected = set()
+    for x in numbers:
+        expected.update(ri.lookup(x))
+    got_many, got_sorted = set(), set()
+    ri.lookup_many(list(numbers), got_many)
+    xs = SortedNumbers(numbers)
+    xs.sort()
+    ri.lookup_sorted(xs, got_sorted)
+    assert got_many == expected == got_sorted
+    # and the ranges themselves
+    for i, (lo, lo_incl, hi, hi_incl) in enumerate(ranges):
+        inside = any((lo is None or x > lo or (lo_incl and x == lo)) and
+                     (hi is None or x < hi or (hi_incl and x == hi)) for x in numbers)
+        assert (i in expected) == inside
