@@ -9,27 +9,52 @@ the way to a used field (array consistency needs per-element trails).
 """
 from __future__ import annotations
 
+from bisect import bisect_right
+from itertools import chain
+
+_chain = chain.from_iterable
+
 from .conditions import leaf_key
+from .index import SortedNumbers
+
+_NUMBERS = {int, float}
 
 MISSING = object()
 
 
 def scalars(values: list) -> list:
-    """Leaf values of a (possibly nested) list; objects inside contribute nothing here."""
-    out = []
-    for x in values:
-        t = type(x)
-        if t is list:
-            out.extend(scalars(x))
-        elif t is not dict:
-            out.append(x)
-    return out
+    """Leaf values of a (possibly nested) list; objects inside contribute nothing here.
+
+    Uniform nesting (coordinate rings, matrices) is flattened a level at a time in C. The result
+    is always a new list (never the event's own), so matching may reorder it.
+    """
+    original = values
+    while True:
+        types = set(map(type, values))
+        if list not in types and dict not in types:
+            if len(values) > 4 and types <= _NUMBERS:
+                # numbers sorted once: range checks and lookups bisect instead of looping
+                out = SortedNumbers(values)
+                out.sort()
+                return out
+            return values[:] if values is original else values
+        if len(types) == 1 and list in types:
+            values = list(_chain(values))
+            continue
+        out = []
+        for x in values:
+            t = type(x)
+            if t is list:
+                out.extend(scalars(x))
+            elif t is not dict:
+                out.append(x)
+        return out
 
 
 class _Gen:
     def __init__(self) -> None:
         self.lines: list[str] = []
-        self.env: dict = {"M": MISSING, "_lk": leaf_key, "_scalars": scalars}
+        self.env: dict = {"M": MISSING, "_lk": leaf_key, "_scalars": scalars, "_bisect": bisect_right}
         self.n = 0
 
     def var(self, prefix: str) -> str:
@@ -45,23 +70,44 @@ class _Gen:
         self.lines.append("    " * depth + text)
 
 
-def build_fast_path(trie, slot_of: dict, index: dict):
-    """Source and compiled function `fast(ev, found) -> slots | None`."""
+def build_fast_path(trie, slot_of: dict, index: dict, needed: set):
+    """Source and compiled function `fast(ev, found) -> slots | None`.
+
+    `needed` holds the slots some check reads after the lookups; a field outside it whose index
+    only has string keys is looked up without a type dispatch: a list, object or number there
+    raises TypeError/AttributeError on the slice or lookup, and the event goes the generic way.
+    """
     g = _Gen()
     g.emit(0, "def fast(ev, found):")
-    g.emit(1, 'if "." in "".join(ev):')
+    g.emit(1, "try:")
+    g.emit(2, 'if "." in "".join(ev):')
+    g.emit(3, "return None")
+    g.emit(2, f"s = [M] * {len(slot_of)}")
+    _node(g, trie, "ev", 2, slot_of, index, needed)
+    g.emit(2, "return s")
+    g.emit(1, "except (TypeError, AttributeError):")
+    g.emit(2, "found.clear()")
     g.emit(2, "return None")
-    g.emit(1, f"s = [M] * {len(slot_of)}")
-    _node(g, trie, "ev", 1, slot_of, index)
-    g.emit(1, "return s")
     source = "\n".join(g.lines) + "\n"
     exec(compile(source, "<eventweir-ruleset>", "exec"), g.env)
     return g.env["fast"], source
 
 
-def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict) -> None:
+def _lean(fi) -> bool:
+    """Whether the field's index can be probed with any value type safely (see above)."""
+    return (fi is not None and fi.range_index is None and not fi.exists and not fi.neg_all
+            and not fi.neg_str_all and all(type(k) is str for k in fi.exact))
+
+
+def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict, needed: set) -> None:
     for seg, child in node.children.items():
         v = g.var("v")
+        fi = index.get(child.leaf) if child.leaf is not None else None
+        if not child.children and slot_of[child.leaf] not in needed and _lean(fi):
+            g.emit(depth, f"{v} = {d}.get({seg!r})")
+            g.emit(depth, f"if {v} is not None:")
+            _string_lookups(g, depth + 1, v, fi)
+            continue
         g.emit(depth, f"{v} = {d}.get({seg!r}, M)")
         g.emit(depth, f"if {v} is not M:")
         inner = depth + 1
@@ -71,14 +117,33 @@ def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict) -> None
             g.emit(inner, f"if {t} is dict:")
             g.emit(inner + 1, f'if "." in "".join({v}):')
             g.emit(inner + 2, "return None")
-            _node(g, child, v, inner + 1, slot_of, index)
+            _node(g, child, v, inner + 1, slot_of, index, needed)
             g.emit(inner, f"elif {t} is list:")
             g.emit(inner + 1, "return None")
             if child.leaf is not None:
                 g.emit(inner, "else:")
-                _leaf(g, v, inner + 1, slot_of[child.leaf], index.get(child.leaf), scalar=True)
+                _leaf(g, v, inner + 1, slot_of[child.leaf], fi, scalar=True)
         else:
-            _leaf(g, v, inner, slot_of[child.leaf], index.get(child.leaf), scalar=False)
+            _leaf(g, v, inner, slot_of[child.leaf], fi, scalar=False)
+
+
+def _string_lookups(g: _Gen, depth: int, v: str, fi) -> None:
+    if fi.exact:
+        _lookup(g, depth, g.const("ex", fi.exact), v)
+    for n, table in sorted(fi.prefix.items()):
+        _lookup(g, depth, g.const("pf", table), f"{v}[:{n}]")
+    for n, table in sorted(fi.suffix.items()):
+        # v[:0] rather than "" for the empty suffix: it still fails on a non-string
+        _lookup(g, depth, g.const("sf", table), f"{v}[-{n}:]" if n else f"{v}[:0]")
+    if fi.eic or fi.prefix_ic or fi.suffix_ic:
+        low = g.var("low")
+        g.emit(depth, f"{low} = {v}.lower()")
+        if fi.eic:
+            _lookup(g, depth, g.const("eic", fi.eic), low)
+        for n, table in sorted(fi.prefix_ic.items()):
+            _lookup(g, depth, g.const("pfi", table), f"{low}[:{n}]")
+        for n, table in sorted(fi.suffix_ic.items()):
+            _lookup(g, depth, g.const("sfi", table), f"{low}[-{n}:]" if n else '""')
 
 
 def _other(fi, slot: int):
@@ -113,21 +178,12 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool) -> None:
     if fi is not None:
         if fi.exists:
             g.emit(d2, f"found.update({g.const('exs', tuple(fi.exists))})")
-        if fi.exact:
-            _lookup(g, d2, g.const("ex", fi.exact), v)
-        for n, table in sorted(fi.prefix.items()):
-            _lookup(g, d2, g.const("pf", table), f"{v}[:{n}]")
-        for n, table in sorted(fi.suffix.items()):
-            _lookup(g, d2, g.const("sf", table), f"{v}[-{n}:]" if n else '""')
-        if fi.eic or fi.prefix_ic or fi.suffix_ic:
-            low = g.var("low")
-            g.emit(d2, f"{low} = {v}.lower()")
-            if fi.eic:
-                _lookup(g, d2, g.const("eic", fi.eic), low)
-            for n, table in sorted(fi.prefix_ic.items()):
-                _lookup(g, d2, g.const("pfi", table), f"{low}[:{n}]")
-            for n, table in sorted(fi.suffix_ic.items()):
-                _lookup(g, d2, g.const("sfi", table), f"{low}[-{n}:]" if n else '""')
+        _string_lookups(g, d2, v, fi)
+        if fi.neg_all:
+            g.emit(d2, f"found.update({g.const('negr', fi.neg_result)}.get({v}, "
+                       f"{g.const('nega', fi.neg_all)}))")
+        if fi.neg_str_all:
+            _negative_strings(g, d2, v, fi)
     if fi is not None and fi.range_index is not None:
         g.emit(depth, f"elif {t} is float or {t} is int:")
         g.emit(d2, f"s[{slot}] = {v}")
@@ -135,9 +191,42 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool) -> None:
             g.emit(d2, f"found.update({g.const('exs', tuple(fi.exists))})")
         if fi.exact:
             _lookup(g, d2, g.const("ex", fi.exact), f"_lk({v})")
-        _lookup(g, d2, None, v, fn=g.const("rg", fi.range_index.lookup))
+        if fi.neg_all or fi.neg_str_all:
+            g.emit(d2, f"{g.const('negs', fi.negative)}({v}, found)")
+        # the range lookup inlined: bisect, then the boundary point or the interval below it
+        ri = fi.range_index
+        pts, sl, i = g.const("pts", ri.points), g.const("sl", ri.slots), g.var("i")
+        g.emit(d2, f"{i} = _bisect({pts}, {v})")
+        c = g.var("c")
+        g.emit(d2, f"{c} = {sl}[2 * {i} - 1] if {i} and {pts}[{i} - 1] == {v} else {sl}[2 * {i}]")
+        g.emit(d2, f"if {c}:")
+        g.emit(d2 + 1, f"found.update({c})")
     g.emit(depth, "else:")
     g.emit(d2, f"{g.const('other', _other(fi, slot))}({v}, s, found)")
+
+
+def _negative_strings(g: _Gen, depth: int, v: str, fi) -> None:
+    """anything-but prefix/suffix/equals-ignore-case on a string: inline the common case.
+
+    Each table lookup finds the fields the value is excluded from; when none does (the usual
+    case) every such field holds. Otherwise the index works out the difference.
+    """
+    keys = [(t, f"{v}[:{n}]") for n, t in sorted(fi.neg_prefix.items())]
+    keys += [(t, f"{v}[-{n}:]") for n, t in sorted(fi.neg_suffix.items())]
+    if fi.neg_eic:
+        keys.append((fi.neg_eic, f"{v}.lower()"))
+    every = g.const("nsa", fi.neg_str_all)
+    if len(keys) == 1:
+        table, key = keys[0]
+        # one table: precompute "all minus excluded" per key
+        result = {k: tuple(f for f in fi.neg_str_all if f not in set(ex)) for k, ex in table.items()}
+        g.emit(depth, f"found.update({g.const('nsr', result)}.get({key}, {every}))")
+        return
+    test = " and ".join(f"{g.const('nst', table)}.get({key}) is None" for table, key in keys)
+    g.emit(depth, f"if {test}:")
+    g.emit(depth + 1, f"found.update({every})")
+    g.emit(depth, "else:")
+    g.emit(depth + 1, f"{g.const('negs', fi.negative)}({v}, found)")
 
 
 def _lookup(g: _Gen, depth: int, table: str | None, key: str, fn: str | None = None) -> None:

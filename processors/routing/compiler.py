@@ -228,7 +228,8 @@ def _finite(x: Any) -> float:
     except OverflowError:
         f = math.inf
     if math.isinf(f):
-        raise invalid(f"Value of numeric must be a number between -1.7976931348623157E308 and 1.7976931348623157E308")
+        raise invalid("Value of numeric must be a number between "
+                      "-1.7976931348623157E308 and 1.7976931348623157E308")
     return f
 
 

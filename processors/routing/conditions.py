@@ -68,8 +68,7 @@ def build_predicate(kind: str, arg: Any) -> Callable[[Any], bool]:
     if kind == "eic":
         return lambda v: type(v) is str and v.lower() == arg
     if kind == "wildcard":
-        m = make_matcher(arg)
-        return lambda v: type(v) is str and m(v)
+        return make_matcher(arg)
     if kind == "numeric":
         lo, lo_incl, hi, hi_incl = arg
 
@@ -107,7 +106,10 @@ def build_predicate(kind: str, arg: Any) -> Callable[[Any], bool]:
         return lambda v: not (type(v) is str and v.lower() in keys)
     if kind == "ab_wildcard":
         ms = [make_matcher(a) for a in arg]
-        return lambda v: not (type(v) is str and any(m(v) for m in ms))
+        if len(ms) == 1:
+            m = ms[0]
+            return lambda v: not m(v)
+        return lambda v: not any(m(v) for m in ms)
     if kind == "exists":
         # exists is decided on presence, never per value; a present leaf satisfies exists:true
         return lambda v: arg

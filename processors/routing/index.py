@@ -8,12 +8,16 @@ is checked afterwards.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from functools import partial
 
 from .conditions import leaf_key
 
 _NUMBER_TYPES = {int, float}
+
+
+class SortedNumbers(list):
+    """The numbers of one array-valued field of one event, sorted once for bisection."""
 
 
 class RangeIndex:
@@ -43,6 +47,23 @@ class RangeIndex:
             return self.slots[2 * (i - 1) + 1]
         return self.slots[2 * i]
 
+    def lookup_sorted(self, xs: "SortedNumbers", found: set) -> None:
+        """Fields hit by sorted numbers: per boundary, two bisections find which elementary
+        intervals and points hold values, O(boundaries * log n)."""
+        slots, n, start = self.slots, len(xs), 0
+        for i, p in enumerate(self.points):
+            lo = bisect_left(xs, p, start)
+            if lo > start and slots[2 * i]:
+                found.update(slots[2 * i])
+            hi = bisect_right(xs, p, lo)
+            if hi > lo and slots[2 * i + 1]:
+                found.update(slots[2 * i + 1])
+            start = hi
+            if start == n:
+                return
+        if slots[-1]:
+            found.update(slots[-1])
+
     def lookup_many(self, numbers: list, found: set) -> None:
         """All fields hit by any of `numbers` (ints/floats only), with the loops in C."""
         on = self.point_set.intersection(numbers)
@@ -59,8 +80,12 @@ class RangeIndex:
 
 
 class FieldIndex:
+    """Positive tables map a value to the fields it satisfies. Negative tables (anything-but)
+    map a value to the fields it fails; such a field holds for every other leaf value."""
+
     __slots__ = ("exact", "prefix", "prefix_ic", "suffix", "suffix_ic", "eic", "ranges",
-                 "range_index", "exists")
+                 "range_index", "exists", "neg_all", "neg_result", "neg_str_all",
+                 "neg_prefix", "neg_suffix", "neg_eic", "_neg_value")
 
     def __init__(self) -> None:
         self.exact: dict = {}
@@ -72,6 +97,13 @@ class FieldIndex:
         self.ranges: list = []
         self.range_index: RangeIndex | None = None
         self.exists: list = []
+        self.neg_all: tuple = ()  # anything-but <values>: fields failing only on their values
+        self.neg_result: dict = {}  # leaf key -> neg_all minus the fields that exclude it
+        self._neg_value: dict = {}
+        self.neg_str_all: tuple = ()  # anything-but prefix/suffix/equals-ignore-case fields
+        self.neg_prefix: dict[int, dict] = {}
+        self.neg_suffix: dict[int, dict] = {}
+        self.neg_eic: dict = {}
 
     def add(self, kind: str, arg, fid: int) -> None:
         if kind == "exact":
@@ -84,6 +116,18 @@ class FieldIndex:
             self.ranges.append((arg, fid))
         elif kind == "exists":
             self.exists.append(fid)
+        elif kind == "anything_but":
+            self.neg_all += (fid,)
+            for key in arg:
+                self._neg_value.setdefault(key, set()).add(fid)
+        elif kind in ("ab_prefix", "ab_suffix", "ab_eic"):
+            self.neg_str_all += (fid,)
+            for x in arg:
+                if kind == "ab_eic":
+                    self.neg_eic.setdefault(x, []).append(fid)
+                else:
+                    table = self.neg_prefix if kind == "ab_prefix" else self.neg_suffix
+                    table.setdefault(len(x), {}).setdefault(x, []).append(fid)
         else:
             raise AssertionError(kind)
 
@@ -97,6 +141,8 @@ class FieldIndex:
                 for k in table:
                     table[k] = tuple(dict.fromkeys(table[k]))
         self.exists = tuple(self.exists)
+        self.neg_result = {k: tuple(f for f in self.neg_all if f not in ex)
+                           for k, ex in self._neg_value.items()}
         if self.ranges:
             self.range_index = RangeIndex(self.ranges)
 
@@ -106,11 +152,19 @@ class FieldIndex:
             found.update(self.exists)
         exact = self.exact
         strs = self.prefix or self.suffix or self.eic or self.prefix_ic or self.suffix_ic
-        if (not exact and not strs and self.range_index is not None and len(values) > 1
-                and _NUMBER_TYPES.issuperset(map(type, values))):
-            # a numeric array (coordinates, readings): one C-level pass
-            self.range_index.lookup_many(values, found)
-            return
+        neg = self.neg_all or self.neg_str_all
+        if not exact and not strs and not neg and self.range_index is not None and len(values) > 1:
+            # a numeric array (coordinates, readings): bisection, no Python loop per value
+            ri = self.range_index
+            if type(values) is SortedNumbers:
+                if len(ri.points) < len(values):
+                    ri.lookup_sorted(values, found)
+                else:
+                    ri.lookup_many(values, found)
+                return
+            if _NUMBER_TYPES.issuperset(map(type, values)):
+                ri.lookup_many(values, found)
+                return
         numbers = []
         for v in values:
             t = type(v)
@@ -123,6 +177,8 @@ class FieldIndex:
                     self._string(v, found)
             elif t is float or t is int:
                 numbers.append(v)
+            if neg:
+                self.negative(v, found)
         if numbers and self.range_index is not None:
             if len(numbers) == 1:
                 got = self.range_index.lookup(numbers[0])
@@ -130,6 +186,32 @@ class FieldIndex:
                     found.update(got)
             else:
                 self.range_index.lookup_many(numbers, found)
+
+    def negative(self, v, found: set) -> None:
+        """Add the anything-but fields that the leaf value `v` satisfies."""
+        if self.neg_all:
+            found.update(self.neg_result.get(v if type(v) is str else leaf_key(v), self.neg_all))
+        if self.neg_str_all:
+            if type(v) is not str:
+                found.update(self.neg_str_all)
+                return
+            excluded = set()
+            for n, table in self.neg_prefix.items():
+                got = table.get(v[:n])
+                if got:
+                    excluded.update(got)
+            for n, table in self.neg_suffix.items():
+                got = table.get(v[-n:])
+                if got:
+                    excluded.update(got)
+            if self.neg_eic:
+                got = self.neg_eic.get(v.lower())
+                if got:
+                    excluded.update(got)
+            if excluded:
+                found.update(f for f in self.neg_str_all if f not in excluded)
+            else:
+                found.update(self.neg_str_all)
 
     def _string(self, v: str, found: set) -> None:
         for n, table in self.prefix.items():

@@ -1,21 +1,25 @@
 """A whole rule set compiled once; `matching(event)` costs the same for 1 or 100,000 rules.
 
-Each clause (one `$or` alternative of a rule) is a list of fields. Every field whose conditions
-an index can answer gets an id and goes into the index of its path (see index.py); reading an
-event's fields once and looking each value up yields the set of field ids that hold. A clause is
-a candidate when its anchor (its most selective indexed field) is hit; it matches when its other
-indexed fields are hit too and its remaining fields (anything-but, cidr, exists:false, wildcard
-checks) hold. Clauses without any indexed field are checked for every event.
+Each clause (one `$or` alternative of a rule) is a list of fields. Its anchor, the most
+selective field an index can answer (exact values, prefixes/suffixes, equals-ignore-case,
+numeric ranges, exists:true, anything-but by exclusion, wildcards by their literal head or
+tail), goes into the index of its path (index.py). A generated function (codegen.py) reads each
+field some rule uses once and looks its value up; the anchors hit give the candidate clauses,
+and a candidate matches when its remaining fields hold on the values already read. Clauses
+without any indexable field (a `*x*` wildcard, anything-but wildcard, cidr, exists:false) are
+checked for every event, so only they cost per rule.
 
 Events whose used fields sit under arrays of objects, or whose objects have dotted keys, take the
 generic path (flatten.py + pattern.clause_matches), which also enforces array consistency.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 from .codegen import MISSING, build_fast_path
 from .compiler import compile_clauses
 from .flatten import build_trie, flatten
-from .index import FieldIndex
+from .index import FieldIndex, SortedNumbers
 from .pattern import clause_matches
 
 _INDEXABLE = {"exact", "prefix", "prefix_ic", "suffix", "suffix_ic", "eic", "numeric"}
@@ -27,6 +31,8 @@ def _index_plan(conds) -> tuple[list, bool] | None:
     `exact` means an index hit proves the field; otherwise (wildcards entered by their literal
     head or tail) a hit is only necessary and the predicates are checked after.
     """
+    if len(conds) == 1 and conds[0].kind in ("anything_but", "ab_prefix", "ab_suffix", "ab_eic"):
+        return [(conds[0].kind, conds[0].arg)], True
     entries, exact = [], True
     for c in conds:
         if c.kind in _INDEXABLE:
@@ -44,6 +50,8 @@ def _index_plan(conds) -> tuple[list, bool] | None:
 
 def _selectivity(entries, exact: bool) -> int:
     kinds = {k for k, _ in entries}
+    if kinds & {"anything_but", "ab_prefix", "ab_suffix", "ab_eic"}:
+        return 0
     if kinds <= {"exact", "eic"}:
         return 5
     if kinds <= {"exact", "eic", "prefix", "prefix_ic", "suffix", "suffix_ic"}:
@@ -53,17 +61,37 @@ def _selectivity(entries, exact: bool) -> int:
     return 1
 
 
+_NUMBERS = {int, float}
+
+
+def _any_in_ranges(xs: list, ranges) -> bool:
+    """Whether some number of the sorted list `xs` lies in one of the ranges."""
+    n = len(xs)
+    for lo, lo_incl, hi, hi_incl in ranges:
+        if lo is None:
+            i = 0
+        else:
+            i = bisect_left(xs, lo) if lo_incl else bisect_right(xs, lo)
+        if i < n:
+            x = xs[i]
+            if hi is None or x < hi or (hi_incl and x == hi):
+                return True
+    return False
+
+
 class _Check:
     """One non-anchor field of a clause, as checked on the fast path."""
 
-    __slots__ = ("fid", "slot", "preds", "exists_true", "exists_false")
+    __slots__ = ("fid", "slot", "preds", "exists_true", "exists_false", "ranges")
 
     def __init__(self, fid, slot, conds):
-        self.fid = fid  # None unless the field is indexed
+        self.fid = fid  # the anchor's id in the index, else None
         self.slot = slot
         self.preds = tuple(c.pred for c in conds if c.kind != "exists")
         self.exists_true = any(c.kind == "exists" and c.arg for c in conds)
         self.exists_false = any(c.kind == "exists" and not c.arg for c in conds)
+        # numeric-only fields test arrays of numbers by bisection over the sorted values
+        self.ranges = [c.arg for c in conds] if conds and all(c.kind == "numeric" for c in conds) else None
 
     def holds(self, slots) -> bool:
         x = slots[self.slot]
@@ -72,7 +100,18 @@ class _Check:
         if self.exists_true:
             return True
         preds = self.preds
-        if type(x) is list:
+        t = type(x)
+        if t is SortedNumbers:
+            if self.ranges is not None:
+                return _any_in_ranges(x, self.ranges)
+            return any(p(v) for v in x for p in preds)
+        if t is list:
+            if self.ranges is not None:
+                if len(x) > 4 and _NUMBERS.issuperset(map(type, x)):
+                    # slot lists are this event's own copies and order is irrelevant to
+                    # matching: keep the sorted numbers for the next check on this field
+                    x = slots[self.slot] = SortedNumbers(sorted(x))
+                    return _any_in_ranges(x, self.ranges)
             return any(p(v) for v in x for p in preds)
         for p in preds:
             if p(x):
@@ -90,6 +129,7 @@ class RuleSet:
         self.index: dict[str, FieldIndex] = {}
         self.anchor_of: dict[int, int] = {}  # anchor field id -> clause id
         self.always: list[int] = []  # clause ids without an indexed field
+        self.direct: dict[int, int] = {}  # anchor field id -> rule index, when it decides
         plans = []
         paths = set()
         for r, (name, pattern) in enumerate(rules.items()):
@@ -105,38 +145,46 @@ class RuleSet:
         slot_of = {p: i for i, p in enumerate(self.slot_paths)}
 
         n_fields = 0
-        # per clause: (anchor check or None, [checks of the other fields])
+        # per clause: (anchor check or None, [checks of the other fields]). Only anchors go into
+        # the index: indexing every field would make busy fields (a wide numeric range shared
+        # by thousands of rules) return thousands of ids per event.
         self.plan: list = []
         for cid, fields in enumerate(plans):
-            indexed, checks = [], []
-            for path, conds, ip in fields:
-                fid = None
+            best = None
+            for k, (path, conds, ip) in enumerate(fields):
                 if ip is not None:
-                    fid = n_fields
-                    n_fields += 1
-                    fi = self.index.setdefault(path, FieldIndex())
-                    for kind, arg in ip[0]:
-                        fi.add(kind, arg, fid)
-                    indexed.append((_selectivity(*ip), fid, ip[1]))
-                check = _Check(fid, slot_of[path], conds)
-                # an exact index hit proves the field: nothing left to evaluate
-                if ip is not None and ip[1]:
-                    check.preds, check.exists_true = (), True
-                checks.append(check)
-            if not indexed:
+                    score = _selectivity(*ip)
+                    if best is None or score > best[0]:
+                        best = (score, k)
+            checks = [_Check(None, slot_of[path], conds) for path, conds, _ in fields]
+            anchor = None
+            if best is None:
                 self.always.append(cid)
-                anchor = None
             else:
-                _, anchor_fid, _ = max(indexed, key=lambda x: x[0])
-                self.anchor_of[anchor_fid] = cid
-                anchor = next(c for c in checks if c.fid == anchor_fid)
+                path, conds, (entries, exact) = fields[best[1]]
+                fid = n_fields
+                n_fields += 1
+                fi = self.index.setdefault(path, FieldIndex())
+                for kind, arg in entries:
+                    fi.add(kind, arg, fid)
+                anchor = checks[best[1]]
+                anchor.fid = fid
+                self.anchor_of[fid] = cid
+                if exact:
+                    # an exact index hit proves the field: nothing left to evaluate
+                    anchor.preds, anchor.ranges, anchor.exists_true = (), None, True
             rest = [c for c in checks if c is not anchor]
-            # cheap membership tests first, predicate evaluations last
-            rest.sort(key=lambda c: (c.fid is None, bool(c.preds)))
+            # cheap tests first: presence, then single values, numeric arrays last
+            rest.sort(key=lambda c: (bool(c.preds), c.ranges is not None))
             self.plan.append((anchor, tuple(rest)))
+            if anchor is not None and not rest and not anchor.preds:
+                # the anchor hit alone proves the clause: map it straight to its rule
+                self.direct[anchor.fid] = self.clause_rule[cid]
         for fi in self.index.values():
             fi.finish()
-        self.fast, self.source = build_fast_path(self.trie, slot_of, self.index)
+        needed = {c.slot for anchor, rest in self.plan for c in rest}
+        needed.update(a.slot for a, _ in self.plan if a is not None and a.preds)
+        self.fast, self.source = build_fast_path(self.trie, slot_of, self.index, needed)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -146,14 +194,14 @@ class RuleSet:
         slots = self.fast(event, found)
         if slots is None:
             return self._matching_generic(event)
-        anchor_of = self.anchor_of
         if not found and not self.always:
             return []
-        rules = set()
-        clause_rule, plan = self.clause_rule, self.plan
-        cids = [anchor_of[f] for f in found if f in anchor_of]
+        direct, anchor_of = self.direct, self.anchor_of
+        rules = {direct[f] for f in found if f in direct}
+        cids = [anchor_of[f] for f in found if f not in direct and f in anchor_of]
         if self.always:
             cids.extend(self.always)
+        clause_rule, plan = self.clause_rule, self.plan
         for cid in cids:
             r = clause_rule[cid]
             if r in rules:
@@ -162,10 +210,7 @@ class RuleSet:
             if anchor is not None and anchor.preds and not anchor.holds(slots):
                 continue
             for check in rest:
-                fid = check.fid
-                if fid is not None and fid not in found:
-                    break
-                if (check.preds or check.exists_false) and not check.holds(slots):
+                if not check.holds(slots):
                     break
             else:
                 rules.add(r)

@@ -50,19 +50,27 @@ def segments(tokens: list) -> tuple[str, ...]:
 
 
 def make_matcher(segs: tuple[str, ...]):
-    """A predicate on str for the wildcard with these literal segments."""
+    """A predicate on any JSON value: a str matching the wildcard with these literal segments.
+
+    Common shapes get a single C-level string operation.
+    """
     if len(segs) == 1:
         lit = segs[0]
-        return lambda s: s == lit
+        return lambda s: type(s) is str and s == lit
     head, tail, middle = segs[0], segs[-1], segs[1:-1]
     need = sum(len(x) for x in segs)
     if not middle:
-        def match(s: str) -> bool:
-            return len(s) >= need and s.startswith(head) and s.endswith(tail)
-        return match
+        if not tail:
+            return lambda s: type(s) is str and s.startswith(head)
+        if not head:
+            return lambda s: type(s) is str and s.endswith(tail)
+        return lambda s: type(s) is str and len(s) >= need and s.startswith(head) and s.endswith(tail)
+    if len(middle) == 1 and not head and not tail:
+        mid = middle[0]
+        return lambda s: type(s) is str and mid in s
 
-    def match(s: str) -> bool:
-        if len(s) < need or not s.startswith(head) or not s.endswith(tail):
+    def match(s) -> bool:
+        if type(s) is not str or len(s) < need or not s.startswith(head) or not s.endswith(tail):
             return False
         pos, end = len(head), len(s) - len(tail)
         for seg in middle:

@@ -2,7 +2,6 @@
 import json
 
 import orjson
-import pytest
 
 from processors.routing import (InvalidEventPatternException, RuleSet, compile_pattern,
                                 compile_target_input, validate_event)

@@ -1,8 +1,6 @@
 """Property tests against a tiny obviously-correct matcher, and fuzzing of the compiler."""
-import math
 import time
 
-import orjson
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from processors.routing import InvalidEventPatternException, RuleSet, compile_pattern
@@ -160,6 +158,10 @@ more_conditions = st.one_of(
     st.builds(lambda s: {"prefix": {"equals-ignore-case": s}}, strs),
     st.builds(lambda s: {"suffix": {"equals-ignore-case": s}}, strs),
     st.builds(lambda xs: {"anything-but": {"prefix": xs}}, st.sampled_from(["x", "y"])),
+    st.builds(lambda xs: {"anything-but": {"suffix": xs}}, st.sampled_from(["x", ["y", "z"]])),
+    st.builds(lambda xs: {"anything-but": {"equals-ignore-case": xs}}, st.sampled_from(["X", ["y", "xy"]])),
+    st.builds(lambda xs: {"anything-but": {"wildcard": xs}}, st.sampled_from(["x*", ["*y", "z*z"]])),
+    st.builds(lambda x: {"anything-but": x}, st.sampled_from([1, "x", 1.5])),
     st.builds(lambda x: {"numeric": ["=", x]}, st.integers(-2, 2)),
     st.builds(lambda x: {"numeric": [">", x]}, st.sampled_from([-1, 0, 1.5])),
 )
@@ -178,3 +180,35 @@ def test_ruleset_agrees_with_each_pattern(patterns_, evs):
     compiled = {n: compile_pattern(p) for n, p in rules.items()}
     for ev in evs:
         assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)]
+
+
+bounds = st.integers(-5, 5).map(float)
+
+
+@st.composite
+def numeric_ranges(draw):
+    lo = draw(st.one_of(st.none(), bounds))
+    hi = draw(st.one_of(st.none(), bounds.filter(lambda h: lo is None or h > lo)))
+    return (lo, draw(st.booleans()), hi, draw(st.booleans()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(numeric_ranges(), min_size=1, max_size=6),
+       st.lists(st.sampled_from([-6, -5, -4.5, -1, 0, 0.5, 1, 2, 3, 5, 5.5, 7]), min_size=1, max_size=30))
+def test_range_index_array_lookups_agree_with_single_lookups(ranges, numbers):
+    from processors.routing.index import RangeIndex, SortedNumbers
+    ri = RangeIndex([(r, i) for i, r in enumerate(ranges)])
+    expected = set()
+    for x in numbers:
+        expected.update(ri.lookup(x))
+    got_many, got_sorted = set(), set()
+    ri.lookup_many(list(numbers), got_many)
+    xs = SortedNumbers(numbers)
+    xs.sort()
+    ri.lookup_sorted(xs, got_sorted)
+    assert got_many == expected == got_sorted
+    # and the ranges themselves
+    for i, (lo, lo_incl, hi, hi_incl) in enumerate(ranges):
+        inside = any((lo is None or x > lo or (lo_incl and x == lo)) and
+                     (hi is None or x < hi or (hi_incl and x == hi)) for x in numbers)
+        assert (i in expected) == inside

@@ -1,6 +1,4 @@
 """Cases the conformance file does not cover, with the behaviour event-ruler defines."""
-import ipaddress
-import sys
 
 import pytest
 
@@ -111,3 +109,26 @@ def test_ruleset_returns_all_matching_rules_in_rule_order():
     })
     assert rs.matching({"source": "s", "detail": {"n": 5, "k": "yes"}}) == ["exact", "prefix", "num", "ab"]
     assert rs.matching({"source": "sx", "detail": {"n": 10, "k": "no"}}) == ["prefix", "wild"]
+
+
+def test_ruleset_numeric_arrays_agree_with_pattern():
+    """Long numeric arrays (coordinates) take the sorted-bisection path in a rule set."""
+    rules = {
+        "in": {"t": ["P"], "c": [{"numeric": [">", 5, "<", 6]}]},
+        "edge": {"t": ["P"], "c": [{"numeric": ["=", 7]}, {"numeric": ["<", -100]}]},
+        "open": {"t": ["P"], "c": [{"numeric": [">", 9]}]},
+    }
+    rs = RuleSet(rules)
+    compiled = {n: compile_pattern(p) for n, p in rules.items()}
+    for c in ([[1, 2, 3], [4, 5.5, 8]], [[1, 2, 3], [4, 5, 6]], [7, 1, 2, 3, 4, 5], [1, 2, 3, 4, 9.5, "x"],
+              [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], [-101, 0, 0, 0, 0], [True, 1, 2, 3, 4, 5]):
+        ev = {"t": "P", "c": c}
+        assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], c
+
+
+def test_matching_never_modifies_the_event():
+    rs = RuleSet({"r": {"t": ["P"], "c": [{"numeric": [">", 5, "<", 6]}]}})
+    ev = {"t": "P", "c": [9, 8, 7, 6, 5.5, 1]}
+    before = repr(ev)
+    assert rs.matching(ev) == ["r"]
+    assert repr(ev) == before
