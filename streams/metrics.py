@@ -36,3 +36,9 @@ ASSIGNED_PARTITIONS = Gauge("eventweir_assigned_partitions", "Partitions assigne
 REBALANCES = Counter("eventweir_rebalances_total", "Consumer group rebalances seen by this worker.", ["kind"])
 LOOP_LAG = Gauge("eventweir_event_loop_lag_seconds", "How late a periodic event-loop tick ran (blocking work shows here).")
 READY = Gauge("eventweir_ready", "1 when /readyz reports ready.")
+RULE_RELOADS = Counter("eventweir_rule_reloads_total", "Rule-set reloads from the control topic, by result.", ["result"])
+CONTROL_RULES = Gauge("eventweir_control_rules", "Rules currently defined in the control topic.")
+API_REQUESTS = Counter(
+    "eventweir_api_requests_total", "EventBridge-compatible API calls, by operation and outcome.", ["operation", "outcome"]
+)
+PUT_EVENTS_ENTRIES = Counter("eventweir_put_events_entries_total", "PutEvents entries, by result.", ["result"])

@@ -87,6 +87,7 @@ class Worker:
         self.producer = None
         self.dead_letters: DeadLetterWriter | None = None
         self.targets: dict = {}
+        self.control = None  # a streams.control.RuleReloader when routing.control_topic is set
         self.assigned: set[TopicPartition] = set()
         self.joined = False  # the first rebalance has completed (possibly with no partitions)
         self.paused: set[TopicPartition] = set()
@@ -105,7 +106,14 @@ class Worker:
         await self.dead_letters.start()
         self.targets = build_targets(self.config, batch_producer, self.dead_letters)
         for target in self.targets.values():
+            if target.dead_letter_topic:
+                await batch_producer.partitions(target.dead_letter_topic)  # fail now if it is missing
             await target.start()
+        if self.config.routing.control_topic:
+            from streams.control import RuleReloader
+
+            self.control = RuleReloader(self, batch_producer)
+            await self.control.start()  # rules from the control topic apply before the first fetch
         self.consumer = make_consumer(self.config)
         await self.consumer.start()
         self.consumer.subscribe(self.config.source_topics, listener=_Rebalance(self))
@@ -139,6 +147,8 @@ class Worker:
                 await asyncio.wait_for(self.consumer.stop(), max(0.5, deadline - time.monotonic()))
             except asyncio.TimeoutError:
                 log.error("consumer did not leave the group within the grace period")
+        if self.control is not None:
+            await self.control.close()
         for target in self.targets.values():
             await target.close()
         if self.dead_letters:
