@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "streams.cmd_test_pattern",
     "streams.cmd_schemas",
     "streams.cmd_waitingroom",
+    "streams.cmd_dlq",
 ]
 
 
