@@ -263,6 +263,8 @@ def _describe(error: dict) -> str:
     if kind == "extra_forbidden":
         return f"{path}: unknown key (check the spelling; see the configuration reference in README.md)"
     message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"] and message.startswith("rules["):  # a cross-section check names its own path
+        return message
     got = error.get("input")
     if isinstance(got, (str, int, float, bool)) or got is None:
         return f"{path}: {message}, got {got!r}"

@@ -177,3 +177,33 @@ async def test_nothing_is_lost_when_the_worker_restarts_mid_delivery(bootstrap_s
         await stop_worker(worker, task)
     assert {e["n"] for e in endpoint.received} == set(range(n))
     assert sum((await committed_offsets(bootstrap_servers, group, src)).values()) == n
+
+
+async def test_a_rule_change_swaps_targets_without_dropping_in_flight_deliveries(bootstrap_servers):
+    from streams.config import RuleSettings
+
+    src, dlq, control, group = unique("in"), unique("dlq"), unique("rules"), unique("g")
+    await create_topics(bootstrap_servers, src, dlq)
+    async with Endpoint(delay=0.03) as old, Endpoint() as new:
+        config = config_for(bootstrap_servers, src, dlq, group, rules=[],
+                            routing={"control_topic": control, "retry_base_delay_ms": 5})
+        worker, task, _ = await start_worker(config)
+        store = worker.control.store
+        await store.put(RuleSettings.model_validate(
+            {"name": "hook", "targets": [{"id": "web", "type": "http", "url": old.url, "concurrency": 1}]}))
+        await wait_for(lambda: "hook/web" in worker.targets, message="the first rule set")
+        first = 40
+        await produce(bootstrap_servers, src, [{"n": i} for i in range(first)])
+        await wait_for(lambda: worker.stats.consumed == first and 0 < len(old.received) < first,
+                       message="deliveries in flight to the slow endpoint")
+        retiring = worker.targets["hook/web"]
+        await store.put(RuleSettings.model_validate(
+            {"name": "hook", "targets": [{"id": "web", "type": "http", "url": new.url}]}))
+        await wait_for(lambda: worker.targets["hook/web"] is not retiring, message="the swap")
+        assert retiring.in_flight > 0  # the swap did not wait for, or drop, what the old target held
+        await produce(bootstrap_servers, src, [{"n": i} for i in range(first, first + 10)])
+        await wait_for(lambda: len(old.received) == first and len(new.received) == 10, message="both endpoints")
+        await wait_for(lambda: sum(worker.stats.committed.values()) == first + 10, message="every offset committed")
+        await stop_worker(worker, task)
+    assert sorted(e["n"] for e in old.received) == list(range(first))
+    assert sorted(e["n"] for e in new.received) == list(range(first, first + 10))

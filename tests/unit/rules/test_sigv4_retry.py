@@ -74,7 +74,7 @@ def _config(targets, **extra):
 
 
 def test_rule_and_target_settings_errors_name_the_key_path():
-    with pytest.raises(ConfigError, match=r"at most 5 targets per rule \(routing.max_targets_per_rule\), got 6"):
+    with pytest.raises(ConfigError, match=r"^rules\[0\].targets: at most 5 targets per rule \(routing.max_targets_per_rule\), got 6"):
         _config([{"id": f"t{i}", "type": "log"} for i in range(6)])
     assert len(_config([{"id": f"t{i}", "type": "log"} for i in range(6)],
                        routing={"max_targets_per_rule": 6}).rules[0].targets) == 6
