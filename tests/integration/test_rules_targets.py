@@ -128,6 +128,18 @@ async def test_failing_targets_are_retried_then_dead_lettered_while_others_deliv
     assert h["eventweir-target"] == "orders/rejects" and h["eventweir-error"] == "HttpStatus400"
     assert h["eventweir-attempts"] == "1" and "eventweir-exhausted" not in h
     assert sum((await committed_offsets(bootstrap_servers, group, src)).values()) == n
+    # per-target metrics tell the same story
+    from prometheus_client import REGISTRY
+
+    def deliveries(target, outcome):
+        return REGISTRY.get_sample_value("eventweir_target_deliveries_total",
+                                         {"target": f"orders/{target}", "outcome": outcome}) or 0
+
+    assert (deliveries("down", "retried"), deliveries("down", "dead_lettered")) == (2 * n, n)
+    assert (deliveries("rejects", "retried"), deliveries("rejects", "dead_lettered")) == (0, n)
+    assert (deliveries("throttles", "retried"), deliveries("throttles", "delivered")) == (5, n)
+    assert deliveries("good", "delivered") == n
+    assert REGISTRY.get_sample_value("eventweir_delivery_latency_seconds_count", {"target": "orders/good"}) >= 1
 
 
 async def test_dead_letters_redriven_after_the_fix_are_delivered(bootstrap_servers):
