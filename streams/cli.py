@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "streams.cmd_schemas",
     "streams.cmd_waitingroom",
     "streams.cmd_lake",
+    "streams.cmd_dlq",
 ]
 
 

@@ -20,6 +20,7 @@ def config_topics(config) -> list[str]:
     topics = list(config.source_topics) + [config.dead_letter.topic]
     for rule in config.rules:
         topics += [t.topic for t in rule.targets if t.type == "kafka" and t.topic]
+        topics += [t.dead_letter_topic for t in rule.targets if t.dead_letter_topic]
     return list(dict.fromkeys(topics))
 
 

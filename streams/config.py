@@ -137,6 +137,34 @@ class SourceSettings(Section):
         return [value] if isinstance(value, str) else value
 
 
+class RetryPolicySettings(Section):
+    """EventBridge's RetryPolicy: how long and how often a failing delivery is retried."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    maximum_retry_attempts: int = Field(185, ge=0, le=185, alias="MaximumRetryAttempts")
+    maximum_event_age_s: int = Field(86400, ge=60, le=86400, alias="MaximumEventAgeInSeconds")
+
+
+class HttpAuthSettings(Section):
+    """API-destination auth, as EventBridge connections have it: basic, api_key (a header) or bearer."""
+
+    type: Literal["none", "basic", "api_key", "bearer"] = "none"
+    username: str | None = None
+    password: str | None = None
+    name: str | None = Field(None, description="api_key: the header name.")
+    value: str | None = Field(None, description="api_key: the header value.")
+    token: str | None = Field(None, description="bearer: the token.")
+
+    @model_validator(mode="after")
+    def _complete(self):
+        needs = {"basic": ("username", "password"), "api_key": ("name", "value"), "bearer": ("token",)}
+        missing = [k for k in needs.get(self.type, ()) if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"auth type {self.type!r} needs {', '.join(missing)}")
+        return self
+
+
 class TargetSettings(Section):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
@@ -147,11 +175,29 @@ class TargetSettings(Section):
     input: str | None = Field(None, alias="Input")
     input_path: str | None = Field(None, alias="InputPath")
     input_transformer: dict[str, Any] | None = Field(None, alias="InputTransformer")
+    retry_policy: RetryPolicySettings = Field(default_factory=RetryPolicySettings, alias="RetryPolicy")
+    dead_letter_topic: str | None = Field(
+        None, description="This target's dead-letter topic (default: dead_letter.topic)."
+    )
+    # http (API destination)
+    url: str | None = Field(None, pattern=r"^https?://")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: HttpAuthSettings = Field(default_factory=HttpAuthSettings)
+    rate_limit_per_second: float | None = Field(None, gt=0, description="http: requests per second at most.")
+    timeout_s: float = Field(5.0, gt=0, description="http: per-request timeout.")
+    concurrency: int = Field(8, ge=1, le=1000, description="http: requests in flight (one lane per partition).")
 
     @model_validator(mode="after")
     def _kafka_needs_topic(self):
         if self.type == "kafka" and not self.topic:
             raise ValueError("a kafka target needs `topic`")
+        if self.type == "http" and not self.url:
+            raise ValueError("an http target needs `url`")
+        given = [n for n, v in (("Input", self.input), ("InputPath", self.input_path),
+                                ("InputTransformer", self.input_transformer)) if v is not None]
+        if len(given) > 1:  # AWS's wording
+            raise ValueError("Only one of Input, InputPath, or InputTransformer must be provided.")
         return self
 
 
@@ -172,6 +218,30 @@ class RuleSettings(Section):
         return _no_repeats(targets, "id", "target ids must be unique within a rule")
 
 
+class RoutingSettings(Section):
+    max_targets_per_rule: int = Field(5, ge=1, le=100, description="AWS's limit is 5; raise it if you need to.")
+    control_topic: str | None = Field(
+        None, description="Compacted topic of rule changes (the API writes it, every worker applies it). "
+        "Unset: rules come from this file only.",
+    )
+    retry_base_delay_ms: int = Field(1000, ge=1, description="First retry back-off; doubles per attempt, with jitter.")
+    retry_max_delay_ms: int = Field(60_000, ge=1, description="Back-off cap.")
+
+
+class ApiSettings(Section):
+    """The EventBridge-compatible API on the HTTP port (JSON 1.1, X-Amz-Target: AWSEvents.*)."""
+
+    enabled: bool = True
+    access_keys: dict[str, str] = Field(
+        default_factory=dict, description="SigV4 credentials: {access key id: secret access key}."
+    )
+    bearer_tokens: list[str] = Field(default_factory=list, description="Accepted `Authorization: Bearer` tokens.")
+    allow_anonymous: bool = Field(False, description="Accept unsigned requests (never in production).")
+    bus_topic: str | None = Field(
+        None, description="Where PutEvents writes (default: the first source of kind `envelope`)."
+    )
+
+
 class Config(Section):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
@@ -186,6 +256,17 @@ class Config(Section):
     )
     sources: list[SourceSettings] = Field(min_length=1)
     rules: list[RuleSettings] = Field(default_factory=list)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @model_validator(mode="after")
+    def _targets_per_rule(self):
+        limit = self.routing.max_targets_per_rule
+        for i, rule in enumerate(self.rules):
+            if len(rule.targets) > limit:
+                raise ValueError(f"rules[{i}].targets: at most {limit} targets per rule "
+                                 f"(routing.max_targets_per_rule), got {len(rule.targets)}")
+        return self
 
     @field_validator("rules")
     @classmethod
@@ -208,6 +289,8 @@ def _describe(error: dict) -> str:
     if kind == "extra_forbidden":
         return f"{path}: unknown key (check the spelling; see the configuration reference in README.md)"
     message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"] and message.startswith("rules["):  # a cross-section check names its own path
+        return message
     got = error.get("input")
     if isinstance(got, (str, int, float, bool)) or got is None:
         return f"{path}: {message}, got {got!r}"

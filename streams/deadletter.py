@@ -2,7 +2,8 @@
 
 Headers (all UTF-8): eventweir-stage, eventweir-error, eventweir-message, eventweir-source-topic,
 eventweir-source-partition, eventweir-source-offset, and eventweir-rule, eventweir-target,
-eventweir-attempts when a delivery failed. The original record's own headers come first, so a
+eventweir-attempts when a delivery failed (plus eventweir-exhausted: MaximumRetryAttempts or
+MaximumEventAgeInSeconds, when retries ran out; targets may have dead-letter topics of their own). The original record's own headers come first, so a
 redrive can restore it exactly. A dead letter that cannot be written is retried with back-off
 forever: losing it would lose the event, and its ticket keeps the offset from being committed.
 """
@@ -60,8 +61,10 @@ class DeadLetterWriter:
             self._sender.cancel()
             await asyncio.gather(self._sender, return_exceptions=True)
 
-    def write_failures(self, failures: list, on_done: Callable[[], None] | None = None) -> None:
-        """`failures` are (Failure, Ticket|None) pairs; tickets are settled once the write is acked."""
+    def write_failures(self, failures: list, on_done: Callable[[], None] | None = None,
+                       topic: str | None = None, extra_headers: list[tuple[str, bytes]] = ()) -> None:
+        """`failures` are (Failure, Ticket|None) pairs; tickets are settled once the write is acked.
+        `topic` overrides the writer's topic (a target's own dead-letter topic)."""
         if not failures:
             if on_done:
                 on_done()
@@ -72,7 +75,7 @@ class DeadLetterWriter:
             metrics.DEAD_LETTERS.labels(failure.stage, failure.error).inc()
         self._pending += 1
         self._idle.clear()
-        self._queue.put_nowait((failures, on_done))
+        self._queue.put_nowait((failures, on_done, topic or self.topic, list(extra_headers)))
 
     async def flush(self, timeout: float | None = None) -> bool:
         try:
@@ -83,24 +86,24 @@ class DeadLetterWriter:
 
     async def _run(self) -> None:
         while True:
-            failures, on_done = await self._queue.get()
-            records = [(f.record.key, f.record.value, dead_letter_headers(f)) for f, _ in failures]
+            failures, on_done, topic, extra = await self._queue.get()
+            records = [(f.record.key, f.record.value, dead_letter_headers(f) + extra) for f, _ in failures]
             delay = 0.5
             while True:
                 try:
-                    sent, too_large = await self.producer.send(self.topic, records)
+                    sent, too_large = await self.producer.send(topic, records)
                     if too_large:  # keep the reason, drop the oversized body rather than block forever
                         for i in too_large:
                             key, _, headers = records[i]
                             records[i] = (key, None, headers + [("eventweir-value-dropped", b"too large")])
-                        extra, _ = await self.producer.send(self.topic, [records[i] for i in too_large])
+                        extra, _ = await self.producer.send(topic, [records[i] for i in too_large])
                         sent += extra
                     await asyncio.gather(*(future for future, _ in sent))
                     break
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.error("dead-letter write to %s failed (%s); retrying in %.1fs", self.topic, exc, delay)
+                    log.error("dead-letter write to %s failed (%s); retrying in %.1fs", topic, exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30)
             self.written += len(failures)

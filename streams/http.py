@@ -1,4 +1,5 @@
-"""The worker's one HTTP port: /healthz, /readyz, /metrics (and the APIs other modules mount)."""
+"""The worker's one HTTP port: /healthz, /readyz, /metrics, the EventBridge API at POST / (and the
+APIs other modules mount)."""
 from __future__ import annotations
 
 from aiohttp import web
@@ -27,6 +28,10 @@ def make_app(worker) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
+    if worker.config.api.enabled:
+        from streams.eventbridge_api import mount_eventbridge_api
+
+        mount_eventbridge_api(app, worker)  # POST / with X-Amz-Target: AWSEvents.*
     return app
 
 

@@ -60,3 +60,11 @@ LAKE_OBJECTS = Counter(
 )
 LAKE_BYTES = Counter("eventweir_lake_bytes_total", "Bytes of lake objects created.", ["target"])
 LAKE_RECORDS = Counter("eventweir_lake_records_total", "Records in lake objects created.", ["target"])
+
+# --- rules, control topic and the EventBridge API ----------------------------------------------
+RULE_RELOADS = Counter("eventweir_rule_reloads_total", "Rule-set reloads from the control topic, by result.", ["result"])
+CONTROL_RULES = Gauge("eventweir_control_rules", "Rules currently defined in the control topic.")
+API_REQUESTS = Counter(
+    "eventweir_api_requests_total", "EventBridge-compatible API calls, by operation and outcome.", ["operation", "outcome"]
+)
+PUT_EVENTS_ENTRIES = Counter("eventweir_put_events_entries_total", "PutEvents entries, by result.", ["result"])

@@ -22,9 +22,10 @@ def _renderer(target: TargetSettings):
     ).render
 
 
-def build_router(config: Config) -> Router:
+def build_router(config: Config, rules=None) -> Router:
+    """`rules`: the rule set to compile (default: the config file's; hot reload passes the merged set)."""
     routes = []
-    for rule in config.rules:
+    for rule in config.rules if rules is None else rules:
         if rule.state != "ENABLED":
             continue
         targets = tuple(
@@ -114,21 +115,32 @@ def validate_targets(config: Config) -> None:
                 parse_settings(models[t.type], rule.name, t)
 
 
-def build_targets(config: Config, producer: BatchProducer, dead_letters, waitingroom=None) -> dict:
+def build_targets(config: Config, producer: BatchProducer, dead_letters, waitingroom=None, rules=None,
+                  reuse=None) -> dict:
+    """Targets by name. `reuse`: running targets (hot reload); one whose settings did not change
+    is kept as it is, with its in-flight deliveries, instead of being rebuilt."""
+    from streams.retry import RetryPolicy
+    from streams.sinks.http import HttpTarget
     from streams.sinks.kafka import KafkaTarget
     from streams.sinks.log import LogTarget
 
     targets = {}
     limit = config.runtime.max_in_flight
-    for rule in config.rules:
+    for rule in config.rules if rules is None else rules:
         if rule.state != "ENABLED":
             continue
         for t in rule.targets:
             name = target_name(rule.name, t.id)
+            old = (reuse or {}).get(name)
+            if old is not None and getattr(old, "settings", None) == t:
+                targets[name] = old
+                continue
             if t.type == "kafka":
-                targets[name] = KafkaTarget(name, t.topic, producer, limit, dead_letters)
+                target = KafkaTarget(name, t.topic, producer, limit, dead_letters)
             elif t.type == "log":
-                targets[name] = LogTarget(name, limit, dead_letters)
+                target = LogTarget(name, limit, dead_letters)
+            elif t.type == "http":
+                target = HttpTarget(name, t, limit, dead_letters)
             elif t.type == "waitingroom":
                 from streams.sinks.waitingroom import WaitingRoomTarget
 
@@ -138,10 +150,14 @@ def build_targets(config: Config, producer: BatchProducer, dead_letters, waiting
                 extra = t.model_extra or {}
                 if not extra.get("reply_topic"):
                     raise ConfigError(f"rules[{rule.name}].targets[{t.id}].reply_topic: required for a waitingroom target")
-                targets[name] = WaitingRoomTarget(name, waitingroom, extra["reply_topic"], producer, limit,
-                                                  dead_letters, bus_topic=extra.get("bus_topic"))
+                target = WaitingRoomTarget(name, waitingroom, extra["reply_topic"], producer, limit,
+                                           dead_letters, bus_topic=extra.get("bus_topic"))
             elif t.type in SINK_BUILDERS:
-                targets[name] = SINK_BUILDERS[t.type](rule.name, t, name, limit, dead_letters)
+                target = SINK_BUILDERS[t.type](rule.name, t, name, limit, dead_letters)
             else:
                 raise NotImplementedError(f"rules[{rule.name}].targets[{t.id}]: target type {t.type!r} is not available yet")
+            target.settings = t
+            target.retry_policy = RetryPolicy.from_settings(t.retry_policy, config.routing)
+            target.dead_letter_topic = t.dead_letter_topic
+            targets[name] = target
     return targets

@@ -84,6 +84,7 @@ class Worker:
         self.producer = None
         self.dead_letters: DeadLetterWriter | None = None
         self.targets: dict = {}
+        self.control = None  # a streams.control.RuleReloader when routing.control_topic is set
         self.assigned: set[TopicPartition] = set()
         self.joined = False  # the first rebalance has completed (possibly with no partitions)
         self.paused: set[TopicPartition] = set()
@@ -99,18 +100,20 @@ class Worker:
     async def start(self) -> None:
         self.producer = make_producer(self.config)
         await self.producer.start()
-        batch_producer = BatchProducer(self.producer)
+        batch_producer = self.producer_batches = BatchProducer(self.producer)
         self.dead_letters = DeadLetterWriter(self.config.dead_letter.topic, batch_producer)
         await self.dead_letters.start()
         self.targets = build_targets(self.config, batch_producer, self.dead_letters, self.waitingroom)
         if self.config.bus.topic:
             self._bus = batch_producer
             await batch_producer.partitions(self.config.bus.topic)
-            for target in self.targets.values():
-                if hasattr(target, "on_object"):  # sinks that announce what they wrote (the S3 lake)
-                    target.on_object = self.publish_to_bus
         for target in self.targets.values():
-            await target.start()
+            await self.start_target(target)
+        if self.config.routing.control_topic:
+            from streams.control import RuleReloader
+
+            self.control = RuleReloader(self, batch_producer)
+            await self.control.start()  # rules from the control topic apply before the first fetch
         self.consumer = make_consumer(self.config)
         await self.consumer.start()
         self.consumer.subscribe(self.config.source_topics, listener=_Rebalance(self))
@@ -122,6 +125,14 @@ class Worker:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
+
+    async def start_target(self, target) -> None:
+        """Start one target (at start-up, or when a rule reload adds it), wired to the worker."""
+        if target.dead_letter_topic:
+            await self.producer_batches.partitions(target.dead_letter_topic)  # fail now if it is missing
+        if self._bus is not None and hasattr(target, "on_object"):
+            target.on_object = self.publish_to_bus  # sinks that announce what they wrote (the S3 lake)
+        await target.start()
 
     def publish_to_bus(self, event: dict) -> None:
         """Produce one of eventweir's own events (an envelope) to the bus topic, in the background."""
@@ -169,6 +180,8 @@ class Worker:
                 log.error("consumer did not leave the group within the grace period")
         if self._bus_sends:
             await asyncio.wait(self._bus_sends, timeout=max(0.1, deadline - time.monotonic()))
+        if self.control is not None:
+            await self.control.close()
         for target in self.targets.values():
             await target.close()
         if self.dead_letters:

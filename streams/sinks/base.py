@@ -4,6 +4,11 @@ The worker hands a target `(Delivery, Ticket)` pairs with `submit()`. The target
 `settle()` once they are durable (a Kafka ack, an S3 object completed, an HTTP 2xx), or
 `fail()` to send them to the dead-letter topic, which settles them once that write is acked.
 Until then the tickets hold their partitions' committed offsets back.
+
+A target that delivers in order can run each chunk through `deliver_with_retry()`: it applies
+the target's RetryPolicy (attempts, event age, back-off with jitter) and dead-letters the chunk
+to the target's own dead-letter topic, if it has one, once retries run out or the error is
+permanent. Retrying in place (not re-queueing) keeps per-partition order for that target.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from collections import defaultdict
 
 from processors.core import Failure
 from streams import metrics
+from streams.retry import DeliveryError, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +28,8 @@ Item = tuple  # (Delivery, Ticket)
 
 class Target:
     kind = "target"
+    retry_policy: RetryPolicy = RetryPolicy()
+    dead_letter_topic: str | None = None  # None: the worker's dead-letter topic
 
     def __init__(self, target_id: str, max_in_flight: int, dead_letters=None):
         self.id = target_id
@@ -114,7 +122,8 @@ class Target:
         if self.in_flight <= 0:
             self._idle.set()
 
-    def fail(self, items: list[Item], error: str, message: str, attempts: int = 1) -> None:
+    def fail(self, items: list[Item], error: str, message: str, attempts: int = 1,
+             exhausted: str | None = None) -> None:
         """Dead-letter these deliveries with the reason; they settle once the dead letter is acked."""
         log.warning("target %s: %d deliveries failed (%s: %s); dead-lettering them", self.id, len(items), error, message)
         metrics.DELIVERIES.labels(self.id, "failed").inc(len(items))
@@ -122,7 +131,35 @@ class Target:
             (Failure(d.record, "deliver", error, message, rule=d.rule, target=self.id, attempts=attempts), t)
             for d, t in items
         ]
-        self.dead_letters.write_failures(failures, on_done=lambda: self.settle(items, "dead_lettered"))
+        extra = [("eventweir-exhausted", exhausted.encode())] if exhausted else []
+        self.dead_letters.write_failures(failures, on_done=lambda: self.settle(items, "dead_lettered"),
+                                         topic=self.dead_letter_topic, extra_headers=extra)
+
+    async def deliver_with_retry(self, items: list[Item], send) -> None:
+        """Await `send(items)` until it succeeds (then settle), or dead-letter the items when the
+        error is permanent or the retry policy runs out. `send` raises DeliveryError to classify a
+        failure; any other exception counts as retryable."""
+        policy = self.retry_policy
+        first_seen = min(t.created for _, t in items)
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                await send(items)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not isinstance(exc, DeliveryError):
+                    exc = DeliveryError(type(exc).__name__, str(exc) or type(exc).__name__, retryable=True)
+                exhausted = policy.exhausted(attempts, first_seen) if exc.retryable else None
+                if not exc.retryable or exhausted:
+                    self.fail(items, exc.code, exc.message, attempts, exhausted)
+                    return
+                metrics.DELIVERIES.labels(self.id, "retried").inc(len(items))
+                await asyncio.sleep(policy.delay(attempts))
+                continue
+            self.settle(items)
+            return
 
 
 class QueuedTarget(Target):

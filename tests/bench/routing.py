@@ -1,0 +1,137 @@
+"""Routing throughput: decode + route over 100 EventBridge rules + produce to 3 Kafka topic
+targets, on a realistic mix (IoT telemetry, clickstream, Debezium CDC), against the floor of raw
+`getmany()` + `orjson.loads` on the same broker and data, side by side.
+
+    python tests/bench/routing.py [--events N] [--repeats R] [--quick]
+
+Figures are medians of R runs, alternating floor and worker. Timing starts once partitions are
+assigned and, for the worker, ends when every output is acknowledged and every offset committed.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from common import Broker, floor_run, median, preproduce, summary, unique
+
+from streams.config import parse_config
+from streams.generator import TrafficGenerator
+from streams.worker import Worker
+
+THING_TYPES = ["EnvSensorV2", "PumpController", "ColdChainTracker"]
+EVENT_NAMES = ["page_view", "add_to_cart", "purchase", "search", "sign_in"]
+STATUSES = ["created", "paid", "packed", "shipped", "delivered"]
+
+
+def rules_for(outputs: list[str], count: int = 100) -> list[dict]:
+    """`count` rules of the kinds teams write: thresholds, prefixes, enumerations, anything-but,
+    exists, across the three kinds of traffic; most are selective, so an event matches ~1-2."""
+    patterns: list[dict] = []
+    for t in THING_TYPES:
+        for limit in (20, 25, 30, 35):
+            patterns.append({"thing_type": [t], "measurements": {"temperature": {"value": [{"numeric": [">", limit]}]}}})
+        patterns.append({"thing_type": [t], "measurements": {"battery": [{"numeric": ["<", 15]}]}})
+        patterns.append({"thing_type": [t], "firmware": [{"anything-but": ["2.4.1"]}]})
+    for i in range(20):
+        patterns.append({"device_id": [f"sensor-{i:04d}"], "measurements": {"humidity": [{"numeric": [">=", 40]}]}})
+    for name in EVENT_NAMES:
+        patterns.append({"event_name": [name], "platform": ["web"]})
+        patterns.append({"event_name": [name], "user_id": [{"exists": False}]})
+        patterns.append({"event_name": [name], "page": {"path": [{"prefix": "/products"}]}})
+    for path in ("/", "/cart", "/checkout", "/search"):
+        patterns.append({"page": {"path": [path]}, "user_agent": [{"wildcard": "*iPhone*"}]})
+    for status in STATUSES:
+        patterns.append({"source": {"table": ["orders"]}, "after": {"status": [status]}})
+        patterns.append({"op": ["u"], "after": {"status": [status], "total": [{"numeric": [">", 300]}]}})
+    for op in ("c", "u", "d"):
+        patterns.append({"op": [op], "source": {"connector": ["postgresql"], "table": [{"prefix": "order"}]}})
+    i = 0
+    while len(patterns) < count:  # rare events: customers and IPs of interest
+        patterns.append({"after": {"customer_id": [1000 + i]}} if i % 2 else {"ip": [f"198.51.100.{i}"]})
+        i += 1
+    return [{"name": f"rule-{n:03d}", "EventPattern": p,
+             "targets": [{"id": "out", "type": "kafka", "topic": outputs[n % len(outputs)]}]}
+            for n, p in enumerate(patterns[:count])]
+
+
+def mixed_traffic(events: int) -> list[tuple[bytes | None, bytes]]:
+    gen = TrafficGenerator(seed=1)
+    out: list[tuple[bytes | None, bytes]] = []
+    now = 1732530000000
+    while len(out) < events:
+        now += 1
+        kind = len(out) % 10
+        if kind < 5:
+            out.append(gen.iot(now))
+        elif kind < 9:
+            out.append(gen.click(now))
+        else:
+            out += [(k, v) for k, v in gen.cdc(now) if v is not None]
+    return out[:events]
+
+
+async def worker_run(bootstrap: str, source: str, outputs: list[str], dlq: str, total: int) -> tuple[float, dict]:
+    config = parse_config({
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": unique("worker")},
+        "consumer": {"max_batch_records": 5000, "commit_interval_ms": 50, "fetch_timeout_ms": 20},
+        "producer": {"linger_ms": 5},
+        "dead_letter": {"topic": dlq},
+        "sources": [{"topic": source, "kind": "json"}],
+        "rules": rules_for(outputs),
+    }, environ={})
+    worker = Worker(config)
+    task = asyncio.create_task(worker.run())
+    while not worker.assigned:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.002)
+    started = time.perf_counter()
+    while sum(worker.stats.committed.values()) < total:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.002)
+    elapsed = time.perf_counter() - started
+    worker.request_stop()
+    await task
+    return total / elapsed, {"deliveries": worker.stats.delivered, "rules_matched": len(worker.stats.matched)}
+
+
+async def main(events: int, repeats: int) -> None:
+    records = mixed_traffic(events)
+    size = sum(len(v) for _, v in records) / len(records)
+    with Broker() as broker:
+        source, dlq = unique("in"), unique("dlq")
+        outputs = [unique(f"out{i}") for i in range(3)]
+        await preproduce(broker.bootstrap, source, records)
+        from streams.admin import ensure_topics
+
+        await ensure_topics(broker.bootstrap, {**{o: 4 for o in outputs}, dlq: 1})
+        floors, workers = [], []
+        info: dict = {}
+        for i in range(repeats):
+            floors.append(await floor_run(broker.bootstrap, source, events))
+            rate, info = await worker_run(broker.bootstrap, source, outputs, dlq, events)
+            workers.append(rate)
+            print(f"run {i + 1}/{repeats}: floor {floors[-1]:,.0f}/s  routing {workers[-1]:,.0f}/s", flush=True)
+    floor, worker = median(floors), median(workers)
+    print()
+    print(f"{events:,} mixed events (IoT/clickstream/CDC) of {size:.0f} bytes, 4 partitions, 100 rules, "
+          f"3 output topics; {info['deliveries'] / events:.2f} deliveries per event, "
+          f"{info['rules_matched']} rules matched something; medians of {repeats} runs")
+    print(f"{'contender':<50}{'events/s':>12}{'vs floor':>10}")
+    print(f"{'floor: getmany + orjson.loads':<50}{floor:>12,.0f}{1.0:>10.2f}")
+    print(f"{'eventweir: decode + route (100 rules) + produce':<50}{worker:>12,.0f}{worker / floor:>10.2f}")
+    summary("routing", {"floor_events_per_s": round(floor), "routing_events_per_s": round(worker),
+                        "deliveries_per_event": round(info["deliveries"] / events, 3), "rules": 100,
+                        "events": events, "repeats": repeats},
+            {"routing_vs_floor": round(worker / floor, 3)})
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="30,000 events, 3 repeats")
+    args = parser.parse_args()
+    asyncio.run(main(30_000 if args.quick else args.events, args.repeats))

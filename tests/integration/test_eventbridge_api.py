@@ -1,0 +1,160 @@
+"""The EventBridge-compatible API, driven by boto3's own `events` client against a running worker:
+rules changed through the API take effect on the worker without a restart."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import boto3
+import pytest
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+
+from streams.control import ControlTopic
+from tests.integration.http_endpoint import Endpoint
+from tests.integration.kafka_helpers import create_topics, unique, wait_for
+from tests.integration.test_rules_targets import config_for, start_worker, stop_worker
+
+pytestmark = pytest.mark.broker
+KEY, SECRET = "AKIAEVENTWEIRTEST01", "verysecretsecretverysecretsecret0123456"
+
+
+def client(port: int, key: str = KEY, secret: str = SECRET):
+    return boto3.client("events", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                        aws_access_key_id=key, aws_secret_access_key=secret,
+                        config=BotoConfig(retries={"max_attempts": 1}))
+
+
+def call(events, operation: str, **params):
+    return asyncio.to_thread(getattr(events, operation), **params)
+
+
+async def error_of(coro) -> tuple[str, str]:
+    with pytest.raises(ClientError) as err:
+        await coro
+    return err.value.response["Error"]["Code"], err.value.response["Error"]["Message"]
+
+
+def entry(source: str, n: int, **extra) -> dict:
+    return {"Source": source, "DetailType": "order placed", "Detail": json.dumps({"n": n}), **extra}
+
+
+@pytest.fixture
+async def running(bootstrap_servers):
+    bus, dlq, control, group = unique("bus"), unique("dlq"), unique("rules"), unique("g")
+    await create_topics(bootstrap_servers, bus, dlq)
+    config = config_for(
+        bootstrap_servers, bus, dlq, group,
+        rules=[{"name": "from-config", "EventPattern": {"source": ["never"]}, "targets": [{"id": "l", "type": "log"}]}],
+        sources=[{"topic": bus, "kind": "envelope"}],
+        routing={"control_topic": control, "retry_base_delay_ms": 5, "retry_max_delay_ms": 20},
+        api={"access_keys": {KEY: SECRET}, "bearer_tokens": ["tok-123"]},
+    )
+    worker, task, info = await start_worker(config)
+    yield worker, info["port"], control
+    await stop_worker(worker, task)
+
+
+async def test_rules_managed_with_boto3_take_effect_on_the_running_worker(running, bootstrap_servers):
+    worker, port, control = running
+    events = client(port)
+    async with Endpoint() as hook:
+        version = worker.control.version
+        arn = (await call(events, "put_rule", Name="orders", EventPattern=json.dumps({"source": ["shop"]}),
+                          Description="orders to the hook"))["RuleArn"]
+        assert arn == "arn:aws:events:local:000000000000:rule/orders"
+        await call(events, "put_targets", Rule="orders", Targets=[
+            {"Id": "hook", "Arn": hook.url, "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 60}}])
+        await wait_for(lambda: worker.control.version >= version + 2, message="the worker to apply the rule")
+
+        put = await call(events, "put_events", Entries=[
+            entry("shop", 1), entry("elsewhere", 2), entry("shop", 3),
+            {"Source": "shop", "DetailType": "x", "Detail": "not json"}, {"Source": "shop", "Detail": "{}"}])
+        assert put["FailedEntryCount"] == 2
+        assert [e.get("ErrorCode") for e in put["Entries"]] == [None, None, None, "MalformedDetail", "InvalidArgument"]
+        assert put["Entries"][4]["ErrorMessage"] == "Parameter DetailType is not valid. Reason: DetailType is a required argument."
+        assert all(len(e["EventId"]) == 36 for e in put["Entries"][:3])
+        await wait_for(lambda: len(hook.received) == 2, message="the matching events at the hook")
+        assert sorted(e["detail"]["n"] for e in hook.received) == [1, 3]
+        assert {e["id"] for e in hook.received} == {put["Entries"][0]["EventId"], put["Entries"][2]["EventId"]}
+        assert hook.received[0]["source"] == "shop" and hook.received[0]["detail-type"] == "order placed"
+
+        described = await call(events, "describe_rule", Name="orders")
+        assert (described["State"], described["Description"], json.loads(described["EventPattern"])) == \
+            ("ENABLED", "orders to the hook", {"source": ["shop"]})
+        listed = await call(events, "list_rules")
+        assert sorted(r["Name"] for r in listed["Rules"]) == ["from-config", "orders"]
+        assert next(r for r in listed["Rules"] if r["Name"] == "from-config")["ManagedBy"] == "eventweir.config"
+        targets = (await call(events, "list_targets_by_rule", Rule="orders"))["Targets"]
+        assert targets == [{"Id": "hook", "Arn": hook.url,
+                            "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 60}}]
+
+        # the change went through the control topic: a fresh reader sees it
+        reader = ControlTopic(worker.config, control)
+        await reader.start()
+        await reader.close()
+        assert reader.rules["orders"].targets[0].url == hook.url
+
+        # disabled: the worker stops delivering; enabled again: it resumes
+        version = worker.control.version
+        await call(events, "disable_rule", Name="orders")
+        await wait_for(lambda: worker.control.version > version, message="the disable to apply")
+        consumed = worker.stats.consumed
+        await call(events, "put_events", Entries=[entry("shop", 4)])
+        await wait_for(lambda: worker.stats.consumed > consumed, message="the event sent while disabled")
+        await call(events, "enable_rule", Name="orders")
+        await call(events, "put_events", Entries=[entry("shop", 5)])
+        await wait_for(lambda: len(hook.received) == 3, message="the event after re-enabling")
+        await asyncio.sleep(0.3)
+        assert sorted(e["detail"]["n"] for e in hook.received) == [1, 3, 5]
+
+        assert await error_of(call(events, "delete_rule", Name="orders")) == \
+            ("ValidationException", "Rule can't be deleted since it has targets.")
+        await call(events, "remove_targets", Rule="orders", Ids=["hook"])
+        await call(events, "delete_rule", Name="orders")
+        assert (await error_of(call(events, "describe_rule", Name="orders")))[0] == "ResourceNotFoundException"
+        await wait_for(lambda: "orders/hook" not in worker.targets, message="the target to be removed")
+
+
+async def test_api_validates_as_aws_does(running):
+    worker, port, _ = running
+    events = client(port)
+    code, message = await error_of(call(events, "put_rule", Name="bad", EventPattern='{"source": "shop"}'))
+    assert code == "InvalidEventPatternException" and message.startswith("Event pattern is not valid. Reason: ")
+    assert (await call(events, "test_event_pattern", EventPattern='{"source": ["shop"]}', Event=json.dumps({
+        "id": "1", "account": "1", "source": "shop", "time": "2026-01-01T00:00:00Z", "region": "x",
+        "detail-type": "d", "detail": {}})))["Result"] is True
+    assert await error_of(call(events, "test_event_pattern", EventPattern='{"source": ["shop"]}', Event="{}")) == \
+        ("ValidationException", "Parameter Event is not valid.")
+    assert (await error_of(call(events, "put_rule", Name="from-config", EventPattern='{"a": [1]}')))[0] == \
+        "ManagedRuleException"
+    await call(events, "put_rule", Name="two", EventPattern='{"a": [1]}')
+    assert await error_of(call(events, "put_targets", Rule="two", Targets=[
+        {"Id": "t", "Arn": "log://t", "Input": "{}", "InputPath": "$.detail"}])) == \
+        ("ValidationException", "Only one of Input, InputPath, or InputTransformer must be provided.")
+    assert (await error_of(call(events, "put_targets", Rule="two", Targets=[
+        {"Id": f"t{i}", "Arn": f"log://t{i}"} for i in range(6)])))[0] == "LimitExceededException"
+    assert (await error_of(call(events, "put_targets", Rule="two", Targets=[
+        {"Id": "t", "Arn": "arn:aws:lambda:us-east-1:1:function:f"}])))[0] == "ValidationException"
+    big = [entry("shop", 0, Detail=json.dumps({"pad": "x" * 60_000}))] * 5
+    assert await error_of(call(events, "put_events", Entries=big)) == \
+        ("ValidationException", "Total size of the entries in the request is over the limit.")
+
+
+async def test_requests_without_valid_credentials_are_refused(running):
+    worker, port, _ = running
+    assert (await error_of(call(client(port, key="AKIAUNKNOWN"), "list_rules")))[0] == "UnrecognizedClientException"
+    assert (await error_of(call(client(port, secret="wrong"), "list_rules")))[0] == "InvalidSignatureException"
+    import aiohttp
+
+    headers = {"X-Amz-Target": "AWSEvents.ListRules", "Content-Type": "application/x-amz-json-1.1"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"http://127.0.0.1:{port}/", data=b"{}", headers=headers) as resp:
+            assert resp.status == 403
+            assert (await resp.json(content_type=None))["__type"] == "MissingAuthenticationTokenException"
+        async with session.post(f"http://127.0.0.1:{port}/", data=b"{}",
+                                headers={**headers, "Authorization": "Bearer tok-123"}) as resp:
+            assert resp.status == 200 and "Rules" in await resp.json(content_type=None)
+        async with session.post(f"http://127.0.0.1:{port}/", data=b"{}",
+                                headers={**headers, "Authorization": "Bearer nope"}) as resp:
+            assert resp.status == 403
