@@ -179,8 +179,8 @@ class TargetSettings(Section):
     dead_letter_topic: str | None = Field(
         None, description="This target's dead-letter topic (default: dead_letter.topic)."
     )
-    # http (API destination)
-    url: str | None = Field(None, pattern=r"^https?://")
+    # http (API destination); `url` is also the s3 target's s3:// or file:// location
+    url: str | None = Field(None, description="http: the endpoint (http:// or https://); s3: s3://bucket or file:///dir.")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     auth: HttpAuthSettings = Field(default_factory=HttpAuthSettings)
@@ -192,8 +192,8 @@ class TargetSettings(Section):
     def _kafka_needs_topic(self):
         if self.type == "kafka" and not self.topic:
             raise ValueError("a kafka target needs `topic`")
-        if self.type == "http" and not self.url:
-            raise ValueError("an http target needs `url`")
+        if self.type == "http" and not (self.url or "").startswith(("http://", "https://")):
+            raise ValueError(f"an http target needs `url` starting with http:// or https://, got {self.url!r}")
         given = [n for n, v in (("Input", self.input), ("InputPath", self.input_path),
                                 ("InputTransformer", self.input_transformer)) if v is not None]
         if len(given) > 1:  # AWS's wording
@@ -238,7 +238,7 @@ class ApiSettings(Section):
     bearer_tokens: list[str] = Field(default_factory=list, description="Accepted `Authorization: Bearer` tokens.")
     allow_anonymous: bool = Field(False, description="Accept unsigned requests (never in production).")
     bus_topic: str | None = Field(
-        None, description="Where PutEvents writes (default: the first source of kind `envelope`)."
+        None, description="Where PutEvents writes (default: bus.topic, else the first source of kind `envelope`)."
     )
 
 

@@ -19,6 +19,7 @@ TOPICS = {"iot": "iot.telemetry", "click": "clickstream.web", "cdc": "cdc.shop.i
 OUTPUTS = ["alerts.iot", "analytics.commerce", "orders.changes", "waitingroom.replies", "lake.objects",
            "eventweir.dlq"]
 BUS = "bus"
+CONTROL = "eventweir.rules"  # compacted: rules created through the API live here
 ROOM = "demo-sale"
 
 
@@ -79,6 +80,7 @@ def demo_config(bootstrap: str, port: int, waitingroom: dict | None = None, lake
         "http": {"host": "127.0.0.1", "port": port},
         "waitingroom": waitingroom,
         "bus": {"topic": BUS},
+        "routing": {"control_topic": CONTROL},
         "sources": sources,
         "rules": rules,
     }, environ={})
@@ -164,6 +166,7 @@ async def run_demo(rate: int, duration: float | None, port: int, lake_dir: str) 
 
     from streams.admin import ensure_topics
     from streams.broker import free_port, start_tansu
+    from streams.eventbridge_api import mount_demo_api
     from streams.http import serve
     from streams.service import build_waitingroom, worker_app
     from streams.worker import Worker
@@ -177,14 +180,21 @@ async def run_demo(rate: int, duration: float | None, port: int, lake_dir: str) 
     print(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}", flush=True)
     try:
         await ensure_topics(bootstrap, {t: 3 for t in list(TOPICS.values()) + OUTPUTS + [BUS]})
+        await ensure_topics(bootstrap, {CONTROL: 1}, compacted={CONTROL})
         room = demo_waitingroom()
         lake_dir = os.path.abspath(lake_dir)
         os.makedirs(lake_dir, exist_ok=True)
         config = demo_config(bootstrap, port, room, lake_dir)
         worker = Worker(config, waitingroom=build_waitingroom(config))
-        runner, bound = await serve(worker_app(worker), "127.0.0.1", port or free_port())
+        app = worker_app(worker)
+        key_id, secret = mount_demo_api(app, worker)
+        runner, bound = await serve(app, "127.0.0.1", port or free_port())
         base = f"http://127.0.0.1:{bound}"
         print(f"metrics: {base}/metrics   health: {base}/readyz", flush=True)
+        print("EventBridge-compatible API (boto3.client('events', endpoint_url=...)); paste into a shell:", flush=True)
+        print(f"EVENTWEIR_ENDPOINT={base}", flush=True)
+        print(f"AWS_ACCESS_KEY_ID={key_id}", flush=True)
+        print(f"AWS_SECRET_ACCESS_KEY={secret}", flush=True)
         if room:
             print(f"waiting room: {base}/waitingroom/rooms/{ROOM}/  (the page; join with "
                   f"POST {base}/waitingroom/rooms/{ROOM}/join)", flush=True)

@@ -137,7 +137,7 @@ class EventBridgeApi:
         self.allow_anonymous = allow_anonymous
         bus = self.config.bus
         self.arn_prefix = f"arn:aws:events:{bus.region}:{bus.account}:rule/"
-        self.bus_topic = self.config.api.bus_topic or next(
+        self.bus_topic = self.config.api.bus_topic or bus.topic or next(
             (s.topic for s in self.config.sources if s.kind == "envelope"), None)
 
     # -- plumbing --
@@ -235,7 +235,7 @@ class EventBridgeApi:
         if size > MAX_PUT_EVENTS_BYTES:
             raise _validation("Total size of the entries in the request is over the limit.")
         if self.bus_topic is None:
-            raise _validation("PutEvents needs a bus topic: set api.bus_topic, or a source of kind `envelope`.")
+            raise _validation("PutEvents needs a bus topic: set bus.topic (or api.bus_topic), or a source of kind `envelope`.")
         producer = self.worker.producer
         if producer is None:
             raise ApiError("InternalException", "The worker is not started yet; retry shortly.", 500)

@@ -132,7 +132,7 @@ def build_targets(config: Config, producer: BatchProducer, dead_letters, waiting
         for t in rule.targets:
             name = target_name(rule.name, t.id)
             old = (reuse or {}).get(name)
-            if old is not None and getattr(old, "settings", None) == t:
+            if old is not None and getattr(old, "spec", None) == t:
                 targets[name] = old
                 continue
             if t.type == "kafka":
@@ -156,7 +156,7 @@ def build_targets(config: Config, producer: BatchProducer, dead_letters, waiting
                 target = SINK_BUILDERS[t.type](rule.name, t, name, limit, dead_letters)
             else:
                 raise NotImplementedError(f"rules[{rule.name}].targets[{t.id}]: target type {t.type!r} is not available yet")
-            target.settings = t
+            target.spec = t  # the rule's settings, compared on hot reload
             target.retry_policy = RetryPolicy.from_settings(t.retry_policy, config.routing)
             target.dead_letter_topic = t.dead_letter_topic
             targets[name] = target

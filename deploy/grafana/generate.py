@@ -94,6 +94,14 @@ WORKER = {
             ts("Records rejected by sinks", [(f"sum by (target, reason) (rate(eventweir_sink_rejected_records_total{{{W}}}[$__rate_interval]))", "{{target}} {{reason}}")], "ops",
                "Refused before sending (limits, schema) or by the destination (RejectedRecords); dead-lettered."),
         ]),
+        ("Rules and the EventBridge API", [
+            ts("Rule reloads from the control topic", [(f"sum by (result) (increase(eventweir_rule_reloads_total{{{W}}}[$__rate_interval]))", "{{result}}")], "short",
+               "applied = a new rule set is live on the worker; failed = the previous rules stay in force (see logs)."),
+            ts("Rules in the control topic", [(f"max(eventweir_control_rules{{{W}}})", "rules")], "short"),
+            ts("API calls by operation", [(f"sum by (operation, outcome) (rate(eventweir_api_requests_total{{{W}}}[$__rate_interval]))", "{{operation}} {{outcome}}")], "reqps"),
+            ts("PutEvents entries", [(f"sum by (result) (rate(eventweir_put_events_entries_total{{{W}}}[$__rate_interval]))", "{{result}}")], "ops",
+               "Entries accepted onto the bus topic, or failed with AWS's per-entry error code."),
+        ]),
         ("Runtime", [
             ts("Event-loop lag", [(f"max by (instance) (eventweir_event_loop_lag_seconds{{{W}}})", "{{instance}}")], "s",
                "How late a periodic tick ran: blocking work or CPU starvation shows here."),

@@ -18,7 +18,7 @@ from collections import deque
 import aiohttp
 
 from streams.retry import DeliveryError
-from streams.sinks.base import Item, Target, delivery_bytes
+from streams.sinks.base import Item, Target
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class HttpTarget(Target):
             self._tasks.pop(lane_key, None)
 
     async def _send(self, items: list[Item]) -> None:
-        body = delivery_bytes(items[0][0])
+        body = items[0][0].payload  # the router renders every payload to bytes
         if self._limiter is not None:
             await self._limiter.acquire()
         async with self._slots:

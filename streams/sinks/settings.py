@@ -14,8 +14,14 @@ def target_path(rule: str, target_id: str) -> str:
     return f"rules[{rule}].targets[{target_id}]"
 
 
+# keys every target has; the rest of what the user set belongs to the sink's own model
+COMMON_KEYS = {"id", "type", "key", "input", "input_path", "input_transformer", "retry_policy", "dead_letter_topic"}
+
+
 def parse_settings(model: type[BaseModel], rule: str, target: TargetSettings):
     data = dict(target.model_extra or {})
+    for name in (target.model_fields_set & set(type(target).model_fields)) - COMMON_KEYS:  # shared keys (url, ...)
+        data[name] = getattr(target, name)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -13,7 +13,7 @@ class DeadLetterRecorder:
     def __init__(self):
         self.failures = []
 
-    def write_failures(self, failures, on_done=None):
+    def write_failures(self, failures, on_done=None, topic=None, extra_headers=()):
         self.failures.extend(f for f, _ in failures)
         if on_done:
             on_done()
