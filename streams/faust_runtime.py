@@ -27,8 +27,9 @@ Two ways in:
 
 Faust on Tansu (the embedded broker): consumer groups, commits and faust's own assignor work;
 Tansu has no idempotent or transactional producer, so `processing_guarantee="exactly_once"`
-cannot work there and `make_app` keeps faust's default at-least-once. Tansu holds a group's
-first JoinGroup until the rebalance timeout passes, so `make_app` keeps that timeout short.
+cannot work there and `make_app` keeps faust's default at-least-once. Tansu delays a new group's
+first JoinGroup by up to the rebalance timeout (30 s with faust's default of 60 s), so `make_app`
+keeps that timeout at the session timeout.
 """
 from __future__ import annotations
 
@@ -88,8 +89,8 @@ def make_app(config: Config, app_id: str | None = None, **overrides) -> faust.Ap
         broker_commit_interval=c.commit_interval_ms / 1000,
         broker_session_timeout=c.session_timeout_ms / 1000,
         broker_heartbeat_interval=c.heartbeat_interval_ms / 1000,
-        # Tansu answers a new group's first JoinGroup only after the rebalance timeout (faust's
-        # default of 60 s would stall start-up for half a minute); a session timeout is plenty
+        # Tansu delays a new group's first JoinGroup by up to the rebalance timeout (faust's
+        # default of 60 s stalled start-up for 30 s); a session timeout is plenty
         broker_rebalance_timeout=min(c.session_timeout_ms, c.max_poll_interval_ms) / 1000,
         broker_max_poll_records=c.max_batch_records,
         consumer_max_fetch_size=c.max_partition_fetch_bytes,
