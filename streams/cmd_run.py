@@ -12,6 +12,8 @@ def register(sub) -> None:
     p.add_argument("--create-topics", action="store_true",
                    help="create missing source, target and dead-letter topics before starting")
     p.add_argument("--partitions", type=int, default=6, help="partitions for topics created by --create-topics")
+    p.add_argument("--runtime", choices=("native", "faust"), default=os.environ.get("EVENTWEIR_RUNTIME", "native"),
+                   help="native: eventweir's own consumer loop; faust: the same pipeline as faust-streaming agents")
     p.add_argument("--log-level", default=os.environ.get("EVENTWEIR_LOG_LEVEL", "INFO"))
     p.set_defaults(func=run)
 
@@ -55,6 +57,11 @@ def run(args) -> int:
             from streams.admin import ensure_topics
 
             await ensure_topics(config.kafka.bootstrap_servers, {t: args.partitions for t in config_topics(config)})
+        if getattr(args, "runtime", "native") == "faust":
+            from streams.faust_runtime import FaustWorker
+            from streams.service import build_waitingroom
+
+            return await run_worker(config, FaustWorker(config, waitingroom=build_waitingroom(config)))
         return await run_worker(config)
 
     from aiokafka.errors import KafkaConnectionError

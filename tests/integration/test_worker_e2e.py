@@ -1,4 +1,8 @@
-"""The worker on the real broker: outputs, committed offsets, poison records, health endpoints."""
+"""The worker on the real broker: outputs, committed offsets, poison records, health endpoints.
+
+Every test runs on both runtimes (native, and faust-streaming via streams.faust_runtime) with the
+same assertions: the runtimes share the pipeline, targets, dead letters and metrics.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +17,21 @@ from streams.worker import Worker
 from tests.integration.kafka_helpers import committed_offsets, create_topics, produce, read_all, unique, wait_for
 
 pytestmark = pytest.mark.broker
+
+
+@pytest.fixture(params=["native", "faust"])
+def runtime(request):
+    if request.param == "faust":
+        pytest.importorskip("faust", reason="faust-streaming is the `faust` extra")
+    return request.param
+
+
+def make_worker(runtime: str, config):
+    if runtime == "faust":
+        from streams.faust_runtime import FaustWorker
+
+        return FaustWorker(config)
+    return Worker(config)
 
 
 def config_for(bootstrap, source, outputs: dict, dlq, group, **extra):
@@ -31,8 +50,8 @@ def config_for(bootstrap, source, outputs: dict, dlq, group, **extra):
     return parse_config(data, environ={})
 
 
-async def start_worker(config) -> tuple[Worker, asyncio.Task, dict]:
-    worker = Worker(config)
+async def start_worker(config, runtime: str = "native") -> tuple[Worker, asyncio.Task, dict]:
+    worker = make_worker(runtime, config)
     info = {}
     task = asyncio.create_task(run_worker(config, worker, on_started=lambda w, port: info.update(port=port)))
     await wait_for(lambda: worker.joined, message="the worker to join its group")
@@ -44,13 +63,13 @@ async def stop_worker(worker, task):
     assert await asyncio.wait_for(task, 30) == 0
 
 
-async def test_events_flow_to_every_rule_and_offsets_are_committed(bootstrap_servers):
+async def test_events_flow_to_every_rule_and_offsets_are_committed(bootstrap_servers, runtime):
     src, out_a, out_b, dlq, group = unique("in"), unique("a"), unique("b"), unique("dlq"), unique("g")
     await create_topics(bootstrap_servers, src, out_a, out_b, dlq)
     events = [{"n": i, "device": f"d{i % 7}"} for i in range(500)]
     await produce(bootstrap_servers, src, events, keys=[f"d{i % 7}".encode() for i in range(500)])
 
-    worker, task, _ = await start_worker(config_for(bootstrap_servers, src, {"to-a": out_a, "to-b": out_b}, dlq, group))
+    worker, task, _ = await start_worker(config_for(bootstrap_servers, src, {"to-a": out_a, "to-b": out_b}, dlq, group), runtime)
     got_a = await read_all(bootstrap_servers, out_a, expect=500)
     got_b = await read_all(bootstrap_servers, out_b, expect=500)
     await wait_for(lambda: sum(o or 0 for o in worker.stats.committed.values()) == 500, message="commits")
@@ -68,7 +87,7 @@ async def test_events_flow_to_every_rule_and_offsets_are_committed(bootstrap_ser
     assert worker.stats.matched == {"to-a": 500, "to-b": 500}
 
 
-async def test_poison_records_are_dead_lettered_with_reason_and_good_ones_flow(bootstrap_servers):
+async def test_poison_records_are_dead_lettered_with_reason_and_good_ones_flow(bootstrap_servers, runtime):
     src, out, dlq, group = unique("in"), unique("out"), unique("dlq"), unique("g")
     await create_topics(bootstrap_servers, src, out, dlq, partitions=1)
     values = []
@@ -82,7 +101,7 @@ async def test_poison_records_are_dead_lettered_with_reason_and_good_ones_flow(b
             values.append(b"[1, 2]")
     await produce(bootstrap_servers, src, values)
 
-    worker, task, _ = await start_worker(config_for(bootstrap_servers, src, {"all": out}, dlq, group))
+    worker, task, _ = await start_worker(config_for(bootstrap_servers, src, {"all": out}, dlq, group), runtime)
     good = await read_all(bootstrap_servers, out, expect=30)
     dead = await read_all(bootstrap_servers, dlq, expect=9)
     await stop_worker(worker, task)
@@ -102,10 +121,10 @@ async def test_poison_records_are_dead_lettered_with_reason_and_good_ones_flow(b
     assert committed[0] == len(values)
 
 
-async def test_health_readiness_and_metrics_endpoints(bootstrap_servers):
+async def test_health_readiness_and_metrics_endpoints(bootstrap_servers, runtime):
     src, out, dlq, group = unique("in"), unique("out"), unique("dlq"), unique("g")
     await create_topics(bootstrap_servers, src, out, dlq)
-    worker, task, info = await start_worker(config_for(bootstrap_servers, src, {"all": out}, dlq, group))
+    worker, task, info = await start_worker(config_for(bootstrap_servers, src, {"all": out}, dlq, group), runtime)
     await produce(bootstrap_servers, src, [{"n": i} for i in range(20)])
     await read_all(bootstrap_servers, out, expect=20)
     base = f"http://127.0.0.1:{info['port']}"

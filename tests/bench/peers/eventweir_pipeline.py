@@ -1,0 +1,73 @@
+"""The benchmark pipeline built from eventweir's own parts, for both eventweir contenders."""
+from __future__ import annotations
+
+import spec  # noqa: F401  (puts the repository on sys.path)
+
+from processors.core import Failure
+from processors.decode import Decoder
+from processors.enrich import ReferenceJoin, ReferenceTable
+from processors.enrich.window import TumblingCount
+from processors.pipeline import Pipeline
+from streams.config import parse_config
+from streams.topology import build_router
+
+KEY_PATHS = {"iot": "device_id", "click": "user_id", "cdc": "after.customer_id"}
+
+
+class RequiredFields:
+    stage = "validate"
+
+    def __init__(self, fields):
+        self.fields = tuple(fields)
+
+    def process(self, events, failures):
+        out = []
+        fields = self.fields
+        for event in events:
+            body = event.body
+            for name in fields:
+                if name not in body:
+                    failures.append(Failure(event.record, self.stage, "missing_field",
+                                            f"required field {name!r} is missing"))
+                    break
+            else:
+                out.append(event)
+        return out
+
+
+def bench_config(args, *, max_batch: int = 5000):
+    outs = spec.out_topics(args.out)
+    return parse_config({
+        "kafka": {"bootstrap_servers": args.bootstrap, "group_id": args.group},
+        "consumer": {"max_batch_records": max_batch, "commit_interval_ms": 50, "fetch_timeout_ms": 20},
+        "producer": {"linger_ms": 5},
+        "dead_letter": {"topic": f"{args.out}-dlq"},
+        "sources": [{"topic": t} for t in spec.topics(args.prefix).values()],
+        "rules": [{"name": name, "EventPattern": pattern, "targets": [{"id": "out", "type": "kafka", "topic": outs[kind]}]}
+                  for name, kind, pattern, _ in spec.RULES],
+    }, environ={})
+
+
+def bench_pipeline(config, stateful: bool, prefix: str) -> Pipeline:
+    table = ReferenceTable("ref", spec.reference_rows())
+    stages, decoders = {}, {}
+    for kind, topic in spec.topics(prefix).items():
+        chain = [RequiredFields(spec.REQUIRED[kind]),
+                 ReferenceJoin(table, KEY_PATHS[kind], fields=list(spec.ENRICH_FIELDS), into="ref",
+                               on_missing="default", default={f: None for f in spec.ENRICH_FIELDS})]
+        if stateful:
+            chain.append(TumblingCount(spec.WINDOW_MS))
+        stages[topic] = chain
+        decoders[topic] = Decoder()
+    return Pipeline(stages, build_router(config), decoders)
+
+
+class TimedPipeline:
+    """Starts the clock at the first batch: group join and start-up are not timed."""
+
+    def __init__(self, pipeline: Pipeline, clock):
+        self.pipeline, self.clock = pipeline, clock
+
+    def run(self, by_topic):
+        self.clock.tick()
+        return self.pipeline.run(by_topic)

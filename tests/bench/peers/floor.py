@@ -1,0 +1,31 @@
+"""The floor: raw aiokafka `getmany()` + `orjson.loads` over the source topics, no processing."""
+import asyncio
+
+import orjson
+import spec
+from aiokafka import AIOKafkaConsumer
+
+
+async def main(args) -> None:
+    consumer = AIOKafkaConsumer(*spec.topics(args.prefix).values(), bootstrap_servers=args.bootstrap,
+                                group_id=args.group, auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
+    await consumer.start()
+    clock, seen, loads = spec.Clock(), 0, orjson.loads
+    try:
+        while seen < args.events:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            if batch:
+                clock.tick()
+            for messages in batch.values():
+                for m in messages:
+                    loads(m.value)
+                seen += len(messages)
+    finally:
+        elapsed = clock.elapsed()
+        await consumer.stop()
+    spec.report(seen, elapsed, 0)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(spec.arguments(__doc__)))

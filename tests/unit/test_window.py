@@ -1,0 +1,25 @@
+from processors.core import Event, SourceRecord
+from processors.enrich.window import TumblingCount
+import pytest
+
+
+def ev(key, ts, partition=0):
+    return Event(SourceRecord("t", partition, 0, ts, key, b"{}"), {})
+
+
+def test_counts_per_key_reset_when_the_window_changes():
+    stage = TumblingCount(60_000)
+    events = [ev(b"a", 1_000), ev(b"a", 59_999), ev(b"b", 2_000), ev(b"a", 60_000), ev(b"a", 61_000)]
+    out = stage.process(events, [])
+    assert [e.body["window_count"] for e in out] == [1, 2, 1, 1, 2]
+    # state survives batches and is exported per partition for a changelog
+    assert stage.process([ev(b"a", 62_000)], [])[0].body["window_count"] == 3
+    assert dict((k, v) for _, k, v in stage.state.changes()) == {"a": [60_000, 3], "b": [0, 1]}
+
+
+def test_keys_on_different_partitions_are_counted_apart_and_bad_size_is_rejected():
+    stage = TumblingCount(1000, into="n")
+    out = stage.process([ev(b"k", 10, 0), ev(b"k", 20, 1), ev(b"k", 30, 0)], [])
+    assert [e.body["n"] for e in out] == [1, 1, 2]
+    with pytest.raises(ValueError, match="positive number of milliseconds"):
+        TumblingCount(0)
