@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev,faust]'
+	$(PIP) install -q -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
