@@ -76,34 +76,64 @@ class Router:
 
     def route(self, events: list[Event], failures: list[Failure], matched: dict[str, int],
               raw_bodies: bool = False) -> list[Delivery]:
-        """`raw_bodies`: the events' bodies are their records' values as decoded, unchanged, so an
+        """Deliveries for every (event, matching rule, target), each target's in event order.
+
+        `raw_bodies`: the events' bodies are their records' values as decoded, unchanged, so an
         untransformed delivery can carry the original bytes instead of serialising again."""
         out: list[Delivery] = []
-        dumps = orjson.dumps
-        for event in events:
-            routes = self.matching(event.body)
-            if not routes:
-                continue
-            body, record = event.body, event.record
-            as_json = record.value if raw_bodies else None
-            for route in routes:
-                matched[route.rule] = matched.get(route.rule, 0) + 1
-                for target in route.targets:
-                    try:
-                        if target.render is None:
-                            payload = as_json = as_json or dumps(body)
-                        else:
-                            payload = target.render(
-                                body, route.rule, self.arn_prefix + route.rule, ingestion_time(record.timestamp_ms)
-                            )
-                            if payload is None:
-                                continue
-                        key = record.key if target.key_path is None else extract_key(body, target.key_path)
-                    except Exception as exc:
-                        failures.append(Failure(
-                            record, "transform", "TransformFailed", f"{type(exc).__name__}: {exc}",
-                            rule=route.rule, target=target.name,
-                        ))
-                        continue
-                    out.append(Delivery(target.name, record, payload, key, route.rule))
+        if not events:
+            return out
+        if self.match_all:
+            self._route_to_all(events, failures, matched, raw_bodies, out)
+        if self.ruleset is not None:
+            ruleset, routes = self.ruleset, self.routes
+            for event in events:
+                names = ruleset.matching(event.body)
+                if names:
+                    as_json = event.record.value if raw_bodies else None
+                    for name in names:
+                        matched[name] = matched.get(name, 0) + 1
+                        as_json = self._deliver(event, routes[name], as_json, failures, out)
         return out
+
+    def _route_to_all(self, events, failures, matched, raw_bodies, out) -> None:
+        """Rules without a pattern take the whole batch: one pass per target, not per event."""
+        payloads = None
+        for route in self.match_all:
+            matched[route.rule] = matched.get(route.rule, 0) + len(events)
+            for target in route.targets:
+                if target.render is not None or target.key_path is not None:
+                    for event in events:
+                        self._deliver(event, Route(route.rule, (target,)), None, failures, out)
+                    continue
+                name, rule = target.name, route.rule
+                if raw_bodies:
+                    out += [Delivery(name, e.record, e.record.value, e.record.key, rule) for e in events]
+                    continue
+                if payloads is None:
+                    dumps = orjson.dumps
+                    payloads = [dumps(e.body) for e in events]
+                out += [Delivery(name, e.record, p, e.record.key, rule) for e, p in zip(events, payloads)]
+
+    def _deliver(self, event: Event, route: Route, as_json, failures, out) -> bytes | None:
+        """Append this event's deliveries for the route's targets; returns the event's JSON once made."""
+        body, record = event.body, event.record
+        for target in route.targets:
+            try:
+                if target.render is None:
+                    payload = as_json = as_json or orjson.dumps(body)
+                else:
+                    payload = target.render(
+                        body, route.rule, self.arn_prefix + route.rule, ingestion_time(record.timestamp_ms)
+                    )
+                    if payload is None:
+                        continue
+                key = record.key if target.key_path is None else extract_key(body, target.key_path)
+            except Exception as exc:
+                failures.append(Failure(
+                    record, "transform", "TransformFailed", f"{type(exc).__name__}: {exc}",
+                    rule=route.rule, target=target.name,
+                ))
+                continue
+            out.append(Delivery(target.name, record, payload, key, route.rule))
+        return as_json
