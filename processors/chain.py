@@ -40,9 +40,8 @@ class Chain:
             raise ValueError(f"Chain chunk={chunk}: expected a positive number of records")
         self.decoder, self.stages, self.chunk = decoder, list(stages), chunk
 
-    def run(self, records: list[SourceRecord], failures: list[Failure]) -> list[Event]:
-        """Events out of all stages, in input order per sub-batch; failures appended to `failures`."""
-        out: list[Event] = []
+    def _sub_batches(self, records: list[SourceRecord], failures: list[Failure]):
+        """Each sub-batch's surviving events, decoded and through every stage."""
         decode, stages, chunk = self.decoder.decode, self.stages, self.chunk
         for start in range(0, len(records), chunk):
             events = decode(records[start:start + chunk], failures)
@@ -50,18 +49,18 @@ class Chain:
                 if not events:
                     break
                 events = run_stage(stage, events, failures)
+            yield events
+
+    def run(self, records: list[SourceRecord], failures: list[Failure]) -> list[Event]:
+        """Events out of all stages, in input order per sub-batch; failures appended to `failures`."""
+        out: list[Event] = []
+        for events in self._sub_batches(records, failures):
             out.extend(events)
         return out
 
     async def run_async(self, records: list[SourceRecord], failures: list[Failure]) -> list[Event]:
         out: list[Event] = []
-        decode, stages, chunk = self.decoder.decode, self.stages, self.chunk
-        for start in range(0, len(records), chunk):
-            events = decode(records[start:start + chunk], failures)
-            for stage in stages:
-                if not events:
-                    break
-                events = run_stage(stage, events, failures)
+        for events in self._sub_batches(records, failures):
             out.extend(events)
             await asyncio.sleep(0)
         return out
