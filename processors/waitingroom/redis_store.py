@@ -7,6 +7,7 @@ one I/O module processors/ owns (see ARCHITECTURE.md).
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -35,10 +36,13 @@ class RedisRoomStore(RoomStore):
         self.prefix = prefix
         self._keys: dict[tuple[str, int], tuple[str, ...]] = {}
         self._prefixes: dict[tuple[str, tuple[str, ...]], EvalShaPrefix] = {}
+        self._loading: asyncio.Task | None = None
 
     @classmethod
     def from_url(cls, url: str = "redis://127.0.0.1:6379/0", prefix: str = "eventweir:wr:", max_connections: int = 32) -> "RedisRoomStore":
-        return cls(aioredis.Redis.from_url(url, max_connections=max_connections), RespConnection(url), prefix)
+        # a blocking pool: a burst of admin calls waits for a free connection instead of failing
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10)
+        return cls(aioredis.Redis(connection_pool=pool), RespConnection(url), prefix)
 
     # ---- keys ---------------------------------------------------------------------------------
     def room_keys(self, room: str, nclasses: int) -> tuple[str, ...]:
@@ -58,6 +62,12 @@ class RedisRoomStore(RoomStore):
             sha = await self.redis.script_load(src)
             assert sha == _SHA[name], "Redis computed a different script digest"
 
+    async def _reload_scripts(self) -> None:
+        """One load for every call that met NOSCRIPT at once (a burst of joins after a Redis restart)."""
+        if self._loading is None or self._loading.done():
+            self._loading = asyncio.ensure_future(self.load_scripts())
+        await asyncio.shield(self._loading)
+
     async def _call(self, script: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
         prefix = self._prefixes.get((script, keys))
         if prefix is None:
@@ -67,7 +77,7 @@ class RedisRoomStore(RoomStore):
         if isinstance(reply, RedisReplyError):
             if not str(reply).startswith("NOSCRIPT"):
                 raise reply
-            await self.load_scripts()  # Redis restarted or SCRIPT FLUSH: load again and retry once
+            await self._reload_scripts()  # Redis restarted or SCRIPT FLUSH: load again and retry once
             reply = await self.fast.call(packed)
             if isinstance(reply, RedisReplyError):
                 raise reply
