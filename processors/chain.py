@@ -40,7 +40,7 @@ class Chain:
             raise ValueError(f"Chain chunk={chunk}: expected a positive number of records")
         self.decoder, self.stages, self.chunk = decoder, list(stages), chunk
 
-    def _sub_batches(self, records: list[SourceRecord], failures: list[Failure]):
+    def sub_batches(self, records: list[SourceRecord], failures: list[Failure]):
         """Each sub-batch's surviving events, decoded and through every stage."""
         decode, stages, chunk = self.decoder.decode, self.stages, self.chunk
         for start in range(0, len(records), chunk):
@@ -54,13 +54,13 @@ class Chain:
     def run(self, records: list[SourceRecord], failures: list[Failure]) -> list[Event]:
         """Events out of all stages, in input order per sub-batch; failures appended to `failures`."""
         out: list[Event] = []
-        for events in self._sub_batches(records, failures):
+        for events in self.sub_batches(records, failures):
             out.extend(events)
         return out
 
     async def run_async(self, records: list[SourceRecord], failures: list[Failure]) -> list[Event]:
         out: list[Event] = []
-        for events in self._sub_batches(records, failures):
+        for events in self.sub_batches(records, failures):
             out.extend(events)
             await asyncio.sleep(0)
         return out

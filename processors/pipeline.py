@@ -32,8 +32,11 @@ class Pipeline:
         for topic, records in records_by_topic.items():
             result.consumed += len(records)
             chain = self.chains.get(topic, self.default_chain)
-            events = chain.run(records, failures)
-            if events:
-                # with no stage after decode, bodies are the records' own JSON: no need to re-serialise
-                result.deliveries += self.router.route(events, failures, result.matched, raw_bodies=not chain.stages)
+            raw_bodies = not chain.stages  # the bodies are the records' own JSON: no need to re-serialise
+            # Route each sub-batch as it comes out of the chain: its decoded bodies are garbage as
+            # soon as it is routed, so a batch never holds thousands of parsed events at once
+            # (which would make every young-generation GC pass walk them all).
+            for events in chain.sub_batches(records, failures):
+                if events:
+                    result.deliveries += self.router.route(events, failures, result.matched, raw_bodies=raw_bodies)
         return result

@@ -26,6 +26,10 @@ from streams.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
 
+# A stall this long (every partition waiting on a target) also pauses them in the consumer, whose
+# polls then keep the worker in its group: well under the default max_poll_interval of 300 s.
+STALL_HARD_PAUSE_S = 5.0
+
 # aiokafka's ConsumerRecord already carries every field of processors.core.SourceRecord, but
 # names the timestamp `timestamp`. One alias lets consumed records flow into the processors as
 # they are, instead of copying every record (a copy cost as much as parsing its JSON).
@@ -87,7 +91,11 @@ class Worker:
         self.control = None  # a streams.control.RuleReloader when routing.control_topic is set
         self.assigned: set[TopicPartition] = set()
         self.joined = False  # the first rebalance has completed (possibly with no partitions)
+        # Back-pressure pauses a partition by leaving it out of getmany(): its fetched records
+        # stay buffered in the consumer. consumer.pause() would drop them, to be fetched again.
         self.paused: set[TopicPartition] = set()
+        self._hard_paused: set[TopicPartition] = set()  # also paused in the consumer: a long stall
+        self._paused_since = 0.0
         self.positions: dict[TopicPartition, int] = {}  # next offset to fetch, for lag
         self._saturated: set[str] = set()
         self._stop = asyncio.Event()
@@ -199,10 +207,36 @@ class Worker:
         # commits run beside the fetch loop, so a slow commit round trip never stalls fetching
         self._background.append(asyncio.create_task(self._commit_periodically(), name="committer"))
         while not self._stop.is_set():
-            batch = await self.consumer.getmany(timeout_ms=c.fetch_timeout_ms, max_records=c.max_batch_records)
+            if not self.paused:
+                batch = await self.consumer.getmany(timeout_ms=c.fetch_timeout_ms, max_records=c.max_batch_records)
+            else:
+                fetchable = self.assigned - self.paused
+                if fetchable:
+                    batch = await self.consumer.getmany(*fetchable, timeout_ms=c.fetch_timeout_ms,
+                                                        max_records=c.max_batch_records)
+                else:
+                    await self._wait_for_relief(c.fetch_timeout_ms / 1000)
+                    batch = None
             if batch and not self._stop.is_set():
                 self._process(batch)
             self._apply_backpressure()
+
+    async def _wait_for_relief(self, timeout: float) -> None:
+        """Every partition is paused: wait (up to `timeout`) for a target to drain. A stall longer
+        than STALL_HARD_PAUSE_S pauses the partitions in the consumer too and polls it, so the
+        group does not take a worker that waits on a sink outage for idle (max_poll_interval)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stop.is_set():
+            await asyncio.sleep(0.002)
+            self._apply_backpressure()
+            if not self.paused or self.assigned - self.paused:
+                return
+        if time.monotonic() - self._paused_since > STALL_HARD_PAUSE_S:
+            hard = self.paused - self._hard_paused
+            if hard:
+                self.consumer.pause(*hard)
+                self._hard_paused |= hard
+            await self.consumer.getmany(timeout_ms=0)
 
     async def _commit_periodically(self) -> None:
         every = self.config.consumer.commit_interval_ms / 1000
@@ -272,9 +306,11 @@ class Worker:
         if to_pause:
             log.warning("back-pressure: pausing %s (targets over their in-flight bound: %s)",
                         sorted(to_pause), sorted(self._saturated))
-            self.consumer.pause(*to_pause)
-        if to_resume:
-            self.consumer.resume(*to_resume)
+        if to_resume & self._hard_paused:
+            self.consumer.resume(*(to_resume & self._hard_paused))
+            self._hard_paused -= to_resume
+        if not self.paused:
+            self._paused_since = time.monotonic()
         self.paused = want
         metrics.PAUSED_PARTITIONS.set(len(want))
 
@@ -342,6 +378,7 @@ class Worker:
             self.positions.pop(tp, None)
         self.assigned -= revoked
         self.paused -= revoked
+        self._hard_paused -= revoked
         metrics.ASSIGNED_PARTITIONS.set(len(self.assigned))
         log.info("gave up %d partitions after committing them", len(revoked))
 
