@@ -12,6 +12,7 @@ in `skipped_tombstones` and go no further.
 from __future__ import annotations
 
 import orjson
+import simdjson
 
 from processors.core import Event, Failure, SourceRecord
 
@@ -31,6 +32,7 @@ class Decoder:
             raise ValueError(f"Decoder tombstones={tombstones!r}: expected one of {', '.join(_MODES)}")
         self.tombstones = tombstones
         self.skipped_tombstones = 0
+        self._parser = simdjson.Parser()
 
     def decode(self, records: list[SourceRecord], failures: list[Failure]) -> list[Event]:
         out: list[Event] = []
@@ -57,6 +59,28 @@ class Decoder:
                                         f"expected a JSON object, got {_json_kind(body)}"))
                 continue
             append(Event(record, body))
+        return out
+
+    def check(self, records: list[SourceRecord], failures: list[Failure]) -> list[SourceRecord]:
+        """The records `decode` would turn into events, without building their bodies (same
+        failures). For pass-through routes, which forward the original bytes: simdjson validates
+        a document about 3x faster than orjson builds it as dicts. Whatever simdjson does not
+        accept as an object goes through `decode` itself, which decides: orjson is the reference
+        (it takes integers beyond 64 bits that simdjson refuses), and a document starting with a
+        UTF-8 byte-order mark, which simdjson skips and orjson refuses, is always re-checked."""
+        out: list[SourceRecord] = []
+        append = out.append
+        parse, obj = self._parser.parse, simdjson.Object
+        for record in records:
+            value = record.value
+            try:
+                if value and value[0] != 0xEF and type(parse(value)) is obj:
+                    append(record)
+                    continue
+            except Exception:  # noqa: BLE001 - any refusal is settled by decode() below
+                pass
+            if self.decode([record], failures):
+                append(record)
         return out
 
     # the runtime calls every stage through `process`; decode is the one that starts from records

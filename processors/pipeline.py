@@ -33,6 +33,10 @@ class Pipeline:
             result.consumed += len(records)
             chain = self.chains.get(topic, self.default_chain)
             raw_bodies = not chain.stages  # the bodies are the records' own JSON: no need to re-serialise
+            if raw_bodies and self.router.forwards_raw:
+                # nothing reads the bodies: check the records are JSON objects, forward their bytes
+                result.deliveries += self.router.route_raw(chain.decoder.check(records, failures), result.matched)
+                continue
             # Route each sub-batch as it comes out of the chain: its decoded bodies are garbage as
             # soon as it is routed, so a batch never holds thousands of parsed events at once
             # (which would make every young-generation GC pass walk them all).

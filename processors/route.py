@@ -66,6 +66,24 @@ class Router:
             self.ruleset = RuleSet(patterned)
         self.arn_prefix = rule_arn_prefix
 
+    @property
+    def forwards_raw(self) -> bool:
+        """Every rule takes every event and every target forwards it unchanged: routing never
+        reads a body, so the pipeline can pass records through without decoding them into dicts."""
+        return self.ruleset is None and all(
+            t.render is None and t.key_path is None for route in self.match_all for t in route.targets)
+
+    def route_raw(self, records: list, matched: dict[str, int]) -> list[Delivery]:
+        """Deliveries of the records' own bytes to every target (when `forwards_raw`)."""
+        out: list[Delivery] = []
+        for route in self.match_all:
+            matched[route.rule] = matched.get(route.rule, 0) + len(records)
+            rule = route.rule
+            for target in route.targets:
+                name = target.name
+                out += [Delivery(name, r, r.value, r.key, rule) for r in records]
+        return out
+
     def matching(self, body: dict) -> list[Route]:
         if self.ruleset is None:
             return self.match_all

@@ -49,3 +49,61 @@ def test_fan_out_serialises_once_and_keys_from_a_path():
     hot = [d for d in out if d.target.startswith("hot/")]
     assert hot[0].payload is hot[1].payload  # one serialisation for every target of an event
     assert matched == {"all": 2, "hot": 1}
+
+
+# --- pass-through: records are checked (simdjson), not decoded, when nothing reads the bodies ----------
+
+import json  # noqa: E402
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from processors.decode import Decoder  # noqa: E402
+
+EDGE_VALUES = [
+    b'{"a": 1}', b'{"big": 123456789012345678901234567890}', b'{"neg": -9223372036854775809}',
+    b'\xef\xbb\xbf{"bom": 1}', b'{"a": "\\ud800"}', b'{"a": "\xff"}', b'{"a": 1}x', b'{"a": NaN}',
+    b"[1, 2]", b'"text"', b"null", b"", b"   ", None, b'{"a": 1e400}', b'{"\\u0000": 1}',
+    b"{" + b'"a":[' * 1100 + b"]" * 1100 + b"}",
+]
+
+
+def _verdicts(decoder_method, values):
+    failures = []
+    passed = decoder_method(records("in", values), failures)
+    return [r.offset for r in (e.record if isinstance(e, Event) else e for e in passed)], \
+        [(f.record.offset, f.stage, f.error, f.message) for f in failures]
+
+
+def test_check_accepts_and_rejects_exactly_what_decode_does_on_edge_cases():
+    assert _verdicts(Decoder().check, EDGE_VALUES) == _verdicts(Decoder().decode, EDGE_VALUES)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2 ** 70), max_value=2 ** 70) | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.builds(lambda v, ascii_only: json.dumps(v, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass"),
+                          json_values, st.booleans())  # stdlib json: big integers, NaN, lone surrogates too
+                | st.binary(max_size=40), max_size=8))
+def test_check_agrees_with_decode_on_arbitrary_input(values):
+    assert _verdicts(Decoder().check, values) == _verdicts(Decoder().decode, values)
+
+
+def test_a_pass_through_pipeline_forwards_original_bytes_and_dead_letters_bad_records():
+    router = Router([Route("all", (RouteTarget("all/a"), RouteTarget("all/b")))])
+    assert router.forwards_raw
+    values = [b'{"n": 0}', b"not json", b'{"n": 2}', b"[3]", None]
+    result = Pipeline({"in": []}, router).run({"in": records("in", values)})
+    assert [(d.target, d.payload) for d in result.deliveries] == [
+        ("all/a", b'{"n": 0}'), ("all/a", b'{"n": 2}'), ("all/b", b'{"n": 0}'), ("all/b", b'{"n": 2}')]
+    assert [(f.record.offset, f.error) for f in result.failures] == [(1, "invalid_json"), (3, "not_object"), (4, "tombstone")]
+    assert result.matched == {"all": 2}
+
+
+def test_a_pattern_or_a_key_path_makes_the_router_read_bodies():
+    assert not Router([Route("hot", (RouteTarget("hot/a"),), {"detail": {"kind": ["hot"]}})]).forwards_raw
+    assert not Router([Route("all", (RouteTarget("all/a", key_path=parse_key_path("$.id")),))]).forwards_raw
