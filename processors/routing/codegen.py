@@ -234,3 +234,65 @@ def _lookup(g: _Gen, depth: int, table: str | None, key: str, fn: str | None = N
     g.emit(depth, f"{c} = {fn}({key})" if fn else f"{c} = {table}.get({key})")
     g.emit(depth, f"if {c}:")
     g.emit(depth + 1, f"found.update({c})")
+
+
+def _scalar_test(g: _Gen, cond) -> str:
+    """A Python expression true when the scalar leaf `x` (of type `t`) satisfies `cond`.
+
+    The common kinds are inlined; the rest call the condition's own predicate. Numbers compare
+    as IEEE doubles (ints converted), exactly as conditions.build_predicate does.
+    """
+    kind, arg = cond.kind, cond.arg
+    if kind == "exact" and type(arg) is str:
+        return f"x == {g.const('k', arg)}"  # a str key: only an equal str compares equal
+    if kind == "prefix":
+        return f"(t is str and x.startswith({g.const('k', arg)}))"
+    if kind == "suffix":
+        return f"(t is str and x.endswith({g.const('k', arg)}))"
+    if kind == "numeric":
+        lo, lo_incl, hi, hi_incl = arg
+        tests = []
+        if lo is not None:
+            tests.append(f"{{n}} {'>=' if lo_incl else '>'} {g.const('lo', lo)}")
+        if hi is not None:
+            tests.append(f"{{n}} {'<=' if hi_incl else '<'} {g.const('hi', hi)}")
+        if not tests:
+            return "(t is float or t is int)"
+        on_float = " and ".join(t.format(n="x") for t in tests)
+        on_int = " and ".join(t.format(n="float(x)") for t in tests)
+        return f"((t is float and {on_float}) or (t is int and {on_int}))"
+    return f"{g.const('p', cond.pred)}(x)"
+
+
+def build_clause_check(checks) -> "Callable":
+    """One function `ok(slots) -> bool` for the fields of a clause left to check after its anchor.
+
+    Replaces a loop of `_Check.holds` calls per candidate clause with straight-line code; values
+    that are arrays still go through the check's own `holds` (ranges bisected over sorted numbers).
+    """
+    g = _Gen()
+    g.env["SN"] = SortedNumbers
+    g.emit(0, "def ok(s):")
+    for check in checks:
+        g.emit(1, f"x = s[{check.slot}]")
+        if check.exists_false:  # missing holds; a present value must meet one of the other conditions
+            g.emit(1, "if x is not M:")
+        else:
+            g.emit(1, "if x is M:")
+            g.emit(2, "return False")
+            if check.exists_true:  # present is enough
+                continue
+            g.emit(1, "if True:")
+        if not check.conds:
+            g.emit(2, "return False")
+            continue
+        g.emit(2, "t = type(x)")
+        g.emit(2, "if t is list or t is SN:")
+        g.emit(3, f"if not {g.const('h', check.holds)}(s):")
+        g.emit(4, "return False")
+        tests = " or ".join(_scalar_test(g, c) for c in check.conds)
+        g.emit(2, f"elif not ({tests}):")
+        g.emit(3, "return False")
+    g.emit(1, "return True")
+    exec(compile("\n".join(g.lines) + "\n", "<eventweir-clause>", "exec"), g.env)
+    return g.env["ok"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from .codegen import MISSING, build_fast_path
+from .codegen import MISSING, build_clause_check, build_fast_path
 from .compiler import compile_clauses
 from .flatten import build_trie, flatten
 from .index import FieldIndex, SortedNumbers
@@ -82,12 +82,13 @@ def _any_in_ranges(xs: list, ranges) -> bool:
 class _Check:
     """One non-anchor field of a clause, as checked on the fast path."""
 
-    __slots__ = ("fid", "slot", "preds", "exists_true", "exists_false", "ranges")
+    __slots__ = ("fid", "slot", "conds", "preds", "exists_true", "exists_false", "ranges")
 
     def __init__(self, fid, slot, conds):
         self.fid = fid  # the anchor's id in the index, else None
         self.slot = slot
-        self.preds = tuple(c.pred for c in conds if c.kind != "exists")
+        self.conds = tuple(c for c in conds if c.kind != "exists")
+        self.preds = tuple(c.pred for c in self.conds)
         self.exists_true = any(c.kind == "exists" and c.arg for c in conds)
         self.exists_false = any(c.kind == "exists" and not c.arg for c in conds)
         # numeric-only fields test arrays of numbers by bisection over the sorted values
@@ -149,6 +150,7 @@ class RuleSet:
         # the index: indexing every field would make busy fields (a wide numeric range shared
         # by thousands of rules) return thousands of ids per event.
         self.plan: list = []
+        self.checks: list = []  # clause id -> generated `ok(slots)` for what its anchor leaves open
         for cid, fields in enumerate(plans):
             best = None
             for k, (path, conds, ip) in enumerate(fields):
@@ -172,11 +174,12 @@ class RuleSet:
                 self.anchor_of[fid] = cid
                 if exact:
                     # an exact index hit proves the field: nothing left to evaluate
-                    anchor.preds, anchor.ranges, anchor.exists_true = (), None, True
+                    anchor.conds, anchor.preds, anchor.ranges, anchor.exists_true = (), (), None, True
             rest = [c for c in checks if c is not anchor]
             # cheap tests first: presence, then single values, numeric arrays last
             rest.sort(key=lambda c: (bool(c.preds), c.ranges is not None))
             self.plan.append((anchor, tuple(rest)))
+            self.checks.append(None)  # generated on first use: most clauses of a big set never are candidates
             if anchor is not None and not rest and not anchor.preds:
                 # the anchor hit alone proves the clause: map it straight to its rule
                 self.direct[anchor.fid] = self.clause_rule[cid]
@@ -201,18 +204,17 @@ class RuleSet:
         cids = [anchor_of[f] for f in found if f not in direct and f in anchor_of]
         if self.always:
             cids.extend(self.always)
-        clause_rule, plan = self.clause_rule, self.plan
+        clause_rule, checks = self.clause_rule, self.checks
         for cid in cids:
             r = clause_rule[cid]
             if r in rules:
                 continue
-            anchor, rest = plan[cid]
-            if anchor is not None and anchor.preds and not anchor.holds(slots):
-                continue
-            for check in rest:
-                if not check.holds(slots):
-                    break
-            else:
+            ok = checks[cid]
+            if ok is None:
+                anchor, rest = self.plan[cid]
+                ok = checks[cid] = build_clause_check(
+                    ((anchor,) if anchor is not None and anchor.preds else ()) + rest)
+            if ok(slots):
                 rules.add(r)
         if not rules:
             return []
