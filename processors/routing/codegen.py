@@ -274,6 +274,8 @@ def build_clause_check(checks) -> "Callable":
     g.env["SN"] = SortedNumbers
     g.emit(0, "def ok(s):")
     for check in checks:
+        if check.exists_false and check.exists_true:
+            continue  # missing or present: always holds
         g.emit(1, f"x = s[{check.slot}]")
         if check.exists_false:  # missing holds; a present value must meet one of the other conditions
             g.emit(1, "if x is not M:")
