@@ -16,6 +16,7 @@ from aiokafka.partitioner import murmur2
 from streams.config import Config
 
 _KEY_CACHE_LIMIT = 100_000
+_NO_HEADERS: list = []  # aiokafka wants a list; it only reads it
 
 
 def make_producer(config: Config) -> AIOKafkaProducer:
@@ -65,33 +66,37 @@ class BatchProducer:
         Each future resolves when the broker acknowledged its batch, or raises its error.
         """
         parts = await self.partitions(topic)
-        by_partition: dict[int, list[int]] = {}
         keyless = next(self._round_robin[topic])  # a whole keyless call goes to one partition: bigger batches
         cache = self._key_partition.setdefault(topic, {})  # murmur2 in Python is slow; keys repeat
-        for index, (key, _value, _headers) in enumerate(records):
+        create = self.producer.create_batch
+        # one pass: each record goes straight into its partition's open batch; a full batch is sent
+        # and replaced. Partitions' batches are sent in record order, so per-partition order holds.
+        open_batches: dict[int, tuple] = {}
+        sent, too_large = [], []
+        for index, (key, value, headers) in enumerate(records):
             if key is None:
                 part = keyless
             else:
                 part = cache.get(key)
                 if part is None:
                     part = self._partition_for(cache, parts, key)
-            by_partition.setdefault(part, []).append(index)
-        sent, too_large = [], []
-        for part, indexes in by_partition.items():
-            batch = self.producer.create_batch()
-            in_batch: list[int] = []
-            for index in indexes:
-                key, value, headers = records[index]
-                if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
-                    if in_batch:
-                        batch.close()
-                        sent.append((await self.producer.send_batch(batch, topic, partition=part), in_batch))
-                        batch, in_batch = self.producer.create_batch(), []
-                    if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
-                        too_large.append(index)
-                        continue
-                in_batch.append(index)
-            if in_batch:
-                batch.close()
-                sent.append((await self.producer.send_batch(batch, topic, partition=part), in_batch))
+            current = open_batches.get(part)
+            if current is None:
+                current = open_batches[part] = (create(), [])
+            if current[0].append(key=key, value=value, timestamp=None, headers=headers or _NO_HEADERS) is None:
+                if current[1]:
+                    sent.append(await self._ship(current, topic, part))
+                    current = open_batches[part] = (create(), [])
+                if current[0].append(key=key, value=value, timestamp=None, headers=headers or _NO_HEADERS) is None:
+                    too_large.append(index)
+                    continue
+            current[1].append(index)
+        for part, current in open_batches.items():
+            if current[1]:
+                sent.append(await self._ship(current, topic, part))
         return sent, too_large
+
+    async def _ship(self, current: tuple, topic: str, part: int) -> tuple[asyncio.Future, list[int]]:
+        batch, indexes = current
+        batch.close()
+        return await self.producer.send_batch(batch, topic, partition=part), indexes
