@@ -16,7 +16,8 @@ by coordinated omission): `join_at_5000_p99_ms` is the figure the p99 < 50 ms fl
 The issue names no peer that can run here (the AWS solution is retired, Cloudflare's is a service),
 so the ratios are against the issue's floors (5,000 joins/s, 10,000 polls/s, p99 join < 50 ms) and
 against the same worker serving a cached JSON document with no Redis and no room logic: the
-ceiling aiohttp itself reaches on this machine in the same run.
+ceiling aiohttp itself reaches on this machine in the same run. Joins and polls take the lean
+keep-alive path in front of aiohttp (streams/waitingroom_http.py), so they can pass that ceiling.
 """
 from __future__ import annotations
 
