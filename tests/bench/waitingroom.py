@@ -206,7 +206,7 @@ def main() -> int:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}/waitingroom/rooms/bench"
-    joins, polls, trivial, joins_low, joins_fixed, per_join = [], [], [], [], [], []
+    joins, polls, trivial, joins_low, joins_fixed, per_join, per_poll = [], [], [], [], [], [], []
     try:
         wait_for_port("127.0.0.1", port, 30)
         for rep in range(repeats):
@@ -218,7 +218,10 @@ def main() -> int:
             seeded = max(1, min(2000, j["requests"] // (args.threads * 2)))  # ids every join thread surely reached
             poll_script = (POLL_LUA.replace("RUN", json.dumps(run)).replace("PATH", json.dumps("/waitingroom/rooms/bench/status"))
                            .replace("THREADS", str(args.threads)).replace("SEEDED", str(seeded)))
+            _, ev_before = redis_commandstats()
             p = run_wrk(poll_script, f"{base}/status", args.threads, args.connections, seconds)
+            _, ev_after = redis_commandstats()
+            per_poll.append((ev_after - ev_before) / p["requests"])  # Redis round trips per poll (the inlet adds ~2/s)
             # the peer: the same worker answering a cached JSON document (JWKS) with no Redis and no room
             # logic, i.e. what aiohttp itself can do on this machine at this moment
             t = run_wrk(_COMMON, f"http://127.0.0.1:{port}/waitingroom/.well-known/jwks.json", args.threads,
@@ -271,6 +274,7 @@ def main() -> int:
         "join_p99_ms_32conn": round(med(x["p99_us"] for x in joins_low) / 1000, 2),
         "redis_cmds_per_join": round(med(x[0] for x in per_join), 2),
         "evalsha_per_join": round(med(x[1] for x in per_join), 3),
+        "evalsha_per_poll": round(med(per_poll), 3),
         "connections": args.connections, "seconds_per_phase": seconds, "repeats": repeats,
         "errors": sum(x["non2xx"] + x["socket_errors"] for x in joins + polls + joins_fixed),
     }
