@@ -164,3 +164,18 @@ async def test_connection_close_and_store_unavailable(redis_prefix):
     finally:
         await c.close()
         await client.close()
+
+
+async def test_idle_keepalive_connections_are_closed(redis_prefix, monkeypatch):
+    import streams.waitingroom_http as wh
+
+    monkeypatch.setattr(wh, "KEEPALIVE_S", 0.3)
+    client, _ = await start_api(redis_prefix, ROOM)
+    c = await Conn.open(client)
+    try:
+        await c.send(post(f"{BASE}/join", b"{}"))
+        assert (await c.response())[0] == 200
+        assert await asyncio.wait_for(c.reader.read(), 5) == b""  # closed once idle past the keep-alive time
+    finally:
+        await c.close()
+        await client.close()
