@@ -46,12 +46,22 @@ async def run_worker(config: Config, worker: Worker | None = None, on_started=No
             loop.add_signal_handler(sig, worker.request_stop)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
-    runner, port = await serve(worker_app(worker), config.http.host, config.http.port)
+    app = worker_app(worker)
+    if worker.waitingroom is not None:
+        # waiting-room joins and status polls take the lean path; the rest of the port is aiohttp's
+        from streams.waitingroom_http import serve_with_lean_path
+
+        server = serve_with_lean_path(app, worker.waitingroom)
+        port = await server.start(config.http.host, config.http.port)
+        cleanup = server.stop
+    else:
+        runner, port = await serve(app, config.http.host, config.http.port)
+        cleanup = runner.cleanup
     log.info("serving /healthz /readyz /metrics on http://%s:%d", config.http.host, port)
     try:
         if on_started:
             on_started(worker, port)
         await worker.run()
     finally:
-        await runner.cleanup()
+        await cleanup()
     return 0

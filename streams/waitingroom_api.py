@@ -41,8 +41,7 @@ def _error(code: str, message: str, status: int, **extra: Any) -> web.Response:
     return _json({"error": code, "message": message, **extra}, status)
 
 
-async def _body(request: web.Request, *, required: bool) -> dict[str, Any]:
-    raw = await request.read()
+def parse_body(raw: bytes, *, required: bool) -> dict[str, Any]:
     if not raw:
         if required:
             raise RoomError("bad_request", "expected a JSON object body")
@@ -56,53 +55,87 @@ async def _body(request: web.Request, *, required: bool) -> dict[str, Any]:
     return body
 
 
-def _handler(endpoint: str, fn):
-    """Map RoomError/SettingsError to JSON errors and count requests per endpoint and status."""
-    counters: dict[int, Any] = {}
+async def _body(request: web.Request, *, required: bool) -> dict[str, Any]:
+    return parse_body(await request.read(), required=required)
 
-    def count(status: int) -> None:
-        c = counters.get(status)
-        if c is None:
-            c = counters[status] = m.REQUESTS.labels(endpoint, str(status))
-        c.inc()
+
+def error_reply(exc: Exception) -> tuple[int, bytes, dict[str, str]] | None:
+    """(status, JSON body, extra headers) for the errors every endpoint maps; None for any other exception."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, RoomError):
+        status, body = _STATUS.get(exc.code, 400), {"error": exc.code, "message": exc.message, **exc.detail}
+    elif isinstance(exc, SettingsError):
+        status, body = 400, {"error": "invalid_settings", "message": str(exc), "path": exc.path}
+    elif isinstance(exc, OSError):  # Redis unreachable (ConnectionError is an OSError): tell clients to retry
+        status, body = 503, {"error": "unavailable", "message": f"waiting-room store unavailable: {exc}"}
+        headers["Retry-After"] = "1"
+    else:
+        return None
+    return status, orjson.dumps(body), headers
+
+
+_counters: dict[tuple[str, int], Any] = {}
+
+
+def count_request(endpoint: str, status: int) -> None:
+    """Requests per endpoint and status (the labelled child is looked up once, not per request)."""
+    c = _counters.get((endpoint, status))
+    if c is None:
+        c = _counters[(endpoint, status)] = m.REQUESTS.labels(endpoint, str(status))
+    c.inc()
+
+
+def _handler(endpoint: str, fn):
+    """Map RoomError/SettingsError/OSError to JSON errors and count requests per endpoint and status."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
             resp = await fn(request)
-        except RoomError as exc:
-            resp = _error(exc.code, exc.message, _STATUS.get(exc.code, 400), **exc.detail)
-        except SettingsError as exc:
-            resp = _error("invalid_settings", str(exc), 400, path=exc.path)
-        except OSError as exc:  # Redis unreachable (ConnectionError is an OSError): tell clients to retry
-            resp = _error("unavailable", f"waiting-room store unavailable: {exc}", 503)
-            resp.headers["Retry-After"] = "1"
-        count(resp.status)
+        except (RoomError, SettingsError, OSError) as exc:
+            status, body, headers = error_reply(exc)
+            resp = web.Response(body=body, status=status, content_type="application/json", headers=headers)
+        count_request(endpoint, resp.status)
         return resp
 
     return handle
 
 
+class PublicAPI:
+    """The two hot public endpoints (join, status) as plain coroutines returning the JSON body, so the
+    aiohttp routes and the lean keep-alive server (streams/waitingroom_http.py) answer exactly alike."""
+
+    def __init__(self, service: WaitingRoomService):
+        self.service = service
+        self._join_hist: dict[str, Any] = {}
+
+    async def join(self, room: str, raw: bytes) -> bytes:
+        t0 = time.perf_counter()
+        body = parse_body(raw, required=False)
+        out = await self.service.join(room, body.get("request_id"), body.get("claim"))
+        h = self._join_hist.get(room)
+        if h is None:
+            h = self._join_hist[room] = m.JOIN_LATENCY.labels(room)
+        h.observe(time.perf_counter() - t0)
+        return orjson.dumps(out)
+
+    async def status(self, room: str, request_id: str | None) -> bytes:
+        if not request_id:
+            raise RoomError("bad_request", "query parameter request_id is required")
+        return orjson.dumps(await self.service.status(room, request_id))
+
+
 def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, prefix: str = "/waitingroom") -> None:
     """Mount the public and admin waiting-room routes on `app` (the worker's single HTTP port)."""
     page = PAGE.encode()
-    join_hist: dict[str, Any] = {}
+    public = PublicAPI(service)
 
     async def join(request: web.Request) -> web.Response:
-        t0 = time.perf_counter()
-        room = request.match_info["room"]
-        body = await _body(request, required=False)
-        out = await service.join(room, body.get("request_id"), body.get("claim"))
-        h = join_hist.get(room)
-        if h is None:
-            h = join_hist[room] = m.JOIN_LATENCY.labels(room)
-        h.observe(time.perf_counter() - t0)
-        return _json(out)
+        body = await public.join(request.match_info["room"], await request.read())
+        return web.Response(body=body, content_type="application/json")
 
     async def status(request: web.Request) -> web.Response:
-        rid = request.query.get("request_id")
-        if not rid:
-            raise RoomError("bad_request", "query parameter request_id is required")
-        return _json(await service.status(request.match_info["room"], rid))
+        body = await public.status(request.match_info["room"], request.query.get("request_id"))
+        return web.Response(body=body, content_type="application/json")
 
     async def token(request: web.Request) -> web.Response:
         body = await _body(request, required=True)

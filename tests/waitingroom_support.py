@@ -54,21 +54,51 @@ async def make_service(store, rooms=None, clock=None, **kw) -> WaitingRoomServic
     return svc
 
 
+class ApiClient:
+    """An HTTP client of one running waiting-room server; `close()` also stops the server (the worker goes)."""
+
+    def __init__(self, session, server, base: str):
+        self.session, self.server, self.base = session, server, base
+
+    def make_url(self, path: str) -> str:
+        return self.base + path
+
+    def request(self, method: str, path: str, **kw):
+        return self.session.request(method, self.base + path, **kw)
+
+    def get(self, path: str, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw):
+        return self.request("POST", path, **kw)
+
+    def put(self, path: str, **kw):
+        return self.request("PUT", path, **kw)
+
+    def delete(self, path: str, **kw):
+        return self.request("DELETE", path, **kw)
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.server.stop()
+
+
 async def start_api(prefix: str, rooms=None, **config):
-    """The real aiohttp app with the waiting-room routes on a free port; returns (client, service)."""
+    """The real server (lean path for join/status in front of the aiohttp app) on a free port: (client, service)."""
+    import aiohttp
     from aiohttp import web
-    from aiohttp.test_utils import TestClient, TestServer
 
     from streams.waitingroom_api import add_waitingroom_routes, build_waitingroom_service, waitingroom_lifecycle
+    from streams.waitingroom_http import serve_with_lean_path
 
     service = build_waitingroom_service({"redis_url": REDIS_URL, "key_prefix": prefix, "admin_token": ADMIN_TOKEN,
                                          "rooms": rooms or {}, **config})
     app = web.Application()
     add_waitingroom_routes(app, service)
     app.cleanup_ctx.append(waitingroom_lifecycle(service))
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    return client, service
+    server = serve_with_lean_path(app, service)
+    port = await server.start("127.0.0.1", 0)
+    return ApiClient(aiohttp.ClientSession(), server, f"http://127.0.0.1:{port}"), service
 
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

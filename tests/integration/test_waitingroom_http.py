@@ -1,0 +1,181 @@
+"""The waiting room's port over raw sockets: the lean path for join/status and the hand-over to aiohttp
+answer like aiohttp alone would, in order, on one keep-alive connection (real server, real Redis)."""
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from processors.waitingroom.resp import RespConnection
+from tests.waitingroom_support import redis_prefix, start_api  # noqa: F401
+
+ROOM = {"sale": {"inlet": {"policy": "manual"}}}
+BASE = "/waitingroom/rooms/sale"
+
+
+class Conn:
+    """One keep-alive client connection that writes raw bytes and reads whole responses."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, client) -> "Conn":
+        port = int(client.base.rsplit(":", 1)[1])
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def response(self) -> tuple[int, dict[str, str], bytes]:
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
+        lines = head.decode().split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        if headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                body += chunk[:-2]
+        else:
+            body = await self.reader.readexactly(int(headers.get("content-length", 0)))
+        return status, headers, body
+
+    async def close(self) -> None:
+        self.writer.close()
+
+
+def post(path: str, body: bytes, *extra: str) -> bytes:
+    head = [f"POST {path} HTTP/1.1", "Host: t", "Content-Type: application/json", f"Content-Length: {len(body)}", *extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def get(path: str, *extra: str) -> bytes:
+    return ("\r\n".join([f"GET {path} HTTP/1.1", "Host: t", *extra]) + "\r\n\r\n").encode()
+
+
+async def test_pipelined_requests_are_answered_in_order(redis_prefix):
+    client, _ = await start_api(redis_prefix, ROOM)
+    c = await Conn.open(client)
+    try:
+        await c.send(post(f"{BASE}/join", b'{"request_id":"p-1"}') + post(f"{BASE}/join", b'{"request_id":"p-2"}')
+                     + get(f"{BASE}/status?request_id=p-2") + get(f"{BASE}/status?request_id=p-1"))
+        answers = [await c.response() for _ in range(4)]
+        assert [a[0] for a in answers] == [200] * 4
+        bodies = [orjson.loads(a[2]) for a in answers]
+        assert [b["position"] for b in bodies] == [1, 2, 2, 1]
+        assert bodies[2]["people_ahead"] == 1 and bodies[3]["people_ahead"] == 0
+        assert answers[0][1]["content-type"] == "application/json" and "date" in answers[0][1]
+    finally:
+        await c.close()
+        await client.close()
+
+
+async def test_a_body_arriving_in_pieces_and_an_encoded_query(redis_prefix):
+    client, _ = await start_api(redis_prefix, ROOM)
+    c = await Conn.open(client)
+    try:
+        req = post(f"{BASE}/join", b'{"request_id":"a-b:c"}')
+        for i in range(0, len(req), 7):  # the head and body trickle in
+            await c.send(req[i:i + 7])
+            await asyncio.sleep(0.001)
+        status, _, body = await c.response()
+        assert status == 200 and orjson.loads(body)["request_id"] == "a-b:c"
+        await c.send(get(f"{BASE}/status?x=1&request%5Fid=a%2Db%3Ac&request_id=other"))
+        status, _, body = await c.response()
+        assert status == 200 and orjson.loads(body)["request_id"] == "a-b:c"  # the first value, decoded
+    finally:
+        await c.close()
+        await client.close()
+
+
+async def test_other_requests_hand_the_connection_to_aiohttp(redis_prefix):
+    client, _ = await start_api(redis_prefix, ROOM)
+    c = await Conn.open(client)
+    try:
+        await c.send(post(f"{BASE}/join", b'{"request_id":"h-1"}'))
+        assert (await c.response())[0] == 200
+        # JWKS, a wrong method and a chunked join are aiohttp's; the status after them too (same connection)
+        chunked = (f"POST {BASE}/join HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   '14\r\n{"request_id":"h-2"}\r\n0\r\n\r\n').encode()
+        await c.send(get("/waitingroom/.well-known/jwks.json") + get(f"{BASE}/join") + chunked
+                     + get(f"{BASE}/status?request_id=h-2"))
+        jwks, wrong, joined, status = [await c.response() for _ in range(4)]
+        assert jwks[0] == 200 and orjson.loads(jwks[2])["keys"]
+        assert wrong[0] == 405
+        assert joined[0] == 200 and orjson.loads(joined[2])["position"] == 2
+        assert status[0] == 200 and orjson.loads(status[2])["people_ahead"] == 1
+    finally:
+        await c.close()
+        await client.close()
+
+
+async def test_lean_answers_equal_aiohttp_answers(redis_prefix):
+    """Each request once on a fresh lean connection and once on a connection aiohttp already serves."""
+    client, _ = await start_api(redis_prefix, ROOM)
+    await client.post(f"{BASE}/join", json={"request_id": "same"})
+    requests = [post(f"{BASE}/join", b'{"request_id":"same"}'), post(f"{BASE}/join", b"{not json"),
+                post(f"{BASE}/join", b"[1]"), post(f"{BASE}/join", b'{"request_id":"bad id!"}'),
+                post("/waitingroom/rooms/nope/join", b"{}"), get(f"{BASE}/status?request_id=same"),
+                get(f"{BASE}/status"), get(f"{BASE}/status?request_id=never-joined"), get(f"{BASE}/status?request_id=%20")]
+    try:
+        for req in requests:
+            lean = await Conn.open(client)
+            via_aiohttp = await Conn.open(client)
+            await via_aiohttp.send(get("/waitingroom/.well-known/jwks.json"))
+            await via_aiohttp.response()
+            await lean.send(req)
+            await via_aiohttp.send(req)
+            a, b = await lean.response(), await via_aiohttp.response()
+            assert a[0] == b[0], req
+            if b'"queue_token"' not in b[2]:
+                assert a[2] == b[2], req
+            else:  # the token's bytes may differ only if the second ticked over; the rest is equal
+                assert {k: v for k, v in orjson.loads(a[2]).items() if k != "queue_token"} == \
+                       {k: v for k, v in orjson.loads(b[2]).items() if k != "queue_token"}
+            await lean.close()
+            await via_aiohttp.close()
+    finally:
+        await client.close()
+
+
+async def test_connection_close_and_store_unavailable(redis_prefix):
+    client, service = await start_api(redis_prefix, ROOM)
+    c = await Conn.open(client)
+    try:
+        await c.send(post(f"{BASE}/join", b"{}", "Connection: close"))
+        status, headers, _ = await c.response()
+        assert status == 200 and headers["connection"] == "close"
+        assert await asyncio.wait_for(c.reader.read(), 5) == b""  # the server closed it
+        # Redis gone (a port nobody listens on): 503 with Retry-After, on the lean path
+        fast = service.store.fast
+        service.store.fast = RespConnection("redis://127.0.0.1:1/0")
+        c2 = await Conn.open(client)
+        await c2.send(post(f"{BASE}/join", b"{}") + get(f"{BASE}/status?request_id=x"))
+        for _ in range(2):
+            status, headers, body = await c2.response()
+            assert status == 503 and headers["retry-after"] == "1" and orjson.loads(body)["error"] == "unavailable"
+        await c2.close()
+        service.store.fast = fast
+    finally:
+        await c.close()
+        await client.close()
+
+
+async def test_idle_keepalive_connections_are_closed(redis_prefix, monkeypatch):
+    import streams.waitingroom_http as wh
+
+    monkeypatch.setattr(wh, "KEEPALIVE_S", 0.3)
+    client, _ = await start_api(redis_prefix, ROOM)
+    c = await Conn.open(client)
+    try:
+        await c.send(post(f"{BASE}/join", b"{}"))
+        assert (await c.response())[0] == 200
+        assert await asyncio.wait_for(c.reader.read(), 5) == b""  # closed once idle past the keep-alive time
+    finally:
+        await c.close()
+        await client.close()
