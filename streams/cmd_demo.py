@@ -12,10 +12,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import asyncio
     import logging
 
     from streams.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return asyncio.run(run_demo(args.rate, args.duration, args.port, args.lake))
+    from streams.eventloop import run
+
+    return run(run_demo(args.rate, args.duration, args.port, args.lake))

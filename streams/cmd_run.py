@@ -31,7 +31,6 @@ def run(args) -> int:
 
     # a SIGTERM before the worker is up has nothing to drain: exit cleanly (the worker installs its own)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    import asyncio
     import logging
 
     from streams.config import ConfigError, load_config
@@ -67,7 +66,9 @@ def run(args) -> int:
     from aiokafka.errors import KafkaConnectionError
 
     try:
-        return asyncio.run(main())
+        from streams.eventloop import run
+
+        return run(main())
     except ConfigError as exc:  # sections validated when their service is built (e.g. waitingroom)
         print(f"eventweir: invalid configuration, the worker did not start:\n  {exc}", file=sys.stderr)
         return 2

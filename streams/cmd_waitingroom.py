@@ -34,11 +34,6 @@ def run(args: argparse.Namespace) -> int:
     from streams.waitingroom_api import add_waitingroom_routes, build_waitingroom_service, waitingroom_lifecycle
     from streams.waitingroom_http import serve_with_lean_path
 
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
-
     rooms = {}
     if args.rooms:
         with open(args.rooms, encoding="utf-8") as f:
@@ -84,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             await server.stop()
 
-    if uvloop is not None:
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(main())
+    from streams.eventloop import run as run_loop
+
+    run_loop(main())
     return 0

@@ -264,7 +264,7 @@ def _scalar_test(g: _Gen, cond) -> str:
     return f"{g.const('p', cond.pred)}(x)"
 
 
-def build_clause_check(checks) -> "Callable":
+def build_clause_check(checks):
     """One function `ok(slots) -> bool` for the fields of a clause left to check after its anchor.
 
     Replaces a loop of `_Check.holds` calls per candidate clause with straight-line code; values

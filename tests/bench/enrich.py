@@ -43,6 +43,7 @@ from processors.enrich import (CdcDeduplicator, CidrTable, DerivedFields, Device
                                UnitNormaliser, UserAgentEnricher)
 from processors.normalise import CdcNormaliser, ClickstreamNormaliser, IotNormaliser, format_time  # noqa: E402
 from processors.validate import SchemaValidator  # noqa: E402
+from streams import eventloop  # noqa: E402
 import streams.worker  # noqa: E402,F401  (gives consumed records the `timestamp_ms` the processors read)
 
 FLOOR_RATIO = 0.30
@@ -291,7 +292,7 @@ async def main() -> int:
 
         med = statistics.median
         figures, ratios = {}, {}
-        print(f"enrich bench: {n} records per kind, {repeats} repeats, broker {bootstrap}")
+        print(f"enrich bench: {n} records per kind, {repeats} repeats, broker {bootstrap}, {eventloop.loop_name()} loop")
         print(f"{'kind':<12}{'floor ev/s':>14}{'pipeline ev/s':>16}{'in-process ev/s':>18}{'ratio':>8}"
               f"{'cpu ratio':>11}{'dlq':>6}")
         for kind in kinds:
@@ -324,4 +325,4 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(eventloop.run(main()))

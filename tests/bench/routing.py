@@ -15,6 +15,7 @@ import time
 
 from common import Broker, floor_run, median, preproduce, summary, unique
 
+from streams import eventloop
 from streams.config import parse_config
 from streams.generator import TrafficGenerator
 from streams.worker import Worker
@@ -118,7 +119,7 @@ async def main(events: int, repeats: int) -> None:
     print()
     print(f"{events:,} mixed events (IoT/clickstream/CDC) of {size:.0f} bytes, 4 partitions, 100 rules, "
           f"3 output topics; {info['deliveries'] / events:.2f} deliveries per event, "
-          f"{info['rules_matched']} rules matched something; medians of {repeats} runs")
+          f"{info['rules_matched']} rules matched something; medians of {repeats} runs, {eventloop.loop_name()} loop")
     print(f"{'contender':<50}{'events/s':>12}{'vs floor':>10}")
     print(f"{'floor: getmany + orjson.loads':<50}{floor:>12,.0f}{1.0:>10.2f}")
     print(f"{'eventweir: decode + route (100 rules) + produce':<50}{worker:>12,.0f}{worker / floor:>10.2f}")
@@ -134,4 +135,4 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="30,000 events, 3 repeats")
     args = parser.parse_args()
-    asyncio.run(main(30_000 if args.quick else args.events, args.repeats))
+    eventloop.run(main(30_000 if args.quick else args.events, args.repeats))

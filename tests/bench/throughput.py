@@ -16,6 +16,7 @@ import time
 
 from common import Broker, floor_run, median, preproduce, summary, unique
 
+from streams import eventloop
 from streams.config import parse_config
 from streams.generator import TrafficGenerator
 from streams.worker import Worker
@@ -65,7 +66,7 @@ async def main(events: int, repeats: int) -> None:
             print(f"run {i + 1}/{repeats}: floor {floors[-1]:,.0f}/s  worker {workers[-1]:,.0f}/s", flush=True)
     floor, worker = median(floors), median(workers)
     print()
-    print(f"{events:,} IoT events of {size:.0f} bytes, 4 partitions, medians of {repeats} runs")
+    print(f"{events:,} IoT events of {size:.0f} bytes, 4 partitions, medians of {repeats} runs, {eventloop.loop_name()} loop")
     print(f"{'contender':<46}{'events/s':>12}{'vs floor':>10}")
     print(f"{'floor: getmany + orjson.loads':<46}{floor:>12,.0f}{1.0:>10.2f}")
     print(f"{'eventweir worker, pass-through (route+produce)':<46}{worker:>12,.0f}{worker / floor:>10.2f}")
@@ -80,4 +81,4 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="50,000 events, 3 repeats")
     args = parser.parse_args()
-    asyncio.run(main(50_000 if args.quick else args.events, args.repeats))
+    eventloop.run(main(50_000 if args.quick else args.events, args.repeats))
