@@ -22,6 +22,7 @@ class PipelineResult:
 class Pipeline:
     def __init__(self, stages_by_topic: dict[str, list], router, decoders: dict[str, Decoder] | None = None):
         self.router = router
+        self.tables: dict = {}  # name -> ReferenceTable the stages join on, fed by the runtime
         decoders = decoders or {}
         self.chains = {topic: Chain(decoders.get(topic) or Decoder(), stages) for topic, stages in stages_by_topic.items()}
         self.default_chain = Chain(Decoder(), [])

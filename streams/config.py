@@ -131,10 +131,37 @@ class SourceSettings(Section):
         description="Schema refs the payload must satisfy, any of them (e.g. [iot@v1]); defaults to the kind's schema.",
     )
 
+    enrich: list[EnrichSettings] = Field(
+        default_factory=list,
+        description="Enrichment stages after normalisation, in order: [{type: join, table: devices, key: "
+        "detail.device_id, fields: [site]}, ...]. Stateful ones (order_check, sessions, dedupe, scd2) keep "
+        "their state in a compacted changelog topic <group_id>-<topic>-<store>-changelog.",
+    )
+
     @field_validator("schemas", mode="before")
     @classmethod
     def _one_or_many(cls, value):
         return [value] if isinstance(value, str) else value
+
+
+ENRICH_TYPES = ("join", "lookup", "units", "derived", "order_check", "alerts", "sessions", "user_agent", "ip",
+                "dedupe", "scd2")
+
+
+class EnrichSettings(Section):
+    """One enrichment stage; its other keys are the stage's settings (see streams/enrichment.py)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Literal[ENRICH_TYPES] = Field(  # type: ignore[valid-type]
+        description="join (reference table), lookup (cached HTTP), units, derived, order_check, alerts (IoT); "
+        "sessions, user_agent, ip (clickstream); dedupe, scd2 (CDC). Run after validate + normalise, in order.",
+    )
+
+
+class TableSettings(Section):
+    topic: str = Field(description="Compacted topic holding the table: JSON rows keyed by id, or Debezium output "
+                                   "(the row is `after`; deletes and tombstones remove it).")
 
 
 class RetryPolicySettings(Section):
@@ -255,6 +282,11 @@ class Config(Section):
         "served under /waitingroom on the HTTP port (see README).",
     )
     sources: list[SourceSettings] = Field(min_length=1)
+    tables: dict[str, TableSettings] = Field(
+        default_factory=dict,
+        description="Reference tables for `join` enrichment: {name: {topic}}. Each is read whole from its topic "
+        "before the worker reports ready, then kept current.",
+    )
     rules: list[RuleSettings] = Field(default_factory=list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

@@ -96,6 +96,23 @@ class BatchProducer:
                 sent.append(await self._ship(current, topic, part))
         return sent, too_large
 
+    async def send_to_partition(self, topic: str, partition: int, records: list) -> list[tuple[asyncio.Future, list[int]]]:
+        """Queue (key, value, headers) records to one given partition (a changelog follows its
+        source partition); returns (future, indexes) per batch, like `send`."""
+        sent, current = [], (self.producer.create_batch(), [])
+        for index, (key, value, headers) in enumerate(records):
+            if current[0].append(key=key, value=value, timestamp=None, headers=headers or _NO_HEADERS) is None:
+                if not current[1]:
+                    raise ValueError(f"a record for {topic}[{partition}] exceeds producer.max_batch_bytes")
+                sent.append(await self._ship(current, topic, partition))
+                current = (self.producer.create_batch(), [])
+                if current[0].append(key=key, value=value, timestamp=None, headers=headers or _NO_HEADERS) is None:
+                    raise ValueError(f"a record for {topic}[{partition}] exceeds producer.max_batch_bytes")
+            current[1].append(index)
+        if current[1]:
+            sent.append(await self._ship(current, topic, partition))
+        return sent
+
     async def _ship(self, current: tuple, topic: str, part: int) -> tuple[asyncio.Future, list[int]]:
         batch, indexes = current
         batch.close()

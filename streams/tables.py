@@ -50,6 +50,8 @@ def decode_table_value(value: bytes | None) -> dict | None:
     if value is None:
         return None
     row = orjson.loads(value)
+    if row is None:  # a JSON null written where a tombstone was meant
+        return None
     if type(row) is not dict:
         raise ValueError(f"expected a JSON object or null, got {type(row).__name__}")
     if "payload" in row and "schema" in row:

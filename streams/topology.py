@@ -44,15 +44,17 @@ DEFAULT_SCHEMAS = {"iot": ["iot"], "clickstream": ["clickstream"], "cdc": ["debe
                    "envelope": ["envelope"]}
 
 
-def build_stages(config: Config) -> tuple[dict[str, list], dict[str, Decoder]]:
-    """Per source topic: its decoder and the stages after it (validate, normalise)."""
+def build_stages(config: Config, tables: dict | None = None) -> tuple[dict[str, list], dict[str, Decoder]]:
+    """Per source topic: its decoder and the stages after it (validate, normalise, enrich).
+    `tables`: the ReferenceTables `join` stages read (streams.enrichment.build_tables)."""
     from processors.normalise import CdcNormaliser, ClickstreamNormaliser, IotNormaliser
     from processors.validate import SchemaValidator
+    from streams.enrichment import build_enrichment
 
     bus = config.bus
     stages: dict[str, list] = {}
     decoders: dict[str, Decoder] = {}
-    for source in config.sources:
+    for index, source in enumerate(config.sources):
         chain = []
         refs = source.schemas or DEFAULT_SCHEMAS.get(source.kind)
         if refs:
@@ -67,13 +69,19 @@ def build_stages(config: Config) -> tuple[dict[str, list], dict[str, Decoder]]:
             chain.append(CdcNormaliser(account=bus.account, region=bus.region, **named))
         # CDC topics carry tombstones after deletes; everywhere else a null value is an error
         decoders[source.topic] = Decoder(tombstones="keep" if source.kind == "cdc" else "fail")
+        chain += build_enrichment(config, index, source.enrich, tables or {})
         stages[source.topic] = chain
     return stages, decoders
 
 
 def build_pipeline(config: Config) -> Pipeline:
-    stages, decoders = build_stages(config)
-    return Pipeline(stages, build_router(config), decoders)
+    from streams.enrichment import build_tables
+
+    tables = build_tables(config)
+    stages, decoders = build_stages(config, tables)
+    pipeline = Pipeline(stages, build_router(config), decoders)
+    pipeline.tables = tables  # filled from their topics by the worker before it reports ready
+    return pipeline
 
 
 def _s3(rule: str, t: TargetSettings, name: str, limit: int, dead_letters):

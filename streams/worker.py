@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
+import orjson
 
 from streams import metrics
 from streams.config import Config
@@ -59,7 +60,7 @@ class _Rebalance(ConsumerRebalanceListener):
         await self.worker._on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned):
-        self.worker._on_assigned(set(assigned))
+        await self.worker._on_assigned(set(assigned))
 
 
 def make_consumer(config: Config) -> AIOKafkaConsumer:
@@ -102,6 +103,10 @@ class Worker:
         self._background: list[asyncio.Task] = []
         self._bus = None
         self._bus_sends: set[asyncio.Task] = set()
+        self._table_loaders: list = []
+        # (source topic, state store, changelog topic) of the stateful enrichment stages
+        self._stores: list[tuple[str, object, str]] = []
+        self._changelog_queue: asyncio.Queue | None = None
         self._last_commit = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -117,6 +122,7 @@ class Worker:
             await batch_producer.partitions(self.config.bus.topic)
         for target in self.targets.values():
             await self.start_target(target)
+        await self._start_enrichment_state()
         if self.config.routing.control_topic:
             from streams.control import RuleReloader
 
@@ -133,6 +139,64 @@ class Worker:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
+
+    async def _start_enrichment_state(self) -> None:
+        """Reference tables are read whole before the first fetch (joins must not miss rows that
+        exist); stateful stages get their changelog topics, restored on assignment."""
+        from streams.changelog import ensure_changelog_topic
+        from streams.enrichment import changelog_name, state_stores
+        from streams.tables import ReferenceTableLoader
+
+        bootstrap = self.config.kafka.bootstrap_servers
+        for name, table in getattr(self.pipeline, "tables", {}).items():
+            topic = self.config.tables[name].topic
+            loader = ReferenceTableLoader(bootstrap, topic, table, client_id=f"eventweir-table-{name}")
+            try:
+                await loader.start()
+            except Exception as exc:
+                raise RuntimeError(f"table {name!r}: could not read topic {topic!r} ({exc}); create it (compacted) "
+                                   "or fix tables.{name}.topic") from exc
+            log.info("table %s: %d rows from %s", name, len(table), topic)
+            self._table_loaders.append(loader)
+        for topic, chain in self.pipeline.chains.items():
+            for store in state_stores(chain.stages):
+                changelog = changelog_name(self.config, topic, store.name)
+                partitions = await self.producer.partitions_for(topic)
+                await ensure_changelog_topic(bootstrap, changelog, max(1, len(partitions or ())))
+                await self.producer_batches.partitions(changelog)
+                self._stores.append((topic, store, changelog))
+        if self._stores:
+            self._changelog_queue = asyncio.Queue()
+            self._background.append(asyncio.create_task(self._write_changelogs(), name="changelogs"))
+
+    def _queue_state_changes(self, tickets: dict) -> None:
+        """Hand this batch's state changes to the changelog writer; each holds its partition's
+        ticket, so offsets are committed only once the state they produced is durable."""
+        for topic, store, changelog in self._stores:
+            by_partition: dict[int, list] = defaultdict(list)
+            for partition, key, value in store.changes():
+                by_partition[partition].append((key.encode(), None if value is None else orjson.dumps(value), None))
+            for partition, records in by_partition.items():
+                ticket = tickets.get(TopicPartition(topic, partition))
+                if ticket is not None:
+                    ticket.add(1)
+                self._changelog_queue.put_nowait((changelog, partition, records, ticket))
+
+    async def _write_changelogs(self) -> None:
+        """One writer, in batch order: a key's changes reach the changelog in the order they happened."""
+        while True:
+            changelog, partition, records, ticket = await self._changelog_queue.get()
+            try:
+                sent = await self.producer_batches.send_to_partition(changelog, partition, records)
+                await asyncio.gather(*(future for future, _ in sent))
+            except Exception:
+                # the ticket stays held: this partition's offsets stop advancing, so after a restart
+                # its events are processed again and the state rebuilt, rather than lost
+                log.exception("could not write %d state changes to %s[%d]; holding the partition's commits",
+                              len(records), changelog, partition)
+                continue
+            if ticket is not None:
+                ticket.done(1)
 
     async def start_target(self, target) -> None:
         """Start one target (at start-up, or when a rule reload adds it), wired to the worker."""
@@ -188,6 +252,8 @@ class Worker:
                 log.error("consumer did not leave the group within the grace period")
         if self._bus_sends:
             await asyncio.wait(self._bus_sends, timeout=max(0.1, deadline - time.monotonic()))
+        for loader in self._table_loaders:
+            await loader.stop()
         if self.control is not None:
             await self.control.close()
         for target in self.targets.values():
@@ -275,6 +341,8 @@ class Worker:
             self.dead_letters.write_failures(
                 [(f, tickets[(f.record.topic, f.record.partition)]) for f in result.failures]
             )
+        if self._stores:
+            self._queue_state_changes(tickets)
         for ticket in tickets.values():
             ticket.release()
         stats = self.stats
@@ -372,6 +440,10 @@ class Worker:
         await self._commit(revoked)
         for target in self.targets.values():
             target.revoked({(tp.topic, tp.partition) for tp in revoked})
+        for topic, store, _ in self._stores:
+            for tp in revoked:
+                if tp.topic == topic:
+                    store.drop(tp.partition)  # its changelog holds it for the next owner
         for tp in revoked:
             self.watermarks.revoke(tp)
             self.stats.lag.pop(tp, None)
@@ -382,8 +454,22 @@ class Worker:
         metrics.ASSIGNED_PARTITIONS.set(len(self.assigned))
         log.info("gave up %d partitions after committing them", len(revoked))
 
-    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         metrics.REBALANCES.labels("assigned").inc()
+        if self._stores:
+            from streams.changelog import restore_state
+
+            # No record of these partitions may be processed (or skipped as not ours) before their
+            # state is back: keep them paused in the consumer while their changelogs are read.
+            self.consumer.pause(*assigned)
+            try:
+                for topic, store, changelog in self._stores:
+                    partitions = sorted(tp.partition for tp in assigned if tp.topic == topic)
+                    if partitions:
+                        await restore_state(store, self.config.kafka.bootstrap_servers, changelog, partitions)
+                        log.info("restored %s state of %s%s from %s", store.name, topic, partitions, changelog)
+            finally:
+                self.consumer.resume(*assigned)
         for tp in assigned:
             self.watermarks.assign(tp)
         self.assigned = set(assigned)

@@ -24,7 +24,7 @@ async def produce(bootstrap: str, topic: str, values: list, keys: list | None = 
     try:
         futures = []
         for i, value in enumerate(values):
-            raw = value if isinstance(value, bytes) else orjson.dumps(value)
+            raw = value if isinstance(value, bytes) or value is None else orjson.dumps(value)  # None: a tombstone
             key = keys[i] if keys else None
             futures.append(await producer.send(topic, raw, key=key))
         await asyncio.gather(*futures)
