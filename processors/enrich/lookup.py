@@ -153,25 +153,30 @@ class HttpLookup:
         if self._slots is None:
             self._start()
         path = self._key
-        keys = []
-        for event in events:
-            key = get_path(event.body, path)
-            if key is not None and type(key) is not str:
-                key = str(key)
-            keys.append(key)
+        two = len(path) == 2
+        first, second = path[0], path[-1]
         # key -> (entry, fetched for this batch?); cached entries are taken now, before any await,
         # so this batch's own fetches (or another batch's) cannot evict them from under it
         resolved: dict[str, tuple[Entry, bool]] = {}
         wanted: dict[str, None] = {}
         cache, now = self._cache, time.monotonic()
-        for key in keys:
-            if key is None or key in resolved or key in wanted:
-                continue
-            entry = cache.get(key)
-            if entry is not None and entry[0] > now:
-                resolved[key] = (entry, False)
+        keys = []
+        for event in events:
+            if two:  # the usual "detail.<field>" without the generic walk
+                holder = event.body.get(first)
+                key = holder.get(second) if type(holder) is dict else None
             else:
-                wanted[key] = None
+                key = get_path(event.body, path)
+            if key is not None:
+                if type(key) is not str:
+                    key = str(key)
+                if key not in resolved and key not in wanted:
+                    entry = cache.get(key)
+                    if entry is not None and entry[0] > now:
+                        resolved[key] = (entry, False)
+                    else:
+                        wanted[key] = None
+            keys.append(key)
         if wanted:
             entries = await asyncio.gather(*(self._load(key) for key in wanted))
             for key, entry in zip(wanted, entries):
