@@ -51,8 +51,8 @@ class HttpLookup:
             raise ValueError(f"HttpLookup on_missing={on_missing!r}: expected one of {', '.join(ON_MISSING)}")
         if on_missing == "default" and default is None:
             raise ValueError("HttpLookup on_missing='default' needs a `default` dict")
-        for label, value, minimum in (("ttl_s", ttl_s, 0), ("negative_ttl_s", negative_ttl_s, 0)):
-            if value < minimum:
+        for label, value in (("ttl_s", ttl_s), ("negative_ttl_s", negative_ttl_s)):
+            if value < 0:
                 raise ValueError(f"HttpLookup {name!r} {label}={value!r}: expected seconds >= 0")
         if timeout_s <= 0:
             raise ValueError(f"HttpLookup {name!r} timeout_s={timeout_s!r}: expected seconds > 0")
