@@ -1,9 +1,11 @@
 """A pipeline: per source topic, a Chain (decode, then its stages, in cache-sized sub-batches),
 then the router. A stage is an object with `process(events, failures) -> events`; one that
-raises only loses its poison events (see processors.chain.run_stage).
+raises only loses its poison events (see processors.chain.run_stage). A pipeline with an async
+stage (one with `process_async`, e.g. an HTTP lookup) is run with `run_async`; `is_async` says so.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from processors.chain import Chain
@@ -27,21 +29,44 @@ class Pipeline:
         self.chains = {topic: Chain(decoders.get(topic) or Decoder(), stages) for topic, stages in stages_by_topic.items()}
         self.default_chain = Chain(Decoder(), [])
 
+    @property
+    def is_async(self) -> bool:
+        """True when a chain has an async stage: then only `run_async` can run the pipeline."""
+        return any(chain.is_async for chain in self.chains.values())
+
     def run(self, records_by_topic: dict[str, list[SourceRecord]]) -> PipelineResult:
+        result = PipelineResult()
+        for topic, records in records_by_topic.items():
+            self._run_topic(self.chains.get(topic, self.default_chain), records, result)
+        return result
+
+    async def run_async(self, records_by_topic: dict[str, list[SourceRecord]]) -> PipelineResult:
+        """`run`, awaiting the async stages; topics without one take exactly run's path."""
         result = PipelineResult()
         failures = result.failures
         for topic, records in records_by_topic.items():
-            result.consumed += len(records)
             chain = self.chains.get(topic, self.default_chain)
-            raw_bodies = not chain.stages  # the bodies are the records' own JSON: no need to re-serialise
-            if raw_bodies and self.router.forwards_raw:
-                # nothing reads the bodies: check the records are JSON objects, forward their bytes
-                result.deliveries += self.router.route_raw(chain.decoder.check(records, failures), result.matched)
+            if not chain.is_async:
+                self._run_topic(chain, records, result)
                 continue
-            # Route each sub-batch as it comes out of the chain: its decoded bodies are garbage as
-            # soon as it is routed, so a batch never holds thousands of parsed events at once
-            # (which would make every young-generation GC pass walk them all).
-            for events in chain.sub_batches(records, failures):
-                if events:
-                    result.deliveries += self.router.route(events, failures, result.matched, raw_bodies=raw_bodies)
+            result.consumed += len(records)
+            async for events in chain.sub_batches_async(records, failures):
+                if events:  # routed per sub-batch, as in run
+                    result.deliveries += self.router.route(events, failures, result.matched, raw_bodies=False)
+                await asyncio.sleep(0)  # a sub-batch answered from the cache never yielded
         return result
+
+    def _run_topic(self, chain: Chain, records: list[SourceRecord], result: PipelineResult) -> None:
+        failures = result.failures
+        result.consumed += len(records)
+        raw_bodies = not chain.stages  # the bodies are the records' own JSON: no need to re-serialise
+        if raw_bodies and self.router.forwards_raw:
+            # nothing reads the bodies: check the records are JSON objects, forward their bytes
+            result.deliveries += self.router.route_raw(chain.decoder.check(records, failures), result.matched)
+            return
+        # Route each sub-batch as it comes out of the chain: its decoded bodies are garbage as
+        # soon as it is routed, so a batch never holds thousands of parsed events at once
+        # (which would make every young-generation GC pass walk them all).
+        for events in chain.sub_batches(records, failures):
+            if events:
+                result.deliveries += self.router.route(events, failures, result.matched, raw_bodies=raw_bodies)

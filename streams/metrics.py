@@ -68,3 +68,15 @@ API_REQUESTS = Counter(
     "eventweir_api_requests_total", "EventBridge-compatible API calls, by operation and outcome.", ["operation", "outcome"]
 )
 PUT_EVENTS_ENTRIES = Counter("eventweir_put_events_entries_total", "PutEvents entries, by result.", ["result"])
+
+# --- enrichment lookups (processors.enrich.lookup.HttpLookup) -----------------------------------
+LOOKUP_REQUESTS = Counter(
+    "eventweir_lookup_requests_total",
+    "Events an HTTP lookup joined, by outcome: hit (answered from the cache, found or not found), "
+    "miss (its key was fetched), error (the fetch failed; the event took the on_missing path).",
+    ["lookup", "outcome"],
+)
+LOOKUP_SECONDS = Histogram(
+    "eventweir_lookup_seconds", "Duration of one request to a lookup's HTTP service, errors and timeouts included.",
+    ["lookup"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)

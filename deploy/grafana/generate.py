@@ -102,6 +102,14 @@ WORKER = {
             ts("PutEvents entries", [(f"sum by (result) (rate(eventweir_put_events_entries_total{{{W}}}[$__rate_interval]))", "{{result}}")], "ops",
                "Entries accepted onto the bus topic, or failed with AWS's per-entry error code."),
         ]),
+        ("Enrichment lookups (HTTP)", [
+            ts("Lookups by outcome", [(f"sum by (lookup, outcome) (rate(eventweir_lookup_requests_total{{{W}}}[$__rate_interval]))", "{{lookup}} {{outcome}}")], "ops",
+               "Events joined per lookup: hit = from the cache, miss = fetched, error = the service failed and the event took the on_missing path."),
+            ts("Lookup cache hit ratio", [(f'sum by (lookup) (rate(eventweir_lookup_requests_total{{{W}, outcome="hit"}}[$__rate_interval])) / sum by (lookup) (rate(eventweir_lookup_requests_total{{{W}}}[$__rate_interval]))', "{{lookup}}")], "percentunit"),
+            ts("Lookup request latency", [(q(0.5, "eventweir_lookup_seconds", ["lookup"], W), "p50 {{lookup}}"),
+                                          (q(0.99, "eventweir_lookup_seconds", ["lookup"], W), "p99 {{lookup}}")], "s",
+               "One request to the lookup's service, timeouts included (they show at the configured timeout_s)."),
+        ]),
         ("Runtime", [
             ts("Event-loop lag", [(f"max by (instance) (eventweir_event_loop_lag_seconds{{{W}}})", "{{instance}}")], "s",
                "How late a periodic tick ran: blocking work or CPU starvation shows here."),

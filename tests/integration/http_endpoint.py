@@ -45,3 +45,55 @@ class Endpoint:
 
     async def __aexit__(self, *exc) -> None:
         await self._runner.cleanup()
+
+
+class LookupService:
+    """GET /items/{key}: a real aiohttp server standing in for a lookup's HTTP service.
+
+    Answers `rows[key]` as JSON (200), 404 for a key it does not hold, or what `status[key]`
+    says (e.g. 503), after `delay[key]` (else `delay_s`) seconds; `body[key]` answers raw bytes.
+    Counts requests per key and the most requests it ever had in flight at once."""
+
+    def __init__(self, rows: dict[str, dict] | None = None, delay_s: float = 0.0):
+        self.rows = dict(rows or {})
+        self.status: dict[str, int] = {}
+        self.body: dict[str, bytes] = {}
+        self.delay: dict[str, float] = {}
+        self.delay_s = delay_s
+        self.requests: dict[str, int] = {}
+        self.in_flight = self.max_in_flight = 0
+        self.url = ""  # with {key}: http://127.0.0.1:<port>/items/{key}
+        self._runner = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            delay = self.delay.get(key, self.delay_s)
+            if delay:
+                await asyncio.sleep(delay)
+            if key in self.status:
+                return web.Response(status=self.status[key], text=f"told to answer {self.status[key]}")
+            if key in self.body:
+                return web.Response(body=self.body[key], content_type="application/json")
+            if key not in self.rows:
+                return web.Response(status=404, text="no such item")
+            return web.Response(body=orjson.dumps(self.rows[key]), content_type="application/json")
+        finally:
+            self.in_flight -= 1
+
+    async def __aenter__(self) -> "LookupService":
+        app = web.Application()
+        app.router.add_get("/items/{key}", self._handle)
+        self._runner, port = await serve(app, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{port}/items/{{key}}"
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._runner.cleanup()
