@@ -83,6 +83,7 @@ class Worker:
         self.config = config
         self.waitingroom = waitingroom  # the waiting-room service, for `waitingroom` targets
         self.pipeline = pipeline or build_pipeline(config)
+        self.pipeline_is_async = getattr(self.pipeline, "is_async", False)
         self.watermarks = Watermarks()
         self.stats = WorkerStats()
         self.consumer: AIOKafkaConsumer | None = None
@@ -254,6 +255,10 @@ class Worker:
             await asyncio.wait(self._bus_sends, timeout=max(0.1, deadline - time.monotonic()))
         for loader in self._table_loaders:
             await loader.stop()
+        for chain in getattr(self.pipeline, "chains", {}).values():
+            for stage in chain.stages:
+                if asyncio.iscoroutinefunction(getattr(stage, "close", None)):
+                    await stage.close()  # HTTP lookup sessions
         if self.control is not None:
             await self.control.close()
         for target in self.targets.values():
@@ -284,7 +289,10 @@ class Worker:
                     await self._wait_for_relief(c.fetch_timeout_ms / 1000)
                     batch = None
             if batch and not self._stop.is_set():
-                self._process(batch)
+                if self.pipeline_is_async:
+                    await self._process_async(batch)
+                else:
+                    self._process(batch)
             self._apply_backpressure()
 
     async def _wait_for_relief(self, timeout: float) -> None:
@@ -312,6 +320,19 @@ class Worker:
             self._update_lag()
 
     def _process(self, batch: dict) -> None:
+        opened = self._open(batch)
+        if opened is not None:
+            self._dispatch(self.pipeline.run(opened[0]), *opened[1:])
+
+    async def _process_async(self, batch: dict) -> None:
+        """For pipelines with async stages (HTTP lookups): the loop awaits them, so fetching waits
+        too, which is the back-pressure a slow lookup service should get."""
+        opened = self._open(batch)
+        if opened is not None:
+            self._dispatch(await self.pipeline.run_async(opened[0]), *opened[1:])
+
+    def _open(self, batch: dict):
+        """(records by topic, a ticket per partition, count, start time), or None if none are ours."""
         started = time.perf_counter()
         by_topic: dict[str, list[ConsumerRecord]] = defaultdict(list)
         tickets = {}
@@ -325,8 +346,10 @@ class Worker:
             count += len(messages)
             metrics.RECORDS_IN.labels(tp.topic).inc(len(messages))
         if not count:
-            return
-        result = self.pipeline.run(by_topic)
+            return None
+        return by_topic, tickets, count, started
+
+    def _dispatch(self, result, tickets: dict, count: int, started: float) -> None:
         # fan deliveries out, tagged with their partition's ticket
         per_target: dict[str, list] = defaultdict(list)
         last_record, ticket = None, None

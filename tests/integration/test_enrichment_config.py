@@ -116,3 +116,23 @@ def test_enrichment_config_errors_name_the_entry():
             {"type": "user_agent"}, {"type": "sessions", "gap": 5}]}]}, environ={}))
     with pytest.raises(ConfigError, match=r"sources\.0\.enrich\.0\.type|sources\[0\]\.enrich\[0\]\.type"):
         parse_config({**base, "sources": [{"topic": "t", "enrich": [{"type": "teleport"}]}]}, environ={})
+
+
+async def test_a_configured_http_lookup_enriches_on_the_worker(bootstrap_servers):
+    from tests.integration.http_endpoint import LookupService
+
+    src, out, dlq = unique("clicks"), unique("out"), unique("dlq")
+    await create_topics(bootstrap_servers, src, out, dlq, partitions=1)
+    await produce(bootstrap_servers, src, [click(user, BASE_MS + i, i) for i, user in enumerate(["ann", "bob", "ann"])])
+    async with LookupService({"ann": {"tier": "gold", "secret": "x"}}) as profiles:
+        cfg = config(bootstrap_servers, {"topic": src, "kind": "clickstream", "enrich": [
+            {"type": "lookup", "name": "profiles", "url": profiles.url, "key": "detail.user_id", "fields": ["tier"]},
+        ]}, out, dlq, unique("g"))
+
+        async def outputs():
+            return [orjson.loads(m.value) for m in await read_all(bootstrap_servers, out, idle=0.3, timeout=5)]
+        await run_until(Worker(cfg), lambda: _count(outputs, 3), "three enriched page views")
+        assert profiles.requests == {"ann": 1, "bob": 1}, "one request per key: the second ann is a cache hit"
+
+    looked_up = [e["detail"].get("profiles") for e in await outputs()]
+    assert looked_up == [{"tier": "gold"}, None, {"tier": "gold"}], "bob is unknown (404): on_missing pass"
