@@ -19,6 +19,7 @@ TOPICS = {"iot": "iot.telemetry", "click": "clickstream.web", "cdc": "cdc.shop.i
 OUTPUTS = ["alerts.iot", "analytics.commerce", "orders.changes", "waitingroom.replies", "lake.objects",
            "eventweir.dlq"]
 BUS = "bus"
+REGISTRY = "registry.devices"  # compacted: the device registry the IoT readings are joined with
 CONTROL = "eventweir.rules"  # compacted: rules created through the API live here
 ROOM = "demo-sale"
 
@@ -53,9 +54,12 @@ def demo_config(bootstrap: str, port: int, waitingroom: dict | None = None, lake
          "event_pattern": {"source": ["eventweir.cdc"], "detail-type": [{"prefix": "orders."}]},
          "targets": [{"id": "changes", "type": "kafka", "topic": "orders.changes"}]},
     ]
-    sources = [{"topic": TOPICS["iot"], "kind": "iot"},
-               {"topic": TOPICS["click"], "kind": "clickstream"},
-               {"topic": TOPICS["cdc"], "kind": "cdc"},
+    sources = [{"topic": TOPICS["iot"], "kind": "iot", "enrich": [
+                   {"type": "join", "table": "devices", "key": "detail.device_id", "fields": ["site", "owner"],
+                    "into": "detail.device"}]},
+               {"topic": TOPICS["click"], "kind": "clickstream", "enrich": [
+                   {"type": "sessions", "gap_minutes": 30}, {"type": "user_agent"}, {"type": "ip", "truncate": True}]},
+               {"topic": TOPICS["cdc"], "kind": "cdc", "enrich": [{"type": "dedupe"}]},
                {"topic": BUS, "kind": "envelope"}]
     if lake_dir:
         rules.append({
@@ -82,6 +86,7 @@ def demo_config(bootstrap: str, port: int, waitingroom: dict | None = None, lake
         "bus": {"topic": BUS},
         "routing": {"control_topic": CONTROL},
         "sources": sources,
+        "tables": {"devices": {"topic": REGISTRY}},
         "rules": rules,
     }, environ={})
 
@@ -110,6 +115,24 @@ def demo_waitingroom() -> dict | None:
             "admin_token": secrets.token_urlsafe(24),
             # admit 30 people a minute, so a visitor sees the queue move
             "rooms": {ROOM: {"inlet": {"policy": "fixed_rate", "rate": 30, "interval_s": 60}}}}
+
+
+async def fill_registry(bootstrap: str) -> None:
+    """The device registry, as a CDC feed or an admin tool would keep it: one row per device."""
+    from aiokafka import AIOKafkaProducer
+    import orjson
+
+    from streams.generator import TrafficGenerator
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(REGISTRY, key=device.encode(), value=orjson.dumps(
+                       {"site": f"greenhouse-{i % 7}", "owner": "ops" if i % 3 else "research"}))
+                   for i, device in enumerate(TrafficGenerator().devices)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
 
 
 async def generate(producer, rate: int, stop: asyncio.Event, counts: dict, with_room: bool) -> None:
@@ -180,7 +203,8 @@ async def run_demo(rate: int, duration: float | None, port: int, lake_dir: str) 
     print(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}", flush=True)
     try:
         await ensure_topics(bootstrap, {t: 3 for t in list(TOPICS.values()) + OUTPUTS + [BUS]})
-        await ensure_topics(bootstrap, {CONTROL: 1}, compacted={CONTROL})
+        await ensure_topics(bootstrap, {CONTROL: 1, REGISTRY: 1}, compacted={CONTROL, REGISTRY})
+        await fill_registry(bootstrap)
         room = demo_waitingroom()
         lake_dir = os.path.abspath(lake_dir)
         os.makedirs(lake_dir, exist_ok=True)
