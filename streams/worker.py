@@ -159,7 +159,7 @@ class Worker:
                                    "or fix tables.{name}.topic") from exc
             log.info("table %s: %d rows from %s", name, len(table), topic)
             self._table_loaders.append(loader)
-        for topic, chain in self.pipeline.chains.items():
+        for topic, chain in getattr(self.pipeline, "chains", {}).items():
             for store in state_stores(chain.stages):
                 changelog = changelog_name(self.config, topic, store.name)
                 partitions = await self.producer.partitions_for(topic)

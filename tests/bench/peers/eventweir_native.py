@@ -24,4 +24,6 @@ async def main(args) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(spec.arguments(__doc__)))
+    from streams import eventloop
+
+    eventloop.run(main(spec.arguments(__doc__)))  # uvloop, as `eventweir run` uses

@@ -1,6 +1,4 @@
 """The floor: raw aiokafka `getmany()` + `orjson.loads` over the source topics, no processing."""
-import asyncio
-
 import orjson
 import spec
 from aiokafka import AIOKafkaConsumer
@@ -28,4 +26,6 @@ async def main(args) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(spec.arguments(__doc__)))
+    from streams import eventloop
+
+    eventloop.run(main(spec.arguments(__doc__)))  # the eventweir contender's loop: uvloop when installed
