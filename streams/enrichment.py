@@ -86,3 +86,50 @@ def state_stores(stages: list) -> list[PartitionedState]:
 
 def changelog_name(config: Config, topic: str, store: str) -> str:
     return f"{config.kafka.group_id}-{topic}-{store}-changelog"
+
+
+async def start_tables(config: Config, pipeline) -> list:
+    """Read every reference table whole from its topic, then follow it; returns the loaders (stop
+    them at shutdown). Raises with what to do when a table topic cannot be read."""
+    import logging
+
+    from streams.tables import ReferenceTableLoader
+
+    loaders = []
+    for name, table in getattr(pipeline, "tables", {}).items():
+        topic = config.tables[name].topic
+        loader = ReferenceTableLoader(config.kafka.bootstrap_servers, topic, table, client_id=f"eventweir-table-{name}")
+        try:
+            await loader.start()
+        except Exception as exc:
+            for started in loaders:
+                await started.stop()
+            raise RuntimeError(f"table {name!r}: could not read topic {topic!r} ({exc}); create it (compacted) "
+                               f"or fix tables.{name}.topic") from exc
+        logging.getLogger(__name__).info("table %s: %d rows from %s", name, len(table), topic)
+        loaders.append(loader)
+    return loaders
+
+
+async def close_stages(pipeline) -> None:
+    """Release what stages hold open (HTTP lookup sessions)."""
+    import asyncio
+
+    for chain in getattr(pipeline, "chains", {}).values():
+        for stage in chain.stages:
+            if asyncio.iscoroutinefunction(getattr(stage, "close", None)):
+                await stage.close()
+
+
+def stateful_sources(config: Config, pipeline) -> list[str]:
+    """`sources[i].enrich[j] (type)` of every stage that keeps state, for runtimes without changelogs."""
+    out = []
+    for i, source in enumerate(config.sources):
+        chain = getattr(pipeline, "chains", {}).get(source.topic)
+        stateful = {id(s) for s in (chain.stages if chain else []) if isinstance(getattr(s, "state", None), PartitionedState)}
+        if not stateful:
+            continue
+        enrich_stages = chain.stages[len(chain.stages) - len(source.enrich):]
+        out += [f"sources[{i}].enrich[{j}] ({entry.type})" for j, (entry, stage) in
+                enumerate(zip(source.enrich, enrich_stages)) if id(stage) in stateful]
+    return out

@@ -46,7 +46,7 @@ from processors.core import SourceRecord
 from processors.pipeline import Pipeline, PipelineResult
 from processors.route import Route, RouteTarget, Router
 from streams import metrics
-from streams.config import Config
+from streams.config import Config, ConfigError
 from streams.deadletter import DeadLetterWriter, dead_letter_headers
 from streams.producer import BatchProducer, make_producer
 from streams.topology import build_pipeline, build_targets
@@ -223,6 +223,13 @@ class FaustWorker:
         self.config = config
         self.waitingroom = waitingroom
         self.pipeline = pipeline or build_pipeline(config)
+        from streams.enrichment import stateful_sources
+
+        stateful = stateful_sources(config, self.pipeline)
+        if stateful:
+            raise ConfigError(f"{', '.join(stateful)}: stateful enrichment keeps its state in changelog topics, "
+                              "which only the native runtime writes; run without --runtime faust")
+        self._table_loaders: list = []
         self.app = app or make_app(config)
         self.stats = WorkerStats()
         self.assigned: set[TopicPartition] = set()
@@ -275,6 +282,9 @@ class FaustWorker:
         self.targets = build_targets(self.config, batch_producer, self.dead_letters, self.waitingroom)
         for target in self.targets.values():
             await target.start()
+        from streams.enrichment import start_tables
+
+        self._table_loaders = await start_tables(self.config, self.pipeline)  # joins see every row from the start
         await self.app.start()
 
     def request_stop(self) -> None:
@@ -335,6 +345,11 @@ class FaustWorker:
                 log.error("faust app did not stop within the grace period")
         for target in self.targets.values():
             await target.close()
+        for loader in self._table_loaders:
+            await loader.stop()
+        from streams.enrichment import close_stages
+
+        await close_stages(self.pipeline)
         if self.dead_letters:
             await self.dead_letters.close()
         if self.producer is not None:
@@ -359,7 +374,7 @@ class FaustWorker:
             ticket.end_offset = record.offset + 1
         for topic, recs in by_topic.items():
             metrics.RECORDS_IN.labels(topic).inc(len(recs))
-        result = self.pipeline.run(by_topic)
+        result = await self.pipeline.run_async(by_topic) if self.pipeline.is_async else self.pipeline.run(by_topic)
         per_target: dict[str, list] = defaultdict(list)
         for delivery in result.deliveries:
             r = delivery.record

@@ -145,20 +145,10 @@ class Worker:
         """Reference tables are read whole before the first fetch (joins must not miss rows that
         exist); stateful stages get their changelog topics, restored on assignment."""
         from streams.changelog import ensure_changelog_topic
-        from streams.enrichment import changelog_name, state_stores
-        from streams.tables import ReferenceTableLoader
+        from streams.enrichment import changelog_name, start_tables, state_stores
 
         bootstrap = self.config.kafka.bootstrap_servers
-        for name, table in getattr(self.pipeline, "tables", {}).items():
-            topic = self.config.tables[name].topic
-            loader = ReferenceTableLoader(bootstrap, topic, table, client_id=f"eventweir-table-{name}")
-            try:
-                await loader.start()
-            except Exception as exc:
-                raise RuntimeError(f"table {name!r}: could not read topic {topic!r} ({exc}); create it (compacted) "
-                                   "or fix tables.{name}.topic") from exc
-            log.info("table %s: %d rows from %s", name, len(table), topic)
-            self._table_loaders.append(loader)
+        self._table_loaders = await start_tables(self.config, self.pipeline)
         for topic, chain in getattr(self.pipeline, "chains", {}).items():
             for store in state_stores(chain.stages):
                 changelog = changelog_name(self.config, topic, store.name)
@@ -255,10 +245,9 @@ class Worker:
             await asyncio.wait(self._bus_sends, timeout=max(0.1, deadline - time.monotonic()))
         for loader in self._table_loaders:
             await loader.stop()
-        for chain in getattr(self.pipeline, "chains", {}).values():
-            for stage in chain.stages:
-                if asyncio.iscoroutinefunction(getattr(stage, "close", None)):
-                    await stage.close()  # HTTP lookup sessions
+        from streams.enrichment import close_stages
+
+        await close_stages(self.pipeline)
         if self.control is not None:
             await self.control.close()
         for target in self.targets.values():

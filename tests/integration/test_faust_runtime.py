@@ -104,3 +104,14 @@ def test_from_rules_rejects_a_rule_without_a_topic():
 
     with pytest.raises(ValueError, match=r"rules\[hot\]: expected .*'topic'"):
         EventweirProcessor.from_rules({"hot": {"pattern": {"a": [1]}}})
+
+
+def test_stateful_enrichment_is_refused_on_faust_with_what_to_do():
+    from streams.config import ConfigError, parse_config
+    from streams.faust_runtime import FaustWorker
+
+    config = parse_config({"kafka": {"bootstrap_servers": "127.0.0.1:9", "group_id": "g"}, "dead_letter": {"topic": "d"},
+                           "sources": [{"topic": "clicks", "kind": "clickstream", "enrich": [
+                               {"type": "user_agent"}, {"type": "sessions"}]}]}, environ={})
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.enrich\[1\] \(sessions\): .*run without --runtime faust"):
+        FaustWorker(config)
