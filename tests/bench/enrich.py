@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import random
 import statistics
@@ -264,11 +263,9 @@ async def main() -> int:
         failures = {k: 0 for k in kinds}
         prebuilt = {k: [SourceRecord(topics[k], 0, i, BASE_MS, key, value) for i, (key, value) in enumerate(items)]
                     for k, items in kinds.items()}
-        # as a worker should once its tables are bootstrapped: move everything built so far out of
-        # the collector's reach, so full collections do not re-scan long-lived data every time
-        # the pipeline's allocations trigger one (measured: up to 3x on the in-process rate)
-        gc.collect()
-        gc.freeze()
+        # the collector as the worker sets it once started (streams.worker.tune_gc): what was built
+        # so far frozen out of its reach, and young collections per batch rather than per event
+        streams.worker.tune_gc()
         for reader in readers.values():  # warm-up: connections, first fetches
             await reader.floor()
         for _ in range(repeats):
