@@ -13,10 +13,10 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
-import orjson
 
 from streams import metrics
 from streams.config import Config
