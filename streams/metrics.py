@@ -80,3 +80,11 @@ LOOKUP_SECONDS = Histogram(
     "eventweir_lookup_seconds", "Duration of one request to a lookup's HTTP service, errors and timeouts included.",
     ["lookup"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+# --- stateful enrichment (sessions, order checks, CDC positions): changelog topics ----------------
+STATE_CHANGES = Counter(
+    "eventweir_state_changes_total",
+    "State-store changes written to changelog topics, by result: written, or failed (the partition's "
+    "commits then stop until a restart reprocesses its events and rebuilds the state).",
+    ["store", "result"],
+)

@@ -178,21 +178,23 @@ class Worker:
                 ticket = tickets.get(TopicPartition(topic, partition))
                 if ticket is not None:
                     ticket.add(1)
-                self._changelog_queue.put_nowait((changelog, partition, records, ticket))
+                self._changelog_queue.put_nowait((changelog, partition, records, ticket, store.name))
 
     async def _write_changelogs(self) -> None:
         """One writer, in batch order: a key's changes reach the changelog in the order they happened."""
         while True:
-            changelog, partition, records, ticket = await self._changelog_queue.get()
+            changelog, partition, records, ticket, store = await self._changelog_queue.get()
             try:
                 sent = await self.producer_batches.send_to_partition(changelog, partition, records)
                 await asyncio.gather(*(future for future, _ in sent))
             except Exception:
                 # the ticket stays held: this partition's offsets stop advancing, so after a restart
                 # its events are processed again and the state rebuilt, rather than lost
-                log.exception("could not write %d state changes to %s[%d]; holding the partition's commits",
-                              len(records), changelog, partition)
+                log.exception("could not write %d state changes to %s[%d]; holding the partition's commits "
+                              "(restart the worker once the topic is writable)", len(records), changelog, partition)
+                metrics.STATE_CHANGES.labels(store, "failed").inc(len(records))
                 continue
+            metrics.STATE_CHANGES.labels(store, "written").inc(len(records))
             if ticket is not None:
                 ticket.done(1)
 

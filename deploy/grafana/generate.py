@@ -102,6 +102,10 @@ WORKER = {
             ts("PutEvents entries", [(f"sum by (result) (rate(eventweir_put_events_entries_total{{{W}}}[$__rate_interval]))", "{{result}}")], "ops",
                "Entries accepted onto the bus topic, or failed with AWS's per-entry error code."),
         ]),
+        ("Enrichment state (changelogs)", [
+            ts("State changes written to changelogs", [(f"sum by (store, result) (rate(eventweir_state_changes_total{{{W}}}[$__rate_interval]))", "{{store}} {{result}}")], "ops",
+               "Changes of stateful stages (sessions, order checks, CDC positions). Any `failed` holds that partition's commits until a restart."),
+        ]),
         ("Enrichment lookups (HTTP)", [
             ts("Lookups by outcome", [(f"sum by (lookup, outcome) (rate(eventweir_lookup_requests_total{{{W}}}[$__rate_interval]))", "{{lookup}} {{outcome}}")], "ops",
                "Events joined per lookup: hit = from the cache, miss = fetched, error = the service failed and the event took the on_missing path."),

@@ -94,8 +94,13 @@ async def test_sessions_continue_across_a_worker_restart(bootstrap_servers):
         return [e for e in (orjson.loads(m.value) for m in await read_all(bootstrap_servers, out, idle=0.3, timeout=5))
                 if "session" in e["detail"]]
 
+    from streams import metrics
+
+    written = metrics.STATE_CHANGES.labels("sessions", "written")
+    before = written._value.get()
     await produce(bootstrap_servers, src, [click("ann", BASE_MS + i * 1000, i) for i in range(3)], keys=[b"ann"] * 3)
     await run_until(Worker(cfg), lambda: _count(pages, 3), "the first three page views")
+    assert written._value.get() > before, "the session's changes were written to its changelog"
     # a new worker process (same group): the session state comes back from its changelog topic
     await produce(bootstrap_servers, src, [click("ann", BASE_MS + (3 + i) * 1000, 3 + i) for i in range(2)],
                   keys=[b"ann"] * 2)
