@@ -3,9 +3,10 @@
 The generic path (flatten.py) walks every key of the event dicts it visits. The generated
 function instead does one `dict.get` per field some rule uses, and inlines the index lookups for
 that field (hash lookup for exact values, sliced-key lookups per prefix/suffix length, range
-bisection). It returns the slot values, or None when the event needs the generic path: a key
-containing "." in a visited object (EventBridge joins keys with dots) or an array of objects on
-the way to a used field (array consistency needs per-element trails).
+bisection). It returns the slot values, or None when the event needs the generic path: a key in a
+visited object that spans levels of a used path ("a.b" where a rule reads a -> b: EventBridge
+joins keys with dots) or an array of objects on the way to a used field (array consistency needs
+per-element trails).
 """
 from __future__ import annotations
 
@@ -80,8 +81,7 @@ def build_fast_path(trie, slot_of: dict, index: dict, needed: set):
     g = _Gen()
     g.emit(0, "def fast(ev, found):")
     g.emit(1, "try:")
-    g.emit(2, 'if "." in "".join(ev):')
-    g.emit(3, "return None")
+    _dotted_check(g, trie, "ev", 2)
     g.emit(2, f"s = [M] * {len(slot_of)}")
     _node(g, trie, "ev", 2, slot_of, index, needed)
     g.emit(2, "return s")
@@ -97,6 +97,31 @@ def _lean(fi) -> bool:
     """Whether the field's index can be probed with any value type safely (see above)."""
     return (fi is not None and fi.range_index is None and not fi.exists and not fi.neg_all
             and not fi.neg_str_all and all(type(k) is str for k in fi.exact))
+
+
+def _dotted_names(node) -> set[str]:
+    """Keys that would reach a used field from `node` across two or more levels at once
+    ("measurements.temperature"): EventBridge joins nested keys with dots, so an event key
+    spelled like that must be read the generic way."""
+    names: set[str] = set()
+
+    def walk(n, prefix: str) -> None:
+        for seg, child in n.children.items():
+            name = f"{prefix}.{seg}"
+            names.add(name)
+            walk(child, name)
+    for seg, child in node.children.items():
+        walk(child, seg)
+    return names
+
+
+def _dotted_check(g: _Gen, node, d: str, depth: int) -> None:
+    """Send the event the generic way if object `d` has a key that spans levels of a used path.
+    Other dotted keys cannot reach a used field, and need no check (a set lookup per key in C)."""
+    names = _dotted_names(node)
+    if names:
+        g.emit(depth, f"if not {g.const('dots', frozenset(names))}.isdisjoint({d}):")
+        g.emit(depth + 1, "return None")
 
 
 def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict, needed: set) -> None:
@@ -115,8 +140,7 @@ def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict, needed:
             t = g.var("t")
             g.emit(inner, f"{t} = type({v})")
             g.emit(inner, f"if {t} is dict:")
-            g.emit(inner + 1, f'if "." in "".join({v}):')
-            g.emit(inner + 2, "return None")
+            _dotted_check(g, child, v, inner + 1)
             _node(g, child, v, inner + 1, slot_of, index, needed)
             g.emit(inner, f"elif {t} is list:")
             g.emit(inner + 1, "return None")

@@ -132,3 +132,16 @@ def test_matching_never_modifies_the_event():
     before = repr(ev)
     assert rs.matching(ev) == ["r"]
     assert repr(ev) == before
+
+
+def test_dotted_event_keys_reach_nested_pattern_fields_and_others_do_not_matter():
+    patterns = {"r": {"detail": {"x": ["y"]}}, "q": {"a": {"b": {"c": [1]}}}}
+    rs = RuleSet(patterns)
+    compiled = {n: compile_pattern(p) for n, p in patterns.items()}
+    events = [{"detail.x": "y"}, {"other.k": 1, "detail": {"x": "y"}}, {"detail": {"x": "n"}, "detail.x": "y"},
+              {"a.b": {"c": 1}}, {"a": {"b.c": 1}}, {"a.b.c": 1}, {"a": {"b": {"c": 2}}, "a.b": {"c": 1}},
+              {"a": {"b": {"c": 2, "x.y": 1}}}, {"detail": {"x.z": "y"}}]
+    for ev in events:
+        assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], ev
+    assert rs.matching({"detail.x": "y"}) == ["r"] and rs.matching({"a": {"b.c": 1}}) == ["q"]
+    assert rs.matching({"other.k": 1, "detail": {"x": "y"}}) == ["r"]
