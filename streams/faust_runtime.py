@@ -230,6 +230,7 @@ class FaustWorker:
             raise ConfigError(f"{', '.join(stateful)}: stateful enrichment keeps its state in changelog topics, "
                               "which only the native runtime writes; run without --runtime faust")
         self._table_loaders: list = []
+        self._pipeline_is_async = getattr(self.pipeline, "is_async", False)  # a wrapped pipeline may not say
         self.app = app or make_app(config)
         self.stats = WorkerStats()
         self.assigned: set[TopicPartition] = set()
@@ -374,7 +375,7 @@ class FaustWorker:
             ticket.end_offset = record.offset + 1
         for topic, recs in by_topic.items():
             metrics.RECORDS_IN.labels(topic).inc(len(recs))
-        result = await self.pipeline.run_async(by_topic) if self.pipeline.is_async else self.pipeline.run(by_topic)
+        result = await self.pipeline.run_async(by_topic) if self._pipeline_is_async else self.pipeline.run(by_topic)
         per_target: dict[str, list] = defaultdict(list)
         for delivery in result.deliveries:
             r = delivery.record
