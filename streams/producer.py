@@ -59,9 +59,11 @@ class BatchProducer:
         cache[key] = part
         return part
 
-    async def send(self, topic: str, records: list) -> tuple[list[tuple[asyncio.Future, list[int]]], list[int]]:
+    async def send(self, topic: str, records: list, partition: int | None = None
+                   ) -> tuple[list[tuple[asyncio.Future, list[int]]], list[int]]:
         """Queue records; returns (future, indexes of `records` in that batch) per sent batch, and
         the indexes of records too large for any batch (for the caller to dead-letter).
+        `partition`: put every record there instead of partitioning by key.
 
         Each future resolves when the broker acknowledged its batch, or raises its error.
         """
@@ -74,7 +76,9 @@ class BatchProducer:
         open_batches: dict[int, tuple] = {}
         sent, too_large = [], []
         for index, (key, value, headers) in enumerate(records):
-            if key is None:
+            if partition is not None:
+                part = partition
+            elif key is None:
                 part = keyless
             else:
                 part = cache.get(key)
@@ -99,18 +103,9 @@ class BatchProducer:
     async def send_to_partition(self, topic: str, partition: int, records: list) -> list[tuple[asyncio.Future, list[int]]]:
         """Queue (key, value, headers) records to one given partition (a changelog follows its
         source partition); returns (future, indexes) per batch, like `send`."""
-        sent, current = [], (self.producer.create_batch(), [])
-        for index, (key, value, headers) in enumerate(records):
-            if current[0].append(key=key, value=value, timestamp=None, headers=headers or _NO_HEADERS) is None:
-                if not current[1]:
-                    raise ValueError(f"a record for {topic}[{partition}] exceeds producer.max_batch_bytes")
-                sent.append(await self._ship(current, topic, partition))
-                current = (self.producer.create_batch(), [])
-                if current[0].append(key=key, value=value, timestamp=None, headers=headers or _NO_HEADERS) is None:
-                    raise ValueError(f"a record for {topic}[{partition}] exceeds producer.max_batch_bytes")
-            current[1].append(index)
-        if current[1]:
-            sent.append(await self._ship(current, topic, partition))
+        sent, too_large = await self.send(topic, records, partition=partition)
+        if too_large:
+            raise ValueError(f"a record for {topic}[{partition}] exceeds producer.max_batch_bytes")
         return sent
 
     async def _ship(self, current: tuple, topic: str, part: int) -> tuple[asyncio.Future, list[int]]:
