@@ -288,6 +288,32 @@ def _scalar_test(g: _Gen, cond) -> str:
     return f"{g.const('p', cond.pred)}(x)"
 
 
+def _emit_checks(g: _Gen, checks, depth: int, fail: str) -> None:
+    """Straight-line tests of a clause's fields on the slot values; `fail` ends the clause."""
+    for check in checks:
+        if check.exists_false and check.exists_true:
+            continue  # missing or present: always holds
+        g.emit(depth, f"x = s[{check.slot}]")
+        if check.exists_false:  # missing holds; a present value must meet one of the other conditions
+            g.emit(depth, "if x is not M:")
+        else:
+            g.emit(depth, "if x is M:")
+            g.emit(depth + 1, fail)
+            if check.exists_true:  # present is enough
+                continue
+            g.emit(depth, "if True:")
+        if not check.conds:
+            g.emit(depth + 1, fail)
+            continue
+        g.emit(depth + 1, "t = type(x)")
+        g.emit(depth + 1, "if t is list or t is SN:")
+        g.emit(depth + 2, f"if not {g.const('h', check.holds)}(s):")
+        g.emit(depth + 3, fail)
+        tests = " or ".join(_scalar_test(g, c) for c in check.conds)
+        g.emit(depth + 1, f"elif not ({tests}):")
+        g.emit(depth + 2, fail)
+
+
 def build_clause_check(checks):
     """One function `ok(slots) -> bool` for the fields of a clause left to check after its anchor.
 
@@ -297,28 +323,39 @@ def build_clause_check(checks):
     g = _Gen()
     g.env["SN"] = SortedNumbers
     g.emit(0, "def ok(s):")
-    for check in checks:
-        if check.exists_false and check.exists_true:
-            continue  # missing or present: always holds
-        g.emit(1, f"x = s[{check.slot}]")
-        if check.exists_false:  # missing holds; a present value must meet one of the other conditions
-            g.emit(1, "if x is not M:")
-        else:
-            g.emit(1, "if x is M:")
-            g.emit(2, "return False")
-            if check.exists_true:  # present is enough
-                continue
-            g.emit(1, "if True:")
-        if not check.conds:
-            g.emit(2, "return False")
-            continue
-        g.emit(2, "t = type(x)")
-        g.emit(2, "if t is list or t is SN:")
-        g.emit(3, f"if not {g.const('h', check.holds)}(s):")
-        g.emit(4, "return False")
-        tests = " or ".join(_scalar_test(g, c) for c in check.conds)
-        g.emit(2, f"elif not ({tests}):")
-        g.emit(3, "return False")
+    _emit_checks(g, checks, 1, "return False")
     g.emit(1, "return True")
     exec(compile("\n".join(g.lines) + "\n", "<eventweir-clause>", "exec"), g.env)
     return g.env["ok"]
+
+
+def build_candidates_check(candidates):
+    """One function `names(slots) -> list` for a recurring set of candidate clauses.
+
+    `candidates` lists, in rule order, (rule name, clauses) where clauses is None when an index
+    hit alone proves the rule, else the check lists of its candidate clauses. Events of one kind
+    keep hitting the same candidates, so one call with every test inlined replaces a call per
+    clause and the set bookkeeping around them.
+    """
+    g = _Gen()
+    g.env["SN"] = SortedNumbers
+    g.emit(0, "def names(s):")
+    g.emit(1, "out = []")
+    for name, clauses in candidates:
+        name_const = g.const("n", name)
+        if clauses is None:
+            g.emit(1, f"out.append({name_const})")
+            continue
+        hit = g.var("hit")
+        g.emit(1, f"{hit} = False")
+        for checks in clauses:
+            # one pass of a loop per clause: `break` is its failure, the last line its success
+            g.emit(1, f"while not {hit}:")
+            _emit_checks(g, checks, 2, "break")
+            g.emit(2, f"{hit} = True")
+            g.emit(2, "break")
+        g.emit(1, f"if {hit}:")
+        g.emit(2, f"out.append({name_const})")
+    g.emit(1, "return out")
+    exec(compile("\n".join(g.lines) + "\n", "<eventweir-candidates>", "exec"), g.env)
+    return g.env["names"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from .codegen import MISSING, build_clause_check, build_fast_path
+from .codegen import MISSING, build_candidates_check, build_clause_check, build_fast_path
 from .compiler import compile_clauses
 from .flatten import build_trie, flatten
 from .index import FieldIndex, SortedNumbers
@@ -123,7 +123,14 @@ class _Check:
 class RuleSet:
     """Compile `{rule name: pattern}` once; `matching(event)` -> names of the rules it matches."""
 
-    def __init__(self, rules: dict[str, dict | str]):
+    # a set of candidate clauses seen this often gets its own generated check (see _resolve)
+    MAX_COMPILED = 4096
+    MAX_SEEN = 100_000
+
+    def __init__(self, rules: dict[str, dict | str], compile_after: int = 16):
+        self.compile_after = compile_after
+        self._seen: dict[frozenset, int] = {}
+        self._compiled: dict[frozenset, object] = {}
         self.names: list[str] = []
         self.clauses: list = []  # clause id -> clause
         self.clause_rule: list[int] = []  # clause id -> rule index
@@ -179,7 +186,7 @@ class RuleSet:
             # cheap tests first: presence, then single values, numeric arrays last
             rest.sort(key=lambda c: (bool(c.preds), c.ranges is not None))
             self.plan.append((anchor, tuple(rest)))
-            self.checks.append(None)  # generated on first use: most clauses of a big set never are candidates
+            self.checks.append(None)  # see _clause_check
             if anchor is not None and not rest and not anchor.preds:
                 # the anchor hit alone proves the clause: map it straight to its rule
                 self.direct[anchor.fid] = self.clause_rule[cid]
@@ -199,22 +206,31 @@ class RuleSet:
             return self._matching_generic(event)
         if not found and not self.always:
             return []
+        key = frozenset(found)
+        names = self._compiled.get(key)
+        if names is not None:
+            return names(slots)
+        return self._resolve(key, slots)
+
+    def _resolve(self, found: frozenset, slots: list) -> list[str]:
+        """The rules among the candidates `found` whose clauses hold, one check per clause; a set
+        of candidates seen `compile_after` times gets one generated function (`_compile`)."""
+        seen = self._seen.get(found, 0) + 1
+        if seen >= self.compile_after and len(self._compiled) < self.MAX_COMPILED:
+            names = self._compiled[found] = self._compile(found)
+            return names(slots)
+        if len(self._seen) >= self.MAX_SEEN:
+            self._seen.clear()  # a stream of one-off candidate sets (a large exact-match set)
+        self._seen[found] = seen
         direct, anchor_of = self.direct, self.anchor_of
         rules = {direct[f] for f in found if f in direct}
         cids = [anchor_of[f] for f in found if f not in direct and f in anchor_of]
         if self.always:
             cids.extend(self.always)
-        clause_rule, checks = self.clause_rule, self.checks
+        clause_rule = self.clause_rule
         for cid in cids:
             r = clause_rule[cid]
-            if r in rules:
-                continue
-            ok = checks[cid]
-            if ok is None:
-                anchor, rest = self.plan[cid]
-                ok = checks[cid] = build_clause_check(
-                    ((anchor,) if anchor is not None and anchor.preds else ()) + rest)
-            if ok(slots):
+            if r not in rules and self._clause_check(cid)(slots):
                 rules.add(r)
         if not rules:
             return []
@@ -222,6 +238,29 @@ class RuleSet:
         if len(rules) == 1:
             return [names[r] for r in rules]
         return [names[r] for r in sorted(rules)]
+
+    def _clause_fields(self, cid: int) -> tuple:
+        """The fields of clause `cid` its anchor's index hit leaves to check."""
+        anchor, rest = self.plan[cid]
+        return ((anchor,) if anchor is not None and anchor.preds else ()) + rest
+
+    def _clause_check(self, cid: int):
+        ok = self.checks[cid]
+        if ok is None:  # generated on first use: most clauses of a big set never are candidates
+            ok = self.checks[cid] = build_clause_check(self._clause_fields(cid))
+        return ok
+
+    def _compile(self, found: frozenset):
+        by_rule: dict[int, list | None] = {}
+        for f in found:
+            if f in self.direct:
+                by_rule[self.direct[f]] = None
+        for cid in [self.anchor_of[f] for f in found if f not in self.direct and f in self.anchor_of] + self.always:
+            r = self.clause_rule[cid]
+            if r in by_rule and by_rule[r] is None:
+                continue
+            by_rule.setdefault(r, []).append(self._clause_fields(cid))
+        return build_candidates_check([(self.names[r], by_rule[r]) for r in sorted(by_rule)])
 
     def _matching_generic(self, event: dict) -> list[str]:
         flat = flatten(event, self.trie)

@@ -177,9 +177,14 @@ def test_ruleset_agrees_with_each_pattern(patterns_, evs):
     """The indexed, code-generated rule set returns exactly the rules whose pattern matches."""
     rules = {f"r{i}": p for i, p in enumerate(patterns_)}
     rs = RuleSet(rules)
+    # compile_after=1: every set of candidates gets its generated check at once
+    generated = RuleSet(rules, compile_after=1)
     compiled = {n: compile_pattern(p) for n, p in rules.items()}
     for ev in evs:
-        assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)]
+        expected = [n for n, p in compiled.items() if p.matches(ev)]
+        assert rs.matching(ev) == expected
+        assert generated.matching(ev) == expected
+        assert generated.matching(ev) == expected  # and again, through the stored function
 
 
 bounds = st.integers(-5, 5).map(float)
