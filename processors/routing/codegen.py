@@ -57,6 +57,7 @@ class _Gen:
         self.lines: list[str] = []
         self.env: dict = {"M": MISSING, "_lk": leaf_key, "_scalars": scalars, "_bisect": bisect_right}
         self.n = 0
+        self.helpers: list[str] = []  # functions emitted after the main one
 
     def var(self, prefix: str) -> str:
         self.n += 1
@@ -88,7 +89,7 @@ def build_fast_path(trie, slot_of: dict, index: dict, needed: set):
     g.emit(1, "except (TypeError, AttributeError):")
     g.emit(2, "found.clear()")
     g.emit(2, "return None")
-    source = "\n".join(g.lines) + "\n"
+    source = "\n".join(g.lines + g.helpers) + "\n"
     exec(compile(source, "<eventweir-ruleset>", "exec"), g.env)
     return g.env["fast"], source
 
@@ -131,7 +132,7 @@ def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict, needed:
         if not child.children and slot_of[child.leaf] not in needed and _lean(fi):
             g.emit(depth, f"{v} = {d}.get({seg!r})")
             g.emit(depth, f"if {v} is not None:")
-            _string_lookups(g, depth + 1, v, fi)
+            _string_hits(g, depth + 1, v, fi)
             continue
         g.emit(depth, f"{v} = {d}.get({seg!r}, M)")
         g.emit(depth, f"if {v} is not M:")
@@ -149,6 +150,54 @@ def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict, needed:
                 _leaf(g, v, inner + 1, slot_of[child.leaf], fi, scalar=True)
         else:
             _leaf(g, v, inner, slot_of[child.leaf], fi, scalar=False)
+
+
+MEMO_SIZE = 10_000
+
+
+def _lookups_per_string(fi) -> int:
+    return (bool(fi.exact) + len(fi.prefix) + len(fi.suffix) + len(fi.prefix_ic) + len(fi.suffix_ic)
+            + bool(fi.eic) + bool(fi.neg_all) + len(fi.neg_prefix) + len(fi.neg_suffix) + bool(fi.neg_eic))
+
+
+def _string_hits(g: _Gen, depth: int, v: str, fi) -> None:
+    """Every index lookup for the string `v` of field `fi`. A field with several tables
+    (prefixes and suffixes of a few lengths, case-folded variants, anything-buts) remembers the
+    ids per value: field values repeat (street names, types, statuses), so most events cost one
+    dict lookup per field. The memo is cleared when full, so one-off values cannot grow it."""
+    if _lookups_per_string(fi) < 2:
+        _string_body(g, depth, v, fi)
+        return
+    memo, look, c = g.const("memo", {}), g.var("look"), g.var("c")
+    g.emit(depth, f"{c} = {memo}.get({v})")
+    g.emit(depth, f"if {c} is None:")
+    g.emit(depth + 1, f"{c} = {look}({v})")
+    g.emit(depth, f"if {c}:")
+    g.emit(depth + 1, f"found.update({c})")
+    main, g.lines = g.lines, []
+    g.emit(0, "")
+    g.emit(0, f"def {look}(v):")
+    g.emit(1, "found = set()")
+    _string_body(g, 1, "v", fi)
+    g.emit(1, "hits = tuple(found)")
+    g.emit(1, "if type(v) is str:")  # 1 == 1.0 == True: only strings share a memo entry
+    g.emit(2, f"if len({memo}) >= {MEMO_SIZE}:")
+    g.emit(3, f"{memo}.clear()")
+    g.emit(2, f"{memo}[v] = hits")
+    g.emit(1, "return hits")
+    g.helpers += g.lines
+    g.lines = main
+
+
+def _string_body(g: _Gen, depth: int, v: str, fi) -> None:
+    if fi.exists:
+        g.emit(depth, f"found.update({g.const('exs', tuple(fi.exists))})")
+    _string_lookups(g, depth, v, fi)
+    if fi.neg_all:
+        g.emit(depth, f"found.update({g.const('negr', fi.neg_result)}.get({v}, "
+                      f"{g.const('nega', fi.neg_all)}))")
+    if fi.neg_str_all:
+        _negative_strings(g, depth, v, fi)
 
 
 def _string_lookups(g: _Gen, depth: int, v: str, fi) -> None:
@@ -200,14 +249,7 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool) -> None:
     d2 = depth + 1
     g.emit(d2, f"s[{slot}] = {v}")
     if fi is not None:
-        if fi.exists:
-            g.emit(d2, f"found.update({g.const('exs', tuple(fi.exists))})")
-        _string_lookups(g, d2, v, fi)
-        if fi.neg_all:
-            g.emit(d2, f"found.update({g.const('negr', fi.neg_result)}.get({v}, "
-                       f"{g.const('nega', fi.neg_all)}))")
-        if fi.neg_str_all:
-            _negative_strings(g, d2, v, fi)
+        _string_hits(g, d2, v, fi)
     if fi is not None and fi.range_index is not None:
         g.emit(depth, f"elif {t} is float or {t} is int:")
         g.emit(d2, f"s[{slot}] = {v}")
