@@ -72,14 +72,20 @@ class _Gen:
         self.lines.append("    " * depth + text)
 
 
-def build_fast_path(trie, slot_of: dict, index: dict, needed: set):
+def build_fast_path(trie, slot_of: dict, index: dict, needed: set, no_memo=frozenset(), on_useless=None):
     """Source and compiled function `fast(ev, found) -> slots | None`.
 
     `needed` holds the slots some check reads after the lookups; a field outside it whose index
     only has string keys is looked up without a type dispatch: a list, object or number there
     raises TypeError/AttributeError on the slice or lookup, and the event goes the generic way.
+    String fields with several index tables remember their ids per value (`_string_hits`),
+    except the fields in `no_memo`; `on_useless(path)` is told when a field's values do not
+    repeat enough for that to pay.
     """
     g = _Gen()
+    g.no_memo = no_memo
+    g.env["_ev"] = [0]  # events seen, to judge whether a memo pays
+    g.env["_full"] = _memo_full(on_useless)
     g.emit(0, "def fast(ev, found):")
     g.emit(1, "try:")
     _dotted_check(g, trie, "ev", 2)
@@ -89,6 +95,8 @@ def build_fast_path(trie, slot_of: dict, index: dict, needed: set):
     g.emit(1, "except (TypeError, AttributeError):")
     g.emit(2, "found.clear()")
     g.emit(2, "return None")
+    if g.helpers:
+        g.lines.insert(1, "    _ev[0] += 1")
     source = "\n".join(g.lines + g.helpers) + "\n"
     exec(compile(source, "<eventweir-ruleset>", "exec"), g.env)
     return g.env["fast"], source
@@ -132,7 +140,7 @@ def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict, needed:
         if not child.children and slot_of[child.leaf] not in needed and _lean(fi):
             g.emit(depth, f"{v} = {d}.get({seg!r})")
             g.emit(depth, f"if {v} is not None:")
-            _string_hits(g, depth + 1, v, fi)
+            _string_hits(g, depth + 1, v, fi, child.leaf)
             continue
         g.emit(depth, f"{v} = {d}.get({seg!r}, M)")
         g.emit(depth, f"if {v} is not M:")
@@ -147,12 +155,12 @@ def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict, needed:
             g.emit(inner + 1, "return None")
             if child.leaf is not None:
                 g.emit(inner, "else:")
-                _leaf(g, v, inner + 1, slot_of[child.leaf], fi, scalar=True)
+                _leaf(g, v, inner + 1, slot_of[child.leaf], fi, scalar=True, path=child.leaf)
         else:
-            _leaf(g, v, inner, slot_of[child.leaf], fi, scalar=False)
+            _leaf(g, v, inner, slot_of[child.leaf], fi, scalar=False, path=child.leaf)
 
 
-MEMO_SIZE = 10_000
+MEMO_SIZE = 4096
 
 
 def _lookups_per_string(fi) -> int:
@@ -160,12 +168,28 @@ def _lookups_per_string(fi) -> int:
             + bool(fi.eic) + bool(fi.neg_all) + len(fi.neg_prefix) + len(fi.neg_suffix) + bool(fi.neg_eic))
 
 
-def _string_hits(g: _Gen, depth: int, v: str, fi) -> None:
+def _memo_full(on_useless):
+    """What a field's lookup does when its memo is full: clear it, and when most events since
+    the last clear brought a value it had not seen (ids, timestamps), tell `on_useless`, which
+    rebuilds the rule set's function without that memo."""
+    since: dict[str, int] = {}
+
+    def full(path: str, memo: dict, events: list) -> None:
+        seen = events[0] - since.get(path, 0)
+        since[path] = events[0]
+        memo.clear()
+        if on_useless is not None and MEMO_SIZE * 2 > seen:
+            on_useless(path)
+    return full
+
+
+def _string_hits(g: _Gen, depth: int, v: str, fi, path: str) -> None:
     """Every index lookup for the string `v` of field `fi`. A field with several tables
     (prefixes and suffixes of a few lengths, case-folded variants, anything-buts) remembers the
     ids per value: field values repeat (street names, types, statuses), so most events cost one
-    dict lookup per field. The memo is cleared when full, so one-off values cannot grow it."""
-    if _lookups_per_string(fi) < 2:
+    dict lookup per field. The memo is bounded, and dropped for a field whose values do not
+    repeat (`_memo_full`)."""
+    if _lookups_per_string(fi) < 2 or path in g.no_memo:
         _string_body(g, depth, v, fi)
         return
     memo, look, c = g.const("memo", {}), g.var("look"), g.var("c")
@@ -182,7 +206,7 @@ def _string_hits(g: _Gen, depth: int, v: str, fi) -> None:
     g.emit(1, "hits = tuple(found)")
     g.emit(1, "if type(v) is str:")  # 1 == 1.0 == True: only strings share a memo entry
     g.emit(2, f"if len({memo}) >= {MEMO_SIZE}:")
-    g.emit(3, f"{memo}.clear()")
+    g.emit(3, f"_full({path!r}, {memo}, _ev)")
     g.emit(2, f"{memo}[v] = hits")
     g.emit(1, "return hits")
     g.helpers += g.lines
@@ -237,7 +261,7 @@ def _other(fi, slot: int):
     return other
 
 
-def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool) -> None:
+def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool, path: str) -> None:
     """Store the leaf value(s) in slot and look the value up in the field's index.
 
     Strings (and numbers, when the field has numeric ranges) are looked up inline; anything
@@ -249,7 +273,7 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool) -> None:
     d2 = depth + 1
     g.emit(d2, f"s[{slot}] = {v}")
     if fi is not None:
-        _string_hits(g, d2, v, fi)
+        _string_hits(g, d2, v, fi, path)
     if fi is not None and fi.range_index is not None:
         g.emit(depth, f"elif {t} is float or {t} is int:")
         g.emit(d2, f"s[{slot}] = {v}")

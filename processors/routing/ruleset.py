@@ -194,7 +194,15 @@ class RuleSet:
             fi.finish()
         needed = {c.slot for anchor, rest in self.plan for c in rest}
         needed.update(a.slot for a, _ in self.plan if a is not None and a.preds)
-        self.fast, self.source = build_fast_path(self.trie, slot_of, self.index, needed)
+        self._fast_args = (self.trie, slot_of, self.index, needed)
+        self._no_memo: set[str] = set()
+        self.fast, self.source = build_fast_path(*self._fast_args, on_useless=self._memo_useless)
+
+    def _memo_useless(self, path: str) -> None:
+        """A field's values rarely repeat: look them up directly from now on."""
+        self._no_memo.add(path)
+        self.fast, self.source = build_fast_path(*self._fast_args, no_memo=frozenset(self._no_memo),
+                                                 on_useless=self._memo_useless)
 
     def __len__(self) -> int:
         return len(self.names)

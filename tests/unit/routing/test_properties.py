@@ -217,3 +217,19 @@ def test_range_index_array_lookups_agree_with_single_lookups(ranges, numbers):
         inside = any((lo is None or x > lo or (lo_incl and x == lo)) and
                      (hi is None or x < hi or (hi_incl and x == hi)) for x in numbers)
         assert (i in expected) == inside
+
+
+def test_memo_of_a_field_whose_values_do_not_repeat_is_dropped_and_results_stay_right():
+    """A string field with several index tables remembers ids per value; for one whose values
+    are all new (ids) the memo is dropped, and the answers are the same before and after."""
+    from processors.routing.codegen import MEMO_SIZE
+
+    rules = {"pre": {"id": [{"prefix": "a1"}]}, "suf": {"id": [{"suffix": "9"}]},
+             "kind": {"kind": [{"prefix": "se"}, {"suffix": "or"}], "id": [{"exists": True}]}}
+    rs = RuleSet(rules)
+    compiled = {n: compile_pattern(p) for n, p in rules.items()}
+    for i in range(3 * MEMO_SIZE):
+        ev = {"id": f"a{i}", "kind": ["sensor", "motor", "door"][i % 3]}
+        assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], ev
+    assert "id" in rs._no_memo  # ids never repeat
+    assert "kind" not in rs._no_memo  # three kinds: the memo pays
