@@ -72,9 +72,14 @@ class _Gen:
         self.lines.append("    " * depth + text)
 
 
-def build_fast_path(trie, slot_of: dict, index: dict, needed: set, no_memo=frozenset(), on_useless=None):
-    """Source and compiled function `fast(ev, found) -> slots | None`.
+def build_fast_path(trie, slot_of: dict, index: dict, needed: set, tail: dict,
+                    no_memo=frozenset(), on_useless=None):
+    """Source and compiled function `match(ev) -> rule names`.
 
+    It reads the used fields, looks them up, and hands the candidates over to `tail`: `generic(ev)`
+    for events the fast path cannot take, `compiled_get(candidates)` for a generated check of a
+    recurring set of candidates, `resolve(candidates, slots)` otherwise; `always` says whether
+    some clause must be checked on every event (else no candidates means no match).
     `needed` holds the slots some check reads after the lookups; a field outside it whose index
     only has string keys is looked up without a type dispatch: a list, object or number there
     raises TypeError/AttributeError on the slice or lookup, and the event goes the generic way.
@@ -86,20 +91,28 @@ def build_fast_path(trie, slot_of: dict, index: dict, needed: set, no_memo=froze
     g.no_memo = no_memo
     g.env["_ev"] = [0]  # events seen, to judge whether a memo pays
     g.env["_full"] = _memo_full(on_useless)
-    g.emit(0, "def fast(ev, found):")
+    g.env.update(_generic=tail["generic"], _compiled_get=tail["compiled_get"], _resolve=tail["resolve"])
+    g.emit(0, "def match(ev):")
+    g.emit(1, "found = set()")
     g.emit(1, "try:")
     _dotted_check(g, trie, "ev", 2)
     g.emit(2, f"s = [M] * {len(slot_of)}")
     _node(g, trie, "ev", 2, slot_of, index, needed)
-    g.emit(2, "return s")
     g.emit(1, "except (TypeError, AttributeError):")
-    g.emit(2, "found.clear()")
-    g.emit(2, "return None")
+    g.emit(2, "return _generic(ev)")
+    if not tail["always"]:
+        g.emit(1, "if not found:")
+        g.emit(2, "return []")
+    g.emit(1, "key = frozenset(found)")
+    g.emit(1, "names = _compiled_get(key)")
+    g.emit(1, "if names is not None:")
+    g.emit(2, "return names(s)")
+    g.emit(1, "return _resolve(key, s)")
     if g.helpers:
         g.lines.insert(1, "    _ev[0] += 1")
     source = "\n".join(g.lines + g.helpers) + "\n"
     exec(compile(source, "<eventweir-ruleset>", "exec"), g.env)
-    return g.env["fast"], source
+    return g.env["match"], source
 
 
 def _lean(fi) -> bool:
@@ -130,7 +143,7 @@ def _dotted_check(g: _Gen, node, d: str, depth: int) -> None:
     names = _dotted_names(node)
     if names:
         g.emit(depth, f"if not {g.const('dots', frozenset(names))}.isdisjoint({d}):")
-        g.emit(depth + 1, "return None")
+        g.emit(depth + 1, "return _generic(ev)")
 
 
 def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict, needed: set) -> None:
@@ -152,7 +165,7 @@ def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict, needed:
             _dotted_check(g, child, v, inner + 1)
             _node(g, child, v, inner + 1, slot_of, index, needed)
             g.emit(inner, f"elif {t} is list:")
-            g.emit(inner + 1, "return None")
+            g.emit(inner + 1, "return _generic(ev)")
             if child.leaf is not None:
                 g.emit(inner, "else:")
                 _leaf(g, v, inner + 1, slot_of[child.leaf], fi, scalar=True, path=child.leaf)

@@ -196,29 +196,21 @@ class RuleSet:
         needed.update(a.slot for a, _ in self.plan if a is not None and a.preds)
         self._fast_args = (self.trie, slot_of, self.index, needed)
         self._no_memo: set[str] = set()
-        self.fast, self.source = build_fast_path(*self._fast_args, on_useless=self._memo_useless)
+        self._tail = {"generic": self._matching_generic, "compiled_get": self._compiled.get,
+                      "resolve": self._resolve, "always": bool(self.always)}
+        # `matching(event) -> names`: one generated function (codegen.build_fast_path)
+        self.matching, self.source = build_fast_path(*self._fast_args, self._tail,
+                                                     on_useless=self._memo_useless)
 
     def _memo_useless(self, path: str) -> None:
         """A field's values rarely repeat: look them up directly from now on."""
         self._no_memo.add(path)
-        self.fast, self.source = build_fast_path(*self._fast_args, no_memo=frozenset(self._no_memo),
-                                                 on_useless=self._memo_useless)
+        self.matching, self.source = build_fast_path(*self._fast_args, self._tail,
+                                                     no_memo=frozenset(self._no_memo),
+                                                     on_useless=self._memo_useless)
 
     def __len__(self) -> int:
         return len(self.names)
-
-    def matching(self, event: dict) -> list[str]:
-        found: set[int] = set()
-        slots = self.fast(event, found)
-        if slots is None:
-            return self._matching_generic(event)
-        if not found and not self.always:
-            return []
-        key = frozenset(found)
-        names = self._compiled.get(key)
-        if names is not None:
-            return names(slots)
-        return self._resolve(key, slots)
 
     def _resolve(self, found: frozenset, slots: list) -> list[str]:
         """The rules among the candidates `found` whose clauses hold, one check per clause; a set
