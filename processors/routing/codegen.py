@@ -364,7 +364,37 @@ def _scalar_test(g: _Gen, cond) -> str:
         on_float = " and ".join(t.format(n="x") for t in tests)
         on_int = " and ".join(t.format(n="float(x)") for t in tests)
         return f"((t is float and {on_float}) or (t is int and {on_int}))"
+    if kind == "eic":
+        return f"(t is str and x.lower() == {g.const('k', arg)})"
+    if kind == "ab_prefix":
+        return f"not (t is str and x.startswith({g.const('k', tuple(arg))}))"
+    if kind == "ab_suffix":
+        return f"not (t is str and x.endswith({g.const('k', tuple(arg))}))"
+    if kind == "wildcard":
+        test = _wildcard_test(g, arg)
+        if test:
+            return f"(t is str and {test})"
+    if kind == "ab_wildcard" and len(arg) == 1:
+        test = _wildcard_test(g, arg[0])
+        if test:
+            return f"not (t is str and {test})"
     return f"{g.const('p', cond.pred)}(x)"
+
+
+def _wildcard_test(g: _Gen, segs: tuple) -> str | None:
+    """The str `x` against a wildcard of one `*` or of `*middle*`, as one string operation
+    (wildcard.make_matcher's shapes); None for other shapes, which keep their predicate."""
+    if len(segs) == 2:
+        head, tail = segs
+        if not tail:
+            return f"x.startswith({g.const('k', head)})"
+        if not head:
+            return f"x.endswith({g.const('k', tail)})"
+        return (f"len(x) >= {len(head) + len(tail)} and x.startswith({g.const('k', head)}) "
+                f"and x.endswith({g.const('k', tail)})")
+    if len(segs) == 3 and not segs[0] and not segs[2]:
+        return f"{g.const('k', segs[1])} in x"
+    return None
 
 
 def _emit_checks(g: _Gen, checks, depth: int, fail: str) -> None:
