@@ -72,8 +72,7 @@ class _Gen:
         self.lines.append("    " * depth + text)
 
 
-def build_fast_path(trie, slot_of: dict, index: dict, needed: set, tail: dict,
-                    no_memo=frozenset(), on_useless=None):
+def build_fast_path(trie, slot_of: dict, index: dict, needed: set, tail: dict):
     """Source and compiled function `match(ev) -> rule names`.
 
     It reads the used fields, looks them up, and hands the candidates over to `tail`: `generic(ev)`
@@ -83,14 +82,13 @@ def build_fast_path(trie, slot_of: dict, index: dict, needed: set, tail: dict,
     `needed` holds the slots some check reads after the lookups; a field outside it whose index
     only has string keys is looked up without a type dispatch: a list, object or number there
     raises TypeError/AttributeError on the slice or lookup, and the event goes the generic way.
-    String fields with several index tables remember their ids per value (`_string_hits`),
-    except the fields in `no_memo`; `on_useless(path)` is told when a field's values do not
-    repeat enough for that to pay.
+    String fields with several index tables remember their ids per value (`_string_hits`);
+    `memos` in the function's globals maps each such field to whether its memo is in use.
     """
     g = _Gen()
-    g.no_memo = no_memo
     g.env["_ev"] = [0]  # events seen, to judge whether a memo pays
-    g.env["_full"] = _memo_full(on_useless)
+    g.env["memos"] = {}
+    g.env["_full"] = _memo_full(g.env)
     g.env.update(_generic=tail["generic"], _compiled_get=tail["compiled_get"], _resolve=tail["resolve"])
     g.emit(0, "def match(ev):")
     g.emit(1, "found = set()")
@@ -181,18 +179,19 @@ def _lookups_per_string(fi) -> int:
             + bool(fi.eic) + bool(fi.neg_all) + len(fi.neg_prefix) + len(fi.neg_suffix) + bool(fi.neg_eic))
 
 
-def _memo_full(on_useless):
+def _memo_full(env: dict):
     """What a field's lookup does when its memo is full: clear it, and when most events since
-    the last clear brought a value it had not seen (ids, timestamps), tell `on_useless`, which
-    rebuilds the rule set's function without that memo."""
+    the last clear brought a value it had not seen (ids, timestamps), switch the memo off: the
+    generated code then takes its inline branch for that field."""
     since: dict[str, int] = {}
 
-    def full(path: str, memo: dict, events: list) -> None:
+    def full(path: str, flag: str, memo: dict, events: list) -> None:
         seen = events[0] - since.get(path, 0)
         since[path] = events[0]
         memo.clear()
-        if on_useless is not None and MEMO_SIZE * 2 > seen:
-            on_useless(path)
+        if MEMO_SIZE * 2 > seen:
+            env[flag] = False
+            env["memos"][path] = False
     return full
 
 
@@ -200,17 +199,21 @@ def _string_hits(g: _Gen, depth: int, v: str, fi, path: str) -> None:
     """Every index lookup for the string `v` of field `fi`. A field with several tables
     (prefixes and suffixes of a few lengths, case-folded variants, anything-buts) remembers the
     ids per value: field values repeat (street names, types, statuses), so most events cost one
-    dict lookup per field. The memo is bounded, and dropped for a field whose values do not
-    repeat (`_memo_full`)."""
-    if _lookups_per_string(fi) < 2 or path in g.no_memo:
+    dict lookup per field. The memo is bounded, and switched off for a field whose values do not
+    repeat (`_memo_full`); both branches give the same ids."""
+    if _lookups_per_string(fi) < 2:
         _string_body(g, depth, v, fi)
         return
-    memo, look, c = g.const("memo", {}), g.var("look"), g.var("c")
-    g.emit(depth, f"{c} = {memo}.get({v})")
-    g.emit(depth, f"if {c} is None:")
-    g.emit(depth + 1, f"{c} = {look}({v})")
-    g.emit(depth, f"if {c}:")
-    g.emit(depth + 1, f"found.update({c})")
+    memo, look, c, flag = g.const("memo", {}), g.var("look"), g.var("c"), g.const("on", True)
+    g.env["memos"][path] = True
+    g.emit(depth, f"if {flag}:")
+    g.emit(depth + 1, f"{c} = {memo}.get({v})")
+    g.emit(depth + 1, f"if {c} is None:")
+    g.emit(depth + 2, f"{c} = {look}({v})")
+    g.emit(depth + 1, f"if {c}:")
+    g.emit(depth + 2, f"found.update({c})")
+    g.emit(depth, "else:")
+    _string_body(g, depth + 1, v, fi)
     main, g.lines = g.lines, []
     g.emit(0, "")
     g.emit(0, f"def {look}(v):")
@@ -219,7 +222,7 @@ def _string_hits(g: _Gen, depth: int, v: str, fi, path: str) -> None:
     g.emit(1, "hits = tuple(found)")
     g.emit(1, "if type(v) is str:")  # 1 == 1.0 == True: only strings share a memo entry
     g.emit(2, f"if len({memo}) >= {MEMO_SIZE}:")
-    g.emit(3, f"_full({path!r}, {memo}, _ev)")
+    g.emit(3, f"_full({path!r}, {flag!r}, {memo}, _ev)")
     g.emit(2, f"{memo}[v] = hits")
     g.emit(1, "return hits")
     g.helpers += g.lines

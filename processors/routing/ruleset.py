@@ -194,20 +194,15 @@ class RuleSet:
             fi.finish()
         needed = {c.slot for anchor, rest in self.plan for c in rest}
         needed.update(a.slot for a, _ in self.plan if a is not None and a.preds)
-        self._fast_args = (self.trie, slot_of, self.index, needed)
-        self._no_memo: set[str] = set()
         self._tail = {"generic": self._matching_generic, "compiled_get": self._compiled.get,
                       "resolve": self._resolve, "always": bool(self.always)}
         # `matching(event) -> names`: one generated function (codegen.build_fast_path)
-        self.matching, self.source = build_fast_path(*self._fast_args, self._tail,
-                                                     on_useless=self._memo_useless)
+        self.matching, self.source = build_fast_path(self.trie, slot_of, self.index, needed, self._tail)
 
-    def _memo_useless(self, path: str) -> None:
-        """A field's values rarely repeat: look them up directly from now on."""
-        self._no_memo.add(path)
-        self.matching, self.source = build_fast_path(*self._fast_args, self._tail,
-                                                     no_memo=frozenset(self._no_memo),
-                                                     on_useless=self._memo_useless)
+    @property
+    def memos(self) -> dict[str, bool]:
+        """Fields whose ids are remembered per value, and whether that memo is still in use."""
+        return self.matching.__globals__["memos"]
 
     def __len__(self) -> int:
         return len(self.names)
