@@ -241,6 +241,7 @@ class FaustWorker:
         self._stop = asyncio.Event()
         self._sources = set(config.source_topics)
         self._agent_done = asyncio.Event()
+        self._agent_error: BaseException | None = None
         self._declare()
 
     def _declare(self) -> None:
@@ -255,6 +256,11 @@ class FaustWorker:
                         await self._process(events)
                     else:
                         await asyncio.sleep(0.05)  # stopping: leave them un-acked for the next owner
+            except Exception as exc:
+                # faust would log this and carry on with a dead agent: nothing consumed, nothing
+                # committed, the process alive. run() raises it instead, so the worker exits.
+                self._agent_error = exc
+                raise
             finally:
                 self._agent_done.set()
 
@@ -299,11 +305,19 @@ class FaustWorker:
         try:
             await self.start()
             watcher = asyncio.create_task(self._watch())
+            stopped = asyncio.create_task(self._stop.wait())
+            agent_ended = asyncio.create_task(self._agent_done.wait())
             try:
-                await self._stop.wait()
+                await asyncio.wait({stopped, agent_ended}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
+                for task in (watcher, stopped, agent_ended):
+                    task.cancel()
+                await asyncio.gather(watcher, stopped, agent_ended, return_exceptions=True)
+            if not self._stop.is_set():
+                raise RuntimeError(
+                    f"the faust agent stopped ({self._agent_error!r}): nothing is consumed any more, so "
+                    "the worker exits; the last committed offsets are where it resumes once restarted"
+                ) from self._agent_error
         finally:
             await self.shutdown()
 
@@ -406,7 +420,8 @@ class FaustWorker:
             return False, "stopping"
         if not self.joined:
             return False, "waiting for the consumer group to assign partitions"
-        behind = {tp: n for tp, n in self.stats.lag.items() if n > self.config.runtime.ready_max_lag}
+        limit = self.config.runtime.ready_max_lag  # None: lag never makes the worker unready
+        behind = {tp: n for tp, n in self.stats.lag.items() if limit is not None and n > limit}
         if behind:
             worst = max(behind, key=behind.get)
             return False, f"catching up: {worst.topic}[{worst.partition}] is {behind[worst]} records behind"

@@ -115,3 +115,49 @@ def test_stateful_enrichment_is_refused_on_faust_with_what_to_do():
                                {"type": "user_agent"}, {"type": "sessions"}]}]}, environ={})
     with pytest.raises(ConfigError, match=r"sources\[0\]\.enrich\[1\] \(sessions\): .*run without --runtime faust"):
         FaustWorker(config)
+
+
+async def test_a_failing_agent_stops_the_worker_with_the_cause_instead_of_hanging(bootstrap_servers):
+    """A bug outside the stages (they dead-letter what they choke on) kills faust's agent. The
+    worker must then exit with the cause, so that its supervisor restarts it, rather than stay
+    up consuming nothing."""
+    from streams.config import parse_config
+    from streams.faust_runtime import FaustWorker
+
+    src, dlq, group = unique("in"), unique("dlq"), unique("g")
+    await create_topics(bootstrap_servers, src, dlq, partitions=1)
+    config = parse_config({"kafka": {"bootstrap_servers": bootstrap_servers, "group_id": group},
+                           "consumer": {"fetch_timeout_ms": 50}, "dead_letter": {"topic": dlq},
+                           "sources": [{"topic": src}], "rules": []}, environ={})
+
+    class BrokenPipeline:
+        tables: dict = {}
+
+        def run(self, records_by_topic):
+            raise ZeroDivisionError("a bug in the pipeline")
+
+    worker = FaustWorker(config, pipeline=BrokenPipeline())
+    await produce(bootstrap_servers, src, [{"n": 1}])
+    with pytest.raises(RuntimeError, match="faust agent stopped") as err:
+        await asyncio.wait_for(worker.run(), 60)
+    assert isinstance(err.value.__cause__, ZeroDivisionError)
+
+
+def test_lag_does_not_make_the_faust_worker_unready_unless_a_limit_is_set():
+    """ready_max_lag is off by default; with lag known, /readyz (and the final offsets update
+    at shutdown) used to fail comparing the lag with None."""
+    from aiokafka import TopicPartition
+
+    from streams.config import parse_config
+    from streams.faust_runtime import FaustWorker
+
+    def worker(runtime):
+        w = FaustWorker(parse_config({"kafka": {"bootstrap_servers": "127.0.0.1:1", "group_id": unique("g")},
+                                      "sources": [{"topic": "t"}], "runtime": runtime}, environ={}))
+        w.joined = True
+        w.stats.lag = {TopicPartition("t", 0): 500}
+        return w
+
+    assert worker({}).ready[0] is True
+    ready, why = worker({"ready_max_lag": 100}).ready
+    assert not ready and "500 records behind" in why
