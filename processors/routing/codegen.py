@@ -285,12 +285,18 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool, path: str) -
     """
     t = g.var("t")
     g.emit(depth, f"{t} = type({v})")
-    g.emit(depth, f"if {t} is str:")
     d2 = depth + 1
+    if fi is None:
+        # a field only checked after its clause's anchor: keep any scalar as it is
+        g.emit(depth, f"if {t} is not list and {t} is not dict:")
+        g.emit(d2, f"s[{slot}] = {v}")
+        g.emit(depth, "else:")
+        g.emit(d2, f"{g.const('other', _other(fi, slot))}({v}, s, found)")
+        return
+    g.emit(depth, f"if {t} is str:")
     g.emit(d2, f"s[{slot}] = {v}")
-    if fi is not None:
-        _string_hits(g, d2, v, fi, path)
-    if fi is not None and fi.range_index is not None:
+    _string_hits(g, d2, v, fi, path)
+    if fi.range_index is not None:
         g.emit(depth, f"elif {t} is float or {t} is int:")
         g.emit(d2, f"s[{slot}] = {v}")
         if fi.exists:
