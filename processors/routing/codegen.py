@@ -10,7 +10,7 @@ per-element trails).
 """
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from itertools import chain
 
 _chain = chain.from_iterable
@@ -406,6 +406,21 @@ def _wildcard_test(g: _Gen, segs: tuple) -> str | None:
     return None
 
 
+def _sorted_range_test(g: _Gen, numeric_range) -> str:
+    """Whether the sorted numbers `x` hold one in the range: the first at or above its low end
+    (by bisection) must be under its high end; ruleset._any_in_ranges, for one range."""
+    lo, lo_incl, hi, hi_incl = numeric_range
+    if lo is None:
+        first = "(i := 0) < len(x)"
+    else:
+        fn = "_bl" if lo_incl else "_br"
+        g.env[fn] = bisect_left if lo_incl else bisect_right
+        first = f"(i := {fn}(x, {g.const('lo', lo)})) < len(x)"
+    if hi is None:
+        return f"({first})"
+    return f"({first} and x[i] {'<=' if hi_incl else '<'} {g.const('hi', hi)})"
+
+
 def _emit_checks(g: _Gen, checks, depth: int, fail: str) -> None:
     """Straight-line tests of a clause's fields on the slot values; `fail` ends the clause."""
     for check in checks:
@@ -424,7 +439,14 @@ def _emit_checks(g: _Gen, checks, depth: int, fail: str) -> None:
             g.emit(depth + 1, fail)
             continue
         g.emit(depth + 1, "t = type(x)")
-        g.emit(depth + 1, "if t is list or t is SN:")
+        if check.ranges is not None:
+            # numbers sorted once per event (SortedNumbers): a bisection per range, inline
+            g.emit(depth + 1, "if t is SN:")
+            g.emit(depth + 2, f"if not ({' or '.join(_sorted_range_test(g, r) for r in check.ranges)}):")
+            g.emit(depth + 3, fail)
+            g.emit(depth + 1, "elif t is list:")
+        else:
+            g.emit(depth + 1, "if t is list or t is SN:")
         g.emit(depth + 2, f"if not {g.const('h', check.holds)}(s):")
         g.emit(depth + 3, fail)
         tests = " or ".join(_scalar_test(g, c) for c in check.conds)

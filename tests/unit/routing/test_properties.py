@@ -233,3 +233,23 @@ def test_memo_of_a_field_whose_values_do_not_repeat_is_dropped_and_results_stay_
         ev = {"id": f"a{i}", "kind": ["sensor", "motor", "door"][i % 3]}
         assert matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], ev
     assert rs.memos == {"id": False, "kind": True}  # ids never repeat; three kinds do
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(numeric_ranges(), min_size=1, max_size=4),
+       st.lists(st.one_of(bounds, st.integers(-6, 6)), min_size=0, max_size=9))
+def test_numeric_checks_on_arrays_agree_with_each_pattern(ranges, numbers):
+    """A numeric field checked after its clause's anchor, on an array long enough to be sorted
+    once (SortedNumbers) and bisected inline by the generated checks."""
+    def numeric(r):
+        lo, lo_incl, hi, hi_incl = r
+        spec = ([">=" if lo_incl else ">", lo] if lo is not None else []) + \
+               (["<=" if hi_incl else "<", hi] if hi is not None else [])
+        return {"numeric": spec} if spec else {"exists": True}
+    rules = {f"r{i}": {"kind": ["k"], "v": [numeric(r)]} for i, r in enumerate(ranges)}
+    compiled = {n: compile_pattern(p) for n, p in rules.items()}
+    for rs in (RuleSet(rules), RuleSet(rules, compile_after=1)):
+        for ev in ({"kind": "k", "v": numbers}, {"kind": "k", "v": [numbers[:3], numbers[3:]]}):
+            expected = [n for n, p in compiled.items() if p.matches(ev)]
+            assert rs.matching(ev) == expected
+            assert rs.matching(ev) == expected
