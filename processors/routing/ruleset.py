@@ -9,6 +9,10 @@ and a candidate matches when its remaining fields hold on the values already rea
 without any indexable field (a `*x*` wildcard, anything-but wildcard, cidr, exists:false) are
 checked for every event, so only they cost per rule.
 
+Events of one kind keep hitting the same set of candidate clauses: a set seen often enough gets
+one generated function with every clause test inlined (`_resolve`). String fields with several
+index tables remember their ids per repeated value (codegen._string_hits).
+
 Events whose used fields sit under arrays of objects, or whose objects have dotted keys, take the
 generic path (flatten.py + pattern.clause_matches), which also enforces array consistency.
 """
@@ -124,7 +128,7 @@ class RuleSet:
     """Compile `{rule name: pattern}` once; `matching(event)` -> names of the rules it matches."""
 
     # a set of candidate clauses seen this often gets its own generated check (see _resolve)
-    MAX_COMPILED = 4096
+    MAX_COMPILED = 1024  # a few KB of code each
     MAX_SEEN = 100_000
 
     def __init__(self, rules: dict[str, dict | str], compile_after: int = 16):
