@@ -18,6 +18,12 @@ pytestmark = pytest.mark.broker
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.fixture(autouse=True)
+def _faust_data_in_tmp(tmp_path, monkeypatch):
+    """faust keeps a `<app id>-data` folder in the working directory: not in the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 async def test_cli_runs_the_config_on_faust_and_commits_on_sigterm(bootstrap_servers, tmp_path):
     src, hot, dlq, group = unique("in"), unique("hot"), unique("dlq"), unique("g")
     config = tmp_path / "config.yaml"
@@ -34,7 +40,7 @@ rules:
 """)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "streams.cli", "run", "--runtime", "faust", "-c", str(config), "--create-topics",
-        "--partitions", "2", cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "--partitions", "2", cwd=tmp_path, env={**os.environ, "PYTHONPATH": ROOT}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         await wait_for(lambda: _topic_exists(bootstrap_servers, src), timeout=30, message="--create-topics")
         await produce(bootstrap_servers, src, [{"n": i, "temperature": 20 + i % 20} for i in range(200)])

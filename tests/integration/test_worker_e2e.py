@@ -20,9 +20,10 @@ pytestmark = pytest.mark.broker
 
 
 @pytest.fixture(params=["native", "faust"])
-def runtime(request):
+def runtime(request, tmp_path, monkeypatch):
     if request.param == "faust":
         pytest.importorskip("faust", reason="faust-streaming is the `faust` extra")
+        monkeypatch.chdir(tmp_path)  # faust keeps a `<app id>-data` folder in the working directory
     return request.param
 
 
