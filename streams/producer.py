@@ -59,10 +59,11 @@ class BatchProducer:
         cache[key] = part
         return part
 
-    async def send(self, topic: str, records: list, partition: int | None = None
+    async def send(self, topic: str, records, partition: int | None = None
                    ) -> tuple[list[tuple[asyncio.Future, list[int]]], list[int]]:
-        """Queue records; returns (future, indexes of `records` in that batch) per sent batch, and
-        the indexes of records too large for any batch (for the caller to dead-letter).
+        """Queue records (any iterable of (key, value, headers), read once); returns (future,
+        indexes of `records` in that batch) per sent batch, and the indexes of records too large
+        for any batch (for the caller to dead-letter).
         `partition`: put every record there instead of partitioning by key.
 
         Each future resolves when the broker acknowledged its batch, or raises its error.
