@@ -41,6 +41,7 @@ class BatchProducer:
         self._partitions: dict[str, list[int]] = {}
         self._round_robin: dict[str, itertools.cycle] = {}
         self._key_partition: dict[str, dict[bytes, int]] = {}
+        self._key_hash: dict[bytes, int] = {}
 
     async def partitions(self, topic: str) -> list[int]:
         parts = self._partitions.get(topic)
@@ -53,7 +54,13 @@ class BatchProducer:
         return parts
 
     def _partition_for(self, cache: dict[bytes, int], parts: list[int], key: bytes) -> int:
-        part = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
+        hashes = self._key_hash  # a key's hash is the same for every topic: fan-out hashes it once
+        h = hashes.get(key)
+        if h is None:
+            if len(hashes) >= _KEY_CACHE_LIMIT:
+                hashes.clear()
+            h = hashes[key] = murmur2(key) & 0x7FFFFFFF
+        part = parts[h % len(parts)]
         if len(cache) >= _KEY_CACHE_LIMIT:
             cache.clear()
         cache[key] = part
