@@ -65,6 +65,11 @@ class Router:
 
             self.ruleset = RuleSet(patterned)
         self.arn_prefix = rule_arn_prefix
+        # rule -> its target names, for rules whose every target takes the event as it is (no
+        # transform, no key path): their deliveries need nothing but the event's JSON
+        self.plain_targets = {
+            route.rule: tuple(t.name for t in route.targets) for route in routes
+            if all(t.render is None and t.key_path is None for t in route.targets)}
 
     @property
     def forwards_raw(self) -> bool:
@@ -104,14 +109,21 @@ class Router:
         if self.match_all:
             self._route_to_all(events, failures, matched, raw_bodies, out)
         if self.ruleset is not None:
-            ruleset, routes = self.ruleset, self.routes
+            ruleset, routes, plain, append = self.ruleset, self.routes, self.plain_targets, out.append
             for event in events:
                 names = ruleset.matching(event.body)
                 if names:
-                    as_json = event.record.value if raw_bodies else None
+                    record = event.record
+                    as_json = record.value if raw_bodies else None
                     for name in names:
                         matched[name] = matched.get(name, 0) + 1
-                        as_json = self._deliver(event, routes[name], as_json, failures, out)
+                        targets = plain.get(name)
+                        if targets is not None and as_json is not None:
+                            # the common case, inline: the event's JSON as it is, keyed as it came
+                            for target in targets:
+                                append(Delivery(target, record, as_json, record.key, name))
+                        else:
+                            as_json = self._deliver(event, routes[name], as_json, failures, out)
         return out
 
     def _route_to_all(self, events, failures, matched, raw_bodies, out) -> None:

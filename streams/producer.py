@@ -41,6 +41,7 @@ class BatchProducer:
         self._partitions: dict[str, list[int]] = {}
         self._round_robin: dict[str, itertools.cycle] = {}
         self._key_partition: dict[str, dict[bytes, int]] = {}
+        self._key_hash: dict[bytes, int] = {}
 
     async def partitions(self, topic: str) -> list[int]:
         parts = self._partitions.get(topic)
@@ -53,16 +54,23 @@ class BatchProducer:
         return parts
 
     def _partition_for(self, cache: dict[bytes, int], parts: list[int], key: bytes) -> int:
-        part = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
+        hashes = self._key_hash  # a key's hash is the same for every topic: fan-out hashes it once
+        h = hashes.get(key)
+        if h is None:
+            if len(hashes) >= _KEY_CACHE_LIMIT:
+                hashes.clear()
+            h = hashes[key] = murmur2(key) & 0x7FFFFFFF
+        part = parts[h % len(parts)]
         if len(cache) >= _KEY_CACHE_LIMIT:
             cache.clear()
         cache[key] = part
         return part
 
-    async def send(self, topic: str, records: list, partition: int | None = None
+    async def send(self, topic: str, records, partition: int | None = None
                    ) -> tuple[list[tuple[asyncio.Future, list[int]]], list[int]]:
-        """Queue records; returns (future, indexes of `records` in that batch) per sent batch, and
-        the indexes of records too large for any batch (for the caller to dead-letter).
+        """Queue records (any iterable of (key, value, headers), read once); returns (future,
+        indexes of `records` in that batch) per sent batch, and the indexes of records too large
+        for any batch (for the caller to dead-letter).
         `partition`: put every record there instead of partitioning by key.
 
         Each future resolves when the broker acknowledged its batch, or raises its error.

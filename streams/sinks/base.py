@@ -16,6 +16,8 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from itertools import groupby
+from operator import itemgetter
 
 from processors.core import Failure
 from streams import metrics
@@ -24,6 +26,7 @@ from streams.retry import DeliveryError, RetryPolicy
 log = logging.getLogger(__name__)
 
 Item = tuple  # (Delivery, Ticket)
+_ticket = itemgetter(1)
 
 
 class Target:
@@ -54,25 +57,16 @@ class Target:
     def _count(self, items: list[Item], sign: int) -> float:
         """Add (+1) or remove (-1) items from the in-flight counts and their tickets; returns the
         oldest ticket's creation time. Items of one batch share a ticket and come in runs, so the
-        counting is per run, not per item."""
+        counting is per run; groupby finds the runs without a Python step per item."""
         by_partition = self.in_flight_by_partition
         oldest = float("inf")
-        run_ticket, run_tp, run = None, None, 0
-        for delivery, ticket in items:
-            if ticket is run_ticket:
-                run += 1
-                continue
-            if run:
-                (run_ticket.add if sign > 0 else run_ticket.done)(run)
-                by_partition[run_tp] += sign * run
-                if run_ticket.created < oldest:
-                    oldest = run_ticket.created
-            record = delivery.record
-            run_ticket, run_tp, run = ticket, (record.topic, record.partition), 1
-        (run_ticket.add if sign > 0 else run_ticket.done)(run)
-        by_partition[run_tp] += sign * run
-        if run_ticket.created < oldest:
-            oldest = run_ticket.created
+        for ticket, run in groupby(items, _ticket):
+            run = list(run)
+            (ticket.add if sign > 0 else ticket.done)(len(run))
+            record = run[0][0].record
+            by_partition[(record.topic, record.partition)] += sign * len(run)
+            if ticket.created < oldest:
+                oldest = ticket.created
         self.in_flight += sign * len(items)
         self._gauge.set(self.in_flight)
         return oldest

@@ -15,6 +15,9 @@ import asyncio
 import logging
 import weakref
 from collections import deque
+from functools import partial
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter
 
 from streams import metrics
 from streams.producer import BatchProducer
@@ -78,55 +81,93 @@ class TopicSender:
                 await self._ready.wait()
                 continue
             chunks = self._take()
-            if len(chunks) == 1:
-                target, items = chunks[0]
-                owners = None
-                records = [(d.key, d.payload, None) for d, _ in items]
-            else:
-                owners = []
-                for target, items in chunks:
-                    owners += [(target, item) for item in items]
-                records = [(item[0].key, item[0].payload, None) for _, item in owners]
+            items = chunks[0][1] if len(chunks) == 1 else list(chain.from_iterable(its for _, its in chunks))
+            call = _Call(self, chunks, items)
             try:
-                sent, too_large = await self.producer.send(self.topic, records)
+                sent, too_large = await self.producer.send(self.topic, _records(items))
             except Exception as exc:  # never let one bad chunk stop the topic
                 log.exception("produce to %s failed", self.topic)
-                self._each(chunks, owners, None, lambda t, its: t.fail(its, "ProduceFailed", f"{type(exc).__name__}: {exc}"))
+                call.failed(range(len(items)), "ProduceFailed", f"{type(exc).__name__}: {exc}")
+                call.finish()
                 continue
             if too_large:
-                self._each(chunks, owners, too_large, lambda t, its: t.fail(
-                    its, "RecordTooLarge", f"record exceeds producer.max_batch_bytes for topic {self.topic}"))
+                call.failed(too_large, "RecordTooLarge", f"record exceeds producer.max_batch_bytes for topic {self.topic}")
+            call.waiting = len(sent)
+            if not sent:
+                call.finish()
             for future, indexes in sent:
-                future.add_done_callback(lambda f, idx=indexes, c=chunks, o=owners: self._acked(f, c, o, idx))
+                future.add_done_callback(partial(call.acked, indexes))
 
-    def _acked(self, future: asyncio.Future, chunks, owners, indexes: list[int]) -> None:
+
+_delivery = itemgetter(0)
+_key, _payload = attrgetter("key"), attrgetter("payload")
+
+
+def _records(items: list[Item]):
+    """The items' (key, value, headers), made one at a time as the producer reads them: zip hands
+    out one tuple, reused, instead of a list of tuples to build and free per call."""
+    deliveries = list(map(_delivery, items))
+    return zip(map(_key, deliveries), map(_payload, deliveries), repeat(None))
+
+
+class _Call:
+    """One produce call: its chunks (one per target) settle together once every batch is acked,
+    so acknowledging costs nothing per record unless a record failed. A failed record is
+    dead-lettered by its own target; the rest of the call settles as delivered."""
+
+    __slots__ = ("sender", "chunks", "items", "waiting", "bad")
+
+    def __init__(self, sender: TopicSender, chunks: list, items: list[Item]):
+        self.sender, self.chunks, self.items = sender, chunks, items
+        self.waiting = 0
+        self.bad: set[int] | None = None  # indexes in `items` already failed
+
+    def acked(self, indexes: list[int], future: asyncio.Future) -> None:
         if future.cancelled():
-            self._each(chunks, owners, indexes, lambda t, its: t.fail(
-                its, "ProduceCancelled", f"produce to {self.topic} was cancelled"))
+            self.failed(indexes, "ProduceCancelled", f"produce to {self.sender.topic} was cancelled")
         elif future.exception() is not None:
             exc = future.exception()
-            self._each(chunks, owners, indexes, lambda t, its: t.fail(its, "ProduceFailed", f"{type(exc).__name__}: {exc}"))
-        else:
-            self._produced.inc(len(indexes))
-            self._each(chunks, owners, indexes, lambda t, its: t.settle(its))
+            self.failed(indexes, "ProduceFailed", f"{type(exc).__name__}: {exc}")
+        self.waiting -= 1
+        if self.waiting == 0:
+            self.finish()
 
-    @staticmethod
-    def _each(chunks, owners, indexes, action) -> None:
-        """Apply `action(target, items)` once per target to the records at `indexes` (None = all)."""
-        if owners is None:
-            target, items = chunks[0]
-            action(target, items if indexes is None else [items[i] for i in indexes])
+    def failed(self, indexes, error: str, message: str) -> None:
+        """Dead-letter the records at `indexes`, each through the target that queued it."""
+        if self.bad is None:
+            self.bad = set()
+        self.bad.update(indexes)
+        for target, items in self._by_target(indexes):
+            target.fail(items, error, message)
+
+    def finish(self) -> None:
+        bad = self.bad
+        if bad is None:
+            for target, items in self.chunks:
+                target.settle(items)
+            self.sender._produced.inc(len(self.items))
             return
-        picked = owners if indexes is None else [owners[i] for i in indexes]
-        groups: dict[int, tuple] = {}
-        for target, item in picked:
-            group = groups.get(id(target))
-            if group is None:
-                groups[id(target)] = (target, [item])
-            else:
-                group[1].append(item)
-        for target, items in groups.values():
-            action(target, items)
+        good = [i for i in range(len(self.items)) if i not in bad]
+        for target, items in self._by_target(good):
+            target.settle(items)
+        self.sender._produced.inc(len(good))
+
+    def _by_target(self, indexes) -> list[tuple["KafkaTarget", list[Item]]]:
+        """(target, its items) for the records at `indexes` (ascending), in chunk order."""
+        out = []
+        start = 0
+        indexes = sorted(indexes)
+        i = 0
+        for target, items in self.chunks:
+            end = start + len(items)
+            picked = []
+            while i < len(indexes) and indexes[i] < end:
+                picked.append(items[indexes[i] - start])
+                i += 1
+            if picked:
+                out.append((target, picked))
+            start = end
+        return out
 
 
 class KafkaTarget(Target):

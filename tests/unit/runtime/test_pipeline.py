@@ -51,6 +51,29 @@ def test_fan_out_serialises_once_and_keys_from_a_path():
     assert matched == {"all": 2, "hot": 1}
 
 
+
+def test_plain_and_transformed_rules_on_one_event_share_its_json():
+    def render(body, rule, arn, time):
+        return b'{"t":%d}' % body["t"]
+
+    router = Router([
+        Route("plain", (RouteTarget("plain/a"), RouteTarget("plain/b")), {"t": [{"numeric": [">", 0]}]}),
+        Route("shaped", (RouteTarget("shaped/k", key_path=parse_key_path("$.id")), RouteTarget("shaped/r", render=render)),
+              {"t": [{"numeric": [">", 1]}]}),
+    ])
+    raw = b'{"t": 5, "id": "x"}'
+    for raw_bodies in (True, False):
+        event = Event(SourceRecord("in", 0, 7, 0, b"src", raw), orjson.loads(raw))
+        matched = {}
+        out = router.route([event], [], matched, raw_bodies=raw_bodies)
+        got = {d.target: (d.payload, d.key, d.rule) for d in out}
+        body = raw if raw_bodies else orjson.dumps(event.body)
+        assert got == {"plain/a": (body, b"src", "plain"), "plain/b": (body, b"src", "plain"),
+                       "shaped/k": (body, b"x", "shaped"), "shaped/r": (b'{"t":5}', b"src", "shaped")}
+        assert len({id(d.payload) for d in out if d.target != "shaped/r"}) == 1  # serialised once
+        assert matched == {"plain": 1, "shaped": 1}
+
+
 # --- pass-through: records are checked (simdjson), not decoded, when nothing reads the bodies ----------
 
 import json  # noqa: E402

@@ -1,0 +1,62 @@
+"""How a produce call to a shared topic settles its targets' deliveries: the whole call once every
+batch is acked, and a failed batch's records dead-lettered by the targets that queued them."""
+import asyncio
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "integration"))
+
+from sink_helpers import DeadLetterRecorder, deliveries  # noqa: E402
+
+from streams.sinks.kafka import KafkaTarget, TopicSender, _Call  # noqa: E402
+
+
+def _setup(loop):
+    asyncio.set_event_loop(loop)
+    dead = DeadLetterRecorder()
+    sender = TopicSender("out", None)  # not attached: it queues what the targets write, sends nothing
+    a, b = (KafkaTarget(name, "out", None, 100, dead) for name in ("a", "b"))
+    a._sender = b._sender = sender
+    items_a, ticket_a = deliveries("a", [{"n": i} for i in range(3)], partition=0)
+    items_b, ticket_b = deliveries("b", [{"n": i} for i in range(2)], partition=1, first_offset=10)
+    a.submit(items_a)
+    b.submit(items_b)
+    chunks = [(a, items_a), (b, items_b)]
+    call = _Call(sender, chunks, items_a + items_b)
+    return dead, a, b, ticket_a, ticket_b, call
+
+
+def _future(loop, exc=None):
+    future = loop.create_future()
+    future.set_exception(exc) if exc else future.set_result(None)
+    return future
+
+
+def test_a_call_settles_every_target_once_all_its_batches_are_acked():
+    loop = asyncio.new_event_loop()
+    try:
+        dead, a, b, ticket_a, ticket_b, call = _setup(loop)
+        call.waiting = 2
+        call.acked([0, 3], _future(loop))
+        assert a.in_flight == 3 and b.in_flight == 2  # one batch of the call is still out
+        call.acked([1, 2, 4], _future(loop))
+        assert (a.in_flight, b.in_flight) == (0, 0)
+        assert (ticket_a.pending, ticket_b.pending) == (1, 1)  # only the pipeline's own holds
+        assert dict(a.in_flight_by_partition) == {("t", 0): 0} and not dead.failures
+    finally:
+        loop.close()
+
+
+def test_a_failed_batch_is_dead_lettered_by_its_own_targets_and_the_rest_delivered():
+    loop = asyncio.new_event_loop()
+    try:
+        dead, a, b, ticket_a, ticket_b, call = _setup(loop)
+        call.waiting = 2
+        call.acked([1, 3], _future(loop, RuntimeError("broker said no")))
+        call.acked([0, 2, 4], _future(loop))
+        assert (a.in_flight, b.in_flight) == (0, 0)
+        assert (ticket_a.pending, ticket_b.pending) == (1, 1)
+        assert sorted((f.target, f.record.offset, f.error) for f in dead.failures) == [
+            ("a", 1, "ProduceFailed"), ("b", 10, "ProduceFailed")]
+    finally:
+        loop.close()
