@@ -253,3 +253,16 @@ def test_numeric_checks_on_arrays_agree_with_each_pattern(ranges, numbers):
             expected = [n for n, p in compiled.items() if p.matches(ev)]
             assert rs.matching(ev) == expected
             assert rs.matching(ev) == expected
+
+
+def test_generated_candidate_checks_are_bounded_and_the_rest_still_match():
+    rules = {f"r{i}": {"kind": [f"k{i}"], "n": [{"numeric": [">", i]}]} for i in range(6)}
+    rs = RuleSet(rules, compile_after=2)
+    rs.MAX_COMPILED = 3
+    compiled = {n: compile_pattern(p) for n, p in rules.items()}
+    for _ in range(3):
+        for i in range(6):
+            for n in (0, 10):
+                ev = {"kind": f"k{i}", "n": n}
+                assert rs.matching(ev) == [r for r, p in compiled.items() if p.matches(ev)]
+    assert len(rs._compiled) == 3  # the first three candidate sets seen twice; the others go the slow way
