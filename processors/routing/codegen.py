@@ -166,9 +166,11 @@ def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict, needed:
             g.emit(inner + 1, "return _generic(ev)")
             if child.leaf is not None:
                 g.emit(inner, "else:")
-                _leaf(g, v, inner + 1, slot_of[child.leaf], fi, scalar=True, path=child.leaf)
+                _leaf(g, v, inner + 1, slot_of[child.leaf], fi, scalar=True, path=child.leaf,
+                      stored=slot_of[child.leaf] in needed)
         else:
-            _leaf(g, v, inner, slot_of[child.leaf], fi, scalar=False, path=child.leaf)
+            _leaf(g, v, inner, slot_of[child.leaf], fi, scalar=False, path=child.leaf,
+                  stored=slot_of[child.leaf] in needed)
 
 
 MEMO_SIZE = 4096
@@ -299,11 +301,12 @@ def _other(fi, slot: int):
     return other
 
 
-def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool, path: str) -> None:
+def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool, path: str, stored: bool = True) -> None:
     """Store the leaf value(s) in slot and look the value up in the field's index.
 
     Strings (and numbers, when the field has numeric ranges) are looked up inline; anything
-    else goes through a small helper.
+    else goes through a small helper. A scalar is stored only if some check reads it after
+    (`stored`); a field with ranges and no string table tests for a number first.
     """
     t = g.var("t")
     g.emit(depth, f"{t} = type({v})")
@@ -315,12 +318,15 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool, path: str) -
         g.emit(depth, "else:")
         g.emit(d2, f"{g.const('other', _other(fi, slot))}({v}, s, found)")
         return
-    g.emit(depth, f"if {t} is str:")
-    g.emit(d2, f"s[{slot}] = {v}")
-    _string_hits(g, d2, v, fi, path)
+    numbers_only = fi.range_index is not None and not fi.exists and _lookups_per_string(fi) == 0
+    if not numbers_only:
+        g.emit(depth, f"if {t} is str:")
+        g.emit(d2, f"s[{slot}] = {v}" if stored else "pass")
+        _string_hits(g, d2, v, fi, path)
     if fi.range_index is not None:
-        g.emit(depth, f"elif {t} is float or {t} is int:")
-        g.emit(d2, f"s[{slot}] = {v}")
+        g.emit(depth, f"{'if' if numbers_only else 'elif'} {t} is float or {t} is int:")
+        if stored:
+            g.emit(d2, f"s[{slot}] = {v}")
         if fi.exists:
             g.emit(d2, f"found.update({g.const('exs', tuple(fi.exists))})")
         if fi.exact:
@@ -335,6 +341,9 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool, path: str) -
         g.emit(d2, f"{c} = {sl}[2 * {i} - 1] if {i} and {pts}[{i} - 1] == {v} else {sl}[2 * {i}]")
         g.emit(d2, f"if {c}:")
         g.emit(d2 + 1, f"found.update({c})")
+        if numbers_only:
+            g.emit(depth, f"elif {t} is str:")
+            g.emit(d2, "pass" if not stored else f"s[{slot}] = {v}")
     g.emit(depth, "else:")
     g.emit(d2, f"{g.const('other', _other(fi, slot))}({v}, s, found)")
 
