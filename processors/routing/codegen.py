@@ -406,6 +406,9 @@ def _scalar_test(g: _Gen, cond) -> str:
         return f"((t is float and {on_float}) or (t is int and {on_int}))"
     if kind == "eic":
         return f"(t is str and x.lower() == {g.const('k', arg)})"
+    if kind == "anything_but":  # arg: the excluded leaf keys (conditions.leaf_key)
+        keys = g.const("k", arg)
+        return f"(x not in {keys} if t is str else _lk(x) not in {keys})"
     if kind == "ab_prefix":
         return f"not (t is str and x.startswith({g.const('k', tuple(arg))}))"
     if kind == "ab_suffix":
