@@ -264,28 +264,12 @@ def _string_lookups(g: _Gen, depth: int, v: str, fi) -> None:
 def _other(fi, slot: int):
     """Slot filler for values the generated code does not inline: lists, literals, numbers."""
     hits = fi.hits_values if fi is not None else None
+    lookup_sorted, points = None, 0
     if (fi is not None and fi.range_index is not None and not fi.exact and not fi.exists
             and not fi.neg_all and not fi.neg_str_all and not fi.prefix and not fi.suffix
             and not fi.eic and not fi.prefix_ic and not fi.suffix_ic):
         # ranges only (coordinates, readings): sorted numbers go straight to the range index
-        ri = fi.range_index
-        lookup_sorted, points = ri.lookup_sorted, len(ri.points)
-
-        def numeric_other(v, s, found):
-            t = type(v)
-            if t is list:
-                v = scalars(v)
-                if not v:
-                    return
-                s[slot] = v
-                if type(v) is SortedNumbers and points < len(v):
-                    lookup_sorted(v, found)
-                else:
-                    hits(v, found)
-            elif t is not dict:
-                s[slot] = v
-                hits((v,), found)
-        return numeric_other
+        lookup_sorted, points = fi.range_index.lookup_sorted, len(fi.range_index.points)
 
     def other(v, s, found):
         t = type(v)
@@ -296,7 +280,9 @@ def _other(fi, slot: int):
         elif t is dict:
             return
         s[slot] = v
-        if hits is not None:
+        if lookup_sorted is not None and type(v) is SortedNumbers and points < len(v):
+            lookup_sorted(v, found)
+        elif hits is not None:
             hits(v if t is list else (v,), found)
     return other
 
