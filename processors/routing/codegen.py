@@ -21,6 +21,7 @@ from .index import SortedNumbers
 _NUMBERS = {int, float}
 
 MISSING = object()
+BY_IDS_SIZE = 4096
 
 
 def scalars(values: list) -> list:
@@ -58,6 +59,35 @@ class _Gen:
         self.env: dict = {"M": MISSING, "_lk": leaf_key, "_scalars": scalars, "_bisect": bisect_right}
         self.n = 0
         self.helpers: list[str] = []  # functions emitted after the main one
+        # In `match` itself, `found` is None or a tuple of field ids, and slot values are locals
+        # (s3, s7...) put in a list only for the checks: most events hit nothing, and then no
+        # set or list is made at all. Helper functions collect into a set `found`.
+        self.in_match = False
+        self.stored: set[int] = set()  # slots `match` assigns
+
+    def hit(self, depth: int, ids: str) -> None:
+        """Add the field ids in `ids` (a tuple; when in `match`, a non-empty one) to `found`."""
+        if self.in_match:
+            self.emit(depth, f"found = {ids} if found is None else found + {ids}")
+        else:
+            self.emit(depth, f"found.update({ids})")
+
+    def collect(self, depth: int, call: str, slot: int | None = None) -> None:
+        """Call a helper that adds ids to the set passed as `{found}` in `call` (and returns the
+        value to keep in `slot`, when one is given)."""
+        if not self.in_match:
+            self.emit(depth, call.format(found="found"))
+            return
+        h = self.var("h")
+        self.emit(depth, f"{h} = set()")
+        self.emit(depth, f"{self.slot(slot)} = {call.format(found=h)}" if slot is not None else call.format(found=h))
+        self.emit(depth, f"if {h}:")
+        self.emit(depth + 1, f"{h} = tuple({h})")
+        self.hit(depth + 1, h)
+
+    def slot(self, slot: int) -> str:
+        self.stored.add(slot)
+        return f"s{slot}"
 
     def var(self, prefix: str) -> str:
         self.n += 1
@@ -90,22 +120,37 @@ def build_fast_path(trie, slot_of: dict, index: dict, needed: set, tail: dict):
     g.env["memos"] = {}
     g.env["_full"] = _memo_full(g.env)
     g.env.update(_generic=tail["generic"], _compiled_get=tail["compiled_get"], _resolve=tail["resolve"])
+    g.env["_by_ids"] = {}  # found (a tuple of ids) -> its compiled check, once one exists
+    g.in_match = True
     g.emit(0, "def match(ev):")
-    g.emit(1, "found = set()")
+    g.emit(1, "found = None")
     g.emit(1, "try:")
+    start = len(g.lines)
     _dotted_check(g, trie, "ev", 2)
-    g.emit(2, f"s = [M] * {len(slot_of)}")
     _node(g, trie, "ev", 2, slot_of, index, needed)
+    if g.stored:
+        g.lines.insert(start - 1, "    " + " = ".join(f"s{i}" for i in sorted(g.stored)) + " = M")
     g.emit(1, "except (TypeError, AttributeError):")
     g.emit(2, "return _generic(ev)")
-    if not tail["always"]:
-        g.emit(1, "if not found:")
-        g.emit(2, "return []")
-    g.emit(1, "key = frozenset(found)")
-    g.emit(1, "names = _compiled_get(key)")
-    g.emit(1, "if names is not None:")
-    g.emit(2, "return names(s)")
-    g.emit(1, "return _resolve(key, s)")
+    g.emit(1, "if found is None:")
+    g.emit(2, "found = ()" if tail["always"] else "return []")
+    if len(slot_of) <= 256:
+        g.emit(1, f"s = [{', '.join(f's{i}' if i in g.stored else 'M' for i in range(len(slot_of)))}]")
+    else:
+        g.emit(1, f"s = [M] * {len(slot_of)}")
+        for i in sorted(g.stored):
+            g.emit(1, f"s[{i}] = s{i}")
+    # a tuple of ids maps to its compiled check once one exists (bounded: concatenations of
+    # several fields' ids can be many); until then the set of ids goes to `_resolve`
+    g.emit(1, "names = _by_ids.get(found)")
+    g.emit(1, "if names is None:")
+    g.emit(2, "key = frozenset(found)")
+    g.emit(2, "names = _compiled_get(key)")
+    g.emit(2, "if names is None:")
+    g.emit(3, "return _resolve(key, s)")
+    g.emit(2, f"if len(_by_ids) < {BY_IDS_SIZE}:")
+    g.emit(3, "_by_ids[found] = names")
+    g.emit(1, "return names(s)")
     if g.helpers:
         g.lines.insert(1, "    _ev[0] += 1")
     source = "\n".join(g.lines + g.helpers) + "\n"
@@ -149,6 +194,10 @@ def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict, needed:
         v = g.var("v")
         fi = index.get(child.leaf) if child.leaf is not None else None
         if not child.children and slot_of[child.leaf] not in needed and _lean(fi):
+            if _lookups_per_string(fi) == 1 and fi.exact and not fi.exists:
+                # exact strings only: a missing field looks up None, which no table holds
+                _lookup(g, depth, g.const("ex", fi.exact), f"{d}.get({seg!r})")
+                continue
             g.emit(depth, f"{v} = {d}.get({seg!r})")
             g.emit(depth, f"if {v} is not None:")
             _string_hits(g, depth + 1, v, fi, child.leaf)
@@ -213,14 +262,16 @@ def _string_hits(g: _Gen, depth: int, v: str, fi, path: str) -> None:
     g.emit(depth + 1, f"if {c} is None:")
     g.emit(depth + 2, f"{c} = {look}({v})")
     g.emit(depth + 1, f"if {c}:")
-    g.emit(depth + 2, f"found.update({c})")
+    g.hit(depth + 2, c)
     g.emit(depth, "else:")
     _string_body(g, depth + 1, v, fi)
     main, g.lines = g.lines, []
+    in_match, g.in_match = g.in_match, False
     g.emit(0, "")
     g.emit(0, f"def {look}(v):")
     g.emit(1, "found = set()")
     _string_body(g, 1, "v", fi)
+    g.in_match = in_match
     g.emit(1, "hits = tuple(found)")
     g.emit(1, "if type(v) is str:")  # 1 == 1.0 == True: only strings share a memo entry
     g.emit(2, f"if len({memo}) >= {MEMO_SIZE}:")
@@ -233,11 +284,13 @@ def _string_hits(g: _Gen, depth: int, v: str, fi, path: str) -> None:
 
 def _string_body(g: _Gen, depth: int, v: str, fi) -> None:
     if fi.exists:
-        g.emit(depth, f"found.update({g.const('exs', tuple(fi.exists))})")
+        g.hit(depth, g.const('exs', tuple(fi.exists)))
     _string_lookups(g, depth, v, fi)
     if fi.neg_all:
-        g.emit(depth, f"found.update({g.const('negr', fi.neg_result)}.get({v}, "
-                      f"{g.const('nega', fi.neg_all)}))")
+        c = g.var("c")
+        g.emit(depth, f"{c} = {g.const('negr', fi.neg_result)}.get({v}, {g.const('nega', fi.neg_all)})")
+        g.emit(depth, f"if {c}:")
+        g.hit(depth + 1, c)
     if fi.neg_str_all:
         _negative_strings(g, depth, v, fi)
 
@@ -261,7 +314,7 @@ def _string_lookups(g: _Gen, depth: int, v: str, fi) -> None:
             _lookup(g, depth, g.const("sfi", table), f"{low}[-{n}:]" if n else '""')
 
 
-def _other(fi, slot: int):
+def _other(fi):
     """Slot filler for values the generated code does not inline: lists, literals, numbers."""
     hits = fi.hits_values if fi is not None else None
     lookup_sorted, points = None, 0
@@ -271,19 +324,20 @@ def _other(fi, slot: int):
         # ranges only (coordinates, readings): sorted numbers go straight to the range index
         lookup_sorted, points = fi.range_index.lookup_sorted, len(fi.range_index.points)
 
-    def other(v, s, found):
+    def other(v, found):
+        """Adds the ids `v` hits to `found`; returns what the slot keeps (MISSING for nothing)."""
         t = type(v)
         if t is list:
             v = scalars(v)
             if not v:
-                return
+                return MISSING
         elif t is dict:
-            return
-        s[slot] = v
+            return MISSING
         if lookup_sorted is not None and type(v) is SortedNumbers and points < len(v):
             lookup_sorted(v, found)
         elif hits is not None:
             hits(v if t is list else (v,), found)
+        return v
     return other
 
 
@@ -300,25 +354,25 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool, path: str, s
     if fi is None:
         # a field only checked after its clause's anchor: keep any scalar as it is
         g.emit(depth, f"if {t} is not list and {t} is not dict:")
-        g.emit(d2, f"s[{slot}] = {v}")
+        g.emit(d2, f"{g.slot(slot)} = {v}")
         g.emit(depth, "else:")
-        g.emit(d2, f"{g.const('other', _other(fi, slot))}({v}, s, found)")
+        g.collect(d2, f"{g.const('other', _other(fi))}({v}, {{found}})", slot)
         return
     numbers_only = fi.range_index is not None and not fi.exists and _lookups_per_string(fi) == 0
     if not numbers_only:
         g.emit(depth, f"if {t} is str:")
-        g.emit(d2, f"s[{slot}] = {v}" if stored else "pass")
+        g.emit(d2, f"{g.slot(slot)} = {v}" if stored else "pass")
         _string_hits(g, d2, v, fi, path)
     if fi.range_index is not None:
         g.emit(depth, f"{'if' if numbers_only else 'elif'} {t} is float or {t} is int:")
         if stored:
-            g.emit(d2, f"s[{slot}] = {v}")
+            g.emit(d2, f"{g.slot(slot)} = {v}")
         if fi.exists:
-            g.emit(d2, f"found.update({g.const('exs', tuple(fi.exists))})")
+            g.hit(d2, g.const('exs', tuple(fi.exists)))
         if fi.exact:
             _lookup(g, d2, g.const("ex", fi.exact), f"_lk({v})")
         if fi.neg_all or fi.neg_str_all:
-            g.emit(d2, f"{g.const('negs', fi.negative)}({v}, found)")
+            g.collect(d2, f"{g.const('negs', fi.negative)}({v}, {{found}})")
         # the range lookup inlined: bisect, then the boundary point or the interval below it
         ri = fi.range_index
         pts, sl, i = g.const("pts", ri.points), g.const("sl", ri.slots), g.var("i")
@@ -326,12 +380,12 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool, path: str, s
         c = g.var("c")
         g.emit(d2, f"{c} = {sl}[2 * {i} - 1] if {i} and {pts}[{i} - 1] == {v} else {sl}[2 * {i}]")
         g.emit(d2, f"if {c}:")
-        g.emit(d2 + 1, f"found.update({c})")
+        g.hit(d2 + 1, c)
         if numbers_only:
             g.emit(depth, f"elif {t} is str:")
-            g.emit(d2, "pass" if not stored else f"s[{slot}] = {v}")
+            g.emit(d2, "pass" if not stored else f"{g.slot(slot)} = {v}")
     g.emit(depth, "else:")
-    g.emit(d2, f"{g.const('other', _other(fi, slot))}({v}, s, found)")
+    g.collect(d2, f"{g.const('other', _other(fi))}({v}, {{found}})", slot if stored else None)
 
 
 def _negative_strings(g: _Gen, depth: int, v: str, fi) -> None:
@@ -349,20 +403,23 @@ def _negative_strings(g: _Gen, depth: int, v: str, fi) -> None:
         table, key = keys[0]
         # one table: precompute "all minus excluded" per key
         result = {k: tuple(f for f in fi.neg_str_all if f not in set(ex)) for k, ex in table.items()}
-        g.emit(depth, f"found.update({g.const('nsr', result)}.get({key}, {every}))")
+        c = g.var("c")
+        g.emit(depth, f"{c} = {g.const('nsr', result)}.get({key}, {every})")
+        g.emit(depth, f"if {c}:")
+        g.hit(depth + 1, c)
         return
     test = " and ".join(f"{g.const('nst', table)}.get({key}) is None" for table, key in keys)
     g.emit(depth, f"if {test}:")
-    g.emit(depth + 1, f"found.update({every})")
+    g.hit(depth + 1, every)
     g.emit(depth, "else:")
-    g.emit(depth + 1, f"{g.const('negs', fi.negative)}({v}, found)")
+    g.collect(depth + 1, f"{g.const('negs', fi.negative)}({v}, {{found}})")
 
 
 def _lookup(g: _Gen, depth: int, table: str | None, key: str, fn: str | None = None) -> None:
     c = g.var("c")
     g.emit(depth, f"{c} = {fn}({key})" if fn else f"{c} = {table}.get({key})")
     g.emit(depth, f"if {c}:")
-    g.emit(depth + 1, f"found.update({c})")
+    g.hit(depth + 1, c)
 
 
 def _scalar_test(g: _Gen, cond) -> str:
