@@ -134,7 +134,9 @@ def build_fast_path(trie, slot_of: dict, index: dict, needed: set, tail: dict):
     g.emit(2, "return _generic(ev)")
     g.emit(1, "if found is None:")
     g.emit(2, "found = ()" if tail["always"] else "return []")
-    if len(slot_of) <= 256:
+    if not g.stored:  # no check reads a slot: one list of MISSING serves every event
+        g.emit(1, f"s = {g.const('none', [MISSING] * len(slot_of))}")
+    elif len(slot_of) <= 256:
         g.emit(1, f"s = [{', '.join(f's{i}' if i in g.stored else 'M' for i in range(len(slot_of)))}]")
     else:
         g.emit(1, f"s = [M] * {len(slot_of)}")
@@ -374,11 +376,16 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool, path: str, s
         if fi.neg_all or fi.neg_str_all:
             g.collect(d2, f"{g.const('negs', fi.negative)}({v}, {{found}})")
         # the range lookup inlined: bisect, then the boundary point or the interval below it
+        # (a float by one bisection over RangeIndex.float_keys; an int, which may lie between
+        # two doubles, by the points)
         ri = fi.range_index
         pts, sl, i = g.const("pts", ri.points), g.const("sl", ri.slots), g.var("i")
-        g.emit(d2, f"{i} = _bisect({pts}, {v})")
         c = g.var("c")
-        g.emit(d2, f"{c} = {sl}[2 * {i} - 1] if {i} and {pts}[{i} - 1] == {v} else {sl}[2 * {i}]")
+        g.emit(d2, f"if {t} is float:")
+        g.emit(d2 + 1, f"{c} = {sl}[_bisect({g.const('fk', ri.float_keys)}, {v})]")
+        g.emit(d2, "else:")
+        g.emit(d2 + 1, f"{i} = _bisect({pts}, {v})")
+        g.emit(d2 + 1, f"{c} = {sl}[2 * {i} - 1] if {i} and {pts}[{i} - 1] == {v} else {sl}[2 * {i}]")
         g.emit(d2, f"if {c}:")
         g.hit(d2 + 1, c)
         if numbers_only:

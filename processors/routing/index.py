@@ -8,6 +8,7 @@ is checked afterwards.
 """
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from functools import partial
 
@@ -39,6 +40,9 @@ class RangeIndex:
         self.point_set = frozenset(points)
         self.pos = pos
         self.slots = [tuple(s) for s in slots]
+        # each point, then the next double above it: bisect_right over these gives a float's
+        # slot index directly (equal to points[i] -> 2i+1, strictly between -> 2i+2)
+        self.float_keys = [k for p in points for k in (p, math.nextafter(p, math.inf))]
         self._bisect = partial(bisect_right, points)
 
     def lookup(self, x) -> tuple:

@@ -1,4 +1,5 @@
 """Property tests against a tiny obviously-correct matcher, and fuzzing of the compiler."""
+import math
 import time
 
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -217,6 +218,28 @@ def test_range_index_array_lookups_agree_with_single_lookups(ranges, numbers):
         inside = any((lo is None or x > lo or (lo_incl and x == lo)) and
                      (hi is None or x < hi or (hi_incl and x == hi)) for x in numbers)
         assert (i in expected) == inside
+
+
+near_bounds = st.one_of(bounds, st.integers(-6, 6), bounds.map(lambda b: math.nextafter(b, math.inf)),
+                       bounds.map(lambda b: math.nextafter(b, -math.inf)), st.just(-0.0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(numeric_ranges(), min_size=1, max_size=6), st.lists(near_bounds, min_size=1, max_size=20))
+def test_numeric_ranges_on_single_numbers_agree_with_each_pattern(ranges, numbers):
+    """A number on an indexed numeric field finds its interval in one bisection (floats) or by
+    the boundary points (ints): on a boundary, next to one (the adjacent doubles) and between."""
+    def numeric(r):
+        lo, lo_incl, hi, hi_incl = r
+        spec = ([">=" if lo_incl else ">", lo] if lo is not None else []) + \
+               (["<=" if hi_incl else "<", hi] if hi is not None else [])
+        return {"numeric": spec} if spec else {"exists": True}
+    rules = {f"r{i}": {"v": [numeric(r)]} for i, r in enumerate(ranges)}
+    compiled = {n: compile_pattern(p) for n, p in rules.items()}
+    rs = RuleSet(rules)
+    for x in numbers:
+        ev = {"v": x}
+        assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], x
 
 
 def test_memo_of_a_field_whose_values_do_not_repeat_is_dropped_and_results_stay_right():
