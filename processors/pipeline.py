@@ -64,6 +64,9 @@ class Pipeline:
             # nothing reads the bodies: check the records are JSON objects, forward their bytes
             result.deliveries += self.router.route_raw(chain.decoder.check(records, failures), result.matched)
             return
+        if raw_bodies and type(chain.decoder) is Decoder:
+            result.deliveries += self.router.route_records(records, chain.decoder, failures, result.matched)
+            return
         # Route each sub-batch as it comes out of the chain: its decoded bodies are garbage as
         # soon as it is routed, so a batch never holds thousands of parsed events at once
         # (which would make every young-generation GC pass walk them all).

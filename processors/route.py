@@ -126,6 +126,37 @@ class Router:
                             as_json = self._deliver(event, routes[name], as_json, failures, out)
         return out
 
+    def route_records(self, records: list, decoder, failures: list[Failure], matched: dict[str, int]) -> list[Delivery]:
+        """Decode and route in one pass, for a source without stages: each body is matched as
+        soon as it is parsed and dropped right after, with no Event made unless a rule needs
+        one. A record that does not parse into an object goes to `decoder.decode`, which
+        fails or keeps it exactly as the decode stage does."""
+        if self.match_all or self.ruleset is None:
+            return self.route(decoder.decode(records, failures), failures, matched, raw_bodies=True)
+        out: list[Delivery] = []
+        matching, routes, plain, append, loads = (
+            self.ruleset.matching, self.routes, self.plain_targets, out.append, orjson.loads)
+        for record in records:
+            value = record.value
+            try:
+                body = loads(value)
+            except Exception:  # noqa: BLE001 - not JSON, or a tombstone: the decoder decides
+                body = None
+            if type(body) is not dict:
+                out += self.route(decoder.decode([record], failures), failures, matched, raw_bodies=True)
+                continue
+            names = matching(body)
+            if names:
+                for name in names:
+                    matched[name] = matched.get(name, 0) + 1
+                    targets = plain.get(name)
+                    if targets is not None:
+                        for target in targets:
+                            append(Delivery(target, record, value, record.key, name))
+                    else:
+                        self._deliver(Event(record, body), routes[name], value, failures, out)
+        return out
+
     def _route_to_all(self, events, failures, matched, raw_bodies, out) -> None:
         """Rules without a pattern take the whole batch: one pass per target, not per event."""
         payloads = None

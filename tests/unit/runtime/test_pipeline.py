@@ -130,3 +130,54 @@ def test_a_pass_through_pipeline_forwards_original_bytes_and_dead_letters_bad_re
 def test_a_pattern_or_a_key_path_makes_the_router_read_bodies():
     assert not Router([Route("hot", (RouteTarget("hot/a"),), {"detail": {"kind": ["hot"]}})]).forwards_raw
     assert not Router([Route("all", (RouteTarget("all/a", key_path=parse_key_path("$.id")),))]).forwards_raw
+
+
+# --- decode + route in one pass (a source without stages) ------------------------------------------
+
+def _fused_router():
+    def render(body, rule, arn, time):
+        return orjson.dumps({"shaped": body.get("n")})
+
+    return Router([
+        Route("plain", (RouteTarget("plain/a"), RouteTarget("plain/b")), {"n": [{"numeric": [">=", 0]}]}),
+        Route("shaped", (RouteTarget("shaped/r", render=render),), {"n": [{"exists": True}]}),
+        Route("keyed", (RouteTarget("keyed/k", key_path=parse_key_path("$.id")),), {"id": [{"prefix": ""}]}),
+    ])
+
+
+def _outcome(router, decoder, values, fused):
+    failures, matched = [], {}
+    recs = records("in", values)
+    if fused:
+        out = router.route_records(recs, decoder, failures, matched)
+    else:
+        out = router.route(decoder.decode(recs, failures), failures, matched, raw_bodies=True)
+    return ([(d.target, d.record.offset, d.payload, d.key, d.rule) for d in out],
+            [(f.record.offset, f.stage, f.error, f.message) for f in failures], matched)
+
+
+def test_decode_and_route_in_one_pass_gives_what_decode_then_route_gives():
+    values = EDGE_VALUES + [b'{"n": 1, "id": "a"}', b'{"n": -1}', b'{"id": 7}', b'{"__tombstone": true}']
+    router = _fused_router()
+    for mode in ("fail", "keep", "skip"):
+        fused = _outcome(router, Decoder(tombstones=mode), values, fused=True)
+        assert fused == _outcome(router, Decoder(tombstones=mode), values, fused=False), mode
+    deliveries, failures, matched = _outcome(router, Decoder(), values, fused=True)
+    assert ("plain/a", 17, b'{"n": 1, "id": "a"}', b"k", "plain") in deliveries  # the record's own bytes
+    assert matched == {"plain": 1, "shaped": 2, "keyed": 1}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.builds(lambda v: json.dumps(v).encode(), json_values) | st.binary(max_size=20) | st.none(), max_size=8))
+def test_decode_and_route_in_one_pass_agrees_on_arbitrary_input(values):
+    router = _fused_router()
+    assert _outcome(router, Decoder(tombstones="keep"), values, True) == _outcome(router, Decoder(tombstones="keep"), values, False)
+
+
+def test_a_pipeline_without_stages_routes_in_one_pass_and_dead_letters_bad_records():
+    router = _fused_router()
+    values = [b'{"n": 0}', b"not json", b'{"n": 2, "id": "z"}', None]
+    result = Pipeline({"in": []}, router).run({"in": records("in", values)})
+    assert [(d.target, d.record.offset) for d in result.deliveries] == [
+        ("plain/a", 0), ("plain/b", 0), ("shaped/r", 0), ("plain/a", 2), ("plain/b", 2), ("shaped/r", 2), ("keyed/k", 2)]
+    assert [(f.record.offset, f.error) for f in result.failures] == [(1, "invalid_json"), (3, "tombstone")]
