@@ -19,6 +19,16 @@ class PipelineResult:
     failures: list[Failure] = field(default_factory=list)
     consumed: int = 0
     matched: dict[str, int] = field(default_factory=dict)
+    # with run(plain=True): rule -> the records it matched, for rules whose every target takes
+    # the record as it came (Router.plain_targets); they have no Delivery in `deliveries`
+    plain: dict[str, list[SourceRecord]] = field(default_factory=dict)
+    plain_targets: dict[str, tuple] = field(default_factory=dict, repr=False)  # rule -> its targets
+
+    @property
+    def delivery_count(self) -> int:
+        """Deliveries, counting each plain record once per target of its rule."""
+        targets = self.plain_targets
+        return len(self.deliveries) + sum(len(records) * len(targets[rule]) for rule, records in self.plain.items())
 
 
 class Pipeline:
@@ -34,10 +44,19 @@ class Pipeline:
         """True when a chain has an async stage: then only `run_async` can run the pipeline."""
         return any(chain.is_async for chain in self.chains.values())
 
-    def run(self, records_by_topic: dict[str, list[SourceRecord]]) -> PipelineResult:
+    def run(self, records_by_topic: dict[str, list[SourceRecord]], plain: bool = False) -> PipelineResult:
+        """`plain`: collect plain rules' records in `result.plain` instead of making Deliveries
+        (for a runtime that hands records to its targets as they are)."""
         result = PipelineResult()
+        if plain:
+            result.plain_targets = self.router.plain_targets
         for topic, records in records_by_topic.items():
-            self._run_topic(self.chains.get(topic, self.default_chain), records, result)
+            self._run_topic(self.chains.get(topic, self.default_chain), records, result, plain)
+        if plain:
+            result.plain = {rule: records for rule, records in result.plain.items() if records}
+            matched = result.matched
+            for rule, records in result.plain.items():
+                matched[rule] = matched.get(rule, 0) + len(records)
         return result
 
     async def run_async(self, records_by_topic: dict[str, list[SourceRecord]]) -> PipelineResult:
@@ -56,7 +75,8 @@ class Pipeline:
                 await asyncio.sleep(0)  # a sub-batch answered from the cache never yielded
         return result
 
-    def _run_topic(self, chain: Chain, records: list[SourceRecord], result: PipelineResult) -> None:
+    def _run_topic(self, chain: Chain, records: list[SourceRecord], result: PipelineResult,
+                   plain: bool = False) -> None:
         failures = result.failures
         result.consumed += len(records)
         raw_bodies = not chain.stages  # the bodies are the records' own JSON: no need to re-serialise
@@ -65,7 +85,8 @@ class Pipeline:
             result.deliveries += self.router.route_raw(chain.decoder.check(records, failures), result.matched)
             return
         if raw_bodies and type(chain.decoder) is Decoder:
-            result.deliveries += self.router.route_records(records, chain.decoder, failures, result.matched)
+            result.deliveries += self.router.route_records(records, chain.decoder, failures, result.matched,
+                                                           result.plain if plain else None)
             return
         # Route each sub-batch as it comes out of the chain: its decoded bodies are garbage as
         # soon as it is routed, so a batch never holds thousands of parsed events at once

@@ -126,16 +126,24 @@ class Router:
                             as_json = self._deliver(event, routes[name], as_json, failures, out)
         return out
 
-    def route_records(self, records: list, decoder, failures: list[Failure], matched: dict[str, int]) -> list[Delivery]:
+    def route_records(self, records: list, decoder, failures: list[Failure], matched: dict[str, int],
+                      plain_out: dict[str, list] | None = None) -> list[Delivery]:
         """Decode and route in one pass, for a source without stages: each body is matched as
         soon as it is parsed and dropped right after, with no Event made unless a rule needs
         one. A record that does not parse into an object goes to `decoder.decode`, which
-        fails or keeps it exactly as the decode stage does."""
+        fails or keeps it exactly as the decode stage does.
+
+        `plain_out` (rule -> records): a rule whose targets all take the event as it came
+        (`plain_targets`) gets its matching records appended there instead of a Delivery per
+        target; the caller hands them to the targets and counts them as matched."""
         if self.match_all or self.ruleset is None:
             return self.route(decoder.decode(records, failures), failures, matched, raw_bodies=True)
         out: list[Delivery] = []
         matching, routes, plain, append, loads = (
             self.ruleset.matching, self.routes, self.plain_targets, out.append, orjson.loads)
+        if plain_out is not None:
+            self._route_plain_records(records, decoder, failures, matched, plain_out, out)
+            return out
         for record in records:
             value = record.value
             try:
@@ -156,6 +164,29 @@ class Router:
                     else:
                         self._deliver(Event(record, body), routes[name], value, failures, out)
         return out
+
+    def _route_plain_records(self, records, decoder, failures, matched, plain_out, out) -> None:
+        """route_records' loop when plain rules collect records (see there)."""
+        matching, routes, loads = self.ruleset.matching, self.routes, orjson.loads
+        collect = {rule: plain_out.setdefault(rule, []).append for rule in self.plain_targets}
+        for record in records:
+            value = record.value
+            try:
+                body = loads(value)
+            except Exception:  # noqa: BLE001 - not JSON, or a tombstone: the decoder decides
+                body = None
+            if type(body) is not dict:
+                out += self.route(decoder.decode([record], failures), failures, matched, raw_bodies=True)
+                continue
+            names = matching(body)
+            if names:
+                for name in names:
+                    add = collect.get(name)
+                    if add is not None:
+                        add(record)
+                    else:
+                        matched[name] = matched.get(name, 0) + 1
+                        self._deliver(Event(record, body), routes[name], value, failures, out)
 
     def _route_to_all(self, events, failures, matched, raw_bodies, out) -> None:
         """Rules without a pattern take the whole batch: one pass per target, not per event."""

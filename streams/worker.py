@@ -11,6 +11,8 @@ import gc
 import logging
 import time
 from collections import defaultdict
+from itertools import groupby
+from operator import attrgetter
 from dataclasses import dataclass, field
 
 import orjson
@@ -21,11 +23,14 @@ from aiokafka.structs import ConsumerRecord
 from streams import metrics
 from streams.config import Config
 from streams.deadletter import DeadLetterWriter
+from processors.pipeline import Pipeline
 from streams.producer import BatchProducer, make_producer
+from streams.sinks.base import RecordChunk
 from streams.topology import build_pipeline, build_targets
 from streams.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
+_topic_partition = attrgetter("topic", "partition")
 
 # A stall this long (every partition waiting on a target) also pauses them in the consumer, whose
 # polls then keep the worker in its group: well under the default max_poll_interval of 300 s.
@@ -327,7 +332,10 @@ class Worker:
     def _process(self, batch: dict) -> None:
         opened = self._open(batch)
         if opened is not None:
-            self._dispatch(self.pipeline.run(opened[0]), *opened[1:])
+            if isinstance(self.pipeline, Pipeline):  # plain rules' records go to targets as they are
+                self._dispatch(self.pipeline.run(opened[0], plain=True), *opened[1:])
+            else:
+                self._dispatch(self.pipeline.run(opened[0]), *opened[1:])
 
     async def _process_async(self, batch: dict) -> None:
         """For pipelines with async stages (HTTP lookups): the loop awaits them, so fetching waits
@@ -365,6 +373,8 @@ class Worker:
             per_target[delivery.target].append((delivery, ticket))
         for name, items in per_target.items():
             self.targets[name].submit(items)
+        if result.plain:
+            self._dispatch_plain(result, tickets)
         if result.failures:
             self.dead_letters.write_failures(
                 [(f, tickets[(f.record.topic, f.record.partition)]) for f in result.failures]
@@ -375,13 +385,23 @@ class Worker:
             ticket.release()
         stats = self.stats
         stats.consumed += count
-        stats.delivered += len(result.deliveries)
+        stats.delivered += result.delivery_count if result.plain else len(result.deliveries)
         stats.dead_lettered += len(result.failures)
         for rule, n in result.matched.items():
             stats.matched[rule] += n
             metrics.RULE_MATCHES.labels(rule).inc(n)
         metrics.BATCH_SIZE.observe(count)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _dispatch_plain(self, result, tickets: dict) -> None:
+        """Each plain rule's records to each of its targets, with the runs of records that share
+        a partition (and so a ticket): the records of a batch come partition by partition."""
+        for rule, records in result.plain.items():
+            runs = [(tickets[tp], len(list(run)), tp) for tp, run in groupby(records, _topic_partition)]
+            for name in result.plain_targets[rule]:
+                chunk = RecordChunk(records)
+                chunk.rule, chunk.runs = rule, runs
+                self.targets[name].submit_records(chunk)
 
     # --- back-pressure -------------------------------------------------------------------------
     def _apply_backpressure(self) -> None:

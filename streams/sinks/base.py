@@ -19,7 +19,7 @@ from collections import defaultdict
 from itertools import groupby
 from operator import itemgetter
 
-from processors.core import Failure
+from processors.core import Delivery, Failure
 from streams import metrics
 from streams.retry import DeliveryError, RetryPolicy
 
@@ -27,6 +27,35 @@ log = logging.getLogger(__name__)
 
 Item = tuple  # (Delivery, Ticket)
 _ticket = itemgetter(1)
+
+
+def _runs(items: list[Item]) -> list[tuple]:
+    """(ticket, count, (topic, partition)) per run of items sharing a ticket; groupby finds the
+    runs without a Python step per item."""
+    out = []
+    for ticket, run in groupby(items, _ticket):
+        run = list(run)
+        record = run[0][0].record
+        out.append((ticket, len(run), (record.topic, record.partition)))
+    return out
+
+
+class RecordChunk(list):
+    """Deliveries of one plain rule to one target, as the source records themselves: each is
+    delivered as it came (its value, its key). `runs` holds (ticket, count, (topic, partition))
+    for consecutive records of one batch's partition, so counting them in and out of flight
+    costs a step per run, not per record. Targets that need `(Delivery, Ticket)` items get them
+    from `as_items`."""
+
+    __slots__ = ("rule", "runs")
+
+    def as_items(self, target: str) -> list[Item]:
+        items: list[Item] = []
+        start = 0
+        for ticket, n, _ in self.runs:
+            items += [(Delivery(target, r, r.value, r.key, self.rule), ticket) for r in self[start:start + n]]
+            start += n
+        return items
 
 
 class Target:
@@ -54,17 +83,21 @@ class Target:
         self._idle.clear()
         self.write(items)
 
+    def submit_records(self, chunk: RecordChunk) -> None:
+        """Plain deliveries as records (see RecordChunk). A target that writes only what it
+        reads from `(Delivery, Ticket)` items takes them as such; the kafka target takes the
+        chunk itself."""
+        self.submit(chunk.as_items(self.id))
+
     def _count(self, items: list[Item], sign: int) -> float:
         """Add (+1) or remove (-1) items from the in-flight counts and their tickets; returns the
         oldest ticket's creation time. Items of one batch share a ticket and come in runs, so the
-        counting is per run; groupby finds the runs without a Python step per item."""
+        counting is per run."""
         by_partition = self.in_flight_by_partition
         oldest = float("inf")
-        for ticket, run in groupby(items, _ticket):
-            run = list(run)
-            (ticket.add if sign > 0 else ticket.done)(len(run))
-            record = run[0][0].record
-            by_partition[(record.topic, record.partition)] += sign * len(run)
+        for ticket, n, tp in items.runs if type(items) is RecordChunk else _runs(items):
+            (ticket.add if sign > 0 else ticket.done)(n)
+            by_partition[tp] += sign * n
             if ticket.created < oldest:
                 oldest = ticket.created
         self.in_flight += sign * len(items)
@@ -120,6 +153,8 @@ class Target:
              exhausted: str | None = None) -> None:
         """Dead-letter these deliveries with the reason; they settle once the dead letter is acked."""
         log.warning("target %s: %d deliveries failed (%s: %s); dead-lettering them", self.id, len(items), error, message)
+        if type(items) is RecordChunk:
+            items = items.as_items(self.id)
         metrics.DELIVERIES.labels(self.id, "failed").inc(len(items))
         failures = [
             (Failure(d.record, "deliver", error, message, rule=d.rule, target=self.id, attempts=attempts), t)

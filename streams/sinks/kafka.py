@@ -21,7 +21,7 @@ from operator import attrgetter, itemgetter
 
 from streams import metrics
 from streams.producer import BatchProducer
-from streams.sinks.base import Item, Target
+from streams.sinks.base import Item, RecordChunk, Target
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +81,14 @@ class TopicSender:
                 await self._ready.wait()
                 continue
             chunks = self._take()
-            items = chunks[0][1] if len(chunks) == 1 else list(chain.from_iterable(its for _, its in chunks))
-            call = _Call(self, chunks, items)
+            call = _Call(self, chunks)
+            records = _records(chunks[0][1]) if len(chunks) == 1 else chain.from_iterable(
+                _records(items) for _, items in chunks)
             try:
-                sent, too_large = await self.producer.send(self.topic, _records(items))
+                sent, too_large = await self.producer.send(self.topic, records)
             except Exception as exc:  # never let one bad chunk stop the topic
                 log.exception("produce to %s failed", self.topic)
-                call.failed(range(len(items)), "ProduceFailed", f"{type(exc).__name__}: {exc}")
+                call.failed(range(call.count), "ProduceFailed", f"{type(exc).__name__}: {exc}")
                 call.finish()
                 continue
             if too_large:
@@ -100,12 +101,15 @@ class TopicSender:
 
 
 _delivery = itemgetter(0)
-_key, _payload = attrgetter("key"), attrgetter("payload")
+_key, _payload, _value = attrgetter("key"), attrgetter("payload"), attrgetter("value")
 
 
-def _records(items: list[Item]):
+def _records(items: list[Item] | RecordChunk):
     """The items' (key, value, headers), made one at a time as the producer reads them: zip hands
-    out one tuple, reused, instead of a list of tuples to build and free per call."""
+    out one tuple, reused, instead of a list of tuples to build and free per call. A RecordChunk
+    holds the source records, produced as they came."""
+    if type(items) is RecordChunk:
+        return zip(map(_key, items), map(_value, items), repeat(None))
     deliveries = list(map(_delivery, items))
     return zip(map(_key, deliveries), map(_payload, deliveries), repeat(None))
 
@@ -115,12 +119,13 @@ class _Call:
     so acknowledging costs nothing per record unless a record failed. A failed record is
     dead-lettered by its own target; the rest of the call settles as delivered."""
 
-    __slots__ = ("sender", "chunks", "items", "waiting", "bad")
+    __slots__ = ("sender", "chunks", "count", "waiting", "bad")
 
-    def __init__(self, sender: TopicSender, chunks: list, items: list[Item]):
-        self.sender, self.chunks, self.items = sender, chunks, items
+    def __init__(self, sender: TopicSender, chunks: list):
+        self.sender, self.chunks = sender, chunks
+        self.count = sum(len(items) for _, items in chunks)  # records, numbered across the chunks
         self.waiting = 0
-        self.bad: set[int] | None = None  # indexes in `items` already failed
+        self.bad: set[int] | None = None  # record numbers already failed
 
     def acked(self, indexes: list[int], future: asyncio.Future) -> None:
         if future.cancelled():
@@ -145,9 +150,9 @@ class _Call:
         if bad is None:
             for target, items in self.chunks:
                 target.settle(items)
-            self.sender._produced.inc(len(self.items))
+            self.sender._produced.inc(self.count)
             return
-        good = [i for i in range(len(self.items)) if i not in bad]
+        good = [i for i in range(self.count) if i not in bad]
         for target, items in self._by_target(good):
             target.settle(items)
         self.sender._produced.inc(len(good))
@@ -159,6 +164,8 @@ class _Call:
         indexes = sorted(indexes)
         i = 0
         for target, items in self.chunks:
+            if type(items) is RecordChunk:
+                items = items.as_items(target.id)
             end = start + len(items)
             picked = []
             while i < len(indexes) and indexes[i] < end:
@@ -191,3 +198,6 @@ class KafkaTarget(Target):
 
     def write(self, items: list[Item]) -> None:
         self._sender.put(self, items)
+
+    def submit_records(self, chunk: RecordChunk) -> None:
+        self.submit(chunk)  # produced from the records themselves (_records)

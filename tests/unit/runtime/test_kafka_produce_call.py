@@ -22,7 +22,7 @@ def _setup(loop):
     a.submit(items_a)
     b.submit(items_b)
     chunks = [(a, items_a), (b, items_b)]
-    call = _Call(sender, chunks, items_a + items_b)
+    call = _Call(sender, chunks)
     return dead, a, b, ticket_a, ticket_b, call
 
 
@@ -58,5 +58,49 @@ def test_a_failed_batch_is_dead_lettered_by_its_own_targets_and_the_rest_deliver
         assert (ticket_a.pending, ticket_b.pending) == (1, 1)
         assert sorted((f.target, f.record.offset, f.error) for f in dead.failures) == [
             ("a", 1, "ProduceFailed"), ("b", 10, "ProduceFailed")]
+    finally:
+        loop.close()
+
+
+def _record_chunk(rule, records, runs):
+    from streams.sinks.base import RecordChunk
+
+    chunk = RecordChunk(records)
+    chunk.rule, chunk.runs = rule, runs
+    return chunk
+
+
+def test_records_of_a_plain_rule_settle_per_ticket_and_a_failed_batch_names_rule_and_target():
+    """A plain rule's records go to a kafka target as they are (RecordChunk): they produce their
+    own value and key, count against their partitions' tickets, and a failed batch dead-letters
+    exactly its records, with the rule and target named."""
+    from processors.core import SourceRecord
+    from streams.sinks.kafka import _records
+    from streams.watermarks import Ticket
+
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        dead = DeadLetterRecorder()
+        sender = TopicSender("out", None)
+        target = KafkaTarget("hot/out", "out", None, 100, dead)
+        target._sender = sender
+        p0 = [SourceRecord("in", 0, i, 0, b"k%d" % i, b'{"n": %d}' % i) for i in range(3)]
+        p1 = [SourceRecord("in", 1, 10 + i, 0, None, b'{"m": %d}' % i) for i in range(2)]
+        t0, t1 = Ticket(3), Ticket(12)
+        chunk = _record_chunk("hot", p0 + p1, [(t0, 3, ("in", 0)), (t1, 2, ("in", 1))])
+        target.submit_records(chunk)
+        assert (target.in_flight, t0.pending, t1.pending) == (5, 4, 3)  # plus the pipeline's own hold
+        assert dict(target.in_flight_by_partition) == {("in", 0): 3, ("in", 1): 2}
+        [(queued_by, queued)] = sender._queue
+        assert queued_by is target and [(k, v) for k, v, _ in _records(queued)] == [
+            (b"k0", b'{"n": 0}'), (b"k1", b'{"n": 1}'), (b"k2", b'{"n": 2}'), (None, b'{"m": 0}'), (None, b'{"m": 1}')]
+        call = _Call(sender, [(target, queued)])
+        call.waiting = 2
+        call.acked([1, 4], _future(loop, RuntimeError("broker said no")))
+        call.acked([0, 2, 3], _future(loop))
+        assert (target.in_flight, t0.pending, t1.pending) == (0, 1, 1)
+        assert [(f.record.partition, f.record.offset, f.rule, f.target, f.error) for f in dead.failures] == [
+            (0, 1, "hot", "hot/out", "ProduceFailed"), (1, 11, "hot", "hot/out", "ProduceFailed")]
     finally:
         loop.close()
