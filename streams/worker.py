@@ -30,7 +30,27 @@ from streams.topology import build_pipeline, build_targets
 from streams.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
+_partition = attrgetter("partition")
 _topic_partition = attrgetter("topic", "partition")
+
+
+def _partition_runs(records: list, tickets: dict) -> list[tuple]:
+    """(ticket, count, (topic, partition)) per run of records of one partition. A batch's records
+    come topic by topic, partition by partition, so a run can only span topics where one topic's
+    last partition has the number of the next one's first: grouping by the partition number
+    (no tuple per record) and splitting such runs by topic gives the same runs, faster."""
+    runs = []
+    start = 0
+    for _, run in groupby(records, _partition):
+        n = len(list(run))
+        first, last = records[start], records[start + n - 1]
+        if first.topic == last.topic:
+            tp = (first.topic, first.partition)
+            runs.append((tickets[tp], n, tp))
+        else:
+            runs += [(tickets[tp], len(list(r)), tp) for tp, r in groupby(records[start:start + n], _topic_partition)]
+        start += n
+    return runs
 
 # A stall this long (every partition waiting on a target) also pauses them in the consumer, whose
 # polls then keep the worker in its group: well under the default max_poll_interval of 300 s.
@@ -397,7 +417,7 @@ class Worker:
         """Each plain rule's records to each of its targets, with the runs of records that share
         a partition (and so a ticket): the records of a batch come partition by partition."""
         for rule, records in result.plain.items():
-            runs = [(tickets[tp], len(list(run)), tp) for tp, run in groupby(records, _topic_partition)]
+            runs = _partition_runs(records, tickets)
             for name in result.plain_targets[rule]:
                 chunk = RecordChunk(records)
                 chunk.rule, chunk.runs = rule, runs

@@ -53,6 +53,22 @@ def scalars(values: list) -> list:
         return out
 
 
+_CODE: dict[str, object] = {}  # generated source -> its code object
+CODE_CACHE_SIZE = 2048
+
+
+def _define(source: str, filename: str, env: dict) -> None:
+    """Run generated source in `env`. Compiling is most of the cost of generating a check, and a
+    rule set that is reloaded (a rule changed, a worker restarted in-process) generates mostly
+    the same sources again, with its own constants in `env`: their code objects are reused."""
+    code = _CODE.get(source)
+    if code is None:
+        if len(_CODE) >= CODE_CACHE_SIZE:
+            _CODE.clear()
+        code = _CODE[source] = compile(source, filename, "exec")
+    exec(code, env)
+
+
 class _Gen:
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -156,7 +172,7 @@ def build_fast_path(trie, slot_of: dict, index: dict, needed: set, tail: dict):
     if g.helpers:
         g.lines.insert(1, "    _ev[0] += 1")
     source = "\n".join(g.lines + g.helpers) + "\n"
-    exec(compile(source, "<eventweir-ruleset>", "exec"), g.env)
+    _define(source, "<eventweir-ruleset>", g.env)
     return g.env["match"], source
 
 
@@ -549,7 +565,7 @@ def build_clause_check(checks):
     g.emit(0, "def ok(s):")
     _emit_checks(g, checks, 1, "return False")
     g.emit(1, "return True")
-    exec(compile("\n".join(g.lines) + "\n", "<eventweir-clause>", "exec"), g.env)
+    _define("\n".join(g.lines) + "\n", "<eventweir-clause>", g.env)
     return g.env["ok"]
 
 
@@ -581,5 +597,5 @@ def build_candidates_check(candidates):
         g.emit(1, f"if {hit}:")
         g.emit(2, f"out.append({name_const})")
     g.emit(1, "return out")
-    exec(compile("\n".join(g.lines) + "\n", "<eventweir-candidates>", "exec"), g.env)
+    _define("\n".join(g.lines) + "\n", "<eventweir-candidates>", g.env)
     return g.env["names"]

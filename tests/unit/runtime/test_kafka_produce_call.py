@@ -104,3 +104,27 @@ def test_records_of_a_plain_rule_settle_per_ticket_and_a_failed_batch_names_rule
             (0, 1, "hot", "hot/out", "ProduceFailed"), (1, 11, "hot", "hot/out", "ProduceFailed")]
     finally:
         loop.close()
+
+
+def test_partition_runs_split_a_batch_by_topic_and_partition():
+    """The runs the worker counts plain records by: grouped by partition number, and split where
+    one topic's last partition has the number of the next topic's first."""
+    from itertools import groupby
+
+    from hypothesis import given, strategies as st
+
+    from processors.core import SourceRecord
+    from streams.worker import _partition_runs
+
+    @given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 2), st.integers(1, 3)), max_size=8))
+    def check(blocks):
+        seen, records = set(), []
+        for topic, partition, n in blocks:  # as in a batch: each (topic, partition) once, topics in turn
+            if (topic, partition) in seen or (records and records[-1].topic != topic and topic in {t for t, _ in seen}):
+                continue
+            seen.add((topic, partition))
+            records += [SourceRecord(topic, partition, i, 0, None, b"") for i in range(n)]
+        tickets = {tp: object() for tp in seen}
+        expected = [(tickets[tp], len(list(g)), tp) for tp, g in groupby(records, lambda r: (r.topic, r.partition))]
+        assert _partition_runs(records, tickets) == expected
+    check()
