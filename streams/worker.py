@@ -52,6 +52,7 @@ def _partition_runs(records: list, tickets: dict) -> list[tuple]:
         start += n
     return runs
 
+
 # A stall this long (every partition waiting on a target) also pauses them in the consumer, whose
 # polls then keep the worker in its group: well under the default max_poll_interval of 300 s.
 STALL_HARD_PAUSE_S = 5.0
