@@ -56,6 +56,22 @@ class Delivery:
     event: dict[str, Any] | None = field(default=None, repr=False)
 
 
+class PlainMatches:
+    """The records one rule matched, for a rule whose targets take each record as it came, with
+    their keys and values gathered while the records were being routed: a target reads them
+    later, when the records themselves have gone cold in the CPU cache."""
+
+    __slots__ = ("records", "keys", "values")
+
+    def __init__(self) -> None:
+        self.records: list[SourceRecord] = []
+        self.keys: list[bytes | None] = []
+        self.values: list[bytes] = []
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
 class ProcessorError(Exception):
     """Raised by a processor for one record; carries the short error code for the dead-letter headers."""
 

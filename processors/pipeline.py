@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from processors.chain import Chain
-from processors.core import Delivery, Failure, SourceRecord
+from processors.core import Delivery, Failure, PlainMatches, SourceRecord
 from processors.decode import Decoder
 
 
@@ -21,14 +21,14 @@ class PipelineResult:
     matched: dict[str, int] = field(default_factory=dict)
     # with run(plain=True): rule -> the records it matched, for rules whose every target takes
     # the record as it came (Router.plain_targets); they have no Delivery in `deliveries`
-    plain: dict[str, list[SourceRecord]] = field(default_factory=dict)
+    plain: dict[str, PlainMatches] = field(default_factory=dict)
     plain_targets: dict[str, tuple] = field(default_factory=dict, repr=False)  # rule -> its targets
 
     @property
     def delivery_count(self) -> int:
         """Deliveries, counting each plain record once per target of its rule."""
         targets = self.plain_targets
-        return len(self.deliveries) + sum(len(records) * len(targets[rule]) for rule, records in self.plain.items())
+        return len(self.deliveries) + sum(len(matches) * len(targets[rule]) for rule, matches in self.plain.items())
 
 
 class Pipeline:
@@ -53,10 +53,10 @@ class Pipeline:
         for topic, records in records_by_topic.items():
             self._run_topic(self.chains.get(topic, self.default_chain), records, result, plain)
         if plain:
-            result.plain = {rule: records for rule, records in result.plain.items() if records}
+            result.plain = {rule: matches for rule, matches in result.plain.items() if matches.records}
             matched = result.matched
-            for rule, records in result.plain.items():
-                matched[rule] = matched.get(rule, 0) + len(records)
+            for rule, matches in result.plain.items():
+                matched[rule] = matched.get(rule, 0) + len(matches)
         return result
 
     async def run_async(self, records_by_topic: dict[str, list[SourceRecord]]) -> PipelineResult:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import orjson
 
-from processors.core import Delivery, Event, Failure
+from processors.core import Delivery, Event, Failure, PlainMatches
 
 STAGE = "route"
 
@@ -127,15 +127,16 @@ class Router:
         return out
 
     def route_records(self, records: list, decoder, failures: list[Failure], matched: dict[str, int],
-                      plain_out: dict[str, list] | None = None) -> list[Delivery]:
+                      plain_out: dict[str, PlainMatches] | None = None) -> list[Delivery]:
         """Decode and route in one pass, for a source without stages: each body is matched as
         soon as it is parsed and dropped right after, with no Event made unless a rule needs
         one. A record that does not parse into an object goes to `decoder.decode`, which
         fails or keeps it exactly as the decode stage does.
 
-        `plain_out` (rule -> records): a rule whose targets all take the event as it came
-        (`plain_targets`) gets its matching records appended there instead of a Delivery per
-        target; the caller hands them to the targets and counts them as matched."""
+        `plain_out` (rule -> PlainMatches): a rule whose targets all take the event as it came
+        (`plain_targets`) gets its matching records (and their keys and values) appended there
+        instead of a Delivery per target; the caller hands them to the targets and counts them
+        as matched."""
         if self.match_all or self.ruleset is None:
             return self.route(decoder.decode(records, failures), failures, matched, raw_bodies=True)
         out: list[Delivery] = []
@@ -168,7 +169,12 @@ class Router:
     def _route_plain_records(self, records, decoder, failures, matched, plain_out, out) -> None:
         """route_records' loop when plain rules collect records (see there)."""
         matching, routes, loads = self.ruleset.matching, self.routes, orjson.loads
-        collect = {rule: plain_out.setdefault(rule, []).append for rule in self.plain_targets}
+        collect = {}
+        for rule in self.plain_targets:
+            m = plain_out.get(rule)
+            if m is None:
+                m = plain_out[rule] = PlainMatches()
+            collect[rule] = (m.records.append, m.keys.append, m.values.append)
         for record in records:
             value = record.value
             try:
@@ -183,7 +189,9 @@ class Router:
                 for name in names:
                     add = collect.get(name)
                     if add is not None:
-                        add(record)
+                        add[0](record)
+                        add[1](record.key)
+                        add[2](value)
                     else:
                         matched[name] = matched.get(name, 0) + 1
                         self._deliver(Event(record, body), routes[name], value, failures, out)

@@ -417,12 +417,11 @@ class Worker:
     def _dispatch_plain(self, result, tickets: dict) -> None:
         """Each plain rule's records to each of its targets, with the runs of records that share
         a partition (and so a ticket): the records of a batch come partition by partition."""
-        for rule, records in result.plain.items():
-            runs = _partition_runs(records, tickets)
+        for rule, matches in result.plain.items():
+            runs = _partition_runs(matches.records, tickets)
             for name in result.plain_targets[rule]:
-                chunk = RecordChunk(records)
-                chunk.rule, chunk.runs = rule, runs
-                self.targets[name].submit_records(chunk)
+                self.targets[name].submit_records(
+                    RecordChunk.of(rule, matches.records, matches.keys, matches.values, runs))
 
     # --- back-pressure -------------------------------------------------------------------------
     def _apply_backpressure(self) -> None:

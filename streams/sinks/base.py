@@ -42,12 +42,18 @@ def _runs(items: list[Item]) -> list[tuple]:
 
 class RecordChunk(list):
     """Deliveries of one plain rule to one target, as the source records themselves: each is
-    delivered as it came (its value, its key). `runs` holds (ticket, count, (topic, partition))
-    for consecutive records of one batch's partition, so counting them in and out of flight
-    costs a step per run, not per record. Targets that need `(Delivery, Ticket)` items get them
-    from `as_items`."""
+    delivered as it came (its value, its key; `keys` and `values` list them, gathered while
+    the records were routed). `runs` holds (ticket, count, (topic, partition)) for consecutive
+    records of one batch's partition, so counting them in and out of flight costs a step per
+    run, not per record. Targets that need `(Delivery, Ticket)` items get them from `as_items`."""
 
-    __slots__ = ("rule", "runs")
+    __slots__ = ("rule", "runs", "keys", "values")
+
+    @classmethod
+    def of(cls, rule: str, records: list, keys: list, values: list, runs: list[tuple]) -> "RecordChunk":
+        chunk = cls(records)
+        chunk.rule, chunk.keys, chunk.values, chunk.runs = rule, keys, values, runs
+        return chunk
 
     def as_items(self, target: str) -> list[Item]:
         items: list[Item] = []

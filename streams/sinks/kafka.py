@@ -101,7 +101,7 @@ class TopicSender:
 
 
 _delivery = itemgetter(0)
-_key, _payload, _value = attrgetter("key"), attrgetter("payload"), attrgetter("value")
+_key, _payload = attrgetter("key"), attrgetter("payload")
 
 
 def _records(items: list[Item] | RecordChunk):
@@ -109,7 +109,7 @@ def _records(items: list[Item] | RecordChunk):
     out one tuple, reused, instead of a list of tuples to build and free per call. A RecordChunk
     holds the source records, produced as they came."""
     if type(items) is RecordChunk:
-        return zip(map(_key, items), map(_value, items), repeat(None))
+        return zip(items.keys, items.values, repeat(None))
     deliveries = list(map(_delivery, items))
     return zip(map(_key, deliveries), map(_payload, deliveries), repeat(None))
 

@@ -65,9 +65,7 @@ def test_a_failed_batch_is_dead_lettered_by_its_own_targets_and_the_rest_deliver
 def _record_chunk(rule, records, runs):
     from streams.sinks.base import RecordChunk
 
-    chunk = RecordChunk(records)
-    chunk.rule, chunk.runs = rule, runs
-    return chunk
+    return RecordChunk.of(rule, records, [r.key for r in records], [r.value for r in records], runs)
 
 
 def test_records_of_a_plain_rule_settle_per_ticket_and_a_failed_batch_names_rule_and_target():
