@@ -10,6 +10,7 @@ per-element trails).
 """
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from itertools import chain
 
@@ -569,33 +570,60 @@ def build_clause_check(checks):
     return g.env["ok"]
 
 
+def _check_expr(g: _Gen, check) -> str | None:
+    """`_emit_checks`' tests of one field as a single expression on the slot value `x<slot>` and
+    its type `t<slot>`, read once up front; None when the check always holds."""
+    if check.exists_false and check.exists_true:
+        return None
+    x, t = f"x{check.slot}", f"t{check.slot}"
+    if check.exists_true:
+        return f"{x} is not M"
+    if not check.conds:
+        present = "False"
+    else:
+        scalar = " or ".join(_scalar_test(g, c) for c in check.conds)
+        arrays = f"{g.const('h', check.holds)}(s)"
+        if check.ranges is not None:  # numbers sorted once per event (SortedNumbers): bisections
+            arrays = f"(({' or '.join(_sorted_range_test(g, r) for r in check.ranges)}) if t is SN else {arrays})"
+        present = f"(({scalar}) if t is not list and t is not SN else {arrays})"
+        # the tests name the value `x` and its type `t`: here they are this slot's
+        present = _WORD_T.sub(t, _WORD_X.sub(x, present))
+    return f"({x} is M or {present})" if check.exists_false else f"({x} is not M and {present})"
+
+
+_WORD_X, _WORD_T = re.compile(r"\bx\b"), re.compile(r"\bt\b")
+
+
 def build_candidates_check(candidates):
     """One function `names(slots) -> list` for a recurring set of candidate clauses.
 
     `candidates` lists, in rule order, (rule name, clauses) where clauses is None when an index
     hit alone proves the rule, else the check lists of its candidate clauses. Events of one kind
     keep hitting the same candidates, so one call with every test inlined replaces a call per
-    clause and the set bookkeeping around them.
+    clause and the set bookkeeping around them. Each slot is read once; a rule is one `if` on
+    its clauses' expressions (several rules often test one field: thresholds on a reading).
     """
     g = _Gen()
     g.env["SN"] = SortedNumbers
     g.emit(0, "def names(s):")
-    g.emit(1, "out = []")
-    for name, clauses in candidates:
-        name_const = g.const("n", name)
-        if clauses is None:
-            g.emit(1, f"out.append({name_const})")
-            continue
-        hit = g.var("hit")
-        g.emit(1, f"{hit} = False")
-        for checks in clauses:
-            # one pass of a loop per clause: `break` is its failure, the last line its success
-            g.emit(1, f"while not {hit}:")
-            _emit_checks(g, checks, 2, "break")
-            g.emit(2, f"{hit} = True")
-            g.emit(2, "break")
-        g.emit(1, f"if {hit}:")
-        g.emit(2, f"out.append({name_const})")
-    g.emit(1, "return out")
+    names = [g.const("n", name) for name, _ in candidates]
+    if all(clauses is None for _, clauses in candidates):
+        g.emit(1, f"return [{', '.join(names)}]")
+    else:
+        for slot in sorted({c.slot for _, clauses in candidates for checks in clauses or () for c in checks}):
+            g.emit(1, f"x{slot} = s[{slot}]")
+            g.emit(1, f"t{slot} = type(x{slot})")
+        g.emit(1, "out = []")
+        for name_const, (_, clauses) in zip(names, candidates):
+            tests = []  # one expression per clause; None for a clause that always holds
+            for checks in clauses or [[]]:
+                parts = [e for e in (_check_expr(g, c) for c in checks) if e is not None]
+                tests.append(" and ".join(parts) if parts else None)
+            if None in tests:
+                g.emit(1, f"out.append({name_const})")
+            elif tests:
+                g.emit(1, f"if {' or '.join(f'({test})' for test in tests)}:")
+                g.emit(2, f"out.append({name_const})")
+        g.emit(1, "return out")
     _define("\n".join(g.lines) + "\n", "<eventweir-candidates>", g.env)
     return g.env["names"]
