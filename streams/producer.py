@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from functools import partial
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
@@ -17,6 +18,10 @@ from streams.config import Config
 
 _KEY_CACHE_LIMIT = 100_000
 _NO_HEADERS: list = []  # aiokafka wants a list; it only reads it
+
+
+def _public_append(batch, offset, timestamp, key, value, headers):
+    return batch.append(key=key, value=value, timestamp=timestamp, headers=headers)
 
 
 def make_producer(config: Config) -> AIOKafkaProducer:
@@ -78,10 +83,10 @@ class BatchProducer:
         parts = await self.partitions(topic)
         keyless = next(self._round_robin[topic])  # a whole keyless call goes to one partition: bigger batches
         cache = self._key_partition.setdefault(topic, {})  # murmur2 in Python is slow; keys repeat
-        create = self.producer.create_batch
+        new_batch = self._new_batch
         # one pass: each record goes straight into its partition's open batch; a full batch is sent
         # and replaced. Partitions' batches are sent in record order, so per-partition order holds.
-        open_batches: dict[int, tuple] = {}
+        open_batches: dict[int, tuple] = {}  # partition -> (batch, its append, indexes of its records)
         sent, too_large = [], []
         for index, (key, value, headers) in enumerate(records):
             if partition is not None:
@@ -94,19 +99,31 @@ class BatchProducer:
                     part = self._partition_for(cache, parts, key)
             current = open_batches.get(part)
             if current is None:
-                current = open_batches[part] = (create(), [])
-            if current[0].append(key=key, value=value, timestamp=None, headers=headers or _NO_HEADERS) is None:
-                if current[1]:
+                current = open_batches[part] = new_batch()
+            # (a record's offset in its batch is the number of records before it)
+            if current[1](len(current[2]), None, key, value, headers or _NO_HEADERS) is None:
+                if current[2]:
                     sent.append(await self._ship(current, topic, part))
-                    current = open_batches[part] = (create(), [])
-                if current[0].append(key=key, value=value, timestamp=None, headers=headers or _NO_HEADERS) is None:
+                    current = open_batches[part] = new_batch()
+                if current[1](0, None, key, value, headers or _NO_HEADERS) is None:
                     too_large.append(index)
                     continue
-            current[1].append(index)
+            current[2].append(index)
         for part, current in open_batches.items():
-            if current[1]:
+            if current[2]:
                 sent.append(await self._ship(current, topic, part))
         return sent, too_large
+
+    def _new_batch(self) -> tuple:
+        """(batch, append, []) for a new batch. `append` is the record batch builder's own (C)
+        method, called with positional arguments: aiokafka's `BatchBuilder.append` wraps it in a
+        Python call with keywords per record, to count offsets and run serializers, which this
+        producer does not have (it sends bytes), and that wrapper costs as much as the append."""
+        batch = self.producer.create_batch()
+        builder = getattr(batch, "_builder", None)
+        if builder is None or batch._key_serializer or batch._value_serializer:  # not the aiokafka we know
+            return batch, partial(_public_append, batch), []
+        return batch, builder.append, []
 
     async def send_to_partition(self, topic: str, partition: int, records: list) -> list[tuple[asyncio.Future, list[int]]]:
         """Queue (key, value, headers) records to one given partition (a changelog follows its
@@ -117,6 +134,8 @@ class BatchProducer:
         return sent
 
     async def _ship(self, current: tuple, topic: str, part: int) -> tuple[asyncio.Future, list[int]]:
-        batch, indexes = current
+        batch, append, indexes = current
+        if type(append) is not partial:
+            batch._relative_offset = len(indexes)  # what BatchBuilder.append would have counted
         batch.close()
         return await self.producer.send_batch(batch, topic, partition=part), indexes
