@@ -54,9 +54,6 @@ class Pipeline:
             self._run_topic(self.chains.get(topic, self.default_chain), records, result, plain)
         if plain:
             result.plain = {rule: matches for rule, matches in result.plain.items() if matches.records}
-            matched = result.matched
-            for rule, matches in result.plain.items():
-                matched[rule] = matched.get(rule, 0) + len(matches)
         return result
 
     async def run_async(self, records_by_topic: dict[str, list[SourceRecord]]) -> PipelineResult:

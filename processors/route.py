@@ -133,48 +133,22 @@ class Router:
         one. A record that does not parse into an object goes to `decoder.decode`, which
         fails or keeps it exactly as the decode stage does.
 
-        `plain_out` (rule -> PlainMatches): a rule whose targets all take the event as it came
-        (`plain_targets`) gets its matching records (and their keys and values) appended there
-        instead of a Delivery per target; the caller hands them to the targets and counts them
-        as matched."""
+        A rule whose targets all take the event as it came (`plain_targets`) collects its
+        records, with their keys and values, in `plain_out` (rule -> PlainMatches) for the
+        caller to hand to its targets as they are; without `plain_out` they become Deliveries
+        here. Either way each target's deliveries are in event order."""
         if self.match_all or self.ruleset is None:
             return self.route(decoder.decode(records, failures), failures, matched, raw_bodies=True)
         out: list[Delivery] = []
-        matching, routes, plain, append, loads = (
-            self.ruleset.matching, self.routes, self.plain_targets, out.append, orjson.loads)
-        if plain_out is not None:
-            self._route_plain_records(records, decoder, failures, matched, plain_out, out)
-            return out
-        for record in records:
-            value = record.value
-            try:
-                body = loads(value)
-            except Exception:  # noqa: BLE001 - not JSON, or a tombstone: the decoder decides
-                body = None
-            if type(body) is not dict:
-                out += self.route(decoder.decode([record], failures), failures, matched, raw_bodies=True)
-                continue
-            names = matching(body)
-            if names:
-                for name in names:
-                    matched[name] = matched.get(name, 0) + 1
-                    targets = plain.get(name)
-                    if targets is not None:
-                        for target in targets:
-                            append(Delivery(target, record, value, record.key, name))
-                    else:
-                        self._deliver(Event(record, body), routes[name], value, failures, out)
-        return out
-
-    def _route_plain_records(self, records, decoder, failures, matched, plain_out, out) -> None:
-        """route_records' loop when plain rules collect records (see there)."""
-        matching, routes, loads = self.ruleset.matching, self.routes, orjson.loads
-        collect = {}
+        plain = {} if plain_out is None else plain_out
+        collect, before = {}, {}
         for rule in self.plain_targets:
-            m = plain_out.get(rule)
+            m = plain.get(rule)
             if m is None:
-                m = plain_out[rule] = PlainMatches()
+                m = plain[rule] = PlainMatches()
             collect[rule] = (m.records.append, m.keys.append, m.values.append)
+            before[rule] = len(m)
+        matching, routes, loads = self.ruleset.matching, self.routes, orjson.loads
         for record in records:
             value = record.value
             try:
@@ -195,6 +169,14 @@ class Router:
                     else:
                         matched[name] = matched.get(name, 0) + 1
                         self._deliver(Event(record, body), routes[name], value, failures, out)
+        for rule, n in before.items():
+            if len(plain[rule]) > n:
+                matched[rule] = matched.get(rule, 0) + len(plain[rule]) - n
+        if plain_out is None:
+            for rule, m in plain.items():
+                for target in self.plain_targets[rule]:
+                    out += [Delivery(target, r, v, k, rule) for r, k, v in zip(m.records, m.keys, m.values)]
+        return out
 
     def _route_to_all(self, events, failures, matched, raw_bodies, out) -> None:
         """Rules without a pattern take the whole batch: one pass per target, not per event."""

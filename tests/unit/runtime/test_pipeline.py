@@ -152,7 +152,8 @@ def _outcome(router, decoder, values, fused):
         out = router.route_records(recs, decoder, failures, matched)
     else:
         out = router.route(decoder.decode(recs, failures), failures, matched, raw_bodies=True)
-    return ([(d.target, d.record.offset, d.payload, d.key, d.rule) for d in out],
+    # each target's deliveries in event order (the order across targets is not part of the contract)
+    return (sorted(((d.target, d.record.offset, d.payload, d.key, d.rule) for d in out), key=lambda d: d[0]),
             [(f.record.offset, f.stage, f.error, f.message) for f in failures], matched)
 
 
@@ -178,6 +179,14 @@ def test_a_pipeline_without_stages_routes_in_one_pass_and_dead_letters_bad_recor
     router = _fused_router()
     values = [b'{"n": 0}', b"not json", b'{"n": 2, "id": "z"}', None]
     result = Pipeline({"in": []}, router).run({"in": records("in", values)})
-    assert [(d.target, d.record.offset) for d in result.deliveries] == [
-        ("plain/a", 0), ("plain/b", 0), ("shaped/r", 0), ("plain/a", 2), ("plain/b", 2), ("shaped/r", 2), ("keyed/k", 2)]
+    by_target = {}
+    for d in result.deliveries:
+        by_target.setdefault(d.target, []).append(d.record.offset)
+    assert by_target == {"plain/a": [0, 2], "plain/b": [0, 2], "shaped/r": [0, 2], "keyed/k": [2]}
+    plain = Pipeline({"in": []}, router).run({"in": records("in", values)}, plain=True)
+    assert set(plain.plain) == {"plain"}  # the plain rule's records, not Deliveries
+    assert [r.offset for r in plain.plain["plain"].records] == [0, 2] and plain.plain["plain"].values == [b'{"n": 0}', b'{"n": 2, "id": "z"}']
+    assert [(d.target, d.record.offset) for d in plain.deliveries] == [("shaped/r", 0), ("shaped/r", 2), ("keyed/k", 2)]
+    assert plain.matched == result.matched == {"plain": 2, "shaped": 2, "keyed": 1}
+    assert plain.delivery_count == len(result.deliveries) == 7
     assert [(f.record.offset, f.error) for f in result.failures] == [(1, "invalid_json"), (3, "tombstone")]
