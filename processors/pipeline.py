@@ -32,6 +32,8 @@ class PipelineResult:
 
 
 class Pipeline:
+    collects_plain = True  # run(plain=True) is supported (see PipelineResult.plain)
+
     def __init__(self, stages_by_topic: dict[str, list], router, decoders: dict[str, Decoder] | None = None):
         self.router = router
         self.tables: dict = {}  # name -> ReferenceTable the stages join on, fed by the runtime
@@ -90,4 +92,5 @@ class Pipeline:
         # (which would make every young-generation GC pass walk them all).
         for events in chain.sub_batches(records, failures):
             if events:
-                result.deliveries += self.router.route(events, failures, result.matched, raw_bodies=raw_bodies)
+                result.deliveries += self.router.route(events, failures, result.matched, raw_bodies=raw_bodies,
+                                                       plain_out=result.plain if plain else None)

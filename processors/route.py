@@ -98,11 +98,12 @@ class Router:
         return self.match_all + [self.routes[name] for name in names]
 
     def route(self, events: list[Event], failures: list[Failure], matched: dict[str, int],
-              raw_bodies: bool = False) -> list[Delivery]:
+              raw_bodies: bool = False, plain_out: dict[str, PlainMatches] | None = None) -> list[Delivery]:
         """Deliveries for every (event, matching rule, target), each target's in event order.
 
         `raw_bodies`: the events' bodies are their records' values as decoded, unchanged, so an
-        untransformed delivery can carry the original bytes instead of serialising again."""
+        untransformed delivery can carry the original bytes instead of serialising again.
+        `plain_out`: see route_records; the values collected are the events' JSON."""
         out: list[Delivery] = []
         if not events:
             return out
@@ -110,12 +111,26 @@ class Router:
             self._route_to_all(events, failures, matched, raw_bodies, out)
         if self.ruleset is not None:
             ruleset, routes, plain, append = self.ruleset, self.routes, self.plain_targets, out.append
+            collect, before = self._collectors(plain_out) if plain_out is not None else ({}, None)
             for event in events:
                 names = ruleset.matching(event.body)
                 if names:
                     record = event.record
                     as_json = record.value if raw_bodies else None
                     for name in names:
+                        add = collect.get(name)
+                        if add is not None:
+                            if as_json is None:
+                                try:
+                                    as_json = orjson.dumps(event.body)
+                                except Exception:  # noqa: BLE001 - _deliver dead-letters it per target
+                                    matched[name] = matched.get(name, 0) + 1
+                                    self._deliver(event, routes[name], None, failures, out)
+                                    continue
+                            add[0](record)
+                            add[1](record.key)
+                            add[2](as_json)
+                            continue
                         matched[name] = matched.get(name, 0) + 1
                         targets = plain.get(name)
                         if targets is not None and as_json is not None:
@@ -124,7 +139,27 @@ class Router:
                                 append(Delivery(target, record, as_json, record.key, name))
                         else:
                             as_json = self._deliver(event, routes[name], as_json, failures, out)
+            if before is not None:
+                self._count_collected(plain_out, before, matched)
         return out
+
+    def _collectors(self, plain: dict[str, PlainMatches]) -> tuple[dict, dict]:
+        """Per plain rule, the appends of its PlainMatches in `plain` (made if missing), and how
+        many it held before, for `_count_collected`."""
+        collect, before = {}, {}
+        for rule in self.plain_targets:
+            m = plain.get(rule)
+            if m is None:
+                m = plain[rule] = PlainMatches()
+            collect[rule] = (m.records.append, m.keys.append, m.values.append)
+            before[rule] = len(m)
+        return collect, before
+
+    @staticmethod
+    def _count_collected(plain: dict[str, PlainMatches], before: dict[str, int], matched: dict[str, int]) -> None:
+        for rule, n in before.items():
+            if len(plain[rule]) > n:
+                matched[rule] = matched.get(rule, 0) + len(plain[rule]) - n
 
     def route_records(self, records: list, decoder, failures: list[Failure], matched: dict[str, int],
                       plain_out: dict[str, PlainMatches] | None = None) -> list[Delivery]:
@@ -141,13 +176,7 @@ class Router:
             return self.route(decoder.decode(records, failures), failures, matched, raw_bodies=True)
         out: list[Delivery] = []
         plain = {} if plain_out is None else plain_out
-        collect, before = {}, {}
-        for rule in self.plain_targets:
-            m = plain.get(rule)
-            if m is None:
-                m = plain[rule] = PlainMatches()
-            collect[rule] = (m.records.append, m.keys.append, m.values.append)
-            before[rule] = len(m)
+        collect, before = self._collectors(plain)
         matching, routes, loads = self.ruleset.matching, self.routes, orjson.loads
         for record in records:
             value = record.value
@@ -169,9 +198,7 @@ class Router:
                     else:
                         matched[name] = matched.get(name, 0) + 1
                         self._deliver(Event(record, body), routes[name], value, failures, out)
-        for rule, n in before.items():
-            if len(plain[rule]) > n:
-                matched[rule] = matched.get(rule, 0) + len(plain[rule]) - n
+        self._count_collected(plain, before, matched)
         if plain_out is None:
             for rule, m in plain.items():
                 for target in self.plain_targets[rule]:

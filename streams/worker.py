@@ -23,7 +23,6 @@ from aiokafka.structs import ConsumerRecord
 from streams import metrics
 from streams.config import Config
 from streams.deadletter import DeadLetterWriter
-from processors.pipeline import Pipeline
 from streams.producer import BatchProducer, make_producer
 from streams.sinks.base import RecordChunk
 from streams.topology import build_pipeline, build_targets
@@ -353,7 +352,7 @@ class Worker:
     def _process(self, batch: dict) -> None:
         opened = self._open(batch)
         if opened is not None:
-            if isinstance(self.pipeline, Pipeline):  # plain rules' records go to targets as they are
+            if getattr(self.pipeline, "collects_plain", False):  # plain rules' records go to targets as they are
                 self._dispatch(self.pipeline.run(opened[0], plain=True), *opened[1:])
             else:
                 self._dispatch(self.pipeline.run(opened[0]), *opened[1:])

@@ -68,6 +68,8 @@ class TimedPipeline:
     def __init__(self, pipeline: Pipeline, clock):
         self.pipeline, self.clock = pipeline, clock
 
-    def run(self, by_topic):
+    collects_plain = True  # as Pipeline: the worker takes plain rules' records as they are
+
+    def run(self, by_topic, plain=False):
         self.clock.tick()
-        return self.pipeline.run(by_topic)
+        return self.pipeline.run(by_topic, plain)

@@ -190,3 +190,37 @@ def test_a_pipeline_without_stages_routes_in_one_pass_and_dead_letters_bad_recor
     assert plain.matched == result.matched == {"plain": 2, "shaped": 2, "keyed": 1}
     assert plain.delivery_count == len(result.deliveries) == 7
     assert [(f.record.offset, f.error) for f in result.failures] == [(1, "invalid_json"), (3, "tombstone")]
+
+
+class Shaping:
+    """A stage that changes bodies: routed events must carry the changed body's JSON."""
+    name = "shape"
+
+    def process(self, events, failures):
+        for event in events:
+            event.body["seen"] = True
+            if event.body.get("n") == 4:
+                event.body["bad"] = {1, 2}  # not JSON-serialisable: the delivery fails, the rest go on
+        return events
+
+
+def _per_target(result):
+    out = [(d.target, d.record.offset, d.payload, d.key, d.rule) for d in result.deliveries]
+    for rule, m in result.plain.items():
+        for target in result.plain_targets[rule]:
+            out += [(target, r.offset, v, k, rule) for r, k, v in zip(m.records, m.keys, m.values)]
+    return sorted(out, key=lambda d: (d[0], d[1]))
+
+
+def test_plain_rules_after_stages_collect_the_changed_bodies_json():
+    router = _fused_router()
+    values = [orjson.dumps({"n": i, "id": f"d{i}"}) for i in range(6)] + [b"not json"]
+    run = {mode: Pipeline({"in": [Shaping()]}, router).run({"in": records("in", values)}, plain=mode)
+           for mode in (False, True)}
+    assert _per_target(run[True]) == _per_target(run[False])
+    assert set(run[True].plain) == {"plain"} and run[True].delivery_count == len(run[False].deliveries)
+    assert orjson.loads(run[True].plain["plain"].values[0]) == {"n": 0, "id": "d0", "seen": True}
+    assert run[True].matched == run[False].matched
+    failures = {mode: sorted((f.record.offset, f.error, f.rule, f.target) for f in r.failures) for mode, r in run.items()}
+    assert failures[True] == failures[False]
+    assert (4, "TransformFailed", "plain", "plain/a") in failures[True] and (6, "invalid_json", None, None) in failures[True]
