@@ -57,9 +57,9 @@ class RecordChunk(list):
 
     def as_items(self, target: str) -> list[Item]:
         items: list[Item] = []
-        start = 0
+        start, rule, keys, values = 0, self.rule, self.keys, self.values
         for ticket, n, _ in self.runs:
-            items += [(Delivery(target, r, r.value, r.key, self.rule), ticket) for r in self[start:start + n]]
+            items += [(Delivery(target, self[i], values[i], keys[i], rule), ticket) for i in range(start, start + n)]
             start += n
         return items
 

@@ -126,3 +126,30 @@ def test_partition_runs_split_a_batch_by_topic_and_partition():
         expected = [(tickets[tp], len(list(g)), tp) for tp, g in groupby(records, lambda r: (r.topic, r.partition))]
         assert _partition_runs(records, tickets) == expected
     check()
+
+
+def test_a_target_that_takes_items_gets_the_chunks_own_keys_and_values():
+    """Plain records after enrichment carry the enriched event's JSON, not the record's bytes: a
+    target that takes (Delivery, Ticket) items (HTTP, S3, ...) must get those values."""
+    from processors.core import SourceRecord
+    from streams.sinks.base import Target
+    from streams.watermarks import Ticket
+
+    class Recording(Target):
+        def write(self, items):
+            self.items = items
+
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        target = Recording("enriched/http", 100, DeadLetterRecorder())
+        records = [SourceRecord("in", p, 5, 0, b"orig-key", b'{"raw": 1}') for p in (0, 1)]
+        t0, t1 = Ticket(6), Ticket(6)
+        chunk = _record_chunk("enriched", records, [(t0, 1, ("in", 0)), (t1, 1, ("in", 1))])
+        chunk.keys, chunk.values = [b"k0", None], [b'{"e": 0}', b'{"e": 1}']
+        target.submit_records(chunk)
+        assert [(d.target, d.rule, d.key, d.payload, d.record.partition, ticket) for d, ticket in target.items] == [
+            ("enriched/http", "enriched", b"k0", b'{"e": 0}', 0, t0), ("enriched/http", "enriched", None, b'{"e": 1}', 1, t1)]
+        assert (target.in_flight, t0.pending, t1.pending) == (2, 2, 2)
+    finally:
+        loop.close()
