@@ -11,9 +11,9 @@ import gc
 import logging
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from itertools import groupby
 from operator import attrgetter
-from dataclasses import dataclass, field
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
