@@ -81,6 +81,7 @@ class _Gen:
         # set or list is made at all. Helper functions collect into a set `found`.
         self.in_match = False
         self.stored: set[int] = set()  # slots `match` assigns
+        self.numbers: set[int] = set()  # slots a candidates check reads as a double (d<slot>)
 
     def hit(self, depth: int, ids: str) -> None:
         """Add the field ids in `ids` (a tuple; when in `match`, a non-empty one) to `found`."""
@@ -585,10 +586,27 @@ def _check_expr(g: _Gen, check) -> str | None:
         arrays = f"{g.const('h', check.holds)}(s)"
         if check.ranges is not None:  # numbers sorted once per event (SortedNumbers): bisections
             arrays = f"(({' or '.join(_sorted_range_test(g, r) for r in check.ranges)}) if t is SN else {arrays})"
-        present = f"(({scalar}) if t is not list and t is not SN else {arrays})"
         # the tests name the value `x` and its type `t`: here they are this slot's
-        present = _WORD_T.sub(t, _WORD_X.sub(x, present))
+        arrays = _WORD_T.sub(t, _WORD_X.sub(x, arrays))
+        if not check.exists_false and all(c.kind == "numeric" for c in check.conds):
+            # ranges only (thresholds on a reading): on the value as a double, read once (d<slot>)
+            g.numbers.add(check.slot)
+            n = f"d{check.slot}"
+            on_n = " or ".join(f"({_range_on(g, c.arg, n)})" for c in check.conds)
+            return f"(({on_n}) if {n} is not None else ({x} is not M and ({t} is list or {t} is SN) and {arrays}))"
+        present = _WORD_T.sub(t, _WORD_X.sub(x, f"(({scalar}) if t is not list and t is not SN else ")) + arrays + ")"
     return f"({x} is M or {present})" if check.exists_false else f"({x} is not M and {present})"
+
+
+def _range_on(g: _Gen, numeric_range, n: str) -> str:
+    """The double `n` in a numeric range (as _scalar_test's numeric tests)."""
+    lo, lo_incl, hi, hi_incl = numeric_range
+    tests = []
+    if lo is not None:
+        tests.append(f"{n} {'>=' if lo_incl else '>'} {g.const('lo', lo)}")
+    if hi is not None:
+        tests.append(f"{n} {'<=' if hi_incl else '<'} {g.const('hi', hi)}")
+    return " and ".join(tests) or "True"
 
 
 _WORD_X, _WORD_T = re.compile(r"\bx\b"), re.compile(r"\bt\b")
@@ -613,6 +631,7 @@ def build_candidates_check(candidates):
         for slot in sorted({c.slot for _, clauses in candidates for checks in clauses or () for c in checks}):
             g.emit(1, f"x{slot} = s[{slot}]")
             g.emit(1, f"t{slot} = type(x{slot})")
+        hoisted = len(g.lines)
         g.emit(1, "out = []")
         for name_const, (_, clauses) in zip(names, candidates):
             tests = []  # one expression per clause; None for a clause that always holds
@@ -625,5 +644,8 @@ def build_candidates_check(candidates):
                 g.emit(1, f"if {' or '.join(f'({test})' for test in tests)}:")
                 g.emit(2, f"out.append({name_const})")
         g.emit(1, "return out")
+        # a number as a double (ints converted, as EventBridge compares them); None otherwise
+        g.lines[hoisted:hoisted] = [f"    d{slot} = x{slot} if t{slot} is float else float(x{slot}) if t{slot} is int else None"
+                                    for slot in sorted(g.numbers)]
     _define("\n".join(g.lines) + "\n", "<eventweir-candidates>", g.env)
     return g.env["names"]
