@@ -461,17 +461,10 @@ def _scalar_test(g: _Gen, cond) -> str:
     if kind == "suffix":
         return f"(t is str and x.endswith({g.const('k', arg)}))"
     if kind == "numeric":
-        lo, lo_incl, hi, hi_incl = arg
-        tests = []
-        if lo is not None:
-            tests.append(f"{{n}} {'>=' if lo_incl else '>'} {g.const('lo', lo)}")
-        if hi is not None:
-            tests.append(f"{{n}} {'<=' if hi_incl else '<'} {g.const('hi', hi)}")
-        if not tests:
+        tests = _range_on(g, arg, "{n}")  # the bounds' constants made once, for both types
+        if tests == "True":
             return "(t is float or t is int)"
-        on_float = " and ".join(t.format(n="x") for t in tests)
-        on_int = " and ".join(t.format(n="float(x)") for t in tests)
-        return f"((t is float and {on_float}) or (t is int and {on_int}))"
+        return f"((t is float and {tests.format(n='x')}) or (t is int and {tests.format(n='float(x)')}))"
     if kind == "eic":
         return f"(t is str and x.lower() == {g.const('k', arg)})"
     if kind == "anything_but":  # arg: the excluded leaf keys (conditions.leaf_key)
@@ -599,7 +592,7 @@ def _check_expr(g: _Gen, check) -> str | None:
 
 
 def _range_on(g: _Gen, numeric_range, n: str) -> str:
-    """The double `n` in a numeric range (as _scalar_test's numeric tests)."""
+    """The double `n` (an expression) in a numeric range, as code; "True" for an unbounded one."""
     lo, lo_incl, hi, hi_incl = numeric_range
     tests = []
     if lo is not None:
