@@ -14,6 +14,7 @@ from functools import partial
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from streams import produce_request
 from streams.config import Config
 
 _KEY_CACHE_LIMIT = 100_000
@@ -26,7 +27,7 @@ def _public_append(batch, offset, timestamp, key, value, headers):
 
 def make_producer(config: Config) -> AIOKafkaProducer:
     k, p = config.kafka, config.producer
-    return AIOKafkaProducer(
+    producer = AIOKafkaProducer(
         **k.client_options(),
         linger_ms=p.linger_ms,
         max_batch_size=p.max_batch_bytes,
@@ -36,6 +37,8 @@ def make_producer(config: Config) -> AIOKafkaProducer:
         enable_idempotence=p.enable_idempotence,
         request_timeout_ms=p.request_timeout_ms,
     )
+    produce_request.install(producer)
+    return producer
 
 
 class BatchProducer:
