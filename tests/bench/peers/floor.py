@@ -5,6 +5,9 @@ from aiokafka import AIOKafkaConsumer
 
 
 async def main(args) -> None:
+    from streams.worker import tune_malloc
+
+    tune_malloc()  # the memory settings eventweir's worker runs with: fetch buffers reuse freed memory
     consumer = AIOKafkaConsumer(*spec.topics(args.prefix).values(), bootstrap_servers=args.bootstrap,
                                 group_id=args.group, auto_offset_reset="earliest", enable_auto_commit=False,
                                 max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
