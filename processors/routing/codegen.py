@@ -319,10 +319,10 @@ def _string_lookups(g: _Gen, depth: int, v: str, fi) -> None:
     if fi.exact:
         _lookup(g, depth, g.const("ex", fi.exact), v)
     for n, table in sorted(fi.prefix.items()):
-        _lookup(g, depth, g.const("pf", table), f"{v}[:{n}]")
+        _affix_lookup(g, depth, g.const("pf", table), v, "startswith", table, f"{v}[:{n}]")
     for n, table in sorted(fi.suffix.items()):
         # v[:0] rather than "" for the empty suffix: it still fails on a non-string
-        _lookup(g, depth, g.const("sf", table), f"{v}[-{n}:]" if n else f"{v}[:0]")
+        _affix_lookup(g, depth, g.const("sf", table), v, "endswith", table, f"{v}[-{n}:]" if n else f"{v}[:0]")
     if fi.eic or fi.prefix_ic or fi.suffix_ic:
         low = g.var("low")
         g.emit(depth, f"{low} = {v}.lower()")
@@ -438,6 +438,21 @@ def _negative_strings(g: _Gen, depth: int, v: str, fi) -> None:
     g.hit(depth + 1, every)
     g.emit(depth, "else:")
     g.collect(depth + 1, f"{g.const('negs', fi.negative)}({v}, {{found}})")
+
+
+AFFIX_SCAN_KEYS = 8
+
+
+def _affix_lookup(g: _Gen, depth: int, table: str, v: str, method: str, keys: dict, key: str) -> None:
+    """A prefix/suffix table lookup for the string `v`. A table of a few keys is tried first with
+    one `startswith`/`endswith` on them all, which makes no string: most values match none, and
+    slicing out and hashing the key costs more. A big table (thousands of rules) is looked up
+    by key, in constant time."""
+    if len(keys) > AFFIX_SCAN_KEYS:
+        _lookup(g, depth, table, key)
+        return
+    g.emit(depth, f"if {v}.{method}({g.const('keys', tuple(keys))}):")
+    _lookup(g, depth + 1, table, key)
 
 
 def _lookup(g: _Gen, depth: int, table: str | None, key: str, fn: str | None = None) -> None:

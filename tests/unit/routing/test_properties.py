@@ -289,3 +289,22 @@ def test_generated_candidate_checks_are_bounded_and_the_rest_still_match():
                 ev = {"kind": f"k{i}", "n": n}
                 assert rs.matching(ev) == [r for r, p in compiled.items() if p.matches(ev)]
     assert len(rs._compiled) == 3  # the first three candidate sets seen twice; the others go the slow way
+
+
+affixes = st.text(alphabet="abc", max_size=3)  # up to 27 keys a length: tables past AFFIX_SCAN_KEYS too
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["prefix", "suffix"]), affixes), min_size=1, max_size=24),
+       st.lists(st.one_of(st.text(alphabet="abc", max_size=5), st.integers(0, 2), st.none(),
+                          st.lists(st.text(alphabet="ab", max_size=3), max_size=3)), min_size=1, max_size=20))
+def test_prefix_and_suffix_tables_small_and_large_agree_with_each_pattern(affix_rules, values):
+    """Tables of a few prefixes/suffixes are tried with one startswith/endswith on all their
+    keys, big ones by slicing out the key (codegen._affix_lookup): both give each rule's answer,
+    for strings, missing fields and values that are not strings."""
+    rules = {f"r{i}": {"v": [{kind: affix}]} for i, (kind, affix) in enumerate(affix_rules)}
+    compiled = {n: compile_pattern(p) for n, p in rules.items()}
+    rs = RuleSet(rules)
+    for x in values:
+        ev = {} if x is None else {"v": x}
+        assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], x
