@@ -16,7 +16,6 @@ import logging
 import weakref
 from collections import deque
 from functools import partial
-from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 
 from streams import metrics
@@ -82,10 +81,16 @@ class TopicSender:
                 continue
             chunks = self._take()
             call = _Call(self, chunks)
-            records = _records(chunks[0][1]) if len(chunks) == 1 else chain.from_iterable(
-                _records(items) for _, items in chunks)
+            if len(chunks) == 1:
+                keys, values = _columns(chunks[0][1])
+            else:
+                keys, values = [], []
+                for _, items in chunks:
+                    k, v = _columns(items)
+                    keys += k
+                    values += v
             try:
-                sent, too_large = await self.producer.send(self.topic, records)
+                sent, too_large = await self.producer.send_columns(self.topic, keys, values)
             except Exception as exc:  # never let one bad chunk stop the topic
                 log.exception("produce to %s failed", self.topic)
                 call.failed(range(call.count), "ProduceFailed", f"{type(exc).__name__}: {exc}")
@@ -104,14 +109,12 @@ _delivery = itemgetter(0)
 _key, _payload = attrgetter("key"), attrgetter("payload")
 
 
-def _records(items: list[Item] | RecordChunk):
-    """The items' (key, value, headers), made one at a time as the producer reads them: zip hands
-    out one tuple, reused, instead of a list of tuples to build and free per call. A RecordChunk
-    holds the source records, produced as they came."""
+def _columns(items: list[Item] | RecordChunk) -> tuple[list, list]:
+    """The items' keys and values, as two lists. A RecordChunk already holds them."""
     if type(items) is RecordChunk:
-        return zip(items.keys, items.values, repeat(None))
+        return items.keys, items.values
     deliveries = list(map(_delivery, items))
-    return zip(map(_key, deliveries), map(_payload, deliveries), repeat(None))
+    return list(map(_key, deliveries)), list(map(_payload, deliveries))
 
 
 class _Call:

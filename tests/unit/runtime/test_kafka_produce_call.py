@@ -73,7 +73,7 @@ def test_records_of_a_plain_rule_settle_per_ticket_and_a_failed_batch_names_rule
     own value and key, count against their partitions' tickets, and a failed batch dead-letters
     exactly its records, with the rule and target named."""
     from processors.core import SourceRecord
-    from streams.sinks.kafka import _records
+    from streams.sinks.kafka import _columns
     from streams.watermarks import Ticket
 
     loop = asyncio.new_event_loop()
@@ -91,7 +91,7 @@ def test_records_of_a_plain_rule_settle_per_ticket_and_a_failed_batch_names_rule
         assert (target.in_flight, t0.pending, t1.pending) == (5, 4, 3)  # plus the pipeline's own hold
         assert dict(target.in_flight_by_partition) == {("in", 0): 3, ("in", 1): 2}
         [(queued_by, queued)] = sender._queue
-        assert queued_by is target and [(k, v) for k, v, _ in _records(queued)] == [
+        assert queued_by is target and list(zip(*_columns(queued))) == [
             (b"k0", b'{"n": 0}'), (b"k1", b'{"n": 1}'), (b"k2", b'{"n": 2}'), (None, b'{"m": 0}'), (None, b'{"m": 1}')]
         call = _Call(sender, [(target, queued)])
         call.waiting = 2
