@@ -129,12 +129,15 @@ class RuleSet:
 
     # a set of candidate clauses seen this often gets its own generated check (see _resolve)
     MAX_COMPILED = 1024  # a few KB of code each
+    MAX_REST_CHECKS = 1024  # the same, for the checked part of sets that are not compiled whole
     MAX_SEEN = 100_000
 
     def __init__(self, rules: dict[str, dict | str], compile_after: int = 16):
         self.compile_after = compile_after
         self._seen: dict[frozenset, int] = {}
         self._compiled: dict[frozenset, object] = {}
+        self._rest_seen: dict[frozenset, int] = {}  # see _check_rest
+        self._rest_checks: dict[frozenset, object] = {}
         self.names: list[str] = []
         self.clauses: list = []  # clause id -> clause
         self.clause_rule: list[int] = []  # clause id -> rule index
@@ -212,8 +215,15 @@ class RuleSet:
         return len(self.names)
 
     def _resolve(self, found: frozenset, slots: list) -> list[str]:
-        """The rules among the candidates `found` whose clauses hold, one check per clause; a set
-        of candidates seen `compile_after` times gets one generated function (`_compile`)."""
+        """The rules among the candidates `found` whose clauses hold. A set of candidates seen
+        `compile_after` times gets one generated function (`_compile`).
+
+        Until then (and for good once MAX_COMPILED sets have theirs) the set is split. Anchors
+        that decide their rule alone (`direct`) give their rules at once. The candidates left
+        to check are grouped the same way: their sets are few even when whole sets are not. A
+        rule set with many fields that all hit (`combined` in tests/bench/patterns.py: every
+        street, type and number adds its own hits) makes a new whole set for most events,
+        while the checked part keeps recurring."""
         seen = self._seen.get(found, 0) + 1
         if seen >= self.compile_after and len(self._compiled) < self.MAX_COMPILED:
             names = self._compiled[found] = self._compile(found)
@@ -221,22 +231,40 @@ class RuleSet:
         if len(self._seen) >= self.MAX_SEEN:
             self._seen.clear()  # a stream of one-off candidate sets (a large exact-match set)
         self._seen[found] = seen
-        direct, anchor_of = self.direct, self.anchor_of
-        rules = {direct[f] for f in found if f in direct}
-        cids = [anchor_of[f] for f in found if f not in direct and f in anchor_of]
-        if self.always:
-            cids.extend(self.always)
-        clause_rule = self.clause_rule
-        for cid in cids:
-            r = clause_rule[cid]
-            if r not in rules and self._clause_check(cid)(slots):
-                rules.add(r)
+        rules = set(map(self.direct.get, found))
+        rules.discard(None)
+        rest = found.difference(self.direct)
+        if rest or self.always:
+            rules.update(self._check_rest(rest, slots))
         if not rules:
             return []
         names = self.names
         if len(rules) == 1:
             return [names[r] for r in rules]
         return [names[r] for r in sorted(rules)]
+
+    def _check_rest(self, rest: frozenset, slots: list):
+        """Indexes of the rules whose candidate clauses in `rest` (none decided by its anchor
+        alone), or whose always-checked clauses, hold; by a generated function once `rest` recurs."""
+        check = self._rest_checks.get(rest)
+        if check is not None:
+            return check(slots)
+        seen = self._rest_seen.get(rest, 0) + 1
+        if seen >= self.compile_after and len(self._rest_checks) < self.MAX_REST_CHECKS:
+            check = self._rest_checks[rest] = self._compile(rest, as_indexes=True)
+            return check(slots)
+        if len(self._rest_seen) >= self.MAX_SEEN:
+            self._rest_seen.clear()
+        self._rest_seen[rest] = seen
+        cids = [self.anchor_of[f] for f in rest if f in self.anchor_of]
+        cids.extend(self.always)
+        clause_rule = self.clause_rule
+        rules = set()
+        for cid in cids:
+            r = clause_rule[cid]
+            if r not in rules and self._clause_check(cid)(slots):
+                rules.add(r)
+        return rules
 
     def _clause_fields(self, cid: int) -> tuple:
         """The fields of clause `cid` its anchor's index hit leaves to check."""
@@ -249,7 +277,9 @@ class RuleSet:
             ok = self.checks[cid] = build_clause_check(self._clause_fields(cid))
         return ok
 
-    def _compile(self, found: frozenset):
+    def _compile(self, found: frozenset, as_indexes: bool = False):
+        """The generated check of the candidates `found`: it returns the names of the rules that
+        hold, or their indexes (`as_indexes`)."""
         by_rule: dict[int, list | None] = {}
         for f in found:
             if f in self.direct:
@@ -259,7 +289,7 @@ class RuleSet:
             if r in by_rule and by_rule[r] is None:
                 continue
             by_rule.setdefault(r, []).append(self._clause_fields(cid))
-        return build_candidates_check([(self.names[r], by_rule[r]) for r in sorted(by_rule)])
+        return build_candidates_check([(r if as_indexes else self.names[r], by_rule[r]) for r in sorted(by_rule)])
 
     def _matching_generic(self, event: dict) -> list[str]:
         flat = flatten(event, self.trie)

@@ -180,12 +180,19 @@ def test_ruleset_agrees_with_each_pattern(patterns_, evs):
     rs = RuleSet(rules)
     # compile_after=1: every set of candidates gets its generated check at once
     generated = RuleSet(rules, compile_after=1)
+    # no set compiled whole: direct hits decide, the rest is checked by its own generated
+    # function (split_generated) or clause by clause (split)
+    split_generated, split = RuleSet(rules, compile_after=1), RuleSet(rules, compile_after=10**9)
+    split_generated.MAX_COMPILED = split.MAX_COMPILED = 0
     compiled = {n: compile_pattern(p) for n, p in rules.items()}
     for ev in evs:
         expected = [n for n, p in compiled.items() if p.matches(ev)]
         assert rs.matching(ev) == expected
         assert generated.matching(ev) == expected
         assert generated.matching(ev) == expected  # and again, through the stored function
+        for engine in (split_generated, split):
+            assert engine.matching(ev) == expected
+            assert engine.matching(ev) == expected
 
 
 bounds = st.integers(-5, 5).map(float)
