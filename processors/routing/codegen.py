@@ -400,7 +400,7 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool, path: str, s
         pts, sl, i = g.const("pts", ri.points), g.const("sl", ri.slots), g.var("i")
         c = g.var("c")
         g.emit(d2, f"if {t} is float:")
-        g.emit(d2 + 1, f"{c} = {sl}[_bisect({g.const('fk', ri.float_keys)}, {v})]")
+        g.emit(d2 + 1, f"{c} = {_float_slot(g, ri, v)}")
         g.emit(d2, "else:")
         g.emit(d2 + 1, f"{i} = _bisect({pts}, {v})")
         g.emit(d2 + 1, f"{c} = {sl}[2 * {i} - 1] if {i} and {pts}[{i} - 1] == {v} else {sl}[2 * {i}]")
@@ -411,6 +411,25 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool, path: str, s
             g.emit(d2, "pass" if not stored else f"{g.slot(slot)} = {v}")
     g.emit(depth, "else:")
     g.collect(d2, f"{g.const('other', _other(fi))}({v}, {{found}})", slot if stored else None)
+
+
+INLINE_FLOAT_KEYS = 8
+
+
+def _float_slot(g: _Gen, ri, v: str) -> str:
+    """The expression for the ids the float `v` hits in the range index `ri`: its slot by
+    bisection over `float_keys`. With a few boundaries (a threshold or two per field, the usual
+    case) the bisection is written out as nested comparisons, which costs less than the call."""
+    keys = ri.float_keys
+    if len(keys) > INLINE_FLOAT_KEYS:
+        return f"{g.const('sl', ri.slots)}[_bisect({g.const('fk', keys)}, {v})]"
+
+    def tree(lo: int, hi: int) -> str:  # bisect_right's answer lies in lo..hi
+        if lo == hi:
+            return g.const("r", ri.slots[lo])
+        mid = (lo + hi + 1) // 2  # below keys[mid - 1]: at most mid - 1; else at least mid
+        return f"({tree(lo, mid - 1)} if {v} < {g.const('k', keys[mid - 1])} else {tree(mid, hi)})"
+    return tree(0, len(keys))
 
 
 def _negative_strings(g: _Gen, depth: int, v: str, fi) -> None:
