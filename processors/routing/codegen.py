@@ -148,7 +148,10 @@ def build_fast_path(trie, slot_of: dict, index: dict, needed: set, tail: dict):
     _node(g, trie, "ev", 2, slot_of, index, needed)
     if g.stored:
         g.lines.insert(start - 1, "    " + " = ".join(f"s{i}" for i in sorted(g.stored)) + " = M")
-    g.emit(1, "except (TypeError, AttributeError):")
+    # an integer too big for a double (possible only in an event built in Python: orjson reads
+    # such numbers as floats) makes float() overflow in a numeric test: the generic path, whose
+    # predicates read it as infinity, decides
+    g.emit(1, "except (TypeError, AttributeError, OverflowError):")
     g.emit(2, "return _generic(ev)")
     g.emit(1, "if found is None:")
     g.emit(2, "found = ()" if tail["always"] else "return []")
@@ -162,15 +165,18 @@ def build_fast_path(trie, slot_of: dict, index: dict, needed: set, tail: dict):
             g.emit(1, f"s[{i}] = s{i}")
     # a tuple of ids maps to its compiled check once one exists (bounded: concatenations of
     # several fields' ids can be many); until then the set of ids goes to `_resolve`
-    g.emit(1, "names = _by_ids.get(found)")
-    g.emit(1, "if names is None:")
-    g.emit(2, "key = frozenset(found)")
-    g.emit(2, "names = _compiled_get(key)")
+    g.emit(1, "try:")
+    g.emit(2, "names = _by_ids.get(found)")
     g.emit(2, "if names is None:")
-    g.emit(3, "return _resolve(key, s)")
-    g.emit(2, f"if len(_by_ids) < {BY_IDS_SIZE}:")
-    g.emit(3, "_by_ids[found] = names")
-    g.emit(1, "return names(s)")
+    g.emit(3, "key = frozenset(found)")
+    g.emit(3, "names = _compiled_get(key)")
+    g.emit(3, "if names is None:")
+    g.emit(4, "return _resolve(key, s)")
+    g.emit(3, f"if len(_by_ids) < {BY_IDS_SIZE}:")
+    g.emit(4, "_by_ids[found] = names")
+    g.emit(2, "return names(s)")
+    g.emit(1, "except OverflowError:")
+    g.emit(2, "return _generic(ev)")
     if g.helpers:
         g.lines.insert(1, "    _ev[0] += 1")
     source = "\n".join(g.lines + g.helpers) + "\n"

@@ -6,6 +6,7 @@ event-ruler does), so 300, 300.0 and 3e2 are the same value and the string "300"
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -15,6 +16,15 @@ from .wildcard import make_matcher
 def is_number(v: Any) -> bool:
     t = type(v)
     return t is int or t is float
+
+
+def as_double(v: int | float) -> float:
+    """A JSON number as the IEEE double EventBridge compares: an integer too large for one is
+    +-infinity, as a JSON parser reading it into a double gives (Python's float() raises)."""
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
 
 
 def number_key(v: Any):
@@ -76,7 +86,7 @@ def build_predicate(kind: str, arg: Any) -> Callable[[Any], bool]:
             t = type(v)
             if t is not int and t is not float:
                 return False
-            x = float(v) if t is int else v
+            x = as_double(v) if t is int else v
             if lo is not None and (x < lo or (x == lo and not lo_incl)):
                 return False
             if hi is not None and (x > hi or (x == hi and not hi_incl)):

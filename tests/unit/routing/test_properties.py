@@ -227,8 +227,10 @@ def test_range_index_array_lookups_agree_with_single_lookups(ranges, numbers):
         assert (i in expected) == inside
 
 
+# integers too big for a double (an event built in Python) compare as +-infinity
 near_bounds = st.one_of(bounds, st.integers(-6, 6), bounds.map(lambda b: math.nextafter(b, math.inf)),
-                       bounds.map(lambda b: math.nextafter(b, -math.inf)), st.just(-0.0))
+                       bounds.map(lambda b: math.nextafter(b, -math.inf)), st.just(-0.0),
+                       st.sampled_from([10**400, -10**400, 2**1024]))
 
 
 @settings(max_examples=300, deadline=None)
@@ -247,6 +249,13 @@ def test_numeric_ranges_on_single_numbers_agree_with_each_pattern(ranges, number
     for x in numbers:
         ev = {"v": x}
         assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], x
+    # the same ranges checked after an exact anchor, by the generated candidate checks
+    anchored = {n: {"k": ["a"], **p} for n, p in rules.items()}
+    compiled = {n: compile_pattern(p) for n, p in anchored.items()}
+    for rs in (RuleSet(anchored), RuleSet(anchored, compile_after=1)):
+        for x in numbers:
+            for ev in ({"k": "a", "v": x}, {"k": "a", "v": [x, 0.5]}):
+                assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], ev
 
 
 def test_memo_of_a_field_whose_values_do_not_repeat_is_dropped_and_results_stay_right():
