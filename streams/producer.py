@@ -87,58 +87,35 @@ class BatchProducer:
 
         Each future resolves when the broker acknowledged its batch, or raises its error.
         """
-        parts = await self.partitions(topic)
-        keyless = next(self._round_robin[topic])  # a whole keyless call goes to one partition: bigger batches
-        cache = self._key_partition.setdefault(topic, {})  # murmur2 in Python is slow; keys repeat
-        new_batch = self._new_batch
-        # one pass: each record goes straight into its partition's open batch; a full batch is sent
-        # and replaced. Partitions' batches are sent in record order, so per-partition order holds.
-        open_batches: dict[int, tuple] = {}  # partition -> (batch, its append, indexes of its records)
-        sent, too_large = [], []
-        for index, (key, value, headers) in enumerate(records):
-            if partition is not None:
-                part = partition
-            elif key is None:
-                part = keyless
-            else:
-                part = cache.get(key)
-                if part is None:
-                    part = self._partition_for(cache, parts, key)
-            current = open_batches.get(part)
-            if current is None:
-                current = open_batches[part] = new_batch()
-            # (a record's offset in its batch is the number of records before it)
-            if current[1](len(current[2]), None, key, value, headers or _NO_HEADERS) is None:
-                if current[2]:
-                    sent.append(await self._ship(current, topic, part))
-                    current = open_batches[part] = new_batch()
-                if current[1](0, None, key, value, headers or _NO_HEADERS) is None:
-                    too_large.append(index)
-                    continue
-            current[2].append(index)
-        for part, current in open_batches.items():
-            if current[2]:
-                sent.append(await self._ship(current, topic, part))
-        return sent, too_large
+        rows = list(records)
+        if not rows:
+            return [], []
+        keys, values, headers = map(list, zip(*rows))
+        return await self.send_columns(topic, keys, values, headers, partition)
 
-    async def send_columns(self, topic: str, keys: list, values: list
+    async def send_columns(self, topic: str, keys: list, values: list, headers: list | None = None,
+                           partition: int | None = None
                            ) -> tuple[list[tuple[asyncio.Future, list[int]]], list[int]]:
-        """`send` for records given as a list of keys and a list of values (no headers), as the
+        """`send` for records given as lists of keys, values and (optionally) headers, as the
         kafka target has them. Records are grouped by partition first, and each partition's run
         is appended by `map` over the batch builder's append: no Python step per record, which
-        is most of what a record costs `send`. Returns what `send` returns; per-partition order
-        is the order given."""
+        is most of what a record would cost. Per-partition order is the order given."""
         parts = await self.partitions(topic)
-        cache = self._key_partition.setdefault(topic, {})
-        cache[None] = next(self._round_robin[topic])  # keyless records: one partition per call
-        where = list(map(cache.get, keys))
+        if partition is not None:
+            where = [partition] * len(values)
+        else:
+            # murmur2 in Python is slow and keys repeat: partitions are cached per key
+            cache = self._key_partition.setdefault(topic, {})
+            cache[None] = next(self._round_robin[topic])  # keyless records: one partition per call
+            where = list(map(cache.get, keys))
         count = Counter(where)
         if None in count:  # keys not seen yet
             for i in [i for i, part in enumerate(where) if part is None]:
                 where[i] = self._partition_for(cache, parts, keys[i])
             count = Counter(where)
-        if len(count) == 1:
-            runs = [(where[0], range(len(values)), keys, values)]
+        headers = repeat(_NO_HEADERS) if headers is None else [h or _NO_HEADERS for h in headers]
+        if len(count) <= 1:
+            runs = [(where[0], range(len(values)), keys, values, headers)] if values else []
         else:
             order = sorted(range(len(values)), key=where.__getitem__)  # stable: order kept per partition
             runs, start = [], 0
@@ -146,15 +123,16 @@ class BatchProducer:
                 positions = order[start:start + count[part]]
                 start += count[part]
                 runs.append((part, positions, list(map(keys.__getitem__, positions)),
-                             list(map(values.__getitem__, positions))))
+                             list(map(values.__getitem__, positions)),
+                             headers if type(headers) is repeat else list(map(headers.__getitem__, positions))))
         sent, too_large = [], []
-        for part, positions, run_keys, run_values in runs:
+        for part, positions, run_keys, run_values, run_headers in runs:
             done = 0
             while done < len(positions):
                 current = self._new_batch()
                 appended = len(list(takewhile(_appended, map(
                     current[1], itertools.count(), repeat(None), islice(run_keys, done, None),
-                    islice(run_values, done, None), repeat(_NO_HEADERS)))))
+                    islice(run_values, done, None), islice(run_headers, done, None)))))
                 if not appended:  # alone in a new batch and still too big
                     too_large.append(positions[done])
                     done += 1
