@@ -12,7 +12,7 @@ import itertools
 from collections import Counter
 from functools import partial
 from itertools import islice, repeat, takewhile
-from operator import is_not
+from operator import is_not, itemgetter
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
@@ -23,6 +23,7 @@ from streams.config import Config
 _KEY_CACHE_LIMIT = 100_000
 _NO_HEADERS: list = []  # aiokafka wants a list; it only reads it
 _appended = partial(is_not, None)  # a batch's append returns None once the batch is full
+_COLUMNS = (itemgetter(0), itemgetter(1), itemgetter(2))  # key, value, headers of a record
 
 
 def _public_append(batch, offset, timestamp, key, value, headers):
@@ -87,11 +88,11 @@ class BatchProducer:
 
         Each future resolves when the broker acknowledged its batch, or raises its error.
         """
-        rows = list(records)
+        rows = records if type(records) is list else list(records)
         if not rows:
             return [], []
-        keys, values, headers = map(list, zip(*rows))
-        return await self.send_columns(topic, keys, values, headers, partition)
+        keys, values, headers = (list(map(column, rows)) for column in _COLUMNS)
+        return await self.send_columns(topic, keys, values, headers if any(headers) else None, partition)
 
     async def send_columns(self, topic: str, keys: list, values: list, headers: list | None = None,
                            partition: int | None = None
