@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from functools import cache
 from types import MethodType
 
 log = logging.getLogger(__name__)
@@ -78,19 +79,24 @@ def _request_classes():
 _CLASSES = _request_classes()
 
 
+@cache
 def encodes_alike() -> bool:
-    """Whether every produce request version encodes to aiokafka's own bytes."""
+    """Whether every produce request version encodes to aiokafka's own bytes (checked once)."""
     if _CLASSES is None:
         return False
     original, one_copy, _ = _CLASSES
     topics = [("orders", [(0, b"\x00batch-0"), (3, b"batch-3" * 3)]), ("\u00e9v\u00e9nements", [(1, b"")])]
-    for transactional_id in (None, "txn-1"):
-        for cls in original._CLASSES:
-            if cls.API_VERSION < 3 and transactional_id:
-                continue
-            args = (transactional_id, -1, 30000, topics)
-            if one_copy(*args).build(cls).encode() != original(*args).build(cls).encode():
-                return False
+    try:
+        for transactional_id in (None, "txn-1"):
+            for cls in original._CLASSES:
+                if cls.API_VERSION < 3 and transactional_id:
+                    continue
+                args = (transactional_id, -1, 30000, topics)
+                if one_copy(*args).build(cls).encode() != original(*args).build(cls).encode():
+                    raise ValueError(f"{cls.__name__} encodes differently")
+    except Exception as exc:  # noqa: BLE001 - any surprise means: keep aiokafka's encoder
+        log.info("aiokafka's produce requests are not laid out as expected (%s): using its own encoder", exc)
+        return False
     return True
 
 
@@ -103,18 +109,11 @@ async def _send_produce_req(self, node_id, batches):
         self._muted_partitions.remove(tp)
 
 
-_ALIKE: list[bool] = []
-
-
 def install(producer) -> bool:
     """Send `producer`'s produce requests with one copy; False (and nothing changed) when this
     aiokafka does not encode them the way this module expects."""
-    if not _ALIKE:
-        _ALIKE.append(encodes_alike())
-        if not _ALIKE[0]:
-            log.info("aiokafka's produce request layout is not the expected one: using its own encoder")
     sender = getattr(producer, "_sender", None)
-    if not _ALIKE[0] or sender is None or not hasattr(sender, "_send_produce_req"):
+    if sender is None or not hasattr(sender, "_send_produce_req") or not encodes_alike():
         return False
     sender._send_produce_req = MethodType(_send_produce_req, sender)
     return True

@@ -31,7 +31,7 @@ async def test_install_takes_over_the_producers_requests_only_when_encodings_agr
     assert produce_request.install(producer)
     assert producer._sender._send_produce_req.__func__ is produce_request._send_produce_req
     other = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")
-    monkeypatch.setattr(produce_request, "_ALIKE", [False])  # an aiokafka with another layout
+    monkeypatch.setattr(produce_request, "encodes_alike", lambda: False)  # an aiokafka with another layout
     assert not produce_request.install(other)
     assert "_send_produce_req" not in vars(other._sender)
 
