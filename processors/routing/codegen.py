@@ -14,10 +14,10 @@ import re
 from bisect import bisect_left, bisect_right
 from itertools import chain
 
-_chain = chain.from_iterable
-
 from .conditions import leaf_key
 from .index import SortedNumbers
+
+_chain = chain.from_iterable
 
 _NUMBERS = {int, float}
 

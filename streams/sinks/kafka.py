@@ -203,4 +203,4 @@ class KafkaTarget(Target):
         self._sender.put(self, items)
 
     def submit_records(self, chunk: RecordChunk) -> None:
-        self.submit(chunk)  # produced from the records themselves (_records)
+        self.submit(chunk)  # produced from the chunk's own keys and values (_columns)
