@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from streams import metrics
+from streams import fetch_records, metrics
 from streams.config import Config
 from streams.deadletter import DeadLetterWriter
 from streams.producer import BatchProducer, make_producer
@@ -136,6 +136,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
 def make_consumer(config: Config) -> AIOKafkaConsumer:
     k, c = config.kafka, config.consumer
+    fetch_records.install()
     return AIOKafkaConsumer(
         **k.client_options(),
         group_id=k.group_id,

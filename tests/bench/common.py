@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from streams.admin import ensure_topics  # noqa: E402
 from streams.broker import start_tansu  # noqa: E402
+from streams.fetch_records import as_shipped  # noqa: E402
 from streams.producer import BatchProducer  # noqa: E402
 from streams.worker import tune_malloc  # noqa: E402
 
@@ -60,8 +61,14 @@ async def floor_run(bootstrap: str, topic: str, total: int, max_records: int = 5
     """events/s of raw `getmany()` + `orjson.loads`, no processing: the ceiling any pipeline has.
     It runs with the memory settings the worker gives its process (multi-megabyte fetch responses
     then reuse freed memory), so that a worker run before it does not leave it an advantage or a
-    handicap."""
+    handicap. Its fetches are read by aiokafka as shipped, whatever the worker installed
+    (streams.fetch_records)."""
     tune_malloc()
+    with as_shipped():
+        return await _floor_run(bootstrap, topic, total, max_records)
+
+
+async def _floor_run(bootstrap: str, topic: str, total: int, max_records: int) -> float:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=unique("floor"),
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
