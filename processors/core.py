@@ -56,17 +56,32 @@ class Delivery:
     event: dict[str, Any] | None = field(default=None, repr=False)
 
 
+class TopicRecords(list):
+    """One topic's records of a batch, partition after partition; `parts` lists (partition,
+    count) for each partition in order, so that a router can count runs per partition without
+    reading each record's partition again."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[tuple] = []
+
+
 class PlainMatches:
     """The records one rule matched, for a rule whose targets take each record as it came, with
     their keys and values gathered while the records were being routed: a target reads them
     later, when the records themselves have gone cold in the CPU cache."""
 
-    __slots__ = ("records", "keys", "values")
+    __slots__ = ("records", "keys", "values", "runs")
 
     def __init__(self) -> None:
         self.records: list[SourceRecord] = []
         self.keys: list[bytes | None] = []
         self.values: list[bytes] = []
+        # (partition, count) per run of consecutive records of one source partition, when the
+        # router was told where a batch's partitions start (TopicRecords.parts); else None
+        self.runs: list[tuple] | None = []
 
     def __len__(self) -> int:
         return len(self.records)

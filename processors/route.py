@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Any, Callable
 
 import orjson
@@ -111,7 +112,7 @@ class Router:
             self._route_to_all(events, failures, matched, raw_bodies, out)
         if self.ruleset is not None:
             ruleset, routes, plain, append = self.ruleset, self.routes, self.plain_targets, out.append
-            collect, before = self._collectors(plain_out) if plain_out is not None else ({}, None)
+            collect, before = self._collectors(plain_out, runs_known=False) if plain_out is not None else ({}, None)
             for event in events:
                 names = ruleset.matching(event.body)
                 if names:
@@ -143,14 +144,17 @@ class Router:
                 self._count_collected(plain_out, before, matched)
         return out
 
-    def _collectors(self, plain: dict[str, PlainMatches]) -> tuple[dict, dict]:
+    def _collectors(self, plain: dict[str, PlainMatches], runs_known: bool) -> tuple[dict, dict]:
         """Per plain rule, the appends of its PlainMatches in `plain` (made if missing), and how
-        many it held before, for `_count_collected`."""
+        many it held before, for `_count_collected`. Unless the caller keeps the matches' runs
+        (`runs_known`), they are unknown from now on."""
         collect, before = {}, {}
         for rule in self.plain_targets:
             m = plain.get(rule)
             if m is None:
                 m = plain[rule] = PlainMatches()
+            if not runs_known:
+                m.runs = None
             collect[rule] = (m.records.append, m.keys.append, m.values.append)
             before[rule] = len(m)
         return collect, before
@@ -176,28 +180,38 @@ class Router:
             return self.route(decoder.decode(records, failures), failures, matched, raw_bodies=True)
         out: list[Delivery] = []
         plain = {} if plain_out is None else plain_out
-        collect, before = self._collectors(plain)
+        parts = getattr(records, "parts", None)
+        collect, before = self._collectors(plain, runs_known=parts is not None)
         matching, routes, loads = self.ruleset.matching, self.routes, orjson.loads
-        for record in records:
-            value = record.value
-            try:
-                body = loads(value)
-            except Exception:  # noqa: BLE001 - not JSON, or a tombstone: the decoder decides
-                body = None
-            if type(body) is not dict:
-                out += self.route(decoder.decode([record], failures), failures, matched, raw_bodies=True)
-                continue
-            names = matching(body)
-            if names:
-                for name in names:
-                    add = collect.get(name)
-                    if add is not None:
-                        add[0](record)
-                        add[1](record.key)
-                        add[2](value)
-                    else:
-                        matched[name] = matched.get(name, 0) + 1
-                        self._deliver(Event(record, body), routes[name], value, failures, out)
+        rest = iter(records)
+        held = dict(before)
+        for part, count in parts or [(None, len(records))]:
+            for record in islice(rest, count):
+                value = record.value
+                try:
+                    body = loads(value)
+                except Exception:  # noqa: BLE001 - not JSON, or a tombstone: the decoder decides
+                    body = None
+                if type(body) is not dict:
+                    out += self.route(decoder.decode([record], failures), failures, matched, raw_bodies=True)
+                    continue
+                names = matching(body)
+                if names:
+                    for name in names:
+                        add = collect.get(name)
+                        if add is not None:
+                            add[0](record)
+                            add[1](record.key)
+                            add[2](value)
+                        else:
+                            matched[name] = matched.get(name, 0) + 1
+                            self._deliver(Event(record, body), routes[name], value, failures, out)
+            if parts is not None:  # each plain rule's run of this partition: a step per rule, not per record
+                for rule, n in held.items():
+                    m = plain[rule]
+                    if len(m.records) > n and m.runs is not None:
+                        m.runs.append((part, len(m.records) - n))
+                    held[rule] = len(m.records)
         self._count_collected(plain, before, matched)
         if plain_out is None:
             for rule, m in plain.items():

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from processors.core import TopicRecords
 from streams import fetch_records, metrics
 from streams.config import Config
 from streams.deadletter import DeadLetterWriter
@@ -395,7 +396,7 @@ class Worker:
     def _open(self, batch: dict):
         """(records by topic, a ticket per partition, count, start time), or None if none are ours."""
         started = time.perf_counter()
-        by_topic: dict[str, list[ConsumerRecord]] = defaultdict(list)
+        by_topic: dict[str, TopicRecords] = defaultdict(TopicRecords)
         tickets = {}
         count = 0
         for tp, messages in batch.items():
@@ -403,7 +404,9 @@ class Worker:
                 continue  # revoked while in flight: its new owner reads it again
             tickets[tp] = self.watermarks.open(tp, messages[-1].offset + 1)
             self.positions[tp] = messages[-1].offset + 1
-            by_topic[tp.topic] += messages
+            records = by_topic[tp.topic]
+            records += messages
+            records.parts.append((tp, len(messages)))
             count += len(messages)
             metrics.RECORDS_IN.labels(tp.topic).inc(len(messages))
         if not count:
@@ -445,7 +448,10 @@ class Worker:
         """Each plain rule's records to each of its targets, with the runs of records that share
         a partition (and so a ticket): the records of a batch come partition by partition."""
         for rule, matches in result.plain.items():
-            runs = _partition_runs(matches.records, tickets)
+            if matches.runs is not None:  # counted while routing (processors.core.TopicRecords)
+                runs = [(tickets[tp], n, tp) for tp, n in matches.runs]
+            else:
+                runs = _partition_runs(matches.records, tickets)
             for name in result.plain_targets[rule]:
                 self.targets[name].submit_records(
                     RecordChunk.of(rule, matches.records, matches.keys, matches.values, runs))

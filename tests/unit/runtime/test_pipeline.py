@@ -224,3 +224,32 @@ def test_plain_rules_after_stages_collect_the_changed_bodies_json():
     failures = {mode: sorted((f.record.offset, f.error, f.rule, f.target) for f in r.failures) for mode, r in run.items()}
     assert failures[True] == failures[False]
     assert (4, "TransformFailed", "plain", "plain/a") in failures[True] and (6, "invalid_json", None, None) in failures[True]
+
+
+def test_plain_runs_counted_while_routing_are_the_partition_runs_of_the_matches():
+    from aiokafka import TopicPartition
+
+    from processors.core import TopicRecords
+    from processors.decode import Decoder
+    from streams.worker import _partition_runs
+
+    router = Router([Route("even", (RouteTarget("even/out"),), {"n": [{"numeric": ["<", 1000]}], "even": [True]}),
+                     Route("big", (RouteTarget("big/out"),), {"n": [{"numeric": [">=", 5]}]})])
+    batch = TopicRecords()
+    for partition, values in ((2, range(0, 4)), (0, range(4, 12)), (1, [1, 3]), (3, range(12, 15))):
+        tp = TopicPartition("in", partition)
+        part = [SourceRecord("in", partition, 100 + n, 0, b"k", orjson.dumps({"n": n, "even": n % 2 == 0}))
+                for n in values]
+        batch += part
+        batch.parts.append((tp, len(part)))
+    pipeline = Pipeline({}, router, {"in": Decoder()})
+    result = pipeline.run({"in": batch}, plain=True)
+    tickets = {tp: f"ticket-{tp.partition}" for tp, _ in batch.parts}
+    assert set(result.plain) == {"even", "big"}
+    for rule, matches in result.plain.items():
+        assert matches.runs is not None
+        assert [(tickets[tp], n, tp) for tp, n in matches.runs] == _partition_runs(matches.records, tickets)
+    assert [(tp.partition, n) for tp, n in result.plain["even"].runs] == [(2, 2), (0, 4), (3, 2)]
+    # a plain list (no parts), or a topic routed after stages: runs unknown, counted from the records
+    result = pipeline.run({"in": list(batch)}, plain=True)
+    assert all(m.runs is None for m in result.plain.values())
