@@ -96,7 +96,8 @@ def encodes_alike() -> bool:
                 if one_copy(*args).build(cls).encode() != original(*args).build(cls).encode():
                     raise ValueError(f"{cls.__name__} encodes differently")
     except Exception as exc:  # noqa: BLE001 - any surprise means: keep aiokafka's encoder
-        log.info("aiokafka's produce requests are not laid out as expected (%s): using its own encoder", exc)
+        log.warning("aiokafka's produce requests are not laid out as streams.produce_request expects (%s): "
+                    "using aiokafka's own encoder", exc)
         return False
     return True
 
