@@ -1,13 +1,15 @@
 """Fetched records read a batch at a time (streams/fetch_records.py) must be exactly what
 aiokafka's own fetch path returns: the same records in the same order, and the same consumer
 position after every getmany(), for any batches, fetch offset and record limit, including
-transaction markers, aborted transactions, deserializers and corrupt batches."""
+transaction markers, aborted transactions, deserializers, compressed and legacy (magic 1) message
+sets and corrupt batches."""
 import struct
 
 import pytest
 from aiokafka.consumer import fetcher
 from aiokafka.errors import CorruptRecordException
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.legacy_records import LegacyRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
@@ -24,9 +26,22 @@ TP = TopicPartition("events", 3)
 PRODUCER_ID = 7
 
 
-def batch_bytes(base_offset: int, records: list, transactional=False, control=False, corrupt=False) -> bytes:
+def legacy_bytes(base_offset: int, records: list, gzip: bool) -> bytes:
+    """A magic-1 message set, as an old producer or broker writes it: gzip wraps the records in
+    one message whose offset is the last one's, the records inside numbered from 0."""
+    builder = LegacyRecordBatchBuilder(magic=1, compression_type=1 if gzip else 0, batch_size=1 << 20)
+    for i, (key, value, _) in enumerate(records):
+        builder.append(i if gzip else base_offset + i, timestamp=1_700_000_000_000 + i, key=key, value=value)
+    data = bytearray(builder.build())
+    if gzip:
+        data[0:8] = struct.pack(">q", base_offset + len(records) - 1)  # outside the message CRC
+    return bytes(data)
+
+
+def batch_bytes(base_offset: int, records: list, transactional=False, control=False, corrupt=False,
+                gzip=False) -> bytes:
     builder = DefaultRecordBatchBuilder(
-        magic=2, compression_type=0, is_transactional=int(transactional or control),
+        magic=2, compression_type=1 if gzip else 0, is_transactional=int(transactional or control),
         producer_id=PRODUCER_ID if transactional or control else -1, producer_epoch=0 if transactional or control else -1,
         base_sequence=0 if transactional or control else -1, batch_size=1 << 20)
     for i, (key, value, headers) in enumerate(records):
@@ -78,18 +93,31 @@ def drain(records_class, result_class, data, start, limit, aborted=(), isolation
 
 record = st.tuples(st.none() | st.binary(max_size=12), st.none() | st.binary(max_size=40),
                    st.lists(st.tuples(st.text(max_size=4), st.none() | st.binary(max_size=4)), max_size=2))
-batch = st.tuples(st.lists(record, min_size=1, max_size=6), st.sampled_from(["plain", "transactional", "control"]),
-                  st.integers(0, 3))  # offsets a compaction left out after the batch
+def batches(kinds):
+    return st.lists(st.tuples(st.lists(record, min_size=1, max_size=6), st.sampled_from(kinds),
+                              st.integers(0, 3)),  # offsets a compaction left out after the batch
+                    min_size=1, max_size=5)
+
+
+# aiokafka reads a fetch as v2 batches or as old message sets by its first one's format, so a
+# fetch here is all of one or the other
+v2_batches = batches(["plain", "transactional", "control", "gzip"])
+legacy_batches = batches(["legacy", "legacy-gzip"])
 
 
 @st.composite
 def fetches(draw):
-    batches, offset, data = draw(st.lists(batch, min_size=1, max_size=5)), draw(st.integers(0, 1000)), b""
+    batches, offset, data = draw(v2_batches | legacy_batches), draw(st.integers(0, 1000)), b""
     first = offset
     for records, kind, gap in batches:
         if kind == "control":
             records = [(struct.pack(">hh", 0, 1), b"", [])]  # a commit marker
-        data += batch_bytes(offset, records, transactional=kind == "transactional", control=kind == "control")
+        if kind.startswith("legacy"):
+            data += legacy_bytes(offset, records, gzip=kind == "legacy-gzip")
+            gap = 0  # old message sets are not compacted into gaps here
+        else:
+            data += batch_bytes(offset, records, transactional=kind == "transactional",
+                                control=kind == "control", gzip=kind == "gzip")
         offset += len(records) + gap
     return data, draw(st.integers(first, offset))
 
