@@ -79,7 +79,8 @@ class Assignment:
 def drain(records_class, result_class, data, start, limit, aborted=(), isolation=0, deserializer=None):
     """Every getmany() of one fetch: [(records, position after it, more left)], or the error."""
     assignment = Assignment(start)
-    records = records_class(TP, MemoryRecords(data), list(aborted), start, deserializer, deserializer, True, isolation)
+    memory = fetch_records.RawMemoryRecords(data) if records_class is BatchPartitionRecords else MemoryRecords(data)
+    records = records_class(TP, memory, list(aborted), start, deserializer, deserializer, True, isolation)
     result = result_class(TP, assignment=assignment, partition_records=records, backoff=0)
     calls = []
     try:
@@ -167,10 +168,28 @@ def test_install_replaces_aiokafkas_classes_and_the_floor_can_have_them_back():
     assert fetch_records.install()
     assert issubclass(fetcher.PartitionRecords, ShippedRecords) and fetcher.PartitionRecords is not ShippedRecords
     assert issubclass(fetcher.FetchResult, ShippedResult) and fetcher.FetchResult is not ShippedResult
-    installed = fetcher.PartitionRecords, fetcher.FetchResult
+    assert fetcher.MemoryRecords is fetch_records.RawMemoryRecords
+    installed = fetcher.PartitionRecords, fetcher.FetchResult, fetcher.MemoryRecords
     with fetch_records.as_shipped():
-        assert (fetcher.PartitionRecords, fetcher.FetchResult) == (ShippedRecords, ShippedResult)
-    assert (fetcher.PartitionRecords, fetcher.FetchResult) == installed
+        assert (fetcher.PartitionRecords, fetcher.FetchResult, fetcher.MemoryRecords) == \
+            (ShippedRecords, ShippedResult, MemoryRecords)
+    assert (fetcher.PartitionRecords, fetcher.FetchResult, fetcher.MemoryRecords) == installed
+
+
+def test_batches_are_checked_with_the_cpus_crc_where_google_crc32c_is_compiled():
+    import google_crc32c
+
+    assert google_crc32c.implementation == "c"  # a wheel for this platform: what the install gets
+    data = batch_bytes(0, [(b"k", b"v" * 50, [])] * 3) + batch_bytes(3, [(b"k", b"w" * 50, [])] * 2)
+    records = BatchPartitionRecords(TP, fetch_records.RawMemoryRecords(data), [], 0, None, None, True, 0)
+    assert records._data is data  # the hardware check, not aiokafka's
+    assert [r.offset for r in records.take(None)[0]] == [0, 1, 2, 3, 4]
+    for flipped in (data.index(b"v" * 50), data.rindex(b"w" * 50)):  # a value's byte in each batch: parses, fails the CRC
+        corrupt = bytearray(data)
+        corrupt[flipped] ^= 0x10
+        records = BatchPartitionRecords(TP, fetch_records.RawMemoryRecords(bytes(corrupt)), [], 0, None, None, True, 0)
+        with pytest.raises(CorruptRecordException):
+            records.take(None)
 
 
 def test_the_self_check_notices_a_reader_that_differs():
