@@ -543,7 +543,7 @@ def _wildcard_test(g: _Gen, segs: tuple) -> str | None:
 
 def _sorted_range_test(g: _Gen, numeric_range) -> str:
     """Whether the sorted numbers `x` hold one in the range: the first at or above its low end
-    (by bisection) must be under its high end; ruleset._any_in_ranges, for one range."""
+    (by bisection) must be under its high end; checks._any_in_ranges, for one range."""
     lo, lo_incl, hi, hi_incl = numeric_range
     if lo is None:
         first = "(i := 0) < len(x)"

@@ -18,12 +18,12 @@ generic path (flatten.py + pattern.clause_matches), which also enforces array co
 """
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-
-from .codegen import MISSING, build_candidates_check, build_clause_check, build_fast_path
+from .bitmask import MAX_CLAUSES, BitMatcher
+from .checks import Check
+from .codegen import build_candidates_check, build_clause_check, build_fast_path
 from .compiler import compile_clauses
 from .flatten import build_trie, flatten
-from .index import FieldIndex, SortedNumbers
+from .index import FieldIndex
 from .pattern import clause_matches
 
 _INDEXABLE = {"exact", "prefix", "prefix_ic", "suffix", "suffix_ic", "eic", "numeric"}
@@ -65,65 +65,6 @@ def _selectivity(entries, exact: bool) -> int:
     return 1
 
 
-_NUMBERS = {int, float}
-
-
-def _any_in_ranges(xs: list, ranges) -> bool:
-    """Whether some number of the sorted list `xs` lies in one of the ranges."""
-    n = len(xs)
-    for lo, lo_incl, hi, hi_incl in ranges:
-        if lo is None:
-            i = 0
-        else:
-            i = bisect_left(xs, lo) if lo_incl else bisect_right(xs, lo)
-        if i < n:
-            x = xs[i]
-            if hi is None or x < hi or (hi_incl and x == hi):
-                return True
-    return False
-
-
-class _Check:
-    """One non-anchor field of a clause, as checked on the fast path."""
-
-    __slots__ = ("fid", "slot", "conds", "preds", "exists_true", "exists_false", "ranges")
-
-    def __init__(self, fid, slot, conds):
-        self.fid = fid  # the anchor's id in the index, else None
-        self.slot = slot
-        self.conds = tuple(c for c in conds if c.kind != "exists")
-        self.preds = tuple(c.pred for c in self.conds)
-        self.exists_true = any(c.kind == "exists" and c.arg for c in conds)
-        self.exists_false = any(c.kind == "exists" and not c.arg for c in conds)
-        # numeric-only fields test arrays of numbers by bisection over the sorted values
-        self.ranges = [c.arg for c in conds] if conds and all(c.kind == "numeric" for c in conds) else None
-
-    def holds(self, slots) -> bool:
-        x = slots[self.slot]
-        if x is MISSING:
-            return self.exists_false
-        if self.exists_true:
-            return True
-        preds = self.preds
-        t = type(x)
-        if t is SortedNumbers:
-            if self.ranges is not None:
-                return _any_in_ranges(x, self.ranges)
-            return any(p(v) for v in x for p in preds)
-        if t is list:
-            if self.ranges is not None:
-                if len(x) > 4 and _NUMBERS.issuperset(map(type, x)):
-                    # slot lists are this event's own copies and order is irrelevant to
-                    # matching: keep the sorted numbers for the next check on this field
-                    x = slots[self.slot] = SortedNumbers(sorted(x))
-                    return _any_in_ranges(x, self.ranges)
-            return any(p(v) for v in x for p in preds)
-        for p in preds:
-            if p(x):
-                return True
-        return False
-
-
 class RuleSet:
     """Compile `{rule name: pattern}` once; `matching(event)` -> names of the rules it matches."""
 
@@ -132,7 +73,12 @@ class RuleSet:
     MAX_REST_CHECKS = 1024  # the same, for the checked part of sets that are not compiled whole
     MAX_SEEN = 100_000
 
-    def __init__(self, rules: dict[str, dict | str], compile_after: int = 16):
+    def __init__(self, rules: dict[str, dict | str], compile_after: int = 16, engine: str = "auto"):
+        """`engine`: "index", "bitmask" (bitmask.py), or "auto": bitmask for up to
+        bitmask.MAX_CLAUSES clauses. The index engine is built either way: the bit-mask engine
+        hands it the events it does not take."""
+        if engine not in ("auto", "index", "bitmask"):
+            raise ValueError(f"engine: expected 'auto', 'index' or 'bitmask', got {engine!r}")
         self.compile_after = compile_after
         self._seen: dict[frozenset, int] = {}
         self._compiled: dict[frozenset, object] = {}
@@ -172,7 +118,7 @@ class RuleSet:
                     score = _selectivity(*ip)
                     if best is None or score > best[0]:
                         best = (score, k)
-            checks = [_Check(None, slot_of[path], conds) for path, conds, _ in fields]
+            checks = [Check(None, slot_of[path], conds) for path, conds, _ in fields]
             anchor = None
             if best is None:
                 self.always.append(cid)
@@ -205,11 +151,16 @@ class RuleSet:
                       "resolve": self._resolve, "always": bool(self.always)}
         # `matching(event) -> names`: one generated function (codegen.build_fast_path)
         self.matching, self.source = build_fast_path(self.trie, slot_of, self.index, needed, self._tail)
+        self.index_matching = self.matching
+        if engine == "bitmask" or (engine == "auto" and len(self.clauses) <= MAX_CLAUSES):
+            self.bits = BitMatcher(self.names, self.clauses, self.clause_rule, self.trie, self.index_matching)
+            self.matching, self.source = self.bits.matching, self.bits.source
+        self.engine = "bitmask" if self.matching is not self.index_matching else "index"
 
     @property
     def memos(self) -> dict[str, bool]:
         """Fields whose ids are remembered per value, and whether that memo is still in use."""
-        return self.matching.__globals__["memos"]
+        return self.index_matching.__globals__["memos"]
 
     def __len__(self) -> int:
         return len(self.names)

@@ -27,6 +27,9 @@ paths = st.sampled_from(["a", "b", "a.b", "c.a"])
 patterns = st.dictionaries(paths, st.lists(conditions, min_size=1, max_size=3), min_size=1, max_size=3)
 
 
+ENGINES = ("index", "bitmask")
+
+
 def leaves(event, path):
     """Every leaf value at a dotted path, looking through lists (no dotted event keys here)."""
     cur = [event]
@@ -100,7 +103,8 @@ def test_matches_reference(pattern, event):
     expected = reference(pattern, event)
     assert compile_pattern(pattern).matches(event) == expected
     assert compile_pattern(_nested(pattern)).matches(event) == expected
-    assert (RuleSet({"r": pattern}).matching(event) == ["r"]) == expected
+    for engine in ENGINES:
+        assert (RuleSet({"r": pattern}, engine=engine).matching(event) == ["r"]) == expected
 
 
 json_values = st.recursive(
@@ -177,17 +181,20 @@ array_events = st.one_of(events, st.dictionaries(
 def test_ruleset_agrees_with_each_pattern(patterns_, evs):
     """The indexed, code-generated rule set returns exactly the rules whose pattern matches."""
     rules = {f"r{i}": p for i, p in enumerate(patterns_)}
-    rs = RuleSet(rules)
+    rs, bits = RuleSet(rules, engine="index"), RuleSet(rules, engine="bitmask")
     # compile_after=1: every set of candidates gets its generated check at once
-    generated = RuleSet(rules, compile_after=1)
+    generated = RuleSet(rules, compile_after=1, engine="index")
     # no set compiled whole: direct hits decide, the rest is checked by its own generated
     # function (split_generated) or clause by clause (split)
-    split_generated, split = RuleSet(rules, compile_after=1), RuleSet(rules, compile_after=10**9)
+    split_generated = RuleSet(rules, compile_after=1, engine="index")
+    split = RuleSet(rules, compile_after=10**9, engine="index")
     split_generated.MAX_COMPILED = split.MAX_COMPILED = 0
     compiled = {n: compile_pattern(p) for n, p in rules.items()}
     for ev in evs:
         expected = [n for n, p in compiled.items() if p.matches(ev)]
         assert rs.matching(ev) == expected
+        assert bits.matching(ev) == expected
+        assert bits.matching(ev) == expected  # and again, through the remembered masks
         assert generated.matching(ev) == expected
         assert generated.matching(ev) == expected  # and again, through the stored function
         for engine in (split_generated, split):
@@ -245,14 +252,16 @@ def test_numeric_ranges_on_single_numbers_agree_with_each_pattern(ranges, number
         return {"numeric": spec} if spec else {"exists": True}
     rules = {f"r{i}": {"v": [numeric(r)]} for i, r in enumerate(ranges)}
     compiled = {n: compile_pattern(p) for n, p in rules.items()}
-    rs = RuleSet(rules)
-    for x in numbers:
-        ev = {"v": x}
-        assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], x
+    for engine in ENGINES:
+        rs = RuleSet(rules, engine=engine)
+        for x in numbers:
+            ev = {"v": x}
+            assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], x
     # the same ranges checked after an exact anchor, by the generated candidate checks
     anchored = {n: {"k": ["a"], **p} for n, p in rules.items()}
     compiled = {n: compile_pattern(p) for n, p in anchored.items()}
-    for rs in (RuleSet(anchored), RuleSet(anchored, compile_after=1)):
+    for rs in (RuleSet(anchored, engine="index"), RuleSet(anchored, compile_after=1, engine="index"),
+               RuleSet(anchored, engine="bitmask")):
         for x in numbers:
             for ev in ({"k": "a", "v": x}, {"k": "a", "v": [x, 0.5]}):
                 assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], ev
@@ -265,7 +274,7 @@ def test_memo_of_a_field_whose_values_do_not_repeat_is_dropped_and_results_stay_
 
     rules = {"pre": {"id": [{"prefix": "a1"}]}, "suf": {"id": [{"suffix": "9"}]},
              "kind": {"kind": [{"prefix": "se"}, {"suffix": "or"}], "id": [{"exists": True}]}}
-    rs = RuleSet(rules)
+    rs = RuleSet(rules, engine="index")
     matching = rs.matching  # held, as callers do: the switch happens inside it
     compiled = {n: compile_pattern(p) for n, p in rules.items()}
     for i in range(3 * MEMO_SIZE):
@@ -287,7 +296,8 @@ def test_numeric_checks_on_arrays_agree_with_each_pattern(ranges, numbers):
         return {"numeric": spec} if spec else {"exists": True}
     rules = {f"r{i}": {"kind": ["k"], "v": [numeric(r)]} for i, r in enumerate(ranges)}
     compiled = {n: compile_pattern(p) for n, p in rules.items()}
-    for rs in (RuleSet(rules), RuleSet(rules, compile_after=1)):
+    for rs in (RuleSet(rules, engine="index"), RuleSet(rules, compile_after=1, engine="index"),
+               RuleSet(rules, engine="bitmask")):
         for ev in ({"kind": "k", "v": numbers}, {"kind": "k", "v": [numbers[:3], numbers[3:]]}):
             expected = [n for n, p in compiled.items() if p.matches(ev)]
             assert rs.matching(ev) == expected
@@ -296,7 +306,7 @@ def test_numeric_checks_on_arrays_agree_with_each_pattern(ranges, numbers):
 
 def test_generated_candidate_checks_are_bounded_and_the_rest_still_match():
     rules = {f"r{i}": {"kind": [f"k{i}"], "n": [{"numeric": [">", i]}]} for i in range(6)}
-    rs = RuleSet(rules, compile_after=2)
+    rs = RuleSet(rules, compile_after=2, engine="index")
     rs.MAX_COMPILED = 3
     compiled = {n: compile_pattern(p) for n, p in rules.items()}
     for _ in range(3):
@@ -320,7 +330,49 @@ def test_prefix_and_suffix_tables_small_and_large_agree_with_each_pattern(affix_
     for strings, missing fields and values that are not strings."""
     rules = {f"r{i}": {"v": [{kind: affix}]} for i, (kind, affix) in enumerate(affix_rules)}
     compiled = {n: compile_pattern(p) for n, p in rules.items()}
-    rs = RuleSet(rules)
-    for x in values:
-        ev = {} if x is None else {"v": x}
-        assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], x
+    for engine in ENGINES:
+        rs = RuleSet(rules, engine=engine)
+        for x in values:
+            ev = {} if x is None else {"v": x}
+            assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], x
+
+
+array_items = st.one_of(st.sampled_from([-2.5, -1.0, 0.0, 0.5, 1.0, 1.5, 3.0, -0.0]), st.integers(-3, 3),
+                        st.booleans(), st.none(), st.sampled_from(["1", "x"]), st.just({"a": 1}),
+                        st.sampled_from([2**60, -2**60, 2**53 + 1]))
+nested_arrays = st.recursive(st.lists(array_items, max_size=6), lambda inner: st.lists(inner, max_size=3),
+                             max_leaves=12)
+number_conditions = st.one_of(
+    st.builds(lambda r: {"numeric": r}, st.sampled_from([[">", 0], ["<", 1], [">=", -1, "<=", 1.5], ["=", 0.5],
+                                                        [">", 1, "<", 3], ["<=", -2.5], [">", 2**53]])),
+    st.sampled_from([0, 1, 1.5, -2.5, True, None]),
+    st.builds(lambda b: {"exists": b}, st.booleans()),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(number_conditions, min_size=1, max_size=3), min_size=1, max_size=5),
+       st.lists(st.one_of(nested_arrays, array_items), min_size=1, max_size=6))
+def test_bitmask_arrays_of_numbers_agree_with_each_pattern(field_conditions, values):
+    """The bit-mask engine sorts an array of numbers once and bisects it at the field's
+    boundaries: nested arrays, bools (which sort as 0 and 1), ints past 2**53, nulls, strings and
+    objects among the numbers, and rules reading the field twice all give each pattern's answer."""
+    rules = {f"r{i}": {"v": conds} for i, conds in enumerate(field_conditions)}
+    twice = {**rules, "twice": {"v": field_conditions[0], "$or": [{"v": field_conditions[-1]}, {"w": ["x"]}]}}
+    for rule_set in (rules, twice):
+        compiled = {n: compile_pattern(p) for n, p in rule_set.items()}
+        rs = RuleSet(rule_set, engine="bitmask")
+        for x in values:
+            for ev in ({"v": x}, {"v": x, "w": "x"}):
+                assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], ev
+
+
+def test_auto_engine_takes_bitmask_for_small_sets_and_index_for_big_ones():
+    from processors.routing.bitmask import MAX_CLAUSES
+
+    small = RuleSet({f"r{i}": {"id": [f"v{i}"]} for i in range(MAX_CLAUSES)})
+    big = RuleSet({f"r{i}": {"id": [f"v{i}"]} for i in range(MAX_CLAUSES + 1)})
+    assert (small.engine, big.engine) == ("bitmask", "index")
+    for rs in (small, big):
+        assert rs.matching({"id": "v7"}) == ["r7"]
+        assert rs.matching({"id": ["v9", "v3"]}) == ["r3", "r9"]

@@ -1,0 +1,362 @@
+"""Small rule sets matched with one bit per clause: no candidates, no checks after the lookups.
+
+The index engine (ruleset.py, codegen.py) looks each used field up and then checks the candidate
+clauses the hits name; that is what scales to 100,000 rules. When a small rule set has rules on
+most of an event's fields (`combined` in tests/bench/patterns.py: every event is a candidate for
+dozens of clauses, in ever new combinations), resolving the candidates costs most of the time.
+
+Here each used field's value gives a mask with the bit of every clause whose conditions on that
+field hold, and of every clause that does not read the field. AND-ing the masks of all used
+fields leaves the clauses that match, whatever the event hits: a lookup and an AND per field.
+The mask of a string is remembered per value; a number finds its mask by comparisons with the
+field's boundaries (written out as code); an array of numbers is sorted once and bisected at
+the boundaries. Masks stay below a guard bit that every mask carries, so none is 0 (falsy).
+
+Events the generated code does not take (an array on the way to a used field, whose objects
+need array consistency; a key spanning levels; an unhashable value where a string is expected)
+go to the index engine, which decides every case. Values of other types (ints, literals, mixed
+arrays) get their mask from the fields' own checks (checks.Check), the semantics of record.
+"""
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from itertools import chain
+
+from .checks import Check
+from .codegen import MISSING, _dotted_check, _Gen, _scalar_test, _define, scalars
+
+MAX_CLAUSES = 512  # masks stay a few machine words; bigger sets use the index engine
+MEMO_SIZE = 4096  # remembered masks per string field
+NAMES_SIZE = 65536  # remembered rule names per final mask
+_STRING_BLIND = {"numeric"}  # kinds that never hold for a string
+_BIG = 2 ** 53  # ints beyond this are not all doubles: their own checks decide
+
+
+class _Field:
+    """One used path: the clauses that read it and what its values let through."""
+
+    def __init__(self, path: str, entries: list, full: int, guard: int):
+        self.path = path
+        self.entries = entries  # [(bit, [Check, ...])]: a clause may read a path more than once
+        reads = 0
+        for bit, _ in entries:
+            reads |= bit
+        self.other = (full & ~reads) | guard  # clauses that do not read the field pass it
+        self.missing = self._scalar_mask(MISSING)
+        conds = [c for _, checks in entries for check in checks for c in check.conds]
+        self.points = sorted(_points(conds))
+        # numbers only: bools, strings and nulls hold none of these conditions
+        self.numeric = bool(self.points) and all(
+            c.kind == "numeric" or (c.kind == "exact" and type(c.arg) in (float, int)) for c in conds)
+        # the sorted-array path reads each value alone: a clause reading the path twice must
+        # find both conditions held by any elements, which only the checks know
+        self.sortable = self.numeric and all(len(checks) == 1 for _, checks in entries)
+
+    def _scalar_mask(self, value) -> int:
+        m = self.other
+        slots = [value]
+        for bit, checks in self.entries:
+            if all(c.holds(slots) for c in checks):
+                m |= bit
+        return m
+
+    def mask(self, value) -> int:
+        """The exact mask of any value (the slow path): arrays flattened, objects absent."""
+        t = type(value)
+        if t is list:
+            value = scalars(value)
+            if not value:
+                return self.missing
+            m = self.other
+            for bit, checks in self.entries:
+                # a fresh slot list each time: a check may keep the array sorted in its slot
+                if all(c.holds([value]) for c in checks):
+                    m |= bit
+            return m
+        if t is dict:
+            return self.missing
+        return self._scalar_mask(value)
+
+    def slot_masks(self) -> tuple[list[int], list[int]]:
+        """(masks of the open intervals below, between and above the points, masks of the
+        points): the field's conditions answer alike for every double inside one of them."""
+        pts = self.points
+        below = [math.nextafter(pts[0], -math.inf)] if pts else [0.0]
+        between = [math.nextafter(p, math.inf) for p in pts]
+        intervals = [self._scalar_mask(x) for x in below + between]
+        return intervals, [self._scalar_mask(p) for p in pts]
+
+
+def _points(conds) -> set[float]:
+    """The doubles where some condition's answer on numbers can change."""
+    out: set[float] = set()
+    for c in conds:
+        if c.kind == "numeric":
+            lo, _, hi, _ = c.arg
+            out.update(b for b in (lo, hi) if b is not None)
+        elif c.kind == "exact" and type(c.arg) is float:
+            out.add(c.arg)
+        elif c.kind == "anything_but":
+            out.update(k for k in c.arg if type(k) is float)
+    return {p for p in out if not math.isnan(p)}
+
+
+class BitMatcher:
+    """`matching(event) -> rule names` for the clauses of a RuleSet, by masks (see above)."""
+
+    def __init__(self, names: list[str], clauses: list, clause_rule: list[int], trie, fallback):
+        n = len(clauses)
+        self.guard = 1 << n
+        full = self.guard - 1
+        by_path: dict[str, list] = {}
+        for cid, clause in enumerate(clauses):
+            per_path: dict[str, list] = {}
+            for path, conds in clause:
+                per_path.setdefault(path, []).append(Check(None, 0, conds))
+            for path, checks in per_path.items():
+                by_path.setdefault(path, []).append((1 << cid, checks))
+        self.fields = {p: _Field(p, e, full, self.guard) for p, e in by_path.items()}
+        self.names, self.clause_rule = names, clause_rule
+        self.full = full | self.guard
+        self._names: dict[int, list[str]] = {self.guard: []}
+        self._chunks: list[dict] = [{} for _ in range(n // 16 + 1)]
+        self._multi_clause_rules = len(set(clause_rule)) < n
+        self.matching, self.source = self._generate(trie, fallback)
+
+    def names_of(self, m: int) -> list[str]:
+        """The rule names of the clause bits in `m`, in rule order; remembered per mask. Clause
+        ids follow rule order, so the names of each 16-bit chunk (remembered too) join in order."""
+        got = self._names.get(m)
+        if got is None:
+            got, bits, base = [], m & (self.guard - 1), 0
+            while bits:
+                chunk = bits & 0xFFFF
+                if chunk:
+                    table = self._chunks[base]
+                    part = table.get(chunk)
+                    if part is None:
+                        part = table[chunk] = self._chunk_names(base, chunk)
+                    got += part
+                bits >>= 16
+                base += 1
+            if self._multi_clause_rules:  # a rule matched by two of its clauses is named once
+                got = list(dict.fromkeys(got))
+            if len(self._names) >= NAMES_SIZE:
+                self._names.clear()
+                self._names[self.guard] = []
+            self._names[m] = got
+        return got
+
+    def _chunk_names(self, base: int, chunk: int) -> list[str]:
+        out = []
+        for i in range(16):
+            if chunk >> i & 1:
+                name = self.names[self.clause_rule[base * 16 + i]]
+                if not out or out[-1] != name:
+                    out.append(name)
+        return out
+
+    def _generate(self, trie, fallback):
+        g = _Gen()
+        g.env.update(_generic=fallback, _names=self._names, _names_of=self.names_of,
+                     _cf=chain.from_iterable, _bl=bisect_left, _br=bisect_right)
+        g.emit(0, "def match(ev):")
+        g.emit(1, f"m = {self.full}")
+        g.emit(1, "try:")
+        _dotted_check(g, trie, "ev", 2)
+        self._node(g, trie, "ev", 2)
+        # an unhashable value (an array, an object) looked up in a string field's memo, or an
+        # event that is not an object
+        g.emit(1, "except (TypeError, AttributeError):")
+        g.emit(2, "return _generic(ev)")
+        g.emit(1, "r = _names.get(m)")
+        g.emit(1, "if r is None:")
+        g.emit(2, "r = _names_of(m)")
+        g.emit(1, "return r[:]")  # a list of the caller's own, as the index engine returns
+        source = "\n".join(g.lines + g.helpers) + "\n"
+        _define(source, "<eventweir-bitmask>", g.env)
+        return g.env["match"], source
+
+    def _missing_under(self, node) -> int:
+        """The AND of the missing masks of every used path below `node` (not node's own)."""
+        m = self.full
+        for child in node.children.values():
+            if child.leaf is not None:
+                m &= self.fields[child.leaf].missing
+            m &= self._missing_under(child)
+        return m
+
+    def _node(self, g: _Gen, node, d: str, depth: int) -> None:
+        for seg, child in node.children.items():
+            if not child.children:
+                self._leaf(g, self.fields[child.leaf], f"{d}.get({seg!r}, M)", depth)
+                continue
+            v, t = g.var("v"), g.var("t")
+            below = self._missing_under(child)
+            g.emit(depth, f"{v} = {d}.get({seg!r}, M)")
+            g.emit(depth, f"{t} = type({v})")
+            g.emit(depth, f"if {t} is dict:")
+            if child.leaf is not None:  # an object where a value is read: that path is absent
+                g.emit(depth + 1, f"m &= {self.fields[child.leaf].missing}")
+            _dotted_check(g, child, v, depth + 1)
+            self._node(g, child, v, depth + 1)
+            g.emit(depth, f"elif {t} is list:")
+            g.emit(depth + 1, "return _generic(ev)")
+            g.emit(depth, "else:")  # absent, or a scalar: nothing below it is present
+            if child.leaf is not None:
+                g.emit(depth + 1, f"m &= {below} & {self._value_fn(g, self.fields[child.leaf])}({v})")
+            else:
+                g.emit(depth + 1, f"m &= {below}")
+
+    def _leaf(self, g: _Gen, f: _Field, read: str, depth: int) -> None:
+        fn = self._value_fn(g, f)
+        x = g.var("x")
+        g.emit(depth, f"{x} = {read}")
+        if f.numeric:
+            t = g.var("t")
+            g.emit(depth, f"{t} = type({x})")
+            g.emit(depth, f"if {t} is float:")
+            g.emit(depth + 1, f"m &= {_tree(g, f, x)}")
+            if f.sortable:
+                g.emit(depth, f"elif {t} is list:")
+                g.emit(depth + 1, f"m &= {self._array_fn(g, f)}({x})")
+            g.emit(depth, "else:")
+            g.emit(depth + 1, f"m &= {fn}({x})")
+        else:
+            g.emit(depth, f"m &= {f.memo_name}.get({x}) or {fn}({x})")
+
+    def _value_fn(self, g: _Gen, f: _Field) -> str:
+        """Name of the generated `mask(x)` of field `f` (made once): strings by inline tests
+        (remembered), floats by comparisons, anything else by the field's checks."""
+        name = getattr(f, "fn_name", None)
+        if name is not None:
+            return name
+        name = f.fn_name = g.var("mask")
+        memo = f.memo_name = g.const("memo", {MISSING: f.missing})
+        slow = g.const("slow", f.mask)
+        main, g.lines = g.lines, []
+        g.emit(0, "")
+        g.emit(0, f"def {name}(x):")
+        g.emit(1, "t = type(x)")
+        g.emit(1, "if t is str:")
+        always = f.other
+        tests = []
+        for bit, checks in f.entries:
+            parts = []
+            for check in checks:
+                if check.exists_true:
+                    continue
+                conds = [c for c in check.conds if c.kind not in _STRING_BLIND
+                         and not (c.kind == "exact" and type(c.arg) is not str)]
+                parts.append(" or ".join(f"({_scalar_test(g, c)})" for c in conds) or "False")
+            if not parts:
+                always |= bit
+            elif "False" not in parts:
+                tests.append((bit, " and ".join(f"({p})" for p in parts)))
+        g.emit(2, f"m = {always}")
+        for bit, test in tests:
+            g.emit(2, f"if {test}:")
+            g.emit(3, f"m |= {bit}")
+        g.emit(2, f"if len({memo}) >= {MEMO_SIZE}:")
+        g.emit(3, f"{memo}.clear()")
+        g.emit(3, f"{memo}[M] = {f.missing}")
+        g.emit(2, f"{memo}[x] = m")
+        g.emit(2, "return m")
+        g.emit(1, "if t is float:")
+        g.emit(2, f"return {_tree(g, f, 'x')}")
+        g.emit(1, f"if t is int and -{_BIG} <= x <= {_BIG}:")
+        g.emit(2, "y = float(x)")  # exactly the double EventBridge compares
+        g.emit(2, f"return {_tree(g, f, 'y')}")
+        g.emit(1, f"return {slow}(x)")
+        g.helpers += g.lines
+        g.lines = main
+        return name
+
+    def _array_fn(self, g: _Gen, f: _Field) -> str:
+        """Name of the generated mask of an array of numbers: flattened and sorted once; each run
+        of slots (intervals and points between the field's boundaries) whose mask adds clauses
+        is tested by one bisection at its low end. Anything unusual (a string, null or object
+        among the numbers, an empty array, uneven nesting) raises on the way and takes the
+        field's checks; so does a bool found where a number is needed (bools sort as 0 and 1)."""
+        name = g.var("arr")
+        slow = g.const("slow", f.mask)
+        intervals, points = f.slot_masks()
+        present = f.other
+        for bit, checks in f.entries:
+            if checks[0].exists_true:
+                present |= bit
+        # slot 2i is the interval below points[i], slot 2i+1 the point; slot 2K the top interval
+        slots = [m for i, p in enumerate(points) for m in (intervals[i], p)] + [intervals[-1]]
+        pts = [_num(g, p) for p in f.points]
+        main, g.lines = g.lines, []
+        g.emit(0, "")
+        g.emit(0, f"def {name}(x):")
+        g.emit(1, "try:")
+        g.emit(2, "if type(x[0]) is list:")
+        g.emit(3, "s = x")
+        g.emit(3, "while type(s[0][0]) is list:")
+        g.emit(4, "s = list(_cf(s))")
+        g.emit(3, "s = sorted(_cf(s))")
+        g.emit(2, "else:")
+        g.emit(3, "s = sorted(x)")
+        g.emit(2, f"if s[0] < -{_BIG}.0 or s[-1] > {_BIG}.0:")  # ints beyond doubles
+        g.emit(3, f"return {slow}(x)")
+        g.emit(2, f"m = {present}")
+        j = 0
+        while j < len(slots):
+            k = j
+            while k + 1 < len(slots) and slots[k + 1] == slots[j]:
+                k += 1
+            if slots[j] != present:
+                # the first value at or above the run's low end, and whether it is below its top
+                # (the lowest value for a run from the bottom, the highest for one to the top)
+                top = k == len(slots) - 1
+                if j == 0:
+                    first = "0"
+                elif top:
+                    first = "-1"
+                elif j % 2:
+                    first = f"_bl(s, {pts[j // 2]})"
+                else:
+                    first = f"_br(s, {pts[j // 2 - 1]})"
+                if top:
+                    inside = "True" if j == 0 else f"s[-1] >= {pts[j // 2]}" if j % 2 else f"s[-1] > {pts[j // 2 - 1]}"
+                elif k % 2:
+                    inside = f"len(s) > i and s[i] <= {pts[k // 2]}"
+                else:
+                    inside = f"len(s) > i and s[i] < {pts[k // 2]}"
+                if j == 0 and not top:
+                    inside = inside.replace("len(s) > i and ", "")  # s holds a value: s[0] was read
+                g.emit(2, f"i = {first}")
+                g.emit(2, f"if {inside}:")
+                g.emit(3, "if type(s[i]) is bool:")
+                g.emit(4, f"return {slow}(x)")
+                g.emit(3, f"m |= {slots[j]}")
+            j = k + 1
+        g.emit(2, "return m")
+        g.emit(1, "except (TypeError, IndexError):")
+        g.emit(2, f"return {slow}(x)")
+        g.helpers += g.lines
+        g.lines = main
+        return name
+
+
+def _num(g: _Gen, p: float) -> str:
+    return repr(p) if math.isfinite(p) else g.const("p", p)
+
+
+def _tree(g: _Gen, f: _Field, v: str) -> str:
+    """The mask of the double `v` as nested comparisons with the field's points (a bisection
+    written out); runs of equal masks collapse into one constant."""
+    intervals, points = f.slot_masks()
+    pts = f.points
+
+    def tree(lo: int, hi: int) -> str:  # v above pts[lo - 1] and below pts[hi]
+        if len(set(intervals[lo:hi + 1]) | set(points[lo:hi])) == 1:
+            return str(intervals[lo])
+        mid = (lo + hi) // 2
+        p = _num(g, pts[mid])
+        return f"({tree(lo, mid)} if {v} < {p} else {points[mid]} if {v} == {p} else {tree(mid + 1, hi)})"
+    return tree(0, len(pts))
+

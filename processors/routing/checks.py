@@ -1,0 +1,70 @@
+"""One field of a clause checked on a value already read: the obviously-right semantics that the
+generated checks (codegen.py) and the bit-mask engine (bitmask.py) inline or fall back to.
+
+A slot holds a field's value: a scalar, a list of scalars (an array, flattened), a SortedNumbers,
+or MISSING.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+
+from .codegen import MISSING
+from .index import SortedNumbers
+
+_NUMBERS = {int, float}
+
+
+def _any_in_ranges(xs: list, ranges) -> bool:
+    """Whether some number of the sorted list `xs` lies in one of the ranges."""
+    n = len(xs)
+    for lo, lo_incl, hi, hi_incl in ranges:
+        if lo is None:
+            i = 0
+        else:
+            i = bisect_left(xs, lo) if lo_incl else bisect_right(xs, lo)
+        if i < n:
+            x = xs[i]
+            if hi is None or x < hi or (hi_incl and x == hi):
+                return True
+    return False
+
+
+class Check:
+    """One field of a clause (its conditions, OR-ed), checked on the value in its slot."""
+
+    __slots__ = ("fid", "slot", "conds", "preds", "exists_true", "exists_false", "ranges")
+
+    def __init__(self, fid, slot, conds):
+        self.fid = fid  # the anchor's id in the index, else None
+        self.slot = slot
+        self.conds = tuple(c for c in conds if c.kind != "exists")
+        self.preds = tuple(c.pred for c in self.conds)
+        self.exists_true = any(c.kind == "exists" and c.arg for c in conds)
+        self.exists_false = any(c.kind == "exists" and not c.arg for c in conds)
+        # numeric-only fields test arrays of numbers by bisection over the sorted values
+        self.ranges = [c.arg for c in conds] if conds and all(c.kind == "numeric" for c in conds) else None
+
+    def holds(self, slots) -> bool:
+        x = slots[self.slot]
+        if x is MISSING:
+            return self.exists_false
+        if self.exists_true:
+            return True
+        preds = self.preds
+        t = type(x)
+        if t is SortedNumbers:
+            if self.ranges is not None:
+                return _any_in_ranges(x, self.ranges)
+            return any(p(v) for v in x for p in preds)
+        if t is list:
+            if self.ranges is not None:
+                if len(x) > 4 and _NUMBERS.issuperset(map(type, x)):
+                    # slot lists are this event's own copies and order is irrelevant to
+                    # matching: keep the sorted numbers for the next check on this field
+                    x = slots[self.slot] = SortedNumbers(sorted(x))
+                    return _any_in_ranges(x, self.ranges)
+            return any(p(v) for v in x for p in preds)
+        for p in preds:
+            if p(x):
+                return True
+        return False
