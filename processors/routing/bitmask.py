@@ -49,9 +49,27 @@ class _Field:
         # numbers only: bools, strings and nulls hold none of these conditions
         self.numeric = bool(self.points) and all(
             c.kind == "numeric" or (c.kind == "exact" and type(c.arg) in (float, int)) for c in conds)
-        # the sorted-array path reads each value alone: a clause reading the path twice must
-        # find both conditions held by any elements, which only the checks know
-        self.sortable = self.numeric and all(len(checks) == 1 for _, checks in entries)
+        self.table = self._table(conds)
+
+    def _table(self, conds):
+        """(dict, default, affix) when the field's mask is one dict lookup: `dict.get(value,
+        default)` for exact strings (any other value, of any type, holds none of them), or
+        `dict.get(value[:n] or value[-n:], default)` for prefixes (suffixes) of one length n,
+        where a missing field reads as "" (which holds none of them, as missing does)."""
+        kinds = {c.kind for c in conds}
+        if kinds <= {"exact"} and all(type(c.arg) is str for c in conds):
+            table = {c.arg: self._scalar_mask(c.arg) for c in conds}
+            table[MISSING] = self.missing
+            return table, self._scalar_mask(object()), None
+        if len(kinds) == 1 and kinds <= {"prefix", "suffix"} and len({len(c.arg) for c in conds}) == 1 \
+                and conds[0].arg and not any(c.exists_true or c.exists_false for _, cs in self.entries for c in cs):
+            default = self.missing
+            if self._scalar_mask("") != default:
+                return None
+            table = {c.arg: self._scalar_mask(c.arg) for c in conds}
+            n = len(conds[0].arg)
+            return table, default, f"[:{n}]" if kinds == {"prefix"} else f"[-{n}:]"
+        return None
 
     def _scalar_mask(self, value) -> int:
         m = self.other
@@ -68,11 +86,11 @@ class _Field:
             value = scalars(value)
             if not value:
                 return self.missing
+            # a clause reading the path twice needs one element to hold both (array
+            # consistency: pattern.clause_matches), so each element is taken alone
             m = self.other
-            for bit, checks in self.entries:
-                # a fresh slot list each time: a check may keep the array sorted in its slot
-                if all(c.holds([value]) for c in checks):
-                    m |= bit
+            for v in value:
+                m |= self._scalar_mask(v)
             return m
         if t is dict:
             return self.missing
@@ -210,6 +228,14 @@ class BitMatcher:
                 g.emit(depth + 1, f"m &= {below}")
 
     def _leaf(self, g: _Gen, f: _Field, read: str, depth: int) -> None:
+        if f.table is not None:
+            table, default, affix = f.table
+            if affix is None:
+                g.emit(depth, f"m &= {g.const('tb', table)}.get({read}, {default})")
+            else:  # a value that is not a string fails the slice: the index engine decides
+                empty = read.replace(", M)", ", '')")
+                g.emit(depth, f"m &= {g.const('tb', table)}.get({empty}{affix}, {default})")
+            return
         fn = self._value_fn(g, f)
         x = g.var("x")
         g.emit(depth, f"{x} = {read}")
@@ -218,9 +244,8 @@ class BitMatcher:
             g.emit(depth, f"{t} = type({x})")
             g.emit(depth, f"if {t} is float:")
             g.emit(depth + 1, f"m &= {_tree(g, f, x)}")
-            if f.sortable:
-                g.emit(depth, f"elif {t} is list:")
-                g.emit(depth + 1, f"m &= {self._array_fn(g, f)}({x})")
+            g.emit(depth, f"elif {t} is list:")
+            g.emit(depth + 1, f"m &= {self._array_fn(g, f)}({x})")
             g.emit(depth, "else:")
             g.emit(depth + 1, f"m &= {fn}({x})")
         else:
@@ -282,13 +307,12 @@ class BitMatcher:
         name = g.var("arr")
         slow = g.const("slow", f.mask)
         intervals, points = f.slot_masks()
-        present = f.other
-        for bit, checks in f.entries:
-            if checks[0].exists_true:
-                present |= bit
         # slot 2i is the interval below points[i], slot 2i+1 the point; slot 2K the top interval
         slots = [m for i, p in enumerate(points) for m in (intervals[i], p)] + [intervals[-1]]
         pts = [_num(g, p) for p in f.points]
+        present = self.full  # what any array of numbers holds: its values fill some slot
+        for m in slots:
+            present &= m
         main, g.lines = g.lines, []
         g.emit(0, "")
         g.emit(0, f"def {name}(x):")

@@ -33,6 +33,7 @@ class Check:
     """One field of a clause (its conditions, OR-ed), checked on the value in its slot."""
 
     __slots__ = ("fid", "slot", "conds", "preds", "exists_true", "exists_false", "ranges")
+    same_element = False  # see SameElementCheck
 
     def __init__(self, fid, slot, conds):
         self.fid = fid  # the anchor's id in the index, else None
@@ -68,3 +69,22 @@ class Check:
             if p(x):
                 return True
         return False
+
+
+class SameElementCheck(Check):
+    """A path a clause reads more than once (`{"v": [..], "$or": [{"v": [..]}, ..]}`): every
+    reading must hold on one and the same value, one element of an array (array consistency,
+    as pattern.clause_matches decides it). Generated code calls `holds`."""
+
+    __slots__ = ("groups",)
+    same_element = True
+
+    def __init__(self, slot, groups):
+        super().__init__(None, slot, [])
+        self.groups = [Check(None, 0, conds) for conds in groups]
+
+    def holds(self, slots) -> bool:
+        x = slots[self.slot]
+        if type(x) is list or type(x) is SortedNumbers:
+            return any(all(c.holds([v]) for c in self.groups) for v in x)
+        return all(c.holds([x]) for c in self.groups)

@@ -14,7 +14,7 @@ import re
 from bisect import bisect_left, bisect_right
 from itertools import chain
 
-from .conditions import leaf_key
+from .conditions import as_double, leaf_key
 from .index import SortedNumbers
 
 _chain = chain.from_iterable
@@ -36,8 +36,9 @@ def scalars(values: list) -> list:
         types = set(map(type, values))
         if list not in types and dict not in types:
             if len(values) > 4 and types <= _NUMBERS:
-                # numbers sorted once: range checks and lookups bisect instead of looping
-                out = SortedNumbers(values)
+                # numbers sorted once: range checks and lookups bisect instead of looping; ints
+                # past 2**53 as the doubles EventBridge compares
+                out = SortedNumbers(map(as_double, values) if int in types else values)
                 out.sort()
                 return out
             return values[:] if values is original else values
@@ -408,8 +409,12 @@ def _leaf(g: _Gen, v: str, depth: int, slot: int, fi, scalar: bool, path: str, s
         g.emit(d2, f"if {t} is float:")
         g.emit(d2 + 1, f"{c} = {_float_slot(g, ri, v)}")
         g.emit(d2, "else:")
-        g.emit(d2 + 1, f"{i} = _bisect({pts}, {v})")
-        g.emit(d2 + 1, f"{c} = {sl}[2 * {i} - 1] if {i} and {pts}[{i} - 1] == {v} else {sl}[2 * {i}]")
+        # as the double EventBridge compares (float() of an int past doubles raises
+        # OverflowError: the generic path reads it as infinity)
+        n = g.var("n")
+        g.emit(d2 + 1, f"{n} = float({v})")
+        g.emit(d2 + 1, f"{i} = _bisect({pts}, {n})")
+        g.emit(d2 + 1, f"{c} = {sl}[2 * {i} - 1] if {i} and {pts}[{i} - 1] == {n} else {sl}[2 * {i}]")
         g.emit(d2, f"if {c}:")
         g.hit(d2 + 1, c)
         if numbers_only:
@@ -559,6 +564,10 @@ def _sorted_range_test(g: _Gen, numeric_range) -> str:
 def _emit_checks(g: _Gen, checks, depth: int, fail: str) -> None:
     """Straight-line tests of a clause's fields on the slot values; `fail` ends the clause."""
     for check in checks:
+        if check.same_element:
+            g.emit(depth, f"if not {g.const('h', check.holds)}(s):")
+            g.emit(depth + 1, fail)
+            continue
         if check.exists_false and check.exists_true:
             continue  # missing or present: always holds
         g.emit(depth, f"x = s[{check.slot}]")
@@ -607,6 +616,8 @@ def build_clause_check(checks):
 def _check_expr(g: _Gen, check) -> str | None:
     """`_emit_checks`' tests of one field as a single expression on the slot value `x<slot>` and
     its type `t<slot>`, read once up front; None when the check always holds."""
+    if check.same_element:
+        return f"{g.const('h', check.holds)}(s)"
     if check.exists_false and check.exists_true:
         return None
     x, t = f"x{check.slot}", f"t{check.slot}"

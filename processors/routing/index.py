@@ -12,7 +12,7 @@ import math
 from bisect import bisect_left, bisect_right
 from functools import partial
 
-from .conditions import leaf_key
+from .conditions import as_double, leaf_key
 
 _NUMBER_TYPES = {int, float}
 
@@ -46,6 +46,7 @@ class RangeIndex:
         self._bisect = partial(bisect_right, points)
 
     def lookup(self, x) -> tuple:
+        x = as_double(x)  # an int past 2**53 compares as the double EventBridge reads
         i = bisect_right(self.points, x)
         if i and self.points[i - 1] == x:
             return self.slots[2 * (i - 1) + 1]
@@ -70,6 +71,7 @@ class RangeIndex:
 
     def lookup_many(self, numbers: list, found: set) -> None:
         """All fields hit by any of `numbers` (ints/floats only), with the loops in C."""
+        numbers = list(map(as_double, numbers))  # ints past 2**53 as doubles
         on = self.point_set.intersection(numbers)
         if on:
             slots = self.slots

@@ -19,7 +19,7 @@ generic path (flatten.py + pattern.clause_matches), which also enforces array co
 from __future__ import annotations
 
 from .bitmask import MAX_CLAUSES, BitMatcher
-from .checks import Check
+from .checks import Check, SameElementCheck
 from .codegen import build_candidates_check, build_clause_check, build_fast_path
 from .compiler import compile_clauses
 from .flatten import build_trie, flatten
@@ -136,6 +136,13 @@ class RuleSet:
                     # an exact index hit proves the field: nothing left to evaluate
                     anchor.conds, anchor.preds, anchor.ranges, anchor.exists_true = (), (), None, True
             rest = [c for c in checks if c is not anchor]
+            readings: dict[str, list] = {}
+            for path, conds, _ in fields:
+                readings.setdefault(path, []).append(conds)
+            for path, groups in readings.items():
+                if len(groups) > 1:  # one value must hold them all: checked together
+                    rest = [c for c in rest if c.slot != slot_of[path]]
+                    rest.append(SameElementCheck(slot_of[path], groups))
             # cheap tests first: presence, then single values, numeric arrays last
             rest.sort(key=lambda c: (bool(c.preds), c.ranges is not None))
             self.plan.append((anchor, tuple(rest)))
