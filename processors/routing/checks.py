@@ -9,6 +9,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 
 from .codegen import MISSING
+from .conditions import as_double
 from .index import SortedNumbers
 
 _NUMBERS = {int, float}
@@ -59,10 +60,12 @@ class Check:
             return any(p(v) for v in x for p in preds)
         if t is list:
             if self.ranges is not None:
-                if len(x) > 4 and _NUMBERS.issuperset(map(type, x)):
+                types = set(map(type, x))
+                if len(x) > 4 and types <= _NUMBERS:
                     # slot lists are this event's own copies and order is irrelevant to
-                    # matching: keep the sorted numbers for the next check on this field
-                    x = slots[self.slot] = SortedNumbers(sorted(x))
+                    # matching: keep the sorted numbers (ints past 2**53 as the doubles
+                    # EventBridge compares) for the next check on this field
+                    x = slots[self.slot] = SortedNumbers(sorted(map(as_double, x) if int in types else x))
                     return _any_in_ranges(x, self.ranges)
             return any(p(v) for v in x for p in preds)
         for p in preds:
