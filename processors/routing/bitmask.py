@@ -24,10 +24,10 @@ from bisect import bisect_left, bisect_right
 from itertools import chain
 
 from .checks import Check
-from .codegen import MISSING, _dotted_check, _Gen, _scalar_test, _define, scalars
+from .codegen import (MEMO_SIZE, MISSING, _WORD_T, _WORD_X, _define, _dotted_check, _Gen, _memo_full, _scalar_test,
+                      scalars)
 
 MAX_CLAUSES = 512  # masks stay a few machine words; bigger sets use the index engine
-MEMO_SIZE = 4096  # remembered masks per string field
 NAMES_SIZE = 65536  # remembered rule names per final mask
 _STRING_BLIND = {"numeric"}  # kinds that never hold for a string
 _BIG = 2 ** 53  # ints beyond this are not all doubles: their own checks decide
@@ -179,7 +179,11 @@ class BitMatcher:
         g = _Gen()
         g.env.update(_generic=fallback, _names=self._names, _names_of=self.names_of,
                      _cf=chain.from_iterable, _bl=bisect_left, _br=bisect_right)
+        g.env["_ev"] = [0]  # events seen, to judge whether a memo pays
+        g.env["memos"] = {}
+        g.env["_full"] = _memo_full(g.env)
         g.emit(0, "def match(ev):")
+        g.emit(1, "_ev[0] += 1")
         g.emit(1, f"m = {self.full}")
         g.emit(1, "try:")
         _dotted_check(g, trie, "ev", 2)
@@ -249,22 +253,19 @@ class BitMatcher:
             g.emit(depth, "else:")
             g.emit(depth + 1, f"m &= {fn}({x})")
         else:
-            g.emit(depth, f"m &= {f.memo_name}.get({x}) or {fn}({x})")
+            # values that repeat (names, types, statuses) are one memo lookup; a field whose
+            # values do not (ids) has its memo switched off (codegen._memo_full) and tests inline
+            g.emit(depth, f"if {f.flag_name}:")
+            g.emit(depth + 1, f"m &= {f.memo_name}.get({x}) or {fn}({x})")
+            g.emit(depth, f"elif type({x}) is str:")
+            mm = g.var("mm")
+            self._string_tests(g, f, x, depth + 1, mm)
+            g.emit(depth + 1, f"m &= {mm}")
+            g.emit(depth, "else:")
+            g.emit(depth + 1, f"m &= {fn}({x})")
 
-    def _value_fn(self, g: _Gen, f: _Field) -> str:
-        """Name of the generated `mask(x)` of field `f` (made once): strings by inline tests
-        (remembered), floats by comparisons, anything else by the field's checks."""
-        name = getattr(f, "fn_name", None)
-        if name is not None:
-            return name
-        name = f.fn_name = g.var("mask")
-        memo = f.memo_name = g.const("memo", {MISSING: f.missing})
-        slow = g.const("slow", f.mask)
-        main, g.lines = g.lines, []
-        g.emit(0, "")
-        g.emit(0, f"def {name}(x):")
-        g.emit(1, "t = type(x)")
-        g.emit(1, "if t is str:")
+    def _string_tests(self, g: _Gen, f: _Field, x: str, depth: int, out: str) -> None:
+        """Code that sets `out` to the mask of the string `x` on field `f`, by inline tests."""
         always = f.other
         tests = []
         for bit, checks in f.entries:
@@ -274,19 +275,41 @@ class BitMatcher:
                     continue
                 conds = [c for c in check.conds if c.kind not in _STRING_BLIND
                          and not (c.kind == "exact" and type(c.arg) is not str)]
-                parts.append(" or ".join(f"({_scalar_test(g, c)})" for c in conds) or "False")
+                tested = " or ".join(f"({_scalar_test(g, c)})" for c in conds) or "False"
+                # the tests name the value `x` and its type `t`: here, `x` and str
+                parts.append(_WORD_T.sub("str", _WORD_X.sub(x, tested)))
             if not parts:
                 always |= bit
             elif "False" not in parts:
                 tests.append((bit, " and ".join(f"({p})" for p in parts)))
-        g.emit(2, f"m = {always}")
+        g.emit(depth, f"{out} = {always}")
         for bit, test in tests:
-            g.emit(2, f"if {test}:")
-            g.emit(3, f"m |= {bit}")
-        g.emit(2, f"if len({memo}) >= {MEMO_SIZE}:")
-        g.emit(3, f"{memo}.clear()")
-        g.emit(3, f"{memo}[M] = {f.missing}")
-        g.emit(2, f"{memo}[x] = m")
+            g.emit(depth, f"if {test}:")
+            g.emit(depth + 1, f"{out} |= {bit}")
+
+    def _value_fn(self, g: _Gen, f: _Field) -> str:
+        """Name of the generated `mask(x)` of field `f` (made once): strings by inline tests
+        (remembered while the field's memo is on), floats by comparisons, anything else by the
+        field's checks."""
+        name = getattr(f, "fn_name", None)
+        if name is not None:
+            return name
+        name = f.fn_name = g.var("mask")
+        memo = f.memo_name = g.const("memo", {MISSING: f.missing})
+        flag = f.flag_name = g.const("on", True)
+        g.env["memos"][f.path] = True
+        slow = g.const("slow", f.mask)
+        main, g.lines = g.lines, []
+        g.emit(0, "")
+        g.emit(0, f"def {name}(x):")
+        g.emit(1, "t = type(x)")
+        g.emit(1, "if t is str:")
+        self._string_tests(g, f, "x", 2, "m")
+        g.emit(2, f"if {flag}:")
+        g.emit(3, f"if len({memo}) >= {MEMO_SIZE}:")
+        g.emit(4, f"_full({f.path!r}, {flag!r}, {memo}, _ev)")
+        g.emit(4, f"{memo}[M] = {f.missing}")
+        g.emit(3, f"{memo}[x] = m")
         g.emit(2, "return m")
         g.emit(1, "if t is float:")
         g.emit(2, f"return {_tree(g, f, 'x')}")

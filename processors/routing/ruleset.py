@@ -167,7 +167,7 @@ class RuleSet:
     @property
     def memos(self) -> dict[str, bool]:
         """Fields whose ids are remembered per value, and whether that memo is still in use."""
-        return self.index_matching.__globals__["memos"]
+        return self.matching.__globals__["memos"]
 
     def __len__(self) -> int:
         return len(self.names)

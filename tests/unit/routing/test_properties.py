@@ -268,19 +268,21 @@ def test_numeric_ranges_on_single_numbers_agree_with_each_pattern(ranges, number
 
 
 def test_memo_of_a_field_whose_values_do_not_repeat_is_dropped_and_results_stay_right():
-    """A string field with several index tables remembers ids per value; for one whose values
-    are all new (ids) the memo is dropped, and the answers are the same before and after."""
+    """A string field with several index tables (index engine) or tests (bit-mask engine)
+    remembers its answer per value; for one whose values are all new (ids) the memo is dropped,
+    and the answers are the same before and after."""
     from processors.routing.codegen import MEMO_SIZE
 
     rules = {"pre": {"id": [{"prefix": "a1"}]}, "suf": {"id": [{"suffix": "9"}]},
              "kind": {"kind": [{"prefix": "se"}, {"suffix": "or"}], "id": [{"exists": True}]}}
-    rs = RuleSet(rules, engine="index")
-    matching = rs.matching  # held, as callers do: the switch happens inside it
-    compiled = {n: compile_pattern(p) for n, p in rules.items()}
-    for i in range(3 * MEMO_SIZE):
-        ev = {"id": f"a{i}", "kind": ["sensor", "motor", "door"][i % 3]}
-        assert matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], ev
-    assert rs.memos == {"id": False, "kind": True}  # ids never repeat; three kinds do
+    for engine in ENGINES:
+        rs = RuleSet(rules, engine=engine)
+        matching = rs.matching  # held, as callers do: the switch happens inside it
+        compiled = {n: compile_pattern(p) for n, p in rules.items()}
+        for i in range(3 * MEMO_SIZE):
+            ev = {"id": f"a{i}", "kind": ["sensor", "motor", "door"][i % 3]}
+            assert matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], ev
+        assert rs.memos == {"id": False, "kind": True}, engine  # ids never repeat; three kinds do
 
 
 @settings(max_examples=300, deadline=None)
