@@ -123,7 +123,8 @@ def _points(conds) -> set[float]:
 class BitMatcher:
     """`matching(event) -> rule names` for the clauses of a RuleSet, by masks (see above)."""
 
-    def __init__(self, names: list[str], clauses: list, clause_rule: list[int], trie, fallback):
+    def __init__(self, names: list[str], clauses: list, clause_rule: list[int], trie, fallback,
+                 env: dict | None = None):
         n = len(clauses)
         self.guard = 1 << n
         full = self.guard - 1
@@ -140,7 +141,7 @@ class BitMatcher:
         self._names: dict[int, list[str]] = {self.guard: []}
         self._chunks: list[dict] = [{} for _ in range(n // 16 + 1)]
         self._multi_clause_rules = len(set(clause_rule)) < n
-        self.matching, self.source = self._generate(trie, fallback)
+        self.matching, self.source = self._generate(trie, fallback, env)
 
     def names_of(self, m: int) -> list[str]:
         """The rule names of the clause bits in `m`, in rule order; remembered per mask. Clause
@@ -175,30 +176,36 @@ class BitMatcher:
                     out.append(name)
         return out
 
-    def _generate(self, trie, fallback):
+    def _generate(self, trie, fallback, env: dict | None):
+        """`match`, generated into `env` when one is given (the index engine's globals, so that
+        a function object can switch between the engines' code: RuleSet's engine trial). Its
+        names there start with `_b` or carry numbers past the index engine's."""
         g = _Gen()
-        g.env.update(_generic=fallback, _names=self._names, _names_of=self.names_of,
+        if env is not None:
+            env.update((k, v) for k, v in g.env.items() if k not in env)
+            g.env, g.n = env, 1_000_000
+        g.env.update(_bindex=fallback, _bnames=self._names, _bnames_of=self.names_of,
                      _cf=chain.from_iterable, _bl=bisect_left, _br=bisect_right)
-        g.env["_ev"] = [0]  # events seen, to judge whether a memo pays
-        g.env["memos"] = {}
-        g.env["_full"] = _memo_full(g.env)
-        g.emit(0, "def match(ev):")
-        g.emit(1, "_ev[0] += 1")
+        g.env["_bev"] = [0]  # events seen, to judge whether a memo pays
+        g.env["_bmemos"] = self.memos = {}
+        g.env["_bfull"] = _memo_full(g.env, "_bmemos")
+        g.emit(0, "def _bmatch(ev):")
+        g.emit(1, "_bev[0] += 1")
         g.emit(1, f"m = {self.full}")
         g.emit(1, "try:")
-        _dotted_check(g, trie, "ev", 2)
+        _dotted_check(g, trie, "ev", 2, "_bindex")
         self._node(g, trie, "ev", 2)
         # an unhashable value (an array, an object) looked up in a string field's memo, or an
         # event that is not an object
         g.emit(1, "except (TypeError, AttributeError):")
-        g.emit(2, "return _generic(ev)")
-        g.emit(1, "r = _names.get(m)")
+        g.emit(2, "return _bindex(ev)")
+        g.emit(1, "r = _bnames.get(m)")
         g.emit(1, "if r is None:")
-        g.emit(2, "r = _names_of(m)")
+        g.emit(2, "r = _bnames_of(m)")
         g.emit(1, "return r[:]")  # a list of the caller's own, as the index engine returns
         source = "\n".join(g.lines + g.helpers) + "\n"
         _define(source, "<eventweir-bitmask>", g.env)
-        return g.env["match"], source
+        return g.env["_bmatch"], source
 
     def _missing_under(self, node) -> int:
         """The AND of the missing masks of every used path below `node` (not node's own)."""
@@ -221,10 +228,10 @@ class BitMatcher:
             g.emit(depth, f"if {t} is dict:")
             if child.leaf is not None:  # an object where a value is read: that path is absent
                 g.emit(depth + 1, f"m &= {self.fields[child.leaf].missing}")
-            _dotted_check(g, child, v, depth + 1)
+            _dotted_check(g, child, v, depth + 1, "_bindex")
             self._node(g, child, v, depth + 1)
             g.emit(depth, f"elif {t} is list:")
-            g.emit(depth + 1, "return _generic(ev)")
+            g.emit(depth + 1, "return _bindex(ev)")
             g.emit(depth, "else:")  # absent, or a scalar: nothing below it is present
             if child.leaf is not None:
                 g.emit(depth + 1, f"m &= {below} & {self._value_fn(g, self.fields[child.leaf])}({v})")
@@ -246,7 +253,8 @@ class BitMatcher:
         if f.numeric:
             t = g.var("t")
             g.emit(depth, f"{t} = type({x})")
-            g.emit(depth, f"if {t} is float:")
+            # an int within doubles' exact range compares with the boundaries as its double
+            g.emit(depth, f"if {t} is float or ({t} is int and -{_BIG} <= {x} <= {_BIG}):")
             g.emit(depth + 1, f"m &= {_tree(g, f, x)}")
             g.emit(depth, f"elif {t} is list:")
             g.emit(depth + 1, f"m &= {self._array_fn(g, f)}({x})")
@@ -255,6 +263,7 @@ class BitMatcher:
         else:
             # values that repeat (names, types, statuses) are one memo lookup; a field whose
             # values do not (ids) has its memo switched off (codegen._memo_full) and tests inline
+            g.env["_bmemos"][f.path] = True
             g.emit(depth, f"if {f.flag_name}:")
             g.emit(depth + 1, f"m &= {f.memo_name}.get({x}) or {fn}({x})")
             g.emit(depth, f"elif type({x}) is str:")
@@ -297,7 +306,6 @@ class BitMatcher:
         name = f.fn_name = g.var("mask")
         memo = f.memo_name = g.const("memo", {MISSING: f.missing})
         flag = f.flag_name = g.const("on", True)
-        g.env["memos"][f.path] = True
         slow = g.const("slow", f.mask)
         main, g.lines = g.lines, []
         g.emit(0, "")
@@ -307,7 +315,7 @@ class BitMatcher:
         self._string_tests(g, f, "x", 2, "m")
         g.emit(2, f"if {flag}:")
         g.emit(3, f"if len({memo}) >= {MEMO_SIZE}:")
-        g.emit(4, f"_full({f.path!r}, {flag!r}, {memo}, _ev)")
+        g.emit(4, f"_bfull({f.path!r}, {flag!r}, {memo}, _bev)")
         g.emit(4, f"{memo}[M] = {f.missing}")
         g.emit(3, f"{memo}[x] = m")
         g.emit(2, "return m")

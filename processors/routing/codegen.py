@@ -207,13 +207,13 @@ def _dotted_names(node) -> set[str]:
     return names
 
 
-def _dotted_check(g: _Gen, node, d: str, depth: int) -> None:
+def _dotted_check(g: _Gen, node, d: str, depth: int, generic: str = "_generic") -> None:
     """Send the event the generic way if object `d` has a key that spans levels of a used path.
     Other dotted keys cannot reach a used field, and need no check (a set lookup per key in C)."""
     names = _dotted_names(node)
     if names:
         g.emit(depth, f"if not {g.const('dots', frozenset(names))}.isdisjoint({d}):")
-        g.emit(depth + 1, "return _generic(ev)")
+        g.emit(depth + 1, f"return {generic}(ev)")
 
 
 def _node(g: _Gen, node, d: str, depth: int, slot_of: dict, index: dict, needed: set) -> None:
@@ -257,10 +257,11 @@ def _lookups_per_string(fi) -> int:
             + bool(fi.eic) + bool(fi.neg_all) + len(fi.neg_prefix) + len(fi.neg_suffix) + bool(fi.neg_eic))
 
 
-def _memo_full(env: dict):
+def _memo_full(env: dict, memos: str = "memos"):
     """What a field's lookup does when its memo is full: clear it, and when most events since
     the last clear brought a value it had not seen (ids, timestamps), switch the memo off: the
-    generated code then takes its inline branch for that field."""
+    generated code then takes its inline branch for that field. `env[memos]` maps each field
+    to whether its memo is on."""
     since: dict[str, int] = {}
 
     def full(path: str, flag: str, memo: dict, events: list) -> None:
@@ -269,7 +270,7 @@ def _memo_full(env: dict):
         memo.clear()
         if MEMO_SIZE * 2 > seen:
             env[flag] = False
-            env["memos"][path] = False
+            env[memos][path] = False
     return full
 
 

@@ -18,9 +18,12 @@ generic path (flatten.py + pattern.clause_matches), which also enforces array co
 """
 from __future__ import annotations
 
+import statistics
+import time
+
 from .bitmask import MAX_CLAUSES, BitMatcher
 from .checks import Check, SameElementCheck
-from .codegen import build_candidates_check, build_clause_check, build_fast_path
+from .codegen import _define, build_candidates_check, build_clause_check, build_fast_path
 from .compiler import compile_clauses
 from .flatten import build_trie, flatten
 from .index import FieldIndex
@@ -159,15 +162,67 @@ class RuleSet:
         # `matching(event) -> names`: one generated function (codegen.build_fast_path)
         self.matching, self.source = build_fast_path(self.trie, slot_of, self.index, needed, self._tail)
         self.index_matching = self.matching
+        self.bits = None
+        self.engine = "index"
         if engine == "bitmask" or (engine == "auto" and len(self.clauses) <= MAX_CLAUSES):
-            self.bits = BitMatcher(self.names, self.clauses, self.clause_rule, self.trie, self.index_matching)
-            self.matching, self.source = self.bits.matching, self.bits.source
-        self.engine = "bitmask" if self.matching is not self.index_matching else "index"
+            # generated into the index engine's globals: one function object can run either
+            env = self.index_matching.__globals__
+            self.bits = BitMatcher(self.names, self.clauses, self.clause_rule, self.trie,
+                                   self.index_matching, env)
+            if engine == "bitmask":
+                self.matching, self.engine = self.bits.matching, "bitmask"
+            else:
+                self.matching, self.engine = self._engine_trial(env), "choosing"
+
+    TRIAL_EVERY = 8  # one event in this many is a trial sample: a sample spans the traffic
+    TRIAL_WARMUP = 200  # samples both engines run before they are timed (generated checks, memos)
+    TRIAL_TIMED = 1000  # samples both engines are timed on
+
+    def _engine_trial(self, env: dict):
+        """`matching` for engine="auto": on one event in TRIAL_EVERY it runs both engines (in
+        turns first, for fairness to caches), and after TRIAL_TIMED timed samples it becomes the
+        one with the lower median time per event, for good. Samples spread over ~10,000 events,
+        so that traffic that comes in runs of one kind (a batch per partition) is judged whole.
+        Which engine is faster depends on the traffic: the index engine when events are
+        candidates for few clauses (routing by type and id), the bit-mask engine when they are
+        candidates for many (rules on most fields, anything-buts). Both give the same answers."""
+        _define("def _bmatching(ev):\n    return _btrial(ev)\n", "<eventweir-trial>", env)
+        matching = env.pop("_bmatching")
+        index, bits = self.index_matching, self.bits.matching
+        times: tuple[list, list] = ([], [])
+        clock = time.perf_counter_ns
+        every = self.TRIAL_EVERY
+        warm = self.TRIAL_WARMUP * every
+        last = warm + self.TRIAL_TIMED * every
+        count = [0]
+
+        def trial(ev):
+            n = count[0] = count[0] + 1
+            if n % every:
+                return index(ev)
+            if n <= warm:
+                bits(ev)
+                return index(ev)
+            for side in ((0, 1) if n & every else (1, 0)):
+                start = clock()
+                names = (index, bits)[side](ev)
+                times[side].append(clock() - start)
+            if n >= last:
+                self.trial_medians_ns = tuple(statistics.median(t) for t in times)
+                best = 0 if self.trial_medians_ns[0] <= self.trial_medians_ns[1] else 1
+                matching.__code__ = (index, bits)[best].__code__
+                self.engine = ("index", "bitmask")[best]
+            return names
+        env["_btrial"] = trial
+        return matching
 
     @property
     def memos(self) -> dict[str, bool]:
-        """Fields whose ids are remembered per value, and whether that memo is still in use."""
-        return self.matching.__globals__["memos"]
+        """Fields whose matches are remembered per value, and whether that memo is still in use
+        (of the bit-mask engine when it runs, else of the index engine)."""
+        if self.engine == "bitmask":
+            return self.bits.memos
+        return self.index_matching.__globals__["memos"]
 
     def __len__(self) -> int:
         return len(self.names)

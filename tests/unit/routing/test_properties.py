@@ -373,12 +373,28 @@ def test_bitmask_arrays_of_numbers_agree_with_each_pattern(field_conditions, val
                     assert rs.matching(ev) == expected, (rs.engine, ev)
 
 
-def test_auto_engine_takes_bitmask_for_small_sets_and_index_for_big_ones():
+def test_auto_engine_times_both_engines_on_the_traffic_and_keeps_the_faster(monkeypatch):
+    """engine="auto" times both engines on the first events, then the function callers hold
+    becomes the faster one; the answers are the same all along. Past bitmask.MAX_CLAUSES
+    clauses only the index engine runs."""
     from processors.routing.bitmask import MAX_CLAUSES
 
-    small = RuleSet({f"r{i}": {"id": [f"v{i}"]} for i in range(MAX_CLAUSES)})
+    rules = {f"r{i}": {"id": [f"v{i}"], "n": [{"numeric": [">", i]}]} for i in range(40)}
+    rules["any"] = {"id": [{"anything-but": "v3"}]}
+    monkeypatch.setattr(RuleSet, "TRIAL_EVERY", 2)  # a shorter trial
+    rs = RuleSet(rules)
+    matching = rs.matching
+    assert rs.engine == "choosing"
+    compiled = {n: compile_pattern(p) for n, p in rules.items()}
+    trial = 2 * (rs.TRIAL_WARMUP + rs.TRIAL_TIMED)
+    for i in range(trial + 200):
+        ev = {"id": f"v{i % 50}", "n": i % 60}
+        assert matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], ev
+        if i == trial - 2:
+            assert rs.engine == "choosing"
+    assert rs.engine in ("index", "bitmask")
+    winner = rs.index_matching if rs.engine == "index" else rs.bits.matching
+    assert matching.__code__ is winner.__code__ and rs.matching is matching
     big = RuleSet({f"r{i}": {"id": [f"v{i}"]} for i in range(MAX_CLAUSES + 1)})
-    assert (small.engine, big.engine) == ("bitmask", "index")
-    for rs in (small, big):
-        assert rs.matching({"id": "v7"}) == ["r7"]
-        assert rs.matching({"id": ["v9", "v3"]}) == ["r3", "r9"]
+    assert big.engine == "index" and big.bits is None
+    assert big.matching({"id": ["v9", "v3"]}) == ["r3", "r9"]
