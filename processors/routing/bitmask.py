@@ -324,6 +324,8 @@ class BitMatcher:
         g.emit(1, f"if t is int and -{_BIG} <= x <= {_BIG}:")
         g.emit(2, "y = float(x)")  # exactly the double EventBridge compares
         g.emit(2, f"return {_tree(g, f, 'y')}")
+        g.emit(1, "if x is M:")
+        g.emit(2, f"return {f.missing}")
         g.emit(1, f"return {slow}(x)")
         g.helpers += g.lines
         g.lines = main
