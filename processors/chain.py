@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Sequence
 
 from processors.core import Event, Failure, SourceRecord
+from processors.decode import Decoder
 
 
 def run_stage(stage, events: list[Event], failures: list[Failure]) -> list[Event]:
@@ -63,6 +64,10 @@ class Chain:
         if chunk < 1:
             raise ValueError(f"Chain chunk={chunk}: expected a positive number of records")
         self.decoder, self.stages, self.chunk = decoder, list(stages), chunk
+        # events serialise by splicing what stages appended into their record's bytes when the
+        # decoder keeps bodies as parsed and every stage keeps Event.added true (`appends_json`)
+        self.splice = (type(decoder) is Decoder and bool(self.stages)
+                       and all(getattr(stage, "appends_json", False) for stage in self.stages))
 
     @property
     def is_async(self) -> bool:
@@ -77,8 +82,10 @@ class Chain:
                 raise TypeError(f"stage {stage_name(stage)!r} ({type(stage).__name__}) is async-only "
                                 "(it has process_async and no process): run this chain with "
                                 "Chain.run_async / Pipeline.run_async")
+        splice = self.splice
         for start in range(0, len(records), chunk):
-            events = decode(records[start:start + chunk], failures)
+            events = decode(records[start:start + chunk], failures, splice) if splice else \
+                decode(records[start:start + chunk], failures)
             for stage in stages:
                 if not events:
                     break

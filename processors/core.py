@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 
 @dataclass(slots=True)
 class SourceRecord:
@@ -29,6 +31,27 @@ class SourceRecord:
 class Event:
     record: SourceRecord
     body: dict[str, Any]
+    # The JSON members (b'"name":value') stages appended at the end of a body that is exactly
+    # its record's JSON object otherwise, in order: the event serialises as the record's bytes
+    # with these spliced in before the closing brace, instead of dumping the whole body again.
+    # None: unknown (a stage changed the body some other way, or the decoder made it).
+    added: tuple[bytes, ...] | None = None
+
+
+def splice_json(value: bytes, added: tuple[bytes, ...], body_len: int) -> bytes:
+    """The JSON object `value` with the members `added` appended (see Event.added); `body_len`
+    is the number of keys of the body with them, so an empty object gets no leading comma."""
+    if not added:
+        return value
+    if value[-1] != 0x7D:  # "}": trailing whitespace after the object
+        value = value.rstrip()
+    sep = b"," if body_len > len(added) else b""
+    return b"".join((value[:-1], sep, b",".join(added), b"}"))
+
+
+def json_member(name: str, value: Any) -> bytes:
+    """b'"name":value', for Event.added."""
+    return orjson.dumps(name) + b":" + orjson.dumps(value)
 
 
 @dataclass(slots=True)

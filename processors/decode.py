@@ -34,8 +34,10 @@ class Decoder:
         self.skipped_tombstones = 0
         self._parser = simdjson.Parser()
 
-    def decode(self, records: list[SourceRecord], failures: list[Failure]) -> list[Event]:
+    def decode(self, records: list[SourceRecord], failures: list[Failure], splice: bool = False) -> list[Event]:
+        """`splice`: start each event's `added` (core.Event): its body is its record's JSON."""
         out: list[Event] = []
+        added = () if splice else None
         append = out.append
         loads = orjson.loads
         for record in records:
@@ -58,7 +60,7 @@ class Decoder:
                 failures.append(Failure(record, self.stage, "not_object",
                                         f"expected a JSON object, got {_json_kind(body)}"))
                 continue
-            append(Event(record, body))
+            append(Event(record, body, added))
         return out
 
     def check(self, records: list[SourceRecord], failures: list[Failure]) -> list[SourceRecord]:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import orjson
 
-from processors.core import Delivery, Event, Failure, PlainMatches
+from processors.core import Delivery, Event, Failure, PlainMatches, splice_json
 
 STAGE = "route"
 
@@ -117,7 +117,12 @@ class Router:
                 names = ruleset.matching(event.body)
                 if names:
                     record = event.record
-                    as_json = record.value if raw_bodies else None
+                    if raw_bodies:
+                        as_json = record.value
+                    elif event.added is not None:  # the record's bytes with what stages appended
+                        as_json = splice_json(record.value, event.added, len(event.body))
+                    else:
+                        as_json = None
                     for name in names:
                         add = collect.get(name)
                         if add is not None:

@@ -16,6 +16,7 @@ from processors.decode import TOMBSTONE
 
 class SchemaValidator:
     stage = "validate"
+    appends_json = True  # bodies are only read (see core.Event.added)
 
     def __init__(self, accepted: Mapping[str, Sequence[str] | str], default: Sequence[str] | str | None = None):
         """`accepted`: topic -> schema refs; `default`: refs for topics not listed (None: such events fail)."""

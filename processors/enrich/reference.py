@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from processors.core import Event, Failure
+from processors.core import Event, Failure, json_member
 from processors.normalise.envelope import get_path, split_path
 
 ON_MISSING = ("pass", "default", "dead-letter")
@@ -39,6 +39,9 @@ class ReferenceTable:
 
 class ReferenceJoin:
     stage = "enrich"
+    # Event.added stays true: a join into a new top-level key appends its member; any other
+    # change (a key replaced, a nested `into`) sets it to None
+    appends_json = True
 
     def __init__(self, table: ReferenceTable | Mapping[str, dict], key_path: str,
                  fields: Sequence[str] | Mapping[str, str] | None = None, into: str | None = None,
@@ -57,9 +60,10 @@ class ReferenceJoin:
         self._parent, self._leaf = target[:-1], target[-1]
         self.on_missing, self.default = on_missing, default
         self.hits = self.misses = 0
-        self._projected: dict[str, tuple[dict, dict]] = {}
-
-    def _project(self, key: str, row: dict) -> dict:
+        self._projected: dict[str, list] = {}
+        self._default_member: bytes | None = None
+    def _project(self, key: str, row: dict) -> list:
+        """[row, the copied fields, their JSON member or None until needed], for `key`."""
         fields = self._fields
         if fields is None:
             value = dict(row)
@@ -69,8 +73,8 @@ class ReferenceJoin:
                 value[dst] = row.get(src)
         if len(self._projected) >= 100_000:
             self._projected.clear()
-        self._projected[key] = (row, value)
-        return value
+        entry = self._projected[key] = [row, value, None]
+        return entry
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         out = []
@@ -103,8 +107,23 @@ class ReferenceJoin:
                 hits += 1
                 # the copied fields are built once per row version and shared by the events that
                 # join it (the table replaces, never mutates, a row): stages after must not mutate them
-                cached = projected.get(key)
-                value = cached[1] if cached is not None and cached[0] is row else self._project(key, row)
+                entry = projected.get(key)
+                if entry is None or entry[0] is not row:
+                    entry = self._project(key, row)
+                value = entry[1]
+            added = event.added
+            if added is not None:
+                if parent_path or leaf in body:
+                    event.added = None
+                else:
+                    member = entry[2] if row is not None else self._default_member
+                    if member is None:
+                        member = _member_of(leaf, value)
+                        if row is not None:
+                            entry[2] = member
+                        else:
+                            self._default_member = member
+                    event.added = None if member is None else added + (member,)
             parent = body
             for step in parent_path:
                 parent = parent.setdefault(step, {})
@@ -113,3 +132,10 @@ class ReferenceJoin:
         self.hits += hits
         self.misses += misses
         return out
+
+
+def _member_of(name: str, value) -> bytes | None:
+    try:
+        return json_member(name, value)
+    except TypeError:
+        return None

@@ -7,12 +7,15 @@ window opens), so the runtime can persist and restore it like any other stage st
 """
 from __future__ import annotations
 
+import orjson
+
 from processors.core import Event, Failure
 from processors.enrich.state import PartitionedState
 
 
 class TumblingCount:
     stage = "window"
+    appends_json = True  # a new top-level `into` is appended to Event.added (see core.Event)
 
     def __init__(self, size_ms: int = 60_000, into: str = "window_count", state: PartitionedState | None = None):
         if not isinstance(size_ms, int) or size_ms <= 0:
@@ -20,6 +23,7 @@ class TumblingCount:
         self.size_ms = size_ms
         self.into = into
         self.state = state or PartitionedState("tumbling_count")
+        self._name = orjson.dumps(into) + b":"
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         size, into, state = self.size_ms, self.into, self.state
@@ -33,5 +37,8 @@ class TumblingCount:
             current = table.get(key)
             count = current[1] + 1 if current is not None and current[0] == window else 1
             state.put(partition, key, [window, count])
-            event.body[into] = count
+            body, added = event.body, event.added
+            if added is not None:
+                event.added = None if into in body else added + (b"%s%d" % (self._name, count),)
+            body[into] = count
         return events

@@ -16,6 +16,7 @@ KEY_PATHS = {"iot": "device_id", "click": "user_id", "cdc": "after.customer_id"}
 
 class RequiredFields:
     stage = "validate"
+    appends_json = True  # bodies are only read (see processors.core.Event.added)
 
     def __init__(self, fields):
         self.fields = tuple(fields)

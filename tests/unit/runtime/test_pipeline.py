@@ -253,3 +253,59 @@ def test_plain_runs_counted_while_routing_are_the_partition_runs_of_the_matches(
     # a plain list (no parts), or a topic routed after stages: runs unknown, counted from the records
     result = pipeline.run({"in": list(batch)}, plain=True)
     assert all(m.runs is None for m in result.plain.values())
+
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False),
+                         st.text(max_size=6))
+json_docs = st.dictionaries(st.sampled_from(["id", "ref", "n", "window_count", "é\n", "x"]),
+                            st.one_of(json_scalars, st.lists(json_scalars, max_size=2)), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(json_docs, st.sampled_from(["compact", "spaced", "trailing"])), min_size=1, max_size=8),
+       st.sampled_from(["ref", "detail.ref"]), st.booleans())
+def test_stages_that_append_splice_the_records_bytes_and_deliver_their_bodies(docs, into, count):
+    """After stages that only add top-level keys (a reference join, a window count, schema
+    checks), a routed event is its record's own bytes with the added members spliced in before
+    the closing brace, not a re-serialisation; whatever the record's spacing, an empty object, a
+    key already present or a nested `into` (which fall back to serialising), the delivered JSON is
+    the event's body."""
+    from processors.enrich import ReferenceJoin
+    from processors.enrich.window import TumblingCount
+
+    values = []
+    for doc, spacing in docs:
+        raw = orjson.dumps(doc)
+        if spacing == "spaced":
+            raw = json.dumps(doc, indent=1).encode()
+        elif spacing == "trailing":
+            raw += b" \n"
+        values.append(raw)
+    stages = [ReferenceJoin({"7": {"owner": "ana", "site": "é"}}, "id", fields=["owner"], into=into,
+                            on_missing="default", default={"owner": None})]
+    if count:
+        stages.append(TumblingCount(60_000))
+    router = Router([Route("all", (RouteTarget("all/out"),), {"zz": [{"exists": False}]})])  # every event
+    pipeline = Pipeline({"in": stages}, router)
+    assert pipeline.chains["in"].splice
+    result = pipeline.run({"in": records("in", values)}, plain=True)
+    assert not result.failures
+    delivered = [v for _, v in sorted(zip((r.offset for r in result.plain["all"].records), result.plain["all"].values))]
+    assert len(delivered) == len(values)
+    for raw, payload in zip(values, delivered):
+        original = orjson.loads(raw)
+        expected = orjson.loads(raw)
+        joined = {"owner": "ana"} if original.get("id") == "7" else {"owner": None}
+        if into == "ref":
+            expected["ref"] = joined
+        else:
+            expected.setdefault("detail", {})["ref"] = joined
+        got = orjson.loads(payload)
+        if count:
+            assert isinstance(got.pop("window_count"), int)
+            expected.pop("window_count", None)
+        assert got == expected
+        if into == "ref" and "ref" not in original and not (count and "window_count" in original) and original:
+            # spliced: the record's own bytes, untouched up to its closing brace
+            assert payload.startswith(raw.rstrip()[:-1])
+
