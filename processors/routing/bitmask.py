@@ -24,11 +24,13 @@ from bisect import bisect_left, bisect_right
 from itertools import chain
 
 from .checks import Check
-from .codegen import (MEMO_SIZE, MISSING, _WORD_T, _WORD_X, _define, _dotted_check, _Gen, _memo_full, _scalar_test,
-                      scalars)
+from .codegen import (MEMO_SIZE, MISSING, _WORD_T, _WORD_X, _define, _dotted_check, _dotted_names, _Gen,
+                      _memo_full, _scalar_test, scalars)
 
 MAX_CLAUSES = 512  # masks stay a few machine words; bigger sets use the index engine
 NAMES_SIZE = 65536  # remembered rule names per final mask
+SHAPE_FIELDS = 6  # rules reading this many top-level fields get a function per event layout
+MAX_SHAPES = 64  # layouts with their own function; the rest take the general one
 _STRING_BLIND = {"numeric"}  # kinds that never hold for a string
 _BIG = 2 ** 53  # ints beyond this are not all doubles: their own checks decide
 
@@ -141,6 +143,8 @@ class BitMatcher:
         self._names: dict[int, list[str]] = {self.guard: []}
         self._chunks: list[dict] = [{} for _ in range(n // 16 + 1)]
         self._multi_clause_rules = len(set(clause_rule)) < n
+        self._shapes: dict[tuple, object] = {}
+        self._top_dots = frozenset(_dotted_names(trie))
         self.matching, self.source = self._generate(trie, fallback, env)
 
     def names_of(self, m: int) -> list[str]:
@@ -180,7 +184,7 @@ class BitMatcher:
         """`match`, generated into `env` when one is given (the index engine's globals, so that
         a function object can switch between the engines' code: RuleSet's engine trial). Its
         names there start with `_b` or carry numbers past the index engine's."""
-        g = _Gen()
+        g = self._g = _Gen()
         if env is not None:
             env.update((k, v) for k, v in g.env.items() if k not in env)
             g.env, g.n = env, 1_000_000
@@ -189,12 +193,41 @@ class BitMatcher:
         g.env["_bev"] = [0]  # events seen, to judge whether a memo pays
         g.env["_bmemos"] = self.memos = {}
         g.env["_bfull"] = _memo_full(g.env, "_bmemos")
-        g.emit(0, "def _bmatch(ev):")
+        self._trie = trie
+        general, source = self._function("_bgeneral", None)
+        if len(trie.children) < SHAPE_FIELDS:
+            return general, source
+        # Events of many kinds, each with a few of the top-level fields the rules read (one bus
+        # for devices, clicks and orders): a function per layout of top-level keys reads only the
+        # fields present, the absent ones' masks folded into its start
+        g.env.update(_bshapes=self._shapes, _bshape=self._shape)
+        dispatch = ("def _bmatch(ev):\n"
+                    "    try:\n"
+                    "        return _bshapes[tuple(ev)](ev)\n"
+                    "    except (KeyError, TypeError):\n"  # a new layout, or not an object
+                    "        return _bshape(ev)(ev)\n")
+        _define(dispatch, "<eventweir-bitmask>", g.env)
+        return g.env["_bmatch"], source
+
+    def _function(self, name: str, present: frozenset | None):
+        """(function, source): `name(ev) -> rule names` for events whose top-level keys are
+        `present` (None: any event)."""
+        g, trie = self._g, self._trie
+        g.lines, g.helpers = [], []
+        start = self.full
+        if present is not None:
+            for seg, child in trie.children.items():
+                if seg not in present:
+                    start &= self._missing_under(child) & (
+                        self.fields[child.leaf].missing if child.leaf is not None else self.full)
+        g.emit(0, f"def {name}(ev):")
         g.emit(1, "_bev[0] += 1")
-        g.emit(1, f"m = {self.full}")
+        g.emit(1, f"m = {start}")
         g.emit(1, "try:")
-        _dotted_check(g, trie, "ev", 2, "_bindex")
-        self._node(g, trie, "ev", 2)
+        if present is None:
+            _dotted_check(g, trie, "ev", 2, "_bindex")
+        self._node(g, trie, "ev", 2, present)
+        g.emit(2, "pass")  # a layout without any field the rules read
         # an unhashable value (an array, an object) looked up in a string field's memo, or an
         # event that is not an object
         g.emit(1, "except (TypeError, AttributeError):")
@@ -205,7 +238,24 @@ class BitMatcher:
         g.emit(1, "return r[:]")  # a list of the caller's own, as the index engine returns
         source = "\n".join(g.lines + g.helpers) + "\n"
         _define(source, "<eventweir-bitmask>", g.env)
-        return g.env["_bmatch"], source
+        return g.env[name], source
+
+    def _shape(self, ev):
+        """The function for the layout of `ev`'s top-level keys, made at its first sight (at
+        most MAX_SHAPES of them; events of other layouts take the general function)."""
+        general = self._g.env["_bgeneral"]
+        if type(ev) is not dict:
+            return general
+        keys = tuple(ev)
+        if len(self._shapes) >= MAX_SHAPES:
+            return general
+        present = frozenset(keys)
+        if not self._top_dots.isdisjoint(present):
+            fn = self._g.env["_bindex"]  # a key spanning levels: the index engine's generic path
+        else:
+            fn, _ = self._function(f"_bshape{len(self._shapes)}", present)
+        self._shapes[keys] = fn
+        return fn
 
     def _missing_under(self, node) -> int:
         """The AND of the missing masks of every used path below `node` (not node's own)."""
@@ -216,14 +266,19 @@ class BitMatcher:
             m &= self._missing_under(child)
         return m
 
-    def _node(self, g: _Gen, node, d: str, depth: int) -> None:
+    def _node(self, g: _Gen, node, d: str, depth: int, present: frozenset | None = None) -> None:
+        """Code for the fields under `node` of the object `d`; `present`: the keys `d` is known
+        to have (the others were folded in as absent), None when unknown."""
         for seg, child in node.children.items():
+            if present is not None and seg not in present:
+                continue
+            read = f"{d}.get({seg!r}, M)" if present is None else f"{d}[{seg!r}]"
             if not child.children:
-                self._leaf(g, self.fields[child.leaf], f"{d}.get({seg!r}, M)", depth)
+                self._leaf(g, self.fields[child.leaf], read, depth)
                 continue
             v, t = g.var("v"), g.var("t")
             below = self._missing_under(child)
-            g.emit(depth, f"{v} = {d}.get({seg!r}, M)")
+            g.emit(depth, f"{v} = {read}")
             g.emit(depth, f"{t} = type({v})")
             g.emit(depth, f"if {t} is dict:")
             if child.leaf is not None:  # an object where a value is read: that path is absent
@@ -263,7 +318,7 @@ class BitMatcher:
         else:
             # values that repeat (names, types, statuses) are one memo lookup; a field whose
             # values do not (ids) has its memo switched off (codegen._memo_full) and tests inline
-            g.env["_bmemos"][f.path] = True
+            g.env["_bmemos"].setdefault(f.path, True)
             g.emit(depth, f"if {f.flag_name}:")
             g.emit(depth + 1, f"m &= {f.memo_name}.get({x}) or {fn}({x})")
             g.emit(depth, f"elif type({x}) is str:")

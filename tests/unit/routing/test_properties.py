@@ -398,3 +398,33 @@ def test_auto_engine_times_both_engines_on_the_traffic_and_keeps_the_faster(monk
     big = RuleSet({f"r{i}": {"id": [f"v{i}"]} for i in range(MAX_CLAUSES + 1)})
     assert big.engine == "index" and big.bits is None
     assert big.matching({"id": ["v9", "v3"]}) == ["r3", "r9"]
+
+
+WIDE_KEYS = ["a", "b", "c", "d", "e", "f", "g.h"]
+wide_events = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e", "f", "g", "g.h", "x"]),
+                                 st.one_of(values, st.dictionaries(st.sampled_from(["h", "a"]), values, max_size=2))),
+                       max_size=6).map(dict)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(st.sampled_from(WIDE_KEYS), st.lists(more_conditions, min_size=1, max_size=2),
+                                min_size=1, max_size=3), min_size=1, max_size=10),
+       st.lists(wide_events, min_size=1, max_size=12), st.integers(1, 64))
+def test_bitmask_functions_per_event_layout_agree_with_each_pattern(patterns_, evs, max_shapes):
+    """Rules reading many top-level fields get a bit-mask function per layout of an event's
+    top-level keys (absent fields folded in), made at a layout's first sight and bounded in
+    number; keys spanning levels ("g.h") send the event the generic way. Every layout, seen
+    first or again, and past the bound, gives each pattern's answer."""
+    from processors.routing import bitmask
+
+    rules = {f"r{i}": p for i, p in enumerate(patterns_)}
+    rules["wide"] = {k: [{"exists": True}] for k in "abcdef"}  # six top-level fields at least
+    compiled = {n: compile_pattern(p) for n, p in rules.items()}
+    old, bitmask.MAX_SHAPES = bitmask.MAX_SHAPES, max_shapes
+    try:
+        rs = RuleSet(rules, engine="bitmask")
+        for ev in evs + evs:
+            assert rs.matching(ev) == [n for n, p in compiled.items() if p.matches(ev)], ev
+    finally:
+        bitmask.MAX_SHAPES = old
+    assert len(rs.bits._shapes) <= max_shapes
