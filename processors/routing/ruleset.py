@@ -15,6 +15,10 @@ index tables remember their ids per repeated value (codegen._string_hits).
 
 Events whose used fields sit under arrays of objects, or whose objects have dotted keys, take the
 generic path (flatten.py + pattern.clause_matches), which also enforces array consistency.
+
+That is the index engine. Rule sets of up to bitmask.MAX_CLAUSES clauses also get the bit-mask
+engine (bitmask.py), which has no candidates to check; `RuleSet(rules)` times both on the
+traffic and keeps the faster.
 """
 from __future__ import annotations
 
@@ -77,9 +81,10 @@ class RuleSet:
     MAX_SEEN = 100_000
 
     def __init__(self, rules: dict[str, dict | str], compile_after: int = 16, engine: str = "auto"):
-        """`engine`: "index", "bitmask" (bitmask.py), or "auto": bitmask for up to
-        bitmask.MAX_CLAUSES clauses. The index engine is built either way: the bit-mask engine
-        hands it the events it does not take."""
+        """`engine`: "index", "bitmask" (bitmask.py), or "auto": for up to bitmask.MAX_CLAUSES
+        clauses both are timed on the first events and the faster kept (`_engine_trial`), past
+        that the index engine. The index engine is built either way: the bit-mask engine hands
+        it the events it does not take."""
         if engine not in ("auto", "index", "bitmask"):
             raise ValueError(f"engine: expected 'auto', 'index' or 'bitmask', got {engine!r}")
         self.compile_after = compile_after
