@@ -52,6 +52,7 @@ class _Field:
         self.numeric = bool(self.points) and all(
             c.kind == "numeric" or (c.kind == "exact" and type(c.arg) in (float, int)) for c in conds)
         self.table = self._table(conds)
+        self._slot_masks = None
 
     def _table(self, conds):
         """(dict, default, affix) when the field's mask is one dict lookup: `dict.get(value,
@@ -60,9 +61,19 @@ class _Field:
         where a missing field reads as "" (which holds none of them, as missing does)."""
         kinds = {c.kind for c in conds}
         if kinds <= {"exact"} and all(type(c.arg) is str for c in conds):
-            table = {c.arg: self._scalar_mask(c.arg) for c in conds}
+            default = self._scalar_mask(object())  # a value none of them equals
+            table: dict = {}
+            for bit, checks in self.entries:
+                if len(checks) == 1:  # holds for exactly its own values
+                    for c in checks[0].conds:
+                        table[c.arg] = table.get(c.arg, default) | bit
+            for bit, checks in self.entries:
+                if len(checks) > 1:  # read twice: ask each value
+                    for value in {c.arg for c in conds}:
+                        if all(check.holds([value]) for check in checks):
+                            table[value] = table.get(value, default) | bit
             table[MISSING] = self.missing
-            return table, self._scalar_mask(object()), None
+            return table, default, None
         if len(kinds) == 1 and kinds <= {"prefix", "suffix"} and len({len(c.arg) for c in conds}) == 1 \
                 and conds[0].arg and not any(c.exists_true or c.exists_false for _, cs in self.entries for c in cs):
             default = self.missing
@@ -100,12 +111,53 @@ class _Field:
 
     def slot_masks(self) -> tuple[list[int], list[int]]:
         """(masks of the open intervals below, between and above the points, masks of the
-        points): the field's conditions answer alike for every double inside one of them."""
+        points): the field's conditions answer alike for every double inside one of them.
+        Computed once. A clause whose only reading of the field is numeric ranges sets its bit
+        over the slots its ranges span (a toggle at each end, accumulated); the others are
+        asked on a value of each slot."""
+        if self._slot_masks is not None:
+            return self._slot_masks
         pts = self.points
-        below = [math.nextafter(pts[0], -math.inf)] if pts else [0.0]
-        between = [math.nextafter(p, math.inf) for p in pts]
-        intervals = [self._scalar_mask(x) for x in below + between]
-        return intervals, [self._scalar_mask(p) for p in pts]
+        count = 2 * len(pts) + 1  # slot 2i: the interval below pts[i]; 2i+1: pts[i]; 2K: above
+        pos = {p: i for i, p in enumerate(pts)}
+        toggles = [0] * (count + 1)
+        asked = []
+        for bit, checks in self.entries:
+            conds = checks[0].conds
+            if len(checks) == 1 and conds and not checks[0].exists_true and all(c.kind == "numeric" for c in conds):
+                spans = []
+                for c in conds:
+                    lo, lo_incl, hi, hi_incl = c.arg
+                    first = 0 if lo is None else 2 * pos[lo] + (1 if lo_incl else 2)
+                    last = count - 1 if hi is None else 2 * pos[hi] + (1 if hi_incl else 0)
+                    if first <= last:
+                        spans.append((first, last))
+                spans.sort()
+                merged: list[list[int]] = []
+                for first, last in spans:
+                    if merged and first <= merged[-1][1] + 1:
+                        merged[-1][1] = max(merged[-1][1], last)
+                    else:
+                        merged.append([first, last])
+                for first, last in merged:
+                    toggles[first] ^= bit
+                    toggles[last + 1] ^= bit
+            else:
+                asked.append((bit, checks))
+        # a value inside each interval (the double next to its lower end), and each point
+        inside = [math.nextafter(pts[0], -math.inf) if pts else 0.0] + [math.nextafter(p, math.inf) for p in pts]
+        values = [x for i, p in enumerate(pts) for x in (inside[i], p)] + [inside[-1]]
+        masks, acc = [], 0
+        for j in range(count):
+            acc ^= toggles[j]
+            m = self.other | acc
+            slots = [values[j]]
+            for bit, checks in asked:
+                if all(c.holds(slots) for c in checks):
+                    m |= bit
+            masks.append(m)
+        self._slot_masks = (masks[0::2], masks[1::2])
+        return self._slot_masks
 
 
 def _points(conds) -> set[float]:
