@@ -352,7 +352,12 @@ class BitMatcher:
                 g.emit(depth, f"m &= {g.const('tb', table)}.get({read}, {default})")
             else:  # a value that is not a string fails the slice: the index engine decides
                 empty = read.replace(", M)", ", '')")
-                g.emit(depth, f"m &= {g.const('tb', table)}.get({empty}{affix}, {default})")
+                if len(table) == 1:  # one affix: a startswith/endswith makes no string
+                    (key, mask), = table.items()
+                    method = "startswith" if affix.startswith("[:") else "endswith"
+                    g.emit(depth, f"m &= {mask} if {empty}.{method}({key!r}) else {default}")
+                else:
+                    g.emit(depth, f"m &= {g.const('tb', table)}.get({empty}{affix}, {default})")
             return
         fn = self._value_fn(g, f)
         x = g.var("x")
