@@ -59,9 +59,9 @@ class Check:
                 return _any_in_ranges(x, self.ranges)
             return any(p(v) for v in x for p in preds)
         if t is list:
-            if self.ranges is not None:
+            if self.ranges is not None and len(x) > 4:
                 types = set(map(type, x))
-                if len(x) > 4 and types <= _NUMBERS:
+                if types <= _NUMBERS:
                     # slot lists are this event's own copies and order is irrelevant to
                     # matching: keep the sorted numbers (ints past 2**53 as the doubles
                     # EventBridge compares) for the next check on this field
