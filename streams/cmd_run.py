@@ -45,7 +45,7 @@ def run(args) -> int:
 
         validate_targets(config)
     except ConfigError as exc:
-        print(f"eventweir: invalid configuration, the worker did not start:\n  " + str(exc).replace("\n", "\n  "),
+        print("eventweir: invalid configuration, the worker did not start:\n  " + str(exc).replace("\n", "\n  "),
               file=sys.stderr)
         return 2
 

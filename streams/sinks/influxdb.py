@@ -22,7 +22,7 @@ from streams import metrics
 from streams.config import ConfigError
 from streams.sinks.base import Item, Target
 from streams.sinks.layout import get_path, parse_time, split_path
-from streams.sinks.lineprotocol import FIELD_TYPES, PointError, encode_point, infer_kind
+from streams.sinks.lineprotocol import PointError, encode_point, infer_kind
 from streams.sinks.retry import Backoff, GaveUp
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ against a real local HTTP service (in this process, on the same loop: it shares 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import sys
 import time

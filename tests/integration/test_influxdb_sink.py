@@ -4,11 +4,9 @@ from __future__ import annotations
 import uuid
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from streams.sinks.influxdb import InfluxSettings, InfluxTarget
-from tests.integration.kafka_helpers import wait_for
 from tests.integration.sink_helpers import DeadLetterRecorder, deliveries
 
 

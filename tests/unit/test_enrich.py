@@ -5,7 +5,6 @@ import copy
 
 import pytest
 
-from processors.core import Event
 from processors.decode import Decoder
 from processors.enrich import (CdcDeduplicator, CidrTable, DerivedFields, DeviceOrderCheck, IpEnricher,
                                PartitionedState, ReferenceJoin, ReferenceTable, Scd2History, Sessioniser,

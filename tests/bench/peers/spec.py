@@ -14,7 +14,6 @@ streams.generator.TrafficGenerator. Per event:
 from __future__ import annotations
 
 import json
-import os
 import resource
 import sys
 import time
