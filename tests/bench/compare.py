@@ -38,7 +38,9 @@ CONTENDERS = {  # name -> (peer script, label)
     "faust": ("faust_app.py", "faust-streaming app"),
     "quixstreams": ("quix_app.py", "Quix Streams app"),
     "floor": ("floor.py", "floor: getmany + orjson.loads"),
+    "floor_produce": ("floor_produce.py", "reference: floor + produce each"),
 }
+REFERENCES = {"floor", "floor_produce"}  # no processing: one measurement serves both pipelines
 FLOORS = {"eventweir_vs_quixstreams": 3.0, "eventweir_vs_faust": 20.0, "eventweir_vs_floor": 0.25}
 RESULTS = HERE / "results"
 
@@ -116,7 +118,7 @@ def chart(table: dict, path: Path, events: int, repeats: int) -> None:
     names = [n for n in CONTENDERS if any(table[p].get(n) for p in table)]
     fig, axes = plt.subplots(1, len(table), figsize=(6.5 * len(table), 4.8), squeeze=False)
     colours = {"eventweir": "#1f6feb", "eventweir_faust": "#6ea8fe", "faust": "#d9822b", "quixstreams": "#2da44e",
-               "floor": "#8b949e"}
+               "floor": "#8b949e", "floor_produce": "#b1bac4"}
     for ax, (pipeline, rows) in zip(axes[0], table.items()):
         shown = [n for n in names if rows.get(n)]
         rates = [rows[n]["events_per_s"] for n in shown]
@@ -159,18 +161,18 @@ def main() -> None:
                 # each repeat starts with another contender: a slow spell of the shared machine
                 # (or a broker still settling after the pre-produce) does not always fall on the same one
                 for name in chosen[i % len(chosen):] + chosen[:i % len(chosen)]:
-                    if stateful and name == "floor":
-                        continue  # the floor does no processing: one measurement serves both
+                    if stateful and name in REFERENCES:
+                        continue
                     result = run_contender(name, broker.bootstrap, prefix, events, stateful, args.timeout)
                     runs[pipeline][name].append(result)
                     shown = result.get("error") or f"{result['events_per_s']:,.0f}/s, {result['peak_rss_mb']:.0f} MB"
                     print(f"{pipeline[:10]} run {i + 1}/{args.repeats} {name:<16} {shown}", flush=True)
-    floor_runs = runs[next(iter(pipelines))].get("floor", [])
+    first = next(iter(pipelines))
     table: dict[str, dict] = {}
     for pipeline in pipelines:
         rows = {}
         for name in chosen:
-            source = floor_runs if name == "floor" else runs[pipeline][name]
+            source = runs[first][name] if name in REFERENCES else runs[pipeline][name]
             rate = median_of(source, "events_per_s")
             if rate is not None:
                 rows[name] = {"events_per_s": rate, "peak_rss_mb": median_of(source, "peak_rss_mb"),
@@ -195,6 +197,12 @@ def main() -> None:
                               ("floor", "eventweir_vs_floor"), ("eventweir_faust", "eventweir_vs_eventweir_faust")):
                 if peer in rows:
                     ratios[prefix_ + key] = round(native / rows[peer]["events_per_s"], 3)
+    reference, quix = table[first].get("floor_produce"), table[first].get("quixstreams")
+    if reference and quix:
+        # what the 3x floor asks for, beside what reading and producing alone cost (no processing)
+        ratios["floor_produce_vs_quixstreams"] = round(reference["events_per_s"] / quix["events_per_s"], 3)
+        print(f"\nreading and producing alone (no processing) run at {ratios['floor_produce_vs_quixstreams']:.2f}x "
+              f"Quix Streams' full pipeline 1")
     print("\nfloors (pipeline 1): " + ", ".join(
         f"{k} {ratios[k]:.2f} {'>=' if ratios[k] >= v else '<'} {v} {'met' if ratios[k] >= v else 'NOT MET'}"
         for k, v in FLOORS.items() if k in ratios))
