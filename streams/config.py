@@ -88,6 +88,11 @@ class RuntimeSettings(Section):
         100_000, ge=1,
         description="Deliveries a target may hold unacknowledged before the partitions feeding it pause.",
     )
+    max_in_flight_total: int = Field(
+        200_000, ge=1,
+        description="Deliveries all targets together may hold unacknowledged before every partition pauses: "
+        "the worker's memory bound (about 1 KB a delivery), whatever the number of targets.",
+    )
     shutdown_grace_s: float = Field(25.0, gt=0, description="SIGTERM drain budget; keep under the pod's grace period.")
     ready_max_lag: int | None = Field(
         None, ge=0,

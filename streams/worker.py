@@ -173,6 +173,7 @@ class Worker:
         self._paused_since = 0.0
         self.positions: dict[TopicPartition, int] = {}  # next offset to fetch, for lag
         self._saturated: set[str] = set()
+        self._over_total = False  # runtime.max_in_flight_total reached, not yet relieved
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task] = []
         self._bus = None
@@ -463,7 +464,13 @@ class Worker:
                 self._saturated.add(name)
             elif name in self._saturated and target.relieved:
                 self._saturated.discard(name)
-        want: set[TopicPartition] = set()
+        # the per-target bound alone would let memory grow with the number of targets
+        total, limit = sum(t.in_flight for t in self.targets.values()), self.config.runtime.max_in_flight_total
+        if total >= limit:
+            self._over_total = True
+        elif self._over_total and total <= limit // 2:
+            self._over_total = False
+        want: set[TopicPartition] = set(self.assigned) if self._over_total else set()
         for name in self._saturated:
             for topic, partition in self.targets[name].feeding_partitions():
                 tp = TopicPartition(topic, partition)
@@ -472,7 +479,10 @@ class Worker:
         if want == self.paused:
             return
         to_pause, to_resume = want - self.paused, self.paused - want
-        if to_pause:
+        if to_pause and self._over_total:
+            log.warning("back-pressure: pausing every partition (%d deliveries in flight over all targets, "
+                        "runtime.max_in_flight_total is %d)", total, limit)
+        elif to_pause:
             log.warning("back-pressure: pausing %s (targets over their in-flight bound: %s)",
                         sorted(to_pause), sorted(self._saturated))
         if to_resume & self._hard_paused:

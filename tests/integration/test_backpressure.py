@@ -78,3 +78,49 @@ async def test_a_stalled_target_pauses_its_partitions_and_memory_stays_bounded(b
     await asyncio.wait_for(task, 30)
     assert sum((await committed_offsets(bootstrap_servers, group, slow_src)).values()) == 3000
     assert sum((await committed_offsets(bootstrap_servers, group, fast_src)).values()) == 1000
+
+
+async def test_many_targets_together_are_held_to_the_workers_in_flight_bound(bootstrap_servers):
+    """Each target under its own bound, but all of them together over the worker's: every
+    partition pauses, so memory does not grow with the number of targets."""
+    src, dlq, group = unique("many"), unique("dlq"), unique("g")
+    outs = [unique(f"o{i}") for i in range(3)]
+    await create_topics(bootstrap_servers, src, dlq, *outs, partitions=2)
+    total = 300
+    config = parse_config({
+        "kafka": {"bootstrap_servers": bootstrap_servers, "group_id": group},
+        "consumer": {"max_batch_records": 50, "commit_interval_ms": 100, "fetch_timeout_ms": 50},
+        "runtime": {"max_in_flight": 10_000, "max_in_flight_total": total},
+        "dead_letter": {"topic": dlq},
+        "sources": [{"topic": src}],
+        "rules": [{"name": f"r{i}", "event_pattern": {"lane": ["any"]},
+                   "targets": [{"id": "out", "type": "kafka", "topic": out}]} for i, out in enumerate(outs)],
+    }, environ={})
+
+    class WorkerWithStalledTargets(Worker):
+        async def start(self):
+            await super().start()
+            self.stalled = [StalledDestination(f"r{i}/out", 10_000, self.dead_letters) for i in range(3)]
+            for target in self.stalled:
+                self.targets[target.id] = target
+
+    worker = WorkerWithStalledTargets(config)
+    task = asyncio.create_task(worker.run())
+    await produce(bootstrap_servers, src, [{"lane": "any", "n": i} for i in range(2000)])
+    await wait_for(lambda: worker.paused, message="the partitions to pause")
+    await asyncio.sleep(0.5)
+    assert worker.paused == worker.assigned, "every partition pauses"
+    held = sum(t.in_flight for t in worker.stalled)
+    # each batch (up to 50 records) makes 3 deliveries; the one that crossed the bound is taken whole
+    assert total <= held < total + 3 * 50, f"{held} deliveries held, for a worker bound of {total}"
+    assert worker.stats.consumed < 2000, "fetching stopped at the bound"
+
+    for target in worker.stalled:
+        target.open.set()
+        target.release()
+    await wait_for(lambda: all(worker.stats.matched.get(f"r{i}", 0) == 2000 for i in range(3)), timeout=30,
+                   message="everything to flow once the targets acknowledge")
+    await wait_for(lambda: not worker.paused, message="the partitions to resume")
+    worker.request_stop()
+    await asyncio.wait_for(task, 30)
+    assert sum((await committed_offsets(bootstrap_servers, group, src)).values()) == 2000
