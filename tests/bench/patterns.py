@@ -21,7 +21,6 @@ import random
 import statistics
 import sys
 import time
-from itertools import chain
 from pathlib import Path
 
 import orjson
@@ -216,11 +215,11 @@ PEERS = {"moto": moto_peer, "localstack": localstack_peer}
 
 
 def combined_reads_only(lines):
-    """Reference for `combined`, no engine: read every value its rules use (14 of them) and pass
-    over the 39 coordinates once, with one membership test in C, deciding nothing. Any pure-Python
-    matcher for that rule set does at least this much per event, and its ratio to the floor
-    bounds what `combined` can reach."""
-    loads, flat = orjson.loads, chain.from_iterable
+    """Reference for `combined`, no engine: read every value its rules use (14 of them) and look
+    at each of the 39 coordinates once, by the cheapest pass found (a membership test in C per
+    point), deciding no rule. Any pure-Python matcher for that rule set does at least this much
+    per event, so its ratio to the floor bounds what `combined` can reach."""
+    loads = orjson.loads
     hits = 0
     for line in lines:
         ev = loads(line)
@@ -228,7 +227,10 @@ def combined_reads_only(lines):
         f = g["firstCoordinates"]
         values = (ev["type"], p["MAPBLKLOT"], p["BLKLOT"], p["BLOCK_NUM"], p["LOT_NUM"], p["TO_ST"], p["STREET"],
                   p["ST_TYPE"], p["ODD_EVEN"], g["type"], f["x"], f["y"], f["z"])
-        hits += (37.75 in list(flat(g["coordinates"][0]))) + len(values)
+        for point in g["coordinates"][0]:
+            if 37.75 in point:
+                hits += 1
+        hits += len(values)
     return hits
 
 
