@@ -257,6 +257,10 @@ async def run_demo(rate: int, duration: float | None, port: int, lake_dir: str) 
             stop.set()
             await asyncio.gather(gen_task, return_exceptions=True)
             await producer.stop()
+            # let the worker read what the generator produced last, so nothing is left behind unread
+            deadline = time.monotonic() + 5
+            while worker.stats.consumed < counts["produced"] and time.monotonic() < deadline and not worker_task.done():
+                await asyncio.sleep(0.05)
             worker.request_stop()
             await asyncio.gather(worker_task, return_exceptions=True)
             await runner.cleanup()

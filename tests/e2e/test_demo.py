@@ -25,4 +25,5 @@ def test_demo_shows_events_flowing_through_every_rule_and_stops_cleanly():
     assert re.search(r"dead-lettered [1-9]", last), "the malformed records show up as dead letters"
     summary = re.search(r"done: produced ([\d,]+), consumed ([\d,]+), delivered ([\d,]+)", out)
     produced, consumed, delivered = (int(g.replace(",", "")) for g in summary.groups())
-    assert consumed > 0.5 * produced and delivered > 0
+    # the worker reads what the generator produced last before it stops
+    assert consumed >= produced and delivered > 0, summary.group(0)
