@@ -4,13 +4,19 @@ import spec
 from aiokafka import AIOKafkaConsumer
 
 
-async def main(args) -> None:
+def raw_consumer(args) -> AIOKafkaConsumer:
+    """The floor's consumer of the source topics, with the memory settings eventweir's worker runs
+    with (fetch buffers reuse freed memory)."""
     from streams.worker import tune_malloc
 
-    tune_malloc()  # the memory settings eventweir's worker runs with: fetch buffers reuse freed memory
-    consumer = AIOKafkaConsumer(*spec.topics(args.prefix).values(), bootstrap_servers=args.bootstrap,
-                                group_id=args.group, auto_offset_reset="earliest", enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
+    tune_malloc()
+    return AIOKafkaConsumer(*spec.topics(args.prefix).values(), bootstrap_servers=args.bootstrap,
+                            group_id=args.group, auto_offset_reset="earliest", enable_auto_commit=False,
+                            max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
+
+
+async def main(args) -> None:
+    consumer = raw_consumer(args)
     await consumer.start()
     clock, seen, loads = spec.Clock(), 0, orjson.loads
     try:

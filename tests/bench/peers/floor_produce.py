@@ -9,19 +9,14 @@ import asyncio
 
 import orjson
 import spec
-from aiokafka import AIOKafkaConsumer
 from eventweir_pipeline import bench_config
+from floor import raw_consumer
 
 from streams.producer import BatchProducer, make_producer
 
 
 async def main(args) -> None:
-    from streams.worker import tune_malloc
-
-    tune_malloc()
-    consumer = AIOKafkaConsumer(*spec.topics(args.prefix).values(), bootstrap_servers=args.bootstrap,
-                                group_id=args.group, auto_offset_reset="earliest", enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
+    consumer = raw_consumer(args)
     producer = make_producer(bench_config(args))
     await consumer.start()
     await producer.start()
