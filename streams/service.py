@@ -6,8 +6,8 @@ import logging
 import signal
 
 from streams.config import Config
-from streams.http import make_app, serve
-from streams.worker import Worker
+from streams.http.app import make_app, serve
+from streams.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ def build_waitingroom(config: Config):
         return None
     from processors.waitingroom.settings import SettingsError
     from streams.config import ConfigError
-    from streams.waitingroom_api import build_waitingroom_service
+    from streams.http.waitingroom.api import build_waitingroom_service
 
     try:
         return build_waitingroom_service(dict(config.waitingroom, account=config.bus.account, region=config.bus.region))
@@ -30,7 +30,7 @@ def worker_app(worker: Worker):
     """The worker's HTTP app: health and metrics, plus the waiting-room API when it has one."""
     app = make_app(worker)
     if worker.waitingroom is not None:
-        from streams.waitingroom_api import add_waitingroom_routes, waitingroom_lifecycle
+        from streams.http.waitingroom.api import add_waitingroom_routes, waitingroom_lifecycle
 
         add_waitingroom_routes(app, worker.waitingroom)
         app.cleanup_ctx.append(waitingroom_lifecycle(worker.waitingroom))
@@ -49,7 +49,7 @@ async def run_worker(config: Config, worker: Worker | None = None, on_started=No
     app = worker_app(worker)
     if worker.waitingroom is not None:
         # waiting-room joins and status polls take the lean path; the rest of the port is aiohttp's
-        from streams.waitingroom_http import serve_with_lean_path
+        from streams.http.waitingroom.server import serve_with_lean_path
 
         server = serve_with_lean_path(app, worker.waitingroom)
         port = await server.start(config.http.host, config.http.port)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import free_port, start_tansu, wait_for_port
+from streams.devtools.broker import free_port, start_tansu, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFORMANCE = ROOT.parent / "shared" / "conformance"

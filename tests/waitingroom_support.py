@@ -88,8 +88,8 @@ async def start_api(prefix: str, rooms=None, **config):
     import aiohttp
     from aiohttp import web
 
-    from streams.waitingroom_api import add_waitingroom_routes, build_waitingroom_service, waitingroom_lifecycle
-    from streams.waitingroom_http import serve_with_lean_path
+    from streams.http.waitingroom.api import add_waitingroom_routes, build_waitingroom_service, waitingroom_lifecycle
+    from streams.http.waitingroom.server import serve_with_lean_path
 
     service = build_waitingroom_service({"redis_url": REDIS_URL, "key_prefix": prefix, "admin_token": ADMIN_TOKEN,
                                          "rooms": rooms or {}, **config})

@@ -8,15 +8,18 @@ JSON object is the row (cached `ttl_s`), a 404 is "no row" (cached `negative_ttl
 connection error, other status or a body that is not a JSON object is an error, and the event
 takes the `on_missing` path with the URL and the error in the dead-letter message.
 
-The GET itself is `fetch(url) -> (status, dict | None)`; the default is
-`streams.lookups.HttpFetcher`, imported on first use so this module never imports aiohttp.
+What does I/O is injected, so this module never imports aiohttp or prometheus_client: the GET is
+`fetch(url) -> (status, dict | None)`, given as `fetch` or made on first use by `make_fetcher`
+(concurrency, timeout_s) -> an object with `fetch` and `close`; counts and latencies go to a
+`LookupObserver`. The worker wires both with `streams.runtime.http_fetcher.http_lookup`.
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
+from typing import Protocol
 from urllib.parse import quote
 
 from processors.core import Event, Failure
@@ -26,6 +29,33 @@ from processors.normalise.envelope import get_path, split_path
 # A cache entry: (expires at, in time.monotonic() seconds; the projected row or None; the error or None).
 # Not found is (t, None, None).
 Entry = tuple[float, "dict | None", "str | None"]
+Fetch = Callable[[str], Awaitable[tuple[int, "dict | None"]]]
+
+
+class Fetcher(Protocol):
+    """What `make_fetcher` returns: the GET, and what releases its connections."""
+
+    async def fetch(self, url: str) -> tuple[int, dict | None]: ...
+
+    async def close(self) -> None: ...
+
+
+class LookupObserver(Protocol):
+    """Where a lookup reports what it did (the worker's is Prometheus: streams.runtime.http_fetcher)."""
+
+    def counted(self, hits: int, misses: int, errors: int) -> None: ...
+
+    def request_took(self, seconds: float) -> None: ...
+
+
+class Unobserved:
+    """The default observer: reports go nowhere (the lookup's own counters still count)."""
+
+    def counted(self, hits: int, misses: int, errors: int) -> None:
+        pass
+
+    def request_took(self, seconds: float) -> None:
+        pass
 
 
 class HttpLookup:
@@ -40,7 +70,9 @@ class HttpLookup:
                  fields: Sequence[str] | Mapping[str, str] | None = None, into: str | None = None,
                  ttl_s: float = 300, negative_ttl_s: float = 30, max_entries: int = 100_000,
                  concurrency: int = 16, timeout_s: float = 2.0, on_missing: str = "pass",
-                 default: dict | None = None, fetch: Callable | None = None):
+                 default: dict | None = None, fetch: Fetch | None = None,
+                 make_fetcher: Callable[[int, float], Fetcher] | None = None,
+                 observer: LookupObserver | None = None):
         """`url` holds `{key}`, replaced by the URL-quoted key; `key` is a dotted path into the event
         body. `fields`: names to copy, or {row field: output name}; None copies the whole row."""
         if not name:
@@ -54,6 +86,9 @@ class HttpLookup:
         for label, value in (("ttl_s", ttl_s), ("negative_ttl_s", negative_ttl_s)):
             if value < 0:
                 raise ValueError(f"HttpLookup {name!r} {label}={value!r}: expected seconds >= 0")
+        if fetch is None and make_fetcher is None:
+            raise ValueError(f"HttpLookup {name!r}: expected `fetch` or `make_fetcher` (the worker passes "
+                             "streams.runtime.http_fetcher.HttpFetcher; see its http_lookup)")
         if timeout_s <= 0:
             raise ValueError(f"HttpLookup {name!r} timeout_s={timeout_s!r}: expected seconds > 0")
         for label, value in (("max_entries", max_entries), ("concurrency", concurrency)):
@@ -69,24 +104,22 @@ class HttpLookup:
         self.concurrency, self.timeout_s = concurrency, timeout_s
         self.on_missing, self.default = on_missing, default
         self._fetch = fetch
-        self._fetcher = None  # the HttpFetcher this lookup made itself (and so closes)
+        self._make_fetcher = make_fetcher
+        self._fetcher: Fetcher | None = None  # the fetcher this lookup made itself (and so closes)
         self._slots: asyncio.Semaphore | None = None
         self._cache: dict[str, Entry] = {}  # insertion order = eviction order
         self._inflight: dict[str, asyncio.Future] = {}
-        self._metrics = None
+        self._observer: LookupObserver = observer or Unobserved()
         self.hits = self.misses = self.errors = self.requests = 0
 
     # --- fetching ---------------------------------------------------------------------------
 
     def _start(self) -> None:
         # made inside the running loop, on first use: the semaphore and the HTTP session bind to it
-        from streams.lookups import HttpFetcher, lookup_metrics
-
-        if self._fetch is None:
-            self._fetcher = HttpFetcher(concurrency=self.concurrency, timeout_s=self.timeout_s)
+        if self._fetch is None and self._make_fetcher is not None:
+            self._fetcher = self._make_fetcher(self.concurrency, self.timeout_s)
             self._fetch = self._fetcher.fetch
         self._slots = asyncio.Semaphore(self.concurrency)
-        self._metrics = lookup_metrics(self.name)
 
     def _store(self, key: str, entry: Entry) -> None:
         cache = self._cache
@@ -107,7 +140,7 @@ class HttpLookup:
                 error = f"timed out after {self.timeout_s:g}s"
             except Exception as exc:  # connection refused, reset, DNS ...: the service is unavailable
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self._metrics[3].observe(time.perf_counter() - started)
+            self._observer.request_took(time.perf_counter() - started)
         self.requests += 1
         now = time.monotonic()
         if error is None:
@@ -219,13 +252,7 @@ class HttpLookup:
         self.hits += hits
         self.misses += misses
         self.errors += errors
-        hit, miss, err, _ = self._metrics
-        if hits:
-            hit.inc(hits)
-        if misses:
-            miss.inc(misses)
-        if errors:
-            err.inc(errors)
+        self._observer.counted(hits, misses, errors)
         return out
 
     def _missing(self, key: str | None) -> str:

@@ -1,7 +1,7 @@
 """Stream-table join: copy fields from an in-memory reference table into each event.
 
 The table (device registry, user profiles, ...) is fed from a compacted topic by
-`streams.tables.ReferenceTableLoader`, which calls `apply(key, value)` per record, None for a
+`streams.kafka.tables.ReferenceTableLoader`, which calls `apply(key, value)` per record, None for a
 tombstone. `ReferenceJoin` looks events up by a key path and copies configured fields into
 `into` (default `detail.<table name>`); when the key is absent from the table it passes the
 event unchanged, fills `default`, or dead-letters it, as configured.

@@ -39,7 +39,7 @@ class RoomError(Exception):
 
 
 class Observer(Protocol):
-    """Metrics hooks (the Prometheus implementation lives in streams/metrics_waitingroom.py)."""
+    """Metrics hooks (the Prometheus implementation lives in streams/metrics/waitingroom.py)."""
 
     def on_counters(self, room: str, counters: RoomCounters) -> None: ...
     def on_admitted(self, room: str, waits_s: list[float]) -> None: ...

@@ -16,11 +16,11 @@ if str(ROOT) not in sys.path:
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
-from streams.admin import ensure_topics  # noqa: E402
-from streams.broker import start_tansu  # noqa: E402
-from streams.fetch_records import as_shipped  # noqa: E402
-from streams.producer import BatchProducer  # noqa: E402
-from streams.worker import tune_malloc  # noqa: E402
+from streams.kafka.admin import ensure_topics  # noqa: E402
+from streams.devtools.broker import start_tansu  # noqa: E402
+from streams.kafka.fastpath.fetch_records import as_shipped  # noqa: E402
+from streams.kafka.producer import BatchProducer  # noqa: E402
+from streams.runtime.worker import tune_malloc  # noqa: E402
 
 
 class Broker:
@@ -62,7 +62,7 @@ async def floor_run(bootstrap: str, topic: str, total: int, max_records: int = 5
     It runs with the memory settings the worker gives its process (multi-megabyte fetch responses
     then reuse freed memory), so that a worker run before it does not leave it an advantage or a
     handicap. Its fetches are read by aiokafka as shipped, whatever the worker installed
-    (streams.fetch_records)."""
+    (streams.kafka.fastpath.fetch_records)."""
     tune_malloc()
     with as_shipped():
         return await _floor_run(bootstrap, topic, total, max_records)

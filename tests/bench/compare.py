@@ -4,7 +4,7 @@ the raw-consume floor, on the same broker and the same pre-produced data, side b
     python tests/bench/compare.py [--events N] [--repeats R] [--quick] [--contenders a,b,...]
 
 Data: N mixed events (50% IoT telemetry, 35% clickstream, 15% Debezium CDC) from
-streams.generator, in three 4-partition topics. Pipelines (tests/bench/peers/spec.py):
+streams.devtools.generator, in three 4-partition topics. Pipelines (tests/bench/peers/spec.py):
   1. parse JSON, validate required fields, enrich two fields from a 10,000-entry reference
      table, match 20 EventBridge-pattern rules, produce each match to its output topic;
   2. the same plus a per-key count over a 1-minute tumbling window (stateful).
@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "peers"))
 import spec  # noqa: E402
 
-from streams.admin import ensure_topics  # noqa: E402
+from streams.kafka.admin import ensure_topics  # noqa: E402
 
 CONTENDERS = {  # name -> (peer script, label)
     "eventweir": ("eventweir_native.py", "eventweir (native)"),

@@ -42,8 +42,8 @@ from processors.enrich import (CdcDeduplicator, CidrTable, DerivedFields, Device
                                UnitNormaliser, UserAgentEnricher)
 from processors.normalise import CdcNormaliser, ClickstreamNormaliser, IotNormaliser, format_time  # noqa: E402
 from processors.validate import SchemaValidator  # noqa: E402
-from streams import eventloop  # noqa: E402
-import streams.worker  # noqa: E402,F401  (gives consumed records the `timestamp_ms` the processors read)
+from streams.runtime import eventloop  # noqa: E402
+import streams.runtime.worker  # noqa: E402,F401  (gives consumed records the `timestamp_ms` the processors read)
 
 FLOOR_RATIO = 0.30
 BASE_MS = 1732530000000
@@ -195,7 +195,7 @@ class Reader:
         t0, c0 = time.perf_counter(), time.process_time()
         count = 0
         async for records in self.batches():
-            # consumed records go in as they are, as the worker hands them over (streams.worker
+            # consumed records go in as they are, as the worker hands them over (streams.runtime.worker
             # aliases ConsumerRecord.timestamp as timestamp_ms): no copy per record
             await chain.run_async(records, failures)  # yields between sub-batches: the next fetch overlaps
             count += len(records)
@@ -240,7 +240,7 @@ async def main() -> int:
     broker = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
-        from streams.broker import start_tansu
+        from streams.devtools.broker import start_tansu
         broker = start_tansu()
         bootstrap = broker.bootstrap_servers
     try:
@@ -263,9 +263,9 @@ async def main() -> int:
         failures = {k: 0 for k in kinds}
         prebuilt = {k: [SourceRecord(topics[k], 0, i, BASE_MS, key, value) for i, (key, value) in enumerate(items)]
                     for k, items in kinds.items()}
-        # the collector as the worker sets it once started (streams.worker.tune_gc): what was built
+        # the collector as the worker sets it once started (streams.runtime.worker.tune_gc): what was built
         # so far frozen out of its reach, and young collections per batch rather than per event
-        streams.worker.tune_gc()
+        streams.runtime.worker.tune_gc()
         for reader in readers.values():  # warm-up: connections, first fetches
             await reader.floor()
         for _ in range(repeats):

@@ -21,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import orjson  # noqa: E402
 
 from processors.core import Event, SourceRecord  # noqa: E402
-from processors.enrich import HttpLookup, ReferenceJoin, ReferenceTable  # noqa: E402
-from streams import eventloop  # noqa: E402
+from processors.enrich import ReferenceJoin, ReferenceTable  # noqa: E402
+from streams.runtime.http_fetcher import http_lookup  # noqa: E402
+from streams.runtime import eventloop  # noqa: E402
 from tests.integration.http_endpoint import LookupService  # noqa: E402
 
 CHUNK = 128
@@ -38,7 +39,7 @@ async def bench_hits(repeats: int) -> dict:
     batches = make_events([f"u{i % 1000}" for i in range(10_000)])
     n = sum(map(len, batches))
     async with LookupService(rows) as svc:
-        lookup = HttpLookup("bench-hit", svc.url, "detail.user_id", fields=["tier", "country"])
+        lookup = http_lookup("bench-hit", svc.url, "detail.user_id", fields=["tier", "country"])
         for batch in batches:  # warm the cache
             await lookup.process_async(batch, [])
         join = ReferenceJoin(ReferenceTable("profile", rows), "detail.user_id", ["tier", "country"])
@@ -65,7 +66,7 @@ async def bench_misses(delay_ms: float, concurrency: int, n: int, repeats: int) 
             keys = [f"r{r}-k{i}" for i in range(n)]
             svc.rows.update({k: {"v": 1} for k in keys})
             svc.max_in_flight = 0
-            lookup = HttpLookup(f"bench-miss-{concurrency}", svc.url, "detail.user_id", concurrency=concurrency)
+            lookup = http_lookup(f"bench-miss-{concurrency}", svc.url, "detail.user_id", concurrency=concurrency)
             batches = make_events(keys)
             start = time.perf_counter()
             for batch in batches:

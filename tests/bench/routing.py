@@ -15,10 +15,10 @@ import time
 
 from common import Broker, floor_run, median, preproduce, summary, unique
 
-from streams import eventloop
+from streams.runtime import eventloop
 from streams.config import parse_config
-from streams.generator import TrafficGenerator
-from streams.worker import Worker
+from streams.devtools.generator import TrafficGenerator
+from streams.runtime.worker import Worker
 
 THING_TYPES = ["EnvSensorV2", "PumpController", "ColdChainTracker"]
 EVENT_NAMES = ["page_view", "add_to_cart", "purchase", "search", "sign_in"]
@@ -105,7 +105,7 @@ async def main(events: int, repeats: int) -> None:
         source, dlq = unique("in"), unique("dlq")
         outputs = [unique(f"out{i}") for i in range(3)]
         await preproduce(broker.bootstrap, source, records)
-        from streams.admin import ensure_topics
+        from streams.kafka.admin import ensure_topics
 
         await ensure_topics(broker.bootstrap, {**{o: 4 for o in outputs}, dlq: 1})
         floors, workers = [], []

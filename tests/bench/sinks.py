@@ -29,10 +29,10 @@ import boto3  # noqa: E402
 import orjson  # noqa: E402
 
 from processors.core import Delivery, SourceRecord  # noqa: E402
-from streams.broker import free_port, wait_for_port  # noqa: E402
-from streams.sinks.s3 import S3Settings, S3Target  # noqa: E402
-from streams.sinks.timestream import TimestreamSettings, TimestreamTarget  # noqa: E402
-from streams.watermarks import Ticket  # noqa: E402
+from streams.devtools.broker import free_port, wait_for_port  # noqa: E402
+from streams.targets.s3.target import S3Settings, S3Target  # noqa: E402
+from streams.targets.timestream import TimestreamSettings, TimestreamTarget  # noqa: E402
+from streams.runtime.offsets import Ticket  # noqa: E402
 
 PARTITIONS = 4
 SCHEMA = {"type": "object", "properties": {
@@ -94,7 +94,7 @@ def run_peer(endpoint: str, fmt: str, payloads: list[bytes], flush_size: int, si
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from streams.sinks.formats import _conform, arrow_schema
+    from streams.targets.s3.formats import _conform, arrow_schema
 
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     bucket = f"peer-{uuid.uuid4().hex[:10]}"
@@ -151,7 +151,7 @@ def restamp(payloads: list[bytes]) -> list[bytes]:
 
 def run_timestream_peer(endpoint: str, payloads: list[bytes]) -> float:
     """The same records, mapped the same way, sent 100 at a time with write_records in a loop."""
-    from streams.sinks.timestream import RecordMapper, common_attributes
+    from streams.targets.timestream import RecordMapper, common_attributes
 
     client = boto3.client("timestream-write", endpoint_url=endpoint, region_name="us-east-1")
     db = f"peer{uuid.uuid4().hex[:6]}"

@@ -16,10 +16,10 @@ import time
 
 from common import Broker, floor_run, median, preproduce, summary, unique
 
-from streams import eventloop
+from streams.runtime import eventloop
 from streams.config import parse_config
-from streams.generator import TrafficGenerator
-from streams.worker import Worker
+from streams.devtools.generator import TrafficGenerator
+from streams.runtime.worker import Worker
 
 
 async def worker_run(bootstrap: str, source: str, out: str, dlq: str, total: int) -> float:
@@ -56,7 +56,7 @@ async def main(events: int, repeats: int) -> None:
     with Broker() as broker:
         source, out, dlq = unique("in"), unique("out"), unique("dlq")
         await preproduce(broker.bootstrap, source, records)
-        from streams.admin import ensure_topics
+        from streams.kafka.admin import ensure_topics
 
         await ensure_topics(broker.bootstrap, {out: 4, dlq: 1})
         floors, workers = [], []

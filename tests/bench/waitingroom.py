@@ -17,7 +17,7 @@ The issue names no peer that can run here (the AWS solution is retired, Cloudfla
 so the ratios are against the issue's floors (5,000 joins/s, 10,000 polls/s, p99 join < 50 ms) and
 against the same worker serving a cached JSON document with no Redis and no room logic: the
 ceiling aiohttp itself reaches on this machine in the same run. Joins and polls take the lean
-keep-alive path in front of aiohttp (streams/waitingroom_http.py), so they can pass that ceiling.
+keep-alive path in front of aiohttp (streams/http/waitingroom/server.py), so they can pass that ceiling.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from streams.broker import free_port, wait_for_port  # noqa: E402
+from streams.devtools.broker import free_port, wait_for_port  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 FLOORS = {"joins_per_s": 5000.0, "polls_per_s": 10000.0, "join_p99_ms": 50.0}

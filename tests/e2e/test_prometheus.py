@@ -14,7 +14,7 @@ import orjson
 import pytest
 import yaml
 
-from streams.broker import free_port, wait_for_port
+from streams.devtools.broker import free_port, wait_for_port
 from tests.observability import ROOT, RULES, iter_panels, load_dashboards, load_rules
 
 PROMETHEUS = shutil.which("prometheus")

@@ -7,7 +7,7 @@ import asyncio
 import orjson
 from aiohttp import web
 
-from streams.http import serve
+from streams.http.app import serve
 
 
 class Endpoint:

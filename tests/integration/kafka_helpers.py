@@ -7,7 +7,7 @@ import uuid
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.admin import ensure_topics
+from streams.kafka.admin import ensure_topics
 
 
 def unique(name: str) -> str:

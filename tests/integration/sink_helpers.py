@@ -4,7 +4,7 @@ from __future__ import annotations
 import orjson
 
 from processors.core import Delivery, SourceRecord
-from streams.watermarks import Ticket
+from streams.runtime.offsets import Ticket
 
 
 class DeadLetterRecorder:

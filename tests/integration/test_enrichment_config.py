@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from streams.config import ConfigError, parse_config
-from streams.generator import iso_ms
-from streams.topology import build_pipeline
-from streams.worker import Worker
+from streams.devtools.generator import iso_ms
+from streams.runtime.topology import build_pipeline
+from streams.runtime.worker import Worker
 from tests.integration.kafka_helpers import create_topics, produce, read_all, unique, wait_for
 
 pytestmark = pytest.mark.broker

@@ -10,7 +10,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from streams.control import ControlTopic
+from streams.runtime.reload import ControlTopic
 from tests.integration.http_endpoint import Endpoint
 from tests.integration.kafka_helpers import create_topics, unique, wait_for
 from tests.integration.test_rules_targets import config_for, start_worker, stop_worker

@@ -69,7 +69,7 @@ async def _topic_exists(bootstrap, topic) -> bool:
 async def test_eventweir_processor_routes_and_enriches_inside_a_users_faust_agent(bootstrap_servers):
     from processors.enrich import ReferenceJoin, ReferenceTable
     from streams.config import parse_config
-    from streams.faust_runtime import EventweirProcessor, make_app
+    from streams.runtime.faust import EventweirProcessor, make_app
 
     src, alerts, dlq, group = unique("in"), unique("alerts"), unique("dlq"), unique("g")
     await create_topics(bootstrap_servers, src, alerts, dlq, partitions=2)
@@ -106,7 +106,7 @@ async def test_eventweir_processor_routes_and_enriches_inside_a_users_faust_agen
 
 
 def test_from_rules_rejects_a_rule_without_a_topic():
-    from streams.faust_runtime import EventweirProcessor
+    from streams.runtime.faust import EventweirProcessor
 
     with pytest.raises(ValueError, match=r"rules\[hot\]: expected .*'topic'"):
         EventweirProcessor.from_rules({"hot": {"pattern": {"a": [1]}}})
@@ -114,7 +114,7 @@ def test_from_rules_rejects_a_rule_without_a_topic():
 
 def test_stateful_enrichment_is_refused_on_faust_with_what_to_do():
     from streams.config import ConfigError, parse_config
-    from streams.faust_runtime import FaustWorker
+    from streams.runtime.faust import FaustWorker
 
     config = parse_config({"kafka": {"bootstrap_servers": "127.0.0.1:9", "group_id": "g"}, "dead_letter": {"topic": "d"},
                            "sources": [{"topic": "clicks", "kind": "clickstream", "enrich": [
@@ -128,7 +128,7 @@ async def test_a_failing_agent_stops_the_worker_with_the_cause_instead_of_hangin
     worker must then exit with the cause, so that its supervisor restarts it, rather than stay
     up consuming nothing."""
     from streams.config import parse_config
-    from streams.faust_runtime import FaustWorker
+    from streams.runtime.faust import FaustWorker
 
     src, dlq, group = unique("in"), unique("dlq"), unique("g")
     await create_topics(bootstrap_servers, src, dlq, partitions=1)
@@ -155,7 +155,7 @@ def test_lag_does_not_make_the_faust_worker_unready_unless_a_limit_is_set():
     from aiokafka import TopicPartition
 
     from streams.config import parse_config
-    from streams.faust_runtime import FaustWorker
+    from streams.runtime.faust import FaustWorker
 
     def worker(runtime):
         w = FaustWorker(parse_config({"kafka": {"bootstrap_servers": "127.0.0.1:1", "group_id": unique("g")},

@@ -1,4 +1,4 @@
-"""A consumer reading fetched records a batch at a time (streams/fetch_records.py) gets from
+"""A consumer reading fetched records a batch at a time (streams/kafka/fastpath/fetch_records.py) gets from
 the real broker exactly what aiokafka's own path gets: every record, field for field, in order,
 with small getmany() limits that split batches."""
 import asyncio
@@ -6,9 +6,9 @@ import asyncio
 from aiokafka import AIOKafkaConsumer
 from aiokafka.consumer import fetcher
 
-from streams import fetch_records
+from streams.kafka.fastpath import fetch_records
 from streams.config import parse_config
-from streams.producer import BatchProducer, make_producer
+from streams.kafka.producer import BatchProducer, make_producer
 from tests.integration.kafka_helpers import create_topics, unique
 
 

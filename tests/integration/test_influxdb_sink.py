@@ -6,7 +6,7 @@ import uuid
 import aiohttp
 from aiohttp import web
 
-from streams.sinks.influxdb import InfluxSettings, InfluxTarget
+from streams.targets.influxdb.target import InfluxSettings, InfluxTarget
 from tests.integration.sink_helpers import DeadLetterRecorder, deliveries
 
 

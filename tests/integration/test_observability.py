@@ -1,7 +1,7 @@
 """Dashboards and alert rules against a running worker's /metrics.
 
 A worker runs on the real broker and processes good and poison records, so its labelled metrics
-have samples; every `streams.metrics*` module is imported first, so families declared elsewhere
+have samples; every module of `streams.metrics` is imported first, so families declared elsewhere
 (waiting room, sinks) are exported too, with their HELP/TYPE lines. The check then lists, by name
 and place, every dashboard/rule name the worker does not export and every exported family that has
 no panel and is not in deploy/grafana/unpanelled.txt.
@@ -14,7 +14,7 @@ import pkgutil
 import aiohttp
 import pytest
 
-import streams
+import streams.metrics
 from tests.integration.kafka_helpers import create_topics, produce, read_all, unique, wait_for
 from tests.integration.test_worker_e2e import config_for, start_worker, stop_worker
 from tests.observability import compare, exported_families
@@ -23,9 +23,8 @@ pytestmark = pytest.mark.broker
 
 
 def import_metric_modules() -> list[str]:
-    """Every module of streams/ whose name starts with `metrics` (one place per concern, maybe several files)."""
-    names = [m.name for m in pkgutil.walk_packages(streams.__path__, "streams.")
-             if m.name.rsplit(".", 1)[-1].startswith("metrics")]
+    """Every module of streams.metrics, the one place metrics are declared."""
+    names = ["streams.metrics"] + [m.name for m in pkgutil.walk_packages(streams.metrics.__path__, "streams.metrics.")]
     for name in names:
         importlib.import_module(name)
     return names
@@ -57,7 +56,7 @@ async def test_running_worker_exports_what_it_did(scrape):
                    "eventweir_dead_letters_total", "eventweir_rule_matches_total", "eventweir_consumer_lag",
                    "eventweir_committed_offset", "eventweir_batch_processing_seconds_bucket"):
         assert f"\n{sample}{{" in scrape or f"\n{sample} " in scrape, f"{sample} has no sample in the scrape"
-    assert "eventweir_waitingroom_waiting" in families  # declared in metrics_waitingroom, HELP/TYPE only
+    assert "eventweir_waitingroom_waiting" in families  # declared in streams.metrics.waitingroom, HELP/TYPE only
 
 
 async def test_dashboards_and_rules_match_the_worker_metrics(scrape):

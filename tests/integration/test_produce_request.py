@@ -1,9 +1,9 @@
-"""A producer sending one-copy produce requests (streams/produce_request.py) delivers every
+"""A producer sending one-copy produce requests (streams/kafka/fastpath/produce_request.py) delivers every
 record to the real broker, partitioned by key and in order per key."""
 import asyncio
 
 from streams.config import parse_config
-from streams.producer import BatchProducer, make_producer
+from streams.kafka.producer import BatchProducer, make_producer
 from tests.integration.kafka_helpers import create_topics, read_all, unique
 
 

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from streams.config import ConfigError, parse_config
-from streams.sinks.s3 import S3Settings, S3Target
-from streams.topology import validate_targets
+from streams.targets.s3.target import S3Settings, S3Target
+from streams.runtime.topology import validate_targets
 from tests.integration.sink_helpers import DeadLetterRecorder, deliveries
 
 
@@ -333,7 +333,7 @@ async def test_revoked_partitions_release_what_they_held(tmp_path):
 
 def test_a_failed_multipart_upload_is_aborted(s3_endpoint):
     """A conditional multipart upload over an existing key fails at completion: its parts are aborted."""
-    from streams.sinks.objectstore import S3Store
+    from streams.targets.s3.objectstore import S3Store
 
     bucket = new_bucket(s3_endpoint)
     store = S3Store(bucket, endpoint_url=s3_endpoint, region="us-east-1", part_size=5 << 20)

@@ -13,8 +13,8 @@ from processors.core import SourceRecord
 from processors.decode import Decoder
 from processors.enrich import ReferenceJoin, ReferenceTable, Sessioniser
 from processors.normalise import ClickstreamNormaliser
-from streams.changelog import ChangelogWriter, changelog_topic, ensure_changelog_topic, read_changelog, restore_state
-from streams.tables import ReferenceTableLoader
+from streams.kafka.changelog import ChangelogWriter, changelog_topic, ensure_changelog_topic, read_changelog, restore_state
+from streams.kafka.tables import ReferenceTableLoader
 from tests.samples import debezium
 
 pytestmark = pytest.mark.broker

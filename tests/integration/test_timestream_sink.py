@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from streams.sinks.timestream import TimestreamSettings, TimestreamTarget
+from streams.targets.timestream import TimestreamSettings, TimestreamTarget
 from tests.integration.sink_helpers import DeadLetterRecorder, deliveries
 
 

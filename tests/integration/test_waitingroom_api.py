@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from processors.waitingroom.tokens import TokenError, verify_with_jwks
-from streams.broker import free_port, wait_for_port
+from streams.devtools.broker import free_port, wait_for_port
 from tests.waitingroom_support import ADMIN, ADMIN_TOKEN, REDIS_URL, redis_prefix, start_api  # noqa: F401
 
 ROOM = {"sale": {"inlet": {"policy": "manual"}, "refresh_interval_s": 1}}

@@ -167,7 +167,7 @@ async def test_connection_close_and_store_unavailable(redis_prefix):
 
 
 async def test_idle_keepalive_connections_are_closed(redis_prefix, monkeypatch):
-    import streams.waitingroom_http as wh
+    import streams.http.waitingroom.server as wh
 
     monkeypatch.setattr(wh, "KEEPALIVE_S", 0.3)
     client, _ = await start_api(redis_prefix, ROOM)

@@ -1,6 +1,6 @@
 """The worker on the real broker: outputs, committed offsets, poison records, health endpoints.
 
-Every test runs on both runtimes (native, and faust-streaming via streams.faust_runtime) with the
+Every test runs on both runtimes (native, and faust-streaming via streams.runtime.faust) with the
 same assertions: the runtimes share the pipeline, targets, dead letters and metrics.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from streams.config import parse_config
 from streams.service import run_worker
-from streams.worker import Worker
+from streams.runtime.worker import Worker
 from tests.integration.kafka_helpers import committed_offsets, create_topics, produce, read_all, unique, wait_for
 
 pytestmark = pytest.mark.broker
@@ -29,7 +29,7 @@ def runtime(request, tmp_path, monkeypatch):
 
 def make_worker(runtime: str, config):
     if runtime == "faust":
-        from streams.faust_runtime import FaustWorker
+        from streams.runtime.faust import FaustWorker
 
         return FaustWorker(config)
     return Worker(config)

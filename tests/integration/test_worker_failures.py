@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from streams.config import parse_config
-from streams.worker import Worker
+from streams.runtime.worker import Worker
 from tests.integration.kafka_helpers import committed_offsets, create_topics, produce, read_all, unique, wait_for
 
 pytestmark = pytest.mark.broker

@@ -11,7 +11,7 @@ import pytest
 
 from streams.config import parse_config
 from streams.service import build_waitingroom, run_worker
-from streams.worker import Worker
+from streams.runtime.worker import Worker
 from tests.integration.kafka_helpers import create_topics, produce, read_all, unique
 
 pytestmark = pytest.mark.broker

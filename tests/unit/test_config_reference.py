@@ -8,7 +8,7 @@ import typing
 import pytest
 
 from streams.config import Config, parse_config
-from streams.config_reference import END, START, main, reference_markdown, rows, splice
+from streams.config.reference import END, START, main, reference_markdown, rows, splice
 from tests.observability import DEPLOY
 
 README = DEPLOY / "README.md"
@@ -18,7 +18,7 @@ MINIMAL = {"sources": [{"topic": "in"}]}
 def test_readme_reference_is_up_to_date():
     current = README.read_text()
     assert splice(current, reference_markdown()) == current, \
-        "deploy/README.md's configuration reference is stale: run python -m streams.config_reference --write deploy/README.md"
+        "deploy/README.md's configuration reference is stale: run python -m streams.config.reference --write deploy/README.md"
     assert main(["--check", str(README)]) == 0
 
 

@@ -5,7 +5,7 @@ import yaml
 
 from processors.enrich import IpEnricher, ReferenceJoin, Scd2History, Sessioniser, ThresholdAlerts
 from streams.config import parse_config
-from streams.topology import build_pipeline
+from streams.runtime.topology import build_pipeline
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

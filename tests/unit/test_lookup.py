@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from processors.chain import Chain
 from processors.core import Event
 from processors.decode import Decoder
-from processors.enrich import HttpLookup
+from streams.runtime.http_fetcher import http_lookup
 from processors.pipeline import Pipeline
 from processors.route import Route, RouteTarget, Router
 from tests.integration.http_endpoint import LookupService
@@ -44,7 +44,7 @@ async def service():
 
 
 async def test_joins_fields_keeps_order_and_serves_repeats_from_the_cache(service):
-    lookup = HttpLookup("profile", service.url, "detail.user_id", fields=["tier", "country"])
+    lookup = http_lookup("profile", service.url, "detail.user_id", fields=["tier", "country"])
     before = [metric("profile", outcome) for outcome in ("hit", "miss", "error")]
     requests_before = REGISTRY.get_sample_value("eventweir_lookup_seconds_count", {"lookup": "profile"}) or 0
     try:
@@ -64,8 +64,8 @@ async def test_joins_fields_keeps_order_and_serves_repeats_from_the_cache(servic
 
 
 async def test_fields_mapping_into_and_the_whole_row(service):
-    renamed = HttpLookup("p", service.url, "detail.user_id", fields={"tier": "plan"}, into="enriched.user")
-    whole = HttpLookup("p", service.url, "detail.user_id")
+    renamed = http_lookup("p", service.url, "detail.user_id", fields={"tier": "plan"}, into="enriched.user")
+    whole = http_lookup("p", service.url, "detail.user_id")
     try:
         [event] = await renamed.process_async(events("u1"), [])
         assert event.body["enriched"] == {"user": {"plan": "gold"}}
@@ -77,7 +77,7 @@ async def test_fields_mapping_into_and_the_whole_row(service):
 
 
 async def test_entries_expire_after_their_ttl(service):
-    lookup = HttpLookup("ttl", service.url, "detail.user_id", ttl_s=0.15, negative_ttl_s=0.15)
+    lookup = http_lookup("ttl", service.url, "detail.user_id", ttl_s=0.15, negative_ttl_s=0.15)
     try:
         await lookup.process_async(events("u1", "nobody"), [])
         service.rows["u1"] = {"tier": "platinum"}
@@ -93,7 +93,7 @@ async def test_entries_expire_after_their_ttl(service):
 
 
 async def test_not_found_is_cached_for_the_negative_ttl_only(service):
-    lookup = HttpLookup("neg", service.url, "detail.user_id", ttl_s=60, negative_ttl_s=0.15)
+    lookup = http_lookup("neg", service.url, "detail.user_id", ttl_s=60, negative_ttl_s=0.15)
     try:
         await lookup.process_async(events("late"), [])
         service.rows["late"] = {"tier": "gold"}
@@ -108,7 +108,7 @@ async def test_not_found_is_cached_for_the_negative_ttl_only(service):
 
 async def test_the_cache_holds_at_most_max_entries_evicting_the_oldest(service):
     service.rows.update({k: {"k": k} for k in "abc"})
-    lookup = HttpLookup("small", service.url, "detail.user_id", max_entries=2)
+    lookup = http_lookup("small", service.url, "detail.user_id", max_entries=2)
     try:
         await lookup.process_async(events("a", "b", "c"), [])  # a is evicted by c
         out = await lookup.process_async(events("b", "c", "a"), [])
@@ -120,7 +120,7 @@ async def test_the_cache_holds_at_most_max_entries_evicting_the_oldest(service):
 
 async def test_concurrent_batches_share_one_request_per_key(service):
     service.delay_s = 0.1
-    lookup = HttpLookup("shared", service.url, "detail.user_id")
+    lookup = http_lookup("shared", service.url, "detail.user_id")
     try:
         outs = await asyncio.gather(*(lookup.process_async(events("u1", "u1", "u2"), []) for _ in range(5)))
         assert service.requests == {"u1": 1, "u2": 1}
@@ -133,7 +133,7 @@ async def test_concurrent_batches_share_one_request_per_key(service):
 async def test_at_most_concurrency_requests_in_flight(service):
     service.rows.update({f"k{i}": {"i": i} for i in range(20)})
     service.delay_s = 0.03
-    lookup = HttpLookup("bounded", service.url, "detail.user_id", concurrency=3)
+    lookup = http_lookup("bounded", service.url, "detail.user_id", concurrency=3)
     try:
         out = await lookup.process_async(events(*(f"k{i}" for i in range(20))), [])
         assert [v["i"] for _, v in joined(out, "bounded")] == list(range(20))
@@ -144,7 +144,7 @@ async def test_at_most_concurrency_requests_in_flight(service):
 
 async def test_a_slow_service_times_out_and_the_event_is_dead_lettered_with_the_url(service):
     service.delay["slow"] = 1.0
-    lookup = HttpLookup("slow", service.url, "detail.user_id", timeout_s=0.2, on_missing="dead-letter")
+    lookup = http_lookup("slow", service.url, "detail.user_id", timeout_s=0.2, on_missing="dead-letter")
     try:
         started = time.monotonic()
         out = await lookup.process_async(events("u1", "slow"), failures := [])
@@ -162,7 +162,7 @@ async def test_errors_fall_back_to_on_missing_and_are_retried_soon(service):
     service.status["down"] = 503
     service.body["garbled"] = b"<html>oops</html>"
     service.body["listed"] = b"[1, 2]"
-    lookup = HttpLookup("fb", service.url, "detail.user_id", fields=["tier"], on_missing="default",
+    lookup = http_lookup("fb", service.url, "detail.user_id", fields=["tier"], on_missing="default",
                         default={"tier": "unknown"})
     lookup.error_ttl_s = 0.1
     try:
@@ -185,7 +185,7 @@ async def test_errors_fall_back_to_on_missing_and_are_retried_soon(service):
 async def test_dead_letter_reasons_name_the_url_and_the_error(service):
     service.status["down"] = 503
     service.body["garbled"] = b"not json"
-    lookup = HttpLookup("dl", service.url, "detail.user_id", on_missing="dead-letter")
+    lookup = http_lookup("dl", service.url, "detail.user_id", on_missing="dead-letter")
     try:
         out = await lookup.process_async(events("u1", "down", "garbled", "nobody", None), failures := [])
         assert [e.body["n"] for e in out] == [0]
@@ -202,7 +202,7 @@ async def test_dead_letter_reasons_name_the_url_and_the_error(service):
 async def test_a_service_that_is_not_there_passes_events_unchanged():
     async with LookupService() as gone:
         url = gone.url  # a port nothing listens on once the service has stopped
-    lookup = HttpLookup("gone", url, "detail.user_id", timeout_s=0.5)
+    lookup = http_lookup("gone", url, "detail.user_id", timeout_s=0.5)
     try:
         out = await lookup.process_async(events("u1", "u2"), [])
         assert joined(out, "gone") == [(0, None), (1, None)] and lookup.errors == 2
@@ -212,7 +212,7 @@ async def test_a_service_that_is_not_there_passes_events_unchanged():
 
 async def test_keys_are_url_quoted_and_numbers_are_keys_too(service):
     service.rows.update({"a/b c": {"odd": True}, "42": {"n": 42}})
-    lookup = HttpLookup("q", service.url, "detail.user_id")
+    lookup = http_lookup("q", service.url, "detail.user_id")
     try:
         out = await lookup.process_async(events("a/b c", 42), [])
         assert [v for _, v in joined(out, "q")] == [{"odd": True}, {"n": 42}]
@@ -227,7 +227,7 @@ async def test_an_injected_fetch_is_used_and_left_open():
         calls.append(url)
         return (200, {"via": "injected"}) if url.endswith("/1") else (404, None)
 
-    lookup = HttpLookup("inj", "svc://x/{key}", "id", fetch=fetch)
+    lookup = http_lookup("inj", "svc://x/{key}", "id", fetch=fetch)
     out = await lookup.process_async([Event(record("t", {}), {"id": 1}), Event(record("t", {}), {"id": 2})], [])
     assert [e.body.get("detail") for e in out] == [{"inj": {"via": "injected"}}, None]
     assert calls == ["svc://x/1", "svc://x/2"]
@@ -235,7 +235,7 @@ async def test_an_injected_fetch_is_used_and_left_open():
 
 
 async def test_close_releases_the_session_it_made(service):
-    lookup = HttpLookup("closing", service.url, "detail.user_id")
+    lookup = http_lookup("closing", service.url, "detail.user_id")
     await lookup.process_async(events("u1"), [])
     session = lookup._fetcher._session
     await lookup.close()
@@ -245,17 +245,17 @@ async def test_close_releases_the_session_it_made(service):
 def test_bad_settings_are_refused_with_what_was_expected():
     ok = dict(name="x", url="http://h/{key}", key="detail.id")
     with pytest.raises(ValueError, match=r"on_missing='ignore': expected one of pass, default, dead-letter"):
-        HttpLookup(**ok, on_missing="ignore")
+        http_lookup(**ok, on_missing="ignore")
     with pytest.raises(ValueError, match="needs a `default` dict"):
-        HttpLookup(**ok, on_missing="default")
+        http_lookup(**ok, on_missing="default")
     with pytest.raises(ValueError, match=r"expected a template with \{key\}"):
-        HttpLookup(**(ok | {"url": "http://h/users"}))
+        http_lookup(**(ok | {"url": "http://h/users"}))
     with pytest.raises(ValueError, match="concurrency=0: expected a positive integer"):
-        HttpLookup(**ok, concurrency=0)
+        http_lookup(**ok, concurrency=0)
     with pytest.raises(ValueError, match="timeout_s=0: expected seconds > 0"):
-        HttpLookup(**ok, timeout_s=0)
+        http_lookup(**ok, timeout_s=0)
     with pytest.raises(ValueError, match="field path"):
-        HttpLookup(**(ok | {"key": "detail..id"}))
+        http_lookup(**(ok | {"key": "detail..id"}))
 
 
 def test_processors_do_not_import_aiohttp():
@@ -295,7 +295,7 @@ async def test_chain_run_async_isolates_the_poison_events_of_an_async_stage():
 
 
 async def test_chain_runs_sync_and_lookup_stages_in_order(service):
-    lookup = HttpLookup("profile", service.url, "user_id", into="profile")
+    lookup = http_lookup("profile", service.url, "user_id", into="profile")
 
     class Upper:
         def process(self, events, failures):
@@ -312,7 +312,7 @@ async def test_chain_runs_sync_and_lookup_stages_in_order(service):
 
 
 def test_chain_run_refuses_an_async_only_stage():
-    chain = Chain(Decoder(), [HttpLookup("profile", "http://h/{key}", "user_id")])
+    chain = Chain(Decoder(), [http_lookup("profile", "http://h/{key}", "user_id")])
     with pytest.raises(TypeError, match="'profile' .*async-only.*run_async"):
         chain.run([record("in", {"user_id": "u1"})], [])
     assert not Chain(Decoder(), []).is_async
@@ -321,7 +321,7 @@ def test_chain_run_refuses_an_async_only_stage():
 async def test_pipeline_run_async_routes_looked_up_events_and_leaves_other_topics_as_run_does(service):
     router = Router([Route("gold", (RouteTarget("gold/out"),), {"detail": {"profile": {"tier": ["gold"]}}}),
                      Route("all", (RouteTarget("all/out"),))])
-    lookup = HttpLookup("profile", service.url, "detail.user_id", fields=["tier"], on_missing="dead-letter")
+    lookup = http_lookup("profile", service.url, "detail.user_id", fields=["tier"], on_missing="dead-letter")
     pipeline = Pipeline({"clicks": [lookup]}, router)
     batch = {"clicks": [record("clicks", {"detail": {"user_id": u}}, offset=i) for i, u in enumerate(["u1", "u2", "zz", "u1"])],
              "raw": [record("raw", {"detail": {}}, offset=0)]}
@@ -344,3 +344,34 @@ async def test_pipeline_run_async_routes_looked_up_events_and_leaves_other_topic
     assert [(f.record.offset, f.error) for f in result.failures] == [(2, "lookup_missing")]
     assert result.consumed == 5 and result.matched == {"gold": 2, "all": 4}
     assert not Pipeline({"raw": []}, router).is_async
+
+
+def test_a_lookup_without_a_fetcher_says_what_to_pass():
+    # processors do no I/O of their own: the GET is injected (the worker wires aiohttp's)
+    from processors.enrich import HttpLookup
+
+    with pytest.raises(ValueError, match="expected `fetch` or `make_fetcher`"):
+        HttpLookup("profile", "http://profiles.local/{key}", "detail.user_id")
+
+
+async def test_an_injected_fetch_and_observer_see_every_request():
+    from processors.enrich import HttpLookup
+
+    seen, reports = [], []
+
+    async def fetch(url):
+        seen.append(url)
+        return (200, {"tier": "gold"}) if url.endswith("u1") else (404, None)
+
+    class Observer:
+        def counted(self, hits, misses, errors):
+            reports.append((hits, misses, errors))
+
+        def request_took(self, seconds):
+            reports.append("took")
+
+    lookup = HttpLookup("p", "http://profiles.local/{key}", "detail.user_id", fetch=fetch, observer=Observer())
+    out = await lookup.process_async(events("u1", "u2", "u1"), [])
+    assert seen == ["http://profiles.local/u1", "http://profiles.local/u2"]
+    assert [e.body["detail"].get("p") for e in out] == [{"tier": "gold"}, None, {"tier": "gold"}]
+    assert reports.count("took") == 2 and reports[-1] == (0, 3, 0)  # not cached when the batch began

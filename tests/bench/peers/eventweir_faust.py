@@ -1,4 +1,4 @@
-"""Contender: eventweir on faust-streaming (streams.faust_runtime.FaustWorker). Done = every
+"""Contender: eventweir on faust-streaming (streams.runtime.faust.FaustWorker). Done = every
 record consumed and every output acked (faust commits on its own interval)."""
 import asyncio
 import logging
@@ -6,7 +6,7 @@ import logging
 import spec
 from eventweir_pipeline import TimedPipeline, bench_config, bench_pipeline
 
-from streams.faust_runtime import FaustWorker
+from streams.runtime.faust import FaustWorker
 
 
 async def main(args) -> None:

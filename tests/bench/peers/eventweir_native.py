@@ -1,11 +1,11 @@
-"""Contender: the eventweir native worker (streams.worker.Worker). Done = every output acked and
+"""Contender: the eventweir native worker (streams.runtime.worker.Worker). Done = every output acked and
 every offset committed."""
 import asyncio
 
 import spec
 from eventweir_pipeline import TimedPipeline, bench_config, bench_pipeline
 
-from streams.worker import Worker
+from streams.runtime.worker import Worker
 
 
 async def main(args) -> None:
@@ -24,6 +24,6 @@ async def main(args) -> None:
 
 
 if __name__ == "__main__":
-    from streams import eventloop
+    from streams.runtime import eventloop
 
     eventloop.run(main(spec.arguments(__doc__)))  # uvloop, as `eventweir run` uses

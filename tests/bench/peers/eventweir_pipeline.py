@@ -9,7 +9,7 @@ from processors.enrich import ReferenceJoin, ReferenceTable
 from processors.enrich.window import TumblingCount
 from processors.pipeline import Pipeline
 from streams.config import parse_config
-from streams.topology import build_router
+from streams.runtime.topology import build_router
 
 KEY_PATHS = {"iot": "device_id", "click": "user_id", "cdc": "after.customer_id"}
 

@@ -7,7 +7,7 @@ from aiokafka import AIOKafkaConsumer
 def raw_consumer(args) -> AIOKafkaConsumer:
     """The floor's consumer of the source topics, with the memory settings eventweir's worker runs
     with (fetch buffers reuse freed memory)."""
-    from streams.worker import tune_malloc
+    from streams.runtime.worker import tune_malloc
 
     tune_malloc()
     return AIOKafkaConsumer(*spec.topics(args.prefix).values(), bootstrap_servers=args.bootstrap,
@@ -35,6 +35,6 @@ async def main(args) -> None:
 
 
 if __name__ == "__main__":
-    from streams import eventloop
+    from streams.runtime import eventloop
 
     eventloop.run(main(spec.arguments(__doc__)))  # the eventweir contender's loop: uvloop when installed

@@ -12,7 +12,7 @@ import spec
 from eventweir_pipeline import bench_config
 from floor import raw_consumer
 
-from streams.producer import BatchProducer, make_producer
+from streams.kafka.producer import BatchProducer, make_producer
 
 
 async def main(args) -> None:
@@ -48,6 +48,6 @@ async def main(args) -> None:
 
 
 if __name__ == "__main__":
-    from streams import eventloop
+    from streams.runtime import eventloop
 
     eventloop.run(main(spec.arguments(__doc__)))

@@ -7,9 +7,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from streams.config import parse_config
-from streams.eventbridge_api import mount_demo_api
-from streams.http import make_app
-from streams.worker import Worker
+from streams.http.eventbridge.api import mount_demo_api
+from streams.http.app import make_app
+from streams.runtime.worker import Worker
 
 
 def signed_headers(url: str, body: bytes, key: str, secret: str) -> dict:

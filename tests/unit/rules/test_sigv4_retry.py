@@ -10,8 +10,8 @@ from botocore.credentials import Credentials
 from multidict import CIMultiDict
 
 from streams.config import ConfigError, parse_config
-from streams.retry import RetryPolicy
-from streams.sigv4 import SignatureError, verify
+from streams.targets.retry import RetryPolicy
+from streams.http.eventbridge.sigv4 import SignatureError, verify
 
 KEYS = {"AKIDEXAMPLE": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
 

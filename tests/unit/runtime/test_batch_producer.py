@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from aiokafka.record.default_records import DefaultRecordBatch
 
-from streams.producer import BatchProducer
+from streams.kafka.producer import BatchProducer
 
 
 async def send(batches, topic, records, columns):

@@ -1,4 +1,4 @@
-"""Fetched records read a batch at a time (streams/fetch_records.py) must be exactly what
+"""Fetched records read a batch at a time (streams/kafka/fastpath/fetch_records.py) must be exactly what
 aiokafka's own fetch path returns: the same records in the same order, and the same consumer
 position after every getmany(), for any batches, fetch offset and record limit, including
 transaction markers, aborted transactions, deserializers, compressed and legacy (magic 1) message
@@ -18,7 +18,7 @@ from aiokafka.structs import TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams import fetch_records
+from streams.kafka.fastpath import fetch_records
 
 _, BatchPartitionRecords, BatchFetchResult = fetch_records._classes()
 # aiokafka's own classes, whether or not another test has installed ours

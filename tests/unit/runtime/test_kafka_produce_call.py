@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "integration"))
 
 from sink_helpers import DeadLetterRecorder, deliveries  # noqa: E402
 
-from streams.sinks.kafka import KafkaTarget, TopicSender, _Call  # noqa: E402
+from streams.targets.kafka import KafkaTarget, TopicSender, _Call  # noqa: E402
 
 
 def _setup(loop):
@@ -63,7 +63,7 @@ def test_a_failed_batch_is_dead_lettered_by_its_own_targets_and_the_rest_deliver
 
 
 def _record_chunk(rule, records, runs):
-    from streams.sinks.base import RecordChunk
+    from streams.targets.base import RecordChunk
 
     return RecordChunk.of(rule, records, [r.key for r in records], [r.value for r in records], runs)
 
@@ -73,8 +73,8 @@ def test_records_of_a_plain_rule_settle_per_ticket_and_a_failed_batch_names_rule
     own value and key, count against their partitions' tickets, and a failed batch dead-letters
     exactly its records, with the rule and target named."""
     from processors.core import SourceRecord
-    from streams.sinks.kafka import _columns
-    from streams.watermarks import Ticket
+    from streams.targets.kafka import _columns
+    from streams.runtime.offsets import Ticket
 
     loop = asyncio.new_event_loop()
     try:
@@ -112,7 +112,7 @@ def test_partition_runs_split_a_batch_by_topic_and_partition():
     from hypothesis import given, strategies as st
 
     from processors.core import SourceRecord
-    from streams.worker import _partition_runs
+    from streams.runtime.worker import _partition_runs
 
     @given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 2), st.integers(1, 3)), max_size=8))
     def check(blocks):
@@ -132,8 +132,8 @@ def test_a_target_that_takes_items_gets_the_chunks_own_keys_and_values():
     """Plain records after enrichment carry the enriched event's JSON, not the record's bytes: a
     target that takes (Delivery, Ticket) items (HTTP, S3, ...) must get those values."""
     from processors.core import SourceRecord
-    from streams.sinks.base import Target
-    from streams.watermarks import Ticket
+    from streams.targets.base import Target
+    from streams.runtime.offsets import Ticket
 
     class Recording(Target):
         def write(self, items):

@@ -1,4 +1,4 @@
-"""Produce requests encoded in one join (streams/produce_request.py) must be byte for byte what
+"""Produce requests encoded in one join (streams/kafka/fastpath/produce_request.py) must be byte for byte what
 aiokafka's own schema encodes, for every request version and any topics, partitions and batches
 (tests/integration/test_produce_request.py delivers through them to the broker)."""
 from aiokafka import AIOKafkaProducer
@@ -6,7 +6,7 @@ from aiokafka.protocol.produce import ProduceRequest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams import produce_request
+from streams.kafka.fastpath import produce_request
 
 topics = st.lists(st.tuples(st.text(min_size=1, max_size=20),
                             st.lists(st.tuples(st.integers(0, 2**31 - 1), st.binary(max_size=64)), max_size=4)),

@@ -1,4 +1,4 @@
-from streams.watermarks import Watermarks
+from streams.runtime.offsets import Watermarks
 
 TP = ("t", 0)
 

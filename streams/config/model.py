@@ -1,0 +1,379 @@
+"""The worker's configuration: one YAML file plus EVENTWEIR_* environment overrides.
+
+Everything is validated at start-up. A bad value is reported with its key path and what was
+expected (`consumer.max_batch_records: expected an integer, got 'lots'`), and the worker does not
+start. Overrides use `__` between levels: EVENTWEIR_KAFKA__BOOTSTRAP_SERVERS=host:9092.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "EVENTWEIR_"
+
+
+class ConfigError(Exception):
+    """Raised with one line per problem, each naming the key path."""
+
+
+def _no_repeats(items: list, attribute: str, rule: str) -> list:
+    values = [getattr(item, attribute) for item in items]
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{rule}, repeated: {', '.join(repeated)}")
+    return items
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(Section):
+    """Connection settings shared by every Kafka client the worker makes."""
+
+    bootstrap_servers: str = Field(
+        default_factory=lambda: os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+        description="Comma-separated host:port list (defaults to $KAFKA_BOOTSTRAP_SERVERS).",
+    )
+    group_id: str = Field("eventweir", description="Consumer group; one worker = one member.")
+    client_id: str = "eventweir"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self.bootstrap_servers, "client_id": self.client_id,
+            "security_protocol": self.security_protocol, "sasl_mechanism": self.sasl_mechanism or "PLAIN",
+            "sasl_plain_username": self.sasl_username, "sasl_plain_password": self.sasl_password,
+        }
+
+
+class ConsumerSettings(Section):
+    max_batch_records: int = Field(5000, ge=1, description="Records per getmany() batch.")
+    fetch_timeout_ms: int = Field(200, ge=1)
+    max_partition_fetch_bytes: int = Field(4 << 20, ge=1024)
+    fetch_max_bytes: int = Field(32 << 20, ge=1024)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    commit_interval_ms: int = Field(1000, ge=10, description="How often acknowledged offsets are committed.")
+    session_timeout_ms: int = Field(10000, ge=1000)
+    heartbeat_interval_ms: int = Field(3000, ge=100)
+    max_poll_interval_ms: int = Field(300000, ge=1000)
+
+
+class ProducerSettings(Section):
+    @field_validator("acks", mode="before")
+    @classmethod
+    def _acks_as_text(cls, value):
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    linger_ms: int = Field(5, ge=0)
+    max_batch_bytes: int = Field(1 << 20, ge=1024, description="Bytes per produced record batch.")
+    max_request_size: int = Field(8 << 20, ge=1024)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    acks: Literal["all", "1", "0"] = Field("all", description="Broker acknowledgements per produce: all (durable), 1 or 0.")
+    enable_idempotence: bool = Field(
+        False, description="Use on real Kafka; Tansu (the embedded broker) does not support it."
+    )
+    request_timeout_ms: int = Field(30000, ge=100)
+
+
+class RuntimeSettings(Section):
+    max_in_flight: int = Field(
+        100_000, ge=1,
+        description="Deliveries a target may hold unacknowledged before the partitions feeding it pause.",
+    )
+    max_in_flight_total: int = Field(
+        200_000, ge=1,
+        description="Deliveries all targets together may hold unacknowledged before every partition pauses: "
+        "the worker's memory bound (about 1 KB a delivery), whatever the number of targets.",
+    )
+    shutdown_grace_s: float = Field(25.0, gt=0, description="SIGTERM drain budget; keep under the pod's grace period.")
+    ready_max_lag: int | None = Field(
+        None, ge=0,
+        description="If set, /readyz reports not ready while a partition lags more than this. Off by default: on "
+        "Kubernetes an unready worker leaves the Service and blocks rollouts, which does not help it catch up.",
+    )
+
+
+class HttpSettings(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class DeadLetterSettings(Section):
+    topic: str = "eventweir.dlq"
+
+
+class BusSettings(Section):
+    name: str = "default"
+    topic: str | None = Field(
+        None, description="The bus topic: eventweir's own events (e.g. the lake's `Object Created`) are produced "
+        "here, so rules can react to them when the topic is also a source (kind: envelope).",
+    )
+    account: str = Field("000000000000", pattern=r"^\d{12}$", description="Envelope `account` and rule ARNs.")
+    region: str = Field("local", description="Envelope `region` and rule ARNs.")
+
+
+class SourceSettings(Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    topic: str
+    kind: Literal["json", "envelope", "iot", "clickstream", "cdc"] = Field(
+        "json",
+        description="json: route the payload as it is; envelope: already an EventBridge event; "
+        "iot / clickstream / cdc: validate and normalise into the envelope.",
+    )
+    source: str | None = Field(None, description="Envelope `source` (defaults: eventweir.iot, eventweir.clickstream, eventweir.cdc).")
+    detail_type: str | None = Field(None, description="Envelope `detail-type` (iot and clickstream).")
+    schemas: list[str] | None = Field(
+        None, alias="schema",
+        description="Schema refs the payload must satisfy, any of them (e.g. [iot@v1]); defaults to the kind's schema.",
+    )
+
+    enrich: list[EnrichSettings] = Field(
+        default_factory=list,
+        description="Enrichment stages after normalisation, in order: [{type: join, table: devices, key: "
+        "detail.device_id, fields: [site]}, ...]. Stateful ones (order_check, sessions, dedupe, scd2) keep "
+        "their state in a compacted changelog topic <group_id>-<topic>-<store>-changelog.",
+    )
+
+    @field_validator("schemas", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return [value] if isinstance(value, str) else value
+
+
+ENRICH_TYPES = ("join", "lookup", "units", "derived", "order_check", "alerts", "sessions", "user_agent", "ip",
+                "dedupe", "scd2")
+
+
+class EnrichSettings(Section):
+    """One enrichment stage; its other keys are the stage's settings (see streams/runtime/enrichment.py)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Literal[ENRICH_TYPES] = Field(  # type: ignore[valid-type]
+        description="join (reference table), lookup (cached HTTP), units, derived, order_check, alerts (IoT); "
+        "sessions, user_agent, ip (clickstream); dedupe, scd2 (CDC). Run after validate + normalise, in order.",
+    )
+
+
+class TableSettings(Section):
+    topic: str = Field(description="Compacted topic holding the table: JSON rows keyed by id, or Debezium output "
+                                   "(the row is `after`; deletes and tombstones remove it).")
+
+
+class RetryPolicySettings(Section):
+    """EventBridge's RetryPolicy: how long and how often a failing delivery is retried."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    maximum_retry_attempts: int = Field(185, ge=0, le=185, alias="MaximumRetryAttempts")
+    maximum_event_age_s: int = Field(86400, ge=60, le=86400, alias="MaximumEventAgeInSeconds")
+
+
+class HttpAuthSettings(Section):
+    """API-destination auth, as EventBridge connections have it: basic, api_key (a header) or bearer."""
+
+    type: Literal["none", "basic", "api_key", "bearer"] = "none"
+    username: str | None = None
+    password: str | None = None
+    name: str | None = Field(None, description="api_key: the header name.")
+    value: str | None = Field(None, description="api_key: the header value.")
+    token: str | None = Field(None, description="bearer: the token.")
+
+    @model_validator(mode="after")
+    def _complete(self):
+        needs = {"basic": ("username", "password"), "api_key": ("name", "value"), "bearer": ("token",)}
+        missing = [k for k in needs.get(self.type, ()) if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"auth type {self.type!r} needs {', '.join(missing)}")
+        return self
+
+
+class TargetSettings(Section):
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    id: str = Field(pattern=r"^[\.\-_A-Za-z0-9]{1,64}$")
+    type: Literal["kafka", "log", "s3", "timestream", "influxdb", "http", "waitingroom"]
+    topic: str | None = None
+    key: str | None = Field(None, description="JSON path ($.detail.device_id) whose value keys the output record.")
+    input: str | None = Field(None, alias="Input")
+    input_path: str | None = Field(None, alias="InputPath")
+    input_transformer: dict[str, Any] | None = Field(None, alias="InputTransformer")
+    retry_policy: RetryPolicySettings = Field(default_factory=RetryPolicySettings, alias="RetryPolicy")
+    dead_letter_topic: str | None = Field(
+        None, description="This target's dead-letter topic (default: dead_letter.topic)."
+    )
+    # http (API destination); `url` is also the s3 target's s3:// or file:// location
+    url: str | None = Field(None, description="http: the endpoint (http:// or https://); s3: s3://bucket or file:///dir.")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: HttpAuthSettings = Field(default_factory=HttpAuthSettings)
+    rate_limit_per_second: float | None = Field(None, gt=0, description="http: requests per second at most.")
+    timeout_s: float = Field(5.0, gt=0, description="http: per-request timeout.")
+    concurrency: int = Field(8, ge=1, le=1000, description="http: requests in flight (one lane per partition).")
+
+    @model_validator(mode="after")
+    def _kafka_needs_topic(self):
+        if self.type == "kafka" and not self.topic:
+            raise ValueError("a kafka target needs `topic`")
+        if self.type == "http" and not (self.url or "").startswith(("http://", "https://")):
+            raise ValueError(f"an http target needs `url` starting with http:// or https://, got {self.url!r}")
+        given = [n for n, v in (("Input", self.input), ("InputPath", self.input_path),
+                                ("InputTransformer", self.input_transformer)) if v is not None]
+        if len(given) > 1:  # AWS's wording
+            raise ValueError("Only one of Input, InputPath, or InputTransformer must be provided.")
+        return self
+
+
+class RuleSettings(Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[\.\-_A-Za-z0-9]{1,64}$")
+    description: str = ""
+    state: Literal["ENABLED", "DISABLED"] = "ENABLED"
+    event_pattern: dict[str, Any] | None = Field(
+        None, alias="EventPattern", description="EventBridge event pattern; omitted = every event."
+    )
+    targets: list[TargetSettings] = Field(default_factory=list, max_length=100)
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_ids(cls, targets):
+        return _no_repeats(targets, "id", "target ids must be unique within a rule")
+
+
+class RoutingSettings(Section):
+    max_targets_per_rule: int = Field(5, ge=1, le=100, description="AWS's limit is 5; raise it if you need to.")
+    control_topic: str | None = Field(
+        None, description="Compacted topic of rule changes (the API writes it, every worker applies it). "
+        "Unset: rules come from this file only.",
+    )
+    retry_base_delay_ms: int = Field(1000, ge=1, description="First retry back-off; doubles per attempt, with jitter.")
+    retry_max_delay_ms: int = Field(60_000, ge=1, description="Back-off cap.")
+
+
+class ApiSettings(Section):
+    """The EventBridge-compatible API on the HTTP port (JSON 1.1, X-Amz-Target: AWSEvents.*)."""
+
+    enabled: bool = True
+    access_keys: dict[str, str] = Field(
+        default_factory=dict, description="SigV4 credentials: {access key id: secret access key}."
+    )
+    bearer_tokens: list[str] = Field(default_factory=list, description="Accepted `Authorization: Bearer` tokens.")
+    allow_anonymous: bool = Field(False, description="Accept unsigned requests (never in production).")
+    bus_topic: str | None = Field(
+        None, description="Where PutEvents writes (default: bus.topic, else the first source of kind `envelope`)."
+    )
+
+
+class Config(Section):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    waitingroom: dict[str, Any] | None = Field(
+        None, description="Virtual waiting room: admin_token, redis_url, key_prefix, rooms {id: settings}, ...; "
+        "served under /waitingroom on the HTTP port (see README).",
+    )
+    sources: list[SourceSettings] = Field(min_length=1)
+    tables: dict[str, TableSettings] = Field(
+        default_factory=dict,
+        description="Reference tables for `join` enrichment: {name: {topic}}. Each is read whole from its topic "
+        "before the worker reports ready, then kept current.",
+    )
+    rules: list[RuleSettings] = Field(default_factory=list)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @model_validator(mode="after")
+    def _targets_per_rule(self):
+        limit = self.routing.max_targets_per_rule
+        for i, rule in enumerate(self.rules):
+            if len(rule.targets) > limit:
+                raise ValueError(f"rules[{i}].targets: at most {limit} targets per rule "
+                                 f"(routing.max_targets_per_rule), got {len(rule.targets)}")
+        return self
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_names(cls, rules):
+        return _no_repeats(rules, "name", "rule names must be unique")
+
+    @property
+    def source_topics(self) -> list[str]:
+        return [s.topic for s in self.sources]
+
+
+def describe_error(error: dict) -> str:
+    path = ""
+    for part in error["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    path = path or "(top level)"
+    kind = error["type"]
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key (check the spelling; see the configuration reference in README.md)"
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"] and message.startswith("rules["):  # a cross-section check names its own path
+        return message
+    got = error.get("input")
+    if isinstance(got, (str, int, float, bool)) or got is None:
+        return f"{path}: {message}, got {got!r}"
+    return f"{path}: {message}"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """EVENTWEIR_A__B=v becomes {"a": {"b": v}}; values are parsed as YAML scalars (so 5 is an int)."""
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw) if raw else raw
+    return tree
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_config(data: dict[str, Any], environ: dict[str, str] | None = None) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"(top level): expected a mapping of sections, got {type(data).__name__}")
+    data = _merge(data, _env_overrides(os.environ if environ is None else environ))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(describe_error(e) for e in exc.errors())) from None
+
+
+def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) -> Config:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {str(file)!r} not found (pass one with -c, or see README.md for an example)")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    return parse_config(data, environ)

@@ -1,0 +1,1 @@
+"""Inbound HTTP: health and metrics (app.py), the EventBridge API, the waiting room's public API."""

@@ -1,0 +1,443 @@
+"""The EventBridge-compatible API: AWS's JSON 1.1 protocol on the worker's HTTP port.
+
+    POST /   X-Amz-Target: AWSEvents.<Operation>   Content-Type: application/x-amz-json-1.1
+
+PutEvents, TestEventPattern, PutRule, DescribeRule, ListRules, DeleteRule, EnableRule,
+DisableRule, PutTargets, ListTargetsByRule and RemoveTargets, with AWS's error types and texts,
+so code written for EventBridge works by changing only `endpoint_url`. Every request must be
+signed with SigV4 by a configured access key (what boto3 does) or carry a configured bearer
+token, unless `api.allow_anonymous` is set.
+
+Rule changes are written to the control topic (streams/runtime/reload.py); every worker, this one
+included, applies them from there. Rules from the config file are listed but read-only
+(ManagedBy: eventweir.config). Target ARNs name eventweir targets:
+`kafka://<topic>`, `http://...` / `https://...` (API destination), `log://<name>`; a
+DeadLetterConfig ARN is `kafka://<topic>` or an SQS ARN whose queue name is the topic.
+"""
+from __future__ import annotations
+
+import hmac
+import secrets
+import string
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from streams import metrics
+from streams.config import RuleSettings, TargetSettings
+from streams.http.eventbridge.sigv4 import SignatureError, verify
+
+CONTENT_TYPE = "application/x-amz-json-1.1"
+MAX_ENTRIES = 10
+MAX_PUT_EVENTS_BYTES = 256 * 1024
+MANAGED_BY_CONFIG = "eventweir.config"
+API_KEY = web.AppKey("eventbridge_api", object)
+
+
+class ApiError(Exception):
+    def __init__(self, type_: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.type, self.message, self.status = type_, message, status
+
+
+def _validation(message: str) -> ApiError:
+    return ApiError("ValidationException", message)
+
+
+def _reply(data: dict, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, headers={"Content-Type": CONTENT_TYPE,
+                                                                          "x-amzn-RequestId": str(uuid.uuid4())})
+
+
+# --- targets: AWS shape <-> eventweir settings -----------------------------------------------------
+def _topic_from_arn(arn: str, what: str) -> str:
+    if arn.startswith("kafka://") and len(arn) > len("kafka://"):
+        return arn[len("kafka://"):]
+    if arn.startswith("arn:aws:sqs:") and arn.count(":") == 5:
+        return arn.rsplit(":", 1)[1]
+    raise _validation(f"{what} {arn!r} is not supported: use kafka://<topic> or an SQS ARN naming the topic.")
+
+
+def target_from_aws(spec: dict) -> TargetSettings:
+    arn = spec.get("Arn") or ""
+    data: dict[str, Any] = {"id": spec.get("Id")}
+    if arn.startswith("kafka://"):
+        data.update(type="kafka", topic=_topic_from_arn(arn, "Target Arn"))
+    elif arn.startswith(("http://", "https://")):
+        data.update(type="http", url=arn)
+        headers = (spec.get("HttpParameters") or {}).get("HeaderParameters")
+        if headers:
+            data["headers"] = headers
+    elif arn.startswith("log://"):
+        data["type"] = "log"
+    else:
+        raise _validation(f"Target Arn {arn!r} is not supported: use kafka://<topic>, http(s)://<url> or log://<name>.")
+    key_path = (spec.get("KinesisParameters") or {}).get("PartitionKeyPath")
+    if key_path:
+        data["key"] = key_path
+    for name in ("Input", "InputPath", "InputTransformer", "RetryPolicy"):
+        if name in spec:
+            data[name] = spec[name]
+    dlq = (spec.get("DeadLetterConfig") or {}).get("Arn")
+    if dlq:
+        data["dead_letter_topic"] = _topic_from_arn(dlq, "DeadLetterConfig Arn")
+    try:
+        target = TargetSettings.model_validate(data)
+    except ValidationError as exc:
+        raise _validation("; ".join(_pydantic_message(e) for e in exc.errors())) from None
+    if target.input is not None or target.input_path is not None or target.input_transformer is not None:
+        from processors.routing import ValidationException, compile_target_input
+
+        try:
+            compile_target_input(input=target.input, input_path=target.input_path,
+                                 input_transformer=target.input_transformer)
+        except ValidationException as exc:
+            raise _validation(exc.message) from None
+    return target
+
+
+def target_to_aws(t: TargetSettings) -> dict:
+    if t.type == "kafka":
+        out: dict[str, Any] = {"Id": t.id, "Arn": f"kafka://{t.topic}"}
+    elif t.type == "http":
+        out = {"Id": t.id, "Arn": t.url}
+        if t.headers:
+            out["HttpParameters"] = {"HeaderParameters": dict(t.headers)}
+    else:
+        out = {"Id": t.id, "Arn": f"{t.type}://{t.id}"}
+    if t.key:
+        out["KinesisParameters"] = {"PartitionKeyPath": t.key}
+    for attr, name in (("input", "Input"), ("input_path", "InputPath"), ("input_transformer", "InputTransformer")):
+        if getattr(t, attr) is not None:
+            out[name] = getattr(t, attr)
+    out["RetryPolicy"] = {"MaximumRetryAttempts": t.retry_policy.maximum_retry_attempts,
+                          "MaximumEventAgeInSeconds": t.retry_policy.maximum_event_age_s}
+    if t.dead_letter_topic:
+        out["DeadLetterConfig"] = {"Arn": f"kafka://{t.dead_letter_topic}"}
+    return out
+
+
+def _pydantic_message(error: dict) -> str:
+    path = ".".join(str(p) for p in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{path}: {message}" if path else message
+
+
+# --- the API -----------------------------------------------------------------------------------------
+class EventBridgeApi:
+    def __init__(self, worker, access_keys: dict[str, str], bearer_tokens: list[str], allow_anonymous: bool):
+        self.worker = worker
+        self.config = worker.config
+        self.access_keys = dict(access_keys)
+        self.bearer_tokens = [t.encode() for t in bearer_tokens]
+        self.allow_anonymous = allow_anonymous
+        bus = self.config.bus
+        self.arn_prefix = f"arn:aws:events:{bus.region}:{bus.account}:rule/"
+        self.bus_topic = self.config.api.bus_topic or bus.topic or next(
+            (s.topic for s in self.config.sources if s.kind == "envelope"), None)
+
+    # -- plumbing --
+    async def handle(self, request: web.Request) -> web.Response:
+        target = request.headers.get("X-Amz-Target", "")
+        operation = target.removeprefix("AWSEvents.")
+        try:
+            body = await request.read()
+            self._authenticate(request, body)
+            handler = getattr(self, f"op_{operation}", None) if target.startswith("AWSEvents.") else None
+            if handler is None:
+                raise ApiError("UnknownOperationException", f"Unknown operation {target!r}")
+            try:
+                params = orjson.loads(body) if body else {}
+            except orjson.JSONDecodeError:
+                raise ApiError("SerializationException", "Request body is not valid JSON.") from None
+            if not isinstance(params, dict):
+                raise ApiError("SerializationException", "Request body must be a JSON object.")
+            result = await handler(params)
+        except ApiError as exc:
+            metrics.API_REQUESTS.labels(operation or "unknown", exc.type).inc()
+            return _reply({"__type": exc.type, "message": exc.message}, exc.status)
+        metrics.API_REQUESTS.labels(operation, "ok").inc()
+        return _reply(result)
+
+    def _authenticate(self, request: web.Request, body: bytes) -> None:
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            token = auth[len("Bearer "):].strip().encode()
+            if any(hmac.compare_digest(token, t) for t in self.bearer_tokens):
+                return
+            raise ApiError("UnrecognizedClientException", "The bearer token is not valid.", 403)
+        if auth.startswith("AWS4-HMAC-SHA256"):
+            try:
+                verify(request.method, request.path, list(request.query.items()), request.headers, body,
+                       self.access_keys)
+                return
+            except SignatureError as exc:
+                raise ApiError(exc.code, exc.message, 403) from None
+        if self.allow_anonymous:
+            return
+        raise ApiError("MissingAuthenticationTokenException",
+                       "Missing Authentication Token: sign the request with SigV4 or send a bearer token.", 403)
+
+    def _rules(self) -> dict[str, RuleSettings]:
+        control = self.worker.control
+        rules = control.rules() if control is not None else list(self.config.rules)
+        return {r.name: r for r in rules}
+
+    def _get(self, name: Any) -> RuleSettings:
+        if not isinstance(name, str) or not name:
+            raise _validation("Parameter Name is required.")
+        rule = self._rules().get(name)
+        if rule is None:
+            raise ApiError("ResourceNotFoundException", f"Rule {name} does not exist on EventBus {self.config.bus.name}.")
+        return rule
+
+    def _writable(self, name: str):
+        if any(r.name == name for r in self.config.rules):
+            raise ApiError("ManagedRuleException",
+                           f"Rule {name} is defined in the config file (ManagedBy {MANAGED_BY_CONFIG}); change it there.")
+        control = self.worker.control
+        if control is None:
+            raise _validation("Rule changes need a control topic: set routing.control_topic in the config.")
+        return control.store
+
+    async def _save(self, store, rule: dict) -> None:
+        try:
+            validated = RuleSettings.model_validate(rule)
+        except ValidationError as exc:
+            raise _validation("; ".join(_pydantic_message(e) for e in exc.errors())) from None
+        await store.put(validated)
+
+    def _describe(self, rule: RuleSettings) -> dict:
+        out: dict[str, Any] = {"Name": rule.name, "Arn": self.arn_prefix + rule.name, "State": rule.state,
+                               "EventBusName": self.config.bus.name}
+        if rule.event_pattern is not None:
+            out["EventPattern"] = orjson.dumps(rule.event_pattern).decode()
+        if rule.description:
+            out["Description"] = rule.description
+        if any(r.name == rule.name for r in self.config.rules):
+            out["ManagedBy"] = MANAGED_BY_CONFIG
+        return out
+
+    # -- operations --
+    async def op_PutEvents(self, params: dict) -> dict:
+        entries = params.get("Entries")
+        if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_ENTRIES:
+            raise _validation("1 validation error detected: Value at 'entries' failed to satisfy constraint: "
+                              f"Member must have length less than or equal to {MAX_ENTRIES}"
+                              if isinstance(entries, list) and entries else
+                              "1 validation error detected: Value at 'entries' failed to satisfy constraint: "
+                              "Member must have length greater than or equal to 1")
+        size = sum(_entry_size(e) for e in entries if isinstance(e, dict))
+        if size > MAX_PUT_EVENTS_BYTES:
+            raise _validation("Total size of the entries in the request is over the limit.")
+        if self.bus_topic is None:
+            raise _validation("PutEvents needs a bus topic: set bus.topic (or api.bus_topic), or a source of kind `envelope`.")
+        producer = self.worker.producer
+        if producer is None:
+            raise ApiError("InternalException", "The worker is not started yet; retry shortly.", 500)
+        results: list[dict | None] = [None] * len(entries)
+        pending = []
+        bus = self.config.bus
+        for i, entry in enumerate(entries):
+            event, error = _envelope(entry, bus)
+            if error:
+                results[i] = error
+                continue
+            pending.append((i, event["id"], await producer.send(self.bus_topic, orjson.dumps(event))))
+        for i, event_id, future in pending:
+            try:
+                await future
+                results[i] = {"EventId": event_id}
+            except Exception as exc:  # the broker refused: per entry, as AWS reports InternalFailure
+                results[i] = {"ErrorCode": "InternalFailure", "ErrorMessage": f"{type(exc).__name__}: {exc}"}
+        failed = sum(1 for r in results if "ErrorCode" in r)
+        metrics.PUT_EVENTS_ENTRIES.labels("accepted").inc(len(results) - failed)
+        metrics.PUT_EVENTS_ENTRIES.labels("failed").inc(failed)
+        return {"FailedEntryCount": failed, "Entries": results}
+
+    async def op_TestEventPattern(self, params: dict) -> dict:
+        from processors.routing import (InvalidEventPatternException, ValidationException, compile_pattern,
+                                        validate_event)
+
+        try:
+            pattern = compile_pattern(params.get("EventPattern") or "")
+        except InvalidEventPatternException as exc:
+            raise ApiError("InvalidEventPatternException", exc.message) from None
+        try:
+            event = orjson.loads(params.get("Event") or "")
+            validate_event(event)
+        except (orjson.JSONDecodeError, ValidationException):
+            raise _validation("Parameter Event is not valid.") from None
+        return {"Result": pattern.matches(event)}
+
+    async def op_PutRule(self, params: dict) -> dict:
+        from processors.routing import InvalidEventPatternException, compile_pattern
+
+        name = params.get("Name")
+        if not isinstance(name, str) or not name:
+            raise _validation("Parameter Name is required.")
+        if params.get("ScheduleExpression"):
+            raise _validation("ScheduleExpression is not supported by eventweir; use an EventPattern.")
+        text = params.get("EventPattern")
+        if not text:
+            raise _validation("Parameter(s) EventPattern or ScheduleExpression must be specified.")
+        try:
+            compile_pattern(text)
+        except InvalidEventPatternException as exc:
+            raise ApiError("InvalidEventPatternException", exc.message) from None
+        state = params.get("State", "ENABLED")
+        if state not in ("ENABLED", "DISABLED"):
+            raise _validation(f"State {state!r} is not supported: ENABLED or DISABLED.")
+        store = self._writable(name)
+        existing = store.rules.get(name)
+        await self._save(store, {
+            "name": name, "description": params.get("Description", ""), "state": state,
+            "event_pattern": orjson.loads(text),
+            "targets": [t.model_dump(mode="json", exclude_defaults=True) for t in existing.targets] if existing else [],
+        })
+        return {"RuleArn": self.arn_prefix + name}
+
+    async def op_DescribeRule(self, params: dict) -> dict:
+        return self._describe(self._get(params.get("Name")))
+
+    async def op_ListRules(self, params: dict) -> dict:
+        prefix = params.get("NamePrefix") or ""
+        names = sorted(n for n in self._rules() if n.startswith(prefix))
+        start = int(params.get("NextToken") or 0)
+        limit = int(params.get("Limit") or 100)
+        rules = self._rules()
+        page = names[start:start + limit]
+        out: dict[str, Any] = {"Rules": [self._describe(rules[n]) for n in page]}
+        if start + limit < len(names):
+            out["NextToken"] = str(start + limit)
+        return out
+
+    async def op_DeleteRule(self, params: dict) -> dict:
+        name = params.get("Name")
+        rule = self._rules().get(name)
+        if rule is None:
+            return {}  # AWS: deleting a rule that does not exist succeeds
+        store = self._writable(name)
+        if rule.targets and not params.get("Force"):
+            raise _validation("Rule can't be deleted since it has targets.")
+        await store.delete(name)
+        return {}
+
+    async def _set_state(self, params: dict, state: str) -> dict:
+        rule = self._get(params.get("Name"))
+        store = self._writable(rule.name)
+        await self._save(store, {**rule.model_dump(mode="json", exclude_defaults=True), "state": state})
+        return {}
+
+    async def op_EnableRule(self, params: dict) -> dict:
+        return await self._set_state(params, "ENABLED")
+
+    async def op_DisableRule(self, params: dict) -> dict:
+        return await self._set_state(params, "DISABLED")
+
+    async def op_PutTargets(self, params: dict) -> dict:
+        rule = self._get(params.get("Rule"))
+        store = self._writable(rule.name)
+        specs = params.get("Targets")
+        if not isinstance(specs, list) or not specs:
+            raise _validation("Parameter Targets is required.")
+        new = [target_from_aws(spec) for spec in specs]  # raises for the whole call, as AWS does
+        merged = {t.id: t for t in rule.targets}
+        merged.update({t.id: t for t in new})
+        if len(merged) > self.config.routing.max_targets_per_rule:
+            raise ApiError("LimitExceededException",
+                           f"The requested resource exceeds the maximum number allowed "
+                           f"({self.config.routing.max_targets_per_rule} targets per rule).")
+        doc = rule.model_dump(mode="json", exclude_defaults=True)
+        doc["targets"] = [t.model_dump(mode="json", exclude_defaults=True) for t in merged.values()]
+        await self._save(store, doc)
+        return {"FailedEntryCount": 0, "FailedEntries": []}
+
+    async def op_ListTargetsByRule(self, params: dict) -> dict:
+        rule = self._get(params.get("Rule"))
+        return {"Targets": [target_to_aws(t) for t in rule.targets]}
+
+    async def op_RemoveTargets(self, params: dict) -> dict:
+        rule = self._get(params.get("Rule"))
+        store = self._writable(rule.name)
+        ids = set(params.get("Ids") or [])
+        doc = rule.model_dump(mode="json", exclude_defaults=True)
+        doc["targets"] = [t.model_dump(mode="json", exclude_defaults=True) for t in rule.targets if t.id not in ids]
+        await self._save(store, doc)
+        return {"FailedEntryCount": 0, "FailedEntries": []}
+
+
+def _entry_size(entry: dict) -> int:
+    """AWS's PutEvents entry size: the UTF-8 bytes of Source, DetailType, Detail and Resources, +14 for Time."""
+    size = 14 if entry.get("Time") is not None else 0
+    for name in ("Source", "DetailType", "Detail"):
+        value = entry.get(name)
+        if isinstance(value, str):
+            size += len(value.encode())
+    for resource in entry.get("Resources") or []:
+        if isinstance(resource, str):
+            size += len(resource.encode())
+    return size
+
+
+def _envelope(entry: Any, bus) -> tuple[dict | None, dict | None]:
+    """The EventBridge event for one PutEvents entry, or AWS's per-entry error."""
+    if not isinstance(entry, dict):
+        return None, {"ErrorCode": "InvalidArgument", "ErrorMessage": "Entry must be an object."}
+    for field in ("Source", "DetailType", "Detail"):
+        if not isinstance(entry.get(field), str) or not entry[field]:
+            return None, {"ErrorCode": "InvalidArgument",
+                          "ErrorMessage": f"Parameter {field} is not valid. Reason: {field} is a required argument."}
+    try:
+        detail = orjson.loads(entry["Detail"])
+    except orjson.JSONDecodeError:
+        detail = None
+    if not isinstance(detail, dict):
+        return None, {"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}
+    when = entry.get("Time")
+    if isinstance(when, (int, float)):  # boto3 sends timestamps as epoch seconds in JSON 1.1
+        stamp = datetime.fromtimestamp(when, timezone.utc)
+    else:
+        stamp = datetime.now(timezone.utc)
+    resources = entry.get("Resources") or []
+    if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
+        return None, {"ErrorCode": "InvalidArgument", "ErrorMessage": "Parameter Resources is not valid."}
+    return {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": entry["DetailType"], "source": entry["Source"],
+        "account": bus.account, "time": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": bus.region,
+        "resources": resources, "detail": detail,
+    }, None
+
+
+def mount_eventbridge_api(app: web.Application, worker, access_keys: dict[str, str] | None = None,
+                          bearer_tokens: list[str] | None = None, allow_anonymous: bool | None = None) -> EventBridgeApi:
+    """Serve the API at POST / on `app`. Credentials default to the worker's `api` config section."""
+    settings = worker.config.api
+    api = EventBridgeApi(
+        worker,
+        settings.access_keys if access_keys is None else access_keys,
+        settings.bearer_tokens if bearer_tokens is None else bearer_tokens,
+        settings.allow_anonymous if allow_anonymous is None else allow_anonymous,
+    )
+    app.router.add_post("/", api.handle)
+    app[API_KEY] = api
+    return api
+
+
+def generate_credentials() -> tuple[str, str]:
+    """A fresh access key id (AWS's AKIA + 16 shape) and a 40-character secret."""
+    key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(16))
+    return key_id, secrets.token_urlsafe(30)[:40]
+
+
+def mount_demo_api(app: web.Application, worker) -> tuple[str, str]:
+    """For `eventweir demo`: serve the API on `app` with a generated access key (plus any configured
+    ones); returns (access key id, secret access key) for the demo to print."""
+    key_id, secret = generate_credentials()
+    api = app.get(API_KEY) or mount_eventbridge_api(app, worker)  # make_app mounts it when api.enabled
+    api.access_keys[key_id] = secret
+    return key_id, secret

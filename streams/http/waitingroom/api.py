@@ -1,0 +1,272 @@
+"""Waiting-room HTTP API (aiohttp): the public endpoints, the waiting page and the admin API.
+
+Public (under `prefix`, default /waitingroom):
+  POST /rooms/{room}/join            {"request_id"?: str, "claim"?: signed site claim} -> position, queue_token
+  GET  /rooms/{room}/status?request_id=   position, people_ahead, serving_counter, eta_s, refresh_interval_s
+  POST /rooms/{room}/token           {"request_id"} -> access token once admitted
+  GET  /rooms/{room}/jwks.json, /.well-known/jwks.json   public keys (offline verification)
+  GET  /rooms/{room}/                the waiting page
+Admin (Authorization: Bearer <admin_token>):
+  GET /admin/rooms; GET|PUT|DELETE /admin/rooms/{room}; POST /admin/rooms/{room}/serving {"increment": n};
+  POST /admin/rooms/{room}/pause|resume|reset; GET /admin/rooms/{room}/counters;
+  POST /admin/rooms/{room}/sessions/{request_id} {"status": "completed"|"abandoned"}; POST /admin/keys/rotate
+"""
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from processors.waitingroom.redis_store import RedisRoomStore
+from processors.waitingroom.service import RoomError, WaitingRoomService
+from processors.waitingroom.settings import SettingsError
+
+from streams.metrics import waitingroom as m
+from streams.http.waitingroom.page import PAGE
+
+_STATUS = {"not_found": 404, "bad_request": 400, "forbidden": 403, "closed": 403, "sold_out": 410,
+           "not_admitted": 409, "session_closed": 410, "conflict": 409}
+_CONFIG_KEYS = {"redis_url", "key_prefix", "admin_token", "token_alg", "key_grace_s", "tick_interval_s",
+                "rooms", "account", "region", "redis_max_connections"}
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(code: str, message: str, status: int, **extra: Any) -> web.Response:
+    return _json({"error": code, "message": message, **extra}, status)
+
+
+def parse_body(raw: bytes, *, required: bool) -> dict[str, Any]:
+    if not raw:
+        if required:
+            raise RoomError("bad_request", "expected a JSON object body")
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RoomError("bad_request", f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise RoomError("bad_request", "expected a JSON object body")
+    return body
+
+
+async def _body(request: web.Request, *, required: bool) -> dict[str, Any]:
+    return parse_body(await request.read(), required=required)
+
+
+def error_reply(exc: Exception) -> tuple[int, bytes, dict[str, str]] | None:
+    """(status, JSON body, extra headers) for the errors every endpoint maps; None for any other exception."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, RoomError):
+        status, body = _STATUS.get(exc.code, 400), {"error": exc.code, "message": exc.message, **exc.detail}
+    elif isinstance(exc, SettingsError):
+        status, body = 400, {"error": "invalid_settings", "message": str(exc), "path": exc.path}
+    elif isinstance(exc, OSError):  # Redis unreachable (ConnectionError is an OSError): tell clients to retry
+        status, body = 503, {"error": "unavailable", "message": f"waiting-room store unavailable: {exc}"}
+        headers["Retry-After"] = "1"
+    else:
+        return None
+    return status, orjson.dumps(body), headers
+
+
+_counters: dict[tuple[str, int], Any] = {}
+
+
+def count_request(endpoint: str, status: int) -> None:
+    """Requests per endpoint and status (the labelled child is looked up once, not per request)."""
+    c = _counters.get((endpoint, status))
+    if c is None:
+        c = _counters[(endpoint, status)] = m.REQUESTS.labels(endpoint, str(status))
+    c.inc()
+
+
+def _handler(endpoint: str, fn):
+    """Map RoomError/SettingsError/OSError to JSON errors and count requests per endpoint and status."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            resp = await fn(request)
+        except (RoomError, SettingsError, OSError) as exc:
+            status, body, headers = error_reply(exc)
+            resp = web.Response(body=body, status=status, content_type="application/json", headers=headers)
+        count_request(endpoint, resp.status)
+        return resp
+
+    return handle
+
+
+class PublicAPI:
+    """The two hot public endpoints (join, status) as plain coroutines returning the JSON body, so the
+    aiohttp routes and the lean keep-alive server (streams/http/waitingroom/server.py) answer exactly alike."""
+
+    def __init__(self, service: WaitingRoomService):
+        self.service = service
+        self._join_hist: dict[str, Any] = {}
+
+    async def join(self, room: str, raw: bytes) -> bytes:
+        t0 = time.perf_counter()
+        body = parse_body(raw, required=False)
+        out = await self.service.join(room, body.get("request_id"), body.get("claim"))
+        h = self._join_hist.get(room)
+        if h is None:
+            h = self._join_hist[room] = m.JOIN_LATENCY.labels(room)
+        h.observe(time.perf_counter() - t0)
+        return orjson.dumps(out)
+
+    async def status(self, room: str, request_id: str | None) -> bytes:
+        if not request_id:
+            raise RoomError("bad_request", "query parameter request_id is required")
+        return orjson.dumps(await self.service.status(room, request_id))
+
+
+def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, prefix: str = "/waitingroom") -> None:
+    """Mount the public and admin waiting-room routes on `app` (the worker's single HTTP port)."""
+    page = PAGE.encode()
+    public = PublicAPI(service)
+
+    async def join(request: web.Request) -> web.Response:
+        body = await public.join(request.match_info["room"], await request.read())
+        return web.Response(body=body, content_type="application/json")
+
+    async def status(request: web.Request) -> web.Response:
+        body = await public.status(request.match_info["room"], request.query.get("request_id"))
+        return web.Response(body=body, content_type="application/json")
+
+    async def token(request: web.Request) -> web.Response:
+        body = await _body(request, required=True)
+        return _json(await service.access_token(request.match_info["room"], body.get("request_id")))
+
+    async def jwks(request: web.Request) -> web.Response:
+        if "room" in request.match_info:
+            service.room_settings(request.match_info["room"])  # 404 for an unknown room
+        resp = _json(service.jwks())
+        resp.headers["Cache-Control"] = "public, max-age=60"
+        return resp
+
+    async def waiting_page(request: web.Request) -> web.Response:
+        service.room_settings(request.match_info["room"])
+        if not request.path.endswith("/"):
+            raise web.HTTPFound(request.path + "/" + (f"?{request.query_string}" if request.query_string else ""))
+        return web.Response(body=page, content_type="text/html", charset="utf-8")
+
+    def admin(fn):
+        expected = f"Bearer {service.admin_token}".encode()
+
+        async def check(request: web.Request) -> web.Response:
+            got = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(got, expected):
+                resp = _error("unauthorized", "admin API: expected header 'Authorization: Bearer <admin token>'", 401)
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="eventweir-waitingroom"'
+                return resp
+            return await fn(request)
+
+        return check
+
+    async def list_rooms(request):
+        return _json({"rooms": [service.room_info(r) for r in sorted(service.rooms)]})
+
+    async def get_room(request):
+        return _json(service.room_info(request.match_info["room"]))
+
+    async def put_room(request):
+        return _json(await service.put_room(request.match_info["room"], await _body(request, required=True)))
+
+    async def delete_room(request):
+        await service.delete_room(request.match_info["room"])
+        return _json({"deleted": request.match_info["room"]})
+
+    async def serving(request):
+        body = await _body(request, required=True)
+        return _json(await service.increment_serving(request.match_info["room"], body.get("increment")))
+
+    async def pause(request):
+        return _json(await service.set_paused(request.match_info["room"], True))
+
+    async def resume(request):
+        return _json(await service.set_paused(request.match_info["room"], False))
+
+    async def counters(request):
+        return _json(await service.counters(request.match_info["room"]))
+
+    async def session(request):
+        body = await _body(request, required=True)
+        return _json(await service.update_session(request.match_info["room"], request.match_info["request_id"], body.get("status")))
+
+    async def reset(request):
+        return _json(await service.reset(request.match_info["room"]))
+
+    async def rotate(request):
+        return _json(await service.rotate_keys())
+
+    p = prefix.rstrip("/")
+    r = app.router
+    r.add_post(f"{p}/rooms/{{room}}/join", _handler("join", join))
+    r.add_get(f"{p}/rooms/{{room}}/status", _handler("status", status))
+    r.add_post(f"{p}/rooms/{{room}}/token", _handler("token", token))
+    r.add_get(f"{p}/rooms/{{room}}/jwks.json", _handler("jwks", jwks))
+    r.add_get(f"{p}/.well-known/jwks.json", _handler("jwks", jwks))
+    r.add_get(f"{p}/rooms/{{room}}/", _handler("page", waiting_page))
+    r.add_get(f"{p}/rooms/{{room}}", _handler("page", waiting_page))
+    r.add_get(f"{p}/admin/rooms", _handler("admin", admin(list_rooms)))
+    r.add_get(f"{p}/admin/rooms/{{room}}", _handler("admin", admin(get_room)))
+    r.add_put(f"{p}/admin/rooms/{{room}}", _handler("admin", admin(put_room)))
+    r.add_delete(f"{p}/admin/rooms/{{room}}", _handler("admin", admin(delete_room)))
+    r.add_post(f"{p}/admin/rooms/{{room}}/serving", _handler("admin", admin(serving)))
+    r.add_post(f"{p}/admin/rooms/{{room}}/pause", _handler("admin", admin(pause)))
+    r.add_post(f"{p}/admin/rooms/{{room}}/resume", _handler("admin", admin(resume)))
+    r.add_post(f"{p}/admin/rooms/{{room}}/reset", _handler("admin", admin(reset)))
+    r.add_get(f"{p}/admin/rooms/{{room}}/counters", _handler("admin", admin(counters)))
+    r.add_post(f"{p}/admin/rooms/{{room}}/sessions/{{request_id}}", _handler("admin", admin(session)))
+    r.add_post(f"{p}/admin/keys/rotate", _handler("admin", admin(rotate)))
+
+
+def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=None) -> WaitingRoomService:
+    """The service from the `waitingroom` config section; `await service.start()` loads/creates its rooms.
+
+    Keys: admin_token (required), redis_url, key_prefix, token_alg (EdDSA|ES256), key_grace_s,
+    tick_interval_s, rooms {id: settings}, account, region, redis_max_connections.
+    """
+    if not isinstance(config, dict):
+        raise SettingsError("waitingroom", "an object", config)
+    unknown = sorted(set(config) - _CONFIG_KEYS)
+    if unknown:
+        raise SettingsError(f"waitingroom.{unknown[0]}", f"one of {sorted(_CONFIG_KEYS)}", unknown[0])
+    rooms = config.get("rooms") or {}
+    if not isinstance(rooms, dict):
+        raise SettingsError("waitingroom.rooms", "an object of room id -> settings", rooms)
+    redis_url = config.get("redis_url", "redis://127.0.0.1:6379/0")
+    if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("waitingroom.redis_url", "a redis://, rediss:// or unix:// URL", redis_url)
+    store = RedisRoomStore.from_url(redis_url, prefix=config.get("key_prefix", "eventweir:wr:"),
+                                    max_connections=int(config.get("redis_max_connections", 32)))
+    if observer is None:
+        observer = m.PrometheusObserver()
+    service = WaitingRoomService(
+        store, admin_token=config.get("admin_token"), token_alg=config.get("token_alg", "EdDSA"),
+        key_grace_s=config.get("key_grace_s"), tick_interval_s=float(config.get("tick_interval_s", 0.5)),
+        emit=emit, observer=observer, account=config.get("account", "000000000000"), region=config.get("region", "local"),
+    )
+    # validate the configured rooms now, so a bad room fails at start-up with its path
+    from processors.waitingroom.settings import parse_room_settings
+
+    for room_id, raw in rooms.items():
+        parse_room_settings(room_id, raw, path=f"waitingroom.rooms.{room_id}")
+    service.config_rooms = rooms
+    return service
+
+
+def waitingroom_lifecycle(service: WaitingRoomService):
+    """An aiohttp cleanup_ctx: start the service (rooms, keys, inlet) with the app, stop and close with it."""
+
+    async def ctx(app: web.Application):
+        await service.start()
+        yield
+        await service.stop()
+        await service.store.close()
+
+    return ctx

@@ -1,0 +1,1 @@
+"""Kafka I/O: clients, admin, reading topics to their end, changelogs, reference tables."""

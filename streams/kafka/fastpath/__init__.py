@@ -1,0 +1,1 @@
+"""Patches of aiokafka internals for speed, each checking the aiokafka it patches (see each module)."""

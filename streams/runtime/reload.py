@@ -1,0 +1,224 @@
+"""Rules from the control topic, applied to a running worker without a restart.
+
+The control topic is compacted: key = rule name, value = the rule as JSON (the config file's
+rule shape), null = deleted. Every worker reads it to the end at start-up, then tails it; the
+EventBridge API writes it. A change is applied by compiling a new Router and target set off the
+hot path and swapping both in one synchronous step, which in asyncio is necessarily between two
+batches. Targets whose settings did not change are carried over with their in-flight
+deliveries; removed targets finish what they hold (their tickets still gate commits) and close.
+
+Rules in the config file are fixed: the control topic cannot shadow or delete them (the API
+reports them as managed by the config file).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
+
+from streams import metrics
+from streams.kafka.admin import ensure_topics
+from streams.config import Config, RuleSettings
+from streams.kafka.read import partitions_of, read_to_end
+
+log = logging.getLogger(__name__)
+
+
+def rule_to_json(rule: RuleSettings) -> bytes:
+    return orjson.dumps(rule.model_dump(mode="json", exclude_defaults=True))
+
+
+def rule_from_json(value: bytes) -> RuleSettings:
+    return RuleSettings.model_validate(orjson.loads(value))
+
+
+class ControlTopic:
+    """The compacted topic of rule changes: read it, tail it, write it. `rules` is the current view."""
+
+    def __init__(self, config: Config, topic: str):
+        self.config = config
+        self.topic = topic
+        self.rules: dict[str, RuleSettings] = {}
+        self.listeners: list[Callable[[], None]] = []
+        self._offsets: dict[str, tuple[int, int]] = {}  # rule -> (partition, offset) last applied
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._tail: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        k = self.config.kafka
+        await ensure_topics(k.bootstrap_servers, {self.topic: 1}, compacted={self.topic})
+        from streams.kafka.producer import make_producer
+
+        self._producer = make_producer(self.config)
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=k.bootstrap_servers, client_id=k.client_id, group_id=None,
+            enable_auto_commit=False, security_protocol=k.security_protocol,
+            sasl_mechanism=k.sasl_mechanism or "PLAIN", sasl_plain_username=k.sasl_username,
+            sasl_plain_password=k.sasl_password,
+        )
+        await self._consumer.start()
+        tps = [TopicPartition(self.topic, p) for p in await partitions_of(self._consumer, self.topic, 30)]
+        self._consumer.assign(tps)
+        await read_to_end(self._consumer, tps, self._apply, 60)
+        self._tail = asyncio.create_task(self._follow(), name="control-topic")
+
+    async def close(self) -> None:
+        if self._tail:
+            self._tail.cancel()
+            await asyncio.gather(self._tail, return_exceptions=True)
+        if self._consumer:
+            await self._consumer.stop()
+        if self._producer:
+            await self._producer.stop()
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                batch = await self._consumer.getmany(timeout_ms=500)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("control topic %s: fetch failed; retrying", self.topic)
+                await asyncio.sleep(1)
+                continue
+            changed = False
+            for records in batch.values():
+                changed |= self._apply(records)
+            if changed:
+                self._notify()
+
+    def _apply(self, records) -> bool:
+        changed = False
+        for rec in records:
+            if rec.key is None:
+                continue
+            name = rec.key.decode()
+            last = self._offsets.get(name)
+            if last is not None and last[0] == rec.partition and last[1] >= rec.offset:
+                continue  # already applied (our own write, applied as soon as it was acked)
+            self._offsets[name] = (rec.partition, rec.offset)
+            if rec.value is None:
+                changed |= self.rules.pop(name, None) is not None
+                continue
+            try:
+                rule = rule_from_json(rec.value)
+            except (ValueError, ValidationError) as exc:
+                log.error("control topic %s: rule %r at offset %d is not valid, ignored: %s",
+                          self.topic, name, rec.offset, exc)
+                continue
+            if self.rules.get(name) != rule:
+                self.rules[name] = rule
+                changed = True
+        return changed
+
+    def _notify(self) -> None:
+        metrics.CONTROL_RULES.set(len(self.rules))
+        for listener in self.listeners:
+            listener()
+
+    async def put(self, rule: RuleSettings) -> None:
+        await self._write(rule.name, rule_to_json(rule))
+
+    async def delete(self, name: str) -> None:
+        await self._write(name, None)
+
+    async def _write(self, name: str, value: bytes | None) -> None:
+        """Write and wait for the ack, then apply at once, so this process reads its own writes."""
+        meta = await (await self._producer.send(self.topic, key=name.encode(), value=value))
+
+        class _Record:  # the shape `_apply` reads
+            key, partition, offset = name.encode(), meta.partition, meta.offset
+
+        _Record.value = value
+        if self._apply([_Record]):
+            self._notify()
+
+
+class RuleReloader:
+    """Keeps a worker's Router and targets equal to config rules + control-topic rules."""
+
+    def __init__(self, worker, producer):
+        self.worker = worker
+        self.producer = producer  # the worker's BatchProducer, shared by the targets
+        self.store = ControlTopic(worker.config, worker.config.routing.control_topic)
+        self.store.listeners.append(self._changed)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._retired: set[asyncio.Task] = set()
+        self.version = 0  # bumped after every applied rule set (tests and /metrics watch it)
+
+    def rules(self) -> list[RuleSettings]:
+        fixed = {r.name for r in self.worker.config.rules}
+        extra = [r for name, r in sorted(self.store.rules.items()) if name not in fixed]
+        return list(self.worker.config.rules) + extra
+
+    async def start(self) -> None:
+        await self.store.start()
+        await self.apply()
+        self._task = asyncio.create_task(self._run(), name="rule-reloader")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.store.close()
+        for task in list(self._retired):
+            task.cancel()
+        await asyncio.gather(*self._retired, return_exceptions=True)
+
+    def _changed(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()  # changes arriving while we apply wake us again: they coalesce
+            try:
+                await self.apply()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("rule reload failed; the previous rules stay in force")
+                metrics.RULE_RELOADS.labels("failed").inc()
+
+    async def apply(self) -> None:
+        from streams.runtime.topology import build_router, build_targets
+
+        worker = self.worker
+        rules = self.rules()
+        router = build_router(worker.config, rules)  # compiles every pattern; raises before any swap
+        old = worker.targets
+        targets = build_targets(worker.config, self.producer, worker.dead_letters, worker.waitingroom,
+                                rules=rules, reuse=old)
+        started = []
+        try:
+            for name, target in targets.items():
+                if old.get(name) is not target:
+                    await worker.start_target(target)
+                    started.append(target)
+        except Exception:
+            for target in started:
+                await target.close()
+            raise
+        # the swap: no await between these lines, so no batch sees half of it
+        worker.pipeline.router = router
+        worker.targets = targets
+        worker._saturated &= set(targets)
+        self.version += 1
+        for name, target in old.items():
+            if targets.get(name) is not target:
+                task = asyncio.create_task(self._retire(target), name=f"retire-{name}")
+                self._retired.add(task)
+                task.add_done_callback(self._retired.discard)
+        metrics.RULE_RELOADS.labels("applied").inc()
+        log.info("rules applied (version %d): %d rules, %d targets", self.version, len(rules), len(targets))
+
+    async def _retire(self, target) -> None:
+        await target.flush()  # what it holds still gates commits: let it finish, then close
+        await target.close()

@@ -1,0 +1,121 @@
+"""The `http` target (an EventBridge API destination): one request per event to a URL.
+
+Requests for one source partition go out one after another, so each partition's order holds at
+the endpoint; partitions proceed side by side up to `concurrency` requests in flight, and under
+`rate_limit_per_second` overall. A failure is retried in place by the target's retry policy
+(connection errors, timeouts, 401/407/409/429 and 5xx, as EventBridge does) and other statuses
+(400, 403, 404, ...) are dead-lettered at once. A slow or failing endpoint only fills this
+target's in-flight bound, which pauses the partitions that feed it and nothing else.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections import deque
+
+import aiohttp
+
+from streams.targets.retry import DeliveryError
+from streams.targets.base import Item, Target
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({401, 407, 409, 429})
+
+
+def auth_headers(auth) -> dict[str, str]:
+    if auth.type == "basic":
+        token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+    if auth.type == "api_key":
+        return {auth.name: auth.value}
+    if auth.type == "bearer":
+        return {"Authorization": f"Bearer {auth.token}"}
+    return {}
+
+
+class RateLimiter:
+    """At most `rate` acquisitions per second, spaced evenly (a token bucket of size 1)."""
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate
+        self.next_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            wait = self.next_at - now
+            self.next_at = max(now, self.next_at) + self.interval
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class HttpTarget(Target):
+    kind = "http"
+
+    def __init__(self, target_id: str, settings, max_in_flight: int, dead_letters):
+        super().__init__(target_id, max_in_flight, dead_letters)
+        self.url = settings.url
+        self.method = settings.method
+        self.timeout_s = settings.timeout_s
+        self.headers = {"Content-Type": "application/json", **settings.headers, **auth_headers(settings.auth)}
+        self._limiter = RateLimiter(settings.rate_limit_per_second) if settings.rate_limit_per_second else None
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._lanes: dict[tuple[str, int], deque] = {}
+        self._tasks: dict[tuple[str, int], asyncio.Task] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def write(self, items: list[Item]) -> None:
+        for item in items:
+            record = item[0].record
+            lane_key = (record.topic, record.partition)
+            lane = self._lanes.get(lane_key)
+            if lane is None:
+                lane = self._lanes[lane_key] = deque()
+            lane.append(item)
+            if lane_key not in self._tasks:
+                self._tasks[lane_key] = asyncio.create_task(self._drain_lane(lane_key), name=f"target-{self.id}")
+
+    async def _drain_lane(self, lane_key) -> None:
+        lane = self._lanes[lane_key]
+        try:
+            while lane:
+                await self.deliver_with_retry([lane[0]], self._send)
+                lane.popleft()
+        finally:
+            if not lane:
+                self._lanes.pop(lane_key, None)
+            self._tasks.pop(lane_key, None)
+
+    async def _send(self, items: list[Item]) -> None:
+        body = items[0][0].payload  # the router renders every payload to bytes
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        async with self._slots:
+            try:
+                async with self._session.request(self.method, self.url, data=body, headers=self.headers) as resp:
+                    if resp.status < 300:
+                        return
+                    text = (await resp.text(errors="replace"))[:512]
+                    status = resp.status
+            except asyncio.TimeoutError:
+                raise DeliveryError("Timeout", f"no response from {self.url} within {self.timeout_s}s", True) from None
+            except aiohttp.ClientError as exc:
+                raise DeliveryError("ConnectionError", f"{self.method} {self.url}: {type(exc).__name__}: {exc}",
+                                    True) from None
+        raise DeliveryError(f"HttpStatus{status}", f"{self.method} {self.url} returned {status}: {text}",
+                            retryable=status in RETRYABLE_STATUS or status >= 500)

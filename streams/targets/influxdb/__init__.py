@@ -1,0 +1,1 @@
+"""The InfluxDB target (also Timestream for InfluxDB) and its line-protocol encoder."""

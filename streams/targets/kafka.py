@@ -1,0 +1,206 @@
+"""The `kafka` target: produce each delivery to a topic, keyed as configured, in order.
+
+Every `kafka` target writing to the same topic shares one `TopicSender`. aiokafka keeps one
+pending batch per partition and makes the next wait for it to drain, so a hundred rules each
+producing their own small batches to the same few topics queue up behind one another, one
+broker round trip each, until produce times out. The sender instead takes the chunks queued by
+different targets and produces them in one batched call. It never merges two chunks of the same
+target into one call, so a single busy target produces (and is acknowledged, and commits) chunk
+by chunk as before. One sender per topic drains its queue in order, so each target's
+per-partition order survives produce.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import deque
+from functools import partial
+from operator import attrgetter, itemgetter
+
+from streams import metrics
+from streams.kafka.producer import BatchProducer
+from streams.targets.base import Item, RecordChunk, Target
+
+log = logging.getLogger(__name__)
+
+_SENDERS: "weakref.WeakKeyDictionary[BatchProducer, dict[str, TopicSender]]" = weakref.WeakKeyDictionary()
+
+
+class TopicSender:
+    """Produces what any number of targets queue for one topic, in queue order."""
+
+    def __init__(self, topic: str, producer: BatchProducer):
+        self.topic = topic
+        self.producer = producer
+        self.users = 0
+        self._queue: deque[tuple[KafkaTarget, list[Item]]] = deque()
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._produced = metrics.RECORDS_OUT.labels(topic)
+
+    @classmethod
+    def shared(cls, topic: str, producer: BatchProducer) -> "TopicSender":
+        senders = _SENDERS.setdefault(producer, {})
+        sender = senders.get(topic)
+        if sender is None:
+            sender = senders[topic] = cls(topic, producer)
+        return sender
+
+    def attach(self) -> None:
+        self.users += 1
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"produce-{self.topic}")
+
+    async def detach(self) -> None:
+        self.users -= 1
+        if self.users <= 0 and self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+            _SENDERS.get(self.producer, {}).pop(self.topic, None)
+
+    def put(self, target: "KafkaTarget", items: list[Item]) -> None:
+        self._queue.append((target, items))
+        self._ready.set()
+
+    def _take(self) -> list[tuple["KafkaTarget", list[Item]]]:
+        queue = self._queue
+        chunks = [queue.popleft()]
+        taken = {id(chunks[0][0])}
+        while queue and id(queue[0][0]) not in taken:  # one chunk per target per call
+            chunks.append(queue.popleft())
+            taken.add(id(chunks[-1][0]))
+        return chunks
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            chunks = self._take()
+            call = _Call(self, chunks)
+            if len(chunks) == 1:
+                keys, values = _columns(chunks[0][1])
+            else:
+                keys, values = [], []
+                for _, items in chunks:
+                    k, v = _columns(items)
+                    keys += k
+                    values += v
+            try:
+                sent, too_large = await self.producer.send_columns(self.topic, keys, values)
+            except Exception as exc:  # never let one bad chunk stop the topic
+                log.exception("produce to %s failed", self.topic)
+                call.failed(range(call.count), "ProduceFailed", f"{type(exc).__name__}: {exc}")
+                call.finish()
+                continue
+            if too_large:
+                call.failed(too_large, "RecordTooLarge", f"record exceeds producer.max_batch_bytes for topic {self.topic}")
+            call.waiting = len(sent)
+            if not sent:
+                call.finish()
+            for future, indexes in sent:
+                future.add_done_callback(partial(call.acked, indexes))
+
+
+_delivery = itemgetter(0)
+_key, _payload = attrgetter("key"), attrgetter("payload")
+
+
+def _columns(items: list[Item] | RecordChunk) -> tuple[list, list]:
+    """The items' keys and values, as two lists. A RecordChunk already holds them."""
+    if type(items) is RecordChunk:
+        return items.keys, items.values
+    deliveries = list(map(_delivery, items))
+    return list(map(_key, deliveries)), list(map(_payload, deliveries))
+
+
+class _Call:
+    """One produce call: its chunks (one per target) settle together once every batch is acked,
+    so acknowledging costs nothing per record unless a record failed. A failed record is
+    dead-lettered by its own target; the rest of the call settles as delivered."""
+
+    __slots__ = ("sender", "chunks", "count", "waiting", "bad")
+
+    def __init__(self, sender: TopicSender, chunks: list):
+        self.sender, self.chunks = sender, chunks
+        self.count = sum(len(items) for _, items in chunks)  # records, numbered across the chunks
+        self.waiting = 0
+        self.bad: set[int] | None = None  # record numbers already failed
+
+    def acked(self, indexes: list[int], future: asyncio.Future) -> None:
+        if future.cancelled():
+            self.failed(indexes, "ProduceCancelled", f"produce to {self.sender.topic} was cancelled")
+        elif future.exception() is not None:
+            exc = future.exception()
+            self.failed(indexes, "ProduceFailed", f"{type(exc).__name__}: {exc}")
+        self.waiting -= 1
+        if self.waiting == 0:
+            self.finish()
+
+    def failed(self, indexes, error: str, message: str) -> None:
+        """Dead-letter the records at `indexes`, each through the target that queued it."""
+        if self.bad is None:
+            self.bad = set()
+        self.bad.update(indexes)
+        for target, items in self._by_target(indexes):
+            target.fail(items, error, message)
+
+    def finish(self) -> None:
+        bad = self.bad
+        if bad is None:
+            for target, items in self.chunks:
+                target.settle(items)
+            self.sender._produced.inc(self.count)
+            return
+        good = [i for i in range(self.count) if i not in bad]
+        for target, items in self._by_target(good):
+            target.settle(items)
+        self.sender._produced.inc(len(good))
+
+    def _by_target(self, indexes) -> list[tuple["KafkaTarget", list[Item]]]:
+        """(target, its items) for the records at `indexes` (ascending), in chunk order."""
+        out = []
+        start = 0
+        indexes = sorted(indexes)
+        i = 0
+        for target, items in self.chunks:
+            if type(items) is RecordChunk:
+                items = items.as_items(target.id)
+            end = start + len(items)
+            picked = []
+            while i < len(indexes) and indexes[i] < end:
+                picked.append(items[indexes[i] - start])
+                i += 1
+            if picked:
+                out.append((target, picked))
+            start = end
+        return out
+
+
+class KafkaTarget(Target):
+    kind = "kafka"
+
+    def __init__(self, target_id: str, topic: str, producer: BatchProducer, max_in_flight: int, dead_letters):
+        super().__init__(target_id, max_in_flight, dead_letters)
+        self.topic = topic
+        self.producer = producer
+        self._sender: TopicSender | None = None
+
+    async def start(self) -> None:
+        await self.producer.partitions(self.topic)  # fail at start-up, not mid-stream, if the topic is missing
+        self._sender = TopicSender.shared(self.topic, self.producer)
+        self._sender.attach()
+
+    async def close(self) -> None:
+        if self._sender:
+            sender, self._sender = self._sender, None
+            await sender.detach()
+
+    def write(self, items: list[Item]) -> None:
+        self._sender.put(self, items)
+
+    def submit_records(self, chunk: RecordChunk) -> None:
+        self.submit(chunk)  # produced from the chunk's own keys and values (_columns)
