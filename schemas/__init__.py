@@ -9,10 +9,11 @@ instance path and the schema keyword, so a failure names the field and the rule.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -121,7 +122,7 @@ def _error_of(exc: Any, schema: dict) -> SchemaError:
 Check = Callable[[Any], "SchemaError | None"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str, version: int | None = None) -> Check:
     """A compiled check: returns None when the document is valid, else the first SchemaError.
 

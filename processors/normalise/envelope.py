@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time as _time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from processors.core import ProcessorError, SourceRecord
@@ -113,7 +113,7 @@ def to_epoch_ms(value: Any, field: str = "timestamp") -> int:
                 pass
             else:
                 if parsed.tzinfo is None:  # no offset given: read it as UTC, never as the worker's local time
-                    parsed = parsed.replace(tzinfo=timezone.utc)
+                    parsed = parsed.replace(tzinfo=UTC)
                 return round(parsed.timestamp() * 1000)
     elif kind is float:
         return int(value)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 SOURCE = "eventweir.waitingroom"
@@ -23,7 +23,7 @@ def room_event(detail_type: str, room: str, detail: dict[str, Any], now_s: float
         "detail-type": detail_type,
         "source": SOURCE,
         "account": account,
-        "time": datetime.fromtimestamp(now_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": datetime.fromtimestamp(now_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": region,
         "resources": [f"eventweir:waitingroom:{room}"],
         "detail": {"room": room, **detail},

@@ -16,8 +16,7 @@ import redis.asyncio as aioredis
 
 from .lua import SCRIPTS
 from .resp import EvalShaPrefix, RedisReplyError, RespConnection
-from .store import (AdmitParams, AdmitResult, IssueResult, JoinResult, RoomCounters, RoomStore,
-                    SessionRecord, StatusResult)
+from .store import AdmitParams, AdmitResult, IssueResult, JoinResult, RoomCounters, RoomStore, SessionRecord, StatusResult
 
 _SHA = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in SCRIPTS.items()}
 
@@ -39,7 +38,8 @@ class RedisRoomStore(RoomStore):
         self._loading: asyncio.Task | None = None
 
     @classmethod
-    def from_url(cls, url: str = "redis://127.0.0.1:6379/0", prefix: str = "eventweir:wr:", max_connections: int = 32) -> "RedisRoomStore":
+    def from_url(cls, url: str = "redis://127.0.0.1:6379/0", prefix: str = "eventweir:wr:",
+                 max_connections: int = 32) -> RedisRoomStore:
         # a blocking pool: a burst of admin calls waits for a free connection instead of failing
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10)
         return cls(aioredis.Redis(connection_pool=pool), RespConnection(url), prefix)

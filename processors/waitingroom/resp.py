@@ -58,7 +58,7 @@ class EvalShaPrefix:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, conn: "RespConnection"):
+    def __init__(self, conn: RespConnection):
         self.conn = conn
         self.reader = hiredis.Reader(replyError=RedisReplyError)
 

@@ -13,8 +13,9 @@ import re
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from . import events as ev
 from .settings import RoomSettings, SettingsError, parse_room_settings, valid_room_id
@@ -125,7 +126,8 @@ class WaitingRoomService:
             old = self.rooms.get(room_id)
             room = _Room(settings, len(settings.priority_classes))
             if old:
-                room.counters, room.samples, room.shuffled, room.last_metrics_s = old.counters, old.samples, old.shuffled, old.last_metrics_s
+                room.counters, room.samples, room.shuffled, room.last_metrics_s = (
+                    old.counters, old.samples, old.shuffled, old.last_metrics_s)
             fresh[room_id] = room
         self.rooms = fresh
         await self._load_keys()

@@ -158,14 +158,16 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
     elif policy == "max_active":
         if "max_active" not in inlet_raw:
             raise SettingsError(f"{path}.inlet.max_active", "an integer >= 1", None)
-        inlet = InletPolicy(policy, max_active=int(_num(f"{path}.inlet.max_active", inlet_raw["max_active"], minimum=1, integer=True)))
+        inlet = InletPolicy(policy, max_active=int(_num(f"{path}.inlet.max_active", inlet_raw["max_active"],
+                                                        minimum=1, integer=True)))
     else:
         inlet = InletPolicy(policy)
 
     classes = raw.get("priority_classes", ["general"])
     if (not isinstance(classes, list) or not classes or len(classes) > 16
             or not all(isinstance(c, str) and c and len(c) <= 32 for c in classes) or len(set(classes)) != len(classes)):
-        raise SettingsError(f"{path}.priority_classes", "a list of 1-16 distinct non-empty names, highest priority first", classes)
+        raise SettingsError(f"{path}.priority_classes", "a list of 1-16 distinct non-empty names, highest priority first",
+                            classes)
 
     inventory = raw.get("inventory")
     if inventory is not None:
@@ -179,7 +181,8 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
     if start is not None and end is not None and end <= start:
         raise SettingsError(f"{path}.schedule.end", "a time after schedule.start", schedule.get("end"))
     if method == "random" and start is None:
-        raise SettingsError(f"{path}.schedule.start", "a start time: the 'random' method shuffles those who joined before it", None)
+        raise SettingsError(f"{path}.schedule.start",
+                            "a start time: the 'random' method shuffles those who joined before it", None)
 
     paused = raw.get("paused", False)
     if not isinstance(paused, bool):

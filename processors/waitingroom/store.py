@@ -27,7 +27,7 @@ class SessionRecord:
     changed_ms: int
 
     @classmethod
-    def parse(cls, raw: bytes | str) -> "SessionRecord":
+    def parse(cls, raw: bytes | str) -> SessionRecord:
         if isinstance(raw, bytes):
             raw = raw.decode()
         state, pos, rank, joined, changed = raw.split("|")
@@ -108,7 +108,8 @@ class RoomStore(ABC):
     async def issue_token(self, room: str, nclasses: int, request_id: str, now_ms: int, session_ms: int) -> IssueResult: ...
 
     @abstractmethod
-    async def update_session(self, room: str, nclasses: int, request_id: str, status: str, now_ms: int) -> tuple[str, SessionRecord | None]:
+    async def update_session(self, room: str, nclasses: int, request_id: str, status: str,
+                             now_ms: int) -> tuple[str, SessionRecord | None]:
         """-> ("updated" | "closed" | "conflict" | "unknown", record)"""
 
     @abstractmethod

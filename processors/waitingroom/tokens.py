@@ -1,10 +1,11 @@
 """Signing keys, the queue-position and access tokens, and offline verification with the JWKS.
 
 Access tokens are JWTs signed with ES256 (P-256) or EdDSA (Ed25519), verifiable by anyone with the
-JWKS; queue-position tokens are HS256 JWTs under a per-key secret that only the waiting room holds. Each key has a `kid`; rotation makes
-a new key the signer and keeps the old one published (in the JWKS, and accepted by `verify`) for a
-grace period that outlives every token it signed, then drops it. The ring itself is pure data: the
-service persists its records in the store so every worker signs with the same keys.
+JWKS; queue-position tokens are HS256 JWTs under a per-key secret that only the waiting room holds.
+Each key has a `kid`; rotation makes a new key the signer and keeps the old one published (in the
+JWKS, and accepted by `verify`) for a grace period that outlives every token it signed, then drops
+it. The ring itself is pure data: the service persists its records in the store so every worker
+signs with the same keys.
 
 Signing is on the join hot path, so the header segment is encoded once per key and the payload
 with orjson; PyJWT's algorithm objects do the signature (raw r||s for ES256, as JWS requires).
@@ -59,7 +60,7 @@ class SigningKey:
         self._queue_header = _b64(orjson.dumps({"alg": "HS256", "kid": self.kid, "typ": "JWT"}))
 
     @classmethod
-    def generate(cls, alg: str, now_s: float) -> "SigningKey":
+    def generate(cls, alg: str, now_s: float) -> SigningKey:
         if alg not in ALGORITHMS:
             raise ValueError(f"token algorithm: expected one of {list(ALGORITHMS)}, got {alg!r}")
         key = ec.generate_private_key(ec.SECP256R1()) if alg == "ES256" else ed25519.Ed25519PrivateKey.generate()
@@ -88,7 +89,7 @@ class SigningKey:
                 "queue_secret": base64.b64encode(self.queue_secret).decode()}
 
     @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> "SigningKey":
+    def from_record(cls, rec: dict[str, Any]) -> SigningKey:
         key = serialization.load_pem_private_key(rec["pem"].encode(), password=None)
         return cls(kid=rec["kid"], alg=rec["alg"], private_key=key, created_s=float(rec["created_s"]),
                    retire_at_s=None if rec.get("retire_at_s") is None else float(rec["retire_at_s"]),
@@ -154,7 +155,8 @@ class KeyRing:
             raise TokenError("token_use", f"expected token_use 'queue', got {claims.get('token_use')!r}")
         return claims
 
-    def verify(self, token: str, *, audience: str, token_use: str, now_s: float | None = None, leeway_s: float = 0) -> dict[str, Any]:
+    def verify(self, token: str, *, audience: str, token_use: str, now_s: float | None = None,
+               leeway_s: float = 0) -> dict[str, Any]:
         """Verify as a protected site would with the JWKS: known, still-published kid; signature; exp/nbf; aud; token_use."""
         return verify_with_jwks(token, self.jwks(_now(now_s)), audience=audience, token_use=token_use,
                                 now_s=now_s, leeway_s=leeway_s)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 HEADER_PREFIX = "eventweir-"
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
@@ -39,7 +39,7 @@ def parse_since(text: str | None, now: datetime | None = None) -> int | None:
     """Milliseconds since the epoch, from `30m` / `2h` / `1d` ago or an ISO-8601 time."""
     if not text:
         return None
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     match = _RELATIVE.match(text.strip())
     if match:
         seconds = int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
@@ -49,7 +49,7 @@ def parse_since(text: str | None, now: datetime | None = None) -> int | None:
     except ValueError:
         raise ValueError(f"--since {text!r}: expected 30m, 2h, 1d or an ISO-8601 time like 2026-11-25T10:00:00Z") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
 
 
@@ -139,5 +139,6 @@ def run(args) -> int:
     verb = "would redrive" if args.dry_run else "redrove"
     total = sum(counts.values())
     where = ", ".join(f"{n} to {t}" for t, n in sorted(counts.items())) or "nothing matched"
-    print(f"{verb} {total} dead letters from {args.topic}: {where}" + (f" ({skipped} skipped: no body or source)" if skipped else ""))
+    print(f"{verb} {total} dead letters from {args.topic}: {where}"
+          + (f" ({skipped} skipped: no body or source)" if skipped else ""))
     return 0

@@ -17,9 +17,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from streams.config import ConfigError, load_config
+    from streams.config.targets import parse_settings
     from streams.targets.s3.ddl import column_name, create_table
     from streams.targets.s3.target import S3Settings
-    from streams.config.targets import parse_settings
 
     if getattr(args, "lake_command", None) != "ddl":
         print("eventweir lake: give an action, e.g. `eventweir lake ddl -c config.yaml`", file=sys.stderr)

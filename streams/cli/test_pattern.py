@@ -24,8 +24,7 @@ def _read(arg: str) -> str:
 def run(args) -> int:
     import orjson
 
-    from processors.routing import (InvalidEventPatternException, ValidationException,
-                                    compile_pattern, validate_event)
+    from processors.routing import InvalidEventPatternException, ValidationException, compile_pattern, validate_event
 
     try:
         pattern_text, event_text = _read(args.event_pattern), _read(args.event)

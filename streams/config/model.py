@@ -129,7 +129,8 @@ class SourceSettings(Section):
         description="json: route the payload as it is; envelope: already an EventBridge event; "
         "iot / clickstream / cdc: validate and normalise into the envelope.",
     )
-    source: str | None = Field(None, description="Envelope `source` (defaults: eventweir.iot, eventweir.clickstream, eventweir.cdc).")
+    source: str | None = Field(
+        None, description="Envelope `source` (defaults: eventweir.iot, eventweir.clickstream, eventweir.cdc).")
     detail_type: str | None = Field(None, description="Envelope `detail-type` (iot and clickstream).")
     schemas: list[str] | None = Field(
         None, alias="schema",

@@ -27,7 +27,7 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
+                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f}s") from None
             time.sleep(0.05)
 
 

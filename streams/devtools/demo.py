@@ -119,8 +119,8 @@ def demo_waitingroom() -> dict | None:
 
 async def fill_registry(bootstrap: str) -> None:
     """The device registry, as a CDC feed or an admin tool would keep it: one row per device."""
-    from aiokafka import AIOKafkaProducer
     import orjson
+    from aiokafka import AIOKafkaProducer
 
     from streams.devtools.generator import TrafficGenerator
 
@@ -187,12 +187,12 @@ def status_line(worker, started: float, previous: dict) -> str:
 async def run_demo(rate: int, duration: float | None, port: int, lake_dir: str) -> int:
     from aiokafka import AIOKafkaProducer
 
-    from streams.kafka.admin import ensure_topics
     from streams.devtools.broker import free_port, start_tansu
-    from streams.http.eventbridge.api import mount_demo_api
     from streams.http.app import serve
-    from streams.service import build_waitingroom, worker_app
+    from streams.http.eventbridge.api import mount_demo_api
+    from streams.kafka.admin import ensure_topics
     from streams.runtime.worker import Worker
+    from streams.service import build_waitingroom, worker_app
 
     broker = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -244,7 +244,7 @@ async def run_demo(rate: int, duration: float | None, port: int, lake_dir: str) 
             while not stop.is_set():
                 try:
                     await asyncio.wait_for(stop.wait(), 1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 if worker_task.done():
                     break

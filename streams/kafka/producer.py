@@ -17,8 +17,8 @@ from operator import is_not, itemgetter
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from streams.kafka.fastpath import produce_request
 from streams.config import Config
+from streams.kafka.fastpath import produce_request
 
 _KEY_CACHE_LIMIT = 100_000
 _NO_HEADERS: list = []  # aiokafka wants a list; it only reads it

@@ -5,14 +5,17 @@ from prometheus_client import Counter, Gauge, Histogram
 
 WAITING = Gauge("eventweir_waitingroom_waiting", "Requests waiting in the queue", ["room"])
 ACTIVE = Gauge("eventweir_waitingroom_active_sessions", "Admitted sessions holding a slot (admitted or token issued)", ["room"])
-ADMITTED = Counter("eventweir_waitingroom_admitted_total", "Queue positions admitted by this worker's inlet (rate() = admitted per second)", ["room"])
-EXPIRED_POSITIONS = Gauge("eventweir_waitingroom_expired_positions", "Queue positions lost by waiters that stopped polling (room total)", ["room"])
+ADMITTED = Counter("eventweir_waitingroom_admitted_total",
+                   "Queue positions admitted by this worker's inlet (rate() = admitted per second)", ["room"])
+EXPIRED_POSITIONS = Gauge("eventweir_waitingroom_expired_positions",
+                          "Queue positions lost by waiters that stopped polling (room total)", ["room"])
 EXPIRED_SESSIONS = Gauge("eventweir_waitingroom_expired_sessions", "Admitted sessions that expired (room total)", ["room"])
 WAIT_SECONDS = Histogram("eventweir_waitingroom_wait_seconds", "Time from join to admission", ["room"],
                          buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400))
 JOIN_LATENCY = Histogram("eventweir_waitingroom_join_latency_seconds", "Join request latency inside the worker", ["room"],
                          buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
-REQUESTS = Counter("eventweir_waitingroom_requests_total", "Waiting-room HTTP requests by endpoint and status", ["endpoint", "status"])
+REQUESTS = Counter("eventweir_waitingroom_requests_total", "Waiting-room HTTP requests by endpoint and status",
+                   ["endpoint", "status"])
 
 
 class PrometheusObserver:

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from processors.enrich import (CdcDeduplicator, CidrTable, DerivedFields, DeviceOrderCheck, IpEnricher,
-                               ReferenceJoin, ReferenceTable, Scd2History, Sessioniser, ThresholdAlerts,
-                               UnitNormaliser, UserAgentEnricher)
+from processors.enrich import (
+    CdcDeduplicator,
+    CidrTable,
+    DerivedFields,
+    DeviceOrderCheck,
+    IpEnricher,
+    ReferenceJoin,
+    ReferenceTable,
+    Scd2History,
+    Sessioniser,
+    ThresholdAlerts,
+    UnitNormaliser,
+    UserAgentEnricher,
+)
 from processors.enrich.state import PartitionedState
 from streams.config import Config, ConfigError, EnrichSettings
 

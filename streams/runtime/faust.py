@@ -37,21 +37,22 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import faust
 from aiokafka import TopicPartition
 
 from processors.core import SourceRecord
 from processors.pipeline import Pipeline, PipelineResult
-from processors.route import Route, RouteTarget, Router
+from processors.route import Route, Router, RouteTarget
 from streams import metrics
 from streams.config import Config, ConfigError
-from streams.targets.deadletter import DeadLetterWriter, dead_letter_headers
 from streams.kafka.producer import BatchProducer, make_producer
-from streams.runtime.topology import build_pipeline, build_targets
 from streams.runtime.offsets import Ticket
+from streams.runtime.topology import build_pipeline, build_targets
 from streams.runtime.worker import WorkerStats
+from streams.targets.deadletter import DeadLetterWriter, dead_letter_headers
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class EventweirProcessor:
         self.dead_letter_topic = dead_letter_topic
 
     @classmethod
-    def from_config(cls, config: Config) -> "EventweirProcessor":
+    def from_config(cls, config: Config) -> EventweirProcessor:
         from streams.runtime.topology import target_name
 
         topics = {target_name(r.name, t.id): t.topic for r in config.rules if r.state == "ENABLED"
@@ -136,7 +137,7 @@ class EventweirProcessor:
 
     @classmethod
     def from_rules(cls, rules: Mapping[str, Mapping[str, Any]], stages: Mapping[str, list] | None = None,
-                   dead_letter_topic: str | None = None, decoders: Mapping | None = None) -> "EventweirProcessor":
+                   dead_letter_topic: str | None = None, decoders: Mapping | None = None) -> EventweirProcessor:
         """`rules`: {name: {"pattern": EventBridge pattern or None (every event), "topic": output}};
         `stages`: {source topic: [stage, ...]} run after decode (validators, enrichers)."""
         routes, topics = [], {}
@@ -187,7 +188,7 @@ class _BatchTicket(Ticket):
 
     __slots__ = ("batch",)
 
-    def __init__(self, end_offset: int, batch: "_Batch"):
+    def __init__(self, end_offset: int, batch: _Batch):
         super().__init__(end_offset)
         self.batch = batch
 
@@ -356,7 +357,7 @@ class FaustWorker:
             self._update_offsets()
             try:
                 await asyncio.wait_for(self.app.stop(), max(0.5, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.error("faust app did not stop within the grace period")
         for target in self.targets.values():
             await target.close()

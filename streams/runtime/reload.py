@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from streams import metrics
-from streams.kafka.admin import ensure_topics
 from streams.config import Config, RuleSettings
+from streams.kafka.admin import ensure_topics
 from streams.kafka.read import partitions_of, read_to_end
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from processors.decode import Decoder
 from processors.pipeline import Pipeline
-from processors.route import Route, RouteTarget, Router, parse_key_path
+from processors.route import Route, Router, RouteTarget, parse_key_path
 from streams.config import Config, ConfigError, TargetSettings
 from streams.kafka.producer import BatchProducer
 
@@ -85,8 +85,8 @@ def build_pipeline(config: Config) -> Pipeline:
 
 
 def _s3(rule: str, t: TargetSettings, name: str, limit: int, dead_letters):
-    from streams.targets.s3.target import S3Settings, S3Target
     from streams.config.targets import parse_settings
+    from streams.targets.s3.target import S3Settings, S3Target
 
     return S3Target(name, parse_settings(S3Settings, rule, t), limit, dead_letters)
 
@@ -99,8 +99,8 @@ def _timestream(rule: str, t: TargetSettings, name: str, limit: int, dead_letter
 
 
 def _influxdb(rule: str, t: TargetSettings, name: str, limit: int, dead_letters):
-    from streams.targets.influxdb.target import InfluxSettings, InfluxTarget
     from streams.config.targets import parse_settings
+    from streams.targets.influxdb.target import InfluxSettings, InfluxTarget
 
     return InfluxTarget(name, parse_settings(InfluxSettings, rule, t), limit, dead_letters)
 
@@ -111,9 +111,9 @@ SINK_BUILDERS = {"s3": _s3, "timestream": _timestream, "influxdb": _influxdb}
 
 def validate_targets(config: Config) -> None:
     """Parse every sink target's own settings now, so a bad key stops `eventweir run` with its path."""
+    from streams.config.targets import parse_settings
     from streams.targets.influxdb.target import InfluxSettings
     from streams.targets.s3.target import S3Settings
-    from streams.config.targets import parse_settings
     from streams.targets.timestream import TimestreamSettings
 
     models = {"s3": S3Settings, "timestream": TimestreamSettings, "influxdb": InfluxSettings}
@@ -127,10 +127,10 @@ def build_targets(config: Config, producer: BatchProducer, dead_letters, waiting
                   reuse=None) -> dict:
     """Targets by name. `reuse`: running targets (hot reload); one whose settings did not change
     is kept as it is, with its in-flight deliveries, instead of being rebuilt."""
-    from streams.targets.retry import RetryPolicy
     from streams.targets.http import HttpTarget
     from streams.targets.kafka import KafkaTarget
     from streams.targets.log import LogTarget
+    from streams.targets.retry import RetryPolicy
 
     targets = {}
     limit = config.runtime.max_in_flight

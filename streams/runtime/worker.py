@@ -24,13 +24,13 @@ from aiokafka.structs import ConsumerRecord
 
 from processors.core import TopicRecords
 from streams import metrics
-from streams.kafka.fastpath import fetch_records
 from streams.config import Config
-from streams.targets.deadletter import DeadLetterWriter
+from streams.kafka.fastpath import fetch_records
 from streams.kafka.producer import BatchProducer, make_producer
-from streams.targets.base import RecordChunk
-from streams.runtime.topology import build_pipeline, build_targets
 from streams.runtime.offsets import Watermarks
+from streams.runtime.topology import build_pipeline, build_targets
+from streams.targets.base import RecordChunk
+from streams.targets.deadletter import DeadLetterWriter
 
 log = logging.getLogger(__name__)
 _partition = attrgetter("partition")
@@ -126,7 +126,7 @@ class WorkerStats:
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, worker: "Worker"):
+    def __init__(self, worker: Worker):
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked):
@@ -311,7 +311,7 @@ class Worker:
             await self._commit(force=True)
             try:
                 await asyncio.wait_for(self.consumer.stop(), max(0.5, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.error("consumer did not leave the group within the grace period")
         if self._bus_sends:
             await asyncio.wait(self._bus_sends, timeout=max(0.1, deadline - time.monotonic()))

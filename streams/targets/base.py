@@ -50,7 +50,7 @@ class RecordChunk(list):
     __slots__ = ("rule", "runs", "keys", "values")
 
     @classmethod
-    def of(cls, rule: str, records: list, keys: list, values: list, runs: list[tuple]) -> "RecordChunk":
+    def of(cls, rule: str, records: list, keys: list, values: list, runs: list[tuple]) -> RecordChunk:
         chunk = cls(records)
         chunk.rule, chunk.keys, chunk.values, chunk.runs = rule, keys, values, runs
         return chunk
@@ -126,7 +126,7 @@ class Target:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     def revoked(self, partitions: set[tuple[str, int]]) -> None:

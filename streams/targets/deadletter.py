@@ -3,15 +3,16 @@
 Headers (all UTF-8): eventweir-stage, eventweir-error, eventweir-message, eventweir-source-topic,
 eventweir-source-partition, eventweir-source-offset, and eventweir-rule, eventweir-target,
 eventweir-attempts when a delivery failed (plus eventweir-exhausted: MaximumRetryAttempts or
-MaximumEventAgeInSeconds, when retries ran out; targets may have dead-letter topics of their own). The original record's own headers come first, so a
-redrive can restore it exactly. A dead letter that cannot be written is retried with back-off
-forever: losing it would lose the event, and its ticket keeps the offset from being committed.
+MaximumEventAgeInSeconds, when retries ran out; targets may have dead-letter topics of their own).
+The original record's own headers come first, so a redrive can restore it exactly. A dead letter
+that cannot be written is retried with back-off forever: losing it would lose the event, and its
+ticket keeps the offset from being committed.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from processors.core import Failure
 from streams import metrics
@@ -81,7 +82,7 @@ class DeadLetterWriter:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def _run(self) -> None:

@@ -17,8 +17,8 @@ from collections import deque
 
 import aiohttp
 
-from streams.targets.retry import DeliveryError
 from streams.targets.base import Item, Target
+from streams.targets.retry import DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class HttpTarget(Target):
                         return
                     text = (await resp.text(errors="replace"))[:512]
                     status = resp.status
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise DeliveryError("Timeout", f"no response from {self.url} within {self.timeout_s}s", True) from None
             except aiohttp.ClientError as exc:
                 raise DeliveryError("ConnectionError", f"{self.method} {self.url}: {type(exc).__name__}: {exc}",

@@ -24,7 +24,7 @@ from streams.targets.base import Item, RecordChunk, Target
 
 log = logging.getLogger(__name__)
 
-_SENDERS: "weakref.WeakKeyDictionary[BatchProducer, dict[str, TopicSender]]" = weakref.WeakKeyDictionary()
+_SENDERS: weakref.WeakKeyDictionary[BatchProducer, dict[str, TopicSender]] = weakref.WeakKeyDictionary()
 
 
 class TopicSender:
@@ -40,7 +40,7 @@ class TopicSender:
         self._produced = metrics.RECORDS_OUT.labels(topic)
 
     @classmethod
-    def shared(cls, topic: str, producer: BatchProducer) -> "TopicSender":
+    def shared(cls, topic: str, producer: BatchProducer) -> TopicSender:
         senders = _SENDERS.setdefault(producer, {})
         sender = senders.get(topic)
         if sender is None:
@@ -60,11 +60,11 @@ class TopicSender:
             self._task = None
             _SENDERS.get(self.producer, {}).pop(self.topic, None)
 
-    def put(self, target: "KafkaTarget", items: list[Item]) -> None:
+    def put(self, target: KafkaTarget, items: list[Item]) -> None:
         self._queue.append((target, items))
         self._ready.set()
 
-    def _take(self) -> list[tuple["KafkaTarget", list[Item]]]:
+    def _take(self) -> list[tuple[KafkaTarget, list[Item]]]:
         queue = self._queue
         chunks = [queue.popleft()]
         taken = {id(chunks[0][0])}
@@ -160,7 +160,7 @@ class _Call:
             target.settle(items)
         self.sender._produced.inc(len(good))
 
-    def _by_target(self, indexes) -> list[tuple["KafkaTarget", list[Item]]]:
+    def _by_target(self, indexes) -> list[tuple[KafkaTarget, list[Item]]]:
         """(target, its items) for the records at `indexes` (ascending), in chunk order."""
         out = []
         start = 0

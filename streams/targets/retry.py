@@ -27,7 +27,7 @@ class RetryPolicy:
     max_delay_s: float = 60.0
 
     @classmethod
-    def from_settings(cls, settings, routing) -> "RetryPolicy":
+    def from_settings(cls, settings, routing) -> RetryPolicy:
         return cls(settings.maximum_retry_attempts, settings.maximum_event_age_s,
                    routing.retry_base_delay_ms / 1000, routing.retry_max_delay_ms / 1000)
 

@@ -23,9 +23,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from streams import metrics
+from streams.targets.backoff import Backoff, GaveUp
 from streams.targets.base import Item, Target
 from streams.targets.s3.layout import get_path, parse_time, split_path
-from streams.targets.backoff import Backoff, GaveUp
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ if str(ROOT) not in sys.path:
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
-from streams.kafka.admin import ensure_topics  # noqa: E402
 from streams.devtools.broker import start_tansu  # noqa: E402
+from streams.kafka.admin import ensure_topics  # noqa: E402
 from streams.kafka.fastpath.fetch_records import as_shipped  # noqa: E402
 from streams.kafka.producer import BatchProducer  # noqa: E402
 from streams.runtime.worker import tune_malloc  # noqa: E402

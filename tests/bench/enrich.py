@@ -34,26 +34,37 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
 import schemas  # noqa: E402
+import streams.runtime.worker  # noqa: E402,F401  (gives consumed records the `timestamp_ms` the processors read)
 from processors.chain import Chain  # noqa: E402
 from processors.core import SourceRecord  # noqa: E402
 from processors.decode import Decoder  # noqa: E402
-from processors.enrich import (CdcDeduplicator, CidrTable, DerivedFields, DeviceOrderCheck, IpEnricher,  # noqa: E402
-                               ReferenceJoin, ReferenceTable, Scd2History, Sessioniser, ThresholdAlerts,
-                               UnitNormaliser, UserAgentEnricher)
+from processors.enrich import (  # noqa: E402
+    CdcDeduplicator,
+    CidrTable,
+    DerivedFields,
+    DeviceOrderCheck,
+    IpEnricher,
+    ReferenceJoin,
+    ReferenceTable,
+    Scd2History,
+    Sessioniser,
+    ThresholdAlerts,
+    UnitNormaliser,
+    UserAgentEnricher,
+)
 from processors.normalise import CdcNormaliser, ClickstreamNormaliser, IotNormaliser, format_time  # noqa: E402
 from processors.validate import SchemaValidator  # noqa: E402
 from streams.runtime import eventloop  # noqa: E402
-import streams.runtime.worker  # noqa: E402,F401  (gives consumed records the `timestamp_ms` the processors read)
 
 FLOOR_RATIO = 0.30
 BASE_MS = 1732530000000
 UAS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Linux; Android 13; SM-S911B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",  # noqa: E501
+    "Mozilla/5.0 (Linux; Android 13; SM-S911B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36",  # noqa: E501
     "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0.2210.115",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0.2210.115",  # noqa: E501
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
 ]
 

@@ -22,8 +22,8 @@ import orjson  # noqa: E402
 
 from processors.core import Event, SourceRecord  # noqa: E402
 from processors.enrich import ReferenceJoin, ReferenceTable  # noqa: E402
-from streams.runtime.http_fetcher import http_lookup  # noqa: E402
 from streams.runtime import eventloop  # noqa: E402
+from streams.runtime.http_fetcher import http_lookup  # noqa: E402
 from tests.integration.http_endpoint import LookupService  # noqa: E402
 
 CHUNK = 128

@@ -30,9 +30,9 @@ import orjson  # noqa: E402
 
 from processors.core import Delivery, SourceRecord  # noqa: E402
 from streams.devtools.broker import free_port, wait_for_port  # noqa: E402
+from streams.runtime.offsets import Ticket  # noqa: E402
 from streams.targets.s3.target import S3Settings, S3Target  # noqa: E402
 from streams.targets.timestream import TimestreamSettings, TimestreamTarget  # noqa: E402
-from streams.runtime.offsets import Ticket  # noqa: E402
 
 PARTITIONS = 4
 SCHEMA = {"type": "object", "properties": {

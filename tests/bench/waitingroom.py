@@ -70,7 +70,7 @@ function request()
   counter = counter + 1
   return wrk.format("GET", PATH .. "?request_id=" .. RUN .. "-" .. (counter % THREADS) .. "-" .. (counter % SEEDED + 2))
 end
-"""
+"""  # noqa: E501
 
 # open-loop joins at a fixed rate (what wrk2 does, which Debian does not package): every request has a
 # scheduled send time and its latency counts from then, so a server that stalls is charged for the
@@ -231,7 +231,8 @@ def main() -> int:
             trivial.append(t)
             joins_low.append(low)
             joins_fixed.append(fixed)
-            if j["non2xx"] or p["non2xx"] or j["socket_errors"] or p["socket_errors"] or fixed["non2xx"] or fixed["socket_errors"]:
+            if (j["non2xx"] or p["non2xx"] or j["socket_errors"] or p["socket_errors"]
+                    or fixed["non2xx"] or fixed["socket_errors"]):
                 print(f"warning: errors in repeat {rep}: joins {j['non2xx']}/{j['socket_errors']}, "
                       f"polls {p['non2xx']}/{p['socket_errors']}, fixed-rate joins {fixed['non2xx']}/{fixed['socket_errors']}",
                       file=sys.stderr)
@@ -240,7 +241,8 @@ def main() -> int:
             print(f"repeat {rep + 1}/{repeats}: {j['rps']:.0f} joins/s (p99 {j['p99_us'] / 1000:.1f} ms), "
                   f"{p['rps']:.0f} polls/s (p99 {p['p99_us'] / 1000:.1f} ms), aiohttp cached-JSON {t['rps']:.0f}/s, "
                   f"joins at 32 connections {low['rps']:.0f}/s (p99 {low['p99_us'] / 1000:.1f} ms), "
-                  f"joins offered at {FLOORS['joins_per_s']:.0f}/s: {fixed['rps']:.0f}/s answered, p99 {fixed['p99_us'] / 1000:.1f} ms "
+                  f"joins offered at {FLOORS['joins_per_s']:.0f}/s: {fixed['rps']:.0f}/s answered, "
+                  f"p99 {fixed['p99_us'] / 1000:.1f} ms "
                   f"(p99.9 {fixed['p999_us'] / 1000:.1f}, max {fixed['max_us'] / 1000:.1f})", file=sys.stderr)
     finally:
         server.terminate()

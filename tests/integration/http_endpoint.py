@@ -36,7 +36,7 @@ class Endpoint:
         self.received.append(orjson.loads(body))
         return web.Response(status=200)
 
-    async def __aenter__(self) -> "Endpoint":
+    async def __aenter__(self) -> Endpoint:
         app = web.Application()
         app.router.add_post("/", self._handle)
         self._runner, port = await serve(app, "127.0.0.1", 0)
@@ -88,7 +88,7 @@ class LookupService:
         finally:
             self.in_flight -= 1
 
-    async def __aenter__(self) -> "LookupService":
+    async def __aenter__(self) -> LookupService:
         app = web.Application()
         app.router.add_get("/items/{key}", self._handle)
         self._runner, port = await serve(app, "127.0.0.1", 0)

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from streams.config import parse_config
-from streams.targets.base import Target
 from streams.runtime.worker import Worker
+from streams.targets.base import Target
 from tests.integration.kafka_helpers import committed_offsets, create_topics, produce, unique, wait_for
 
 pytestmark = pytest.mark.broker

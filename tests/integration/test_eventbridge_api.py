@@ -72,7 +72,8 @@ async def test_rules_managed_with_boto3_take_effect_on_the_running_worker(runnin
             {"Source": "shop", "DetailType": "x", "Detail": "not json"}, {"Source": "shop", "Detail": "{}"}])
         assert put["FailedEntryCount"] == 2
         assert [e.get("ErrorCode") for e in put["Entries"]] == [None, None, None, "MalformedDetail", "InvalidArgument"]
-        assert put["Entries"][4]["ErrorMessage"] == "Parameter DetailType is not valid. Reason: DetailType is a required argument."
+        assert put["Entries"][4]["ErrorMessage"] == (
+            "Parameter DetailType is not valid. Reason: DetailType is a required argument.")
         assert all(len(e["EventId"]) == 36 for e in put["Entries"][:3])
         await wait_for(lambda: len(hook.received) == 2, message="the matching events at the hook")
         assert sorted(e["detail"]["n"] for e in hook.received) == [1, 3]

@@ -40,7 +40,8 @@ rules:
 """)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "streams.cli", "run", "--runtime", "faust", "-c", str(config), "--create-topics",
-        "--partitions", "2", cwd=tmp_path, env={**os.environ, "PYTHONPATH": ROOT}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "--partitions", "2", cwd=tmp_path, env={**os.environ, "PYTHONPATH": ROOT},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         await wait_for(lambda: _topic_exists(bootstrap_servers, src), timeout=30, message="--create-topics")
         await produce(bootstrap_servers, src, [{"n": i, "temperature": 20 + i % 20} for i in range(200)])

@@ -6,8 +6,8 @@ import asyncio
 from aiokafka import AIOKafkaConsumer
 from aiokafka.consumer import fetcher
 
-from streams.kafka.fastpath import fetch_records
 from streams.config import parse_config
+from streams.kafka.fastpath import fetch_records
 from streams.kafka.producer import BatchProducer, make_producer
 from tests.integration.kafka_helpers import create_topics, unique
 

@@ -9,8 +9,8 @@ import pytest
 
 from streams.cli import main as cli_main
 from streams.config import parse_config
-from streams.service import run_worker
 from streams.runtime.worker import Worker
+from streams.service import run_worker
 from tests.integration.http_endpoint import Endpoint
 from tests.integration.kafka_helpers import committed_offsets, create_topics, produce, read_all, unique, wait_for
 

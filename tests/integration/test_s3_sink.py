@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from streams.config import ConfigError, parse_config
-from streams.targets.s3.target import S3Settings, S3Target
 from streams.runtime.topology import validate_targets
+from streams.targets.s3.target import S3Settings, S3Target
 from tests.integration.sink_helpers import DeadLetterRecorder, deliveries
 
 

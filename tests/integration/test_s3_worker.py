@@ -14,10 +14,10 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from streams.devtools.broker import free_port, wait_for_port
 from streams.config import parse_config
-from streams.service import run_worker
+from streams.devtools.broker import free_port, wait_for_port
 from streams.runtime.worker import Worker
+from streams.service import run_worker
 from tests.integration.kafka_helpers import create_topics, unique, wait_for
 from tests.integration.test_s3_sink import event, jsonl, lake_objects, new_bucket
 

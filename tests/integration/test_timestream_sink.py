@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import orjson
@@ -41,7 +41,7 @@ def timestream():
 
 
 def now_iso(offset_s: float = 0) -> str:
-    return datetime.fromtimestamp(time.time() + offset_s, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(time.time() + offset_s, UTC).isoformat().replace("+00:00", "Z")
 
 
 def reading(i: int, site: str = "paris", **detail) -> dict:

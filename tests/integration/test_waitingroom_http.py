@@ -20,7 +20,7 @@ class Conn:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, client) -> "Conn":
+    async def open(cls, client) -> Conn:
         port = int(client.base.rsplit(":", 1)[1])
         return cls(*await asyncio.open_connection("127.0.0.1", port))
 

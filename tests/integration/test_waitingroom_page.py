@@ -15,7 +15,8 @@ import pytest
 from tests.waitingroom_support import ADMIN, redis_prefix, start_api  # noqa: F401
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian package chromium not installed (tests/setup/system-deps.sh)")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason="Debian package chromium not installed (tests/setup/system-deps.sh)")
 
 
 class Page:

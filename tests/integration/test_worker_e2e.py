@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from streams.config import parse_config
-from streams.service import run_worker
 from streams.runtime.worker import Worker
+from streams.service import run_worker
 from tests.integration.kafka_helpers import committed_offsets, create_topics, produce, read_all, unique, wait_for
 
 pytestmark = pytest.mark.broker

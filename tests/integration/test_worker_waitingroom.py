@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from streams.config import parse_config
-from streams.service import build_waitingroom, run_worker
 from streams.runtime.worker import Worker
+from streams.service import build_waitingroom, run_worker
 from tests.integration.kafka_helpers import create_topics, produce, read_all, unique
 
 pytestmark = pytest.mark.broker

@@ -6,9 +6,23 @@ import copy
 import pytest
 
 from processors.decode import Decoder
-from processors.enrich import (CdcDeduplicator, CidrTable, DerivedFields, DeviceOrderCheck, IpEnricher,
-                               PartitionedState, ReferenceJoin, ReferenceTable, Scd2History, Sessioniser,
-                               ThresholdAlerts, UnitNormaliser, UserAgentEnricher, change_hash, heat_index_c)
+from processors.enrich import (
+    CdcDeduplicator,
+    CidrTable,
+    DerivedFields,
+    DeviceOrderCheck,
+    IpEnricher,
+    PartitionedState,
+    ReferenceJoin,
+    ReferenceTable,
+    Scd2History,
+    Sessioniser,
+    ThresholdAlerts,
+    UnitNormaliser,
+    UserAgentEnricher,
+    change_hash,
+    heat_index_c,
+)
 from processors.enrich.cdc import VALID_TO_OPEN
 from processors.normalise import CdcNormaliser, ClickstreamNormaliser, IotNormaliser
 from tests.samples import debezium_record, jsonl, record
@@ -233,7 +247,10 @@ def test_change_hash_separator_and_null_marker():
 
 def test_partitioned_state_changes_snapshot_restore_drop():
     st = PartitionedState("t")
-    st.put(0, "k", [1]); st.put(0, "k", [2]); st.put(1, "j", {"x": 1}); st.delete(1, "j")
+    st.put(0, "k", [1])
+    st.put(0, "k", [2])
+    st.put(1, "j", {"x": 1})
+    st.delete(1, "j")
     assert sorted(st.changes()) == [(0, "k", [2]), (1, "j", None)] and st.changes() == []
     st.restore(2, [("a", 1), ("b", 2), ("a", None)])
     assert st.snapshot(2) == {"b": 2} and st.changes() == []

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
+import schemas
 from processors.decode import TOMBSTONE, Decoder
 from processors.normalise import CdcNormaliser, ClickstreamNormaliser, IotNormaliser, to_epoch_ms
 from processors.normalise.envelope import derived_id, format_time, format_time_ms
 from processors.validate import SchemaValidator
-import schemas
 from tests.samples import debezium, debezium_record, jsonl, record
 
 

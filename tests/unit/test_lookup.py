@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY
 from processors.chain import Chain
 from processors.core import Event
 from processors.decode import Decoder
-from streams.runtime.http_fetcher import http_lookup
 from processors.pipeline import Pipeline
-from processors.route import Route, RouteTarget, Router
+from processors.route import Route, Router, RouteTarget
+from streams.runtime.http_fetcher import http_lookup
 from tests.integration.http_endpoint import LookupService
 from tests.samples import record
 

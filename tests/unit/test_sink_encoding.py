@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.targets.s3.layout import LayoutError, compile_template, object_key, parse_time
 from streams.targets.influxdb.lineprotocol import PointError, encode_point
+from streams.targets.s3.layout import LayoutError, compile_template, object_key, parse_time
 
 
 def test_template_renders_fields_times_in_the_zone_and_sanitises_values():

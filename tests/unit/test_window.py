@@ -1,6 +1,7 @@
+import pytest
+
 from processors.core import Event, SourceRecord
 from processors.enrich.window import TumblingCount
-import pytest
 
 
 def ev(key, ts, partition=0):

@@ -20,7 +20,7 @@ import hmac
 import secrets
 import string
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -260,8 +260,7 @@ class EventBridgeApi:
         return {"FailedEntryCount": failed, "Entries": results}
 
     async def op_TestEventPattern(self, params: dict) -> dict:
-        from processors.routing import (InvalidEventPatternException, ValidationException, compile_pattern,
-                                        validate_event)
+        from processors.routing import InvalidEventPatternException, ValidationException, compile_pattern, validate_event
 
         try:
             pattern = compile_pattern(params.get("EventPattern") or "")
@@ -400,9 +399,9 @@ def _envelope(entry: Any, bus) -> tuple[dict | None, dict | None]:
         return None, {"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}
     when = entry.get("Time")
     if isinstance(when, (int, float)):  # boto3 sends timestamps as epoch seconds in JSON 1.1
-        stamp = datetime.fromtimestamp(when, timezone.utc)
+        stamp = datetime.fromtimestamp(when, UTC)
     else:
-        stamp = datetime.now(timezone.utc)
+        stamp = datetime.now(UTC)
     resources = entry.get("Resources") or []
     if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
         return None, {"ErrorCode": "InvalidArgument", "ErrorMessage": "Parameter Resources is not valid."}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -68,10 +68,10 @@ def verify(method: str, path: str, query: list[tuple[str, str]], headers, body: 
         raise SignatureError("UnrecognizedClientException", "The security token included in the request is invalid.")
     amz_date = headers.get("X-Amz-Date", "")
     try:
-        when = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        when = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError:
         raise SignatureError("IncompleteSignature", "X-Amz-Date header is missing or not valid") from None
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if abs((now - when).total_seconds()) > MAX_SKEW_S or not amz_date.startswith(date):
         raise SignatureError("InvalidSignatureException", "Signature expired: request time is too far from now.")
     signed = match["signed"].split(";")

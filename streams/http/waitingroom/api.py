@@ -23,9 +23,8 @@ from aiohttp import web
 from processors.waitingroom.redis_store import RedisRoomStore
 from processors.waitingroom.service import RoomError, WaitingRoomService
 from processors.waitingroom.settings import SettingsError
-
-from streams.metrics import waitingroom as m
 from streams.http.waitingroom.page import PAGE
+from streams.metrics import waitingroom as m
 
 _STATUS = {"not_found": 404, "bad_request": 400, "forbidden": 403, "closed": 403, "sold_out": 410,
            "not_admitted": 409, "session_closed": 410, "conflict": 409}
@@ -195,7 +194,8 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
 
     async def session(request):
         body = await _body(request, required=True)
-        return _json(await service.update_session(request.match_info["room"], request.match_info["request_id"], body.get("status")))
+        return _json(await service.update_session(request.match_info["room"], request.match_info["request_id"],
+                                                  body.get("status")))
 
     async def reset(request):
         return _json(await service.reset(request.match_info["room"]))

@@ -76,4 +76,4 @@ PAGE = """<!doctype html>
 })();
 </script>
 </body></html>
-"""
+"""  # noqa: E501

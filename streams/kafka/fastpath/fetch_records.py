@@ -187,8 +187,8 @@ def install() -> bool:
                 log.warning("aiokafka reads fetches differently than streams.kafka.fastpath.fetch_records expects: "
                             "records are read one by one")
         except Exception:  # noqa: BLE001 - an aiokafka without these internals keeps its own path
-            log.warning("aiokafka's fetcher is not the one streams.kafka.fastpath.fetch_records expects: records are read one by one",
-                        exc_info=True)
+            log.warning("aiokafka's fetcher is not the one streams.kafka.fastpath.fetch_records expects: "
+                        "records are read one by one", exc_info=True)
     return _installed
 
 

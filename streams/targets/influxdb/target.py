@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from streams import metrics
 from streams.config import ConfigError
-from streams.targets.base import Item, Target
-from streams.targets.s3.layout import get_path, parse_time, split_path
-from streams.targets.influxdb.lineprotocol import PointError, encode_point, infer_kind
 from streams.targets.backoff import Backoff, GaveUp
+from streams.targets.base import Item, Target
+from streams.targets.influxdb.lineprotocol import PointError, encode_point, infer_kind
+from streams.targets.s3.layout import get_path, parse_time, split_path
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +252,7 @@ class InfluxTarget(Target):
             self.fail(items, f"Influx{status}", message[:500])
             return
         self.fail([items[i] for i in sorted(bad)], "InfluxPartialWrite", "; ".join(sorted(set(bad.values())))[:500])
-        for i in sorted(bad):
-            metrics.SINK_REJECTED.labels(self.id, "PartialWrite").inc()
+        metrics.SINK_REJECTED.labels(self.id, "PartialWrite").inc(len(bad))
         good = [item for i, item in enumerate(items) if i not in bad]
         if good:
             self.settle(good)

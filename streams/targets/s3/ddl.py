@@ -55,7 +55,7 @@ def _partitions(template: str) -> tuple[str, list[tuple[str, dict]], str]:
     out = []
     literal_prefix = None
     used: set[str] = set()
-    for i, part in enumerate(compiled.parts):
+    for part in compiled.parts:
         if part.kind == "text":
             out.append(part.value)
             continue

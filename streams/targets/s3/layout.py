@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _TOKEN = re.compile(r"!\{timestamp:([^}]*)\}|\{([^{}]+)\}")
@@ -58,10 +58,10 @@ def sanitise(value) -> str:
 def parse_time(value) -> datetime:
     """ISO 8601 string (the envelope's `time`) or epoch milliseconds, as an aware datetime."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, timezone.utc)
+        return datetime.fromtimestamp(value / 1000, UTC)
     if isinstance(value, str) and value:
         parsed = datetime.fromisoformat(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise ValueError(f"expected an ISO 8601 time or epoch milliseconds, got {value!r}")
 
 
@@ -122,7 +122,8 @@ class PathTemplate:
             values = tuple(get_path(event, path) if event is not None else None for path in fields)
             if any(isinstance(v, (dict, list)) for v in values):
                 return render(event, when)  # unhashable: the uncached path raises the right error
-            key = (None if when is None else int(when.timestamp() if ts is None else ts) // step, tuple((v.__class__, v) for v in values))
+            window = None if when is None else int(when.timestamp() if ts is None else ts) // step
+            key = (window, tuple((v.__class__, v) for v in values))
             prefix = cache.get(key)
             if prefix is None:
                 prefix = render(event, when)
@@ -155,7 +156,7 @@ class PathTemplate:
 def compile_template(template: str, tz_name: str = "UTC", allowed_fields: tuple[str, ...] | None = None) -> PathTemplate:
     """Compile once at start-up. `allowed_fields` restricts `{name}` (the error prefix allows `error-type`)."""
     try:
-        tz = timezone.utc if tz_name.upper() == "UTC" else ZoneInfo(tz_name)
+        tz = UTC if tz_name.upper() == "UTC" else ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
         raise LayoutError(f"unknown time zone {tz_name!r} (expected an IANA name such as UTC or Europe/Paris)") from None
     if template.startswith("/"):

@@ -22,21 +22,29 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
-from typing import Any, Callable, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from streams import metrics
+from streams.targets.backoff import Backoff, GaveUp
 from streams.targets.base import Item, Target
 from streams.targets.s3.formats import load_json_schema, make_encoder
 from streams.targets.s3.layout import (
-    LayoutError, MissingPartitionField, compile_template, get_path, object_key, parse_time, sanitise, split_path,
+    LayoutError,
+    MissingPartitionField,
+    compile_template,
+    get_path,
+    object_key,
+    parse_time,
+    sanitise,
+    split_path,
 )
 from streams.targets.s3.objectstore import MIN_PART_SIZE, ObjectStore, open_store
-from streams.targets.backoff import Backoff, GaveUp
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +215,7 @@ class S3Target(Target):
                 return False  # only segments waiting for an earlier attempt's end remain: they cannot finish now
             try:  # wake when idle, or soon anyway to close segments opened by late marker loads
                 await asyncio.wait_for(self._idle.wait(), 0.05 if remaining is None else min(0.05, remaining))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         # forget idle partitions: a later assignment re-reads the progress marker, which another
         # worker may have moved on in the meantime
@@ -306,7 +314,7 @@ class S3Target(Target):
         try:
             prefix = self._render(event, when, ts)
         except MissingPartitionField as exc:
-            arrival = datetime.fromtimestamp(delivery.record.timestamp_ms / 1000, timezone.utc)
+            arrival = datetime.fromtimestamp(delivery.record.timestamp_ms / 1000, UTC)
             prefix = self.error_template.render({"error-type": exc.error_type}, arrival)
             metrics.SINK_REJECTED.labels(self.id, exc.error_type).inc()
         return (delivery.record.offset, prefix, payload, item, ts)
@@ -472,7 +480,7 @@ class S3Target(Target):
             "detail-type": "Object Created",
             "source": "eventweir.s3",
             "account": "000000000000",
-            "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "region": self.settings.region or "local",
             "resources": [f"arn:aws:s3:::{bucket}"],
             "detail": {

@@ -46,7 +46,8 @@ def test_every_object_validates_against_the_kubernetes_schemas(built, version):
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{target}: {obj['kind']}/{obj['metadata']['name']} invalid for Kubernetes {version}: {exc.message} at {list(exc.path)}")
+            pytest.fail(f"{target}: {obj['kind']}/{obj['metadata']['name']} invalid for Kubernetes {version}: "
+                        f"{exc.message} at {list(exc.path)}")
 
 
 def test_the_example_overlays_ship_every_object_the_worker_needs():

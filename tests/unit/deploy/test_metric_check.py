@@ -18,9 +18,10 @@ def test_promql_names_skips_functions_labels_keywords_and_strings():
 
 def full_scrape() -> str:
     """/metrics text with every family the dashboards use (as the worker declares them)."""
+    from prometheus_client import REGISTRY
+
     import streams.metrics  # noqa: F401
     import streams.metrics.waitingroom  # noqa: F401
-    from prometheus_client import REGISTRY
 
     return generate_latest(REGISTRY).decode()
 

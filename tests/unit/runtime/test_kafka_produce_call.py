@@ -73,8 +73,8 @@ def test_records_of_a_plain_rule_settle_per_ticket_and_a_failed_batch_names_rule
     own value and key, count against their partitions' tickets, and a failed batch dead-letters
     exactly its records, with the rule and target named."""
     from processors.core import SourceRecord
-    from streams.targets.kafka import _columns
     from streams.runtime.offsets import Ticket
+    from streams.targets.kafka import _columns
 
     loop = asyncio.new_event_loop()
     try:
@@ -109,7 +109,8 @@ def test_partition_runs_split_a_batch_by_topic_and_partition():
     one topic's last partition has the number of the next topic's first."""
     from itertools import groupby
 
-    from hypothesis import given, strategies as st
+    from hypothesis import given
+    from hypothesis import strategies as st
 
     from processors.core import SourceRecord
     from streams.runtime.worker import _partition_runs
@@ -132,8 +133,8 @@ def test_a_target_that_takes_items_gets_the_chunks_own_keys_and_values():
     """Plain records after enrichment carry the enriched event's JSON, not the record's bytes: a
     target that takes (Delivery, Ticket) items (HTTP, S3, ...) must get those values."""
     from processors.core import SourceRecord
-    from streams.targets.base import Target
     from streams.runtime.offsets import Ticket
+    from streams.targets.base import Target
 
     class Recording(Target):
         def write(self, items):

@@ -1,8 +1,9 @@
 import orjson
+from hypothesis import strategies as st
 
 from processors.core import Event, SourceRecord
 from processors.pipeline import Pipeline
-from processors.route import Route, RouteTarget, Router, parse_key_path
+from processors.route import Route, Router, RouteTarget, parse_key_path
 
 
 def records(topic, values):
@@ -78,7 +79,7 @@ def test_plain_and_transformed_rules_on_one_event_share_its_json():
 
 import json  # noqa: E402
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
 
 from processors.decode import Decoder  # noqa: E402
 
@@ -172,7 +173,8 @@ def test_decode_and_route_in_one_pass_gives_what_decode_then_route_gives():
 @given(st.lists(st.builds(lambda v: json.dumps(v).encode(), json_values) | st.binary(max_size=20) | st.none(), max_size=8))
 def test_decode_and_route_in_one_pass_agrees_on_arbitrary_input(values):
     router = _fused_router()
-    assert _outcome(router, Decoder(tombstones="keep"), values, True) == _outcome(router, Decoder(tombstones="keep"), values, False)
+    assert (_outcome(router, Decoder(tombstones="keep"), values, True)
+            == _outcome(router, Decoder(tombstones="keep"), values, False))
 
 
 def test_a_pipeline_without_stages_routes_in_one_pass_and_dead_letters_bad_records():
@@ -185,7 +187,8 @@ def test_a_pipeline_without_stages_routes_in_one_pass_and_dead_letters_bad_recor
     assert by_target == {"plain/a": [0, 2], "plain/b": [0, 2], "shaped/r": [0, 2], "keyed/k": [2]}
     plain = Pipeline({"in": []}, router).run({"in": records("in", values)}, plain=True)
     assert set(plain.plain) == {"plain"}  # the plain rule's records, not Deliveries
-    assert [r.offset for r in plain.plain["plain"].records] == [0, 2] and plain.plain["plain"].values == [b'{"n": 0}', b'{"n": 2, "id": "z"}']
+    assert [r.offset for r in plain.plain["plain"].records] == [0, 2]
+    assert plain.plain["plain"].values == [b'{"n": 0}', b'{"n": 2, "id": "z"}']
     assert [(d.target, d.record.offset) for d in plain.deliveries] == [("shaped/r", 0), ("shaped/r", 2), ("keyed/k", 2)]
     assert plain.matched == result.matched == {"plain": 2, "shaped": 2, "keyed": 1}
     assert plain.delivery_count == len(result.deliveries) == 7
@@ -246,7 +249,7 @@ def test_plain_runs_counted_while_routing_are_the_partition_runs_of_the_matches(
     result = pipeline.run({"in": batch}, plain=True)
     tickets = {tp: f"ticket-{tp.partition}" for tp, _ in batch.parts}
     assert set(result.plain) == {"even", "big"}
-    for rule, matches in result.plain.items():
+    for _rule, matches in result.plain.items():
         assert matches.runs is not None
         assert [(tickets[tp], n, tp) for tp, n in matches.runs] == _partition_runs(matches.records, tickets)
     assert [(tp.partition, n) for tp, n in result.plain["even"].runs] == [(2, 2), (0, 4), (3, 2)]

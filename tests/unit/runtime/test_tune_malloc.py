@@ -10,7 +10,7 @@ from streams.runtime.worker import tune_malloc
 
 def faults_per_request() -> float:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for i in range(50):
+    for _ in range(50):
         body = bytes(3 << 20)  # a request body, then the copies aiokafka's connection makes
         message = b"header" + body
         framed = b"size" + message
