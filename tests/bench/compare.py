@@ -9,7 +9,9 @@ streams.devtools.generator, in three 4-partition topics. Pipelines (tests/bench/
      table, match 20 EventBridge-pattern rules, produce each match to its output topic;
   2. the same plus a per-key count over a 1-minute tumbling window (stateful).
 Each contender runs in its own process (tests/bench/peers/<name>.py), so peak RSS is its own;
-the clock starts at its first consumed record and stops when its outputs are acknowledged.
+the clock starts at its first consumed record and stops when its outputs are acknowledged. Cost
+beside speed: the CPU seconds the process used over that same window (all its threads and
+waited-for children, read in the process: spec.cpu_seconds) and events per CPU-second.
 Figures are medians of R repeats; contenders alternate inside each repeat so machine noise hits
 all alike. Writes tests/bench/results/compare.png and compare.json.
 """
@@ -165,7 +167,8 @@ def main() -> None:
                         continue
                     result = run_contender(name, broker.bootstrap, prefix, events, stateful, args.timeout)
                     runs[pipeline][name].append(result)
-                    shown = result.get("error") or f"{result['events_per_s']:,.0f}/s, {result['peak_rss_mb']:.0f} MB"
+                    shown = result.get("error") or (f"{result['events_per_s']:,.0f}/s, {result['cpu_s']:.2f} CPU s, "
+                                                     f"{result['peak_rss_mb']:.0f} MB")
                     print(f"{pipeline[:10]} run {i + 1}/{args.repeats} {name:<16} {shown}", flush=True)
     first = next(iter(pipelines))
     table: dict[str, dict] = {}
@@ -176,6 +179,8 @@ def main() -> None:
             rate = median_of(source, "events_per_s")
             if rate is not None:
                 rows[name] = {"events_per_s": rate, "peak_rss_mb": median_of(source, "peak_rss_mb"),
+                              "cpu_s": median_of(source, "cpu_s"),
+                              "events_per_cpu_s": median_of(source, "events_per_cpu_s"),
                               "errors": sum(1 for r in source if "error" in r)}
         table[pipeline] = rows
     ratios, figures = {}, {"events": events, "repeats": args.repeats}
@@ -184,19 +189,25 @@ def main() -> None:
           f"medians of {args.repeats} runs")
     for (pipeline, rows), prefix_ in zip(table.items(), ("", "stateful_")):
         native = rows.get("eventweir", {}).get("events_per_s")
+        native_per_cpu = rows.get("eventweir", {}).get("events_per_cpu_s")
         print(f"\n{pipeline}")
-        print(f"{'contender':<32}{'events/s':>12}{'peak RSS MB':>13}{'vs eventweir':>14}")
+        print(f"{'contender':<32}{'events/s':>12}{'CPU s':>8}{'events/CPU-s':>14}{'peak RSS MB':>13}{'vs eventweir':>14}")
         for name, row in rows.items():
             vs = f"{row['events_per_s'] / native:.3f}" if native else "-"
             note = f"  ({row['errors']} failed runs)" if row["errors"] else ""
-            print(f"{CONTENDERS[name][1]:<32}{row['events_per_s']:>12,.0f}{row['peak_rss_mb']:>13.0f}{vs:>14}{note}")
+            print(f"{CONTENDERS[name][1]:<32}{row['events_per_s']:>12,.0f}{row['cpu_s']:>8.2f}"
+                  f"{row['events_per_cpu_s']:>14,.0f}{row['peak_rss_mb']:>13.0f}{vs:>14}{note}")
             figures[f"{prefix_}{name}_events_per_s"] = round(row["events_per_s"])
+            figures[f"{prefix_}{name}_cpu_s"] = round(row["cpu_s"], 2)
+            figures[f"{prefix_}{name}_events_per_cpu_s"] = round(row["events_per_cpu_s"])
             figures[f"{prefix_}{name}_peak_rss_mb"] = round(row["peak_rss_mb"])
         if native:
             for peer, key in (("quixstreams", "eventweir_vs_quixstreams"), ("faust", "eventweir_vs_faust"),
                               ("floor", "eventweir_vs_floor"), ("eventweir_faust", "eventweir_vs_eventweir_faust")):
                 if peer in rows:
                     ratios[prefix_ + key] = round(native / rows[peer]["events_per_s"], 3)
+                    # cost: events per CPU-second, eventweir's over the peer's (above 1: eventweir is cheaper)
+                    ratios[prefix_ + key + "_per_cpu"] = round(native_per_cpu / rows[peer]["events_per_cpu_s"], 3)
     reference, quix = table[first].get("floor_produce"), table[first].get("quixstreams")
     if reference and quix:
         # what the 3x floor asks for, beside what reading and producing alone cost (no processing)

@@ -22,7 +22,7 @@ async def main(args) -> None:
     elapsed = clock.elapsed()
     worker.request_stop()
     await task
-    spec.report(args.events, elapsed, worker.stats.delivered)
+    spec.report(args.events, elapsed, worker.stats.delivered, cpu_s=clock.cpu_s)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ async def main(args) -> None:
     await app.producer.flush()
     elapsed = clock.elapsed()
     await app.stop()
-    spec.report(state["consumed"], elapsed, state["produced"])
+    spec.report(state["consumed"], elapsed, state["produced"], cpu_s=clock.cpu_s)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ async def main(args) -> None:
     finally:
         elapsed = clock.elapsed()
         await consumer.stop()
-    spec.report(seen, elapsed, 0)
+    spec.report(seen, elapsed, 0, cpu_s=clock.cpu_s)
 
 
 if __name__ == "__main__":

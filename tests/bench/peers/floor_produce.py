@@ -44,7 +44,7 @@ async def main(args) -> None:
         elapsed = clock.elapsed()
         await producer.stop()
         await consumer.stop()
-    spec.report(seen, elapsed, produced)
+    spec.report(seen, elapsed, produced, cpu_s=clock.cpu_s)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ def main(args) -> None:
         sdf = sdf.apply(route, expand=True)
         sdf.to_topic(outs[kind])
     app.run()
-    spec.report(state["consumed"], clock.elapsed(), state["produced"])
+    elapsed = clock.elapsed()
+    spec.report(state["consumed"], elapsed, state["produced"], cpu_s=clock.cpu_s)
 
 
 if __name__ == "__main__":
