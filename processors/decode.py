@@ -86,7 +86,7 @@ class Decoder:
         return out
 
     # the runtime calls every stage through `process`; decode is the one that starts from records
-    def process(self, records, failures):  # type: ignore[override]
+    def process(self, records, failures):
         return self.decode(records, failures)
 
     def _bad_json(self, record: SourceRecord, value: bytes, exc: Exception) -> Failure:

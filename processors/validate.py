@@ -7,7 +7,8 @@ each accepted version. The compiled validators come from `schemas.validator` (bu
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import schemas
 from processors.core import Event, Failure
@@ -24,7 +25,7 @@ class SchemaValidator:
         self._default = self._compile("<default>", default) if default else None
 
     @staticmethod
-    def _compile(topic: str, refs: Sequence[str] | str):
+    def _compile(topic: str, refs: Sequence[str] | str) -> list[tuple[str, schemas.Check, Callable[[Any], bool]]]:
         if isinstance(refs, str):
             refs = [refs]
         if not refs:
@@ -52,7 +53,7 @@ class SchemaValidator:
             if checks[0][2](body):  # fast path: the first accepted version passes, no error objects built
                 out.append(event)
                 continue
-            errors = None
+            errors: list[str] | None = None
             for ref, check, _ in checks:
                 error = check(body)
                 if error is None:

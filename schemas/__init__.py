@@ -119,7 +119,23 @@ def _error_of(exc: Any, schema: dict) -> SchemaError:
     return SchemaError(".".join(path), rule, message)
 
 
-Check = Callable[[Any], "SchemaError | None"]
+class Check:
+    """A compiled check: `check(document)` is None when the document is valid, else the first
+    SchemaError; `check.is_valid(document)` is the bare boolean check, for hot loops."""
+
+    __slots__ = ("is_valid", "_compiled", "_schema")
+
+    def __init__(self, compiled: Any, schema: dict[str, Any]):
+        self.is_valid: Callable[[Any], bool] = compiled.is_valid
+        self._compiled = compiled
+        self._schema = schema
+
+    def __call__(self, document: Any) -> SchemaError | None:
+        if self.is_valid(document):
+            return None
+        for exc in self._compiled.iter_errors(document):
+            return _error_of(exc, self._schema)
+        return SchemaError("", "schema", "document is invalid")  # pragma: no cover - is_valid said so
 
 
 @cache
@@ -135,18 +151,7 @@ def validator(name: str, version: int | None = None) -> Check:
     if version is None:
         return validator(name, v)
     schema = load_schema(name, v)
-    compiled = jsonschema_rs.validator_for(schema, validate_formats=True)
-    is_valid = compiled.is_valid
-
-    def check(document: Any) -> SchemaError | None:
-        if is_valid(document):
-            return None
-        for exc in compiled.iter_errors(document):
-            return _error_of(exc, schema)
-        return SchemaError("", "schema", "document is invalid")  # pragma: no cover - is_valid said so
-
-    check.is_valid = is_valid  # type: ignore[attr-defined]  # the bare boolean check, for hot loops
-    return check
+    return Check(jsonschema_rs.validator_for(schema, validate_formats=True), schema)
 
 
 def export(out_dir: str | Path) -> list[Path]:

@@ -88,6 +88,7 @@ class IpEnricher:
 
     def _resolve(self, ip: str) -> tuple[dict | None, str | None]:
         parsed = parse_ip(ip)
+        result: tuple[dict | None, str | None]
         if parsed is None:  # not an address: no region, and it is removed rather than passed on
             result = (None, None)
         else:

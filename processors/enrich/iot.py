@@ -143,7 +143,9 @@ class DeviceOrderCheck:
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         out = []
         state, window = self.state, self.window
-        current_p, table, dirty = None, {}, {}
+        current_p: int | None = None
+        table: dict[str, Any] = {}
+        dirty: dict[str, Any] = {}
         for event in events:
             detail = event.body["detail"]
             device = detail["device_id"]

@@ -130,11 +130,13 @@ class HttpLookup:
 
     async def _fetch_one(self, key: str) -> Entry:
         url = self._url(key)
-        async with self._slots:  # the timeout starts once a slot is ours, not while queueing
+        slots, fetch = self._slots, self._fetch
+        assert slots is not None and fetch is not None, "process_async calls _start() before any fetch"
+        async with slots:  # the timeout starts once a slot is ours, not while queueing
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    status, body = await self._fetch(url)
+                    status, body = await fetch(url)
                 error = None
             except TimeoutError:
                 error = f"timed out after {self.timeout_s:g}s"
@@ -143,6 +145,8 @@ class HttpLookup:
             self._observer.request_took(time.perf_counter() - started)
         self.requests += 1
         now = time.monotonic()
+        entry: Entry
+        ttl: float
         if error is None:
             if status == 200 and type(body) is dict:
                 entry, ttl = (now + self.ttl_s, self._project(body), None), self.ttl_s
@@ -218,6 +222,7 @@ class HttpLookup:
         out = []
         parent_path, leaf, on_missing = self._parent, self._leaf, self.on_missing
         hits = misses = errors = 0
+        default = self.default if self.default is not None else {}  # set when on_missing is "default"
         for event, key in zip(events, keys):
             if key is None:
                 value = error = None
@@ -241,7 +246,7 @@ class HttpLookup:
                 if on_missing == "pass":
                     out.append(event)
                     continue
-                value = dict(self.default)
+                value = dict(default)
             # the projected row is shared by the events that join it, as in ReferenceJoin:
             # stages after must not mutate it
             parent = event.body

@@ -83,6 +83,9 @@ class ReferenceJoin:
         first, second = path[0], path[-1]
         parent_path, leaf = self._parent, self._leaf
         hits = misses = 0
+        default = self.default if self.default is not None else {}  # set when on_missing is "default"
+        key: Any  # a JSON value, then its str to look up
+        entry: list[Any]
         for event in events:
             body = event.body
             if two:  # the usual "detail.<field>" without the generic walk
@@ -102,14 +105,13 @@ class ReferenceJoin:
                 if self.on_missing == "pass":
                     out.append(event)
                     continue
-                value: Any = dict(self.default)
+                value: Any = dict(default)
             else:
                 hits += 1
                 # the copied fields are built once per row version and shared by the events that
                 # join it (the table replaces, never mutates, a row): stages after must not mutate them
-                entry = projected.get(key)
-                if entry is None or entry[0] is not row:
-                    entry = self._project(key, row)
+                cached = projected.get(key)
+                entry = self._project(key, row) if cached is None or cached[0] is not row else cached
                 value = entry[1]
             added = event.added
             if added is not None:

@@ -13,6 +13,8 @@ order of last activity (re-inserted on each event), so expiry only looks at its 
 """
 from __future__ import annotations
 
+from typing import Any
+
 from processors.core import Event, Failure, ProcessorError
 from processors.enrich.state import PartitionedState
 from processors.normalise.envelope import format_time, format_time_ms, make_envelope, stable_id, to_epoch_ms
@@ -41,7 +43,10 @@ class Sessioniser:
         state, gap, emit = self.state, self.gap_ms, self.emit_boundaries
         watermarks = self._watermark
         last_seen: dict[int, Event] = {}
-        current_p, table, dirty, wm = None, None, None, 0
+        current_p: int | None = None
+        wm = 0
+        table: dict[str, Any]  # table, dirty: set at the first event (its partition is not None)
+        dirty: dict[str, Any]
         for event in events:
             detail = event.body["detail"]
             user = detail.get("user_id") or detail.get("anonymous_id")

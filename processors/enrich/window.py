@@ -7,6 +7,8 @@ window opens), so the runtime can persist and restore it like any other stage st
 """
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from processors.core import Event, Failure
@@ -27,7 +29,8 @@ class TumblingCount:
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         size, into, state = self.size_ms, self.into, self.state
-        table, partition = None, None
+        table: dict[str, Any]  # set at the first event: no record's partition is None
+        partition: int | None = None
         for event in events:
             record = event.record
             if record.partition != partition:

@@ -26,8 +26,9 @@ VERBS = {"c": "created", "u": "updated", "d": "deleted", "r": "snapshot", "t": "
 # source fields that locate a change in the database log, per connector family
 POSITION_FIELDS = ("lsn", "txId", "sequence", "file", "pos", "row", "gtid", "change_lsn", "commit_lsn",
                    "event_serial_no", "scn", "commit_scn", "ord")
-_BY_CONNECTOR = {"postgresql": ("lsn", "txId", "sequence"), "mysql": ("file", "pos", "row", "gtid"),
-                 "mariadb": ("file", "pos", "row", "gtid")}
+_BY_CONNECTOR: dict[str | None, tuple[str, ...]] = {
+    "postgresql": ("lsn", "txId", "sequence"), "mysql": ("file", "pos", "row", "gtid"),
+    "mariadb": ("file", "pos", "row", "gtid")}
 
 
 def source_position(source: dict) -> dict:
@@ -82,8 +83,10 @@ class CdcNormaliser:
         # hot rows change again and again: their decoded keys are kept (bounded)
         self._keys: dict[bytes, object] = {}
 
-    def _key(self, raw: bytes | None):
-        key = self._keys.get(raw, _ABSENT) if raw is not None else None
+    def _key(self, raw: bytes | None) -> Any:
+        if raw is None:
+            return None
+        key = self._keys.get(raw, _ABSENT)
         if key is _ABSENT:
             if len(self._keys) >= 50_000:
                 self._keys.clear()
@@ -119,6 +122,7 @@ class CdcNormaliser:
         before, after = change.get("before"), change.get("after")
         source_ms = source.get("ts_ms") or 0
         ts_ms = change.get("ts_ms")
+        detail_type: str | None
         if op == "m":
             detail_type = f"{(change.get('message') or {}).get('prefix') or 'logical'}.message"
         else:

@@ -89,10 +89,17 @@ class WaitingRoomService:
         self.account, self.region = account, region
         self.rooms: dict[str, _Room] = {}
         self.config_rooms: dict[str, Any] = {}  # rooms from the config file, created at start if missing
-        self.ring: KeyRing | None = None
+        self._ring: KeyRing | None = None  # loaded by start() (reload)
         self._version = -1
         self._task: asyncio.Task | None = None
         self._jwks_cache: tuple[float, dict[str, Any]] | None = None
+
+    @property
+    def ring(self) -> KeyRing:
+        """The signing keys, loaded from the store by start()."""
+        ring = self._ring
+        assert ring is not None, "WaitingRoomService.start() loads the signing keys"
+        return ring
 
     # ---- lifecycle ----------------------------------------------------------------------------
     async def start(self, rooms: dict[str, Any] | None = None, *, run_inlet: bool = True) -> None:
@@ -140,9 +147,10 @@ class WaitingRoomService:
             doc = {"active": key.kid, "keys": [key.to_record()]}
             if not await self.store.save_keys(doc, only_if_absent=True):
                 doc = await self.store.load_keys()  # another worker won the race: use its key
+                assert doc is not None, "the key document was saved by another worker"
         ring = KeyRing([SigningKey.from_record(r) for r in doc["keys"]], doc["active"])
         ring.prune(self.clock())
-        self.ring = ring
+        self._ring = ring
         self._jwks_cache = None
 
     async def _run_inlet(self) -> None:
@@ -215,6 +223,7 @@ class WaitingRoomService:
         if res.outcome == "sold_out":
             raise RoomError("sold_out", f"waiting room {room_id!r} is sold out")
         rec = res.record
+        assert rec is not None, f"a {res.outcome!r} join has a record"
         if res.outcome == "new" and self.emit is not None:
             self._emit(ev.JOINED, room_id, {"request_id": rid, "position": rec.position,
                                             "priority_class": s.priority_classes[rec.class_rank], "state": rec.state})
@@ -264,12 +273,13 @@ class WaitingRoomService:
         res = await self.store.issue_token(room_id, room.nclasses, request_id, now_ms, int(s.session_duration_s * 1000))
         if res.outcome == "unknown":
             raise RoomError("not_found", f"request {request_id!r} has not joined room {room_id!r}")
-        if res.outcome == "waiting":
-            raise RoomError("not_admitted", "not admitted yet: keep polling the status", {"position": res.record.position})
-        if res.outcome == "closed":
-            raise RoomError("session_closed", f"the session is {res.record.state}; it cannot get a new token",
-                            {"state": res.record.state})
         rec = res.record
+        assert rec is not None, f"a known request ({res.outcome!r}) has a record"
+        if res.outcome == "waiting":
+            raise RoomError("not_admitted", "not admitted yet: keep polling the status", {"position": rec.position})
+        if res.outcome == "closed":
+            raise RoomError("session_closed", f"the session is {rec.state}; it cannot get a new token",
+                            {"state": rec.state})
         iat = rec.changed_ms // 1000
         token = self.ring.sign({
             "iss": ISSUER, "aud": room_id, "sub": request_id, "token_use": "access", "queue_position": rec.position,
@@ -391,6 +401,7 @@ class WaitingRoomService:
         outcome, rec = await self.store.update_session(room_id, room.nclasses, request_id, status, int(self.clock() * 1000))
         if outcome == "unknown":
             raise RoomError("not_found", f"request {request_id!r} has not joined room {room_id!r}")
+        assert rec is not None, f"a known request ({outcome!r}) has a record"
         if outcome == "conflict":
             raise RoomError("conflict", "a waiting request cannot be completed; abandon it instead")
         if outcome == "closed":
@@ -408,9 +419,10 @@ class WaitingRoomService:
 
     async def rotate_keys(self) -> dict[str, Any]:
         now = self.clock()
-        new = self.ring.rotate(self.token_alg, now, self._grace_s())
-        self.ring.prune(now)
-        await self.store.save_keys({"active": new.kid, "keys": [k.to_record() for k in self.ring.keys.values()]})
+        ring = self.ring
+        new = ring.rotate(self.token_alg, now, self._grace_s())
+        ring.prune(now)
+        await self.store.save_keys({"active": new.kid, "keys": [k.to_record() for k in ring.keys.values()]})
         self._jwks_cache = None
         return {"active_kid": new.kid, "published": [k.kid for k in self.ring.published(now)]}
 

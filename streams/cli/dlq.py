@@ -81,11 +81,11 @@ async def redrive(bootstrap: str, topic: str, rule=None, target=None, since_ms=N
     """Redrive; returns {destination topic: records sent} (plus "skipped")."""
     import asyncio
 
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
     from streams.kafka.read import partitions_of, read_to_end
 
-    records = []
+    records: list[ConsumerRecord] = []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 
 def register(sub) -> None:
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.http.waitingroom.api import add_waitingroom_routes, build_waitingroom_service, waitingroom_lifecycle
     from streams.http.waitingroom.server import serve_with_lean_path
 
-    rooms = {}
+    rooms: dict[str, Any] = {}
     if args.rooms:
         with open(args.rooms, encoding="utf-8") as f:
             rooms = yaml.safe_load(f) or {}

@@ -147,7 +147,9 @@ async def generate(producer, rate: int, stop: asyncio.Event, counts: dict, with_
     per_slice = max(1, rate // 10)
     while not stop.is_set():
         started = time.monotonic()
-        iot, clicks, cdc = [], [], []
+        iot: list[tuple[bytes, bytes, None]] = []
+        clicks: list[tuple[bytes, bytes, None]] = []
+        cdc: list[tuple[bytes, bytes | None, None]] = []  # a delete's tombstone has no value
         for i in range(per_slice):
             kind = i % 10
             if kind < 5:
@@ -238,7 +240,8 @@ async def run_demo(rate: int, duration: float | None, port: int, lake_dir: str) 
         counts = {"produced": 0}
         worker_task = asyncio.create_task(worker.run())
         gen_task = asyncio.create_task(generate(producer, rate, stop, counts, room is not None))
-        started, previous = time.monotonic(), {}
+        started = time.monotonic()
+        previous: dict[str, float] = {}  # at, consumed, delivered: for the rates in status_line
         tty = sys.stdout.isatty()
         try:
             while not stop.is_set():
@@ -266,8 +269,8 @@ async def run_demo(rate: int, duration: float | None, port: int, lake_dir: str) 
             await runner.cleanup()
             if room:
                 await forget_demo_room(room)
-        if worker_task.exception():
-            raise worker_task.exception()
+        if exc := worker_task.exception():
+            raise exc
         stats = worker.stats
         objects = sum(1 for folder, _, files in os.walk(lake_dir) if "_eventweir" not in folder
                       for name in files if not name.startswith("."))

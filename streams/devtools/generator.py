@@ -118,7 +118,7 @@ class TrafficGenerator:
                        "snapshot": "false", "db": "shop", "schema": "inventory", "table": "orders",
                        "txId": self.tx, "lsn": self.lsn, "xmin": None},
         }
-        out = [(key, orjson.dumps(value))]
+        out: list[tuple[bytes, bytes | None]] = [(key, orjson.dumps(value))]
         if op == "d":
             out.append((key, None))
         return out

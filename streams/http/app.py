@@ -2,10 +2,25 @@
 APIs other modules mount)."""
 from __future__ import annotations
 
+from typing import Protocol
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-WORKER_KEY = web.AppKey("worker", object)
+from streams.config import Config
+
+
+class ServedWorker(Protocol):
+    """What the HTTP endpoints read of the worker (streams.runtime.worker.Worker, FaustWorker)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def ready(self) -> tuple[bool, str]: ...
+
+
+WORKER_KEY = web.AppKey("worker", ServedWorker)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -22,7 +37,7 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def make_app(worker) -> web.Application:
+def make_app(worker: ServedWorker) -> web.Application:
     app = web.Application()
     app[WORKER_KEY] = worker
     app.router.add_get("/healthz", healthz)
@@ -41,5 +56,5 @@ async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunn
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked for
+    bound = runner.addresses[0][1]  # the real port when 0 was asked for (the runner's one site)
     return runner, bound

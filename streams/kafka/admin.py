@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(bootstrap_servers: str, topics: dict[str, int], compacted: set[str] = frozenset()) -> list[str]:
+async def ensure_topics(bootstrap_servers: str, topics: dict[str, int], compacted: Collection[str] = frozenset()) -> list[str]:
     """Create the topics that do not exist yet ({name: partitions}); returns the ones created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()

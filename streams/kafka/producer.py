@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from functools import partial
 from itertools import islice, repeat, takewhile
 from operator import is_not, itemgetter
+from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
@@ -24,6 +26,8 @@ _KEY_CACHE_LIMIT = 100_000
 _NO_HEADERS: list = []  # aiokafka wants a list; it only reads it
 _appended = partial(is_not, None)  # a batch's append returns None once the batch is full
 _COLUMNS = (itemgetter(0), itemgetter(1), itemgetter(2))  # key, value, headers of a record
+# One partition's records in a send: (partition, their indexes in the call's lists, keys, values, headers)
+_Run = tuple[int, Sequence[int], list, list, Iterable[Any]]
 
 
 def _public_append(batch, offset, timestamp, key, value, headers):
@@ -53,7 +57,8 @@ class BatchProducer:
         self.producer = producer
         self._partitions: dict[str, list[int]] = {}
         self._round_robin: dict[str, itertools.cycle] = {}
-        self._key_partition: dict[str, dict[bytes, int]] = {}
+        # per topic: key -> partition, and None -> this call's partition for keyless records
+        self._key_partition: dict[str, dict[bytes | None, int]] = {}
         self._key_hash: dict[bytes, int] = {}
 
     async def partitions(self, topic: str) -> list[int]:
@@ -66,7 +71,7 @@ class BatchProducer:
             self._round_robin[topic] = itertools.cycle(parts)
         return parts
 
-    def _partition_for(self, cache: dict[bytes, int], parts: list[int], key: bytes) -> int:
+    def _partition_for(self, cache: dict[bytes | None, int], parts: list[int], key: bytes) -> int:
         hashes = self._key_hash  # a key's hash is the same for every topic: fan-out hashes it once
         h = hashes.get(key)
         if h is None:
@@ -102,6 +107,7 @@ class BatchProducer:
         is appended by `map` over the batch builder's append: no Python step per record, which
         is most of what a record would cost. Per-partition order is the order given."""
         parts = await self.partitions(topic)
+        where: list[int | None]
         if partition is not None:
             where = [partition] * len(values)
         else:
@@ -114,18 +120,22 @@ class BatchProducer:
             for i in [i for i, part in enumerate(where) if part is None]:
                 where[i] = self._partition_for(cache, parts, keys[i])
             count = Counter(where)
-        headers = repeat(_NO_HEADERS) if headers is None else [h or _NO_HEADERS for h in headers]
-        if len(count) <= 1:
-            runs = [(where[0], range(len(values)), keys, values, headers)] if values else []
+        # no None is left: keyless records have the round-robin partition, new keys theirs
+        part_of, per_part = cast("list[int]", where), cast("Counter[int]", count)
+        all_headers: Iterable[Any] = repeat(_NO_HEADERS) if headers is None else [h or _NO_HEADERS for h in headers]
+        runs: list[_Run]
+        if len(per_part) <= 1:
+            runs = [(part_of[0], range(len(values)), keys, values, all_headers)] if values else []
         else:
-            order = sorted(range(len(values)), key=where.__getitem__)  # stable: order kept per partition
+            order = sorted(range(len(values)), key=part_of.__getitem__)  # stable: order kept per partition
             runs, start = [], 0
-            for part in sorted(count):
-                positions = order[start:start + count[part]]
-                start += count[part]
-                runs.append((part, positions, list(map(keys.__getitem__, positions)),
-                             list(map(values.__getitem__, positions)),
-                             headers if type(headers) is repeat else list(map(headers.__getitem__, positions))))
+            for part in sorted(per_part):
+                indexes = order[start:start + per_part[part]]
+                start += per_part[part]
+                runs.append((part, indexes, list(map(keys.__getitem__, indexes)),
+                             list(map(values.__getitem__, indexes)),
+                             list(map(all_headers.__getitem__, indexes)) if type(all_headers) is list
+                             else all_headers))
         sent, too_large = [], []
         for part, positions, run_keys, run_values, run_headers in runs:
             done = 0

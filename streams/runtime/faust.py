@@ -49,9 +49,9 @@ from processors.route import Route, Router, RouteTarget
 from streams import metrics
 from streams.config import Config, ConfigError
 from streams.kafka.producer import BatchProducer, make_producer
+from streams.runtime.dispatch import WorkerStats, count_batch, dispatch, readiness
 from streams.runtime.offsets import Ticket
 from streams.runtime.topology import build_pipeline, build_targets
-from streams.runtime.worker import WorkerStats
 from streams.targets.deadletter import DeadLetterWriter, dead_letter_headers
 
 log = logging.getLogger(__name__)
@@ -391,42 +391,16 @@ class FaustWorker:
         for topic, recs in by_topic.items():
             metrics.RECORDS_IN.labels(topic).inc(len(recs))
         result = await self.pipeline.run_async(by_topic) if self._pipeline_is_async else self.pipeline.run(by_topic)
-        per_target: dict[str, list] = defaultdict(list)
-        for delivery in result.deliveries:
-            r = delivery.record
-            per_target[delivery.target].append((delivery, tickets[(r.topic, r.partition)]))
-        for name, items in per_target.items():
-            self.targets[name].submit(items)
-        if result.failures:
-            self.dead_letters.write_failures(
-                [(f, tickets[(f.record.topic, f.record.partition)]) for f in result.failures])
+        dispatch(result, tickets, self.targets, self.dead_letters)
         for ticket in tickets.values():
             ticket.release()
-        stats = self.stats
-        stats.consumed += len(records)
-        stats.delivered += len(result.deliveries)
-        stats.dead_lettered += len(result.failures)
-        for rule, n in result.matched.items():
-            stats.matched[rule] += n
-            metrics.RULE_MATCHES.labels(rule).inc(n)
-        metrics.BATCH_SIZE.observe(len(records))
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        count_batch(self.stats, result, len(records), started)
         # faust acks the batch when this returns: only once every output is acknowledged
         await batch.settled.wait()
 
     # --- health ----------------------------------------------------------------------------------------
     @property
     def ready(self) -> tuple[bool, str]:
-        if self.stopping:
-            return False, "stopping"
-        if not self.joined:
-            return False, "waiting for the consumer group to assign partitions"
-        limit = self.config.runtime.ready_max_lag  # None: lag never makes the worker unready
-        behind = {tp: n for tp, n in self.stats.lag.items() if limit is not None and n > limit}
-        if behind:
-            worst = max(behind, key=behind.get)
-            return False, f"catching up: {worst.topic}[{worst.partition}] is {behind[worst]} records behind"
-        return True, f"ready (faust runtime): {len(self.assigned)} partitions"
-
-
-__all__ = ["EventweirProcessor", "FaustWorker", "make_app", "records_from_events", "group_by_topic"]
+        return readiness(stopping=self.stopping, joined=self.joined, lag=self.stats.lag,
+                         ready_max_lag=self.config.runtime.ready_max_lag, partitions=len(self.assigned),
+                         runtime="faust")

@@ -206,10 +206,7 @@ class RuleReloader:
             for target in started:
                 await target.close()
             raise
-        # the swap: no await between these lines, so no batch sees half of it
-        worker.pipeline.router = router
-        worker.targets = targets
-        worker._saturated &= set(targets)
+        worker.swap_routes(router, targets)  # synchronous: no batch sees half of it
         self.version += 1
         for name, target in old.items():
             if targets.get(name) is not target:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from processors.core import Failure
 from streams import metrics
@@ -63,7 +63,7 @@ class DeadLetterWriter:
             await asyncio.gather(self._sender, return_exceptions=True)
 
     def write_failures(self, failures: list, on_done: Callable[[], None] | None = None,
-                       topic: str | None = None, extra_headers: list[tuple[str, bytes]] = ()) -> None:
+                       topic: str | None = None, extra_headers: Sequence[tuple[str, bytes]] = ()) -> None:
         """`failures` are (Failure, Ticket|None) pairs; tickets are settled once the write is acked.
         `topic` overrides the writer's topic (a target's own dead-letter topic)."""
         if not failures:

@@ -106,8 +106,10 @@ class HttpTarget(Target):
         if self._limiter is not None:
             await self._limiter.acquire()
         async with self._slots:
+            session = self._session
+            assert session is not None, "start() opens the session"
             try:
-                async with self._session.request(self.method, self.url, data=body, headers=self.headers) as resp:
+                async with session.request(self.method, self.url, data=body, headers=self.headers) as resp:
                     if resp.status < 300:
                         return
                     text = (await resp.text(errors="replace"))[:512]

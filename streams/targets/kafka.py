@@ -200,7 +200,9 @@ class KafkaTarget(Target):
             await sender.detach()
 
     def write(self, items: list[Item]) -> None:
-        self._sender.put(self, items)
+        sender = self._sender
+        assert sender is not None, "start() attaches the sender"
+        sender.put(self, items)
 
     def submit_records(self, chunk: RecordChunk) -> None:
         self.submit(chunk)  # produced from the chunk's own keys and values (_columns)

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -126,7 +126,7 @@ class RecordMapper:
             measures.append({"Name": name, "Value": self._value(name, value, kind), "Type": kind})
         if not measures:
             raise RecordError("no measure value present in the event (every measure path is missing)")
-        base = {"Dimensions": dims, "Time": str(stamp)}
+        base: dict[str, Any] = {"Dimensions": dims, "Time": str(stamp)}
         if self.version_path is not None:
             version = get_path(event, self.version_path)
             if isinstance(version, bool) or not isinstance(version, int) or version < 0:

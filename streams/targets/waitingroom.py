@@ -12,7 +12,7 @@ import asyncio
 
 import orjson
 
-from processors.core import Event
+from processors.core import Event, Failure
 from processors.waitingroom.stream import EventOutbox, handle_waitingroom_batch
 from streams.kafka.producer import BatchProducer
 from streams.targets.base import Item, QueuedTarget
@@ -40,8 +40,9 @@ class WaitingRoomTarget(QueuedTarget):
         await super().start()
 
     async def handle(self, items: list[Item]) -> None:
-        by_record = {}
-        events, failures = [], []
+        by_record: dict[int, Item] = {}
+        events: list[Event] = []
+        failures: list[Failure] = []
         for item in items:
             delivery = item[0]
             by_record[id(delivery.record)] = item
@@ -60,7 +61,10 @@ class WaitingRoomTarget(QueuedTarget):
             self.fail([by_record[id(failure.record)]], failure.error, failure.message)
         ok = [item for item in items if id(item[0].record) not in failed]
         futures = []
-        for name, topic in (("reply", self.reply_topic), ("bus", self.bus_topic)):
+        outputs = [("reply", self.reply_topic)]
+        if self.bus_topic:  # else no reply is for the bus
+            outputs.append(("bus", self.bus_topic))
+        for name, topic in outputs:
             records = [(d.key, d.payload, None) for d in replies if d.target == name]
             if records:
                 sent, _ = await self.producer.send(topic, records)

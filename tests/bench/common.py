@@ -20,7 +20,7 @@ from streams.devtools.broker import start_tansu  # noqa: E402
 from streams.kafka.admin import ensure_topics  # noqa: E402
 from streams.kafka.fastpath.fetch_records import as_shipped  # noqa: E402
 from streams.kafka.producer import BatchProducer  # noqa: E402
-from streams.runtime.worker import tune_malloc  # noqa: E402
+from streams.runtime.tuning import tune_malloc  # noqa: E402
 
 
 class Broker:

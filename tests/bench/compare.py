@@ -48,9 +48,8 @@ RESULTS = HERE / "results"
 
 
 async def produce_dataset(bootstrap: str, prefix: str, events: int) -> None:
-    from common import preproduce
-
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from common import preproduce
 
     data = spec.dataset(events)
     # explicit retention: Quix sizes its changelog topics from the source topic's retention,

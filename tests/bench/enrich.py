@@ -34,7 +34,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
 import schemas  # noqa: E402
-import streams.runtime.worker  # noqa: E402,F401  (gives consumed records the `timestamp_ms` the processors read)
+import streams.runtime.tuning  # noqa: E402
+from streams.kafka.fastpath import consumer_record  # noqa: E402
+
+consumer_record.install()  # consumed records carry the `timestamp_ms` the processors read
 from processors.chain import Chain  # noqa: E402
 from processors.core import SourceRecord  # noqa: E402
 from processors.decode import Decoder  # noqa: E402
@@ -274,9 +277,9 @@ async def main() -> int:
         failures = {k: 0 for k in kinds}
         prebuilt = {k: [SourceRecord(topics[k], 0, i, BASE_MS, key, value) for i, (key, value) in enumerate(items)]
                     for k, items in kinds.items()}
-        # the collector as the worker sets it once started (streams.runtime.worker.tune_gc): what was built
+        # the collector as the worker sets it once started (streams.runtime.tuning.tune_gc): what was built
         # so far frozen out of its reach, and young collections per batch rather than per event
-        streams.runtime.worker.tune_gc()
+        streams.runtime.tuning.tune_gc()
         for reader in readers.values():  # warm-up: connections, first fetches
             await reader.floor()
         for _ in range(repeats):

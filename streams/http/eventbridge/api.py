@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from streams import metrics
 from streams.config import RuleSettings, TargetSettings
@@ -35,7 +36,6 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 MAX_ENTRIES = 10
 MAX_PUT_EVENTS_BYTES = 256 * 1024
 MANAGED_BY_CONFIG = "eventweir.config"
-API_KEY = web.AppKey("eventbridge_api", object)
 
 
 class ApiError(Exception):
@@ -121,7 +121,7 @@ def target_to_aws(t: TargetSettings) -> dict:
     return out
 
 
-def _pydantic_message(error: dict) -> str:
+def _pydantic_message(error: ErrorDetails) -> str:
     path = ".".join(str(p) for p in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
     return f"{path}: {message}" if path else message
@@ -244,7 +244,7 @@ class EventBridgeApi:
         bus = self.config.bus
         for i, entry in enumerate(entries):
             event, error = _envelope(entry, bus)
-            if error:
+            if event is None:  # then error is set
                 results[i] = error
                 continue
             pending.append((i, event["id"], await producer.send(self.bus_topic, orjson.dumps(event))))
@@ -254,7 +254,7 @@ class EventBridgeApi:
                 results[i] = {"EventId": event_id}
             except Exception as exc:  # the broker refused: per entry, as AWS reports InternalFailure
                 results[i] = {"ErrorCode": "InternalFailure", "ErrorMessage": f"{type(exc).__name__}: {exc}"}
-        failed = sum(1 for r in results if "ErrorCode" in r)
+        failed = sum(1 for r in results if r is not None and "ErrorCode" in r)  # every entry has its result
         metrics.PUT_EVENTS_ENTRIES.labels("accepted").inc(len(results) - failed)
         metrics.PUT_EVENTS_ENTRIES.labels("failed").inc(failed)
         return {"FailedEntryCount": failed, "Entries": results}
@@ -316,7 +316,7 @@ class EventBridgeApi:
         return out
 
     async def op_DeleteRule(self, params: dict) -> dict:
-        name = params.get("Name")
+        name: Any = params.get("Name")  # any JSON: a rule's name if the lookup finds it
         rule = self._rules().get(name)
         if rule is None:
             return {}  # AWS: deleting a rule that does not exist succeeds
@@ -410,6 +410,9 @@ def _envelope(entry: Any, bus) -> tuple[dict | None, dict | None]:
         "account": bus.account, "time": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": bus.region,
         "resources": resources, "detail": detail,
     }, None
+
+
+API_KEY = web.AppKey("eventbridge_api", EventBridgeApi)
 
 
 def mount_eventbridge_api(app: web.Application, worker, access_keys: dict[str, str] | None = None,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Any
+from typing import Any, overload
 
 import orjson
 from aiohttp import web
@@ -58,6 +58,10 @@ async def _body(request: web.Request, *, required: bool) -> dict[str, Any]:
     return parse_body(await request.read(), required=required)
 
 
+@overload
+def error_reply(exc: RoomError | SettingsError | OSError) -> tuple[int, bytes, dict[str, str]]: ...
+@overload
+def error_reply(exc: Exception) -> tuple[int, bytes, dict[str, str]] | None: ...
 def error_reply(exc: Exception) -> tuple[int, bytes, dict[str, str]] | None:
     """(status, JSON body, extra headers) for the errors every endpoint maps; None for any other exception."""
     headers: dict[str, str] = {}
@@ -138,7 +142,8 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
 
     async def token(request: web.Request) -> web.Response:
         body = await _body(request, required=True)
-        return _json(await service.access_token(request.match_info["room"], body.get("request_id")))
+        request_id: Any = body.get("request_id")  # any JSON: the service checks it is a request id
+        return _json(await service.access_token(request.match_info["room"], request_id))
 
     async def jwks(request: web.Request) -> web.Response:
         if "room" in request.match_info:
@@ -246,8 +251,9 @@ def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=Non
                                     max_connections=int(config.get("redis_max_connections", 32)))
     if observer is None:
         observer = m.PrometheusObserver()
+    admin_token: Any = config.get("admin_token")  # WaitingRoomService checks it
     service = WaitingRoomService(
-        store, admin_token=config.get("admin_token"), token_alg=config.get("token_alg", "EdDSA"),
+        store, admin_token=admin_token, token_alg=config.get("token_alg", "EdDSA"),
         key_grace_s=config.get("key_grace_s"), tick_interval_s=float(config.get("tick_interval_s", 0.5)),
         emit=emit, observer=observer, account=config.get("account", "000000000000"), region=config.get("region", "local"),
     )

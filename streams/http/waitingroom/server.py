@@ -77,6 +77,7 @@ class HotPaths:
         return None
 
     async def answer(self, kind: str, room: str, query: bytes, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        reply: tuple[int, bytes, dict[str, str]] | None
         try:
             if kind == "join":
                 out = await self.api.join(room, body)
@@ -98,8 +99,8 @@ def _query_get(query: bytes, name: bytes) -> str | None:
     for pair in query.split(b"&"):
         key, _, value = pair.partition(b"=")
         if key == name or ((b"%" in key or b"+" in key) and unquote_plus(key.decode("utf-8", "replace")) == want):
-            value = value.decode("utf-8", "replace")
-            return unquote_plus(value) if "%" in value or "+" in value else value
+            text = value.decode("utf-8", "replace")
+            return unquote_plus(text) if "%" in text or "+" in text else text
     return None
 
 
@@ -130,7 +131,9 @@ class _LeanProtocol(asyncio.Protocol):
         if self.busy or self.write_paused:
             if len(self.buf) > MAX_BUFFERED and not self.read_paused:
                 self.read_paused = True
-                self.transport.pause_reading()
+                transport = self.transport
+                assert transport is not None, "data arrives only while connected"
+                transport.pause_reading()
             return
         self._process()
 
@@ -225,6 +228,7 @@ class _LeanProtocol(asyncio.Protocol):
         transport, buf = self.transport, self.buf
         self.hot.conns.discard(self)
         self.transport, self.buf = None, b""
+        assert transport is not None, "a connection is handed over while connected"
         proto = self.fallback()
         transport.set_protocol(proto)
         proto.connection_made(transport)
@@ -255,6 +259,7 @@ class WaitingRoomServer:
         """Run the app's start-up, then listen; returns the bound port (useful with port 0)."""
         await self.runner.setup()
         fallback = self.runner.server
+        assert fallback is not None, "runner.setup() made the aiohttp server"
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(lambda: _LeanProtocol(self.hot, fallback), host, port,
                                                backlog=backlog, reuse_address=True)

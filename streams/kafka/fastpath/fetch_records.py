@@ -144,7 +144,7 @@ def _classes():
             # v2: the CRC at bytes 17-20 covers everything from the attributes (byte 21) on
             return crc32c(data[at + 21:end]) == batch.crc
 
-        def _take_one_by_one(self, limit):
+        def _take_one_by_one(self, limit) -> tuple[list, bool]:
             out: list = []
             step = super().__next__
             try:

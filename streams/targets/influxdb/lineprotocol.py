@@ -69,7 +69,8 @@ def infer_kind(value) -> str:
     raise PointError(f"cannot store {type(value).__name__} {value!r} as a field (expected number, string or boolean)")
 
 
-def encode_point(measurement: str, tags: dict[str, str], fields: list[tuple[str, object, str]], time_ns: int | None) -> str:
+def encode_point(measurement: str, tags: dict[str, str | None], fields: list[tuple[str, object, str]],
+                 time_ns: int | None) -> str:
     """`fields` is [(name, value, kind)] with kind in FIELD_TYPES; at least one field is required."""
     if not fields:
         raise PointError("a point needs at least one field")

@@ -92,7 +92,7 @@ class PointMapper:
     """Event dict -> one line of line protocol. Paths are split once, at start-up."""
 
     def __init__(self, s: InfluxSettings):
-        self.measurement = s.measurement
+        self.measurement: str = s.measurement or ""  # "" when measurement_path gives it per event
         self.measurement_path = split_path(s.measurement_path) if s.measurement_path else None
         self.tags = [(name, split_path(p)) for name, p in s.tags.items()]
         self.fields = [
@@ -109,7 +109,7 @@ class PointMapper:
             measurement = get_path(event, self.measurement_path)
             if not isinstance(measurement, str):
                 raise PointError(f"measurement path {'.'.join(self.measurement_path)!r} is missing or not a string")
-        tags = {}
+        tags: dict[str, str | None] = {}
         for name, path in self.tags:
             value = get_path(event, path)
             if isinstance(value, (dict, list)):
@@ -150,7 +150,8 @@ class InfluxTarget(Target):
         self._tasks: set[asyncio.Task] = set()
         if s.api == "v2":
             self.endpoint = f"{s.url}/api/v2/write"
-            self.params = {"org": s.org, "bucket": s.bucket, "precision": "ns"}
+            assert s.org is not None and s.bucket is not None, "InfluxSettings checks v2 has both"
+            self.params: dict[str, str] = {"org": s.org, "bucket": s.bucket, "precision": "ns"}
             token = s.token
             if s.token_env:
                 import os
@@ -161,6 +162,7 @@ class InfluxTarget(Target):
             self.headers = {"Authorization": f"Token {token}"} if token else {}
         else:
             self.endpoint = f"{s.url}/write"
+            assert s.database is not None, "InfluxSettings checks v1 has it"
             self.params = {"db": s.database, "precision": "ns"}
             if s.retention_policy:
                 self.params["rp"] = s.retention_policy
@@ -218,7 +220,9 @@ class InfluxTarget(Target):
             self._partial(status, text, lines, items)
 
     async def _post(self, body: bytes) -> tuple[int, str]:
-        async with self._session.post(self.endpoint, params=self.params, data=body, headers=self.headers) as resp:
+        session = self._session
+        assert session is not None, "start() opens the session"
+        async with session.post(self.endpoint, params=self.params, data=body, headers=self.headers) as resp:
             text = await resp.text()
             if resp.status >= 500 or resp.status == 429:
                 raise _Retry(f"HTTP {resp.status}: {text[:200]}")

@@ -106,7 +106,7 @@ class PathTemplate:
         render = self.render
 
         if not fields:  # time-only templates (the common case): the key is the time bucket alone
-            def cached(event: dict | None, when: datetime | None, ts: float | None = None) -> str:
+            def cached_by_time(event: dict | None, when: datetime | None, ts: float | None = None) -> str:
                 key = None if when is None else int(when.timestamp() if ts is None else ts) // step
                 prefix = cache.get(key)
                 if prefix is None:
@@ -116,7 +116,7 @@ class PathTemplate:
                     cache[key] = prefix
                 return prefix
 
-            return cached
+            return cached_by_time
 
         def cached(event: dict | None, when: datetime | None, ts: float | None = None) -> str:
             values = tuple(get_path(event, path) if event is not None else None for path in fields)

@@ -146,7 +146,7 @@ class _Segment:
 
 
 class _Partition:
-    def __init__(self):
+    def __init__(self) -> None:
         self.loaded = False
         self.loading: asyncio.Task | None = None
         self.pending: list[Item] = []  # arrived before the progress marker was read
@@ -187,8 +187,9 @@ class S3Target(Target):
     # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         await self._run(self.store.check)  # a missing bucket fails the start, not the first flush
-        if self.settings.flush_interval_s:
-            self._ticker = asyncio.create_task(self._tick(), name=f"target-{self.id}-flush")
+        interval = self.settings.flush_interval_s
+        if interval:
+            self._ticker = asyncio.create_task(self._tick(interval), name=f"target-{self.id}-flush")
 
     async def close(self) -> None:
         if self._ticker:
@@ -355,8 +356,7 @@ class S3Target(Target):
         self._buffered_gauge.set(self._buffered)
         self._spawn(self._write_segment(tp, state, seg))
 
-    async def _tick(self) -> None:
-        interval = self.settings.flush_interval_s
+    async def _tick(self, interval: float) -> None:
         while True:
             await asyncio.sleep(min(1.0, interval / 4))
             now = time.monotonic()

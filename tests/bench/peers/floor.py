@@ -7,7 +7,7 @@ from aiokafka import AIOKafkaConsumer
 def raw_consumer(args) -> AIOKafkaConsumer:
     """The floor's consumer of the source topics, with the memory settings eventweir's worker runs
     with (fetch buffers reuse freed memory)."""
-    from streams.runtime.worker import tune_malloc
+    from streams.runtime.tuning import tune_malloc
 
     tune_malloc()
     return AIOKafkaConsumer(*spec.topics(args.prefix).values(), bootstrap_servers=args.bootstrap,

@@ -113,7 +113,7 @@ def test_partition_runs_split_a_batch_by_topic_and_partition():
     from hypothesis import strategies as st
 
     from processors.core import SourceRecord
-    from streams.runtime.worker import _partition_runs
+    from streams.runtime.dispatch import partition_runs as _partition_runs
 
     @given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 2), st.integers(1, 3)), max_size=8))
     def check(blocks):

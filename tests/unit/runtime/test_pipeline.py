@@ -234,7 +234,7 @@ def test_plain_runs_counted_while_routing_are_the_partition_runs_of_the_matches(
 
     from processors.core import TopicRecords
     from processors.decode import Decoder
-    from streams.runtime.worker import _partition_runs
+    from streams.runtime.dispatch import partition_runs as _partition_runs
 
     router = Router([Route("even", (RouteTarget("even/out"),), {"n": [{"numeric": ["<", 1000]}], "even": [True]}),
                      Route("big", (RouteTarget("big/out"),), {"n": [{"numeric": [">=", 5]}]})])

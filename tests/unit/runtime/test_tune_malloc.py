@@ -5,7 +5,7 @@ import resource
 
 import pytest
 
-from streams.runtime.worker import tune_malloc
+from streams.runtime.tuning import tune_malloc
 
 
 def faults_per_request() -> float:

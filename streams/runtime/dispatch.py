@@ -1,0 +1,114 @@
+"""From a pipeline's result to the targets: the one dispatch both runtimes share.
+
+A batch's deliveries go to their targets and its failures to the dead-letter writer, each paired
+with its partition's ticket, so a partition's offset is committed only once every output derived
+from it is acknowledged. The caller releases the tickets after dispatching (the native worker
+first adds the batch's state changes to them). Then the batch is counted: stats, and metrics.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
+from typing import Any
+
+from streams import metrics
+from streams.targets.base import RecordChunk
+
+_partition = attrgetter("partition")
+_topic_partition = attrgetter("topic", "partition")
+
+
+@dataclass
+class WorkerStats:
+    consumed: int = 0
+    delivered: int = 0
+    dead_lettered: int = 0
+    matched: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    committed: dict = field(default_factory=dict)
+    lag: dict = field(default_factory=dict)
+
+    @property
+    def total_lag(self) -> int:
+        return sum(self.lag.values())
+
+
+def partition_runs(records: list, tickets: Mapping) -> list[tuple]:
+    """(ticket, count, (topic, partition)) per run of records of one partition. A batch's records
+    come topic by topic, partition by partition, so a run can only span topics where one topic's
+    last partition has the number of the next one's first: grouping by the partition number
+    (no tuple per record) and splitting such runs by topic gives the same runs, faster."""
+    runs = []
+    start = 0
+    for _, run in groupby(records, _partition):
+        n = len(list(run))
+        first, last = records[start], records[start + n - 1]
+        if first.topic == last.topic:
+            tp = (first.topic, first.partition)
+            runs.append((tickets[tp], n, tp))
+        else:
+            runs += [(tickets[tp], len(list(r)), tp) for tp, r in groupby(records[start:start + n], _topic_partition)]
+        start += n
+    return runs
+
+
+def dispatch(result: Any, tickets: Mapping, targets: Mapping[str, Any], dead_letters: Any) -> None:
+    """Hand each delivery to its target and each failure to the dead-letter writer, with its
+    partition's ticket (`tickets` is keyed by (topic, partition))."""
+    per_target: dict[str, list] = defaultdict(list)
+    last_record, ticket = None, None
+    for delivery in result.deliveries:
+        record = delivery.record
+        if record is not last_record:  # fan-out repeats a record; batches repeat a partition
+            last_record, ticket = record, tickets[(record.topic, record.partition)]
+        per_target[delivery.target].append((delivery, ticket))
+    for name, items in per_target.items():
+        targets[name].submit(items)
+    if result.plain:
+        _dispatch_plain(result, tickets, targets)
+    if result.failures:
+        dead_letters.write_failures([(f, tickets[(f.record.topic, f.record.partition)]) for f in result.failures])
+
+
+def _dispatch_plain(result: Any, tickets: Mapping, targets: Mapping[str, Any]) -> None:
+    """Each plain rule's records to each of its targets, with the runs of records that share
+    a partition (and so a ticket): the records of a batch come partition by partition."""
+    for rule, matches in result.plain.items():
+        if matches.runs is not None:  # counted while routing (processors.core.TopicRecords)
+            runs = [(tickets[tp], n, tp) for tp, n in matches.runs]
+        else:
+            runs = partition_runs(matches.records, tickets)
+        for name in result.plain_targets[rule]:
+            targets[name].submit_records(RecordChunk.of(rule, matches.records, matches.keys, matches.values, runs))
+
+
+def count_batch(stats: WorkerStats, result: Any, count: int, started: float) -> None:
+    """The batch in the worker's stats and metrics (`started`: time.perf_counter() at its start)."""
+    stats.consumed += count
+    stats.delivered += result.delivery_count if result.plain else len(result.deliveries)
+    stats.dead_lettered += len(result.failures)
+    for rule, n in result.matched.items():
+        stats.matched[rule] += n
+        metrics.RULE_MATCHES.labels(rule).inc(n)
+    metrics.BATCH_SIZE.observe(count)
+    metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+
+def readiness(*, stopping: bool, joined: bool, lag: Mapping, ready_max_lag: int | None,
+              partitions: int, runtime: str = "") -> tuple[bool, str]:
+    """(ready, why) for /readyz: not while stopping, before joining, or lagging past the limit."""
+    if stopping:
+        return False, "stopping"
+    if not joined:
+        return False, "waiting for the consumer group to assign partitions"
+    behind = {tp: n for tp, n in lag.items() if ready_max_lag is not None and n > ready_max_lag}
+    if behind:
+        worst = max(behind, key=lambda tp: behind[tp])
+        return False, f"catching up: {worst.topic}[{worst.partition}] is {behind[worst]} records behind"
+    where = f" ({runtime} runtime)" if runtime else ""
+    if not partitions and not runtime:
+        return True, "ready (idle: no partitions assigned; more replicas than partitions?)"
+    return True, f"ready{where}: {partitions} partitions"
