@@ -1,4 +1,4 @@
-"""Every AWS-recorded case in ../shared/conformance must behave as AWS did."""
+"""Every AWS-recorded case in tests/data/conformance (synced from ../shared/conformance) must behave as AWS did."""
 import json
 
 import orjson
