@@ -2,9 +2,10 @@
 
 Pure functions over parsed events (dicts); no I/O. Compile once at start-up, match per event.
 """
-from .envelope import validate_event
 from .errors import InvalidEventPatternException, ValidationException
+from .event_check import validate_event
 from .pattern import Pattern, compile_pattern
+from .router import Route, Router, RouteTarget
 from .ruleset import RuleSet
 from .transform import TargetInput, compile_target_input
 
@@ -17,4 +18,7 @@ __all__ = [
     "validate_event",
     "TargetInput",
     "compile_target_input",
+    "Route",
+    "RouteTarget",
+    "Router",
 ]

@@ -1,5 +1,5 @@
 """One field of a clause checked on a value already read: the obviously-right semantics that the
-generated checks (codegen.py) and the bit-mask engine (bitmask.py) inline or fall back to.
+generated checks (engines/indexed.py) and the bit-mask engine (engines/bitmask.py) inline or fall back to.
 
 A slot holds a field's value: a scalar, a list of scalars (an array, flattened), a SortedNumbers,
 or MISSING.
@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from .codegen import MISSING
 from .conditions import as_double
-from .index import SortedNumbers
+from .values import MISSING, SortedNumbers
 
 _NUMBERS = {int, float}
 

@@ -13,12 +13,9 @@ from bisect import bisect_left, bisect_right
 from functools import partial
 
 from .conditions import as_double, leaf_key
+from .values import SortedNumbers
 
 _NUMBER_TYPES = {int, float}
-
-
-class SortedNumbers(list):
-    """The numbers of one array-valued field of one event, sorted once for bisection."""
 
 
 class RangeIndex:

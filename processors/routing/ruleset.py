@@ -22,16 +22,18 @@ traffic and keeps the faster.
 """
 from __future__ import annotations
 
-import statistics
-import time
+import logging
 
-from .bitmask import MAX_CLAUSES, BitMatcher
 from .checks import Check, SameElementCheck
-from .codegen import _define, build_candidates_check, build_clause_check, build_fast_path
 from .compiler import compile_clauses
+from .engines.bitmask import MAX_CLAUSES, BitMatcher
+from .engines.indexed import build_candidates_check, build_clause_check, build_fast_path
+from .engines.trial import engine_trial
 from .flatten import build_trie, flatten
 from .index import FieldIndex
 from .pattern import clause_matches
+
+log = logging.getLogger(__name__)
 
 _INDEXABLE = {"exact", "prefix", "prefix_ic", "suffix", "suffix_ic", "eic", "numeric"}
 
@@ -164,62 +166,38 @@ class RuleSet:
         needed.update(a.slot for a, _ in self.plan if a is not None and a.preds)
         self._tail = {"generic": self._matching_generic, "compiled_get": self._compiled.get,
                       "resolve": self._resolve, "always": bool(self.always)}
-        # `matching(event) -> names`: one generated function (codegen.build_fast_path)
-        self.matching, self.source = build_fast_path(self.trie, slot_of, self.index, needed, self._tail)
+        # `matching(event) -> names`: one generated function (engines.indexed.build_fast_path)
+        self.matching, self.source, self._index_writer = build_fast_path(
+            self.trie, slot_of, self.index, needed, self._tail)
         self.index_matching = self.matching
-        self.bits = None
-        self.engine = "index"
+        self.bits: BitMatcher | None = None
+        self.engine = "index"  # "index", "bitmask", or "choosing" while the trial runs
+        self.trial_medians_ns: tuple[float, float] | None = None  # (index, bitmask), once timed
         if engine == "bitmask" or (engine == "auto" and len(self.clauses) <= MAX_CLAUSES):
-            # generated into the index engine's globals: one function object can run either
-            env = self.index_matching.__globals__
-            self.bits = BitMatcher(self.names, self.clauses, self.clause_rule, self.trie,
-                                   self.index_matching, env)
+            self.bits = BitMatcher(self.names, self.clauses, self.clause_rule, self.trie, self.index_matching)
             if engine == "bitmask":
                 self.matching, self.engine = self.bits.matching, "bitmask"
             else:
-                self.matching, self.engine = self._engine_trial(env), "choosing"
+                self.matching = engine_trial(
+                    [("index", self.index_matching, self._index_writer), ("bitmask", self.bits.matching, self.bits.writer)],
+                    self._decided, self.TRIAL_EVERY, self.TRIAL_WARMUP, self.TRIAL_TIMED)
+                self.engine = "choosing"
+        if self.engine != "choosing":
+            log.info("rule set of %d rules (%d clauses): engine %s (%s)", len(self.names), len(self.clauses),
+                     self.engine, "asked for" if engine == self.engine else
+                     f"more than {MAX_CLAUSES} clauses: no bit-mask engine")
 
     TRIAL_EVERY = 8  # one event in this many is a trial sample: a sample spans the traffic
     TRIAL_WARMUP = 200  # samples both engines run before they are timed (generated checks, memos)
     TRIAL_TIMED = 1000  # samples both engines are timed on
 
-    def _engine_trial(self, env: dict):
-        """`matching` for engine="auto": on one event in TRIAL_EVERY it runs both engines (in
-        turns first, for fairness to caches), and after TRIAL_TIMED timed samples it becomes the
-        one with the lower median time per event, for good. Samples spread over ~10,000 events,
-        so that traffic that comes in runs of one kind (a batch per partition) is judged whole.
-        Which engine is faster depends on the traffic: the index engine when events are
-        candidates for few clauses (routing by type and id), the bit-mask engine when they are
-        candidates for many (rules on most fields, anything-buts). Both give the same answers."""
-        _define("def _bmatching(ev):\n    return _btrial(ev)\n", "<eventweir-trial>", env)
-        matching = env.pop("_bmatching")
-        index, bits = self.index_matching, self.bits.matching
-        times: tuple[list, list] = ([], [])
-        clock = time.perf_counter_ns
-        every = self.TRIAL_EVERY
-        warm = self.TRIAL_WARMUP * every
-        last = warm + self.TRIAL_TIMED * every
-        count = [0]
-
-        def trial(ev):
-            n = count[0] = count[0] + 1
-            if n % every:
-                return index(ev)
-            if n <= warm:
-                bits(ev)
-                return index(ev)
-            for side in ((0, 1) if n & every else (1, 0)):
-                start = clock()
-                names = (index, bits)[side](ev)
-                times[side].append(clock() - start)
-            if n >= last:
-                self.trial_medians_ns = tuple(statistics.median(t) for t in times)
-                best = 0 if self.trial_medians_ns[0] <= self.trial_medians_ns[1] else 1
-                matching.__code__ = (index, bits)[best].__code__
-                self.engine = ("index", "bitmask")[best]
-            return names
-        env["_btrial"] = trial
-        return matching
+    def _decided(self, engine: str, medians_ns: dict[str, float]) -> None:
+        """The trial's verdict (engines/trial.py): `engine` now answers through `matching`."""
+        self.engine = engine
+        self.trial_medians_ns = (medians_ns["index"], medians_ns["bitmask"])
+        log.info("rule set of %d rules (%d clauses): engine %s, chosen by a timing trial "
+                 "(median ns per event: index %.0f, bitmask %.0f)", len(self.names), len(self.clauses),
+                 engine, medians_ns["index"], medians_ns["bitmask"])
 
     @property
     def memos(self) -> dict[str, bool]:
@@ -227,7 +205,7 @@ class RuleSet:
         (of the bit-mask engine when it runs, else of the index engine)."""
         if self.engine == "bitmask":
             return self.bits.memos
-        return self.index_matching.__globals__["memos"]
+        return self._index_writer.namespace["memos"]
 
     def __len__(self) -> int:
         return len(self.names)
