@@ -9,6 +9,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 
 from .conditions import as_double
+from .kinds import Kind
 from .values import MISSING, SortedNumbers
 
 _NUMBERS = {int, float}
@@ -38,12 +39,12 @@ class Check:
     def __init__(self, fid, slot, conds):
         self.fid = fid  # the anchor's id in the index, else None
         self.slot = slot
-        self.conds = tuple(c for c in conds if c.kind != "exists")
+        self.conds = tuple(c for c in conds if c.kind is not Kind.EXISTS)
         self.preds = tuple(c.pred for c in self.conds)
-        self.exists_true = any(c.kind == "exists" and c.arg for c in conds)
-        self.exists_false = any(c.kind == "exists" and not c.arg for c in conds)
+        self.exists_true = any(c.kind is Kind.EXISTS and c.arg for c in conds)
+        self.exists_false = any(c.kind is Kind.EXISTS and not c.arg for c in conds)
         # numeric-only fields test arrays of numbers by bisection over the sorted values
-        self.ranges = [c.arg for c in conds] if conds and all(c.kind == "numeric" for c in conds) else None
+        self.ranges = [c.arg for c in conds] if conds and all(c.kind is Kind.NUMERIC for c in conds) else None
 
     def holds(self, slots) -> bool:
         x = slots[self.slot]

@@ -32,47 +32,9 @@ from .engines.trial import engine_trial
 from .flatten import build_trie, flatten
 from .index import FieldIndex
 from .pattern import clause_matches
+from .planner import choose_anchor, index_plan
 
 log = logging.getLogger(__name__)
-
-_INDEXABLE = {"exact", "prefix", "prefix_ic", "suffix", "suffix_ic", "eic", "numeric"}
-
-
-def _index_plan(conds) -> tuple[list, bool] | None:
-    """(entries for the index, exact) for a field, or None if it cannot be indexed.
-
-    `exact` means an index hit proves the field; otherwise (wildcards entered by their literal
-    head or tail) a hit is only necessary and the predicates are checked after.
-    """
-    if len(conds) == 1 and conds[0].kind in ("anything_but", "ab_prefix", "ab_suffix", "ab_eic"):
-        return [(conds[0].kind, conds[0].arg)], True
-    entries, exact = [], True
-    for c in conds:
-        if c.kind in _INDEXABLE:
-            entries.append((c.kind, c.arg))
-        elif c.kind == "exists" and c.arg:
-            entries.append(("exists", True))
-        elif c.kind == "wildcard" and (c.arg[0] or c.arg[-1]):
-            head, tail = c.arg[0], c.arg[-1]
-            entries.append(("prefix", head) if len(head) >= len(tail) else ("suffix", tail))
-            exact = False
-        else:
-            return None
-    return entries, exact
-
-
-def _selectivity(entries, exact: bool) -> int:
-    kinds = {k for k, _ in entries}
-    if kinds & {"anything_but", "ab_prefix", "ab_suffix", "ab_eic"}:
-        return 0
-    if kinds <= {"exact", "eic"}:
-        return 5
-    if kinds <= {"exact", "eic", "prefix", "prefix_ic", "suffix", "suffix_ic"}:
-        return 4 if exact else 3
-    if "exists" not in kinds:
-        return 2
-    return 1
-
 
 class RuleSet:
     """Compile `{rule name: pattern}` once; `matching(event)` -> names of the rules it matches."""
@@ -110,36 +72,30 @@ class RuleSet:
                 self.clauses.append(clause)
                 self.clause_rule.append(r)
                 paths.update(p for p, _ in clause)
-                plans.append([(path, conds, _index_plan(conds)) for path, conds in clause])
+                plans.append([(path, conds, index_plan(conds)) for path, conds in clause])
         self.trie = build_trie(paths)
         self.slot_paths = sorted(paths)
         slot_of = {p: i for i, p in enumerate(self.slot_paths)}
 
         n_fields = 0
-        # per clause: (anchor check or None, [checks of the other fields]). Only anchors go into
-        # the index: indexing every field would make busy fields (a wide numeric range shared
-        # by thousands of rules) return thousands of ids per event.
+        # per clause: (anchor check or None, [checks of the other fields]); planner.py says why only
+        # anchors go into the index
         self.plan: list = []
         self.checks: list = []  # clause id -> generated `ok(slots)` for what its anchor leaves open
         for cid, fields in enumerate(plans):
-            best = None
-            for k, (path, conds, ip) in enumerate(fields):
-                if ip is not None:
-                    score = _selectivity(*ip)
-                    if best is None or score > best[0]:
-                        best = (score, k)
+            best = choose_anchor([ip for _, _, ip in fields])
             checks = [Check(None, slot_of[path], conds) for path, conds, _ in fields]
             anchor = None
             if best is None:
                 self.always.append(cid)
             else:
-                path, conds, (entries, exact) = fields[best[1]]
+                path, conds, (entries, exact) = fields[best]
                 fid = n_fields
                 n_fields += 1
                 fi = self.index.setdefault(path, FieldIndex())
                 for kind, arg in entries:
                     fi.add(kind, arg, fid)
-                anchor = checks[best[1]]
+                anchor = checks[best]
                 anchor.fid = fid
                 self.anchor_of[fid] = cid
                 if exact:

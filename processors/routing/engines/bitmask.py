@@ -20,10 +20,12 @@ arrays) get their mask from the fields' own checks (checks.Check), the semantics
 from __future__ import annotations
 
 import math
+from typing import assert_never
 from bisect import bisect_left, bisect_right
 from itertools import chain
 
 from ..checks import Check
+from ..kinds import Kind
 from ..values import MISSING, scalars
 from .writer import MEMO_SIZE, CodeWriter, dotted_check, dotted_names, memo_switch, scalar_test
 
@@ -31,7 +33,7 @@ MAX_CLAUSES = 512  # masks stay a few machine words; bigger sets use the index e
 NAMES_SIZE = 65536  # remembered rule names per final mask
 SHAPE_FIELDS = 6  # rules reading this many top-level fields get a function per event layout
 MAX_SHAPES = 64  # layouts with their own function; the rest take the general one
-_STRING_BLIND = {"numeric"}  # kinds that never hold for a string
+_STRING_BLIND = {Kind.NUMERIC}  # kinds that never hold for a string
 _BIG = 2 ** 53  # ints beyond this are not all doubles: their own checks decide
 
 
@@ -50,7 +52,7 @@ class _Field:
         self.points = sorted(_points(conds))
         # numbers only: bools, strings and nulls hold none of these conditions
         self.numeric = bool(self.points) and all(
-            c.kind == "numeric" or (c.kind == "exact" and type(c.arg) in (float, int)) for c in conds)
+            c.kind is Kind.NUMERIC or (c.kind is Kind.EXACT and type(c.arg) in (float, int)) for c in conds)
         self.table = self._table(conds)
         self._slot_masks = None
 
@@ -60,7 +62,7 @@ class _Field:
         `dict.get(value[:n] or value[-n:], default)` for prefixes (suffixes) of one length n,
         where a missing field reads as "" (which holds none of them, as missing does)."""
         kinds = {c.kind for c in conds}
-        if kinds <= {"exact"} and all(type(c.arg) is str for c in conds):
+        if kinds <= {Kind.EXACT} and all(type(c.arg) is str for c in conds):
             default = self._scalar_mask(object())  # a value none of them equals
             table: dict = {}
             for bit, checks in self.entries:
@@ -74,14 +76,14 @@ class _Field:
                             table[value] = table.get(value, default) | bit
             table[MISSING] = self.missing
             return table, default, None
-        if len(kinds) == 1 and kinds <= {"prefix", "suffix"} and len({len(c.arg) for c in conds}) == 1 \
+        if len(kinds) == 1 and kinds <= {Kind.PREFIX, Kind.SUFFIX} and len({len(c.arg) for c in conds}) == 1 \
                 and conds[0].arg and not any(c.exists_true or c.exists_false for _, cs in self.entries for c in cs):
             default = self.missing
             if self._scalar_mask("") != default:
                 return None
             table = {c.arg: self._scalar_mask(c.arg) for c in conds}
             n = len(conds[0].arg)
-            return table, default, f"[:{n}]" if kinds == {"prefix"} else f"[-{n}:]"
+            return table, default, f"[:{n}]" if kinds == {Kind.PREFIX} else f"[-{n}:]"
         return None
 
     def _scalar_mask(self, value) -> int:
@@ -124,7 +126,7 @@ class _Field:
         asked = []
         for bit, checks in self.entries:
             conds = checks[0].conds
-            if len(checks) == 1 and conds and not checks[0].exists_true and all(c.kind == "numeric" for c in conds):
+            if len(checks) == 1 and conds and not checks[0].exists_true and all(c.kind is Kind.NUMERIC for c in conds):
                 spans = []
                 for c in conds:
                     lo, lo_incl, hi, hi_incl = c.arg
@@ -164,13 +166,21 @@ def _points(conds) -> set[float]:
     """The doubles where some condition's answer on numbers can change."""
     out: set[float] = set()
     for c in conds:
-        if c.kind == "numeric":
-            lo, _, hi, _ = c.arg
-            out.update(b for b in (lo, hi) if b is not None)
-        elif c.kind == "exact" and type(c.arg) is float:
-            out.add(c.arg)
-        elif c.kind == "anything_but":
-            out.update(k for k in c.arg if type(k) is float)
+        match c.kind:
+            case Kind.NUMERIC:
+                lo, _, hi, _ = c.arg
+                out.update(b for b in (lo, hi) if b is not None)
+            case Kind.EXACT:
+                if type(c.arg) is float:
+                    out.add(c.arg)
+            case Kind.ANYTHING_BUT:
+                out.update(k for k in c.arg if type(k) is float)
+            case (Kind.PREFIX | Kind.PREFIX_IC | Kind.SUFFIX | Kind.SUFFIX_IC | Kind.EQUALS_IC | Kind.WILDCARD
+                  | Kind.CIDR | Kind.EXISTS | Kind.ANYTHING_BUT_PREFIX | Kind.ANYTHING_BUT_SUFFIX
+                  | Kind.ANYTHING_BUT_IC | Kind.ANYTHING_BUT_WILDCARD):
+                pass  # the same answer for every number
+            case _:
+                assert_never(c.kind)
     return {p for p in out if not math.isnan(p)}
 
 
@@ -394,7 +404,7 @@ class BitMatcher:
                 if check.exists_true:
                     continue
                 conds = [c for c in check.conds if c.kind not in _STRING_BLIND
-                         and not (c.kind == "exact" and type(c.arg) is not str)]
+                         and not (c.kind is Kind.EXACT and type(c.arg) is not str)]
                 # the value is `x`, a str
                 parts.append(" or ".join(f"({scalar_test(g, c, x, 'str')})" for c in conds) or "False")
             if not parts:

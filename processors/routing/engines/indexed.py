@@ -14,6 +14,7 @@ from bisect import bisect_right
 from typing import Any
 
 from ..index import FieldIndex, RangeIndex
+from ..kinds import Kind
 from ..values import MISSING, SortedNumbers, scalars
 from .writer import (MEMO_SIZE, CodeWriter, bound_names, dotted_check, memo_switch, range_on, scalar_test,
                      sorted_range_test)
@@ -458,7 +459,7 @@ def _check_expr(g: IndexWriter, check) -> str | None:
         if check.ranges is not None:  # numbers sorted once per event (SortedNumbers): bisections
             sorted_tests = " or ".join(sorted_range_test(g, r, x) for r in check.ranges)
             arrays = f"(({sorted_tests}) if {t} is SortedNumbers else {arrays})"
-        if not check.exists_false and all(c.kind == "numeric" for c in check.conds):
+        if not check.exists_false and all(c.kind is Kind.NUMERIC for c in check.conds):
             # ranges only (thresholds on a reading): on the value as a double, read once
             g.numbers.add(check.slot)
             n = f"double_{check.slot}"

@@ -20,9 +20,10 @@ import weakref
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from types import CodeType
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 from ..conditions import Condition, leaf_key
+from ..kinds import Kind
 from ..values import MISSING
 
 MEMO_SIZE = 4096  # values a string field's memo holds before it is cleared (see memo_switch)
@@ -162,35 +163,41 @@ def scalar_test(w: CodeWriter, cond: Condition, x: str = "x", t: str = "t") -> s
     as IEEE doubles (ints converted), exactly as conditions.build_predicate does.
     """
     kind, arg = cond.kind, cond.arg
-    if kind == "exact" and type(arg) is str:
-        return f"{x} == {w.const('key', arg)}"  # a str key: only an equal str compares equal
-    if kind == "prefix":
-        return f"({t} is str and {x}.startswith({w.const('key', arg)}))"
-    if kind == "suffix":
-        return f"({t} is str and {x}.endswith({w.const('key', arg)}))"
-    if kind == "numeric":
-        lo, hi = bound_names(w, arg)  # the bounds' constants made once, for both types
-        tests = range_on(arg, lo, hi, x)
-        if tests == "True":
-            return f"({t} is float or {t} is int)"
-        return f"(({t} is float and {tests}) or ({t} is int and {range_on(arg, lo, hi, f'float({x})')}))"
-    if kind == "eic":
-        return f"({t} is str and {x}.lower() == {w.const('key', arg)})"
-    if kind == "anything_but":  # arg: the excluded leaf keys (conditions.leaf_key)
-        keys = w.const("excluded", arg)
-        return f"({x} not in {keys} if {t} is str else leaf_key({x}) not in {keys})"
-    if kind == "ab_prefix":
-        return f"not ({t} is str and {x}.startswith({w.const('excluded', tuple(arg))}))"
-    if kind == "ab_suffix":
-        return f"not ({t} is str and {x}.endswith({w.const('excluded', tuple(arg))}))"
-    if kind == "wildcard":
-        test = wildcard_test(w, arg, x)
-        if test:
-            return f"({t} is str and {test})"
-    if kind == "ab_wildcard" and len(arg) == 1:
-        test = wildcard_test(w, arg[0], x)
-        if test:
-            return f"not ({t} is str and {test})"
+    match kind:
+        case Kind.EXACT:
+            if type(arg) is str:
+                return f"{x} == {w.const('key', arg)}"  # a str key: only an equal str compares equal
+        case Kind.PREFIX:
+            return f"({t} is str and {x}.startswith({w.const('key', arg)}))"
+        case Kind.SUFFIX:
+            return f"({t} is str and {x}.endswith({w.const('key', arg)}))"
+        case Kind.NUMERIC:
+            lo, hi = bound_names(w, arg)  # the bounds' constants made once, for both types
+            tests = range_on(arg, lo, hi, x)
+            if tests == "True":
+                return f"({t} is float or {t} is int)"
+            return f"(({t} is float and {tests}) or ({t} is int and {range_on(arg, lo, hi, f'float({x})')}))"
+        case Kind.EQUALS_IC:
+            return f"({t} is str and {x}.lower() == {w.const('key', arg)})"
+        case Kind.ANYTHING_BUT:  # arg: the excluded leaf keys (conditions.leaf_key)
+            keys = w.const("excluded", arg)
+            return f"({x} not in {keys} if {t} is str else leaf_key({x}) not in {keys})"
+        case Kind.ANYTHING_BUT_PREFIX:
+            return f"not ({t} is str and {x}.startswith({w.const('excluded', tuple(arg))}))"
+        case Kind.ANYTHING_BUT_SUFFIX:
+            return f"not ({t} is str and {x}.endswith({w.const('excluded', tuple(arg))}))"
+        case Kind.WILDCARD:
+            test = wildcard_test(w, arg, x)
+            if test:
+                return f"({t} is str and {test})"
+        case Kind.ANYTHING_BUT_WILDCARD:
+            test = wildcard_test(w, arg[0], x) if len(arg) == 1 else None
+            if test:
+                return f"not ({t} is str and {test})"
+        case Kind.PREFIX_IC | Kind.SUFFIX_IC | Kind.ANYTHING_BUT_IC | Kind.CIDR | Kind.EXISTS:
+            pass  # the condition's own predicate
+        case _:
+            assert_never(kind)
     return f"{w.const('predicate', cond.pred)}({x})"
 
 
