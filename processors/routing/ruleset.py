@@ -3,22 +3,25 @@
 Each clause (one `$or` alternative of a rule) is a list of fields. Its anchor, the most
 selective field an index can answer (exact values, prefixes/suffixes, equals-ignore-case,
 numeric ranges, exists:true, anything-but by exclusion, wildcards by their literal head or
-tail), goes into the index of its path (index.py). A generated function (codegen.py) reads each
-field some rule uses once and looks its value up; the anchors hit give the candidate clauses,
+tail), goes into the index of its path (index.py; planner.py picks it). A generated function
+(engines/indexed.py) reads each field some rule uses once and looks its value up; the anchors
+hit give the candidate clauses,
 and a candidate matches when its remaining fields hold on the values already read. Clauses
 without any indexable field (a `*x*` wildcard, anything-but wildcard, cidr, exists:false) are
 checked for every event, so only they cost per rule.
 
 Events of one kind keep hitting the same set of candidate clauses: a set seen often enough gets
 one generated function with every clause test inlined (`_resolve`). String fields with several
-index tables remember their ids per repeated value (codegen._string_hits).
+index tables remember their ids per repeated value (engines/indexed._string_hits).
 
 Events whose used fields sit under arrays of objects, or whose objects have dotted keys, take the
 generic path (flatten.py + pattern.clause_matches), which also enforces array consistency.
 
 That is the index engine. Rule sets of up to bitmask.MAX_CLAUSES clauses also get the bit-mask
-engine (bitmask.py), which has no candidates to check; `RuleSet(rules)` times both on the
-traffic and keeps the faster.
+engine (engines/bitmask.py), which has no candidates to check; `RuleSet(rules)` times both on the
+traffic and keeps the faster (engines/trial.py). `engine` says which answers: "index",
+"bitmask", or "choosing" while the trial runs; the choice is logged once (logger
+`processors.routing.ruleset`), with the trial's timings, and a metric exporter reads `engine`.
 """
 from __future__ import annotations
 
@@ -45,8 +48,8 @@ class RuleSet:
     MAX_SEEN = 100_000
 
     def __init__(self, rules: dict[str, dict | str], compile_after: int = 16, engine: str = "auto"):
-        """`engine`: "index", "bitmask" (bitmask.py), or "auto": for up to bitmask.MAX_CLAUSES
-        clauses both are timed on the first events and the faster kept (`_engine_trial`), past
+        """`engine`: "index", "bitmask" (engines/bitmask.py), or "auto": for up to MAX_CLAUSES
+        clauses both are timed on the first events and the faster kept (engines/trial.py), past
         that the index engine. The index engine is built either way: the bit-mask engine hands
         it the events it does not take."""
         if engine not in ("auto", "index", "bitmask"):
