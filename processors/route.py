@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import warnings
 
-from processors.routing.router import (STAGE, Route, Router, RouteTarget, extract_key, ingestion_time,
-                                       parse_key_path)
+from processors.routing.router import STAGE, Route, Router, RouteTarget, extract_key, ingestion_time, parse_key_path
 
 warnings.warn("processors.route is deprecated: import from processors.routing.router",
               DeprecationWarning, stacklevel=2)

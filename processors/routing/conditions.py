@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, assert_never
+from typing import Any, assert_never
 
 from .kinds import Kind
 from .wildcard import make_matcher

@@ -22,7 +22,7 @@ class PathTrie:
             node = node.children.setdefault(seg, PathTrie())
         node.leaf = path
 
-    def descend(self, dotted_key: str) -> "PathTrie | None":
+    def descend(self, dotted_key: str) -> PathTrie | None:
         node = self
         for seg in dotted_key.split("."):
             node = node.children.get(seg)

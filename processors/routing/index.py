@@ -51,7 +51,7 @@ class RangeIndex:
             return self.slots[2 * (i - 1) + 1]
         return self.slots[2 * i]
 
-    def lookup_sorted(self, xs: "SortedNumbers", found: set) -> None:
+    def lookup_sorted(self, xs: SortedNumbers, found: set) -> None:
         """Fields hit by sorted numbers: per boundary, two bisections find which elementary
         intervals and points hold values, O(boundaries * log n)."""
         slots, n, start = self.slots, len(xs), 0

@@ -31,7 +31,8 @@ def index_plan(conds: Sequence[Condition]) -> IndexPlan | None:
     exact = True
     for c in conds:
         match c.kind:
-            case Kind.EXACT | Kind.PREFIX | Kind.PREFIX_IC | Kind.SUFFIX | Kind.SUFFIX_IC | Kind.EQUALS_IC | Kind.NUMERIC:
+            case (Kind.EXACT | Kind.PREFIX | Kind.PREFIX_IC | Kind.SUFFIX | Kind.SUFFIX_IC | Kind.EQUALS_IC
+                  | Kind.NUMERIC):
                 entries.append((c.kind, c.arg))
             case Kind.EXISTS:
                 if not c.arg:  # exists:false holds where nothing is: no value to look up

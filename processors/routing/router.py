@@ -7,10 +7,11 @@ however many targets take it), so targets only move bytes.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import islice
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -54,7 +55,7 @@ def extract_key(body: dict, path: tuple[str, ...]) -> bytes | None:
 
 
 def ingestion_time(timestamp_ms: int) -> str:
-    return datetime.fromtimestamp(timestamp_ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Router:
@@ -221,7 +222,8 @@ class Router:
         if plain_out is None:
             for rule, m in plain.items():
                 for target in self.plain_targets[rule]:
-                    out += [Delivery(target, r, v, k, rule) for r, k, v in zip(m.records, m.keys, m.values)]
+                    out += [Delivery(target, r, v, k, rule)
+                            for r, k, v in zip(m.records, m.keys, m.values, strict=True)]
         return out
 
     def _route_to_all(self, events, failures, matched, raw_bodies, out) -> None:
@@ -241,7 +243,7 @@ class Router:
                 if payloads is None:
                     dumps = orjson.dumps
                     payloads = [dumps(e.body) for e in events]
-                out += [Delivery(name, e.record, p, e.record.key, rule) for e, p in zip(events, payloads)]
+                out += [Delivery(name, e.record, p, e.record.key, rule) for e, p in zip(events, payloads, strict=True)]
 
     def _deliver(self, event: Event, route: Route, as_json, failures, out) -> bytes | None:
         """Append this event's deliveries for the route's targets; returns the event's JSON once made."""

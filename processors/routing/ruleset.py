@@ -137,9 +137,10 @@ class RuleSet:
             if engine == "bitmask":
                 self.matching, self.engine = self.bits.matching, "bitmask"
             else:
-                self.matching = engine_trial(
-                    [("index", self.index_matching, self._index_writer), ("bitmask", self.bits.matching, self.bits.writer)],
-                    self._decided, self.TRIAL_EVERY, self.TRIAL_WARMUP, self.TRIAL_TIMED)
+                contenders = [("index", self.index_matching, self._index_writer),
+                              ("bitmask", self.bits.matching, self.bits.writer)]
+                self.matching = engine_trial(contenders, self._decided, self.TRIAL_EVERY, self.TRIAL_WARMUP,
+                                             self.TRIAL_TIMED)
                 self.engine = "choosing"
         if self.engine != "choosing":
             log.info("rule set of %d rules (%d clauses): engine %s (%s)", len(self.names), len(self.clauses),

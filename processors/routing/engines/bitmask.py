@@ -20,9 +20,9 @@ arrays) get their mask from the fields' own checks (checks.Check), the semantics
 from __future__ import annotations
 
 import math
-from typing import assert_never
 from bisect import bisect_left, bisect_right
 from itertools import chain
+from typing import assert_never
 
 from ..checks import Check
 from ..kinds import Kind

@@ -11,13 +11,19 @@ per-element trails).
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Any
 
-from ..index import FieldIndex, RangeIndex
 from ..kinds import Kind
 from ..values import MISSING, SortedNumbers, scalars
-from .writer import (MEMO_SIZE, CodeWriter, bound_names, dotted_check, memo_switch, range_on, scalar_test,
-                     sorted_range_test)
+from .writer import (
+    MEMO_SIZE,
+    CodeWriter,
+    bound_names,
+    dotted_check,
+    memo_switch,
+    range_on,
+    scalar_test,
+    sorted_range_test,
+)
 
 BY_IDS_SIZE = 4096
 
@@ -212,7 +218,8 @@ def _string_body(g: IndexWriter, depth: int, v: str, fi) -> None:
     _string_lookups(g, depth, v, fi)
     if fi.neg_all:
         c = g.var("ids")
-        g.emit(depth, f"{c} = {g.const('anything_but_ids', fi.neg_result)}.get({v}, {g.const('anything_but_all', fi.neg_all)})")
+        ids, every = g.const("anything_but_ids", fi.neg_result), g.const("anything_but_all", fi.neg_all)
+        g.emit(depth, f"{c} = {ids}.get({v}, {every})")
         g.emit(depth, f"if {c}:")
         g.hit(depth + 1, c)
     if fi.neg_str_all:
@@ -491,7 +498,7 @@ def build_candidates_check(candidates):
             g.emit(1, f"type_{slot} = type(value_{slot})")
         hoisted = len(g.lines)
         g.emit(1, "out = []")
-        for name_const, (_, clauses) in zip(names, candidates):
+        for name_const, (_, clauses) in zip(names, candidates, strict=True):
             tests = []  # one expression per clause; None for a clause that always holds
             for checks in clauses or [[]]:
                 parts = [e for e in (_check_expr(g, c) for c in checks) if e is not None]
@@ -504,7 +511,8 @@ def build_candidates_check(candidates):
         g.emit(1, "return out")
         # a number as a double (ints converted, as EventBridge compares them); None otherwise
         g.lines[hoisted:hoisted] = [
-            f"    double_{slot} = value_{slot} if type_{slot} is float else float(value_{slot}) if type_{slot} is int else None"
+            f"    double_{slot} = value_{slot} if type_{slot} is float else "
+            f"float(value_{slot}) if type_{slot} is int else None"
             for slot in sorted(g.numbers)]
     g.define()
     return g.namespace["names"]

@@ -3,8 +3,13 @@ import json
 
 import orjson
 
-from processors.routing import (InvalidEventPatternException, RuleSet, compile_pattern,
-                                compile_target_input, validate_event)
+from processors.routing import (
+    InvalidEventPatternException,
+    RuleSet,
+    compile_pattern,
+    compile_target_input,
+    validate_event,
+)
 
 
 def _cases(conformance_dir, name):

@@ -5,8 +5,7 @@ import traceback
 
 import pytest
 
-from processors.routing import RuleSet, compile_pattern
-from processors.routing import conditions
+from processors.routing import RuleSet, compile_pattern, conditions
 from processors.routing.kinds import Kind
 
 RULES = {"r": {"kind": ["k"], "v": [{"cidr": "10.0.0.0/8"}]}, "s": {"kind": ["k"], "n": [{"numeric": [">", 1]}]}}
@@ -24,8 +23,9 @@ def _failing_on(bad, pred):
 @pytest.mark.parametrize("engine", ["index", "bitmask"])
 def test_a_traceback_through_generated_code_shows_the_generated_lines(engine, monkeypatch):
     build = conditions.build_predicate
-    monkeypatch.setattr(conditions, "build_predicate",
-                        lambda kind, arg: _failing_on("10.6.6.6", build(kind, arg)) if kind is Kind.CIDR else build(kind, arg))
+    def failing_cidr(kind, arg):
+        return _failing_on("10.6.6.6", build(kind, arg)) if kind is Kind.CIDR else build(kind, arg)
+    monkeypatch.setattr(conditions, "build_predicate", failing_cidr)
     rs = RuleSet(RULES, engine=engine, compile_after=1)
     assert rs.matching({"kind": "k", "v": "10.1.2.3", "n": 2}) == ["r", "s"]
     with pytest.raises(RuntimeError) as info:

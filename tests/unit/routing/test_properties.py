@@ -2,7 +2,8 @@
 import math
 import time
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from processors.routing import InvalidEventPatternException, RuleSet, compile_pattern
 
