@@ -129,6 +129,7 @@ def _condition(v: Any) -> C.Condition:
 
 class _WildcardCondition(C.Condition):
     __slots__ = ("tokens",)
+    tokens: list[list[str | None]]
 
 
 def _with_tokens(c: C.Condition, tokens: list) -> C.Condition:
@@ -216,7 +217,7 @@ def _numeric(arg: Any) -> tuple:
     if len(items) < 4 or not _is_num(items[3]):
         raise invalid(f"Value of {op2} must be numeric")
     hi, hi_incl = _finite(items[3]), op2 == "<="
-    if hi <= lo:
+    if hi <= x:  # lo is x here
         raise invalid("Bottom must be less than top")
     if len(items) > 4:
         raise invalid("Too many terms in numeric range expression")

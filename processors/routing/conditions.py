@@ -49,7 +49,7 @@ def leaf_key(v: Any):
 class Condition:
     kind: Kind
     arg: Any
-    pred: Callable[[Any], bool] = field(repr=False, compare=False, default=None)
+    pred: Callable[[Any], bool] = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
 
 def _ip(v: Any):

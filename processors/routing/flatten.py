@@ -23,9 +23,9 @@ class PathTrie:
         node.leaf = path
 
     def descend(self, dotted_key: str) -> PathTrie | None:
-        node = self
+        node: PathTrie | None = self
         for seg in dotted_key.split("."):
-            node = node.children.get(seg)
+            node = node.children.get(seg)  # type: ignore[union-attr]  # None returns below
             if node is None:
                 return None
         return node

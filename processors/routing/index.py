@@ -101,7 +101,7 @@ class FieldIndex:
         self.eic: dict = {}
         self.ranges: list = []
         self.range_index: RangeIndex | None = None
-        self.exists: list = []
+        self.exists: list[int] | tuple[int, ...] = []
         self.neg_all: tuple = ()  # anything-but <values>: fields failing only on their values
         self.neg_result: dict = {}  # leaf key -> neg_all minus the fields that exclude it
         self._neg_value: dict = {}
@@ -128,7 +128,7 @@ class FieldIndex:
             case Kind.NUMERIC:
                 self.ranges.append((arg, fid))
             case Kind.EXISTS:
-                self.exists.append(fid)
+                self.exists.append(fid)  # type: ignore[union-attr]  # a list until finish()
             case Kind.ANYTHING_BUT:
                 self.neg_all += (fid,)
                 for key in arg:

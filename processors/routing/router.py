@@ -121,7 +121,7 @@ class Router:
                     if raw_bodies:
                         as_json = record.value
                     elif event.added is not None:  # the record's bytes with what stages appended
-                        as_json = splice_json(record.value, event.added, len(event.body))
+                        as_json = splice_json(record.value, event.added, len(event.body))  # type: ignore[arg-type]
                     else:
                         as_json = None
                     for name in names:
@@ -147,7 +147,7 @@ class Router:
                         else:
                             as_json = self._deliver(event, routes[name], as_json, failures, out)
             if before is not None:
-                self._count_collected(plain_out, before, matched)
+                self._count_collected(plain_out, before, matched)  # type: ignore[arg-type]  # set with before
         return out
 
     def _collectors(self, plain: dict[str, PlainMatches], runs_known: bool) -> tuple[dict, dict]:

@@ -26,6 +26,8 @@ traffic and keeps the faster (engines/trial.py). `engine` says which answers: "i
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from .checks import Check, SameElementCheck
 from .compiler import compile_clauses
@@ -47,7 +49,7 @@ class RuleSet:
     MAX_REST_CHECKS = 1024  # the same, for the checked part of sets that are not compiled whole
     MAX_SEEN = 100_000
 
-    def __init__(self, rules: dict[str, dict | str], compile_after: int = 16, engine: str = "auto"):
+    def __init__(self, rules: Mapping[str, dict[str, Any] | str], compile_after: int = 16, engine: str = "auto"):
         """`engine`: "index", "bitmask" (engines/bitmask.py), or "auto": for up to MAX_CLAUSES
         clauses both are timed on the first events and the faster kept (engines/trial.py), past
         that the index engine. The index engine is built either way: the bit-mask engine hands
@@ -67,7 +69,7 @@ class RuleSet:
         self.always: list[int] = []  # clause ids without an indexed field
         self.direct: dict[int, int] = {}  # anchor field id -> rule index, when it decides
         plans = []
-        paths = set()
+        paths: set[str] = set()
         for r, (name, pattern) in enumerate(rules.items()):
             self.names.append(name)
             for clause in compile_clauses(pattern):
@@ -92,7 +94,7 @@ class RuleSet:
             if best is None:
                 self.always.append(cid)
             else:
-                path, conds, (entries, exact) = fields[best]
+                path, conds, (entries, exact) = fields[best]  # type: ignore[misc]  # an anchor has a plan
                 fid = n_fields
                 n_fields += 1
                 fi = self.index.setdefault(path, FieldIndex())
@@ -163,7 +165,7 @@ class RuleSet:
     def memos(self) -> dict[str, bool]:
         """Fields whose matches are remembered per value, and whether that memo is still in use
         (of the bit-mask engine when it runs, else of the index engine)."""
-        if self.engine == "bitmask":
+        if self.engine == "bitmask" and self.bits is not None:
             return self.bits.memos
         return self._index_writer.namespace["memos"]
 
@@ -187,8 +189,8 @@ class RuleSet:
         if len(self._seen) >= self.MAX_SEEN:
             self._seen.clear()  # a stream of one-off candidate sets (a large exact-match set)
         self._seen[found] = seen
-        rules = set(map(self.direct.get, found))
-        rules.discard(None)
+        rules: set[int] = set(map(self.direct.get, found))  # type: ignore[arg-type]  # None discarded next
+        rules.discard(None)  # type: ignore[arg-type]
         rest = found.difference(self.direct)
         if rest or self.always:
             rules.update(self._check_rest(rest, slots))
@@ -202,7 +204,7 @@ class RuleSet:
     def _check_rest(self, rest: frozenset, slots: list):
         """Indexes of the rules whose candidate clauses in `rest` (none decided by its anchor
         alone), or whose always-checked clauses, hold; by a generated function once `rest` recurs."""
-        check = self._rest_checks.get(rest)
+        check: Any = self._rest_checks.get(rest)
         if check is not None:
             return check(slots)
         seen = self._rest_seen.get(rest, 0) + 1
@@ -244,7 +246,7 @@ class RuleSet:
             r = self.clause_rule[cid]
             if r in by_rule and by_rule[r] is None:
                 continue
-            by_rule.setdefault(r, []).append(self._clause_fields(cid))
+            by_rule.setdefault(r, []).append(self._clause_fields(cid))  # type: ignore[union-attr]  # None: skipped
         return build_candidates_check([(r if as_indexes else self.names[r], by_rule[r]) for r in sorted(by_rule)])
 
     def _matching_generic(self, event: dict) -> list[str]:

@@ -54,7 +54,10 @@ class _Field:
         self.numeric = bool(self.points) and all(
             c.kind is Kind.NUMERIC or (c.kind is Kind.EXACT and type(c.arg) in (float, int)) for c in conds)
         self.table = self._table(conds)
-        self._slot_masks = None
+        self._slot_masks: tuple[list[int], list[int]] | None = None
+        # names of the generated globals for this field, once made (BitMatcher._value_fn)
+        self.fn_name: str | None = None
+        self.memo_name = self.flag_name = ""
 
     def _table(self, conds):
         """(dict, default, affix) when the field's mask is one dict lookup: `dict.get(value,
@@ -234,7 +237,7 @@ class BitMatcher:
         return got
 
     def _chunk_names(self, base: int, chunk: int) -> list[str]:
-        out = []
+        out: list[str] = []
         for i in range(16):
             if chunk >> i & 1:
                 name = self.names[self.clause_rule[base * 16 + i]]
@@ -420,7 +423,7 @@ class BitMatcher:
         """Name of the generated `mask(x)` of field `f` (made once): strings by inline tests
         (remembered while the field's memo is on), floats by comparisons, anything else by the
         field's checks."""
-        name = getattr(f, "fn_name", None)
+        name = f.fn_name
         if name is not None:
             return name
         name = f.fn_name = g.var("mask_of")

@@ -142,7 +142,7 @@ def _node(g: IndexWriter, node, d: str, depth: int, slot_of: dict, index: dict, 
     for seg, child in node.children.items():
         v = g.var("value")
         fi = index.get(child.leaf) if child.leaf is not None else None
-        if not child.children and slot_of[child.leaf] not in needed and _lean(fi):
+        if not child.children and slot_of[child.leaf] not in needed and fi is not None and _lean(fi):
             if _lookups_per_string(fi) == 1 and fi.exact and not fi.exists:
                 # exact strings only: a missing field looks up None, which no table holds
                 _lookup(g, depth, g.const("exact", fi.exact), f"{d}.get({seg!r})")

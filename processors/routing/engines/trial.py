@@ -57,7 +57,7 @@ def engine_trial(contenders: Sequence[Contender], decided: Callable[[str, dict[s
             best = 0 if medians[0] <= medians[1] else 1
             winner, winner_writer = pair[best], (first_writer, second_writer)[best]
             winner_writer.mirror_into(namespace)  # the winner's globals, kept in step from now on
-            matching.__code__ = winner.__code__  # type: ignore[attr-defined]
+            matching.__code__ = winner.__code__
             decided((first_name, second_name)[best], {first_name: medians[0], second_name: medians[1]})
         return names
     namespace["trial"] = trial
