@@ -389,9 +389,9 @@ def _affix_lookup(g: IndexWriter, depth: int, table: str, v: str, method: str, k
     _lookup(g, depth + 1, table, key)
 
 
-def _lookup(g: IndexWriter, depth: int, table: str | None, key: str, fn: str | None = None) -> None:
+def _lookup(g: IndexWriter, depth: int, table: str, key: str) -> None:
     c = g.var("ids")
-    g.emit(depth, f"{c} = {fn}({key})" if fn else f"{c} = {table}.get({key})")
+    g.emit(depth, f"{c} = {table}.get({key})")
     g.emit(depth, f"if {c}:")
     g.hit(depth + 1, c)
 
