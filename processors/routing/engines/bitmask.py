@@ -483,6 +483,11 @@ class BitMatcher:
         g.emit(3, "s = sorted(x)")
         g.emit(2, f"if s[0] < -{_BIG}.0 or s[-1] > {_BIG}.0:")  # ints beyond doubles
         g.emit(3, f"return {slow}(x)")
+        if present & ~(f.mask(False) & f.mask(True)):
+            # `present` is what a number holds, and bools (sorted as 0 and 1) are not numbers: an
+            # array of bools alone (bools at both ends: the checks decide) must not get it
+            g.emit(2, "if type(s[0]) is bool and type(s[-1]) is bool:")
+            g.emit(3, f"return {slow}(x)")
         g.emit(2, f"m = {present}")
         j = 0
         while j < len(slots):
