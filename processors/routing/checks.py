@@ -1,5 +1,5 @@
 """One field of a clause checked on a value already read: the obviously-right semantics that the
-generated checks (codegen.py) and the bit-mask engine (bitmask.py) inline or fall back to.
+generated checks (engines/indexed.py) and the bit-mask engine (engines/bitmask.py) inline or fall back to.
 
 A slot holds a field's value: a scalar, a list of scalars (an array, flattened), a SortedNumbers,
 or MISSING.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from .codegen import MISSING
 from .conditions import as_double
-from .index import SortedNumbers
+from .kinds import Kind
+from .values import MISSING, SortedNumbers
 
 _NUMBERS = {int, float}
 
@@ -39,12 +39,12 @@ class Check:
     def __init__(self, fid, slot, conds):
         self.fid = fid  # the anchor's id in the index, else None
         self.slot = slot
-        self.conds = tuple(c for c in conds if c.kind != "exists")
+        self.conds = tuple(c for c in conds if c.kind is not Kind.EXISTS)
         self.preds = tuple(c.pred for c in self.conds)
-        self.exists_true = any(c.kind == "exists" and c.arg for c in conds)
-        self.exists_false = any(c.kind == "exists" and not c.arg for c in conds)
+        self.exists_true = any(c.kind is Kind.EXISTS and c.arg for c in conds)
+        self.exists_false = any(c.kind is Kind.EXISTS and not c.arg for c in conds)
         # numeric-only fields test arrays of numbers by bisection over the sorted values
-        self.ranges = [c.arg for c in conds] if conds and all(c.kind == "numeric" for c in conds) else None
+        self.ranges = [c.arg for c in conds] if conds and all(c.kind is Kind.NUMERIC for c in conds) else None
 
     def holds(self, slots) -> bool:
         x = slots[self.slot]

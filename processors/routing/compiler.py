@@ -15,6 +15,7 @@ import orjson
 
 from . import conditions as C
 from .errors import invalid
+from .kinds import Kind
 from .wildcard import COMPLEXITY_LIMIT, complexity, parse_wildcard, segments
 
 Field = tuple[str, list]  # (path, [Condition, ...])
@@ -83,11 +84,11 @@ def _or(alternatives: list, prefix: str) -> list[Clause]:
 
 def _condition(v: Any) -> C.Condition:
     if v is None or isinstance(v, bool):
-        return C.make("exact", C.leaf_key(v))
+        return C.make(Kind.EXACT, C.leaf_key(v))
     if isinstance(v, str):
-        return C.make("exact", v)
+        return C.make(Kind.EXACT, v)
     if isinstance(v, (int, float)):
-        return C.make("exact", C.number_key(v))
+        return C.make(Kind.EXACT, C.number_key(v))
     if not isinstance(v, dict):
         raise invalid("Match value must be String, number, true, false, or null")
     if len(v) != 1:
@@ -100,34 +101,35 @@ def _condition(v: Any) -> C.Condition:
             inner = arg["equals-ignore-case"]
             if not isinstance(inner, str):
                 raise invalid("equals-ignore-case match pattern must be a string")
-            return C.make(op + "_ic", inner.lower())
+            return C.make(Kind.PREFIX_IC if op == "prefix" else Kind.SUFFIX_IC, inner.lower())
         if not isinstance(arg, str):
             raise invalid(f"{op} match pattern must be a string")
-        return C.make(op, arg)
+        return C.make(Kind.PREFIX if op == "prefix" else Kind.SUFFIX, arg)
     if op == "equals-ignore-case":
         if not isinstance(arg, str):
             raise invalid("equals-ignore-case match pattern must be a string")
-        return C.make("eic", arg.lower())
+        return C.make(Kind.EQUALS_IC, arg.lower())
     if op == "wildcard":
         if not isinstance(arg, str):
             raise invalid("wildcard match pattern must be a string")
         toks = parse_wildcard(arg)
-        return _with_tokens(C.make("wildcard", segments(toks)), [toks])
+        return _with_tokens(C.make(Kind.WILDCARD, segments(toks)), [toks])
     if op == "anything-but":
         return _anything_but(arg)
     if op == "numeric":
-        return C.make("numeric", _numeric(arg))
+        return C.make(Kind.NUMERIC, _numeric(arg))
     if op == "exists":
         if not isinstance(arg, bool):
             raise invalid("exists match pattern must be either true or false.")
-        return C.make("exists", arg)
+        return C.make(Kind.EXISTS, arg)
     if op == "cidr":
-        return C.make("cidr", _cidr(arg))
+        return C.make(Kind.CIDR, _cidr(arg))
     raise invalid(f"Unrecognized match type {op}")
 
 
 class _WildcardCondition(C.Condition):
     __slots__ = ("tokens",)
+    tokens: list[list[str | None]]
 
 
 def _with_tokens(c: C.Condition, tokens: list) -> C.Condition:
@@ -149,19 +151,19 @@ def _anything_but(arg: Any) -> C.Condition:
                 raise invalid("prefix/suffix match pattern must be a string")
             if not items or any(x == "" for x in items):
                 raise invalid("Null prefix/suffix not allowed")
-            return C.make("ab_" + op, tuple(items))
+            return C.make(Kind.ANYTHING_BUT_PREFIX if op == "prefix" else Kind.ANYTHING_BUT_SUFFIX, tuple(items))
         if op == "equals-ignore-case":
             items = inner if isinstance(inner, list) else [inner]
             if not items or not all(isinstance(x, str) for x in items):
                 raise invalid("Inside anything-but/equals-ignore-case list, "
                               "number|start|null|boolean is not supported.")
-            return C.make("ab_eic", tuple(x.lower() for x in items))
+            return C.make(Kind.ANYTHING_BUT_IC, tuple(x.lower() for x in items))
         if op == "wildcard":
             items = inner if isinstance(inner, list) else [inner]
             if not items or not all(isinstance(x, str) for x in items):
                 raise invalid("wildcard match pattern must be a string")
             toks = [parse_wildcard(x) for x in items]
-            return _with_tokens(C.make("ab_wildcard", tuple(segments(t) for t in toks)), toks)
+            return _with_tokens(C.make(Kind.ANYTHING_BUT_WILDCARD, tuple(segments(t) for t in toks)), toks)
         raise invalid(f"Unsupported anything-but pattern: {op}")
     if isinstance(arg, list):
         if not arg:
@@ -169,9 +171,9 @@ def _anything_but(arg: Any) -> C.Condition:
         for x in arg:
             if x is None or isinstance(x, (bool, dict, list)):
                 raise invalid("Inside anything but list, start|null|boolean is not supported.")
-        return C.make("anything_but", frozenset(C.leaf_key(x) for x in arg))
+        return C.make(Kind.ANYTHING_BUT, frozenset(C.leaf_key(x) for x in arg))
     if isinstance(arg, str) or (isinstance(arg, (int, float)) and not isinstance(arg, bool)):
-        return C.make("anything_but", frozenset([C.leaf_key(arg)]))
+        return C.make(Kind.ANYTHING_BUT, frozenset([C.leaf_key(arg)]))
     raise invalid("Value of anything-but must be an array or single string/number value.")
 
 
@@ -215,7 +217,7 @@ def _numeric(arg: Any) -> tuple:
     if len(items) < 4 or not _is_num(items[3]):
         raise invalid(f"Value of {op2} must be numeric")
     hi, hi_incl = _finite(items[3]), op2 == "<="
-    if hi <= lo:
+    if hi <= x:  # lo is x here
         raise invalid("Bottom must be less than top")
     if len(items) > 4:
         raise invalid("Too many terms in numeric range expression")

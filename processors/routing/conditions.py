@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, assert_never
 
+from .kinds import Kind
 from .wildcard import make_matcher
-
-
-def is_number(v: Any) -> bool:
-    t = type(v)
-    return t is int or t is float
 
 
 def as_double(v: int | float) -> float:
@@ -50,10 +47,9 @@ def leaf_key(v: Any):
 
 @dataclass(slots=True)
 class Condition:
-    kind: str  # exact, prefix, prefix_ic, suffix, suffix_ic, eic, wildcard, numeric, cidr,
-    #            anything_but, ab_prefix, ab_suffix, ab_eic, ab_wildcard, exists
+    kind: Kind
     arg: Any
-    pred: Callable[[Any], bool] = field(repr=False, compare=False, default=None)
+    pred: Callable[[Any], bool] = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
 
 def _ip(v: Any):
@@ -63,68 +59,70 @@ def _ip(v: Any):
         return None
 
 
-def build_predicate(kind: str, arg: Any) -> Callable[[Any], bool]:
-    if kind == "exact":
-        key = arg
-        return lambda v: leaf_key(v) == key
-    if kind == "prefix":
-        return lambda v: type(v) is str and v.startswith(arg)
-    if kind == "prefix_ic":
-        return lambda v: type(v) is str and v.lower().startswith(arg)
-    if kind == "suffix":
-        return lambda v: type(v) is str and v.endswith(arg)
-    if kind == "suffix_ic":
-        return lambda v: type(v) is str and v.lower().endswith(arg)
-    if kind == "eic":
-        return lambda v: type(v) is str and v.lower() == arg
-    if kind == "wildcard":
-        return make_matcher(arg)
-    if kind == "numeric":
-        lo, lo_incl, hi, hi_incl = arg
+def build_predicate(kind: Kind, arg: Any) -> Callable[[Any], bool]:
+    match kind:
+        case Kind.EXACT:
+            key = arg
+            return lambda v: leaf_key(v) == key
+        case Kind.PREFIX:
+            return lambda v: type(v) is str and v.startswith(arg)
+        case Kind.PREFIX_IC:
+            return lambda v: type(v) is str and v.lower().startswith(arg)
+        case Kind.SUFFIX:
+            return lambda v: type(v) is str and v.endswith(arg)
+        case Kind.SUFFIX_IC:
+            return lambda v: type(v) is str and v.lower().endswith(arg)
+        case Kind.EQUALS_IC:
+            return lambda v: type(v) is str and v.lower() == arg
+        case Kind.WILDCARD:
+            return make_matcher(arg)
+        case Kind.NUMERIC:
+            lo, lo_incl, hi, hi_incl = arg
 
-        def numeric(v: Any) -> bool:
-            t = type(v)
-            if t is not int and t is not float:
-                return False
-            x = as_double(v) if t is int else v
-            if lo is not None and (x < lo or (x == lo and not lo_incl)):
-                return False
-            if hi is not None and (x > hi or (x == hi and not hi_incl)):
-                return False
-            return True
-        return numeric
-    if kind == "cidr":
-        net = arg
+            def numeric(v: Any) -> bool:
+                t = type(v)
+                if t is not int and t is not float:
+                    return False
+                x = as_double(v) if t is int else v
+                if lo is not None and (x < lo or (x == lo and not lo_incl)):
+                    return False
+                if hi is not None and (x > hi or (x == hi and not hi_incl)):
+                    return False
+                return True
+            return numeric
+        case Kind.CIDR:
+            net = arg
 
-        def cidr(v: Any) -> bool:
-            if type(v) is not str:
-                return False
-            ip = _ip(v)
-            return ip is not None and ip.version == net.version and ip in net
-        return cidr
-    if kind == "anything_but":
-        keys = arg  # frozenset of leaf keys
-        return lambda v: leaf_key(v) not in keys
-    if kind == "ab_prefix":
-        tup = tuple(arg)
-        return lambda v: not (type(v) is str and v.startswith(tup))
-    if kind == "ab_suffix":
-        tup = tuple(arg)
-        return lambda v: not (type(v) is str and v.endswith(tup))
-    if kind == "ab_eic":
-        keys = frozenset(arg)
-        return lambda v: not (type(v) is str and v.lower() in keys)
-    if kind == "ab_wildcard":
-        ms = [make_matcher(a) for a in arg]
-        if len(ms) == 1:
-            m = ms[0]
-            return lambda v: not m(v)
-        return lambda v: not any(m(v) for m in ms)
-    if kind == "exists":
-        # exists is decided on presence, never per value; a present leaf satisfies exists:true
-        return lambda v: arg
-    raise AssertionError(kind)
+            def cidr(v: Any) -> bool:
+                if type(v) is not str:
+                    return False
+                ip = _ip(v)
+                return ip is not None and ip.version == net.version and ip in net
+            return cidr
+        case Kind.ANYTHING_BUT:
+            keys = arg  # frozenset of leaf keys
+            return lambda v: leaf_key(v) not in keys
+        case Kind.ANYTHING_BUT_PREFIX:
+            tup = tuple(arg)
+            return lambda v: not (type(v) is str and v.startswith(tup))
+        case Kind.ANYTHING_BUT_SUFFIX:
+            tup = tuple(arg)
+            return lambda v: not (type(v) is str and v.endswith(tup))
+        case Kind.ANYTHING_BUT_IC:
+            keys = frozenset(arg)
+            return lambda v: not (type(v) is str and v.lower() in keys)
+        case Kind.ANYTHING_BUT_WILDCARD:
+            ms = [make_matcher(a) for a in arg]
+            if len(ms) == 1:
+                m = ms[0]
+                return lambda v: not m(v)
+            return lambda v: not any(m(v) for m in ms)
+        case Kind.EXISTS:
+            # exists is decided on presence, never per value; a present leaf satisfies exists:true
+            return lambda v: arg
+        case _:
+            assert_never(kind)
 
 
-def make(kind: str, arg: Any) -> Condition:
+def make(kind: Kind, arg: Any) -> Condition:
     return Condition(kind, arg, build_predicate(kind, arg))

@@ -22,10 +22,10 @@ class PathTrie:
             node = node.children.setdefault(seg, PathTrie())
         node.leaf = path
 
-    def descend(self, dotted_key: str) -> "PathTrie | None":
-        node = self
+    def descend(self, dotted_key: str) -> PathTrie | None:
+        node: PathTrie | None = self
         for seg in dotted_key.split("."):
-            node = node.children.get(seg)
+            node = node.children.get(seg)  # type: ignore[union-attr]  # None returns below
             if node is None:
                 return None
         return node

@@ -11,14 +11,13 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from functools import partial
+from typing import Any, assert_never
 
 from .conditions import as_double, leaf_key
+from .kinds import Kind
+from .values import SortedNumbers
 
 _NUMBER_TYPES = {int, float}
-
-
-class SortedNumbers(list):
-    """The numbers of one array-valued field of one event, sorted once for bisection."""
 
 
 class RangeIndex:
@@ -52,7 +51,7 @@ class RangeIndex:
             return self.slots[2 * (i - 1) + 1]
         return self.slots[2 * i]
 
-    def lookup_sorted(self, xs: "SortedNumbers", found: set) -> None:
+    def lookup_sorted(self, xs: SortedNumbers, found: set) -> None:
         """Fields hit by sorted numbers: per boundary, two bisections find which elementary
         intervals and points hold values, O(boundaries * log n)."""
         slots, n, start = self.slots, len(xs), 0
@@ -102,7 +101,7 @@ class FieldIndex:
         self.eic: dict = {}
         self.ranges: list = []
         self.range_index: RangeIndex | None = None
-        self.exists: list = []
+        self.exists: list[int] | tuple[int, ...] = []
         self.neg_all: tuple = ()  # anything-but <values>: fields failing only on their values
         self.neg_result: dict = {}  # leaf key -> neg_all minus the fields that exclude it
         self._neg_value: dict = {}
@@ -111,31 +110,42 @@ class FieldIndex:
         self.neg_suffix: dict[int, dict] = {}
         self.neg_eic: dict = {}
 
-    def add(self, kind: str, arg, fid: int) -> None:
-        if kind == "exact":
-            self.exact.setdefault(arg, []).append(fid)
-        elif kind == "eic":
-            self.eic.setdefault(arg, []).append(fid)
-        elif kind in ("prefix", "prefix_ic", "suffix", "suffix_ic"):
-            getattr(self, kind).setdefault(len(arg), {}).setdefault(arg, []).append(fid)
-        elif kind == "numeric":
-            self.ranges.append((arg, fid))
-        elif kind == "exists":
-            self.exists.append(fid)
-        elif kind == "anything_but":
-            self.neg_all += (fid,)
-            for key in arg:
-                self._neg_value.setdefault(key, set()).add(fid)
-        elif kind in ("ab_prefix", "ab_suffix", "ab_eic"):
-            self.neg_str_all += (fid,)
-            for x in arg:
-                if kind == "ab_eic":
-                    self.neg_eic.setdefault(x, []).append(fid)
-                else:
-                    table = self.neg_prefix if kind == "ab_prefix" else self.neg_suffix
+    def add(self, kind: Kind, arg: Any, fid: int) -> None:
+        """Enter field `fid`, which holds for values meeting (`kind`, `arg`)."""
+        match kind:
+            case Kind.EXACT:
+                self.exact.setdefault(arg, []).append(fid)
+            case Kind.EQUALS_IC:
+                self.eic.setdefault(arg, []).append(fid)
+            case Kind.PREFIX:
+                self.prefix.setdefault(len(arg), {}).setdefault(arg, []).append(fid)
+            case Kind.PREFIX_IC:
+                self.prefix_ic.setdefault(len(arg), {}).setdefault(arg, []).append(fid)
+            case Kind.SUFFIX:
+                self.suffix.setdefault(len(arg), {}).setdefault(arg, []).append(fid)
+            case Kind.SUFFIX_IC:
+                self.suffix_ic.setdefault(len(arg), {}).setdefault(arg, []).append(fid)
+            case Kind.NUMERIC:
+                self.ranges.append((arg, fid))
+            case Kind.EXISTS:
+                self.exists.append(fid)  # type: ignore[union-attr]  # a list until finish()
+            case Kind.ANYTHING_BUT:
+                self.neg_all += (fid,)
+                for key in arg:
+                    self._neg_value.setdefault(key, set()).add(fid)
+            case Kind.ANYTHING_BUT_PREFIX | Kind.ANYTHING_BUT_SUFFIX:
+                self.neg_str_all += (fid,)
+                table = self.neg_prefix if kind is Kind.ANYTHING_BUT_PREFIX else self.neg_suffix
+                for x in arg:
                     table.setdefault(len(x), {}).setdefault(x, []).append(fid)
-        else:
-            raise AssertionError(kind)
+            case Kind.ANYTHING_BUT_IC:
+                self.neg_str_all += (fid,)
+                for x in arg:
+                    self.neg_eic.setdefault(x, []).append(fid)
+            case Kind.WILDCARD | Kind.CIDR | Kind.ANYTHING_BUT_WILDCARD:
+                raise AssertionError(f"{kind!r} is not indexed (planner.index_plan)")
+            case _:
+                assert_never(kind)
 
     def finish(self) -> None:
         """Freeze the id lists into tuples and build the range structure."""

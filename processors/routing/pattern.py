@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from .compiler import Clause, compile_clauses
 from .flatten import build_trie, flatten
+from .kinds import Kind
+
+_EXISTS = Kind.EXISTS
 
 
 def clause_matches(clause: Clause, flat: dict) -> bool:
@@ -12,7 +15,7 @@ def clause_matches(clause: Clause, flat: dict) -> bool:
         entries = flat.get(path)
         trails = None  # trails of values satisfying the field; ANY = satisfied without a value
         for c in conds:
-            if c.kind == "exists":
+            if c.kind is _EXISTS:
                 if c.arg:
                     if entries:
                         trails = _union(trails, [t for _, t in entries])

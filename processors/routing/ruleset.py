@@ -3,74 +3,43 @@
 Each clause (one `$or` alternative of a rule) is a list of fields. Its anchor, the most
 selective field an index can answer (exact values, prefixes/suffixes, equals-ignore-case,
 numeric ranges, exists:true, anything-but by exclusion, wildcards by their literal head or
-tail), goes into the index of its path (index.py). A generated function (codegen.py) reads each
-field some rule uses once and looks its value up; the anchors hit give the candidate clauses,
+tail), goes into the index of its path (index.py; planner.py picks it). A generated function
+(engines/indexed.py) reads each field some rule uses once and looks its value up; the anchors
+hit give the candidate clauses,
 and a candidate matches when its remaining fields hold on the values already read. Clauses
 without any indexable field (a `*x*` wildcard, anything-but wildcard, cidr, exists:false) are
 checked for every event, so only they cost per rule.
 
 Events of one kind keep hitting the same set of candidate clauses: a set seen often enough gets
 one generated function with every clause test inlined (`_resolve`). String fields with several
-index tables remember their ids per repeated value (codegen._string_hits).
+index tables remember their ids per repeated value (engines/indexed._string_hits).
 
 Events whose used fields sit under arrays of objects, or whose objects have dotted keys, take the
 generic path (flatten.py + pattern.clause_matches), which also enforces array consistency.
 
 That is the index engine. Rule sets of up to bitmask.MAX_CLAUSES clauses also get the bit-mask
-engine (bitmask.py), which has no candidates to check; `RuleSet(rules)` times both on the
-traffic and keeps the faster.
+engine (engines/bitmask.py), which has no candidates to check; `RuleSet(rules)` times both on the
+traffic and keeps the faster (engines/trial.py). `engine` says which answers: "index",
+"bitmask", or "choosing" while the trial runs; the choice is logged once (logger
+`processors.routing.ruleset`), with the trial's timings, and a metric exporter reads `engine`.
 """
 from __future__ import annotations
 
-import statistics
-import time
+import logging
+from collections.abc import Mapping
+from typing import Any
 
-from .bitmask import MAX_CLAUSES, BitMatcher
 from .checks import Check, SameElementCheck
-from .codegen import _define, build_candidates_check, build_clause_check, build_fast_path
 from .compiler import compile_clauses
+from .engines.bitmask import MAX_CLAUSES, BitMatcher
+from .engines.indexed import build_candidates_check, build_clause_check, build_fast_path
+from .engines.trial import engine_trial
 from .flatten import build_trie, flatten
 from .index import FieldIndex
 from .pattern import clause_matches
+from .planner import choose_anchor, index_plan
 
-_INDEXABLE = {"exact", "prefix", "prefix_ic", "suffix", "suffix_ic", "eic", "numeric"}
-
-
-def _index_plan(conds) -> tuple[list, bool] | None:
-    """(entries for the index, exact) for a field, or None if it cannot be indexed.
-
-    `exact` means an index hit proves the field; otherwise (wildcards entered by their literal
-    head or tail) a hit is only necessary and the predicates are checked after.
-    """
-    if len(conds) == 1 and conds[0].kind in ("anything_but", "ab_prefix", "ab_suffix", "ab_eic"):
-        return [(conds[0].kind, conds[0].arg)], True
-    entries, exact = [], True
-    for c in conds:
-        if c.kind in _INDEXABLE:
-            entries.append((c.kind, c.arg))
-        elif c.kind == "exists" and c.arg:
-            entries.append(("exists", True))
-        elif c.kind == "wildcard" and (c.arg[0] or c.arg[-1]):
-            head, tail = c.arg[0], c.arg[-1]
-            entries.append(("prefix", head) if len(head) >= len(tail) else ("suffix", tail))
-            exact = False
-        else:
-            return None
-    return entries, exact
-
-
-def _selectivity(entries, exact: bool) -> int:
-    kinds = {k for k, _ in entries}
-    if kinds & {"anything_but", "ab_prefix", "ab_suffix", "ab_eic"}:
-        return 0
-    if kinds <= {"exact", "eic"}:
-        return 5
-    if kinds <= {"exact", "eic", "prefix", "prefix_ic", "suffix", "suffix_ic"}:
-        return 4 if exact else 3
-    if "exists" not in kinds:
-        return 2
-    return 1
-
+log = logging.getLogger(__name__)
 
 class RuleSet:
     """Compile `{rule name: pattern}` once; `matching(event)` -> names of the rules it matches."""
@@ -80,9 +49,9 @@ class RuleSet:
     MAX_REST_CHECKS = 1024  # the same, for the checked part of sets that are not compiled whole
     MAX_SEEN = 100_000
 
-    def __init__(self, rules: dict[str, dict | str], compile_after: int = 16, engine: str = "auto"):
-        """`engine`: "index", "bitmask" (bitmask.py), or "auto": for up to bitmask.MAX_CLAUSES
-        clauses both are timed on the first events and the faster kept (`_engine_trial`), past
+    def __init__(self, rules: Mapping[str, dict[str, Any] | str], compile_after: int = 16, engine: str = "auto"):
+        """`engine`: "index", "bitmask" (engines/bitmask.py), or "auto": for up to MAX_CLAUSES
+        clauses both are timed on the first events and the faster kept (engines/trial.py), past
         that the index engine. The index engine is built either way: the bit-mask engine hands
         it the events it does not take."""
         if engine not in ("auto", "index", "bitmask"):
@@ -100,7 +69,7 @@ class RuleSet:
         self.always: list[int] = []  # clause ids without an indexed field
         self.direct: dict[int, int] = {}  # anchor field id -> rule index, when it decides
         plans = []
-        paths = set()
+        paths: set[str] = set()
         for r, (name, pattern) in enumerate(rules.items()):
             self.names.append(name)
             for clause in compile_clauses(pattern):
@@ -108,36 +77,30 @@ class RuleSet:
                 self.clauses.append(clause)
                 self.clause_rule.append(r)
                 paths.update(p for p, _ in clause)
-                plans.append([(path, conds, _index_plan(conds)) for path, conds in clause])
+                plans.append([(path, conds, index_plan(conds)) for path, conds in clause])
         self.trie = build_trie(paths)
         self.slot_paths = sorted(paths)
         slot_of = {p: i for i, p in enumerate(self.slot_paths)}
 
         n_fields = 0
-        # per clause: (anchor check or None, [checks of the other fields]). Only anchors go into
-        # the index: indexing every field would make busy fields (a wide numeric range shared
-        # by thousands of rules) return thousands of ids per event.
+        # per clause: (anchor check or None, [checks of the other fields]); planner.py says why only
+        # anchors go into the index
         self.plan: list = []
         self.checks: list = []  # clause id -> generated `ok(slots)` for what its anchor leaves open
         for cid, fields in enumerate(plans):
-            best = None
-            for k, (path, conds, ip) in enumerate(fields):
-                if ip is not None:
-                    score = _selectivity(*ip)
-                    if best is None or score > best[0]:
-                        best = (score, k)
+            best = choose_anchor([ip for _, _, ip in fields])
             checks = [Check(None, slot_of[path], conds) for path, conds, _ in fields]
             anchor = None
             if best is None:
                 self.always.append(cid)
             else:
-                path, conds, (entries, exact) = fields[best[1]]
+                path, conds, (entries, exact) = fields[best]  # type: ignore[misc]  # an anchor has a plan
                 fid = n_fields
                 n_fields += 1
                 fi = self.index.setdefault(path, FieldIndex())
                 for kind, arg in entries:
                     fi.add(kind, arg, fid)
-                anchor = checks[best[1]]
+                anchor = checks[best]
                 anchor.fid = fid
                 self.anchor_of[fid] = cid
                 if exact:
@@ -164,70 +127,47 @@ class RuleSet:
         needed.update(a.slot for a, _ in self.plan if a is not None and a.preds)
         self._tail = {"generic": self._matching_generic, "compiled_get": self._compiled.get,
                       "resolve": self._resolve, "always": bool(self.always)}
-        # `matching(event) -> names`: one generated function (codegen.build_fast_path)
-        self.matching, self.source = build_fast_path(self.trie, slot_of, self.index, needed, self._tail)
+        # `matching(event) -> names`: one generated function (engines.indexed.build_fast_path)
+        self.matching, self.source, self._index_writer = build_fast_path(
+            self.trie, slot_of, self.index, needed, self._tail)
         self.index_matching = self.matching
-        self.bits = None
-        self.engine = "index"
+        self.bits: BitMatcher | None = None
+        self.engine = "index"  # "index", "bitmask", or "choosing" while the trial runs
+        self.trial_medians_ns: tuple[float, float] | None = None  # (index, bitmask), once timed
         if engine == "bitmask" or (engine == "auto" and len(self.clauses) <= MAX_CLAUSES):
-            # generated into the index engine's globals: one function object can run either
-            env = self.index_matching.__globals__
-            self.bits = BitMatcher(self.names, self.clauses, self.clause_rule, self.trie,
-                                   self.index_matching, env)
+            self.bits = BitMatcher(self.names, self.clauses, self.clause_rule, self.trie, self.index_matching)
             if engine == "bitmask":
                 self.matching, self.engine = self.bits.matching, "bitmask"
             else:
-                self.matching, self.engine = self._engine_trial(env), "choosing"
+                contenders = [("index", self.index_matching, self._index_writer),
+                              ("bitmask", self.bits.matching, self.bits.writer)]
+                self.matching = engine_trial(contenders, self._decided, self.TRIAL_EVERY, self.TRIAL_WARMUP,
+                                             self.TRIAL_TIMED)
+                self.engine = "choosing"
+        if self.engine != "choosing":
+            log.info("rule set of %d rules (%d clauses): engine %s (%s)", len(self.names), len(self.clauses),
+                     self.engine, "asked for" if engine == self.engine else
+                     f"more than {MAX_CLAUSES} clauses: no bit-mask engine")
 
     TRIAL_EVERY = 8  # one event in this many is a trial sample: a sample spans the traffic
     TRIAL_WARMUP = 200  # samples both engines run before they are timed (generated checks, memos)
     TRIAL_TIMED = 1000  # samples both engines are timed on
 
-    def _engine_trial(self, env: dict):
-        """`matching` for engine="auto": on one event in TRIAL_EVERY it runs both engines (in
-        turns first, for fairness to caches), and after TRIAL_TIMED timed samples it becomes the
-        one with the lower median time per event, for good. Samples spread over ~10,000 events,
-        so that traffic that comes in runs of one kind (a batch per partition) is judged whole.
-        Which engine is faster depends on the traffic: the index engine when events are
-        candidates for few clauses (routing by type and id), the bit-mask engine when they are
-        candidates for many (rules on most fields, anything-buts). Both give the same answers."""
-        _define("def _bmatching(ev):\n    return _btrial(ev)\n", "<eventweir-trial>", env)
-        matching = env.pop("_bmatching")
-        index, bits = self.index_matching, self.bits.matching
-        times: tuple[list, list] = ([], [])
-        clock = time.perf_counter_ns
-        every = self.TRIAL_EVERY
-        warm = self.TRIAL_WARMUP * every
-        last = warm + self.TRIAL_TIMED * every
-        count = [0]
-
-        def trial(ev):
-            n = count[0] = count[0] + 1
-            if n % every:
-                return index(ev)
-            if n <= warm:
-                bits(ev)
-                return index(ev)
-            for side in ((0, 1) if n & every else (1, 0)):
-                start = clock()
-                names = (index, bits)[side](ev)
-                times[side].append(clock() - start)
-            if n >= last:
-                self.trial_medians_ns = tuple(statistics.median(t) for t in times)
-                best = 0 if self.trial_medians_ns[0] <= self.trial_medians_ns[1] else 1
-                matching.__code__ = (index, bits)[best].__code__
-                self.engine = ("index", "bitmask")[best]
-            return names
-        env["_btrial"] = trial
-        return matching
+    def _decided(self, engine: str, medians_ns: dict[str, float]) -> None:
+        """The trial's verdict (engines/trial.py): `engine` now answers through `matching`."""
+        self.engine = engine
+        self.trial_medians_ns = (medians_ns["index"], medians_ns["bitmask"])
+        log.info("rule set of %d rules (%d clauses): engine %s, chosen by a timing trial "
+                 "(median ns per event: index %.0f, bitmask %.0f)", len(self.names), len(self.clauses),
+                 engine, medians_ns["index"], medians_ns["bitmask"])
 
     @property
     def memos(self) -> dict[str, bool]:
         """Fields whose matches are remembered per value, and whether that memo is still in use
         (of the bit-mask engine when it runs, else of the index engine)."""
-        if self.engine == "bitmask":
+        if self.engine == "bitmask" and self.bits is not None:
             return self.bits.memos
-        return self.index_matching.__globals__["memos"]
+        return self._index_writer.namespace["memos"]
 
     def __len__(self) -> int:
         return len(self.names)
@@ -249,8 +189,8 @@ class RuleSet:
         if len(self._seen) >= self.MAX_SEEN:
             self._seen.clear()  # a stream of one-off candidate sets (a large exact-match set)
         self._seen[found] = seen
-        rules = set(map(self.direct.get, found))
-        rules.discard(None)
+        rules: set[int] = set(map(self.direct.get, found))  # type: ignore[arg-type]  # None discarded next
+        rules.discard(None)  # type: ignore[arg-type]
         rest = found.difference(self.direct)
         if rest or self.always:
             rules.update(self._check_rest(rest, slots))
@@ -264,7 +204,7 @@ class RuleSet:
     def _check_rest(self, rest: frozenset, slots: list):
         """Indexes of the rules whose candidate clauses in `rest` (none decided by its anchor
         alone), or whose always-checked clauses, hold; by a generated function once `rest` recurs."""
-        check = self._rest_checks.get(rest)
+        check: Any = self._rest_checks.get(rest)
         if check is not None:
             return check(slots)
         seen = self._rest_seen.get(rest, 0) + 1
@@ -306,7 +246,7 @@ class RuleSet:
             r = self.clause_rule[cid]
             if r in by_rule and by_rule[r] is None:
                 continue
-            by_rule.setdefault(r, []).append(self._clause_fields(cid))
+            by_rule.setdefault(r, []).append(self._clause_fields(cid))  # type: ignore[union-attr]  # None: skipped
         return build_candidates_check([(r if as_indexes else self.names[r], by_rule[r]) for r in sorted(by_rule)])
 
     def _matching_generic(self, event: dict) -> list[str]:

@@ -28,7 +28,7 @@ _PREDEFINED = ("aws.events.rule-name", "aws.events.rule-arn", "aws.events.event"
 
 
 def compile_target_input(input: str | None = None, input_path: str | None = None,
-                         input_transformer: dict | None = None) -> "TargetInput":
+                         input_transformer: dict | None = None) -> TargetInput:
     given = [x is not None for x in (input, input_path, input_transformer)]
     if sum(given) > 1:
         raise ValidationException("Only one of Input, InputPath, or InputTransformer must be provided.")

@@ -38,7 +38,8 @@ def parse_wildcard(text: str) -> list:
 
 def segments(tokens: list) -> tuple[str, ...]:
     """Literal runs between stars: ('a', 'b') for a*b, ('', 'x', '') for *x*."""
-    out, cur = [], []
+    out: list[str] = []
+    cur: list[str] = []
     for t in tokens:
         if t is _STAR:
             out.append("".join(cur))

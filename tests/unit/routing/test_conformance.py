@@ -1,10 +1,15 @@
-"""Every AWS-recorded case in ../shared/conformance must behave as AWS did."""
+"""Every AWS-recorded case in tests/data/conformance (synced from ../shared/conformance) must behave as AWS did."""
 import json
 
 import orjson
 
-from processors.routing import (InvalidEventPatternException, RuleSet, compile_pattern,
-                                compile_target_input, validate_event)
+from processors.routing import (
+    InvalidEventPatternException,
+    RuleSet,
+    compile_pattern,
+    compile_target_input,
+    validate_event,
+)
 
 
 def _cases(conformance_dir, name):

@@ -2,7 +2,8 @@
 import math
 import time
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from processors.routing import InvalidEventPatternException, RuleSet, compile_pattern
 
@@ -216,7 +217,8 @@ def numeric_ranges(draw):
 @given(st.lists(numeric_ranges(), min_size=1, max_size=6),
        st.lists(st.sampled_from([-6, -5, -4.5, -1, 0, 0.5, 1, 2, 3, 5, 5.5, 7]), min_size=1, max_size=30))
 def test_range_index_array_lookups_agree_with_single_lookups(ranges, numbers):
-    from processors.routing.index import RangeIndex, SortedNumbers
+    from processors.routing.index import RangeIndex
+    from processors.routing.values import SortedNumbers
     ri = RangeIndex([(r, i) for i, r in enumerate(ranges)])
     expected = set()
     for x in numbers:
@@ -271,7 +273,7 @@ def test_memo_of_a_field_whose_values_do_not_repeat_is_dropped_and_results_stay_
     """A string field with several index tables (index engine) or tests (bit-mask engine)
     remembers its answer per value; for one whose values are all new (ids) the memo is dropped,
     and the answers are the same before and after."""
-    from processors.routing.codegen import MEMO_SIZE
+    from processors.routing.engines.writer import MEMO_SIZE
 
     rules = {"pre": {"id": [{"prefix": "a1"}]}, "suf": {"id": [{"suffix": "9"}]},
              "kind": {"kind": [{"prefix": "se"}, {"suffix": "or"}], "id": [{"exists": True}]}}
@@ -377,7 +379,7 @@ def test_auto_engine_times_both_engines_on_the_traffic_and_keeps_the_faster(monk
     """engine="auto" times both engines on the first events, then the function callers hold
     becomes the faster one; the answers are the same all along. Past bitmask.MAX_CLAUSES
     clauses only the index engine runs."""
-    from processors.routing.bitmask import MAX_CLAUSES
+    from processors.routing.engines.bitmask import MAX_CLAUSES
 
     rules = {f"r{i}": {"id": [f"v{i}"], "n": [{"numeric": [">", i]}]} for i in range(40)}
     rules["any"] = {"id": [{"anything-but": "v3"}]}
@@ -415,7 +417,7 @@ def test_bitmask_functions_per_event_layout_agree_with_each_pattern(patterns_, e
     top-level keys (absent fields folded in), made at a layout's first sight and bounded in
     number; keys spanning levels ("g.h") send the event the generic way. Every layout, seen
     first or again, and past the bound, gives each pattern's answer."""
-    from processors.routing import bitmask
+    from processors.routing.engines import bitmask
 
     rules = {f"r{i}": p for i, p in enumerate(patterns_)}
     rules["wide"] = {k: [{"exists": True}] for k in "abcdef"}  # six top-level fields at least

@@ -1,6 +1,6 @@
 """Small rule sets matched with one bit per clause: no candidates, no checks after the lookups.
 
-The index engine (ruleset.py, codegen.py) looks each used field up and then checks the candidate
+The index engine (ruleset.py, engines/indexed.py) looks each used field up and then checks the candidate
 clauses the hits name; that is what scales to 100,000 rules. When a small rule set has rules on
 most of an event's fields (`combined` in tests/bench/patterns.py: every event is a candidate for
 dozens of clauses, in ever new combinations), resolving the candidates costs most of the time.
@@ -22,16 +22,18 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from itertools import chain
+from typing import assert_never
 
-from .checks import Check
-from .codegen import (MEMO_SIZE, MISSING, _WORD_T, _WORD_X, _define, _dotted_check, _dotted_names, _Gen,
-                      _memo_full, _scalar_test, scalars)
+from ..checks import Check
+from ..kinds import Kind
+from ..values import MISSING, scalars
+from .writer import MEMO_SIZE, CodeWriter, dotted_check, dotted_names, memo_switch, scalar_test
 
 MAX_CLAUSES = 512  # masks stay a few machine words; bigger sets use the index engine
 NAMES_SIZE = 65536  # remembered rule names per final mask
 SHAPE_FIELDS = 6  # rules reading this many top-level fields get a function per event layout
 MAX_SHAPES = 64  # layouts with their own function; the rest take the general one
-_STRING_BLIND = {"numeric"}  # kinds that never hold for a string
+_STRING_BLIND = {Kind.NUMERIC}  # kinds that never hold for a string
 _BIG = 2 ** 53  # ints beyond this are not all doubles: their own checks decide
 
 
@@ -50,9 +52,12 @@ class _Field:
         self.points = sorted(_points(conds))
         # numbers only: bools, strings and nulls hold none of these conditions
         self.numeric = bool(self.points) and all(
-            c.kind == "numeric" or (c.kind == "exact" and type(c.arg) in (float, int)) for c in conds)
+            c.kind is Kind.NUMERIC or (c.kind is Kind.EXACT and type(c.arg) in (float, int)) for c in conds)
         self.table = self._table(conds)
-        self._slot_masks = None
+        self._slot_masks: tuple[list[int], list[int]] | None = None
+        # names of the generated globals for this field, once made (BitMatcher._value_fn)
+        self.fn_name: str | None = None
+        self.memo_name = self.flag_name = ""
 
     def _table(self, conds):
         """(dict, default, affix) when the field's mask is one dict lookup: `dict.get(value,
@@ -60,7 +65,7 @@ class _Field:
         `dict.get(value[:n] or value[-n:], default)` for prefixes (suffixes) of one length n,
         where a missing field reads as "" (which holds none of them, as missing does)."""
         kinds = {c.kind for c in conds}
-        if kinds <= {"exact"} and all(type(c.arg) is str for c in conds):
+        if kinds <= {Kind.EXACT} and all(type(c.arg) is str for c in conds):
             default = self._scalar_mask(object())  # a value none of them equals
             table: dict = {}
             for bit, checks in self.entries:
@@ -74,14 +79,14 @@ class _Field:
                             table[value] = table.get(value, default) | bit
             table[MISSING] = self.missing
             return table, default, None
-        if len(kinds) == 1 and kinds <= {"prefix", "suffix"} and len({len(c.arg) for c in conds}) == 1 \
+        if len(kinds) == 1 and kinds <= {Kind.PREFIX, Kind.SUFFIX} and len({len(c.arg) for c in conds}) == 1 \
                 and conds[0].arg and not any(c.exists_true or c.exists_false for _, cs in self.entries for c in cs):
             default = self.missing
             if self._scalar_mask("") != default:
                 return None
             table = {c.arg: self._scalar_mask(c.arg) for c in conds}
             n = len(conds[0].arg)
-            return table, default, f"[:{n}]" if kinds == {"prefix"} else f"[-{n}:]"
+            return table, default, f"[:{n}]" if kinds == {Kind.PREFIX} else f"[-{n}:]"
         return None
 
     def _scalar_mask(self, value) -> int:
@@ -124,7 +129,7 @@ class _Field:
         asked = []
         for bit, checks in self.entries:
             conds = checks[0].conds
-            if len(checks) == 1 and conds and not checks[0].exists_true and all(c.kind == "numeric" for c in conds):
+            if len(checks) == 1 and conds and not checks[0].exists_true and all(c.kind is Kind.NUMERIC for c in conds):
                 spans = []
                 for c in conds:
                     lo, lo_incl, hi, hi_incl = c.arg
@@ -164,21 +169,28 @@ def _points(conds) -> set[float]:
     """The doubles where some condition's answer on numbers can change."""
     out: set[float] = set()
     for c in conds:
-        if c.kind == "numeric":
-            lo, _, hi, _ = c.arg
-            out.update(b for b in (lo, hi) if b is not None)
-        elif c.kind == "exact" and type(c.arg) is float:
-            out.add(c.arg)
-        elif c.kind == "anything_but":
-            out.update(k for k in c.arg if type(k) is float)
+        match c.kind:
+            case Kind.NUMERIC:
+                lo, _, hi, _ = c.arg
+                out.update(b for b in (lo, hi) if b is not None)
+            case Kind.EXACT:
+                if type(c.arg) is float:
+                    out.add(c.arg)
+            case Kind.ANYTHING_BUT:
+                out.update(k for k in c.arg if type(k) is float)
+            case (Kind.PREFIX | Kind.PREFIX_IC | Kind.SUFFIX | Kind.SUFFIX_IC | Kind.EQUALS_IC | Kind.WILDCARD
+                  | Kind.CIDR | Kind.EXISTS | Kind.ANYTHING_BUT_PREFIX | Kind.ANYTHING_BUT_SUFFIX
+                  | Kind.ANYTHING_BUT_IC | Kind.ANYTHING_BUT_WILDCARD):
+                pass  # the same answer for every number
+            case _:
+                assert_never(c.kind)
     return {p for p in out if not math.isnan(p)}
 
 
 class BitMatcher:
     """`matching(event) -> rule names` for the clauses of a RuleSet, by masks (see above)."""
 
-    def __init__(self, names: list[str], clauses: list, clause_rule: list[int], trie, fallback,
-                 env: dict | None = None):
+    def __init__(self, names: list[str], clauses: list, clause_rule: list[int], trie, fallback):
         n = len(clauses)
         self.guard = 1 << n
         full = self.guard - 1
@@ -196,8 +208,9 @@ class BitMatcher:
         self._chunks: list[dict] = [{} for _ in range(n // 16 + 1)]
         self._multi_clause_rules = len(set(clause_rule)) < n
         self._shapes: dict[tuple, object] = {}
-        self._top_dots = frozenset(_dotted_names(trie))
-        self.matching, self.source = self._generate(trie, fallback, env)
+        self._top_dots = frozenset(dotted_names(trie))
+        self.writer = CodeWriter("bitmask")
+        self.matching, self.source = self._generate(trie, fallback)
 
     def names_of(self, m: int) -> list[str]:
         """The rule names of the clause bits in `m`, in rule order; remembered per mask. Clause
@@ -224,7 +237,7 @@ class BitMatcher:
         return got
 
     def _chunk_names(self, base: int, chunk: int) -> list[str]:
-        out = []
+        out: list[str] = []
         for i in range(16):
             if chunk >> i & 1:
                 name = self.names[self.clause_rule[base * 16 + i]]
@@ -232,39 +245,35 @@ class BitMatcher:
                     out.append(name)
         return out
 
-    def _generate(self, trie, fallback, env: dict | None):
-        """`match`, generated into `env` when one is given (the index engine's globals, so that
-        a function object can switch between the engines' code: RuleSet's engine trial). Its
-        names there start with `_b` or carry numbers past the index engine's."""
-        g = self._g = _Gen()
-        if env is not None:
-            env.update((k, v) for k, v in g.env.items() if k not in env)
-            g.env, g.n = env, 1_000_000
-        g.env.update(_bindex=fallback, _bnames=self._names, _bnames_of=self.names_of,
-                     _cf=chain.from_iterable, _bl=bisect_left, _br=bisect_right)
-        g.env["_bev"] = [0]  # events seen, to judge whether a memo pays
-        g.env["_bmemos"] = self.memos = {}
-        g.env["_bfull"] = _memo_full(g.env, "_bmemos")
+    def _generate(self, trie, fallback):
+        """`match(ev) -> rule names`, generated into the writer's namespace."""
+        g = self.writer
+        g.namespace.update(index_engine=fallback, names_by_mask=self._names, names_of=self.names_of,
+                           chain_from=chain.from_iterable, bisect_left=bisect_left, bisect_right=bisect_right)
+        g.namespace["events_seen"] = [0]  # to judge whether a memo pays
+        self.memos: dict[str, bool] = {}
+        g.namespace["memos"] = self.memos
+        g.namespace["memo_full"] = memo_switch(g, self.memos)
         self._trie = trie
-        general, source = self._function("_bgeneral", None)
+        general, source = self._function("match_any_layout", None)
         if len(trie.children) < SHAPE_FIELDS:
             return general, source
         # Events of many kinds, each with a few of the top-level fields the rules read (one bus
         # for devices, clicks and orders): a function per layout of top-level keys reads only the
         # fields present, the absent ones' masks folded into its start
-        g.env.update(_bshapes=self._shapes, _bshape=self._shape)
-        dispatch = ("def _bmatch(ev):\n"
+        g.namespace.update(layouts=self._shapes, layout_function=self._shape)
+        dispatch = ("def match(ev):\n"
                     "    try:\n"
-                    "        return _bshapes[tuple(ev)](ev)\n"
+                    "        return layouts[tuple(ev)](ev)\n"
                     "    except (KeyError, TypeError):\n"  # a new layout, or not an object
-                    "        return _bshape(ev)(ev)\n")
-        _define(dispatch, "<eventweir-bitmask>", g.env)
-        return g.env["_bmatch"], source
+                    "        return layout_function(ev)(ev)\n")
+        g.define(dispatch)
+        return g.namespace["match"], source
 
     def _function(self, name: str, present: frozenset | None):
         """(function, source): `name(ev) -> rule names` for events whose top-level keys are
         `present` (None: any event)."""
-        g, trie = self._g, self._trie
+        g, trie = self.writer, self._trie
         g.lines, g.helpers = [], []
         start = self.full
         if present is not None:
@@ -273,29 +282,29 @@ class BitMatcher:
                     start &= self._missing_under(child) & (
                         self.fields[child.leaf].missing if child.leaf is not None else self.full)
         g.emit(0, f"def {name}(ev):")
-        g.emit(1, "_bev[0] += 1")
+        g.emit(1, "events_seen[0] += 1")
         g.emit(1, f"m = {start}")
         g.emit(1, "try:")
         if present is None:
-            _dotted_check(g, trie, "ev", 2, "_bindex")
+            dotted_check(g, trie, "ev", 2, "index_engine")
         self._node(g, trie, "ev", 2, present)
         g.emit(2, "pass")  # a layout without any field the rules read
         # an unhashable value (an array, an object) looked up in a string field's memo, or an
         # event that is not an object
         g.emit(1, "except (TypeError, AttributeError):")
-        g.emit(2, "return _bindex(ev)")
-        g.emit(1, "r = _bnames.get(m)")
+        g.emit(2, "return index_engine(ev)")
+        g.emit(1, "r = names_by_mask.get(m)")
         g.emit(1, "if r is None:")
-        g.emit(2, "r = _bnames_of(m)")
+        g.emit(2, "r = names_of(m)")
         g.emit(1, "return r[:]")  # a list of the caller's own, as the index engine returns
-        source = "\n".join(g.lines + g.helpers) + "\n"
-        _define(source, "<eventweir-bitmask>", g.env)
-        return g.env[name], source
+        source = g.source()
+        g.define(source)
+        return g.namespace[name], source
 
     def _shape(self, ev):
         """The function for the layout of `ev`'s top-level keys, made at its first sight (at
         most MAX_SHAPES of them; events of other layouts take the general function)."""
-        general = self._g.env["_bgeneral"]
+        general = self.writer.namespace["match_any_layout"]
         if type(ev) is not dict:
             return general
         keys = tuple(ev)
@@ -303,9 +312,9 @@ class BitMatcher:
             return general
         present = frozenset(keys)
         if not self._top_dots.isdisjoint(present):
-            fn = self._g.env["_bindex"]  # a key spanning levels: the index engine's generic path
+            fn = self.writer.namespace["index_engine"]  # a key spanning levels: its generic path decides
         else:
-            fn, _ = self._function(f"_bshape{len(self._shapes)}", present)
+            fn, _ = self._function(f"match_layout_{len(self._shapes)}", present)
         self._shapes[keys] = fn
         return fn
 
@@ -318,52 +327,55 @@ class BitMatcher:
             m &= self._missing_under(child)
         return m
 
-    def _node(self, g: _Gen, node, d: str, depth: int, present: frozenset | None = None) -> None:
+    def _node(self, g: CodeWriter, node, d: str, depth: int, present: frozenset | None = None) -> None:
         """Code for the fields under `node` of the object `d`; `present`: the keys `d` is known
         to have (the others were folded in as absent), None when unknown."""
         for seg, child in node.children.items():
             if present is not None and seg not in present:
                 continue
-            read = f"{d}.get({seg!r}, M)" if present is None else f"{d}[{seg!r}]"
+            read = f"{d}.get({seg!r}, MISSING)" if present is None else f"{d}[{seg!r}]"
             if not child.children:
-                self._leaf(g, self.fields[child.leaf], read, depth)
+                # a missing field read as "" for an affix test (see _leaf)
+                read_or_empty = f"{d}.get({seg!r}, '')" if present is None else read
+                self._leaf(g, self.fields[child.leaf], read, read_or_empty, depth)
                 continue
-            v, t = g.var("v"), g.var("t")
+            v, t = g.var("value"), g.var("type")
             below = self._missing_under(child)
             g.emit(depth, f"{v} = {read}")
             g.emit(depth, f"{t} = type({v})")
             g.emit(depth, f"if {t} is dict:")
             if child.leaf is not None:  # an object where a value is read: that path is absent
                 g.emit(depth + 1, f"m &= {self.fields[child.leaf].missing}")
-            _dotted_check(g, child, v, depth + 1, "_bindex")
+            dotted_check(g, child, v, depth + 1, "index_engine")
             self._node(g, child, v, depth + 1)
             g.emit(depth, f"elif {t} is list:")
-            g.emit(depth + 1, "return _bindex(ev)")
+            g.emit(depth + 1, "return index_engine(ev)")
             g.emit(depth, "else:")  # absent, or a scalar: nothing below it is present
             if child.leaf is not None:
                 g.emit(depth + 1, f"m &= {below} & {self._value_fn(g, self.fields[child.leaf])}({v})")
             else:
                 g.emit(depth + 1, f"m &= {below}")
 
-    def _leaf(self, g: _Gen, f: _Field, read: str, depth: int) -> None:
+    def _leaf(self, g: CodeWriter, f: _Field, read: str, empty: str, depth: int) -> None:
+        """Code AND-ing the mask of the field's value (`read`: the expression reading it; `empty`:
+        the same, reading a missing field as "") into `m`."""
         if f.table is not None:
             table, default, affix = f.table
             if affix is None:
-                g.emit(depth, f"m &= {g.const('tb', table)}.get({read}, {default})")
+                g.emit(depth, f"m &= {g.const('table', table)}.get({read}, {default})")
             else:  # a value that is not a string fails the slice: the index engine decides
-                empty = read.replace(", M)", ", '')")
                 if len(table) == 1:  # one affix: a startswith/endswith makes no string
                     (key, mask), = table.items()
                     method = "startswith" if affix.startswith("[:") else "endswith"
                     g.emit(depth, f"m &= {mask} if {empty}.{method}({key!r}) else {default}")
                 else:
-                    g.emit(depth, f"m &= {g.const('tb', table)}.get({empty}{affix}, {default})")
+                    g.emit(depth, f"m &= {g.const('table', table)}.get({empty}{affix}, {default})")
             return
         fn = self._value_fn(g, f)
-        x = g.var("x")
+        x = g.var("value")
         g.emit(depth, f"{x} = {read}")
         if f.numeric:
-            t = g.var("t")
+            t = g.var("type")
             g.emit(depth, f"{t} = type({x})")
             # an int within doubles' exact range compares with the boundaries as its double
             g.emit(depth, f"if {t} is float or ({t} is int and -{_BIG} <= {x} <= {_BIG}):")
@@ -374,18 +386,18 @@ class BitMatcher:
             g.emit(depth + 1, f"m &= {fn}({x})")
         else:
             # values that repeat (names, types, statuses) are one memo lookup; a field whose
-            # values do not (ids) has its memo switched off (codegen._memo_full) and tests inline
-            g.env["_bmemos"].setdefault(f.path, True)
+            # values do not (ids) has its memo switched off (writer.memo_switch) and tests inline
+            g.namespace["memos"].setdefault(f.path, True)
             g.emit(depth, f"if {f.flag_name}:")
             g.emit(depth + 1, f"m &= {f.memo_name}.get({x}) or {fn}({x})")
             g.emit(depth, f"elif type({x}) is str:")
-            mm = g.var("mm")
+            mm = g.var("string_mask")
             self._string_tests(g, f, x, depth + 1, mm)
             g.emit(depth + 1, f"m &= {mm}")
             g.emit(depth, "else:")
             g.emit(depth + 1, f"m &= {fn}({x})")
 
-    def _string_tests(self, g: _Gen, f: _Field, x: str, depth: int, out: str) -> None:
+    def _string_tests(self, g: CodeWriter, f: _Field, x: str, depth: int, out: str) -> None:
         """Code that sets `out` to the mask of the string `x` on field `f`, by inline tests."""
         always = f.other
         tests = []
@@ -395,10 +407,9 @@ class BitMatcher:
                 if check.exists_true:
                     continue
                 conds = [c for c in check.conds if c.kind not in _STRING_BLIND
-                         and not (c.kind == "exact" and type(c.arg) is not str)]
-                tested = " or ".join(f"({_scalar_test(g, c)})" for c in conds) or "False"
-                # the tests name the value `x` and its type `t`: here, `x` and str
-                parts.append(_WORD_T.sub("str", _WORD_X.sub(x, tested)))
+                         and not (c.kind is Kind.EXACT and type(c.arg) is not str)]
+                # the value is `x`, a str
+                parts.append(" or ".join(f"({scalar_test(g, c, x, 'str')})" for c in conds) or "False")
             if not parts:
                 always |= bit
             elif "False" not in parts:
@@ -408,17 +419,17 @@ class BitMatcher:
             g.emit(depth, f"if {test}:")
             g.emit(depth + 1, f"{out} |= {bit}")
 
-    def _value_fn(self, g: _Gen, f: _Field) -> str:
+    def _value_fn(self, g: CodeWriter, f: _Field) -> str:
         """Name of the generated `mask(x)` of field `f` (made once): strings by inline tests
         (remembered while the field's memo is on), floats by comparisons, anything else by the
         field's checks."""
-        name = getattr(f, "fn_name", None)
+        name = f.fn_name
         if name is not None:
             return name
-        name = f.fn_name = g.var("mask")
+        name = f.fn_name = g.var("mask_of")
         memo = f.memo_name = g.const("memo", {MISSING: f.missing})
-        flag = f.flag_name = g.const("on", True)
-        slow = g.const("slow", f.mask)
+        flag = f.flag_name = g.const("memo_on", True)
+        slow = g.const("checked_mask", f.mask)
         main, g.lines = g.lines, []
         g.emit(0, "")
         g.emit(0, f"def {name}(x):")
@@ -427,8 +438,8 @@ class BitMatcher:
         self._string_tests(g, f, "x", 2, "m")
         g.emit(2, f"if {flag}:")
         g.emit(3, f"if len({memo}) >= {MEMO_SIZE}:")
-        g.emit(4, f"_bfull({f.path!r}, {flag!r}, {memo}, _bev)")
-        g.emit(4, f"{memo}[M] = {f.missing}")
+        g.emit(4, f"memo_full({f.path!r}, {flag!r}, {memo}, events_seen)")
+        g.emit(4, f"{memo}[MISSING] = {f.missing}")
         g.emit(3, f"{memo}[x] = m")
         g.emit(2, "return m")
         g.emit(1, "if t is float:")
@@ -436,21 +447,21 @@ class BitMatcher:
         g.emit(1, f"if t is int and -{_BIG} <= x <= {_BIG}:")
         g.emit(2, "y = float(x)")  # exactly the double EventBridge compares
         g.emit(2, f"return {_tree(g, f, 'y')}")
-        g.emit(1, "if x is M:")
+        g.emit(1, "if x is MISSING:")
         g.emit(2, f"return {f.missing}")
         g.emit(1, f"return {slow}(x)")
         g.helpers += g.lines
         g.lines = main
         return name
 
-    def _array_fn(self, g: _Gen, f: _Field) -> str:
+    def _array_fn(self, g: CodeWriter, f: _Field) -> str:
         """Name of the generated mask of an array of numbers: flattened and sorted once; each run
         of slots (intervals and points between the field's boundaries) whose mask adds clauses
         is tested by one bisection at its low end. Anything unusual (a string, null or object
         among the numbers, an empty array, uneven nesting) raises on the way and takes the
         field's checks; so does a bool found where a number is needed (bools sort as 0 and 1)."""
-        name = g.var("arr")
-        slow = g.const("slow", f.mask)
+        name = g.var("array_mask")
+        slow = g.const("checked_mask", f.mask)
         intervals, points = f.slot_masks()
         # slot 2i is the interval below points[i], slot 2i+1 the point; slot 2K the top interval
         slots = [m for i, p in enumerate(points) for m in (intervals[i], p)] + [intervals[-1]]
@@ -466,12 +477,17 @@ class BitMatcher:
         g.emit(3, "s = x")
         g.emit(3, "while type(s[0][0]) is list:")
         # one level down: a single inner array is that array (GeoJSON's [[[x, y], ...]])
-        g.emit(4, "s = s[0] if len(s) == 1 else list(_cf(s))")
-        g.emit(3, "s = sorted(_cf(s))")
+        g.emit(4, "s = s[0] if len(s) == 1 else list(chain_from(s))")
+        g.emit(3, "s = sorted(chain_from(s))")
         g.emit(2, "else:")
         g.emit(3, "s = sorted(x)")
         g.emit(2, f"if s[0] < -{_BIG}.0 or s[-1] > {_BIG}.0:")  # ints beyond doubles
         g.emit(3, f"return {slow}(x)")
+        if present & ~(f.mask(False) & f.mask(True)):
+            # `present` is what a number holds, and bools (sorted as 0 and 1) are not numbers: an
+            # array of bools alone (bools at both ends: the checks decide) must not get it
+            g.emit(2, "if type(s[0]) is bool and type(s[-1]) is bool:")
+            g.emit(3, f"return {slow}(x)")
         g.emit(2, f"m = {present}")
         j = 0
         while j < len(slots):
@@ -487,17 +503,14 @@ class BitMatcher:
                 elif top:
                     first = "-1"
                 elif j % 2:
-                    first = f"_bl(s, {pts[j // 2]})"
+                    first = f"bisect_left(s, {pts[j // 2]})"
                 else:
-                    first = f"_br(s, {pts[j // 2 - 1]})"
+                    first = f"bisect_right(s, {pts[j // 2 - 1]})"
                 if top:
                     inside = "True" if j == 0 else f"s[-1] >= {pts[j // 2]}" if j % 2 else f"s[-1] > {pts[j // 2 - 1]}"
-                elif k % 2:
-                    inside = f"len(s) > i and s[i] <= {pts[k // 2]}"
                 else:
-                    inside = f"len(s) > i and s[i] < {pts[k // 2]}"
-                if j == 0 and not top:
-                    inside = inside.replace("len(s) > i and ", "")  # s holds a value: s[0] was read
+                    within = "" if j == 0 else "len(s) > i and "  # from the bottom: s[0] was read
+                    inside = f"{within}s[i] {'<=' if k % 2 else '<'} {pts[k // 2]}"
                 g.emit(2, f"i = {first}")
                 g.emit(2, f"if {inside}:")
                 g.emit(3, "if type(s[i]) is bool:")
@@ -512,11 +525,11 @@ class BitMatcher:
         return name
 
 
-def _num(g: _Gen, p: float) -> str:
-    return repr(p) if math.isfinite(p) else g.const("p", p)
+def _num(g: CodeWriter, p: float) -> str:
+    return repr(p) if math.isfinite(p) else g.const("point", p)
 
 
-def _tree(g: _Gen, f: _Field, v: str) -> str:
+def _tree(g: CodeWriter, f: _Field, v: str) -> str:
     """The mask of the double `v` as nested comparisons with the field's points (a bisection
     written out); runs of equal masks collapse into one constant."""
     intervals, points = f.slot_masks()

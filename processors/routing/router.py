@@ -1,0 +1,269 @@
+"""The router: for each event, the rules it matches, and for each of their targets a Delivery.
+
+Patterns are compiled once into a `RuleSet` (ruleset.py), whose cost per event does not
+grow with the number of rules. A rule without a pattern takes every event. Target payloads are
+rendered here (Input / InputPath / InputTransformer, else the event as JSON, serialised once
+however many targets take it), so targets only move bytes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+import orjson
+
+from processors.core import Delivery, Event, Failure, PlainMatches, splice_json
+
+from .ruleset import RuleSet
+
+STAGE = "route"
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    name: str  # "<rule>/<target id>": unique across the rule set, used for metrics and dead letters
+    key_path: tuple[str, ...] | None = None
+    render: Callable[..., bytes | None] | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    rule: str
+    targets: tuple[RouteTarget, ...]
+    pattern: dict[str, Any] | None = None
+
+
+def parse_key_path(path: str) -> tuple[str, ...]:
+    """`$.detail.device_id` -> ("detail", "device_id")."""
+    if not path.startswith("$."):
+        raise ValueError(f"key path {path!r} must start with '$.'")
+    return tuple(path[2:].split("."))
+
+
+def extract_key(body: dict, path: tuple[str, ...]) -> bytes | None:
+    value: Any = body
+    for part in path:
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    if value is None:
+        return None
+    return value.encode() if isinstance(value, str) else orjson.dumps(value)
+
+
+def ingestion_time(timestamp_ms: int) -> str:
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Router:
+    def __init__(self, routes: list[Route], rule_arn_prefix: str = "arn:aws:events:us-east-1:000000000000:rule/"):
+        self.routes = {route.rule: route for route in routes}
+        self.match_all = [route for route in routes if route.pattern is None]
+        patterned = {route.rule: route.pattern for route in routes if route.pattern is not None}
+        self.ruleset = None
+        if patterned:
+            self.ruleset = RuleSet(patterned)
+        self.arn_prefix = rule_arn_prefix
+        # rule -> its target names, for rules whose every target takes the event as it is (no
+        # transform, no key path): their deliveries need nothing but the event's JSON
+        self.plain_targets = {
+            route.rule: tuple(t.name for t in route.targets) for route in routes
+            if all(t.render is None and t.key_path is None for t in route.targets)}
+
+    @property
+    def forwards_raw(self) -> bool:
+        """Every rule takes every event and every target forwards it unchanged: routing never
+        reads a body, so the pipeline can pass records through without decoding them into dicts."""
+        return self.ruleset is None and all(
+            t.render is None and t.key_path is None for route in self.match_all for t in route.targets)
+
+    def route_raw(self, records: list, matched: dict[str, int]) -> list[Delivery]:
+        """Deliveries of the records' own bytes to every target (when `forwards_raw`)."""
+        out: list[Delivery] = []
+        for route in self.match_all:
+            matched[route.rule] = matched.get(route.rule, 0) + len(records)
+            rule = route.rule
+            for target in route.targets:
+                name = target.name
+                out += [Delivery(name, r, r.value, r.key, rule) for r in records]
+        return out
+
+    def matching(self, body: dict) -> list[Route]:
+        if self.ruleset is None:
+            return self.match_all
+        names = self.ruleset.matching(body)
+        if not names:
+            return self.match_all
+        return self.match_all + [self.routes[name] for name in names]
+
+    def route(self, events: list[Event], failures: list[Failure], matched: dict[str, int],
+              raw_bodies: bool = False, plain_out: dict[str, PlainMatches] | None = None) -> list[Delivery]:
+        """Deliveries for every (event, matching rule, target), each target's in event order.
+
+        `raw_bodies`: the events' bodies are their records' values as decoded, unchanged, so an
+        untransformed delivery can carry the original bytes instead of serialising again.
+        `plain_out`: see route_records; the values collected are the events' JSON."""
+        out: list[Delivery] = []
+        if not events:
+            return out
+        if self.match_all:
+            self._route_to_all(events, failures, matched, raw_bodies, out)
+        if self.ruleset is not None:
+            ruleset, routes, plain, append = self.ruleset, self.routes, self.plain_targets, out.append
+            collect, before = self._collectors(plain_out, runs_known=False) if plain_out is not None else ({}, None)
+            for event in events:
+                names = ruleset.matching(event.body)
+                if names:
+                    record = event.record
+                    if raw_bodies:
+                        as_json = record.value
+                    elif event.added is not None:  # the record's bytes with what stages appended
+                        as_json = splice_json(record.value, event.added, len(event.body))  # type: ignore[arg-type]
+                    else:
+                        as_json = None
+                    for name in names:
+                        add = collect.get(name)
+                        if add is not None:
+                            if as_json is None:
+                                try:
+                                    as_json = orjson.dumps(event.body)
+                                except Exception:  # noqa: BLE001 - _deliver dead-letters it per target
+                                    matched[name] = matched.get(name, 0) + 1
+                                    self._deliver(event, routes[name], None, failures, out)
+                                    continue
+                            add[0](record)
+                            add[1](record.key)
+                            add[2](as_json)
+                            continue
+                        matched[name] = matched.get(name, 0) + 1
+                        targets = plain.get(name)
+                        if targets is not None and as_json is not None:
+                            # the common case, inline: the event's JSON as it is, keyed as it came
+                            for target in targets:
+                                append(Delivery(target, record, as_json, record.key, name))
+                        else:
+                            as_json = self._deliver(event, routes[name], as_json, failures, out)
+            if before is not None:
+                self._count_collected(plain_out, before, matched)  # type: ignore[arg-type]  # set with before
+        return out
+
+    def _collectors(self, plain: dict[str, PlainMatches], runs_known: bool) -> tuple[dict, dict]:
+        """Per plain rule, the appends of its PlainMatches in `plain` (made if missing), and how
+        many it held before, for `_count_collected`. Unless the caller keeps the matches' runs
+        (`runs_known`), they are unknown from now on."""
+        collect, before = {}, {}
+        for rule in self.plain_targets:
+            m = plain.get(rule)
+            if m is None:
+                m = plain[rule] = PlainMatches()
+            if not runs_known:
+                m.runs = None
+            collect[rule] = (m.records.append, m.keys.append, m.values.append)
+            before[rule] = len(m)
+        return collect, before
+
+    @staticmethod
+    def _count_collected(plain: dict[str, PlainMatches], before: dict[str, int], matched: dict[str, int]) -> None:
+        for rule, n in before.items():
+            if len(plain[rule]) > n:
+                matched[rule] = matched.get(rule, 0) + len(plain[rule]) - n
+
+    def route_records(self, records: list, decoder, failures: list[Failure], matched: dict[str, int],
+                      plain_out: dict[str, PlainMatches] | None = None) -> list[Delivery]:
+        """Decode and route in one pass, for a source without stages: each body is matched as
+        soon as it is parsed and dropped right after, with no Event made unless a rule needs
+        one. A record that does not parse into an object goes to `decoder.decode`, which
+        fails or keeps it exactly as the decode stage does.
+
+        A rule whose targets all take the event as it came (`plain_targets`) collects its
+        records, with their keys and values, in `plain_out` (rule -> PlainMatches) for the
+        caller to hand to its targets as they are; without `plain_out` they become Deliveries
+        here. Either way each target's deliveries are in event order."""
+        if self.match_all or self.ruleset is None:
+            return self.route(decoder.decode(records, failures), failures, matched, raw_bodies=True)
+        out: list[Delivery] = []
+        plain = {} if plain_out is None else plain_out
+        parts = getattr(records, "parts", None)
+        collect, before = self._collectors(plain, runs_known=parts is not None)
+        matching, routes, loads = self.ruleset.matching, self.routes, orjson.loads
+        rest = iter(records)
+        held = dict(before)
+        for part, count in parts or [(None, len(records))]:
+            for record in islice(rest, count):
+                value = record.value
+                try:
+                    body = loads(value)
+                except Exception:  # noqa: BLE001 - not JSON, or a tombstone: the decoder decides
+                    body = None
+                if type(body) is not dict:
+                    out += self.route(decoder.decode([record], failures), failures, matched, raw_bodies=True)
+                    continue
+                names = matching(body)
+                if names:
+                    for name in names:
+                        add = collect.get(name)
+                        if add is not None:
+                            add[0](record)
+                            add[1](record.key)
+                            add[2](value)
+                        else:
+                            matched[name] = matched.get(name, 0) + 1
+                            self._deliver(Event(record, body), routes[name], value, failures, out)
+            if parts is not None:  # each plain rule's run of this partition: a step per rule, not per record
+                for rule, n in held.items():
+                    m = plain[rule]
+                    if len(m.records) > n and m.runs is not None:
+                        m.runs.append((part, len(m.records) - n))
+                    held[rule] = len(m.records)
+        self._count_collected(plain, before, matched)
+        if plain_out is None:
+            for rule, m in plain.items():
+                for target in self.plain_targets[rule]:
+                    out += [Delivery(target, r, v, k, rule)
+                            for r, k, v in zip(m.records, m.keys, m.values, strict=True)]
+        return out
+
+    def _route_to_all(self, events, failures, matched, raw_bodies, out) -> None:
+        """Rules without a pattern take the whole batch: one pass per target, not per event."""
+        payloads = None
+        for route in self.match_all:
+            matched[route.rule] = matched.get(route.rule, 0) + len(events)
+            for target in route.targets:
+                if target.render is not None or target.key_path is not None:
+                    for event in events:
+                        self._deliver(event, Route(route.rule, (target,)), None, failures, out)
+                    continue
+                name, rule = target.name, route.rule
+                if raw_bodies:
+                    out += [Delivery(name, e.record, e.record.value, e.record.key, rule) for e in events]
+                    continue
+                if payloads is None:
+                    dumps = orjson.dumps
+                    payloads = [dumps(e.body) for e in events]
+                out += [Delivery(name, e.record, p, e.record.key, rule) for e, p in zip(events, payloads, strict=True)]
+
+    def _deliver(self, event: Event, route: Route, as_json, failures, out) -> bytes | None:
+        """Append this event's deliveries for the route's targets; returns the event's JSON once made."""
+        body, record = event.body, event.record
+        for target in route.targets:
+            try:
+                if target.render is None:
+                    payload = as_json = as_json or orjson.dumps(body)
+                else:
+                    payload = target.render(
+                        body, route.rule, self.arn_prefix + route.rule, ingestion_time(record.timestamp_ms)
+                    )
+                    if payload is None:
+                        continue
+                key = record.key if target.key_path is None else extract_key(body, target.key_path)
+            except Exception as exc:
+                failures.append(Failure(
+                    record, "transform", "TransformFailed", f"{type(exc).__name__}: {exc}",
+                    rule=route.rule, target=target.name,
+                ))
+                continue
+            out.append(Delivery(target.name, record, payload, key, route.rule))
+        return as_json
