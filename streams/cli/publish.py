@@ -97,7 +97,7 @@ async def _publish(args, bootstrap, refs, stream, total) -> int:
 
     from processors.core import SourceRecord
     from processors.decode import Decoder
-    from processors.route import extract_key, parse_key_path
+    from processors.routing.router import extract_key, parse_key_path
     from processors.validate import SchemaValidator
     from streams.kafka.producer import BatchProducer
 

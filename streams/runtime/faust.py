@@ -45,7 +45,7 @@ from aiokafka import TopicPartition
 
 from processors.core import SourceRecord
 from processors.pipeline import Pipeline, PipelineResult
-from processors.route import Route, Router, RouteTarget
+from processors.routing.router import Route, Router, RouteTarget
 from streams import metrics
 from streams.config import Config, ConfigError
 from streams.kafka.producer import BatchProducer, make_producer

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from processors.decode import Decoder
 from processors.pipeline import Pipeline
-from processors.route import Route, Router, RouteTarget, parse_key_path
+from processors.routing.router import Route, Router, RouteTarget, parse_key_path
 from streams.config import Config, ConfigError, TargetSettings
 from streams.kafka.producer import BatchProducer
 

@@ -301,7 +301,8 @@ def main() -> None:
 
     figures: dict = {"floor_events_per_s": round(floor_eps)}
     ratios: dict = {}
-    header = f"{'rule set':26} {'eventweir ev/s':>15} {'vs floor':>9} {'moto ev/s':>12} {'localstack ev/s':>16} {'vs best peer':>13}"
+    header = (f"{'rule set':26} {'eventweir ev/s':>15} {'vs floor':>9} {'moto ev/s':>12} "
+              f"{'localstack ev/s':>16} {'vs best peer':>13}")
     print(header)
     for name in NAMES + ["combined"]:
         rules = rules_of(name)

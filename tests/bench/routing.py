@@ -15,9 +15,9 @@ import time
 
 from common import Broker, floor_run, median, preproduce, summary, unique
 
-from streams.runtime import eventloop
 from streams.config import parse_config
 from streams.devtools.generator import TrafficGenerator
+from streams.runtime import eventloop
 from streams.runtime.worker import Worker
 
 THING_TYPES = ["EnvSensorV2", "PumpController", "ColdChainTracker"]

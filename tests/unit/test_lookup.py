@@ -15,7 +15,7 @@ from processors.chain import Chain
 from processors.core import Event
 from processors.decode import Decoder
 from processors.pipeline import Pipeline
-from processors.route import Route, Router, RouteTarget
+from processors.routing.router import Route, Router, RouteTarget
 from streams.runtime.http_fetcher import http_lookup
 from tests.integration.http_endpoint import LookupService
 from tests.samples import record

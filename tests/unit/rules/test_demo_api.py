@@ -7,8 +7,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from streams.config import parse_config
-from streams.http.eventbridge.api import mount_demo_api
 from streams.http.app import make_app
+from streams.http.eventbridge.api import mount_demo_api
 from streams.runtime.worker import Worker
 
 

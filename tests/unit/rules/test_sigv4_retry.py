@@ -1,7 +1,7 @@
 """SigV4 verification against botocore's own signer; the retry policy's arithmetic; rule config errors."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -10,8 +10,8 @@ from botocore.credentials import Credentials
 from multidict import CIMultiDict
 
 from streams.config import ConfigError, parse_config
-from streams.targets.retry import RetryPolicy
 from streams.http.eventbridge.sigv4 import SignatureError, verify
+from streams.targets.retry import RetryPolicy
 
 KEYS = {"AKIDEXAMPLE": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
 
@@ -51,7 +51,7 @@ def test_unknown_key_and_wrong_secret_and_old_requests_are_refused():
     with pytest.raises(SignatureError, match="does not match"):
         verify("POST", "/", [], signed(body, secret="not-the-secret"), body, KEYS)
     with pytest.raises(SignatureError, match="expired"):
-        verify("POST", "/", [], signed(body), body, KEYS, now=datetime.now(timezone.utc) + timedelta(minutes=20))
+        verify("POST", "/", [], signed(body), body, KEYS, now=datetime.now(UTC) + timedelta(minutes=20))
 
 
 def test_backoff_grows_exponentially_with_jitter_up_to_the_cap():
@@ -74,7 +74,8 @@ def _config(targets, **extra):
 
 
 def test_rule_and_target_settings_errors_name_the_key_path():
-    with pytest.raises(ConfigError, match=r"^rules\[0\].targets: at most 5 targets per rule \(routing.max_targets_per_rule\), got 6"):
+    too_many = r"^rules\[0\].targets: at most 5 targets per rule \(routing.max_targets_per_rule\), got 6"
+    with pytest.raises(ConfigError, match=too_many):
         _config([{"id": f"t{i}", "type": "log"} for i in range(6)])
     assert len(_config([{"id": f"t{i}", "type": "log"} for i in range(6)],
                        routing={"max_targets_per_rule": 6}).rules[0].targets) == 6

@@ -3,7 +3,7 @@ from hypothesis import strategies as st
 
 from processors.core import Event, SourceRecord
 from processors.pipeline import Pipeline
-from processors.route import Route, Router, RouteTarget, parse_key_path
+from processors.routing.router import Route, Router, RouteTarget, parse_key_path
 
 
 def records(topic, values):
