@@ -98,6 +98,9 @@ WORKER = {
             ts("Rule reloads from the control topic", [(f"sum by (result) (increase(eventweir_rule_reloads_total{{{W}}}[$__rate_interval]))", "{{result}}")], "short",
                "applied = a new rule set is live on the worker; failed = the previous rules stay in force (see logs)."),
             ts("Rules in the control topic", [(f"max(eventweir_control_rules{{{W}}})", "rules")], "short"),
+            ts("Rule matching engine", [(f"count by (engine) (eventweir_rule_engine{{{W}}} == 1)", "{{engine}}")], "short",
+               "Workers per matching engine: index or bitmask (generated code, picked by a timing trial on the first "
+               "events), reference (EVENTWEIR_NO_FASTPATH=1), choosing while the trial runs."),
             ts("API calls by operation", [(f"sum by (operation, outcome) (rate(eventweir_api_requests_total{{{W}}}[$__rate_interval]))", "{{operation}} {{outcome}}")], "reqps"),
             ts("PutEvents entries", [(f"sum by (result) (rate(eventweir_put_events_entries_total{{{W}}}[$__rate_interval]))", "{{result}}")], "ops",
                "Entries accepted onto the bus topic, or failed with AWS's per-entry error code."),

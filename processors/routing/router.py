@@ -59,13 +59,15 @@ def ingestion_time(timestamp_ms: int) -> str:
 
 
 class Router:
-    def __init__(self, routes: list[Route], rule_arn_prefix: str = "arn:aws:events:us-east-1:000000000000:rule/"):
+    def __init__(self, routes: list[Route], rule_arn_prefix: str = "arn:aws:events:us-east-1:000000000000:rule/",
+                 engine: str = "auto"):
+        """`engine`: the RuleSet's matching engine (ruleset.py): "auto", "index", "bitmask" or "reference"."""
         self.routes = {route.rule: route for route in routes}
         self.match_all = [route for route in routes if route.pattern is None]
         patterned = {route.rule: route.pattern for route in routes if route.pattern is not None}
         self.ruleset = None
         if patterned:
-            self.ruleset = RuleSet(patterned)
+            self.ruleset = RuleSet(patterned, engine=engine)
         self.arn_prefix = rule_arn_prefix
         # rule -> its target names, for rules whose every target takes the event as it is (no
         # transform, no key path): their deliveries need nothing but the event's JSON

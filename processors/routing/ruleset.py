@@ -53,9 +53,10 @@ class RuleSet:
         """`engine`: "index", "bitmask" (engines/bitmask.py), or "auto": for up to MAX_CLAUSES
         clauses both are timed on the first events and the faster kept (engines/trial.py), past
         that the index engine. The index engine is built either way: the bit-mask engine hands
-        it the events it does not take."""
-        if engine not in ("auto", "index", "bitmask"):
-            raise ValueError(f"engine: expected 'auto', 'index' or 'bitmask', got {engine!r}")
+        it the events it does not take. "reference" generates no code: every clause is tested
+        by the reference matcher (pattern.py), for debugging a suspected engine fault."""
+        if engine not in ("auto", "index", "bitmask", "reference"):
+            raise ValueError(f"engine: expected 'auto', 'index', 'bitmask' or 'reference', got {engine!r}")
         self.compile_after = compile_after
         self._seen: dict[frozenset, int] = {}
         self._compiled: dict[frozenset, object] = {}
@@ -125,15 +126,21 @@ class RuleSet:
             fi.finish()
         needed = {c.slot for anchor, rest in self.plan for c in rest}
         needed.update(a.slot for a, _ in self.plan if a is not None and a.preds)
+        self.bits: BitMatcher | None = None
+        self.trial_medians_ns: tuple[float, float] | None = None  # (index, bitmask), once timed
+        if engine == "reference":
+            self.matching = self.index_matching = self._matching_reference
+            self.engine, self.source = "reference", ""
+            log.info("rule set of %d rules (%d clauses): engine reference (asked for: no generated code)",
+                     len(self.names), len(self.clauses))
+            return
         self._tail = {"generic": self._matching_generic, "compiled_get": self._compiled.get,
                       "resolve": self._resolve, "always": bool(self.always)}
         # `matching(event) -> names`: one generated function (engines.indexed.build_fast_path)
         self.matching, self.source, self._index_writer = build_fast_path(
             self.trie, slot_of, self.index, needed, self._tail)
         self.index_matching = self.matching
-        self.bits: BitMatcher | None = None
-        self.engine = "index"  # "index", "bitmask", or "choosing" while the trial runs
-        self.trial_medians_ns: tuple[float, float] | None = None  # (index, bitmask), once timed
+        self.engine = "index"  # "index", "bitmask", "reference", or "choosing" while the trial runs
         if engine == "bitmask" or (engine == "auto" and len(self.clauses) <= MAX_CLAUSES):
             self.bits = BitMatcher(self.names, self.clauses, self.clause_rule, self.trie, self.index_matching)
             if engine == "bitmask":
@@ -167,6 +174,8 @@ class RuleSet:
         (of the bit-mask engine when it runs, else of the index engine)."""
         if self.engine == "bitmask" and self.bits is not None:
             return self.bits.memos
+        if self.engine == "reference":
+            return {}
         return self._index_writer.namespace["memos"]
 
     def __len__(self) -> int:
@@ -248,6 +257,11 @@ class RuleSet:
                 continue
             by_rule.setdefault(r, []).append(self._clause_fields(cid))  # type: ignore[union-attr]  # None: skipped
         return build_candidates_check([(r if as_indexes else self.names[r], by_rule[r]) for r in sorted(by_rule)])
+
+    def _matching_reference(self, event: dict) -> list[str]:
+        flat = flatten(event, self.trie)
+        rules = {self.clause_rule[cid] for cid, clause in enumerate(self.clauses) if clause_matches(clause, flat)}
+        return [self.names[r] for r in sorted(rules)]
 
     def _matching_generic(self, event: dict) -> list[str]:
         flat = flatten(event, self.trie)

@@ -97,6 +97,19 @@ def count_batch(stats: WorkerStats, result: Any, count: int, started: float) -> 
     metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
 
+RULE_ENGINES = ("index", "bitmask", "reference", "choosing", "none")
+
+
+def export_rule_engine(router: Any) -> str:
+    """Set eventweir_rule_engine to the engine the router's rule set uses now (a timing trial
+    decides it on the first events, so this runs on every commit tick); returns its name."""
+    ruleset = getattr(router, "ruleset", None)
+    current = ruleset.engine if ruleset is not None else "none"
+    for engine in RULE_ENGINES:
+        metrics.RULE_ENGINE.labels(engine).set(1 if engine == current else 0)
+    return current
+
+
 def readiness(*, stopping: bool, joined: bool, lag: Mapping, ready_max_lag: int | None,
               partitions: int, runtime: str = "") -> tuple[bool, str]:
     """(ready, why) for /readyz: not while stopping, before joining, or lagging past the limit."""

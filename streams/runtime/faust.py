@@ -49,7 +49,7 @@ from processors.routing.router import Route, Router, RouteTarget
 from streams import metrics
 from streams.config import Config, ConfigError
 from streams.kafka.producer import BatchProducer, make_producer
-from streams.runtime.dispatch import WorkerStats, count_batch, dispatch, readiness
+from streams.runtime.dispatch import WorkerStats, count_batch, dispatch, export_rule_engine, readiness
 from streams.runtime.offsets import Ticket
 from streams.runtime.topology import build_pipeline, build_targets
 from streams.targets.deadletter import DeadLetterWriter, dead_letter_headers
@@ -345,6 +345,7 @@ class FaustWorker:
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag[tp])
         self.stats.lag = lag
         metrics.READY.set(1 if self.ready[0] else 0)
+        export_rule_engine(self.pipeline.router)
 
     async def shutdown(self) -> None:
         grace = self.config.runtime.shutdown_grace_s

@@ -5,6 +5,7 @@ from processors.decode import Decoder
 from processors.pipeline import Pipeline
 from processors.routing.router import Route, Router, RouteTarget, parse_key_path
 from streams.config import Config, ConfigError, TargetSettings
+from streams.kafka import fastpath
 from streams.kafka.producer import BatchProducer
 
 
@@ -37,7 +38,8 @@ def build_router(config: Config, rules=None) -> Router:
             for t in rule.targets
         )
         routes.append(Route(rule.name, targets, rule.event_pattern))
-    return Router(routes, rule_arn_prefix=f"arn:aws:events:{config.bus.region}:{config.bus.account}:rule/")
+    return Router(routes, rule_arn_prefix=f"arn:aws:events:{config.bus.region}:{config.bus.account}:rule/",
+                  engine=fastpath.routing_engine())
 
 
 DEFAULT_SCHEMAS = {"iot": ["iot"], "clickstream": ["clickstream"], "cdc": ["debezium", "debezium-flat"],

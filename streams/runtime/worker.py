@@ -23,7 +23,7 @@ from streams.config import Config
 from streams.kafka.fastpath import consumer_record, fetch_records
 from streams.kafka.producer import BatchProducer, make_producer
 from streams.runtime.backpressure import Backpressure
-from streams.runtime.dispatch import WorkerStats, count_batch, dispatch, readiness
+from streams.runtime.dispatch import WorkerStats, count_batch, dispatch, export_rule_engine, readiness
 from streams.runtime.offsets import Watermarks
 from streams.runtime.state import StateStores
 from streams.runtime.topology import build_pipeline, build_targets
@@ -355,6 +355,7 @@ class Worker:
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag[tp])
         self.stats.lag = lag
         metrics.READY.set(1 if self.ready[0] else 0)
+        export_rule_engine(self.pipeline.router)
 
     # --- rebalance --------------------------------------------------------------------------------
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
+from streams.kafka import fastpath
+
 log = logging.getLogger(__name__)
 
 _installed: bool | None = None
@@ -174,6 +176,8 @@ def install() -> bool:
     """Make aiokafka consumers in this process read fetched records a batch at a time, if this
     aiokafka reads a sample fetch alike both ways. Returns whether it is installed."""
     global _installed, _shipped
+    if not fastpath.enabled():
+        return False
     if _installed is None:
         _installed = False
         try:

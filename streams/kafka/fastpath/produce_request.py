@@ -20,6 +20,8 @@ import struct
 from functools import cache
 from types import MethodType
 
+from streams.kafka import fastpath
+
 log = logging.getLogger(__name__)
 
 _I32 = struct.Struct(">i").pack
@@ -115,7 +117,7 @@ def install(producer) -> bool:
     """Send `producer`'s produce requests with one copy; False (and nothing changed) when this
     aiokafka does not encode them the way this module expects."""
     sender = getattr(producer, "_sender", None)
-    if sender is None or not hasattr(sender, "_send_produce_req") or not encodes_alike():
+    if not fastpath.enabled() or sender is None or not hasattr(sender, "_send_produce_req") or not encodes_alike():
         return False
     sender._send_produce_req = MethodType(_send_produce_req, sender)
     return True

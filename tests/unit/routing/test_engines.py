@@ -75,3 +75,19 @@ def test_a_rule_set_past_the_bit_mask_limit_logs_why_it_runs_the_index_engine(ca
     assert rs.engine == "index"
     logged = [r.getMessage() for r in caplog.records if r.name == "processors.routing.ruleset"]
     assert len(logged) == 1 and f"more than {MAX_CLAUSES} clauses" in logged[0]
+
+
+def test_the_reference_engine_generates_no_code_and_agrees_with_the_fast_ones():
+    # EVENTWEIR_NO_FASTPATH=1 routes with it: slower, never different
+    from processors.routing import RuleSet
+
+    rules = {"hot": {"detail": {"t": [{"numeric": [">", 30]}]}}, "eu": {"region": [{"prefix": "eu-"}]},
+             "any": {"source": [{"exists": True}]}}
+    events = [{"source": "s", "region": "eu-west-1", "detail": {"t": 31}}, {"region": "us-east-1", "detail": {"t": 3}},
+              {"detail": {"t": [1, 40]}}]
+    reference = RuleSet(rules, engine="reference")
+    assert reference.engine == "reference" and reference.source == ""
+    for engine in ("index", "bitmask"):
+        fast = RuleSet(rules, engine=engine)
+        assert [fast.matching(e) for e in events] == [reference.matching(e) for e in events]
+    assert [reference.matching(e) for e in events] == [["hot", "eu", "any"], [], ["hot"]]
