@@ -4,10 +4,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from streams.config import Config
 from streams.http.app import make_app, serve
 from streams.runtime.worker import Worker
+
+if TYPE_CHECKING:
+    from streams.runtime.faust import FaustWorker
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +31,7 @@ def build_waitingroom(config: Config):
         raise ConfigError(str(exc)) from None
 
 
-def worker_app(worker: Worker):
+def worker_app(worker: Worker | FaustWorker):
     """The worker's HTTP app: health and metrics, plus the waiting-room API when it has one."""
     app = make_app(worker)
     if worker.waitingroom is not None:
@@ -37,7 +42,7 @@ def worker_app(worker: Worker):
     return app
 
 
-async def run_worker(config: Config, worker: Worker | None = None, on_started=None) -> int:
+async def run_worker(config: Config, worker: Worker | FaustWorker | None = None, on_started=None) -> int:
     waitingroom = worker.waitingroom if worker else build_waitingroom(config)
     worker = worker or Worker(config, waitingroom=waitingroom)
     loop = asyncio.get_running_loop()
@@ -51,6 +56,7 @@ async def run_worker(config: Config, worker: Worker | None = None, on_started=No
         # waiting-room joins and status polls take the lean path; the rest of the port is aiohttp's
         from streams.http.waitingroom.server import serve_with_lean_path
 
+        cleanup: Callable[..., Awaitable[Any]]
         server = serve_with_lean_path(app, worker.waitingroom)
         port = await server.start(config.http.host, config.http.port)
         cleanup = server.stop

@@ -26,7 +26,7 @@ traffic and keeps the faster (engines/trial.py). `engine` says which answers: "i
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .checks import Check, SameElementCheck
@@ -48,6 +48,9 @@ class RuleSet:
     MAX_COMPILED = 1024  # a few KB of code each
     MAX_REST_CHECKS = 1024  # the same, for the checked part of sets that are not compiled whole
     MAX_SEEN = 100_000
+
+    matching: Callable[[Any], list[str]]  # event -> the names of the rules it matches
+    index_matching: Callable[[Any], list[str]]
 
     def __init__(self, rules: Mapping[str, dict[str, Any] | str], compile_after: int = 16, engine: str = "auto"):
         """`engine`: "index", "bitmask" (engines/bitmask.py), or "auto": for up to MAX_CLAUSES
@@ -129,7 +132,8 @@ class RuleSet:
         self.bits: BitMatcher | None = None
         self.trial_medians_ns: tuple[float, float] | None = None  # (index, bitmask), once timed
         if engine == "reference":
-            self.matching = self.index_matching = self._matching_reference
+            self.matching = self._matching_reference
+            self.index_matching = self._matching_reference
             self.engine, self.source = "reference", ""
             log.info("rule set of %d rules (%d clauses): engine reference (asked for: no generated code)",
                      len(self.names), len(self.clauses))
@@ -199,7 +203,7 @@ class RuleSet:
             self._seen.clear()  # a stream of one-off candidate sets (a large exact-match set)
         self._seen[found] = seen
         rules: set[int] = set(map(self.direct.get, found))  # type: ignore[arg-type]  # None discarded next
-        rules.discard(None)  # type: ignore[arg-type]
+        rules.discard(None)  # type: ignore[arg-type,unused-ignore]
         rest = found.difference(self.direct)
         if rest or self.always:
             rules.update(self._check_rest(rest, slots))

@@ -41,9 +41,9 @@ def run(args) -> int:
         return 2
     try:
         config = load_config(args.config)
-        from streams.runtime.topology import validate_targets
+        from streams.targets import check_targets
 
-        validate_targets(config)
+        check_targets(config)
     except ConfigError as exc:
         print("eventweir: invalid configuration, the worker did not start:\n  " + str(exc).replace("\n", "\n  "),
               file=sys.stderr)

@@ -7,6 +7,7 @@ start. Overrides use `__` between levels: EVENTWEIR_KAFKA__BOOTSTRAP_SERVERS=hos
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -179,31 +180,15 @@ class RetryPolicySettings(Section):
     maximum_event_age_s: int = Field(86400, ge=60, le=86400, alias="MaximumEventAgeInSeconds")
 
 
-class HttpAuthSettings(Section):
-    """API-destination auth, as EventBridge connections have it: basic, api_key (a header) or bearer."""
-
-    type: Literal["none", "basic", "api_key", "bearer"] = "none"
-    username: str | None = None
-    password: str | None = None
-    name: str | None = Field(None, description="api_key: the header name.")
-    value: str | None = Field(None, description="api_key: the header value.")
-    token: str | None = Field(None, description="bearer: the token.")
-
-    @model_validator(mode="after")
-    def _complete(self):
-        needs = {"basic": ("username", "password"), "api_key": ("name", "value"), "bearer": ("token",)}
-        missing = [k for k in needs.get(self.type, ()) if getattr(self, k) is None]
-        if missing:
-            raise ValueError(f"auth type {self.type!r} needs {', '.join(missing)}")
-        return self
-
-
 class TargetSettings(Section):
+    """One target of a rule: the keys every target has. The keys of its type (a kafka target's
+    `topic`, an s3 target's `bucket` ...) are validated by that type's `Settings` (streams/targets/)."""
+
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     id: str = Field(pattern=r"^[\.\-_A-Za-z0-9]{1,64}$")
-    type: Literal["kafka", "log", "s3", "timestream", "influxdb", "http", "waitingroom"]
-    topic: str | None = None
+    type: str = Field(description="The target type: kafka, log, http, s3, timestream, influxdb or waitingroom; "
+                                  "its own keys are listed below.")
     key: str | None = Field(None, description="JSON path ($.detail.device_id) whose value keys the output record.")
     input: str | None = Field(None, alias="Input")
     input_path: str | None = Field(None, alias="InputPath")
@@ -212,26 +197,18 @@ class TargetSettings(Section):
     dead_letter_topic: str | None = Field(
         None, description="This target's dead-letter topic (default: dead_letter.topic)."
     )
-    # http (API destination); `url` is also the s3 target's s3:// or file:// location
-    url: str | None = Field(None, description="http: the endpoint (http:// or https://); s3: s3://bucket or file:///dir.")
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "POST"
-    headers: dict[str, str] = Field(default_factory=dict)
-    auth: HttpAuthSettings = Field(default_factory=HttpAuthSettings)
-    rate_limit_per_second: float | None = Field(None, gt=0, description="http: requests per second at most.")
-    timeout_s: float = Field(5.0, gt=0, description="http: per-request timeout.")
-    concurrency: int = Field(8, ge=1, le=1000, description="http: requests in flight (one lane per partition).")
 
     @model_validator(mode="after")
-    def _kafka_needs_topic(self):
-        if self.type == "kafka" and not self.topic:
-            raise ValueError("a kafka target needs `topic`")
-        if self.type == "http" and not (self.url or "").startswith(("http://", "https://")):
-            raise ValueError(f"an http target needs `url` starting with http:// or https://, got {self.url!r}")
+    def _one_input(self):
         given = [n for n, v in (("Input", self.input), ("InputPath", self.input_path),
                                 ("InputTransformer", self.input_transformer)) if v is not None]
         if len(given) > 1:  # AWS's wording
             raise ValueError("Only one of Input, InputPath, or InputTransformer must be provided.")
         return self
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """One of the type's own keys as given (not validated: see streams.targets.parse_target)."""
+        return (self.model_extra or {}).get(name, default)
 
 
 class RuleSettings(Section):
@@ -316,7 +293,7 @@ class Config(Section):
         return [s.topic for s in self.sources]
 
 
-def describe_error(error: dict) -> str:
+def describe_error(error: Any) -> str:
     path = ""
     for part in error["loc"]:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
@@ -335,7 +312,7 @@ def describe_error(error: dict) -> str:
     return f"{path}: {message}"
 
 
-def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """EVENTWEIR_A__B=v becomes {"a": {"b": v}}; values are parsed as YAML scalars (so 5 is an int)."""
     tree: dict[str, Any] = {}
     for name, raw in environ.items():

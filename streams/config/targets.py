@@ -1,7 +1,7 @@
-"""Validate one target's own settings (the extra keys of a `TargetSettings`) with its sink's model.
+"""Validate one target's own keys (the extra keys of a `TargetSettings`) with its type's model.
 
-Each sink declares a pydantic model (extra='forbid'); a bad key is reported with its full path,
-`rules[name].targets[id].bucket: ...`, like every other config error.
+Each target type declares a pydantic model (extra='forbid', streams/targets/); a bad key is
+reported with its full path, `rules[name].targets[id].bucket: ...`, like every other config error.
 """
 from __future__ import annotations
 
@@ -14,14 +14,9 @@ def target_path(rule: str, target_id: str) -> str:
     return f"rules[{rule}].targets[{target_id}]"
 
 
-# keys every target has; the rest of what the user set belongs to the sink's own model
-COMMON_KEYS = {"id", "type", "key", "input", "input_path", "input_transformer", "retry_policy", "dead_letter_topic"}
-
-
 def parse_settings(model: type[BaseModel], rule: str, target: TargetSettings):
+    """The keys of `target` beyond those every target has, validated by `model`."""
     data = dict(target.model_extra or {})
-    for name in (target.model_fields_set & set(type(target).model_fields)) - COMMON_KEYS:  # shared keys (url, ...)
-        data[name] = getattr(target, name)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

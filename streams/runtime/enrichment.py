@@ -106,7 +106,7 @@ async def start_tables(config: Config, pipeline) -> list:
 
     from streams.kafka.tables import ReferenceTableLoader
 
-    loaders = []
+    loaders: list[ReferenceTableLoader] = []
     for name, table in getattr(pipeline, "tables", {}).items():
         topic = config.tables[name].topic
         loader = ReferenceTableLoader(config.kafka.bootstrap_servers, topic, table, client_id=f"eventweir-table-{name}")
@@ -137,7 +137,9 @@ def stateful_sources(config: Config, pipeline) -> list[str]:
     out = []
     for i, source in enumerate(config.sources):
         chain = getattr(pipeline, "chains", {}).get(source.topic)
-        stateful = {id(s) for s in (chain.stages if chain else []) if isinstance(getattr(s, "state", None), PartitionedState)}
+        if chain is None:
+            continue
+        stateful = {id(s) for s in chain.stages if isinstance(getattr(s, "state", None), PartitionedState)}
         if not stateful:
             continue
         enrich_stages = chain.stages[len(chain.stages) - len(source.enrich):]

@@ -79,7 +79,7 @@ def group_by_topic(records: list[SourceRecord]) -> dict[str, list[SourceRecord]]
 def make_app(config: Config, app_id: str | None = None, **overrides) -> faust.App:
     """A faust App for the config's cluster, with settings that work on Kafka and on Tansu."""
     k, c = config.kafka, config.consumer
-    settings = dict(
+    settings: dict[str, Any] = dict(
         broker=[f"kafka://{host.strip()}" for host in k.bootstrap_servers.split(",")],
         broker_client_id=k.client_id,
         store="memory://",
@@ -131,7 +131,7 @@ class EventweirProcessor:
     def from_config(cls, config: Config) -> EventweirProcessor:
         from streams.runtime.topology import target_name
 
-        topics = {target_name(r.name, t.id): t.topic for r in config.rules if r.state == "ENABLED"
+        topics = {target_name(r.name, t.id): t.option("topic") for r in config.rules if r.state == "ENABLED"
                   for t in r.targets if t.type == "kafka"}
         return cls(build_pipeline(config), topics, config.dead_letter.topic)
 
@@ -266,8 +266,8 @@ class FaustWorker:
                 self._agent_done.set()
 
         app.agent(topic, name="eventweir-pipeline")(eventweir_pipeline)
-        app.on_partitions_assigned.connect(self._on_assigned)
-        app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]  # faust's stubs want sync
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
 
     async def _on_assigned(self, app, assigned, **kwargs) -> None:
         self.assigned = {TopicPartition(tp.topic, tp.partition) for tp in assigned if tp.topic in self._sources}
@@ -282,9 +282,9 @@ class FaustWorker:
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        self.producer = make_producer(self.config)
-        await self.producer.start()
-        batch_producer = BatchProducer(self.producer)
+        self.producer = producer = make_producer(self.config)
+        await producer.start()
+        batch_producer = BatchProducer(producer)
         self.dead_letters = DeadLetterWriter(self.config.dead_letter.topic, batch_producer)
         await self.dead_letters.start()
         self.targets = build_targets(self.config, batch_producer, self.dead_letters, self.waitingroom)

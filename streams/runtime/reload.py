@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -78,6 +79,7 @@ class ControlTopic:
             await self._producer.stop()
 
     async def _follow(self) -> None:
+        assert self._consumer is not None, "start() first"
         while True:
             try:
                 batch = await self._consumer.getmany(timeout_ms=500)
@@ -130,13 +132,10 @@ class ControlTopic:
 
     async def _write(self, name: str, value: bytes | None) -> None:
         """Write and wait for the ack, then apply at once, so this process reads its own writes."""
+        assert self._producer is not None, "start() first"
         meta = await (await self._producer.send(self.topic, key=name.encode(), value=value))
-
-        class _Record:  # the shape `_apply` reads
-            key, partition, offset = name.encode(), meta.partition, meta.offset
-
-        _Record.value = value
-        if self._apply([_Record]):
+        record = SimpleNamespace(key=name.encode(), value=value, partition=meta.partition, offset=meta.offset)
+        if self._apply([record]):
             self._notify()
 
 

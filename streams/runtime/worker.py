@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -29,6 +30,9 @@ from streams.runtime.state import StateStores
 from streams.runtime.topology import build_pipeline, build_targets
 from streams.runtime.tuning import tune_gc, tune_malloc
 from streams.targets.deadletter import DeadLetterWriter
+
+if TYPE_CHECKING:
+    from streams.runtime.reload import RuleReloader
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +80,7 @@ class Worker:
         self.producer_batches: BatchProducer | None = None
         self.dead_letters: DeadLetterWriter | None = None
         self.targets: dict = {}
-        self.control = None  # a streams.runtime.reload.RuleReloader when routing.control_topic is set
+        self.control: RuleReloader | None = None  # when routing.control_topic is set
         self.assigned: set[TopicPartition] = set()
         self.joined = False  # the first rebalance has completed (possibly with no partitions)
         self.backpressure = Backpressure(config.runtime.max_in_flight_total)

@@ -1,1 +1,91 @@
-"""Targets: where deliveries go. Each settles the worker's offset tickets once its data is durable."""
+"""Targets: where deliveries go. Each settles the worker's offset tickets once its data is durable.
+
+REGISTRY is the one place a target type is named: type -> the module implementing it. That module
+defines two things (see CONTRIBUTING.md, "A new target"):
+
+    Settings    a pydantic model of the target's own keys (extra='forbid'); the keys every target
+                has (id, type, key, Input..., RetryPolicy, dead_letter_topic) are TargetSettings'
+    build(context: BuildContext, name: str, settings: Settings) -> Target
+
+`check_targets(config)` validates every target's keys with its module's `Settings` (a bad key is
+reported with its path, `rules[name].targets[id].bucket: ...`); `build_target` makes one. The
+generated configuration reference lists each type's keys from REGISTRY. A target's module is
+imported on first use: a worker without an s3 target never imports boto3.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel
+
+from streams.config import Config, ConfigError, RuleSettings, TargetSettings
+from streams.config.targets import parse_settings, target_path
+
+if TYPE_CHECKING:
+    from streams.targets.base import Target
+
+REGISTRY: dict[str, str] = {
+    "kafka": "streams.targets.kafka",
+    "log": "streams.targets.log",
+    "http": "streams.targets.http",
+    "s3": "streams.targets.s3.target",
+    "timestream": "streams.targets.timestream",
+    "influxdb": "streams.targets.influxdb.target",
+    "waitingroom": "streams.targets.waitingroom",
+}
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What the worker gives every target it builds."""
+
+    producer: Any  # streams.kafka.producer.BatchProducer: the worker's producer, for Kafka outputs
+    dead_letters: Any  # streams.targets.deadletter.DeadLetterWriter
+    max_in_flight: int  # runtime.max_in_flight: deliveries it may hold before its partitions pause
+    waitingroom: Any = None  # the waiting-room service, when the config has a `waitingroom` section
+
+
+class TargetModule(Protocol):
+    Settings: type[BaseModel]
+
+    def build(self, context: BuildContext, name: str, settings: Any) -> Target: ...
+
+
+@cache
+def implementation(target_type: str) -> TargetModule:
+    """The module implementing `target_type` (imported once, on first use)."""
+    return importlib.import_module(REGISTRY[target_type])
+
+
+def parse_target(rule: str, target: TargetSettings) -> BaseModel:
+    """`target`'s own keys, validated by its type's `Settings`; ConfigError naming the key path."""
+    if target.type not in REGISTRY:
+        raise ConfigError(f"{target_path(rule, target.id)}.type: expected one of {', '.join(REGISTRY)}, "
+                          f"got {target.type!r}")
+    return parse_settings(implementation(target.type).Settings, rule, target)
+
+
+def check_targets(config: Config, rules: list[RuleSettings] | None = None) -> None:
+    """Validate every target of `rules` (default: the config's), all problems in one ConfigError."""
+    problems = []
+    for rule in config.rules if rules is None else rules:
+        for target in rule.targets:
+            try:
+                parse_target(rule.name, target)
+            except ConfigError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def build_target(context: BuildContext, rule: str, name: str, spec: TargetSettings) -> Target:
+    """A target of the type `spec` names, bound to its settings, not started yet."""
+    settings = parse_target(rule, spec)
+    try:
+        target = implementation(spec.type).build(context, name, settings)
+    except ValueError as exc:  # what the type needs from the rest of the config
+        raise ConfigError(f"{target_path(rule, spec.id)}: {exc}") from None
+    return target

@@ -33,8 +33,8 @@ def _runs(items: list[Item]) -> list[tuple]:
     """(ticket, count, (topic, partition)) per run of items sharing a ticket; groupby finds the
     runs without a Python step per item."""
     out = []
-    for ticket, run in groupby(items, _ticket):
-        run = list(run)
+    for ticket, group in groupby(items, _ticket):
+        run = list(group)
         record = run[0][0].record
         out.append((ticket, len(run), (record.topic, record.partition)))
     return out
@@ -48,6 +48,10 @@ class RecordChunk(list):
     run, not per record. Targets that need `(Delivery, Ticket)` items get them from `as_items`."""
 
     __slots__ = ("rule", "runs", "keys", "values")
+    rule: str
+    runs: list[tuple]
+    keys: list
+    values: list
 
     @classmethod
     def of(cls, rule: str, records: list, keys: list, values: list, runs: list[tuple]) -> RecordChunk:
@@ -68,6 +72,14 @@ class Target:
     kind = "target"
     retry_policy: RetryPolicy = RetryPolicy()
     dead_letter_topic: str | None = None  # None: the worker's dead-letter topic
+
+    spec = None  # the rule's TargetSettings this target was built from (compared on hot reload)
+
+    def bind(self, spec, retry_policy: RetryPolicy) -> None:
+        """The rule's settings for this target: compared on hot reload; retries; dead-letter topic."""
+        self.spec = spec
+        self.retry_policy = retry_policy
+        self.dead_letter_topic = spec.dead_letter_topic
 
     def __init__(self, target_id: str, max_in_flight: int, dead_letters=None):
         self.id = target_id

@@ -14,8 +14,10 @@ import base64
 import logging
 import time
 from collections import deque
+from typing import Literal
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from streams.targets.base import Item, Target
 from streams.targets.retry import DeliveryError
@@ -23,6 +25,45 @@ from streams.targets.retry import DeliveryError
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({401, 407, 409, 429})
+
+
+class AuthSettings(BaseModel):
+    """API-destination auth, as EventBridge connections have it: basic, api_key (a header) or bearer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["none", "basic", "api_key", "bearer"] = "none"
+    username: str | None = None
+    password: str | None = None
+    name: str | None = Field(None, description="api_key: the header name.")
+    value: str | None = Field(None, description="api_key: the header value.")
+    token: str | None = Field(None, description="bearer: the token.")
+
+    @model_validator(mode="after")
+    def _complete(self):
+        needs = {"basic": ("username", "password"), "api_key": ("name", "value"), "bearer": ("token",)}
+        missing = [k for k in needs.get(self.type, ()) if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"auth type {self.type!r} needs {', '.join(missing)}")
+        return self
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = Field(None, description="http: the endpoint (http:// or https://).")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    rate_limit_per_second: float | None = Field(None, gt=0, description="http: requests per second at most.")
+    timeout_s: float = Field(5.0, gt=0, description="http: per-request timeout.")
+    concurrency: int = Field(8, ge=1, le=1000, description="http: requests in flight (one lane per partition).")
+
+    @model_validator(mode="after")
+    def _url(self):
+        if not (self.url or "").startswith(("http://", "https://")):
+            raise ValueError(f"an http target needs `url` starting with http:// or https://, got {self.url!r}")
+        return self
 
 
 def auth_headers(auth) -> dict[str, str]:
@@ -121,3 +162,7 @@ class HttpTarget(Target):
                                     True) from None
         raise DeliveryError(f"HttpStatus{status}", f"{self.method} {self.url} returned {status}: {text}",
                             retryable=status in RETRYABLE_STATUS or status >= 500)
+
+
+def build(context, name: str, settings: Settings) -> HttpTarget:
+    return HttpTarget(name, settings, context.max_in_flight, context.dead_letters)

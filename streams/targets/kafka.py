@@ -18,6 +18,8 @@ from collections import deque
 from functools import partial
 from operator import attrgetter, itemgetter
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from streams import metrics
 from streams.kafka.producer import BatchProducer
 from streams.targets.base import Item, RecordChunk, Target
@@ -206,3 +208,13 @@ class KafkaTarget(Target):
 
     def submit_records(self, chunk: RecordChunk) -> None:
         self.submit(chunk)  # produced from the chunk's own keys and values (_columns)
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: str = Field(description="kafka: the topic matched events are produced to.")
+
+
+def build(context, name: str, settings: Settings) -> KafkaTarget:
+    return KafkaTarget(name, settings.topic, context.producer, context.max_in_flight, context.dead_letters)

@@ -331,3 +331,10 @@ def _retryable(exc) -> bool:
     from botocore.exceptions import BotoCoreError
 
     return _code(exc) in _RETRYABLE or isinstance(exc, BotoCoreError)
+
+
+Settings = TimestreamSettings
+
+
+def build(context, name: str, settings: TimestreamSettings) -> TimestreamTarget:
+    return TimestreamTarget(name, settings, context.max_in_flight, context.dead_letters)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
 from processors.core import Event, Failure
 from processors.waitingroom.stream import EventOutbox, handle_waitingroom_batch
@@ -75,3 +76,17 @@ class WaitingRoomTarget(QueuedTarget):
             self.fail(ok, "ProduceFailed", f"reply not written: {type(exc).__name__}: {exc}")
             return
         self.settle(ok)
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reply_topic: str = Field(description="waitingroom: where each join's queue position (or error) is produced.")
+    bus_topic: str | None = Field(None, description="waitingroom: where the room's own events go (admissions ...).")
+
+
+def build(context, name: str, settings: Settings) -> WaitingRoomTarget:
+    if context.waitingroom is None:
+        raise ValueError("a waitingroom target needs the `waitingroom` section (rooms, redis_url, admin_token)")
+    return WaitingRoomTarget(name, context.waitingroom, settings.reply_topic, context.producer, context.max_in_flight,
+                             context.dead_letters, bus_topic=settings.bus_topic)

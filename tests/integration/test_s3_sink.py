@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from streams.config import ConfigError, parse_config
-from streams.runtime.topology import validate_targets
+from streams.targets import check_targets
 from streams.targets.s3.target import S3Settings, S3Target
 from tests.integration.sink_helpers import DeadLetterRecorder, deliveries
 
@@ -259,16 +259,16 @@ def test_bad_settings_name_the_key_path():
                             environ={})
 
     with pytest.raises(ConfigError) as err:
-        validate_targets(config({"bucket": "b", "flush_sise": 10}))
+        check_targets(config({"bucket": "b", "flush_sise": 10}))
     assert "rules[to-lake].targets[lake].flush_sise: unknown key" in str(err.value)
     with pytest.raises(ConfigError) as err:
-        validate_targets(config({"bucket": "b", "part_size": 1024}))
+        check_targets(config({"bucket": "b", "part_size": 1024}))
     assert "rules[to-lake].targets[lake].part_size:" in str(err.value) and "5242880" in str(err.value)
     with pytest.raises(ConfigError) as err:
-        validate_targets(config({"prefix": "x/"}))
+        check_targets(config({"prefix": "x/"}))
     assert "rules[to-lake].targets[lake]: " in str(err.value) and "exactly one of `bucket` or `url`" in str(err.value)
     with pytest.raises(ConfigError) as err:
-        validate_targets(config({"bucket": "b", "prefix": "!{timestamp:yyyy-QQ}/"}))
+        check_targets(config({"bucket": "b", "prefix": "!{timestamp:yyyy-QQ}/"}))
     assert "unsupported letter 'Q'" in str(err.value)
 
 

@@ -8,7 +8,8 @@ import typing
 import pytest
 
 from streams.config import Config, parse_config
-from streams.config.reference import END, START, main, reference_markdown, rows, splice
+from streams.config.reference import END, START, rows, splice
+from streams.devtools.reference import main, markdown
 from tests.observability import DEPLOY
 
 README = DEPLOY / "README.md"
@@ -17,8 +18,8 @@ MINIMAL = {"sources": [{"topic": "in"}]}
 
 def test_readme_reference_is_up_to_date():
     current = README.read_text()
-    assert splice(current, reference_markdown()) == current, \
-        "deploy/README.md's configuration reference is stale: run python -m streams.config.reference --write deploy/README.md"
+    assert splice(current, markdown()) == current, \
+        "deploy/README.md's configuration reference is stale: run python -m streams.devtools.reference --write deploy/README.md"
     assert main(["--check", str(README)]) == 0
 
 
@@ -74,3 +75,14 @@ def test_the_documented_environment_variable_sets_the_key(row):
     for part in key.strip("`").split("."):
         node = getattr(node, part)
     assert str(node) == str(value)
+
+
+def test_every_target_types_keys_are_in_the_reference():
+    # a new target is its module and one REGISTRY line: its keys reach the docs with no hand edit
+    from streams.targets import REGISTRY, implementation
+
+    reference = markdown()
+    for name in REGISTRY:
+        assert f"#### Target type `{name}`" in reference
+        for key in implementation(name).Settings.model_fields:
+            assert f"`rules[].targets[].{key}" in reference, f"{name}.{key} is not in the reference"

@@ -29,8 +29,9 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from streams import metrics
-from streams.config import RuleSettings, TargetSettings
+from streams.config import ConfigError, RuleSettings, TargetSettings
 from streams.http.eventbridge.sigv4 import SignatureError, verify
+from streams.targets import parse_target
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 MAX_ENTRIES = 10
@@ -89,6 +90,10 @@ def target_from_aws(spec: dict) -> TargetSettings:
         target = TargetSettings.model_validate(data)
     except ValidationError as exc:
         raise _validation("; ".join(_pydantic_message(e) for e in exc.errors())) from None
+    try:
+        parse_target("api", target)  # the type's own keys (a kafka topic, an http url)
+    except ConfigError as exc:
+        raise _validation("; ".join(line.split(": ", 1)[-1] for line in str(exc).splitlines())) from None
     if target.input is not None or target.input_path is not None or target.input_transformer is not None:
         from processors.routing import ValidationException, compile_target_input
 
@@ -102,11 +107,11 @@ def target_from_aws(spec: dict) -> TargetSettings:
 
 def target_to_aws(t: TargetSettings) -> dict:
     if t.type == "kafka":
-        out: dict[str, Any] = {"Id": t.id, "Arn": f"kafka://{t.topic}"}
+        out: dict[str, Any] = {"Id": t.id, "Arn": f"kafka://{t.option('topic')}"}
     elif t.type == "http":
-        out = {"Id": t.id, "Arn": t.url}
-        if t.headers:
-            out["HttpParameters"] = {"HeaderParameters": dict(t.headers)}
+        out = {"Id": t.id, "Arn": t.option("url")}
+        if t.option("headers"):
+            out["HttpParameters"] = {"HeaderParameters": dict(t.option("headers"))}
     else:
         out = {"Id": t.id, "Arn": f"{t.type}://{t.id}"}
     if t.key:

@@ -17,7 +17,7 @@ from processors.core import SourceRecord
 def install() -> bool:
     """Give ConsumerRecord `timestamp_ms`; True when every SourceRecord field then reads alike."""
     if not hasattr(ConsumerRecord, "timestamp_ms"):
-        ConsumerRecord.timestamp_ms = property(lambda record: record.timestamp)  # type: ignore[attr-defined]
+        ConsumerRecord.timestamp_ms = property(lambda record: record.timestamp)
     has = set(dir(ConsumerRecord)) | {f.name for f in dataclasses.fields(ConsumerRecord)}
     missing = [f.name for f in dataclasses.fields(SourceRecord) if f.name not in has]
     if missing:

@@ -309,3 +309,10 @@ class _Rejected(Exception):
 
 def _retryable(exc: Exception) -> bool:
     return isinstance(exc, (_Retry, aiohttp.ClientConnectionError, asyncio.TimeoutError))
+
+
+Settings = InfluxSettings
+
+
+def build(context, name: str, settings: InfluxSettings) -> InfluxTarget:
+    return InfluxTarget(name, settings, context.max_in_flight, context.dead_letters)

@@ -497,3 +497,10 @@ class S3Target(Target):
             self.on_object(event)
         except Exception:  # a broken hook must not stop the lake
             log.exception("target %s: on_object hook failed for %s", self.id, key)
+
+
+Settings = S3Settings
+
+
+def build(context, name: str, settings: S3Settings) -> S3Target:
+    return S3Target(name, settings, context.max_in_flight, context.dead_letters)

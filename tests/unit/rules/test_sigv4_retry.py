@@ -69,8 +69,13 @@ def test_retry_policy_runs_out_of_attempts_or_event_age():
 
 
 def _config(targets, **extra):
-    return parse_config({"sources": [{"topic": "in"}], "rules": [{"name": "r", "targets": targets}], **extra},
-                        environ={})
+    """The config, with every target's own keys checked too, as `eventweir run` checks them."""
+    from streams.targets import check_targets
+
+    config = parse_config({"sources": [{"topic": "in"}], "rules": [{"name": "r", "targets": targets}], **extra},
+                          environ={})
+    check_targets(config)
+    return config
 
 
 def test_rule_and_target_settings_errors_name_the_key_path():
@@ -87,5 +92,5 @@ def test_rule_and_target_settings_errors_name_the_key_path():
         _config([{"id": "h", "type": "http"}])
     with pytest.raises(ConfigError, match="Only one of Input, InputPath, or InputTransformer must be provided."):
         _config([{"id": "l", "type": "log", "Input": "{}", "InputPath": "$.detail"}])
-    with pytest.raises(ConfigError, match=r"targets\[0\].auth: auth type 'bearer' needs token"):
+    with pytest.raises(ConfigError, match=r"rules\[r\].targets\[h\].auth: auth type 'bearer' needs token"):
         _config([{"id": "h", "type": "http", "url": "http://x", "auth": {"type": "bearer"}}])

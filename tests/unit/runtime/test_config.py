@@ -26,7 +26,19 @@ def test_every_problem_is_reported_with_its_key_path():
     assert any(line.startswith("sources[0].kind: Input should be 'json'") and "'telemetry'" in line for line in lines)
     assert any(line.startswith("consumer.max_batch_records:") and "greater than or equal to 1" in line for line in lines)
     assert "consumer.max_batch_size: unknown key" in str(err.value)
-    assert any(line.startswith("rules[0].targets[0]: a kafka target needs `topic`") for line in lines)
+    # a target type's own keys are checked by its Settings (streams.targets), naming rule and target
+    from streams.targets import check_targets
+
+    config = parse_config({"sources": [{"topic": "in"}], "rules": [
+        {"name": "r", "targets": [{"id": "t", "type": "kafka"}, {"id": "u", "type": "kafak", "topic": "x"},
+                                  {"id": "v", "type": "log", "topic": "x"}]}]}, environ={})
+    with pytest.raises(ConfigError) as err:
+        check_targets(config)
+    assert str(err.value).splitlines() == [
+        "rules[r].targets[t].topic: required key is missing",
+        "rules[r].targets[u].type: expected one of kafka, log, http, s3, timestream, influxdb, waitingroom, got 'kafak'",
+        "rules[r].targets[v].topic: unknown key (check the spelling; see the configuration reference in README.md)",
+    ]
 
 
 def test_sources_are_required_and_rule_names_unique():

@@ -1,0 +1,58 @@
+"""Write the configuration reference: every key of the config, then every target type's own keys
+(streams.targets.REGISTRY), so a new target's keys appear without a hand edit.
+
+    python -m streams.devtools.reference            # print the Markdown
+    python -m streams.devtools.reference --write deploy/README.md   # refresh the marked section
+    python -m streams.devtools.reference --check deploy/README.md   # exit 1 when it is stale
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from streams.config.reference import reference_markdown, splice
+from streams.targets import REGISTRY, implementation
+
+
+def sections() -> dict[str, tuple[str, type[BaseModel], str]]:
+    out: dict[str, tuple[str, type[BaseModel], str]] = {}
+    for name in REGISTRY:
+        module = implementation(name)
+        intro = (module.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        out[f"Target type `{name}`"] = (intro, module.Settings, "rules[].targets[].")
+    return out
+
+
+def markdown() -> str:
+    return reference_markdown(sections())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--write", metavar="FILE", help="replace the marked section of FILE")
+    group.add_argument("--check", metavar="FILE", help="exit 1 when FILE's marked section is stale")
+    args = parser.parse_args(argv)
+    reference = markdown()
+    target = args.write or args.check
+    if not target:
+        sys.stdout.write(reference)
+        return 0
+    path = Path(target)
+    current = path.read_text()
+    fresh = splice(current, reference)
+    if args.check:
+        if fresh != current:
+            print(f"{path}: the configuration reference is stale; run python -m streams.devtools.reference --write {path}",
+                  file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(fresh)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
