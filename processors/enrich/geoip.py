@@ -13,6 +13,8 @@ import ipaddress
 from collections.abc import Iterable
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 
+from pydantic import BaseModel, ConfigDict
+
 from processors.core import Event, Failure
 from processors.normalise.envelope import get_path, split_path
 
@@ -67,10 +69,30 @@ def truncate_int(version: int, n: int, v4_prefix: int = 24, v6_prefix: int = 48)
     return inet_ntop(AF_INET6, (n >> (128 - v6_prefix) << (128 - v6_prefix)).to_bytes(16, "big"))
 
 
+class IpSettings(BaseModel):
+    """`cidrs`: {CIDR: region name or object}; the rest as IpEnricher takes them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cidrs: dict[str, str | dict] | None = None
+    field: str = "detail.ip"
+    into: str = "detail.geo"
+    truncate: bool = False
+    v4_prefix: int = 24
+    v6_prefix: int = 48
+
+
 class IpEnricher:
     """Sets `detail.geo` from the CIDR table (when given) and truncates `detail.ip` (when asked)."""
 
     stage = "enrich"
+    Settings = IpSettings
+
+    @classmethod
+    def from_settings(cls, settings: IpSettings, context) -> IpEnricher:
+        table = CidrTable(settings.cidrs.items()) if settings.cidrs else None
+        return cls(table, field=settings.field, into=settings.into, truncate=settings.truncate,
+                   v4_prefix=settings.v4_prefix, v6_prefix=settings.v6_prefix)
 
     def __init__(self, table: CidrTable | None = None, field: str = "detail.ip", into: str = "detail.geo",
                  truncate: bool = False, v4_prefix: int = 24, v6_prefix: int = 48):

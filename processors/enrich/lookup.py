@@ -66,6 +66,12 @@ class HttpLookup:
     # recovering. Not found (a real answer) is what `negative_ttl_s` is for.
     error_ttl_s = 1.0
 
+    @classmethod
+    def from_settings(cls, settings, context) -> HttpLookup:
+        """Built by the worker: the GET and the metrics come from the runtime (StageContext)."""
+        observer = context.observe_lookup(settings.name) if context.observe_lookup else None
+        return cls(**dict(settings), make_fetcher=context.make_fetcher, observer=observer)
+
     def __init__(self, name: str, url: str, key: str,
                  fields: Sequence[str] | Mapping[str, str] | None = None, into: str | None = None,
                  ttl_s: float = 300, negative_ttl_s: float = 30, max_entries: int = 100_000,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from processors.core import Event, Failure, json_member
 from processors.normalise.envelope import get_path, split_path
 
@@ -37,11 +39,35 @@ class ReferenceTable:
         return len(self.rows)
 
 
+class JoinSettings(BaseModel):
+    """`{type: join, table: devices, key: detail.device_id, fields: [site]}`: the table by its name
+    under `tables`, the event path to join on as `key`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    table: str
+    key: str
+    fields: list[str] | dict[str, str] | None = None
+    into: str | None = None
+    on_missing: str = "pass"
+    default: dict | None = None
+
+
 class ReferenceJoin:
     stage = "enrich"
     # Event.added stays true: a join into a new top-level key appends its member; any other
     # change (a key replaced, a nested `into`) sets it to None
     appends_json = True
+    Settings = JoinSettings
+
+    @classmethod
+    def from_settings(cls, settings: JoinSettings, context) -> ReferenceJoin:
+        tables = context.tables
+        if settings.table not in tables:
+            known = ", ".join(sorted(tables)) or "none are configured"
+            raise ValueError(f"table: expected the name of a table under `tables` ({known}), got {settings.table!r}")
+        return cls(tables[settings.table], key_path=settings.key, fields=settings.fields, into=settings.into,
+                   on_missing=settings.on_missing, default=settings.default)
 
     def __init__(self, table: ReferenceTable | Mapping[str, dict], key_path: str,
                  fields: Sequence[str] | Mapping[str, str] | None = None, into: str | None = None,

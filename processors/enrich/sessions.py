@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from processors.core import Event, Failure, ProcessorError
 from processors.enrich.state import PartitionedState
 from processors.normalise.envelope import format_time, format_time_ms, make_envelope, stable_id, to_epoch_ms
@@ -22,8 +24,26 @@ from processors.normalise.envelope import format_time, format_time_ms, make_enve
 THIRTY_MINUTES_MS = 30 * 60 * 1000
 
 
+class SessionSettings(BaseModel):
+    """`gap_minutes` (or `gap_ms`): the inactivity that ends a session."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gap_minutes: float | None = None
+    gap_ms: int | None = None
+    emit_boundaries: bool = True
+    source: str | None = None
+
+
 class Sessioniser:
     stage = "enrich"
+    Settings = SessionSettings
+
+    @classmethod
+    def from_settings(cls, settings: SessionSettings, context) -> Sessioniser:
+        gap_ms = int(settings.gap_minutes * 60_000) if settings.gap_minutes is not None else settings.gap_ms
+        return cls(gap_ms=THIRTY_MINUTES_MS if gap_ms is None else gap_ms, emit_boundaries=settings.emit_boundaries,
+                   source=settings.source)
 
     def __init__(self, gap_ms: int = THIRTY_MINUTES_MS, emit_boundaries: bool = True,
                  source: str | None = None, state: PartitionedState | None = None):

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from streams.config.enrich import STAGES, parse_stage
+
 ENV_PREFIX = "EVENTWEIR_"
 
 
@@ -151,19 +153,19 @@ class SourceSettings(Section):
         return [value] if isinstance(value, str) else value
 
 
-ENRICH_TYPES = ("join", "lookup", "units", "derived", "order_check", "alerts", "sessions", "user_agent", "ip",
-                "dedupe", "scd2")
-
-
 class EnrichSettings(Section):
-    """One enrichment stage; its other keys are the stage's settings (see streams/runtime/enrichment.py)."""
+    """One enrichment stage; its other keys are the stage's settings (streams/config/enrich.py checks them)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    type: Literal[ENRICH_TYPES] = Field(  # type: ignore[valid-type]
+    type: Literal[tuple(STAGES)] = Field(  # type: ignore[valid-type]
         description="join (reference table), lookup (cached HTTP), units, derived, order_check, alerts (IoT); "
-        "sessions, user_agent, ip (clickstream); dedupe, scd2 (CDC). Run after validate + normalise, in order.",
+        "sessions, user_agent, ip (clickstream); dedupe, scd2 (CDC); window (per-key counts over tumbling "
+        "windows). Run after validate + normalise, in order.",
     )
+
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
 class TableSettings(Section):
@@ -288,6 +290,19 @@ class Config(Section):
     def _unique_rule_names(cls, rules):
         return _no_repeats(rules, "name", "rule names must be unique")
 
+    @model_validator(mode="after")
+    def _stage_settings(self):
+        problems = []
+        for i, source in enumerate(self.sources):
+            for j, entry in enumerate(source.enrich):
+                try:
+                    parse_stage(f"sources[{i}].enrich[{j}]", entry.type, entry.settings())
+                except ValueError as exc:
+                    problems.append(str(exc))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
     @property
     def source_topics(self) -> list[str]:
         return [s.topic for s in self.sources]
@@ -304,7 +319,7 @@ def describe_error(error: Any) -> str:
     if kind == "extra_forbidden":
         return f"{path}: unknown key (check the spelling; see the configuration reference in README.md)"
     message = error["msg"].removeprefix("Value error, ")
-    if not error["loc"] and message.startswith("rules["):  # a cross-section check names its own path
+    if not error["loc"] and message.startswith(("rules[", "sources[")):  # a cross-section check names its own path
         return message
     got = error.get("input")
     if isinstance(got, (str, int, float, bool)) or got is None:

@@ -5,6 +5,7 @@ streams/devtools/reference.py (it knows the target and stage registries, which c
 """
 from __future__ import annotations
 
+import collections.abc
 import types
 import typing
 
@@ -44,14 +45,17 @@ def type_name(tp) -> str:
     origin = typing.get_origin(tp)
     if origin is typing.Literal:
         name = "one of " + ", ".join(f"`{a}`" for a in typing.get_args(tp))
-    elif origin is list:
+    elif origin in (typing.Union, types.UnionType):
+        name = " or ".join(type_name(a) for a in typing.get_args(tp))
+    elif origin in (list, tuple, collections.abc.Sequence):
         name = f"list of {type_name(typing.get_args(tp)[0])}"
-    elif origin is dict:
+    elif origin in (dict, collections.abc.Mapping) or tp in (dict, collections.abc.Mapping):
         name = "mapping"
     elif tp is typing.Any:
         name = "any"
     else:
-        name = {int: "integer", float: "number", str: "string", bool: "boolean"}.get(tp, getattr(tp, "__name__", str(tp)))
+        name = {int: "integer", float: "number", str: "string", bool: "boolean", list: "list"}.get(
+            tp, getattr(tp, "__name__", str(tp)))
     return name + (" or null" if optional else "")
 
 

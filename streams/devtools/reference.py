@@ -1,5 +1,6 @@
-"""Write the configuration reference: every key of the config, then every target type's own keys
-(streams.targets.REGISTRY), so a new target's keys appear without a hand edit.
+"""Write the configuration reference: every key of the config, then every enrichment stage's keys
+(streams.config.enrich.STAGES) and every target type's (streams.targets.REGISTRY), so a new stage
+or target appears without a hand edit.
 
     python -m streams.devtools.reference            # print the Markdown
     python -m streams.devtools.reference --write deploy/README.md   # refresh the marked section
@@ -13,15 +14,26 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from processors.stage import settings_model
+from streams.config.enrich import STAGES
 from streams.config.reference import reference_markdown, splice
 from streams.targets import REGISTRY, implementation
 
 
+def _first_paragraph(text: str | None) -> str:
+    return " ".join((text or "").strip().split("\n\n")[0].split())
+
+
 def sections() -> dict[str, tuple[str, type[BaseModel], str]]:
     out: dict[str, tuple[str, type[BaseModel], str]] = {}
+    for name, cls in STAGES.items():
+        model = settings_model(cls)
+        intro = _first_paragraph(model.__doc__ if "Settings" in cls.__dict__ else None) or \
+            _first_paragraph(cls.__doc__) or _first_paragraph(__import__(cls.__module__, fromlist=["_"]).__doc__)
+        out[f"Enrichment stage `{name}`"] = (intro, model, "sources[].enrich[].")
     for name in REGISTRY:
         module = implementation(name)
-        intro = (module.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        intro = _first_paragraph(module.__doc__)
         out[f"Target type `{name}`"] = (intro, module.Settings, "rules[].targets[].")
     return out
 

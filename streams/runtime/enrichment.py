@@ -1,91 +1,42 @@
 """Enrichment stages from the config: `sources[].enrich` -> processor objects, `tables` -> ReferenceTables.
 
-Each entry's `type` picks a stage; its other keys are that stage's settings, passed through with
-the names below. A stage that rejects its settings (an unknown key, a bad value) becomes a
-ConfigError naming `sources[i].enrich[j]`, and the worker does not start.
+Each entry's `type` picks a stage class (streams/config/enrich.py STAGES); its other keys are that
+stage's settings, checked when the config was parsed. A stage that rejects its settings beyond
+their types (a value out of range, a table that is not configured) becomes a ConfigError naming
+`sources[i].enrich[j]`, and the worker does not start.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from processors.enrich import (
-    CdcDeduplicator,
-    CidrTable,
-    DerivedFields,
-    DeviceOrderCheck,
-    IpEnricher,
-    ReferenceJoin,
-    ReferenceTable,
-    Scd2History,
-    Sessioniser,
-    ThresholdAlerts,
-    UnitNormaliser,
-    UserAgentEnricher,
-)
+from processors.enrich import ReferenceTable
 from processors.enrich.state import PartitionedState
+from processors.stage import StageContext, build_stage
 from streams.config import Config, ConfigError, EnrichSettings
-
-
-def _join(settings: dict, tables: dict[str, ReferenceTable]):
-    name = settings.pop("table", None)
-    if name not in tables:
-        known = ", ".join(sorted(tables)) or "none are configured"
-        raise ValueError(f"table: expected the name of a table under `tables` ({known}), got {name!r}")
-    if "key" not in settings:
-        raise ValueError("key: required (the event path to join on, e.g. detail.device_id)")
-    return ReferenceJoin(tables[name], key_path=settings.pop("key"), **settings)
-
-
-def _lookup(settings: dict, tables):
-    from streams.runtime.http_fetcher import http_lookup
-
-    return http_lookup(**settings)
-
-
-def _sessions(settings: dict, tables):
-    if "gap_minutes" in settings:
-        settings["gap_ms"] = int(float(settings.pop("gap_minutes")) * 60_000)
-    return Sessioniser(**settings)
-
-
-def _ip(settings: dict, tables):
-    cidrs = settings.pop("cidrs", None)  # {"203.0.113.0/24": "eu-west" or {...}}
-    if cidrs is not None and not isinstance(cidrs, dict):
-        raise ValueError("cidrs: expected a mapping of CIDR -> region (a name or an object)")
-    return IpEnricher(CidrTable(cidrs.items()) if cidrs else None, **settings)
-
-
-BUILDERS = {
-    "join": _join,
-    "lookup": _lookup,
-    "units": lambda s, t: UnitNormaliser(**s),
-    "derived": lambda s, t: DerivedFields(**s),
-    "order_check": lambda s, t: DeviceOrderCheck(**s),
-    "alerts": lambda s, t: ThresholdAlerts(**s),
-    "sessions": _sessions,
-    "user_agent": lambda s, t: UserAgentEnricher(**s),
-    "ip": _ip,
-    "dedupe": lambda s, t: CdcDeduplicator(**s),
-    "scd2": lambda s, t: Scd2History(**s),
-}
+from streams.config.enrich import STAGES, parse_stage
 
 
 def build_tables(config: Config) -> dict[str, ReferenceTable]:
     return {name: ReferenceTable(name) for name in config.tables}
 
 
+def stage_context(tables: dict[str, ReferenceTable]) -> StageContext:
+    """What stages get from the runtime: the tables, and HTTP lookups' fetcher and metrics."""
+    from streams.runtime.http_fetcher import LookupMetrics, make_fetcher
+
+    return StageContext(tables=tables, make_fetcher=make_fetcher, observe_lookup=LookupMetrics)
+
+
 def build_enrichment(config: Config, index: int, entries: list[EnrichSettings],
                      tables: dict[str, ReferenceTable]) -> list:
+    """The stages of `sources[index].enrich`, in order (their settings were checked at parse)."""
+    context = stage_context(tables)
     stages = []
     for j, entry in enumerate(entries):
-        settings: dict[str, Any] = dict(entry.model_extra or {})
+        path = f"sources[{index}].enrich[{j}]"
         try:
-            stage = BUILDERS[entry.type](settings, tables)
-        except (TypeError, ValueError) as exc:
+            stage = build_stage(STAGES[entry.type], parse_stage(path, entry.type, entry.settings()), context)
+        except (TypeError, ValueError) as exc:  # what a stage checks beyond its keys' types
             message = str(exc)
-            if isinstance(exc, TypeError) and "unexpected keyword argument" in message:
-                message = f"unknown setting {message.rsplit(' ', 1)[-1]} for a {entry.type} stage"
-            raise ConfigError(f"sources[{index}].enrich[{j}] ({entry.type}): {message}") from None
+            raise ConfigError(message if message.startswith(path) else f"{path} ({entry.type}): {message}") from None
         stages.append(stage)
     return stages
 

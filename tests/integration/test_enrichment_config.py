@@ -116,9 +116,15 @@ def test_enrichment_config_errors_name_the_entry():
     with pytest.raises(ConfigError, match=r"sources\[0\]\.enrich\[0\] \(join\): table: expected the name of a table"):
         build_pipeline(parse_config({**base, "sources": [{"topic": "t", "kind": "iot", "enrich": [
             {"type": "join", "table": "nope", "key": "detail.device_id"}]}]}, environ={}))
-    with pytest.raises(ConfigError, match=r"sources\[0\]\.enrich\[1\] \(sessions\): unknown setting 'gap'"):
-        build_pipeline(parse_config({**base, "sources": [{"topic": "t", "kind": "clickstream", "enrich": [
-            {"type": "user_agent"}, {"type": "sessions", "gap": 5}]}]}, environ={}))
+    # a stage's keys are checked when the config is parsed, each named by its path
+    with pytest.raises(ConfigError) as err:
+        parse_config({**base, "sources": [{"topic": "t", "kind": "clickstream", "enrich": [
+            {"type": "user_agent"}, {"type": "sessions", "gap": 5}, {"type": "order_check", "window": "lots"}]}]},
+            environ={})
+    assert str(err.value).splitlines() == [
+        "sources[0].enrich[1].gap: unknown key (check the spelling; see the configuration reference in README.md)",
+        "sources[0].enrich[2].window: Input should be a valid integer, unable to parse string as an integer, "
+        "got 'lots'"]
     with pytest.raises(ConfigError, match=r"sources\.0\.enrich\.0\.type|sources\[0\]\.enrich\[0\]\.type"):
         parse_config({**base, "sources": [{"topic": "t", "enrich": [{"type": "teleport"}]}]}, environ={})
 

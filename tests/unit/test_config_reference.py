@@ -86,3 +86,15 @@ def test_every_target_types_keys_are_in_the_reference():
         assert f"#### Target type `{name}`" in reference
         for key in implementation(name).Settings.model_fields:
             assert f"`rules[].targets[].{key}" in reference, f"{name}.{key} is not in the reference"
+
+
+def test_every_enrichment_stages_keys_are_in_the_reference():
+    # a new stage is its class and one STAGES entry: its keys reach the docs with no hand edit
+    from processors.stage import settings_model
+    from streams.config.enrich import STAGES
+
+    reference = markdown()
+    for name, cls in STAGES.items():
+        assert f"#### Enrichment stage `{name}`" in reference
+        for key in settings_model(cls).model_fields:
+            assert f"`sources[].enrich[].{key}" in reference, f"{name}.{key} is not in the reference"

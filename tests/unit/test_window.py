@@ -1,3 +1,4 @@
+import orjson
 import pytest
 
 from processors.core import Event, SourceRecord
@@ -24,3 +25,24 @@ def test_keys_on_different_partitions_are_counted_apart_and_bad_size_is_rejected
     assert [e.body["n"] for e in out] == [1, 1, 2]
     with pytest.raises(ValueError, match="positive number of milliseconds"):
         TumblingCount(0)
+
+
+def test_the_window_stage_is_configurable_and_counts_per_key_per_window():
+    from streams.config import parse_config
+    from streams.runtime.topology import build_pipeline
+
+    config = parse_config({"sources": [{"topic": "t", "enrich": [{"type": "window", "size_ms": 1000,
+                                                                  "into": "per_second"}]}],
+                           "rules": [{"name": "all", "targets": [{"id": "l", "type": "log"}]}]}, environ={})
+    pipeline = build_pipeline(config)
+    records = [SourceRecord("t", 0, i, ts, key, b'{"n": %d}' % i)
+               for i, (ts, key) in enumerate([(1000, b"a"), (1500, b"a"), (1700, b"b"), (2100, b"a")])]
+    result = pipeline.run({"t": records})
+    assert [orjson.loads(d.payload)["per_second"] for d in result.deliveries] == [1, 2, 1, 1]
+
+
+def test_a_window_stage_with_a_bad_size_names_the_key():
+    from streams.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.enrich\[0\]\.size_ms: Input should be a valid integer"):
+        parse_config({"sources": [{"topic": "t", "enrich": [{"type": "window", "size_ms": "soon"}]}]}, environ={})
