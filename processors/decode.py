@@ -20,10 +20,6 @@ TOMBSTONE = "__tombstone"
 _MODES = ("fail", "keep", "skip")
 
 
-def is_tombstone(body: dict) -> bool:
-    return body.get(TOMBSTONE) is True
-
-
 class Decoder:
     stage = "decode"
 

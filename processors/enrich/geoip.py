@@ -16,7 +16,7 @@ from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 from pydantic import BaseModel, ConfigDict
 
 from processors.core import Event, Failure
-from processors.normalise.envelope import get_path, split_path
+from processors.paths import get_path, split_path
 
 
 def parse_ip(ip: str) -> tuple[int, int] | None:

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from processors.core import Event, Failure
 from processors.enrich.reference import ON_MISSING
-from processors.normalise.envelope import get_path, split_path
+from processors.paths import get_path, split_path
 
 # A cache entry: (expires at, in time.monotonic() seconds; the projected row or None; the error or None).
 # Not found is (t, None, None).

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from processors.core import Event, Failure, json_member
-from processors.normalise.envelope import get_path, split_path
+from processors.paths import get_path, split_path
 
 ON_MISSING = ("pass", "default", "dead-letter")
 

@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 
 from processors.core import Event, Failure
-from processors.normalise.envelope import get_path, split_path
+from processors.paths import get_path, split_path
 
 _BOT = re.compile(
     r"bot\b|bot/|crawl|spider|slurp|mediapartners|facebookexternalhit|headlesschrome|phantomjs|lighthouse|"

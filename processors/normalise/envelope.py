@@ -140,21 +140,3 @@ def _minute_ms_slow(value: str) -> int | None:
         _minute_ms.clear()
     base = _minute_ms[value[:16]] = round(minute.timestamp() * 1000)
     return base
-
-
-def get_path(body: dict, path: tuple[str, ...]) -> Any:
-    """Follow a pre-split dotted path; None when any step is missing."""
-    value: Any = body
-    for step in path:
-        if type(value) is not dict:
-            return None
-        value = value.get(step)
-        if value is None:
-            return None
-    return value
-
-
-def split_path(path: str) -> tuple[str, ...]:
-    if not path or any(not part for part in path.split(".")):
-        raise ValueError(f"field path {path!r}: expected dotted names like 'detail.device_id'")
-    return tuple(path.split("."))

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from processors.core import Delivery, Event, Failure, PlainMatches, splice_json
+from processors.paths import get_path, split_path
 
 from .ruleset import RuleSet
 
@@ -36,19 +37,12 @@ class Route:
     pattern: dict[str, Any] | None = None
 
 
-def parse_key_path(path: str) -> tuple[str, ...]:
-    """`$.detail.device_id` -> ("detail", "device_id")."""
-    if not path.startswith("$."):
-        raise ValueError(f"key path {path!r} must start with '$.'")
-    return tuple(path[2:].split("."))
+parse_key_path = split_path  # a target's `key`: `$.detail.device_id` (processors/paths.py)
 
 
 def extract_key(body: dict, path: tuple[str, ...]) -> bytes | None:
-    value: Any = body
-    for part in path:
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
+    """The output record's key: the value at `path`, as text or JSON; None when it has none."""
+    value = get_path(body, path)
     if value is None:
         return None
     return value.encode() if isinstance(value, str) else orjson.dumps(value)

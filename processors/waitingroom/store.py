@@ -15,7 +15,6 @@ from typing import Any
 
 WAITING, ADMITTED, ACTIVE = "waiting", "admitted", "active"
 COMPLETED, ABANDONED, EXPIRED = "completed", "abandoned", "expired"
-CLOSED_STATES = frozenset({COMPLETED, ABANDONED, EXPIRED})
 
 
 @dataclass(slots=True, frozen=True)

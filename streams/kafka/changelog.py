@@ -1,28 +1,23 @@
 """State-store changelogs on compacted topics: write a stage's state changes, restore them.
 
 A stateful stage keeps a `processors.enrich.state.PartitionedState`. After each batch the
-runtime writes `state.changes()` with `ChangelogWriter.write` (key = state key, value = JSON,
-null = delete; changelog partition = source partition, so the changelog needs at least as many
-partitions as the source topic) and awaits it before committing the source offsets. On
+runtime writes `state.changes()` to the changelog (streams/runtime/state.py: key = state key,
+value = JSON, null = delete; changelog partition = source partition, so the changelog needs at
+least as many partitions as the source topic) before committing the source offsets. On
 assignment it calls `restore_state(state, ..., partitions)`; on revocation `state.drop(p)`.
 """
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from processors.enrich.state import PartitionedState
 from streams.kafka.read import partitions_of, read_to_end
-
-
-def changelog_topic(app_id: str, store: str) -> str:
-    return f"{app_id}-{store}-changelog"
 
 
 async def ensure_changelog_topic(bootstrap_servers: str, topic: str, partitions: int,
@@ -36,22 +31,6 @@ async def ensure_changelog_topic(bootstrap_servers: str, topic: str, partitions:
         pass
     finally:
         await admin.close()
-
-
-class ChangelogWriter:
-    def __init__(self, producer: AIOKafkaProducer, topic: str):
-        self.producer, self.topic = producer, topic
-
-    async def write(self, changes: Iterable[tuple[int, str, Any]]) -> int:
-        """Send every change and wait for all acks; returns how many were written."""
-        futures = []
-        for partition, key, value in changes:
-            futures.append(await self.producer.send(
-                self.topic, key=key.encode(), value=None if value is None else orjson.dumps(value),
-                partition=partition))
-        if futures:
-            await asyncio.gather(*futures)
-        return len(futures)
 
 
 async def read_changelog(bootstrap_servers: str, topic: str, partitions: Iterable[int],

@@ -22,10 +22,11 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from processors.paths import get_path, split_path
 from streams import metrics
 from streams.targets.backoff import Backoff, GaveUp
 from streams.targets.base import Item, Target
-from streams.targets.s3.layout import get_path, parse_time, split_path
+from streams.targets.s3.layout import parse_time
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,30 @@ from processors.core import SourceRecord
 from processors.decode import Decoder
 from processors.enrich import ReferenceJoin, ReferenceTable, Sessioniser
 from processors.normalise import ClickstreamNormaliser
-from streams.kafka.changelog import ChangelogWriter, changelog_topic, ensure_changelog_topic, read_changelog, restore_state
+from streams.kafka.changelog import ensure_changelog_topic, read_changelog, restore_state
 from streams.kafka.tables import ReferenceTableLoader
 from tests.samples import debezium
 
 pytestmark = pytest.mark.broker
+
+def changelog_topic(app_id: str, store: str) -> str:
+    return f"{app_id}-{store}-changelog"
+
+
+class ChangelogWriter:
+    """Writes state changes the way the worker does (key = state key, value = JSON, null = delete)."""
+
+    def __init__(self, producer, topic: str):
+        self.producer, self.topic = producer, topic
+
+    async def write(self, changes) -> int:
+        futures = [await self.producer.send(self.topic, key=key.encode(),
+                                            value=None if value is None else orjson.dumps(value), partition=partition)
+                   for partition, key, value in changes]
+        if futures:
+            await asyncio.gather(*futures)
+        return len(futures)
+
 
 
 async def create_topic(bootstrap, name, partitions, compact=False):

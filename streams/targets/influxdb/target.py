@@ -18,12 +18,13 @@ import aiohttp
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from processors.paths import get_path, split_path
 from streams import metrics
 from streams.config import ConfigError
 from streams.targets.backoff import Backoff, GaveUp
 from streams.targets.base import Item, Target
 from streams.targets.influxdb.lineprotocol import PointError, encode_point, infer_kind
-from streams.targets.s3.layout import get_path, parse_time, split_path
+from streams.targets.s3.layout import parse_time
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from processors.paths import get_path
+
 _TOKEN = re.compile(r"!\{timestamp:([^}]*)\}|\{([^{}]+)\}")
 _DATE_LETTERS = {"yyyy": "%Y", "MM": "%m", "dd": "%d", "HH": "%H", "mm": "%M", "ss": "%S"}
 _DATE_TOKEN = re.compile(r"(yyyy|MM|dd|HH|mm|ss|[A-Za-z])")
@@ -65,15 +67,6 @@ def parse_time(value) -> datetime:
     raise ValueError(f"expected an ISO 8601 time or epoch milliseconds, got {value!r}")
 
 
-def get_path(event: dict, path: tuple[str, ...]):
-    node = event
-    for part in path:
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 @dataclass(frozen=True)
 class Part:
     kind: str  # "text", "field" or "time"
@@ -87,10 +80,6 @@ class PathTemplate:
     source: str
     parts: tuple[Part, ...]
     tz: ZoneInfo | timezone
-
-    @property
-    def uses_time(self) -> bool:
-        return any(p.kind == "time" for p in self.parts)
 
     @property
     def time_granularity(self) -> int:
@@ -189,12 +178,3 @@ def object_key(prefix: str, topic: str, partition: int, first_offset: int, ext: 
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     return f"{prefix}{sanitise(topic)}+{partition}+{first_offset:0{OFFSET_DIGITS}d}.{ext}"
-
-
-def split_path(path: str) -> tuple[str, ...]:
-    """`$.detail.device_id` or `detail.device_id` -> ("detail", "device_id")."""
-    text = path[2:] if path.startswith("$.") else path
-    parts = tuple(text.split("."))
-    if not text or any(not p for p in parts):
-        raise ValueError(f"expected a field path such as $.detail.device_id, got {path!r}")
-    return parts

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from processors.paths import get_path, split_path
 from streams import metrics
 from streams.targets.backoff import Backoff, GaveUp
 from streams.targets.base import Item, Target
@@ -38,11 +39,9 @@ from streams.targets.s3.layout import (
     LayoutError,
     MissingPartitionField,
     compile_template,
-    get_path,
     object_key,
     parse_time,
     sanitise,
-    split_path,
 )
 from streams.targets.s3.objectstore import MIN_PART_SIZE, ObjectStore, open_store
 
