@@ -26,7 +26,7 @@ def build_waitingroom(config: Config):
     from streams.http.waitingroom.api import build_waitingroom_service
 
     try:
-        return build_waitingroom_service(dict(config.waitingroom, account=config.bus.account, region=config.bus.region))
+        return build_waitingroom_service(config.waitingroom.service_settings(config.bus.account, config.bus.region))
     except SettingsError as exc:
         raise ConfigError(str(exc)) from None
 

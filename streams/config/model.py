@@ -7,6 +7,7 @@ start. Overrides use `__` between levels: EVENTWEIR_KAFKA__BOOTSTRAP_SERVERS=hos
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -240,6 +241,37 @@ class RoutingSettings(Section):
     retry_max_delay_ms: int = Field(60_000, ge=1, description="Back-off cap.")
 
 
+class WaitingRoomSettings(Section):
+    """The virtual waiting room, served under /waitingroom on the HTTP port (README, "Waiting room")."""
+
+    admin_token: str = Field(repr=False, min_length=16,
+                             description="Bearer token of the admin API (at least 16 characters; never logged).")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^(redis|rediss|unix)://",
+                           description="Where queues, sessions and signing keys live.")
+    key_prefix: str = Field("eventweir:wr:", description="Prefix of every Redis key the rooms use.")
+    redis_max_connections: int = Field(32, ge=1)
+    token_alg: Literal["EdDSA", "ES256"] = Field("EdDSA", description="Signing algorithm of access tokens.")
+    key_grace_s: float | None = Field(None, gt=0, description="How long a rotated-out signing key still verifies.")
+    tick_interval_s: float = Field(0.5, gt=0, description="How often the inlet admits the next waiters.")
+    rooms: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Rooms at start-up: {room id: settings} (README, waiting-room settings).")
+
+    @model_validator(mode="after")
+    def _rooms(self):
+        from processors.waitingroom.settings import SettingsError, parse_room_settings
+
+        for room_id, raw in self.rooms.items():
+            try:
+                parse_room_settings(room_id, raw, path=f"waitingroom.rooms.{room_id}")
+            except SettingsError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    def service_settings(self, account: str, region: str) -> dict[str, Any]:
+        """What streams.http.waitingroom.api.build_waitingroom_service takes."""
+        return dict(self.model_dump(exclude_none=True), account=account, region=region)
+
+
 class ApiSettings(Section):
     """The EventBridge-compatible API on the HTTP port (JSON 1.1, X-Amz-Target: AWSEvents.*)."""
 
@@ -262,9 +294,8 @@ class Config(Section):
     http: HttpSettings = Field(default_factory=HttpSettings)
     dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
-    waitingroom: dict[str, Any] | None = Field(
-        None, description="Virtual waiting room: admin_token, redis_url, key_prefix, rooms {id: settings}, ...; "
-        "served under /waitingroom on the HTTP port (see README).",
+    waitingroom: WaitingRoomSettings | None = Field(
+        None, description="Virtual waiting room, served under /waitingroom on the HTTP port (see README).",
     )
     sources: list[SourceSettings] = Field(min_length=1)
     tables: dict[str, TableSettings] = Field(
@@ -308,6 +339,9 @@ class Config(Section):
         return [s.topic for s in self.sources]
 
 
+_SECRET = re.compile(r"token|password|secret|auth", re.IGNORECASE)
+
+
 def describe_error(error: Any) -> str:
     path = ""
     for part in error["loc"]:
@@ -321,7 +355,11 @@ def describe_error(error: Any) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if not error["loc"] and message.startswith(("rules[", "sources[")):  # a cross-section check names its own path
         return message
+    if message.startswith(path + "."):  # a section's own check named the key within it
+        return message
     got = error.get("input")
+    if any(isinstance(part, str) and _SECRET.search(part) for part in error["loc"]):
+        return f"{path}: {message}, got <redacted>"  # a secret never reaches a log or an error body
     if isinstance(got, (str, int, float, bool)) or got is None:
         return f"{path}: {message}, got {got!r}"
     return f"{path}: {message}"

@@ -345,7 +345,7 @@ class FaustWorker:
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag[tp])
         self.stats.lag = lag
         metrics.READY.set(1 if self.ready[0] else 0)
-        export_rule_engine(self.pipeline.router)
+        export_rule_engine(getattr(self.pipeline, "router", None))
 
     async def shutdown(self) -> None:
         grace = self.config.runtime.shutdown_grace_s

@@ -359,7 +359,7 @@ class Worker:
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag[tp])
         self.stats.lag = lag
         metrics.READY.set(1 if self.ready[0] else 0)
-        export_rule_engine(self.pipeline.router)
+        export_rule_engine(getattr(self.pipeline, "router", None))
 
     # --- rebalance --------------------------------------------------------------------------------
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:

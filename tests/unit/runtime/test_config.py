@@ -56,3 +56,22 @@ def test_missing_or_broken_files_say_what_to_do(tmp_path):
     broken.write_text("sources: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(broken)
+
+
+def test_a_bad_secret_is_named_but_never_echoed():
+    for section, secret in (({"waitingroom": {"admin_token": "hunter2"}}, "hunter2"),
+                            ({"kafka": {"sasl_password": 42}}, "42")):
+        with pytest.raises(ConfigError) as err:
+            parse_config({"sources": [{"topic": "in"}], **section}, environ={})
+        assert secret not in str(err.value) and "<redacted>" in str(err.value)
+
+
+def test_the_waiting_room_section_is_typed_and_checks_its_rooms():
+    config = parse_config({"sources": [{"topic": "in"}], "waitingroom": {"admin_token": "a" * 16}}, environ={})
+    assert config.waitingroom.redis_url == "redis://127.0.0.1:6379/0" and config.waitingroom.rooms == {}
+    with pytest.raises(ConfigError, match=r"^waitingroom\.rooms\.sale\.inlet\.policy: expected one of"):
+        parse_config({"sources": [{"topic": "in"}], "waitingroom": {"admin_token": "a" * 16,
+                                                                    "rooms": {"sale": {"inlet": {}}}}}, environ={})
+    with pytest.raises(ConfigError, match=r"waitingroom\.redis_url: String should match pattern"):
+        parse_config({"sources": [{"topic": "in"}], "waitingroom": {"admin_token": "a" * 16,
+                                                                    "redis_url": "http://x"}}, environ={})
