@@ -76,6 +76,12 @@ class _AliasLoader(importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         warnings.warn(f"{spec.name} moved to {self.new}; import it from there (the old path goes in the next "
                       "release)", DeprecationWarning, stacklevel=3)
+        if spec.submodule_search_locations is not None:
+            # an old package (streams.sinks) is a namespace of its own whose submodules this finder
+            # maps: importing them sets attributes on it, never on the new package
+            package = ModuleType(spec.name, f"Moved to {self.new}.")
+            package.__path__ = []
+            return package
         return importlib.import_module(self.new)
 
     def exec_module(self, module: ModuleType) -> None:
@@ -87,7 +93,7 @@ class _MovedModules(importlib.abc.MetaPathFinder):
         new = MOVED.get(fullname)
         if new is None:
             return None
-        is_package = new in ("streams.targets",)
+        is_package = new == "streams.targets"
         return importlib.machinery.ModuleSpec(fullname, _AliasLoader(new), is_package=is_package)
 
 
