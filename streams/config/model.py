@@ -159,11 +159,18 @@ class EnrichSettings(Section):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    type: Literal[tuple(STAGES)] = Field(  # type: ignore[valid-type]
+    type: str = Field(
         description="join (reference table), lookup (cached HTTP), units, derived, order_check, alerts (IoT); "
         "sessions, user_agent, ip (clickstream); dedupe, scd2 (CDC); window (per-key counts over tumbling "
-        "windows). Run after validate + normalise, in order.",
+        "windows). Run after validate + normalise, in order; each stage's keys are listed below.",
     )
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in STAGES:
+            raise ValueError(f"expected one of {', '.join(STAGES)}")
+        return value
 
     def settings(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -326,6 +333,8 @@ class Config(Section):
         problems = []
         for i, source in enumerate(self.sources):
             for j, entry in enumerate(source.enrich):
+                if entry.type not in STAGES:
+                    continue  # reported by its own validator
                 try:
                     parse_stage(f"sources[{i}].enrich[{j}]", entry.type, entry.settings())
                 except ValueError as exc:

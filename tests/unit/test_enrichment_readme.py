@@ -15,8 +15,8 @@ def test_the_readme_enrichment_example_builds_every_stage():
     example = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
     pipeline = build_pipeline(parse_config({"kafka": {"bootstrap_servers": "kafka:9092"}, **example}, environ={}))
     kinds = {topic: [type(s).__name__ for s in chain.stages] for topic, chain in pipeline.chains.items()}
-    assert kinds["iot.telemetry"][-5:] == ["ReferenceJoin", "UnitNormaliser", "DerivedFields", "DeviceOrderCheck",
-                                           "ThresholdAlerts"]
+    assert kinds["iot.telemetry"][-6:] == ["ReferenceJoin", "UnitNormaliser", "DerivedFields", "DeviceOrderCheck",
+                                           "ThresholdAlerts", "TumblingCount"]
     assert kinds["clickstream.web"][-4:] == ["Sessioniser", "UserAgentEnricher", "IpEnricher", "HttpLookup"]
     assert kinds["dbserver1.inventory.customers"][-2:] == ["CdcDeduplicator", "Scd2History"]
     assert set(pipeline.tables) == {"devices"} and pipeline.is_async
