@@ -4,7 +4,7 @@ aiokafka hands `getmany()` its records through five Python calls per record: Fet
 pulls PartitionRecords.__next__, which resumes the `_unpack_records` generator, which calls
 `_consumer_record`, which builds the ConsumerRecord. That was 1.15 µs per 400-byte record in
 a microbenchmark, against 0.64 µs for one list comprehension per batch building the same
-ConsumerRecords (tests/unit/runtime/test_fetch_records.py checks they are the same, with the same
+ConsumerRecords (tests/unit/streams/kafka/test_fetch_records.py checks they are the same, with the same
 positions).
 
 Batches are also checked against their CRC-32C with the CPU's CRC instruction (google-crc32c)

@@ -4,7 +4,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "integration"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "integration"))
 
 from sink_helpers import DeadLetterRecorder, deliveries  # noqa: E402
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 VENDORED = ROOT / "tests" / "data" / "conformance"
 SHARED = ROOT.parent / "shared" / "conformance"
 
