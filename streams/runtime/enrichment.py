@@ -7,11 +7,16 @@ their types (a value out of range, a table that is not configured) becomes a Con
 """
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from processors.enrich import ReferenceTable
 from processors.enrich.state import PartitionedState
 from processors.stage import StageContext, build_stage
 from streams.config import Config, ConfigError, EnrichSettings
 from streams.config.enrich import STAGES, parse_stage
+from streams.kafka.tables import ReferenceTableLoader
+from streams.runtime.http_fetcher import LookupMetrics, make_fetcher
 
 
 def build_tables(config: Config) -> dict[str, ReferenceTable]:
@@ -20,8 +25,6 @@ def build_tables(config: Config) -> dict[str, ReferenceTable]:
 
 def stage_context(tables: dict[str, ReferenceTable]) -> StageContext:
     """What stages get from the runtime: the tables, and HTTP lookups' fetcher and metrics."""
-    from streams.runtime.http_fetcher import LookupMetrics, make_fetcher
-
     return StageContext(tables=tables, make_fetcher=make_fetcher, observe_lookup=LookupMetrics)
 
 
@@ -53,10 +56,6 @@ def changelog_name(config: Config, topic: str, store: str) -> str:
 async def start_tables(config: Config, pipeline) -> list:
     """Read every reference table whole from its topic, then follow it; returns the loaders (stop
     them at shutdown). Raises with what to do when a table topic cannot be read."""
-    import logging
-
-    from streams.kafka.tables import ReferenceTableLoader
-
     loaders: list[ReferenceTableLoader] = []
     for name, table in getattr(pipeline, "tables", {}).items():
         topic = config.tables[name].topic
@@ -75,8 +74,6 @@ async def start_tables(config: Config, pipeline) -> list:
 
 async def close_stages(pipeline) -> None:
     """Release what stages hold open (HTTP lookup sessions)."""
-    import asyncio
-
     for chain in getattr(pipeline, "chains", {}).values():
         for stage in chain.stages:
             if asyncio.iscoroutinefunction(getattr(stage, "close", None)):

@@ -41,6 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
+import orjson
 from aiokafka import TopicPartition
 
 from processors.core import SourceRecord
@@ -50,8 +51,9 @@ from streams import metrics
 from streams.config import Config, ConfigError
 from streams.kafka.producer import BatchProducer, make_producer
 from streams.runtime.dispatch import WorkerStats, count_batch, dispatch, export_rule_engine, readiness
+from streams.runtime.enrichment import close_stages, start_tables, stateful_sources
 from streams.runtime.offsets import Ticket
-from streams.runtime.topology import build_pipeline, build_targets
+from streams.runtime.topology import build_pipeline, build_targets, target_name
 from streams.targets.deadletter import DeadLetterWriter, dead_letter_headers
 
 log = logging.getLogger(__name__)
@@ -129,8 +131,6 @@ class EventweirProcessor:
 
     @classmethod
     def from_config(cls, config: Config) -> EventweirProcessor:
-        from streams.runtime.topology import target_name
-
         topics = {target_name(r.name, t.id): t.option("topic") for r in config.rules if r.state == "ENABLED"
                   for t in r.targets if t.type == "kafka"}
         return cls(build_pipeline(config), topics, config.dead_letter.topic)
@@ -176,8 +176,6 @@ class EventweirProcessor:
 
 
 def _dumps(value) -> bytes:
-    import orjson
-
     return orjson.dumps(value)
 
 
@@ -224,8 +222,6 @@ class FaustWorker:
         self.config = config
         self.waitingroom = waitingroom
         self.pipeline = pipeline or build_pipeline(config)
-        from streams.runtime.enrichment import stateful_sources
-
         stateful = stateful_sources(config, self.pipeline)
         if stateful:
             raise ConfigError(f"{', '.join(stateful)}: stateful enrichment keeps its state in changelog topics, "
@@ -290,8 +286,6 @@ class FaustWorker:
         self.targets = build_targets(self.config, batch_producer, self.dead_letters, self.waitingroom)
         for target in self.targets.values():
             await target.start()
-        from streams.runtime.enrichment import start_tables
-
         self._table_loaders = await start_tables(self.config, self.pipeline)  # joins see every row from the start
         await self.app.start()
 
@@ -364,8 +358,6 @@ class FaustWorker:
             await target.close()
         for loader in self._table_loaders:
             await loader.stop()
-        from streams.runtime.enrichment import close_stages
-
         await close_stages(self.pipeline)
         if self.dead_letters:
             await self.dead_letters.close()

@@ -24,7 +24,9 @@ from pydantic import ValidationError
 from streams import metrics
 from streams.config import Config, RuleSettings
 from streams.kafka.admin import ensure_topics
+from streams.kafka.producer import make_producer
 from streams.kafka.read import partitions_of, read_to_end
+from streams.runtime.topology import build_router, build_targets
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,6 @@ class ControlTopic:
     async def start(self) -> None:
         k = self.config.kafka
         await ensure_topics(k.bootstrap_servers, {self.topic: 1}, compacted={self.topic})
-        from streams.kafka.producer import make_producer
-
         self._producer = make_producer(self.config)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
@@ -187,8 +187,6 @@ class RuleReloader:
                 metrics.RULE_RELOADS.labels("failed").inc()
 
     async def apply(self) -> None:
-        from streams.runtime.topology import build_router, build_targets
-
         worker = self.worker
         rules = self.rules()
         router = build_router(worker.config, rules)  # compiles every pattern; raises before any swap

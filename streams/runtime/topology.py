@@ -4,11 +4,15 @@ from __future__ import annotations
 from typing import Any
 
 from processors.decode import Decoder
+from processors.normalise import CdcNormaliser, ClickstreamNormaliser, IotNormaliser
 from processors.pipeline import Pipeline
+from processors.routing import compile_target_input
 from processors.routing.router import Route, Router, RouteTarget, parse_key_path
+from processors.validate import SchemaValidator
 from streams.config import Config, TargetSettings
 from streams.kafka import fastpath
 from streams.kafka.producer import BatchProducer
+from streams.runtime.enrichment import build_enrichment, build_tables
 from streams.targets import BuildContext, build_target
 from streams.targets.retry import RetryPolicy
 
@@ -20,8 +24,6 @@ def target_name(rule: str, target_id: str) -> str:
 def _renderer(target: TargetSettings):
     if target.input is None and target.input_path is None and target.input_transformer is None:
         return None
-    from processors.routing import compile_target_input
-
     return compile_target_input(
         input=target.input, input_path=target.input_path, input_transformer=target.input_transformer
     ).render
@@ -53,10 +55,6 @@ DEFAULT_SCHEMAS = {"iot": ["iot"], "clickstream": ["clickstream"], "cdc": ["debe
 def build_stages(config: Config, tables: dict | None = None) -> tuple[dict[str, list], dict[str, Decoder]]:
     """Per source topic: its decoder and the stages after it (validate, normalise, enrich).
     `tables`: the ReferenceTables `join` stages read (streams.runtime.enrichment.build_tables)."""
-    from processors.normalise import CdcNormaliser, ClickstreamNormaliser, IotNormaliser
-    from processors.validate import SchemaValidator
-    from streams.runtime.enrichment import build_enrichment
-
     bus = config.bus
     stages: dict[str, list] = {}
     decoders: dict[str, Decoder] = {}
@@ -81,8 +79,6 @@ def build_stages(config: Config, tables: dict | None = None) -> tuple[dict[str, 
 
 
 def build_pipeline(config: Config) -> Pipeline:
-    from streams.runtime.enrichment import build_tables
-
     tables = build_tables(config)
     stages, decoders = build_stages(config, tables)
     pipeline = Pipeline(stages, build_router(config), decoders)

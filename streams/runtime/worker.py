@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -25,14 +24,13 @@ from streams.kafka.fastpath import consumer_record, fetch_records
 from streams.kafka.producer import BatchProducer, make_producer
 from streams.runtime.backpressure import Backpressure
 from streams.runtime.dispatch import WorkerStats, count_batch, dispatch, export_rule_engine, readiness
+from streams.runtime.enrichment import close_stages, start_tables
 from streams.runtime.offsets import Watermarks
+from streams.runtime.reload import RuleReloader
 from streams.runtime.state import StateStores
 from streams.runtime.topology import build_pipeline, build_targets
 from streams.runtime.tuning import tune_gc, tune_malloc
 from streams.targets.deadletter import DeadLetterWriter
-
-if TYPE_CHECKING:
-    from streams.runtime.reload import RuleReloader
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +111,6 @@ class Worker:
             await self.start_target(target)
         await self._start_enrichment_state()
         if self.config.routing.control_topic:
-            from streams.runtime.reload import RuleReloader
-
             self.control = control = RuleReloader(self, batch_producer)
             await control.start()  # rules from the control topic apply before the first fetch
         self.consumer = consumer = make_consumer(self.config)
@@ -127,8 +123,6 @@ class Worker:
     async def _start_enrichment_state(self) -> None:
         """Reference tables are read whole before the first fetch (joins must not miss rows that
         exist); stateful stages get their changelog topics, restored on assignment."""
-        from streams.runtime.enrichment import start_tables
-
         assert self.producer_batches is not None
         self._table_loaders = await start_tables(self.config, self.pipeline)
         await self.state.start(self.pipeline, self.producer, self.producer_batches)
@@ -199,8 +193,6 @@ class Worker:
             await asyncio.wait(self._bus_sends, timeout=max(0.1, deadline - time.monotonic()))
         for loader in self._table_loaders:
             await loader.stop()
-        from streams.runtime.enrichment import close_stages
-
         await close_stages(self.pipeline)
         if self.control is not None:
             await self.control.close()
