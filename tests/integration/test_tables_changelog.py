@@ -96,7 +96,7 @@ async def test_reference_table_bootstraps_before_ready_then_follows(bootstrap_se
             await wait_until(lambda: "sensor-4" in table.rows and "sensor-2" not in table.rows
                              and "1001" not in table.rows)
 
-            from tests.unit.test_enrich import iot_events
+            from tests.unit.processors.test_enrich import iot_events
             events = iot_events([{"device_id": "sensor-4", "timestamp": 1, "measurements": {"t": 1}}])
             out = ReferenceJoin(table, "detail.device_id", ["site"]).process(events, [])
             assert out[0].body["detail"]["device"] == {"site": "field"}
