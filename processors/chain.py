@@ -1,9 +1,8 @@
 """Run a decoder and its stages over a batch, in sub-batches sized for the CPU cache.
 
 Every stage walks the whole list it is given; with a few thousand events each pass evicts the
-events the next pass needs. Measured on this pipeline (tests/bench/enrich.py), feeding the stages
-128 records at a time instead of 4000 made CDC ~2.5x and clickstream ~1.8x faster, for the same
-work. The runtime can hand a whole `getmany()` batch to `Chain.run`, or to `Chain.run_async`, which
+events the next pass needs, so the stages are fed sub-batches small enough to stay in cache
+(DEFAULT_CHUNK; tests/bench/enrich.py measures it, figures in tests/bench/results/NOTES.md). The runtime can hand a whole `getmany()` batch to `Chain.run`, or to `Chain.run_async`, which
 yields to the event loop between sub-batches so fetches, heartbeats and HTTP requests keep
 moving while a large batch is processed.
 

@@ -62,7 +62,7 @@ class Decoder:
     def check(self, records: list[SourceRecord], failures: list[Failure]) -> list[SourceRecord]:
         """The records `decode` would turn into events, without building their bodies (same
         failures). For pass-through routes, which forward the original bytes: simdjson validates
-        a document about 3x faster than orjson builds it as dicts. Whatever simdjson does not
+        a document several times faster than orjson builds it as dicts. Whatever simdjson does not
         accept as an object goes through `decode` itself, which decides: orjson is the reference
         (it takes integers beyond 64 bits that simdjson refuses), and a document starting with a
         UTF-8 byte-order mark, which simdjson skips and orjson refuses, is always re-checked."""

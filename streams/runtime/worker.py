@@ -34,9 +34,6 @@ from streams.targets.deadletter import DeadLetterWriter
 
 log = logging.getLogger(__name__)
 
-# consumed records go to the processors as they are
-consumer_record.install()
-
 
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, worker: Worker):
@@ -51,6 +48,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
 def make_consumer(config: Config) -> AIOKafkaConsumer:
     k, c = config.kafka, config.consumer
+    consumer_record.install()  # its records go to the processors as they are
     fetch_records.install()
     return AIOKafkaConsumer(
         **k.client_options(),

@@ -2,13 +2,12 @@
 
 aiokafka hands `getmany()` its records through five Python calls per record: FetchResult.getall
 pulls PartitionRecords.__next__, which resumes the `_unpack_records` generator, which calls
-`_consumer_record`, which builds the ConsumerRecord. That was 1.15 µs per 400-byte record in
-a microbenchmark, against 0.64 µs for one list comprehension per batch building the same
-ConsumerRecords (tests/unit/streams/kafka/test_fetch_records.py checks they are the same, with the same
+`_consumer_record`, which builds the ConsumerRecord. One list comprehension per batch builds the
+same ConsumerRecords for about half the cost (figures: tests/bench/results/NOTES.md) (tests/unit/streams/kafka/test_fetch_records.py checks they are the same, with the same
 positions).
 
 Batches are also checked against their CRC-32C with the CPU's CRC instruction (google-crc32c)
-where aiokafka computes it in software: 0.02 µs per 400-byte record instead of 0.17. For that
+where aiokafka computes it in software, several times cheaper. For that
 the fetched bytes are kept beside aiokafka's MemoryRecords (`RawMemoryRecords`).
 
 `install()` swaps aiokafka's FetchResult, PartitionRecords and MemoryRecords (module globals of

@@ -3,10 +3,8 @@
 aiokafka encodes a ProduceRequest field by field, and every level of its schema (the record
 batch as Bytes, the partition, the partition array, the topic, the topic array, the request)
 joins its children into new bytes: each produced byte is copied six times before the connection
-adds the header and the size (two more). For a 3 MB request that was 0.2 µs per 400-byte record
-(0.6 µs when each copy also faulted in fresh pages: see streams.runtime.worker.tune_malloc), against
-0.1 µs here, where the request body is one `b"".join` of small headers and the batches as they
-are.
+adds the header and the size (two more). Here the request body is one `b"".join` of small headers
+and the batches as they are (figures: tests/bench/results/NOTES.md).
 
 `install(producer)` makes one AIOKafkaProducer send its produce requests this way. It checks
 first that this aiokafka's produce requests encode to the same bytes as ours, and leaves the
