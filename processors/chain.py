@@ -2,8 +2,9 @@
 
 Every stage walks the whole list it is given; with a few thousand events each pass evicts the
 events the next pass needs, so the stages are fed sub-batches small enough to stay in cache
-(DEFAULT_CHUNK; tests/bench/enrich.py measures it, figures in tests/bench/results/NOTES.md). The runtime can hand a whole `getmany()` batch to `Chain.run`, or to `Chain.run_async`, which
-yields to the event loop between sub-batches so fetches, heartbeats and HTTP requests keep
+(DEFAULT_CHUNK; tests/bench/enrich.py measures it, figures in tests/bench/results/NOTES.md). The
+runtime can hand a whole `getmany()` batch to `Chain.run`, or to `Chain.run_async`, which yields
+to the event loop between sub-batches so fetches, heartbeats and HTTP requests keep
 moving while a large batch is processed.
 
 A stage may be async (`async process_async(events, failures) -> events`, e.g. an HTTP lookup that

@@ -3,12 +3,12 @@
 aiokafka hands `getmany()` its records through five Python calls per record: FetchResult.getall
 pulls PartitionRecords.__next__, which resumes the `_unpack_records` generator, which calls
 `_consumer_record`, which builds the ConsumerRecord. One list comprehension per batch builds the
-same ConsumerRecords for about half the cost (figures: tests/bench/results/NOTES.md) (tests/unit/streams/kafka/test_fetch_records.py checks they are the same, with the same
-positions).
+same ConsumerRecords for about half the cost (figures: tests/bench/results/NOTES.md);
+tests/unit/streams/kafka/test_fetch_records.py checks they are the same, with the same positions.
 
-Batches are also checked against their CRC-32C with the CPU's CRC instruction (google-crc32c)
-where aiokafka computes it in software, several times cheaper. For that
-the fetched bytes are kept beside aiokafka's MemoryRecords (`RawMemoryRecords`).
+Batches are also checked against their CRC-32C with the CPU's CRC instruction (google-crc32c),
+several times cheaper than aiokafka's software CRC. For that the fetched bytes are kept beside
+aiokafka's MemoryRecords (`RawMemoryRecords`).
 
 `install()` swaps aiokafka's FetchResult, PartitionRecords and MemoryRecords (module globals of
 aiokafka.consumer.fetcher, so it is process-wide) for classes that take this path when a
