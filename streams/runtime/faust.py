@@ -49,11 +49,11 @@ from processors.pipeline import Pipeline, PipelineResult
 from processors.routing.router import Route, Router, RouteTarget
 from streams import metrics
 from streams.config import Config, ConfigError
-from streams.kafka.producer import BatchProducer, make_producer
 from streams.runtime.dispatch import WorkerStats, count_batch, dispatch, export_rule_engine, readiness
 from streams.runtime.enrichment import close_stages, start_tables, stateful_sources
 from streams.runtime.offsets import Ticket
-from streams.runtime.topology import build_pipeline, build_targets, target_name
+from streams.runtime.outputs import close_outputs, open_outputs
+from streams.runtime.topology import build_pipeline, target_name
 from streams.targets.deadletter import DeadLetterWriter, dead_letter_headers
 
 log = logging.getLogger(__name__)
@@ -278,12 +278,8 @@ class FaustWorker:
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        self.producer = producer = make_producer(self.config)
-        await producer.start()
-        batch_producer = BatchProducer(producer)
-        self.dead_letters = DeadLetterWriter(self.config.dead_letter.topic, batch_producer)
-        await self.dead_letters.start()
-        self.targets = build_targets(self.config, batch_producer, self.dead_letters, self.waitingroom)
+        outputs = await open_outputs(self.config, self.waitingroom)
+        self.producer, self.dead_letters, self.targets = outputs.producer, outputs.dead_letters, outputs.targets
         for target in self.targets.values():
             await target.start()
         self._table_loaders = await start_tables(self.config, self.pipeline)  # joins see every row from the start
@@ -354,16 +350,11 @@ class FaustWorker:
                 await asyncio.wait_for(self.app.stop(), max(0.5, deadline - time.monotonic()))
             except TimeoutError:
                 log.error("faust app did not stop within the grace period")
-        for target in self.targets.values():
-            await target.close()
         for loader in self._table_loaders:
             await loader.stop()
         await close_stages(self.pipeline)
-        if self.dead_letters:
-            await self.dead_letters.close()
-        if self.producer is not None:
-            await self.producer.stop()
-            self.producer = None
+        await close_outputs(self.targets, self.dead_letters, self.producer)
+        self.producer = None
         metrics.READY.set(0)
         log.info("faust worker stopped: consumed %d, committed %s", self.stats.consumed,
                  {f"{tp.topic}[{tp.partition}]": o for tp, o in self.stats.committed.items()})

@@ -21,14 +21,15 @@ from processors.core import TopicRecords
 from streams import metrics
 from streams.config import Config
 from streams.kafka.fastpath import consumer_record, fetch_records
-from streams.kafka.producer import BatchProducer, make_producer
+from streams.kafka.producer import BatchProducer
 from streams.runtime.backpressure import Backpressure
 from streams.runtime.dispatch import WorkerStats, count_batch, dispatch, export_rule_engine, readiness
 from streams.runtime.enrichment import close_stages, start_tables
 from streams.runtime.offsets import Watermarks
+from streams.runtime.outputs import close_outputs, open_outputs
 from streams.runtime.reload import RuleReloader
 from streams.runtime.state import StateStores
-from streams.runtime.topology import build_pipeline, build_targets
+from streams.runtime.topology import build_pipeline
 from streams.runtime.tuning import tune_gc, tune_malloc
 from streams.targets.deadletter import DeadLetterWriter
 
@@ -96,12 +97,9 @@ class Worker:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self.producer = producer = make_producer(self.config)
-        await producer.start()
-        batch_producer = self.producer_batches = BatchProducer(producer)
-        self.dead_letters = DeadLetterWriter(self.config.dead_letter.topic, batch_producer)
-        await self.dead_letters.start()
-        self.targets = build_targets(self.config, batch_producer, self.dead_letters, self.waitingroom)
+        outputs = await open_outputs(self.config, self.waitingroom)
+        self.producer, self.dead_letters, self.targets = outputs.producer, outputs.dead_letters, outputs.targets
+        batch_producer = self.producer_batches = outputs.batches
         if self.config.bus.topic:
             self._bus = batch_producer
             await batch_producer.partitions(self.config.bus.topic)
@@ -194,13 +192,8 @@ class Worker:
         await close_stages(self.pipeline)
         if self.control is not None:
             await self.control.close()
-        for target in self.targets.values():
-            await target.close()
-        if self.dead_letters:
-            await self.dead_letters.close()
-        if self.producer is not None:
-            await self.producer.stop()
-            self.producer = None
+        await close_outputs(self.targets, self.dead_letters, self.producer)
+        self.producer = None
         metrics.READY.set(0)
         log.info("worker stopped: consumed %d, committed %s", self.stats.consumed,
                  {f"{tp.topic}[{tp.partition}]": o for tp, o in self.stats.committed.items()})
