@@ -159,3 +159,37 @@ async def test_requests_without_valid_credentials_are_refused(running):
         async with session.post(f"http://127.0.0.1:{port}/", data=b"{}",
                                 headers={**headers, "Authorization": "Bearer nope"}) as resp:
             assert resp.status == 403
+
+
+async def test_put_events_checks_every_entry_before_writing_any(running, bootstrap_servers):
+    # issue 21 item 7: a bad entry used to fail the call with a 500 after the entries before it were
+    # on the bus, and boto3's retries then wrote those again
+    import aiohttp
+
+    from tests.integration.kafka_helpers import read_all
+
+    worker, port, _ = running
+    bus = worker.config.sources[0].topic
+    deep: dict = {}
+    node = deep
+    for _ in range(300):
+        node["a"] = {}
+        node = node["a"]
+    entries = [entry("shop", 1), {**entry("shop", 2), "Detail": json.dumps(deep)},
+               entry("shop", 3, Time=1e20), entry("shop", 4, Time=1733500000000), entry("shop", 5, Time=True),
+               entry("shop", 6, Time=1733500000)]
+    headers = {"X-Amz-Target": "AWSEvents.PutEvents", "Content-Type": "application/x-amz-json-1.1",
+               "Authorization": "Bearer tok-123"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"http://127.0.0.1:{port}/", data=json.dumps({"Entries": entries}),
+                                headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+            put = await resp.json(content_type=None)
+    assert put["FailedEntryCount"] == 4
+    codes = [e.get("ErrorCode") for e in put["Entries"]]
+    assert codes == [None, "MalformedDetail", "InvalidArgument", "InvalidArgument", "InvalidArgument", None]
+    assert "nested deeper than 253 levels" in put["Entries"][1]["ErrorMessage"]
+    assert "Parameter Time is not valid" in put["Entries"][2]["ErrorMessage"]
+    written = [json.loads(r.value) for r in await read_all(bootstrap_servers, bus, idle=2.0)]
+    assert sorted(e["detail"]["n"] for e in written if e["source"] == "shop") == [1, 6]
+    assert [e["time"] for e in written if e["detail"]["n"] == 6] == ["2024-12-06T15:46:40Z"]

@@ -245,14 +245,22 @@ class EventBridgeApi:
         if producer is None:
             raise ApiError("InternalException", "The worker is not started yet; retry shortly.", 500)
         results: list[dict | None] = [None] * len(entries)
-        pending = []
+        # every entry is checked and serialised before any is written: a bad entry gets its own
+        # error and can never fail the call after others are already on the bus (boto3 would
+        # retry the whole call and write those again)
+        ready = []
         bus = self.config.bus
         for i, entry in enumerate(entries):
             event, error = _envelope(entry, bus)
             if event is None:  # then error is set
                 results[i] = error
                 continue
-            pending.append((i, event["id"], await producer.send(self.bus_topic, orjson.dumps(event))))
+            try:
+                ready.append((i, event["id"], orjson.dumps(event)))
+            except TypeError:  # orjson's nesting limit: the envelope adds a level to the Detail
+                results[i] = {"ErrorCode": "MalformedDetail",
+                              "ErrorMessage": f"Detail is malformed: nested deeper than {MAX_DETAIL_DEPTH} levels."}
+        pending = [(i, event_id, await producer.send(self.bus_topic, value)) for i, event_id, value in ready]
         for i, event_id, future in pending:
             try:
                 await future
@@ -388,6 +396,19 @@ def _entry_size(entry: dict) -> int:
     return size
 
 
+MAX_DETAIL_DEPTH = 253  # orjson writes 254 levels; the envelope is one of them
+
+
+def _entry_time(when: Any) -> datetime | None:
+    """An entry's `Time` (boto3 sends epoch seconds in JSON 1.1), or None when it is not one."""
+    if isinstance(when, bool) or not isinstance(when, (int, float)):
+        return None
+    try:
+        return datetime.fromtimestamp(when, UTC)
+    except (OverflowError, OSError, ValueError):  # past year 9999 (a time in milliseconds), or before year 1
+        return None
+
+
 def _envelope(entry: Any, bus) -> tuple[dict | None, dict | None]:
     """The EventBridge event for one PutEvents entry, or AWS's per-entry error."""
     if not isinstance(entry, dict):
@@ -403,10 +424,13 @@ def _envelope(entry: Any, bus) -> tuple[dict | None, dict | None]:
     if not isinstance(detail, dict):
         return None, {"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}
     when = entry.get("Time")
-    if isinstance(when, (int, float)):  # boto3 sends timestamps as epoch seconds in JSON 1.1
-        stamp = datetime.fromtimestamp(when, UTC)
-    else:
+    if when is None:
         stamp = datetime.now(UTC)
+    else:
+        stamp = _entry_time(when)
+        if stamp is None:
+            return None, {"ErrorCode": "InvalidArgument", "ErrorMessage": "Parameter Time is not valid. Reason: Time "
+                          "must be a timestamp in epoch seconds between years 1 and 9999."}
     resources = entry.get("Resources") or []
     if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
         return None, {"ErrorCode": "InvalidArgument", "ErrorMessage": "Parameter Resources is not valid."}
