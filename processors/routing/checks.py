@@ -7,15 +7,17 @@ or MISSING.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from .conditions import as_double
+from .conditions import Condition, NumericRange, as_double
 from .kinds import Kind
 from .values import MISSING, SortedNumbers
 
 _NUMBERS = {int, float}
 
 
-def _any_in_ranges(xs: list, ranges) -> bool:
+def _any_in_ranges(xs: Sequence[float], ranges: Sequence[NumericRange]) -> bool:
     """Whether some number of the sorted list `xs` lies in one of the ranges."""
     n = len(xs)
     for lo, lo_incl, hi, hi_incl in ranges:
@@ -36,7 +38,7 @@ class Check:
     __slots__ = ("fid", "slot", "conds", "preds", "exists_true", "exists_false", "ranges")
     same_element = False  # see SameElementCheck
 
-    def __init__(self, fid, slot, conds):
+    def __init__(self, fid: int | None, slot: int, conds: Sequence[Condition]) -> None:
         self.fid = fid  # the anchor's id in the index, else None
         self.slot = slot
         self.conds = tuple(c for c in conds if c.kind is not Kind.EXISTS)
@@ -44,9 +46,10 @@ class Check:
         self.exists_true = any(c.kind is Kind.EXISTS and c.arg for c in conds)
         self.exists_false = any(c.kind is Kind.EXISTS and not c.arg for c in conds)
         # numeric-only fields test arrays of numbers by bisection over the sorted values
-        self.ranges = [c.arg for c in conds] if conds and all(c.kind is Kind.NUMERIC for c in conds) else None
+        self.ranges: list[NumericRange] | None = (
+            [c.arg for c in conds] if conds and all(c.kind is Kind.NUMERIC for c in conds) else None)
 
-    def holds(self, slots) -> bool:
+    def holds(self, slots: list[Any]) -> bool:
         x = slots[self.slot]
         if x is MISSING:
             return self.exists_false
@@ -82,11 +85,11 @@ class SameElementCheck(Check):
     __slots__ = ("groups",)
     same_element = True
 
-    def __init__(self, slot, groups):
+    def __init__(self, slot: int, groups: Iterable[Sequence[Condition]]) -> None:
         super().__init__(None, slot, [])
         self.groups = [Check(None, 0, conds) for conds in groups]
 
-    def holds(self, slots) -> bool:
+    def holds(self, slots: list[Any]) -> bool:
         x = slots[self.slot]
         if type(x) is list or type(x) is SortedNumbers:
             return any(all(c.holds([v]) for c in self.groups) for v in x)

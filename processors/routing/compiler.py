@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 
 from . import conditions as C
 from .errors import invalid
 from .kinds import Kind
-from .wildcard import COMPLEXITY_LIMIT, complexity, parse_wildcard, segments
+from .wildcard import COMPLEXITY_LIMIT, Tokens, complexity, parse_wildcard, segments
 
-Field = tuple[str, list]  # (path, [Condition, ...])
-Clause = list  # [Field, ...]
+Field: TypeAlias = tuple[str, list[C.Condition]]  # (path, [Condition, ...])
+Clause: TypeAlias = list[Field]  # [Field, ...]
+PatternSource: TypeAlias = dict[str, Any] | str | bytes  # a pattern as given: parsed JSON or its text
 
 # A rule expands `$or` into at most this many alternative clauses.
 MAX_OR_COMBINATIONS = 1000
@@ -28,7 +29,7 @@ _TOO_COMPLEX = ("Rule is too complex - try using fewer wildcard characters or fe
                 "character sequences after a wildcard character")
 
 
-def load_pattern(pattern: dict | str | bytes) -> dict:
+def load_pattern(pattern: PatternSource) -> dict[str, Any]:
     if isinstance(pattern, (str, bytes)):
         try:
             pattern = orjson.loads(pattern)
@@ -39,7 +40,7 @@ def load_pattern(pattern: dict | str | bytes) -> dict:
     return pattern
 
 
-def compile_clauses(pattern: dict | str | bytes) -> list[Clause]:
+def compile_clauses(pattern: PatternSource) -> list[Clause]:
     pattern = load_pattern(pattern)
     clauses = _object(pattern, "")
     for clause in clauses:
@@ -47,7 +48,7 @@ def compile_clauses(pattern: dict | str | bytes) -> list[Clause]:
     return clauses
 
 
-def _object(obj: dict, prefix: str) -> list[Clause]:
+def _object(obj: dict[str, Any], prefix: str) -> list[Clause]:
     clauses: list[Clause] = [[]]
     for key, value in obj.items():
         if not isinstance(key, str):
@@ -71,7 +72,7 @@ def _object(obj: dict, prefix: str) -> list[Clause]:
     return clauses
 
 
-def _or(alternatives: list, prefix: str) -> list[Clause]:
+def _or(alternatives: list[Any], prefix: str) -> list[Clause]:
     if len(alternatives) < 2:
         raise invalid("Or relationship must have at least 2 sub-rules")
     out: list[Clause] = []
@@ -129,10 +130,10 @@ def _condition(v: Any) -> C.Condition:
 
 class _WildcardCondition(C.Condition):
     __slots__ = ("tokens",)
-    tokens: list[list[str | None]]
+    tokens: list[Tokens]
 
 
-def _with_tokens(c: C.Condition, tokens: list) -> C.Condition:
+def _with_tokens(c: C.Condition, tokens: list[Tokens]) -> C.Condition:
     w = _WildcardCondition(c.kind, c.arg, c.pred)
     w.tokens = tokens
     return w
@@ -181,7 +182,7 @@ def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _numeric(arg: Any) -> tuple:
+def _numeric(arg: Any) -> C.NumericRange:
     if not isinstance(arg, list):
         raise invalid("Value of numeric must be an array.")
     if not arg:
@@ -239,7 +240,7 @@ def _show(x: Any) -> str:
     return orjson.dumps(x).decode() if not isinstance(x, str) else x
 
 
-def _cidr(arg: Any):
+def _cidr(arg: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     if not isinstance(arg, str):
         # AWS reports the prefix error for a non-string CIDR
         raise invalid("prefix match pattern must be a string")
@@ -259,7 +260,7 @@ def _cidr(arg: Any):
 
 
 def _check_wildcard_complexity(clause: Clause) -> None:
-    by_path: dict[str, list] = {}
+    by_path: dict[str, list[Tokens]] = {}
     for path, conds in clause:
         for c in conds:
             toks = getattr(c, "tokens", None)

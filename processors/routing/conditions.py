@@ -9,10 +9,16 @@ import ipaddress
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, assert_never
+from typing import Any, TypeAlias, assert_never
 
 from .kinds import Kind
 from .wildcard import make_matcher
+
+Predicate: TypeAlias = Callable[[Any], bool]  # a condition's test of one JSON leaf value
+# the key of a leaf in exact-value tables (see leaf_key): a str, a number as a float, ("#lit", true/false/null)
+LeafKey: TypeAlias = str | float | tuple[str, Any]
+# a numeric condition's arg: (lo, lo_incl, hi, hi_incl), None for an open end
+NumericRange: TypeAlias = tuple[float | None, bool, float | None, bool]
 
 
 def as_double(v: int | float) -> float:
@@ -24,7 +30,7 @@ def as_double(v: int | float) -> float:
         return math.inf if v > 0 else -math.inf
 
 
-def number_key(v: Any):
+def number_key(v: float) -> float:
     """Dict key under which a JSON number is stored: a float, so 300 and 300.0 meet."""
     try:
         return float(v)
@@ -32,14 +38,14 @@ def number_key(v: Any):
         return v
 
 
-def leaf_key(v: Any):
+def leaf_key(v: Any) -> LeafKey:
     """Key of a leaf in exact-value tables: str as is, numbers as float, literals tagged.
 
     Tagging keeps True apart from 1 and False from 0 (equal in Python, different in JSON).
     """
     t = type(v)
     if t is str:
-        return v
+        return v  # type: ignore[no-any-return]  # a str: `t is str` does not narrow v for mypy
     if t is int or t is float:
         return number_key(v)
     return ("#lit", v)
@@ -49,17 +55,17 @@ def leaf_key(v: Any):
 class Condition:
     kind: Kind
     arg: Any
-    pred: Callable[[Any], bool] = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    pred: Predicate = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
 
-def _ip(v: Any):
+def _ip(v: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(v)
     except ValueError:
         return None
 
 
-def build_predicate(kind: Kind, arg: Any) -> Callable[[Any], bool]:
+def build_predicate(kind: Kind, arg: Any) -> Predicate:
     match kind:
         case Kind.EXACT:
             key = arg

@@ -6,7 +6,13 @@ conditions on fields of objects inside one array can be required to hold for the
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeAlias
+
+# the (id(array), index) pairs on the way down to a leaf value
+Trail: TypeAlias = tuple[tuple[int, int], ...]
+# path -> [(leaf value, its trail), ...]
+Flat: TypeAlias = dict[str, list[tuple[Any, Trail]]]
 
 
 class PathTrie:
@@ -31,21 +37,21 @@ class PathTrie:
         return node
 
 
-def build_trie(paths) -> PathTrie:
+def build_trie(paths: Iterable[str]) -> PathTrie:
     root = PathTrie()
     for p in paths:
         root.add(p)
     return root
 
 
-def flatten(event: dict, trie: PathTrie) -> dict[str, list]:
+def flatten(event: dict[str, Any], trie: PathTrie) -> Flat:
     """path -> [(value, trail), ...] for every leaf under a path of the trie."""
-    out: dict[str, list] = {}
+    out: Flat = {}
     _walk(event, trie, (), out)
     return out
 
 
-def _walk(obj: dict, node: PathTrie, trail: tuple, out: dict) -> None:
+def _walk(obj: dict[str, Any], node: PathTrie, trail: Trail, out: Flat) -> None:
     children = node.children
     for k, v in obj.items():
         child = children.get(k)
@@ -56,7 +62,7 @@ def _walk(obj: dict, node: PathTrie, trail: tuple, out: dict) -> None:
         _visit(v, child, trail, out)
 
 
-def _visit(v: Any, node: PathTrie, trail: tuple, out: dict) -> None:
+def _visit(v: Any, node: PathTrie, trail: Trail, out: Flat) -> None:
     t = type(v)
     if t is dict:
         if node.children:

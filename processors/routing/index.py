@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, assert_never
+from typing import Any, TypeAlias, assert_never
 
-from .conditions import as_double, leaf_key
+from .conditions import LeafKey, NumericRange, as_double, leaf_key
 from .kinds import Kind
 from .values import SortedNumbers
 
 _NUMBER_TYPES = {int, float}
+
+Ids: TypeAlias = tuple[int, ...]  # field ids, as the lookups hand them out
+# key -> the ids of the fields it hits: a list while the index is built, frozen into a tuple by finish()
+IdTable: TypeAlias = dict[Any, list[int]]
 
 
 class RangeIndex:
@@ -26,10 +31,10 @@ class RangeIndex:
     Slot 2i+1 is the boundary point points[i]; slot 2i is the open interval just below it.
     """
 
-    def __init__(self, ranges: list[tuple[tuple, int]]):
+    def __init__(self, ranges: list[tuple[NumericRange, int]]) -> None:
         points = sorted({b for (lo, _, hi, _), _ in ranges for b in (lo, hi) if b is not None})
         pos = {p: i for i, p in enumerate(points)}
-        slots: list[list] = [[] for _ in range(2 * len(points) + 1)]
+        slots: list[list[int]] = [[] for _ in range(2 * len(points) + 1)]
         for (lo, lo_incl, hi, hi_incl), fid in ranges:
             first = 0 if lo is None else 2 * pos[lo] + (1 if lo_incl else 2)
             last = len(slots) - 1 if hi is None else 2 * pos[hi] + (1 if hi_incl else 0)
@@ -44,14 +49,14 @@ class RangeIndex:
         self.float_keys = [k for p in points for k in (p, math.nextafter(p, math.inf))]
         self._bisect = partial(bisect_right, points)
 
-    def lookup(self, x) -> tuple:
+    def lookup(self, x: float) -> Ids:
         x = as_double(x)  # an int past 2**53 compares as the double EventBridge reads
         i = bisect_right(self.points, x)
         if i and self.points[i - 1] == x:
             return self.slots[2 * (i - 1) + 1]
         return self.slots[2 * i]
 
-    def lookup_sorted(self, xs: SortedNumbers, found: set) -> None:
+    def lookup_sorted(self, xs: SortedNumbers, found: set[int]) -> None:
         """Fields hit by sorted numbers: per boundary, two bisections find which elementary
         intervals and points hold values, O(boundaries * log n)."""
         slots, n, start = self.slots, len(xs), 0
@@ -68,7 +73,7 @@ class RangeIndex:
         if slots[-1]:
             found.update(slots[-1])
 
-    def lookup_many(self, numbers: list, found: set) -> None:
+    def lookup_many(self, numbers: Sequence[float], found: set[int]) -> None:
         """All fields hit by any of `numbers` (ints/floats only), with the loops in C."""
         numbers = list(map(as_double, numbers))  # ints past 2**53 as doubles
         on = self.point_set.intersection(numbers)
@@ -93,22 +98,22 @@ class FieldIndex:
                  "neg_prefix", "neg_suffix", "neg_eic", "_neg_value")
 
     def __init__(self) -> None:
-        self.exact: dict = {}
-        self.prefix: dict[int, dict] = {}
-        self.prefix_ic: dict[int, dict] = {}
-        self.suffix: dict[int, dict] = {}
-        self.suffix_ic: dict[int, dict] = {}
-        self.eic: dict = {}
-        self.ranges: list = []
+        self.exact: IdTable = {}  # leaf key (conditions.leaf_key) -> ids
+        self.prefix: dict[int, IdTable] = {}  # length -> {prefix: ids}
+        self.prefix_ic: dict[int, IdTable] = {}
+        self.suffix: dict[int, IdTable] = {}
+        self.suffix_ic: dict[int, IdTable] = {}
+        self.eic: IdTable = {}
+        self.ranges: list[tuple[NumericRange, int]] = []
         self.range_index: RangeIndex | None = None
-        self.exists: list[int] | tuple[int, ...] = []
-        self.neg_all: tuple = ()  # anything-but <values>: fields failing only on their values
-        self.neg_result: dict = {}  # leaf key -> neg_all minus the fields that exclude it
-        self._neg_value: dict = {}
-        self.neg_str_all: tuple = ()  # anything-but prefix/suffix/equals-ignore-case fields
-        self.neg_prefix: dict[int, dict] = {}
-        self.neg_suffix: dict[int, dict] = {}
-        self.neg_eic: dict = {}
+        self.exists: list[int] | Ids = []
+        self.neg_all: Ids = ()  # anything-but <values>: fields failing only on their values
+        self.neg_result: dict[LeafKey, Ids] = {}  # leaf key -> neg_all minus the fields that exclude it
+        self._neg_value: dict[LeafKey, set[int]] = {}
+        self.neg_str_all: Ids = ()  # anything-but prefix/suffix/equals-ignore-case fields
+        self.neg_prefix: dict[int, IdTable] = {}
+        self.neg_suffix: dict[int, IdTable] = {}
+        self.neg_eic: IdTable = {}
 
     def add(self, kind: Kind, arg: Any, fid: int) -> None:
         """Enter field `fid`, which holds for values meeting (`kind`, `arg`)."""
@@ -151,18 +156,18 @@ class FieldIndex:
         """Freeze the id lists into tuples and build the range structure."""
         for table in (self.exact, self.eic):
             for k in table:
-                table[k] = tuple(dict.fromkeys(table[k]))
+                table[k] = tuple(dict.fromkeys(table[k]))  # type: ignore[assignment]  # frozen: see IdTable
         for by_len in (self.prefix, self.prefix_ic, self.suffix, self.suffix_ic):
             for table in by_len.values():
                 for k in table:
-                    table[k] = tuple(dict.fromkeys(table[k]))
+                    table[k] = tuple(dict.fromkeys(table[k]))  # type: ignore[assignment]  # frozen: see IdTable
         self.exists = tuple(self.exists)
         self.neg_result = {k: tuple(f for f in self.neg_all if f not in ex)
                            for k, ex in self._neg_value.items()}
         if self.ranges:
             self.range_index = RangeIndex(self.ranges)
 
-    def hits_values(self, values, found: set) -> None:
+    def hits_values(self, values: Sequence[Any], found: set[int]) -> None:
         """Add to `found` the ids of fields satisfied by any of `values` (leaves of one path)."""
         if self.exists:
             found.update(self.exists)
@@ -181,6 +186,7 @@ class FieldIndex:
             if _NUMBER_TYPES.issuperset(map(type, values)):
                 ri.lookup_many(values, found)
                 return
+        got: Sequence[int] | None  # from a table (a list, a tuple once frozen) or the range index
         numbers = []
         for v in values:
             t = type(v)
@@ -203,7 +209,7 @@ class FieldIndex:
             else:
                 self.range_index.lookup_many(numbers, found)
 
-    def negative(self, v, found: set) -> None:
+    def negative(self, v: Any, found: set[int]) -> None:
         """Add the anything-but fields that the leaf value `v` satisfies."""
         if self.neg_all:
             found.update(self.neg_result.get(v if type(v) is str else leaf_key(v), self.neg_all))
@@ -229,7 +235,7 @@ class FieldIndex:
             else:
                 found.update(self.neg_str_all)
 
-    def _string(self, v: str, found: set) -> None:
+    def _string(self, v: str, found: set[int]) -> None:
         for n, table in self.prefix.items():
             got = table.get(v[:n])
             if got:

@@ -2,19 +2,21 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeAlias
 
 from .errors import ValidationException
 
 _TOKEN = re.compile(r"\.([A-Za-z0-9_\-@$:]+)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
 MISSING = object()
 
+Steps: TypeAlias = tuple[str | int, ...]  # a compiled path: str keys, int indexes
 
-def compile_path(path: str, what: str) -> tuple:
+
+def compile_path(path: str, what: str) -> Steps:
     """Steps of `path` (str keys, int indexes). Raises ValidationException naming `what`."""
     if not isinstance(path, str) or not path.startswith("$"):
         raise ValidationException(f"{what} must be a valid JSONPath starting with '$', got {path!r}")
-    steps: list = []
+    steps: list[str | int] = []
     pos = 1
     while pos < len(path):
         m = _TOKEN.match(path, pos)
@@ -27,7 +29,7 @@ def compile_path(path: str, what: str) -> tuple:
     return tuple(steps)
 
 
-def resolve(doc: Any, steps: tuple) -> Any:
+def resolve(doc: Any, steps: Steps) -> Any:
     """The value at `steps`, or MISSING."""
     for s in steps:
         if type(s) is int:

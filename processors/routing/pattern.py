@@ -1,19 +1,22 @@
 """A compiled event pattern: `compile_pattern(p).matches(event)`."""
 from __future__ import annotations
 
-from .compiler import Clause, compile_clauses
-from .flatten import build_trie, flatten
+from collections.abc import Iterable
+from typing import Any
+
+from .compiler import Clause, PatternSource, compile_clauses
+from .flatten import Flat, Trail, build_trie, flatten
 from .kinds import Kind
 
 _EXISTS = Kind.EXISTS
 
 
-def clause_matches(clause: Clause, flat: dict) -> bool:
+def clause_matches(clause: Clause, flat: Flat) -> bool:
     """True when every field of the clause holds, with array-consistent choices of values."""
-    choices = []
+    choices: list[list[Trail]] = []
     for path, conds in clause:
         entries = flat.get(path)
-        trails = None  # trails of values satisfying the field; ANY = satisfied without a value
+        trails: list[Trail] | None = None  # trails of values satisfying the field; ANY = satisfied without a value
         for c in conds:
             if c.kind is _EXISTS:
                 if c.arg:
@@ -37,14 +40,14 @@ def clause_matches(clause: Clause, flat: dict) -> bool:
     return _consistent(choices, 0, {})
 
 
-class _Any(list):
+class _Any(list[Trail]):
     """Marker: the field holds whatever element the other fields pick (e.g. exists:false)."""
 
 
 _ANY = _Any([()])
 
 
-def _union(a, b):
+def _union(a: list[Trail] | None, b: Iterable[Trail]) -> list[Trail]:
     if a is None:
         return list(b)
     if a is _ANY:
@@ -53,12 +56,12 @@ def _union(a, b):
     return a
 
 
-def _consistent(choices: list, i: int, picked: dict) -> bool:
+def _consistent(choices: list[list[Trail]], i: int, picked: dict[int, int]) -> bool:
     if i == len(choices):
         return True
     for trail in choices[i]:
         ok = True
-        added = []
+        added: list[int] = []
         for arr, idx in trail:
             have = picked.get(arr)
             if have is None:
@@ -79,12 +82,12 @@ class Pattern:
 
     __slots__ = ("clauses", "trie", "source")
 
-    def __init__(self, clauses: list[Clause], source=None):
+    def __init__(self, clauses: list[Clause], source: PatternSource | None = None) -> None:
         self.clauses = clauses
         self.trie = build_trie({p for c in clauses for p, _ in c})
         self.source = source
 
-    def matches(self, event: dict) -> bool:
+    def matches(self, event: dict[str, Any]) -> bool:
         flat = flatten(event, self.trie)
         for clause in self.clauses:
             if clause_matches(clause, flat):
@@ -92,6 +95,6 @@ class Pattern:
         return False
 
 
-def compile_pattern(pattern: dict | str | bytes) -> Pattern:
+def compile_pattern(pattern: PatternSource) -> Pattern:
     """Validate and compile; raises InvalidEventPatternException with AWS's message."""
     return Pattern(compile_clauses(pattern), pattern)

@@ -11,16 +11,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import orjson
 
-from processors.core import Delivery, Event, Failure, PlainMatches, splice_json
+from processors.core import Delivery, Event, Failure, PlainMatches, SourceRecord, splice_json
 from processors.paths import get_path, split_path
 
 from .ruleset import RuleSet
 
+if TYPE_CHECKING:
+    from processors.decode import Decoder
+
 STAGE = "route"
+
+# a plain rule's appends to its PlainMatches: (records.append, keys.append, values.append)
+Collector: TypeAlias = tuple[Callable[[SourceRecord], None], Callable[[bytes | None], None], Callable[[bytes], None]]
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class Route:
 parse_key_path = split_path  # a target's `key`: `$.detail.device_id` (processors/paths.py)
 
 
-def extract_key(body: dict, path: tuple[str, ...]) -> bytes | None:
+def extract_key(body: dict[str, Any], path: tuple[str, ...]) -> bytes | None:
     """The output record's key: the value at `path`, as text or JSON; None when it has none."""
     value = get_path(body, path)
     if value is None:
@@ -54,12 +60,12 @@ def ingestion_time(timestamp_ms: int) -> str:
 
 class Router:
     def __init__(self, routes: list[Route], rule_arn_prefix: str = "arn:aws:events:us-east-1:000000000000:rule/",
-                 engine: str = "auto"):
+                 engine: str = "auto") -> None:
         """`engine`: the RuleSet's matching engine (ruleset.py): "auto", "index", "bitmask" or "reference"."""
         self.routes = {route.rule: route for route in routes}
         self.match_all = [route for route in routes if route.pattern is None]
         patterned = {route.rule: route.pattern for route in routes if route.pattern is not None}
-        self.ruleset = None
+        self.ruleset: RuleSet | None = None
         if patterned:
             self.ruleset = RuleSet(patterned, engine=engine)
         self.arn_prefix = rule_arn_prefix
@@ -76,7 +82,7 @@ class Router:
         return self.ruleset is None and all(
             t.render is None and t.key_path is None for route in self.match_all for t in route.targets)
 
-    def route_raw(self, records: list, matched: dict[str, int]) -> list[Delivery]:
+    def route_raw(self, records: list[SourceRecord], matched: dict[str, int]) -> list[Delivery]:
         """Deliveries of the records' own bytes to every target (when `forwards_raw`)."""
         out: list[Delivery] = []
         for route in self.match_all:
@@ -87,7 +93,7 @@ class Router:
                 out += [Delivery(name, r, r.value, r.key, rule) for r in records]
         return out
 
-    def matching(self, body: dict) -> list[Route]:
+    def matching(self, body: dict[str, Any]) -> list[Route]:
         if self.ruleset is None:
             return self.match_all
         names = self.ruleset.matching(body)
@@ -146,11 +152,13 @@ class Router:
                 self._count_collected(plain_out, before, matched)  # type: ignore[arg-type]  # set with before
         return out
 
-    def _collectors(self, plain: dict[str, PlainMatches], runs_known: bool) -> tuple[dict, dict]:
+    def _collectors(self, plain: dict[str, PlainMatches],
+                    runs_known: bool) -> tuple[dict[str, Collector], dict[str, int]]:
         """Per plain rule, the appends of its PlainMatches in `plain` (made if missing), and how
         many it held before, for `_count_collected`. Unless the caller keeps the matches' runs
         (`runs_known`), they are unknown from now on."""
-        collect, before = {}, {}
+        collect: dict[str, Collector] = {}
+        before: dict[str, int] = {}
         for rule in self.plain_targets:
             m = plain.get(rule)
             if m is None:
@@ -167,7 +175,7 @@ class Router:
             if len(plain[rule]) > n:
                 matched[rule] = matched.get(rule, 0) + len(plain[rule]) - n
 
-    def route_records(self, records: list, decoder, failures: list[Failure], matched: dict[str, int],
+    def route_records(self, records: list[SourceRecord], decoder: Decoder, failures: list[Failure], matched: dict[str, int],
                       plain_out: dict[str, PlainMatches] | None = None) -> list[Delivery]:
         """Decode and route in one pass, for a source without stages: each body is matched as
         soon as it is parsed and dropped right after, with no Event made unless a rule needs
@@ -191,7 +199,7 @@ class Router:
             for record in islice(rest, count):
                 value = record.value
                 try:
-                    body = loads(value)
+                    body = loads(value)  # type: ignore[arg-type]  # a tombstone (None) raises: the decoder decides
                 except Exception:  # noqa: BLE001 - not JSON, or a tombstone: the decoder decides
                     body = None
                 if type(body) is not dict:
@@ -204,7 +212,7 @@ class Router:
                         if add is not None:
                             add[0](record)
                             add[1](record.key)
-                            add[2](value)
+                            add[2](value)  # type: ignore[arg-type]  # bytes: it parsed above
                         else:
                             matched[name] = matched.get(name, 0) + 1
                             self._deliver(Event(record, body), routes[name], value, failures, out)
@@ -222,7 +230,8 @@ class Router:
                             for r, k, v in zip(m.records, m.keys, m.values, strict=True)]
         return out
 
-    def _route_to_all(self, events, failures, matched, raw_bodies, out) -> None:
+    def _route_to_all(self, events: list[Event], failures: list[Failure], matched: dict[str, int], raw_bodies: bool,
+                      out: list[Delivery]) -> None:
         """Rules without a pattern take the whole batch: one pass per target, not per event."""
         payloads = None
         for route in self.match_all:
@@ -241,9 +250,11 @@ class Router:
                     payloads = [dumps(e.body) for e in events]
                 out += [Delivery(name, e.record, p, e.record.key, rule) for e, p in zip(events, payloads, strict=True)]
 
-    def _deliver(self, event: Event, route: Route, as_json, failures, out) -> bytes | None:
+    def _deliver(self, event: Event, route: Route, as_json: bytes | None, failures: list[Failure],
+                 out: list[Delivery]) -> bytes | None:
         """Append this event's deliveries for the route's targets; returns the event's JSON once made."""
         body, record = event.body, event.record
+        payload: bytes | None
         for target in route.targets:
             try:
                 if target.render is None:

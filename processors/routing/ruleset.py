@@ -26,18 +26,27 @@ traffic and keeps the faster (engines/trial.py). `engine` says which answers: "i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .checks import Check, SameElementCheck
-from .compiler import compile_clauses
+from .compiler import Clause, compile_clauses
+from .conditions import Condition
 from .engines.bitmask import MAX_CLAUSES, BitMatcher
-from .engines.indexed import build_candidates_check, build_clause_check, build_fast_path
+from .engines.indexed import (
+    CandidatesCheck,
+    ClauseCheck,
+    Slots,
+    Tail,
+    build_candidates_check,
+    build_clause_check,
+    build_fast_path,
+)
 from .engines.trial import engine_trial
 from .flatten import build_trie, flatten
 from .index import FieldIndex
 from .pattern import clause_matches
-from .planner import choose_anchor, index_plan
+from .planner import IndexPlan, choose_anchor, index_plan
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +61,8 @@ class RuleSet:
     matching: Callable[[Any], list[str]]  # event -> the names of the rules it matches
     index_matching: Callable[[Any], list[str]]
 
-    def __init__(self, rules: Mapping[str, dict[str, Any] | str], compile_after: int = 16, engine: str = "auto"):
+    def __init__(self, rules: Mapping[str, dict[str, Any] | str], compile_after: int = 16,
+                 engine: str = "auto") -> None:
         """`engine`: "index", "bitmask" (engines/bitmask.py), or "auto": for up to MAX_CLAUSES
         clauses both are timed on the first events and the faster kept (engines/trial.py), past
         that the index engine. The index engine is built either way: the bit-mask engine hands
@@ -61,18 +71,18 @@ class RuleSet:
         if engine not in ("auto", "index", "bitmask", "reference"):
             raise ValueError(f"engine: expected 'auto', 'index', 'bitmask' or 'reference', got {engine!r}")
         self.compile_after = compile_after
-        self._seen: dict[frozenset, int] = {}
-        self._compiled: dict[frozenset, object] = {}
-        self._rest_seen: dict[frozenset, int] = {}  # see _check_rest
-        self._rest_checks: dict[frozenset, object] = {}
+        self._seen: dict[frozenset[int], int] = {}
+        self._compiled: dict[frozenset[int], Callable[[Slots], list[str]]] = {}  # candidates -> rule names
+        self._rest_seen: dict[frozenset[int], int] = {}  # see _check_rest
+        self._rest_checks: dict[frozenset[int], Callable[[Slots], list[int]]] = {}  # candidates -> rule indexes
         self.names: list[str] = []
-        self.clauses: list = []  # clause id -> clause
+        self.clauses: list[Clause] = []  # clause id -> clause
         self.clause_rule: list[int] = []  # clause id -> rule index
         self.index: dict[str, FieldIndex] = {}
         self.anchor_of: dict[int, int] = {}  # anchor field id -> clause id
         self.always: list[int] = []  # clause ids without an indexed field
         self.direct: dict[int, int] = {}  # anchor field id -> rule index, when it decides
-        plans = []
+        plans: list[list[tuple[str, list[Condition], IndexPlan | None]]] = []
         paths: set[str] = set()
         for r, (name, pattern) in enumerate(rules.items()):
             self.names.append(name)
@@ -89,8 +99,8 @@ class RuleSet:
         n_fields = 0
         # per clause: (anchor check or None, [checks of the other fields]); planner.py says why only
         # anchors go into the index
-        self.plan: list = []
-        self.checks: list = []  # clause id -> generated `ok(slots)` for what its anchor leaves open
+        self.plan: list[tuple[Check | None, tuple[Check, ...]]] = []
+        self.checks: list[ClauseCheck | None] = []  # clause id -> generated `ok(slots)` for what its anchor leaves open
         for cid, fields in enumerate(plans):
             best = choose_anchor([ip for _, _, ip in fields])
             checks = [Check(None, slot_of[path], conds) for path, conds, _ in fields]
@@ -111,7 +121,7 @@ class RuleSet:
                     # an exact index hit proves the field: nothing left to evaluate
                     anchor.conds, anchor.preds, anchor.ranges, anchor.exists_true = (), (), None, True
             rest = [c for c in checks if c is not anchor]
-            readings: dict[str, list] = {}
+            readings: dict[str, list[list[Condition]]] = {}
             for path, conds, _ in fields:
                 readings.setdefault(path, []).append(conds)
             for path, groups in readings.items():
@@ -124,7 +134,7 @@ class RuleSet:
             self.checks.append(None)  # see _clause_check
             if anchor is not None and not rest and not anchor.preds:
                 # the anchor hit alone proves the clause: map it straight to its rule
-                self.direct[anchor.fid] = self.clause_rule[cid]
+                self.direct[anchor.fid] = self.clause_rule[cid]  # type: ignore[index]  # an anchor's fid is set above
         for fi in self.index.values():
             fi.finish()
         needed = {c.slot for anchor, rest in self.plan for c in rest}
@@ -138,7 +148,7 @@ class RuleSet:
             log.info("rule set of %d rules (%d clauses): engine reference (asked for: no generated code)",
                      len(self.names), len(self.clauses))
             return
-        self._tail = {"generic": self._matching_generic, "compiled_get": self._compiled.get,
+        self._tail: Tail = {"generic": self._matching_generic, "compiled_get": self._compiled.get,
                       "resolve": self._resolve, "always": bool(self.always)}
         # `matching(event) -> names`: one generated function (engines.indexed.build_fast_path)
         self.matching, self.source, self._index_writer = build_fast_path(
@@ -180,12 +190,13 @@ class RuleSet:
             return self.bits.memos
         if self.engine == "reference":
             return {}
-        return self._index_writer.namespace["memos"]
+        memos: dict[str, bool] = self._index_writer.namespace["memos"]
+        return memos
 
     def __len__(self) -> int:
         return len(self.names)
 
-    def _resolve(self, found: frozenset, slots: list) -> list[str]:
+    def _resolve(self, found: frozenset[int], slots: Slots) -> list[str]:
         """The rules among the candidates `found` whose clauses hold. A set of candidates seen
         `compile_after` times gets one generated function (`_compile`).
 
@@ -195,6 +206,7 @@ class RuleSet:
         rule set with many fields that all hit (`combined` in tests/bench/patterns.py: every
         street, type and number adds its own hits) makes a new whole set for most events,
         while the checked part keeps recurring."""
+        names: CandidatesCheck | list[str]  # the compiled check, else (below) the rule names
         seen = self._seen.get(found, 0) + 1
         if seen >= self.compile_after and len(self._compiled) < self.MAX_COMPILED:
             names = self._compiled[found] = self._compile(found)
@@ -214,10 +226,10 @@ class RuleSet:
             return [names[r] for r in rules]
         return [names[r] for r in sorted(rules)]
 
-    def _check_rest(self, rest: frozenset, slots: list):
+    def _check_rest(self, rest: frozenset[int], slots: Slots) -> Iterable[int]:
         """Indexes of the rules whose candidate clauses in `rest` (none decided by its anchor
         alone), or whose always-checked clauses, hold; by a generated function once `rest` recurs."""
-        check: Any = self._rest_checks.get(rest)
+        check: Callable[[Slots], list[int]] | None = self._rest_checks.get(rest)
         if check is not None:
             return check(slots)
         seen = self._rest_seen.get(rest, 0) + 1
@@ -230,28 +242,28 @@ class RuleSet:
         cids = [self.anchor_of[f] for f in rest if f in self.anchor_of]
         cids.extend(self.always)
         clause_rule = self.clause_rule
-        rules = set()
+        rules: set[int] = set()
         for cid in cids:
             r = clause_rule[cid]
             if r not in rules and self._clause_check(cid)(slots):
                 rules.add(r)
         return rules
 
-    def _clause_fields(self, cid: int) -> tuple:
+    def _clause_fields(self, cid: int) -> tuple[Check, ...]:
         """The fields of clause `cid` its anchor's index hit leaves to check."""
         anchor, rest = self.plan[cid]
         return ((anchor,) if anchor is not None and anchor.preds else ()) + rest
 
-    def _clause_check(self, cid: int):
+    def _clause_check(self, cid: int) -> ClauseCheck:
         ok = self.checks[cid]
         if ok is None:  # generated on first use: most clauses of a big set never are candidates
             ok = self.checks[cid] = build_clause_check(self._clause_fields(cid))
         return ok
 
-    def _compile(self, found: frozenset, as_indexes: bool = False):
+    def _compile(self, found: frozenset[int], as_indexes: bool = False) -> CandidatesCheck:
         """The generated check of the candidates `found`: it returns the names of the rules that
         hold, or their indexes (`as_indexes`)."""
-        by_rule: dict[int, list | None] = {}
+        by_rule: dict[int, list[tuple[Check, ...]] | None] = {}
         for f in found:
             if f in self.direct:
                 by_rule[self.direct[f]] = None
@@ -262,12 +274,12 @@ class RuleSet:
             by_rule.setdefault(r, []).append(self._clause_fields(cid))  # type: ignore[union-attr]  # None: skipped
         return build_candidates_check([(r if as_indexes else self.names[r], by_rule[r]) for r in sorted(by_rule)])
 
-    def _matching_reference(self, event: dict) -> list[str]:
+    def _matching_reference(self, event: dict[str, Any]) -> list[str]:
         flat = flatten(event, self.trie)
         rules = {self.clause_rule[cid] for cid, clause in enumerate(self.clauses) if clause_matches(clause, flat)}
         return [self.names[r] for r in sorted(rules)]
 
-    def _matching_generic(self, event: dict) -> list[str]:
+    def _matching_generic(self, event: dict[str, Any]) -> list[str]:
         flat = flatten(event, self.trie)
         found: set[int] = set()
         index = self.index

@@ -12,12 +12,12 @@ Template rules, as recorded against AWS:
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 
 from .errors import ValidationException
-from .jsonpath import MISSING, compile_path, resolve
+from .jsonpath import MISSING, Steps, compile_path, resolve
 
 MAX_PATHS = 100
 MAX_TEMPLATE = 8192
@@ -26,9 +26,12 @@ _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _PREDEFINED = ("aws.events.rule-name", "aws.events.rule-arn", "aws.events.event",
                "aws.events.event.json", "aws.events.event.ingestion-time")
 
+# a template piece: literal text, or a placeholder (name, inside_quotes)
+Piece: TypeAlias = str | tuple[str, bool]
+
 
 def compile_target_input(input: str | None = None, input_path: str | None = None,
-                         input_transformer: dict | None = None) -> TargetInput:
+                         input_transformer: dict[str, Any] | None = None) -> TargetInput:
     given = [x is not None for x in (input, input_path, input_transformer)]
     if sum(given) > 1:
         raise ValidationException("Only one of Input, InputPath, or InputTransformer must be provided.")
@@ -42,18 +45,18 @@ def compile_target_input(input: str | None = None, input_path: str | None = None
 
 
 class TargetInput:
-    def render(self, event: dict, rule_name: str, rule_arn: str, ingestion_time: str) -> bytes | None:
+    def render(self, event: dict[str, Any], rule_name: str, rule_arn: str, ingestion_time: str) -> bytes | None:
         """The body delivered to the target, or None when AWS would not deliver it."""
         raise NotImplementedError
 
 
 class _Whole(TargetInput):
-    def render(self, event, rule_name, rule_arn, ingestion_time):
+    def render(self, event: dict[str, Any], rule_name: str, rule_arn: str, ingestion_time: str) -> bytes | None:
         return orjson.dumps(event)
 
 
 class _Constant(TargetInput):
-    def __init__(self, text: str):
+    def __init__(self, text: str) -> None:
         if not isinstance(text, str):
             raise ValidationException("Input must be a string holding valid JSON text.")
         try:
@@ -62,15 +65,15 @@ class _Constant(TargetInput):
             raise ValidationException("Input is not valid JSON text.") from None
         self.body = text.encode()
 
-    def render(self, event, rule_name, rule_arn, ingestion_time):
+    def render(self, event: dict[str, Any], rule_name: str, rule_arn: str, ingestion_time: str) -> bytes | None:
         return self.body
 
 
 class _Path(TargetInput):
-    def __init__(self, path: str):
+    def __init__(self, path: str) -> None:
         self.steps = compile_path(path, "InputPath")
 
-    def render(self, event, rule_name, rule_arn, ingestion_time):
+    def render(self, event: dict[str, Any], rule_name: str, rule_arn: str, ingestion_time: str) -> bytes | None:
         v = resolve(event, self.steps)
         return None if v is MISSING else orjson.dumps(v)
 
@@ -87,7 +90,7 @@ def _unquoted(v: Any) -> str:
 
 
 class _Transformer(TargetInput):
-    def __init__(self, spec: dict):
+    def __init__(self, spec: dict[str, Any]) -> None:
         if not isinstance(spec, dict):
             raise ValidationException("InputTransformer must be an object with InputTemplate.")
         template = spec.get("InputTemplate")
@@ -104,7 +107,7 @@ class _Transformer(TargetInput):
             raise ValidationException(
                 f"1 validation error detected: Value at 'inputTransformer.inputPathsMap' failed to "
                 f"satisfy constraint: Map must have length less than or equal to {MAX_PATHS}")
-        self.paths = {}
+        self.paths: dict[str, Steps] = {}
         for key, path in paths.items():
             if not _KEY.match(key):
                 raise ValidationException(
@@ -115,10 +118,10 @@ class _Transformer(TargetInput):
         self.json = template.lstrip()[:1] in ("{", "[")
         self.pieces = self._split(template)
 
-    def _split(self, template: str) -> list:
+    def _split(self, template: str) -> list[Piece]:
         """Literal text and (name, inside_quotes) placeholders, in order."""
         known = set(self.paths) | set(_PREDEFINED)
-        pieces: list = []
+        pieces: list[Piece] = []
         pos = 0
         for m in _PLACEHOLDER.finditer(template):
             if m.group(1) not in known:
@@ -129,7 +132,7 @@ class _Transformer(TargetInput):
         pieces.append(template[pos:])
         return pieces
 
-    def _value(self, name, event, rule_name, rule_arn, ingestion_time):
+    def _value(self, name: str, event: dict[str, Any], rule_name: str, rule_arn: str, ingestion_time: str) -> Any:
         if name in self.paths:
             return resolve(event, self.paths[name])
         if name == "aws.events.rule-name":
@@ -142,13 +145,13 @@ class _Transformer(TargetInput):
             return {k: v for k, v in event.items() if k != "detail"}
         return event  # aws.events.event.json
 
-    def render(self, event, rule_name, rule_arn, ingestion_time):
-        out = []
+    def render(self, event: dict[str, Any], rule_name: str, rule_arn: str, ingestion_time: str) -> bytes | None:
+        out: list[str] = []
         for piece in self.pieces:
             if type(piece) is str:
                 out.append(piece)
                 continue
-            name, quoted = piece
+            name, quoted = piece  # type: ignore[str-unpack]  # a placeholder: str pieces were taken above
             v = self._value(name, event, rule_name, rule_arn, ingestion_time)
             if not self.json:
                 out.append("" if v is MISSING else _unquoted(v))

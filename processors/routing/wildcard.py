@@ -6,7 +6,12 @@ left to right with str.find: no regex backtracking, bounded time on adversarial 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
 from .errors import invalid
+
+Tokens: TypeAlias = list[str | None]  # a parsed wildcard: one-character strings, None for `*`
 
 # event-ruler rejects a rule when more than this many wildcard-pattern prefixes can match one
 # input value at once (MachineComplexityEvaluator as configured by EventBridge).
@@ -15,9 +20,9 @@ _STAR = None  # token for `*` in a parsed pattern
 _EXPLORE_BUDGET = 20000  # state sets examined before we call a pattern too complex
 
 
-def parse_wildcard(text: str) -> list:
+def parse_wildcard(text: str) -> Tokens:
     """Tokens of `text`: one-character strings, or None for `*`. Raises AWS's errors."""
-    tokens: list = []
+    tokens: Tokens = []
     i, n = 0, len(text)
     while i < n:
         c = text[i]
@@ -36,7 +41,7 @@ def parse_wildcard(text: str) -> list:
     return tokens
 
 
-def segments(tokens: list) -> tuple[str, ...]:
+def segments(tokens: Tokens) -> tuple[str, ...]:
     """Literal runs between stars: ('a', 'b') for a*b, ('', 'x', '') for *x*."""
     out: list[str] = []
     cur: list[str] = []
@@ -50,7 +55,7 @@ def segments(tokens: list) -> tuple[str, ...]:
     return tuple(out)
 
 
-def make_matcher(segs: tuple[str, ...]):
+def make_matcher(segs: tuple[str, ...]) -> Callable[[Any], bool]:
     """A predicate on any JSON value: a str matching the wildcard with these literal segments.
 
     Common shapes get a single C-level string operation.
@@ -70,7 +75,7 @@ def make_matcher(segs: tuple[str, ...]):
         mid = middle[0]
         return lambda s: type(s) is str and mid in s
 
-    def match(s) -> bool:
+    def match(s: Any) -> bool:
         if type(s) is not str or len(s) < need or not s.startswith(head) or not s.endswith(tail):
             return False
         pos, end = len(head), len(s) - len(tail)
@@ -83,7 +88,7 @@ def make_matcher(segs: tuple[str, ...]):
     return match
 
 
-def complexity(patterns: list[list]) -> int:
+def complexity(patterns: list[Tokens]) -> int:
     """Most wildcard-pattern prefixes that one input can match at once (event-ruler's measure).
 
     Each pattern is an NFA over its tokens; state k means "tokens[:k] matched the input so far".
@@ -91,7 +96,7 @@ def complexity(patterns: list[list]) -> int:
     states (one representative character for "any other"), weighting each live state 1, and stop
     early once the limit is passed.
     """
-    machines = []
+    machines: list[tuple[str | None, ...]] = []
     alphabet: set[str] = set()
     for toks in {tuple(p) for p in patterns}:
         if _STAR not in toks:
@@ -102,7 +107,7 @@ def complexity(patterns: list[list]) -> int:
         return 0
     chars = list(alphabet) + ["\x00other"]
 
-    def closure(m: int, states: set) -> set:
+    def closure(m: int, states: set[int]) -> set[int]:
         toks = machines[m]
         out = set(states)
         stack = list(states)
@@ -124,11 +129,11 @@ def complexity(patterns: list[list]) -> int:
             return COMPLEXITY_LIMIT + 1
         cur = todo.pop()
         for ch in chars:
-            nxt = []
+            nxt: list[frozenset[int]] = []
             size = 0
             for m, states in enumerate(cur):
                 toks = machines[m]
-                step = set()
+                step: set[int] = set()
                 for k in states:
                     if k and toks[k - 1] is _STAR:
                         step.add(k)  # the star just passed absorbs ch

@@ -21,12 +21,17 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from itertools import chain
-from typing import assert_never
+from typing import Any, TypeAlias, assert_never
 
 from ..checks import Check
+from ..compiler import Clause
+from ..conditions import Condition
+from ..flatten import PathTrie
 from ..kinds import Kind
 from ..values import MISSING, scalars
+from .trial import Matching
 from .writer import MEMO_SIZE, CodeWriter, dotted_check, dotted_names, memo_switch, scalar_test
 
 MAX_CLAUSES = 512  # masks stay a few machine words; bigger sets use the index engine
@@ -36,11 +41,16 @@ MAX_SHAPES = 64  # layouts with their own function; the rest take the general on
 _STRING_BLIND = {Kind.NUMERIC}  # kinds that never hold for a string
 _BIG = 2 ** 53  # ints beyond this are not all doubles: their own checks decide
 
+# a field's readings: (clause bit, [Check, ...]) per clause that reads it
+Entries: TypeAlias = list[tuple[int, list[Check]]]
+# (table, default, affix): the field's mask as `table.get(value or its affix, default)` (see _Field._table)
+Table: TypeAlias = tuple[dict[Any, int], int, str | None]
+
 
 class _Field:
     """One used path: the clauses that read it and what its values let through."""
 
-    def __init__(self, path: str, entries: list, full: int, guard: int):
+    def __init__(self, path: str, entries: Entries, full: int, guard: int) -> None:
         self.path = path
         self.entries = entries  # [(bit, [Check, ...])]: a clause may read a path more than once
         reads = 0
@@ -59,7 +69,7 @@ class _Field:
         self.fn_name: str | None = None
         self.memo_name = self.flag_name = ""
 
-    def _table(self, conds):
+    def _table(self, conds: list[Condition]) -> Table | None:
         """(dict, default, affix) when the field's mask is one dict lookup: `dict.get(value,
         default)` for exact strings (any other value, of any type, holds none of them), or
         `dict.get(value[:n] or value[-n:], default)` for prefixes (suffixes) of one length n,
@@ -67,7 +77,7 @@ class _Field:
         kinds = {c.kind for c in conds}
         if kinds <= {Kind.EXACT} and all(type(c.arg) is str for c in conds):
             default = self._scalar_mask(object())  # a value none of them equals
-            table: dict = {}
+            table: dict[Any, int] = {}
             for bit, checks in self.entries:
                 if len(checks) == 1:  # holds for exactly its own values
                     for c in checks[0].conds:
@@ -89,7 +99,7 @@ class _Field:
             return table, default, f"[:{n}]" if kinds == {Kind.PREFIX} else f"[-{n}:]"
         return None
 
-    def _scalar_mask(self, value) -> int:
+    def _scalar_mask(self, value: Any) -> int:
         m = self.other
         slots = [value]
         for bit, checks in self.entries:
@@ -97,7 +107,7 @@ class _Field:
                 m |= bit
         return m
 
-    def mask(self, value) -> int:
+    def mask(self, value: Any) -> int:
         """The exact mask of any value (the slow path): arrays flattened, objects absent."""
         t = type(value)
         if t is list:
@@ -165,7 +175,7 @@ class _Field:
         return self._slot_masks
 
 
-def _points(conds) -> set[float]:
+def _points(conds: Iterable[Condition]) -> set[float]:
     """The doubles where some condition's answer on numbers can change."""
     out: set[float] = set()
     for c in conds:
@@ -190,13 +200,14 @@ def _points(conds) -> set[float]:
 class BitMatcher:
     """`matching(event) -> rule names` for the clauses of a RuleSet, by masks (see above)."""
 
-    def __init__(self, names: list[str], clauses: list, clause_rule: list[int], trie, fallback):
+    def __init__(self, names: list[str], clauses: list[Clause], clause_rule: list[int], trie: PathTrie,
+                 fallback: Matching) -> None:
         n = len(clauses)
         self.guard = 1 << n
         full = self.guard - 1
-        by_path: dict[str, list] = {}
+        by_path: dict[str, Entries] = {}
         for cid, clause in enumerate(clauses):
-            per_path: dict[str, list] = {}
+            per_path: dict[str, list[Check]] = {}
             for path, conds in clause:
                 per_path.setdefault(path, []).append(Check(None, 0, conds))
             for path, checks in per_path.items():
@@ -205,9 +216,9 @@ class BitMatcher:
         self.names, self.clause_rule = names, clause_rule
         self.full = full | self.guard
         self._names: dict[int, list[str]] = {self.guard: []}
-        self._chunks: list[dict] = [{} for _ in range(n // 16 + 1)]
+        self._chunks: list[dict[int, list[str]]] = [{} for _ in range(n // 16 + 1)]
         self._multi_clause_rules = len(set(clause_rule)) < n
-        self._shapes: dict[tuple, object] = {}
+        self._shapes: dict[tuple[str, ...], Matching] = {}
         self._top_dots = frozenset(dotted_names(trie))
         self.writer = CodeWriter("bitmask")
         self.matching, self.source = self._generate(trie, fallback)
@@ -245,7 +256,7 @@ class BitMatcher:
                     out.append(name)
         return out
 
-    def _generate(self, trie, fallback):
+    def _generate(self, trie: PathTrie, fallback: Matching) -> tuple[Matching, str]:
         """`match(ev) -> rule names`, generated into the writer's namespace."""
         g = self.writer
         g.namespace.update(index_engine=fallback, names_by_mask=self._names, names_of=self.names_of,
@@ -270,7 +281,7 @@ class BitMatcher:
         g.define(dispatch)
         return g.namespace["match"], source
 
-    def _function(self, name: str, present: frozenset | None):
+    def _function(self, name: str, present: frozenset[str] | None) -> tuple[Matching, str]:
         """(function, source): `name(ev) -> rule names` for events whose top-level keys are
         `present` (None: any event)."""
         g, trie = self.writer, self._trie
@@ -301,16 +312,17 @@ class BitMatcher:
         g.define(source)
         return g.namespace[name], source
 
-    def _shape(self, ev):
+    def _shape(self, ev: Any) -> Matching:
         """The function for the layout of `ev`'s top-level keys, made at its first sight (at
         most MAX_SHAPES of them; events of other layouts take the general function)."""
-        general = self.writer.namespace["match_any_layout"]
+        general: Matching = self.writer.namespace["match_any_layout"]
         if type(ev) is not dict:
             return general
         keys = tuple(ev)
         if len(self._shapes) >= MAX_SHAPES:
             return general
         present = frozenset(keys)
+        fn: Matching
         if not self._top_dots.isdisjoint(present):
             fn = self.writer.namespace["index_engine"]  # a key spanning levels: its generic path decides
         else:
@@ -318,7 +330,7 @@ class BitMatcher:
         self._shapes[keys] = fn
         return fn
 
-    def _missing_under(self, node) -> int:
+    def _missing_under(self, node: PathTrie) -> int:
         """The AND of the missing masks of every used path below `node` (not node's own)."""
         m = self.full
         for child in node.children.values():
@@ -327,7 +339,7 @@ class BitMatcher:
             m &= self._missing_under(child)
         return m
 
-    def _node(self, g: CodeWriter, node, d: str, depth: int, present: frozenset | None = None) -> None:
+    def _node(self, g: CodeWriter, node: PathTrie, d: str, depth: int, present: frozenset[str] | None = None) -> None:
         """Code for the fields under `node` of the object `d`; `present`: the keys `d` is known
         to have (the others were folded in as absent), None when unknown."""
         for seg, child in node.children.items():
@@ -337,7 +349,7 @@ class BitMatcher:
             if not child.children:
                 # a missing field read as "" for an affix test (see _leaf)
                 read_or_empty = f"{d}.get({seg!r}, '')" if present is None else read
-                self._leaf(g, self.fields[child.leaf], read, read_or_empty, depth)
+                self._leaf(g, self.fields[child.leaf], read, read_or_empty, depth)  # type: ignore[index]  # a trie leaf has a path
                 continue
             v, t = g.var("value"), g.var("type")
             below = self._missing_under(child)

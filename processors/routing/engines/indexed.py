@@ -11,9 +11,15 @@ per-element trails).
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeAlias, TypedDict
 
+from ..checks import Check
+from ..flatten import PathTrie
+from ..index import FieldIndex, IdTable, RangeIndex
 from ..kinds import Kind
 from ..values import MISSING, SortedNumbers, scalars
+from .trial import Matching
 from .writer import (
     MEMO_SIZE,
     CodeWriter,
@@ -26,6 +32,22 @@ from .writer import (
 )
 
 BY_IDS_SIZE = 4096
+
+Slots: TypeAlias = list[Any]  # one event's slot values (see checks.py)
+ClauseCheck: TypeAlias = Callable[[Slots], bool]  # build_clause_check's `ok(slots)`
+# build_candidates_check's `names(slots)`: the rule names (or rule indexes) whose candidate clauses hold
+CandidatesCheck: TypeAlias = Callable[[Slots], list[Any]]
+# a rule among the candidates: (rule name or index, its candidate clauses' checks; None: an index hit proves it)
+Candidate: TypeAlias = tuple[str | int, Sequence[Sequence[Check]] | None]
+
+
+class Tail(TypedDict):
+    """What `match` hands its candidates over to (see build_fast_path)."""
+
+    generic: Matching
+    compiled_get: Callable[[frozenset[int]], Callable[[Slots], list[str]] | None]
+    resolve: Callable[[frozenset[int], Slots], list[str]]
+    always: bool
 
 
 class IndexWriter(CodeWriter):
@@ -67,7 +89,8 @@ class IndexWriter(CodeWriter):
         return f"slot_{slot}"
 
 
-def build_fast_path(trie, slot_of: dict, index: dict, needed: set, tail: dict):
+def build_fast_path(trie: PathTrie, slot_of: dict[str, int], index: dict[str, FieldIndex], needed: set[int],
+                    tail: Tail) -> tuple[Matching, str, IndexWriter]:
     """Source and compiled function `match(ev) -> rule names`.
 
     It reads the used fields, looks them up, and hands the candidates over to `tail`: `generic(ev)`
@@ -132,24 +155,25 @@ def build_fast_path(trie, slot_of: dict, index: dict, needed: set, tail: dict):
     return g.namespace["match"], source, g
 
 
-def _lean(fi) -> bool:
+def _lean(fi: FieldIndex | None) -> bool:
     """Whether the field's index can be probed with any value type safely (see above)."""
     return (fi is not None and fi.range_index is None and not fi.exists and not fi.neg_all
             and not fi.neg_str_all and all(type(k) is str for k in fi.exact))
 
 
-def _node(g: IndexWriter, node, d: str, depth: int, slot_of: dict, index: dict, needed: set) -> None:
+def _node(g: IndexWriter, node: PathTrie, d: str, depth: int, slot_of: dict[str, int], index: dict[str, FieldIndex],
+          needed: set[int]) -> None:
     for seg, child in node.children.items():
         v = g.var("value")
         fi = index.get(child.leaf) if child.leaf is not None else None
-        if not child.children and slot_of[child.leaf] not in needed and fi is not None and _lean(fi):
+        if not child.children and slot_of[child.leaf] not in needed and fi is not None and _lean(fi):  # type: ignore[index]  # a childless trie node is a leaf: .leaf is set
             if _lookups_per_string(fi) == 1 and fi.exact and not fi.exists:
                 # exact strings only: a missing field looks up None, which no table holds
                 _lookup(g, depth, g.const("exact", fi.exact), f"{d}.get({seg!r})")
                 continue
             g.emit(depth, f"{v} = {d}.get({seg!r})")
             g.emit(depth, f"if {v} is not None:")
-            _string_hits(g, depth + 1, v, fi, child.leaf)
+            _string_hits(g, depth + 1, v, fi, child.leaf)  # type: ignore[arg-type]  # fi found: a leaf
             continue
         g.emit(depth, f"{v} = {d}.get({seg!r}, MISSING)")
         g.emit(depth, f"if {v} is not MISSING:")
@@ -167,16 +191,16 @@ def _node(g: IndexWriter, node, d: str, depth: int, slot_of: dict, index: dict, 
                 _leaf(g, v, inner + 1, slot_of[child.leaf], fi, scalar=True, path=child.leaf,
                       stored=slot_of[child.leaf] in needed)
         else:
-            _leaf(g, v, inner, slot_of[child.leaf], fi, scalar=False, path=child.leaf,
-                  stored=slot_of[child.leaf] in needed)
+            _leaf(g, v, inner, slot_of[child.leaf], fi, scalar=False, path=child.leaf,  # type: ignore[index,arg-type]
+                  stored=slot_of[child.leaf] in needed)  # type: ignore[index]  # a childless trie node is a leaf: .leaf is set
 
 
-def _lookups_per_string(fi) -> int:
+def _lookups_per_string(fi: FieldIndex) -> int:
     return (bool(fi.exact) + len(fi.prefix) + len(fi.suffix) + len(fi.prefix_ic) + len(fi.suffix_ic)
             + bool(fi.eic) + bool(fi.neg_all) + len(fi.neg_prefix) + len(fi.neg_suffix) + bool(fi.neg_eic))
 
 
-def _string_hits(g: IndexWriter, depth: int, v: str, fi, path: str) -> None:
+def _string_hits(g: IndexWriter, depth: int, v: str, fi: FieldIndex, path: str) -> None:
     """Every index lookup for the string `v` of field `fi`. A field with several tables
     (prefixes and suffixes of a few lengths, case-folded variants, anything-buts) remembers the
     ids per value: field values repeat (street names, types, statuses), so most events cost one
@@ -212,7 +236,7 @@ def _string_hits(g: IndexWriter, depth: int, v: str, fi, path: str) -> None:
     g.lines = main
 
 
-def _string_body(g: IndexWriter, depth: int, v: str, fi) -> None:
+def _string_body(g: IndexWriter, depth: int, v: str, fi: FieldIndex) -> None:
     if fi.exists:
         g.hit(depth, g.const('exists_ids', tuple(fi.exists)))
     _string_lookups(g, depth, v, fi)
@@ -226,7 +250,7 @@ def _string_body(g: IndexWriter, depth: int, v: str, fi) -> None:
         _negative_strings(g, depth, v, fi)
 
 
-def _string_lookups(g: IndexWriter, depth: int, v: str, fi) -> None:
+def _string_lookups(g: IndexWriter, depth: int, v: str, fi: FieldIndex) -> None:
     if fi.exact:
         _lookup(g, depth, g.const("exact", fi.exact), v)
     for n, table in sorted(fi.prefix.items()):
@@ -245,9 +269,10 @@ def _string_lookups(g: IndexWriter, depth: int, v: str, fi) -> None:
             _lookup(g, depth, g.const("suffixes_ic", table), f"{low}[-{n}:]" if n else '""')
 
 
-def _other(fi):
+def _other(fi: FieldIndex | None) -> Callable[[Any, set[int]], Any]:
     """Slot filler for values the generated code does not inline: lists, literals, numbers."""
     hits = fi.hits_values if fi is not None else None
+    lookup_sorted: Callable[[SortedNumbers, set[int]], None] | None
     lookup_sorted, points = None, 0
     if (fi is not None and fi.range_index is not None and not fi.exact and not fi.exists
             and not fi.neg_all and not fi.neg_str_all and not fi.prefix and not fi.suffix
@@ -255,7 +280,7 @@ def _other(fi):
         # ranges only (coordinates, readings): sorted numbers go straight to the range index
         lookup_sorted, points = fi.range_index.lookup_sorted, len(fi.range_index.points)
 
-    def other(v, found):
+    def other(v: Any, found: set[int]) -> Any:
         """Adds the ids `v` hits to `found`; returns what the slot keeps (MISSING for nothing)."""
         t = type(v)
         if t is list:
@@ -272,7 +297,8 @@ def _other(fi):
     return other
 
 
-def _leaf(g: IndexWriter, v: str, depth: int, slot: int, fi, scalar: bool, path: str, stored: bool = True) -> None:
+def _leaf(g: IndexWriter, v: str, depth: int, slot: int, fi: FieldIndex | None, scalar: bool, path: str,
+          stored: bool = True) -> None:
     """Store the leaf value(s) in slot and look the value up in the field's index.
 
     Strings (and numbers, when the field has numeric ranges) are looked up inline; anything
@@ -331,7 +357,7 @@ def _leaf(g: IndexWriter, v: str, depth: int, slot: int, fi, scalar: bool, path:
 INLINE_FLOAT_KEYS = 8
 
 
-def _float_slot(g: IndexWriter, ri, v: str) -> str:
+def _float_slot(g: IndexWriter, ri: RangeIndex, v: str) -> str:
     """The expression for the ids the float `v` hits in the range index `ri`: its slot by
     bisection over `float_keys`. With a few boundaries (a threshold or two per field, the usual
     case) the bisection is written out as nested comparisons, which costs less than the call."""
@@ -347,7 +373,7 @@ def _float_slot(g: IndexWriter, ri, v: str) -> str:
     return tree(0, len(keys))
 
 
-def _negative_strings(g: IndexWriter, depth: int, v: str, fi) -> None:
+def _negative_strings(g: IndexWriter, depth: int, v: str, fi: FieldIndex) -> None:
     """anything-but prefix/suffix/equals-ignore-case on a string: inline the common case.
 
     Each table lookup finds the fields the value is excluded from; when none does (the usual
@@ -377,7 +403,7 @@ def _negative_strings(g: IndexWriter, depth: int, v: str, fi) -> None:
 AFFIX_SCAN_KEYS = 8
 
 
-def _affix_lookup(g: IndexWriter, depth: int, table: str, v: str, method: str, keys: dict, key: str) -> None:
+def _affix_lookup(g: IndexWriter, depth: int, table: str, v: str, method: str, keys: IdTable, key: str) -> None:
     """A prefix/suffix table lookup for the string `v`. A table of a few keys is tried first with
     one `startswith`/`endswith` on them all, which makes no string: most values match none, and
     slicing out and hashing the key costs more. A big table (thousands of rules) is looked up
@@ -396,7 +422,7 @@ def _lookup(g: IndexWriter, depth: int, table: str, key: str) -> None:
     g.hit(depth + 1, c)
 
 
-def _emit_checks(g: IndexWriter, checks, depth: int, fail: str) -> None:
+def _emit_checks(g: IndexWriter, checks: Iterable[Check], depth: int, fail: str) -> None:
     """Straight-line tests of a clause's fields on the slot values; `fail` ends the clause."""
     for check in checks:
         if check.same_element:
@@ -433,7 +459,7 @@ def _emit_checks(g: IndexWriter, checks, depth: int, fail: str) -> None:
         g.emit(depth + 2, fail)
 
 
-def build_clause_check(checks):
+def build_clause_check(checks: Iterable[Check]) -> ClauseCheck:
     """One function `ok(slots) -> bool` for the fields of a clause left to check after its anchor.
 
     Replaces a loop of `_Check.holds` calls per candidate clause with straight-line code; values
@@ -445,10 +471,11 @@ def build_clause_check(checks):
     _emit_checks(g, checks, 1, "return False")
     g.emit(1, "return True")
     g.define()
-    return g.namespace["ok"]
+    ok: ClauseCheck = g.namespace["ok"]
+    return ok
 
 
-def _check_expr(g: IndexWriter, check) -> str | None:
+def _check_expr(g: IndexWriter, check: Check) -> str | None:
     """`_emit_checks`' tests of one field as a single expression on the slot value `value_<slot>`
     and its type `type_<slot>`, read once up front; None when the check always holds."""
     if check.same_element:
@@ -477,7 +504,7 @@ def _check_expr(g: IndexWriter, check) -> str | None:
     return f"({x} is MISSING or {present})" if check.exists_false else f"({x} is not MISSING and {present})"
 
 
-def build_candidates_check(candidates):
+def build_candidates_check(candidates: Sequence[Candidate]) -> CandidatesCheck:
     """One function `names(slots) -> list` for a recurring set of candidate clauses.
 
     `candidates` lists, in rule order, (rule name, clauses) where clauses is None when an index
@@ -515,4 +542,5 @@ def build_candidates_check(candidates):
             f"float(value_{slot}) if type_{slot} is int else None"
             for slot in sorted(g.numbers)]
     g.define()
-    return g.namespace["names"]
+    names_of: CandidatesCheck = g.namespace["names"]
+    return names_of
