@@ -13,7 +13,7 @@ from streams.config import Config, TargetSettings
 from streams.kafka import fastpath
 from streams.kafka.producer import BatchProducer
 from streams.runtime.enrichment import build_enrichment, build_tables
-from streams.targets import BuildContext, build_target
+from streams.targets import BuildContext, build_target, check_targets
 from streams.targets.retry import RetryPolicy
 
 
@@ -91,6 +91,7 @@ def build_targets(config: Config, producer: BatchProducer, dead_letters, waiting
     """Targets by name (streams.targets.REGISTRY makes each). `reuse`: running targets (hot
     reload); one whose settings did not change is kept as it is, with its in-flight deliveries,
     instead of being rebuilt."""
+    check_targets(config, rules)  # every target's keys, and clashes between targets
     context = BuildContext(producer, dead_letters, config.runtime.max_in_flight, waitingroom)
     targets = {}
     for rule in config.rules if rules is None else rules:

@@ -6,6 +6,7 @@ defines two things (see CONTRIBUTING.md, "A new target"):
     Settings    a pydantic model of the target's own keys (extra='forbid'); the keys every target
                 has (id, type, key, Input..., RetryPolicy, dead_letter_topic) are TargetSettings'
     build(context: BuildContext, name: str, settings: Settings) -> Target
+    check_together(targets) -> problems     optional: clashes between targets of the type
 
 `check_targets(config)` validates every target's keys with its module's `Settings` (a bad key is
 reported with its path, `rules[name].targets[id].bucket: ...`); `build_target` makes one. The
@@ -69,14 +70,24 @@ def parse_target(rule: str, target: TargetSettings) -> BaseModel:
 
 
 def check_targets(config: Config, rules: list[RuleSettings] | None = None) -> None:
-    """Validate every target of `rules` (default: the config's), all problems in one ConfigError."""
+    """Validate every target of `rules` (default: the config's), all problems in one ConfigError.
+    A type whose targets must not clash with each other (two s3 targets on the same keys) checks
+    them together with its module's `check_together([(path, settings), ...]) -> [problem, ...]`."""
     problems = []
+    by_type: dict[str, list[tuple[str, BaseModel]]] = {}
     for rule in config.rules if rules is None else rules:
         for target in rule.targets:
             try:
-                parse_target(rule.name, target)
+                settings = parse_target(rule.name, target)
             except ConfigError as exc:
                 problems.append(str(exc))
+                continue
+            if rule.state == "ENABLED":
+                by_type.setdefault(target.type, []).append((target_path(rule.name, target.id), settings))
+    for target_type, targets in by_type.items():
+        check_together = getattr(implementation(target_type), "check_together", None)
+        if check_together is not None:
+            problems += check_together(targets)
     if problems:
         raise ConfigError("\n".join(problems))
 

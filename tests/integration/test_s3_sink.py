@@ -343,3 +343,37 @@ def test_a_failed_multipart_upload_is_aborted(s3_endpoint):
     assert first.created and not again.created
     assert store.head("k/obj") == {"eventweir-segment-end": "9"}  # the first one stands
     assert not s3_client(s3_endpoint).list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_two_s3_targets_on_the_same_keys_are_refused_at_load():
+    # issue 21 item 2: object keys carry topic, partition and offset, not the target
+    def lake(prefix=None):
+        return {"type": "s3", "bucket": "lake", **({"prefix": prefix} if prefix else {})}
+
+    config = parse_config({"sources": [{"topic": "in"}], "rules": [
+        {"name": "a", "targets": [{"id": "raw", **lake()}]},
+        {"name": "b", "targets": [{"id": "copy", **lake()}, {"id": "mine", **lake("mine/")}]}]}, environ={})
+    with pytest.raises(ConfigError) as err:
+        check_targets(config)
+    assert str(err.value) == ("rules[b].targets[copy].prefix: rules[a].targets[raw] writes to s3://lake under the "
+                              f"same prefix {S3Settings(bucket='lake').prefix!r}; give each s3 target its own prefix")
+
+
+async def test_an_object_written_by_another_target_is_a_conflict_not_a_success(s3_endpoint):
+    # the load-time check aside (two workers with different configs, a reused bucket): the second
+    # target must not take the first one's objects for its own and commit records it never wrote
+    bucket = new_bucket(s3_endpoint)
+    settings = S3Settings(bucket=bucket, endpoint_url=s3_endpoint, region="us-east-1", flush_interval_s=None)
+    events = [event(i) for i in range(5)]
+    dead, created, _ = await run_target(settings, events)
+    assert not dead.failures and len(created) == 1
+    other = S3Target("other-rule/lake", settings, 10_000, DeadLetterRecorder())
+    await other.start()
+    items, ticket = deliveries("other-rule/lake", events)
+    other.submit(items)
+    ticket.release()
+    assert await other.flush(20)
+    await other.close()
+    assert {f.error for f in other.dead_letters.failures} == {"S3KeyConflict"}
+    assert len(other.dead_letters.failures) == 5
+    assert "written by target 'lake-rule/lake'" in other.dead_letters.failures[0].message

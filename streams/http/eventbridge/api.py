@@ -424,13 +424,10 @@ def _envelope(entry: Any, bus) -> tuple[dict | None, dict | None]:
     if not isinstance(detail, dict):
         return None, {"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}
     when = entry.get("Time")
-    if when is None:
-        stamp = datetime.now(UTC)
-    else:
-        stamp = _entry_time(when)
-        if stamp is None:
-            return None, {"ErrorCode": "InvalidArgument", "ErrorMessage": "Parameter Time is not valid. Reason: Time "
-                          "must be a timestamp in epoch seconds between years 1 and 9999."}
+    stamp = datetime.now(UTC) if when is None else _entry_time(when)
+    if stamp is None:
+        return None, {"ErrorCode": "InvalidArgument", "ErrorMessage": "Parameter Time is not valid. Reason: Time "
+                      "must be a timestamp in epoch seconds between years 1 and 9999."}
     resources = entry.get("Resources") or []
     if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
         return None, {"ErrorCode": "InvalidArgument", "ErrorMessage": "Parameter Resources is not valid."}

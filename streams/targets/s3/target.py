@@ -404,13 +404,23 @@ class S3Target(Target):
     async def _write_locked(self, tp, state: _Partition, seg: _Segment) -> None:
         objects = self._objects(tp, seg)
         meta = {"eventweir-segment-start": str(seg.start), "eventweir-segment-end": str(seg.end),
-                "eventweir-topic": tp[0], "eventweir-partition": str(tp[1])}
+                "eventweir-topic": tp[0], "eventweir-partition": str(tp[1]), "eventweir-target": self.id}
         first_key, first_group = objects[0]
         result, rejected = await self.backoff.run(
             "put-object", lambda: self._run(self._encode_put, first_key, first_group, meta))
         done = [(first_key, first_group, result, rejected)]
         if not result.created:
             existing = await self.backoff.run("head-object", lambda: self._run(self.store.head, first_key)) or {}
+            writer = existing.get("eventweir-target")
+            if writer is not None and writer != self.id:
+                # not an earlier attempt of ours: another target writes the same keys, and taking its
+                # object for ours would commit these records without writing them
+                log.error("target %s: %s was written by target %s; give each s3 target its own prefix",
+                          self.id, first_key, writer)
+                self.fail([e[3] for e in seg.entries], "S3KeyConflict",
+                          f"{first_key} exists, written by target {writer!r}: two s3 targets write the same "
+                          "keys; give each its own `prefix` (and `state_prefix`)")
+                return
             earlier_end = int(existing.get("eventweir-segment-end", seg.end))
             if earlier_end > seg.end:
                 # the earlier attempt wrote a longer segment: reopen ours until its end
@@ -503,3 +513,17 @@ Settings = S3Settings
 
 def build(context, name: str, settings: S3Settings) -> S3Target:
     return S3Target(name, settings, context.max_in_flight, context.dead_letters)
+
+
+def check_together(targets: list[tuple[str, S3Settings]]) -> list[str]:
+    """Problems between s3 targets: two writing the same object keys would each take the other's
+    objects as already written, and commit records that were never written. (Progress markers are
+    per target already.)"""
+    problems = []
+    seen: dict[tuple[str, str], str] = {}
+    for path, s in targets:
+        other = seen.setdefault((s.lake_url, s.prefix), path)
+        if other != path:
+            problems.append(f"{path}.prefix: {other} writes to {s.lake_url} under the same prefix {s.prefix!r}; "
+                            "give each s3 target its own prefix")
+    return problems
