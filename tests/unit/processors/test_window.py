@@ -46,3 +46,25 @@ def test_a_window_stage_with_a_bad_size_names_the_key():
 
     with pytest.raises(ConfigError, match=r"sources\[0\]\.enrich\[0\]\.size_ms: Input should be a valid integer"):
         parse_config({"sources": [{"topic": "t", "enrich": [{"type": "window", "size_ms": "soon"}]}]}, environ={})
+
+
+@pytest.mark.parametrize("lateness, expected", [(0, [1, 2, 3, None, 4]), (60_000, [1, 2, 3, 1, 4])])
+def test_a_late_record_never_resets_the_open_window(lateness, expected):
+    # issue 21 item 5: 60 s, 61 s, 62 s, 59 s (late), 63 s used to give [1, 2, 3, 1, 1]
+    stage = TumblingCount(60_000, allowed_lateness_ms=lateness)
+    out = stage.process([ev(b"k", s * 1000) for s in (60, 61, 62, 59, 63)], [])
+    assert [e.body["window_count"] for e in out] == expected
+    assert stage.late == (1 if lateness == 0 else 0)
+
+
+def test_late_windows_are_kept_while_reachable_and_restored_from_their_state():
+    stage = TumblingCount(1000, allowed_lateness_ms=1500)
+    stamps = (100, 1100, 2100, 1200, 900, 4500, 1300)
+    counts = [stage.process([ev(b"k", ts)], [])[0].body["window_count"] for ts in stamps]
+    # a window takes late records until the newest window starts past its end + 1.5 s: 1200 and 900
+    # count in window 1000; once window 4000 opens, 1300 is too late for it
+    assert counts == [1, 1, 1, 2, 2, 1, None]
+    restored = TumblingCount(1000, allowed_lateness_ms=1500)
+    for partition, key, value in stage.state.changes():
+        restored.state.put(partition, key, value)
+    assert restored.process([ev(b"k", 2200)], [])[0].body["window_count"] == 2  # window 2000, still open
