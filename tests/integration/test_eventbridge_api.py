@@ -193,3 +193,29 @@ async def test_put_events_checks_every_entry_before_writing_any(running, bootstr
     written = [json.loads(r.value) for r in await read_all(bootstrap_servers, bus, idle=2.0)]
     assert sorted(e["detail"]["n"] for e in written if e["source"] == "shop") == [1, 6]
     assert [e["time"] for e in written if e["detail"]["n"] == 6] == ["2024-12-06T15:46:40Z"]
+
+
+async def test_unknown_operations_cannot_grow_the_metrics_and_bearer_is_case_insensitive(running):
+    # issue 21 items 12 and 17: every distinct X-Amz-Target used to make a new series, even unauthenticated
+    import aiohttp
+    from prometheus_client import REGISTRY
+
+    worker, port, _ = running
+
+    def operations() -> set[str]:
+        return {s.labels["operation"] for m in REGISTRY.collect() if m.name == "eventweir_api_requests"
+                for s in m.samples}
+
+    async with aiohttp.ClientSession() as session:
+        for i in range(50):
+            headers = {"X-Amz-Target": f"AWSEvents.Probe{i}", "Content-Type": "application/x-amz-json-1.1"}
+            async with session.post(f"http://127.0.0.1:{port}/", data=b"{}", headers=headers) as resp:
+                assert resp.status in (400, 403)
+        headers = {"X-Amz-Target": "AWSEvents.ListRules", "Content-Type": "application/x-amz-json-1.1",
+                   "Authorization": "bearer tok-123"}
+        async with session.post(f"http://127.0.0.1:{port}/", data=b"{}", headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+    from streams.http.eventbridge.api import EventBridgeApi
+
+    known = {name.removeprefix("op_") for name in dir(EventBridgeApi) if name.startswith("op_")}
+    assert operations() <= known | {"unknown"} and not any(op.startswith("Probe") for op in operations())

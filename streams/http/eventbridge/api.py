@@ -149,6 +149,9 @@ class EventBridgeApi:
     async def handle(self, request: web.Request) -> web.Response:
         target = request.headers.get("X-Amz-Target", "")
         operation = target.removeprefix("AWSEvents.")
+        # the metric's label is an operation this API has, else "unknown": a caller, authenticated
+        # or not, cannot make new series by sending new names
+        label = operation if target.startswith("AWSEvents.") and hasattr(self, f"op_{operation}") else "unknown"
         try:
             body = await request.read()
             self._authenticate(request, body)
@@ -163,15 +166,16 @@ class EventBridgeApi:
                 raise ApiError("SerializationException", "Request body must be a JSON object.")
             result = await handler(params)
         except ApiError as exc:
-            metrics.API_REQUESTS.labels(operation or "unknown", exc.type).inc()
+            metrics.API_REQUESTS.labels(label, exc.type).inc()
             return _reply({"__type": exc.type, "message": exc.message}, exc.status)
-        metrics.API_REQUESTS.labels(operation, "ok").inc()
+        metrics.API_REQUESTS.labels(label, "ok").inc()
         return _reply(result)
 
     def _authenticate(self, request: web.Request, body: bytes) -> None:
         auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            token = auth[len("Bearer "):].strip().encode()
+        scheme, _, credentials = auth.partition(" ")
+        if scheme.lower() == "bearer":  # auth schemes are case-insensitive (RFC 9110)
+            token = credentials.strip().encode()
             if any(hmac.compare_digest(token, t) for t in self.bearer_tokens):
                 return
             raise ApiError("UnrecognizedClientException", "The bearer token is not valid.", 403)
