@@ -16,8 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streams.config.enrich import STAGES, parse_stage
-
-ENV_PREFIX = "EVENTWEIR_"
+from streams.config.env import InterpolationError, env_overrides, interpolate
 
 
 class ConfigError(Exception):
@@ -374,20 +373,6 @@ def describe_error(error: Any) -> str:
     return f"{path}: {message}"
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """EVENTWEIR_A__B=v becomes {"a": {"b": v}}; values are parsed as YAML scalars (so 5 is an int)."""
-    tree: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
-            continue
-        path = name[len(ENV_PREFIX):].lower().split("__")
-        node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = yaml.safe_load(raw) if raw else raw
-    return tree
-
-
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
@@ -398,17 +383,21 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def parse_config(data: dict[str, Any], environ: dict[str, str] | None = None) -> Config:
+def parse_config(data: dict[str, Any], environ: Mapping[str, str] | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"(top level): expected a mapping of sections, got {type(data).__name__}")
-    data = _merge(data, _env_overrides(os.environ if environ is None else environ))
+    environ = os.environ if environ is None else environ
+    try:
+        data = _merge(interpolate(data, environ), env_overrides(environ))
+    except InterpolationError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError("\n".join(describe_error(e) for e in exc.errors())) from None
 
 
-def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) -> Config:
+def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = None) -> Config:
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"config file {str(file)!r} not found (pass one with -c, or see README.md for an example)")

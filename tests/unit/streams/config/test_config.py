@@ -75,3 +75,33 @@ def test_the_waiting_room_section_is_typed_and_checks_its_rooms():
     with pytest.raises(ConfigError, match=r"waitingroom\.redis_url: String should match pattern"):
         parse_config({"sources": [{"topic": "in"}], "waitingroom": {"admin_token": "a" * 16,
                                                                     "redis_url": "http://x"}}, environ={})
+
+
+def test_variables_in_the_yaml_are_interpolated_with_defaults_files_and_escapes(tmp_path):
+    # issue 21 item 18: "${API_TOKEN}" used to be loaded literally
+    secret = tmp_path / "token"
+    secret.write_text("from-a-file\n")
+    config = parse_config({
+        "kafka": {"bootstrap_servers": "${BROKER}:9092", "sasl_password": "${KAFKA_PASSWORD}",
+                  "client_id": "${CLIENT:-eventweir}-${ZONE:-eu}"},
+        "sources": [{"topic": "${TOPIC}"}],
+        "api": {"bearer_tokens": ["${API_TOKEN}", "literal $${NOT_A_VAR}"]},
+    }, environ={"BROKER": "kafka-0", "TOPIC": "orders", "KAFKA_PASSWORD_FILE": str(secret), "ZONE": "",
+                "API_TOKEN": "tok"})
+    assert config.kafka.bootstrap_servers == "kafka-0:9092" and config.sources[0].topic == "orders"
+    assert config.kafka.sasl_password == "from-a-file" and config.kafka.client_id == "eventweir-eu"
+    assert config.api.bearer_tokens == ["tok", "literal ${NOT_A_VAR}"]
+
+
+def test_an_unset_variable_names_its_key_and_how_to_set_it():
+    with pytest.raises(ConfigError, match=r"^sources\[0\]\.topic: environment variable TOPIC is not set "
+                                          r"\(set it, or TOPIC_FILE, or write \$\{TOPIC:-default\}\)$"):
+        parse_config({"sources": [{"topic": "${TOPIC}"}]}, environ={})
+
+
+def test_an_override_can_come_from_a_file(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    config = parse_config({"sources": [{"topic": "in"}]},
+                          environ={"EVENTWEIR_KAFKA__SASL_PASSWORD_FILE": str(secret)})
+    assert config.kafka.sasl_password == "s3cret"
