@@ -6,6 +6,7 @@ start. Overrides use `__` between levels: EVENTWEIR_KAFKA__BOOTSTRAP_SERVERS=hos
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -245,6 +246,22 @@ class RoutingSettings(Section):
     )
     retry_base_delay_ms: int = Field(1000, ge=1, description="First retry back-off; doubles per attempt, with jitter.")
     retry_max_delay_ms: int = Field(60_000, ge=1, description="Back-off cap.")
+    http_allow_networks: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) http targets may call besides public internet addresses. Loopback, private, "
+        "link-local and other non-public addresses are refused unless listed here, e.g. [10.0.0.0/8] for services "
+        "inside the cluster: a rule must not be a way in.",
+    )
+
+    @field_validator("http_allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"expected CIDR networks such as 10.0.0.0/8, got {cidr!r}") from None
+        return value
 
 
 class WaitingRoomSettings(Section):

@@ -92,7 +92,8 @@ def build_targets(config: Config, producer: BatchProducer, dead_letters, waiting
     reload); one whose settings did not change is kept as it is, with its in-flight deliveries,
     instead of being rebuilt."""
     check_targets(config, rules)  # every target's keys, and clashes between targets
-    context = BuildContext(producer, dead_letters, config.runtime.max_in_flight, waitingroom)
+    context = BuildContext(producer, dead_letters, config.runtime.max_in_flight, waitingroom,
+                           tuple(config.routing.http_allow_networks))
     targets = {}
     for rule in config.rules if rules is None else rules:
         if rule.state != "ENABLED":

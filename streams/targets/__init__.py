@@ -47,6 +47,7 @@ class BuildContext:
     dead_letters: Any  # streams.targets.deadletter.DeadLetterWriter
     max_in_flight: int  # runtime.max_in_flight: deliveries it may hold before its partitions pause
     waitingroom: Any = None  # the waiting-room service, when the config has a `waitingroom` section
+    allow_networks: tuple[str, ...] = ()  # routing.http_allow_networks: non-public networks http targets may call
 
 
 class TargetModule(Protocol):

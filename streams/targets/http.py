@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import logging
+import socket
 import time
 from collections import deque
 from typing import Literal
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from yarl import URL
 
 from streams.targets.base import Item, Target
 from streams.targets.retry import DeliveryError
@@ -25,6 +30,54 @@ from streams.targets.retry import DeliveryError
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({401, 407, 409, 429})
+
+
+class AddressNotAllowed(OSError):
+    """The target's host is, or resolves to, an address outside the public internet that
+    routing.http_allow_networks does not list."""
+
+
+class AddressPolicy:
+    """Public internet addresses, plus the networks the operator listed: nothing else. Checked on
+    the resolved addresses, so a public name that points inside is refused too."""
+
+    def __init__(self, allow_networks: tuple[str, ...] = ()):
+        self.allowed = [ipaddress.ip_network(cidr, strict=False) for cidr in allow_networks]
+
+    def refusal(self, address: str) -> str | None:
+        """Why `address` may not be called, or None when it may."""
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if any(ip in net for net in self.allowed) or (ip.is_global and not ip.is_multicast):
+            return None
+        return (f"{address} is not a public internet address; list its network in routing.http_allow_networks "
+                "to let http targets call it")
+
+    def check_url(self, url: str) -> str | None:
+        """The refusal for a URL whose host is an IP address (names are checked when resolved)."""
+        host = URL(url).host or ""
+        try:
+            return self.refusal(host.strip("[]"))
+        except ValueError:  # a name
+            return None
+
+
+class PolicyResolver(AbstractResolver):
+    """aiohttp's resolver, with every resolved address checked against the policy."""
+
+    def __init__(self, policy: AddressPolicy):
+        self.policy = policy
+        self._resolver = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list:
+        resolved = await self._resolver.resolve(host, port, family)
+        for entry in resolved:
+            why = self.policy.refusal(entry["host"])
+            if why is not None:
+                raise AddressNotAllowed(f"{host} resolves to {why}")
+        return resolved
+
+    async def close(self) -> None:
+        await self._resolver.close()
 
 
 class AuthSettings(BaseModel):
@@ -97,8 +150,13 @@ class RateLimiter:
 class HttpTarget(Target):
     kind = "http"
 
-    def __init__(self, target_id: str, settings, max_in_flight: int, dead_letters):
+    def __init__(self, target_id: str, settings, max_in_flight: int, dead_letters,
+                 policy: AddressPolicy | None = None):
         super().__init__(target_id, max_in_flight, dead_letters)
+        self.policy = policy or AddressPolicy()
+        refusal = self.policy.check_url(settings.url)
+        if refusal is not None:
+            raise ValueError(f"url: {refusal}")
         self.url = settings.url
         self.method = settings.method
         self.timeout_s = settings.timeout_s
@@ -110,7 +168,8 @@ class HttpTarget(Target):
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                                              connector=aiohttp.TCPConnector(resolver=PolicyResolver(self.policy)))
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())
@@ -157,6 +216,11 @@ class HttpTarget(Target):
                     status = resp.status
             except TimeoutError:
                 raise DeliveryError("Timeout", f"no response from {self.url} within {self.timeout_s}s", True) from None
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.os_error, AddressNotAllowed):
+                    raise DeliveryError("AddressNotAllowed", f"{self.method} {self.url}: {exc.os_error}", False) from None
+                raise DeliveryError("ConnectionError", f"{self.method} {self.url}: {type(exc).__name__}: {exc}",
+                                    True) from None
             except aiohttp.ClientError as exc:
                 raise DeliveryError("ConnectionError", f"{self.method} {self.url}: {type(exc).__name__}: {exc}",
                                     True) from None
@@ -165,4 +229,5 @@ class HttpTarget(Target):
 
 
 def build(context, name: str, settings: Settings) -> HttpTarget:
-    return HttpTarget(name, settings, context.max_in_flight, context.dead_letters)
+    return HttpTarget(name, settings, context.max_in_flight, context.dead_letters,
+                      AddressPolicy(context.allow_networks))

@@ -24,9 +24,11 @@ def config_for(bootstrap, source, dlq, group, rules, **extra):
         "http": {"host": "127.0.0.1", "port": 0},
         "dead_letter": {"topic": dlq},
         "sources": [{"topic": source}],
-        "routing": {"retry_base_delay_ms": 5, "retry_max_delay_ms": 20},
         "rules": rules,
     }
+    # the test endpoints listen on loopback, which http targets may only call when listed
+    routing = {"retry_base_delay_ms": 5, "retry_max_delay_ms": 20, "http_allow_networks": ["127.0.0.0/8"]}
+    data["routing"] = {**routing, **extra.pop("routing", {})}
     data.update(extra)
     return parse_config(data, environ={})
 

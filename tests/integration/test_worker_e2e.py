@@ -47,6 +47,8 @@ def config_for(bootstrap, source, outputs: dict, dlq, group, **extra):
             for name, topic in outputs.items()
         ],
     }
+    # the test endpoints listen on loopback, which http targets may only call when listed
+    data["routing"] = {"http_allow_networks": ["127.0.0.0/8"], **extra.pop("routing", {})}
     data.update(extra)
     return parse_config(data, environ={})
 

@@ -32,6 +32,7 @@ from streams import metrics
 from streams.config import ConfigError, RuleSettings, TargetSettings
 from streams.http.eventbridge.sigv4 import SignatureError, verify
 from streams.targets import parse_target
+from streams.targets.http import AddressPolicy
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 MAX_ENTRIES = 10
@@ -362,6 +363,11 @@ class EventBridgeApi:
         if not isinstance(specs, list) or not specs:
             raise _validation("Parameter Targets is required.")
         new = [target_from_aws(spec) for spec in specs]  # raises for the whole call, as AWS does
+        policy = AddressPolicy(tuple(self.config.routing.http_allow_networks))
+        for target in new:
+            refusal = policy.check_url(target.option("url")) if target.type == "http" else None
+            if refusal is not None:
+                raise _validation(f"Target {target.id}: {refusal}")
         merged = {t.id: t for t in rule.targets}
         merged.update({t.id: t for t in new})
         if len(merged) > self.config.routing.max_targets_per_rule:
