@@ -158,12 +158,17 @@ class WaitingRoomService:
             try:
                 if await self.store.version() != self._version:
                     await self.reload()
-                for room_id in list(self.rooms):
-                    await self.tick(room_id)
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis blip: keep ticking, the next tick catches up (fixed_rate credit is time-based)
-                log.exception("waiting-room inlet tick failed")
+                log.exception("waiting-room settings reload failed")
+            for room_id in list(self.rooms):
+                try:
+                    await self.tick(room_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one room's failure must not stop the rooms after it
+                    log.exception("waiting-room inlet tick of room %s failed", room_id)
             await asyncio.sleep(self.tick_interval_s)
 
     # ---- helpers ------------------------------------------------------------------------------

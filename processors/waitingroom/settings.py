@@ -95,13 +95,18 @@ class RoomSettings:
         }
 
 
-def _num(path: str, value: Any, *, minimum: float, integer: bool = False) -> float:
+def _num(path: str, value: Any, *, minimum: float, maximum: float, integer: bool = False) -> float:
+    """A number within bounds: a huge value (1e306 seconds) would break the arithmetic of admissions."""
     kind = "an integer" if integer else "a number"
+    expected = f"{kind} from {minimum:g} to {maximum:g}"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        raise SettingsError(path, f"{kind} >= {minimum:g}", value)
-    if value < minimum:
-        raise SettingsError(path, f"{kind} >= {minimum:g}", value)
+        raise SettingsError(path, expected, value)
+    if not minimum <= value <= maximum:  # also refuses NaN
+        raise SettingsError(path, expected, value)
     return value
+
+
+DAY_S = 86_400
 
 
 def _time(path: str, value: Any) -> float | None:
@@ -122,9 +127,9 @@ def _time(path: str, value: Any) -> float | None:
 
 def valid_room_id(room_id: Any, path: str = "room") -> str:
     if not isinstance(room_id, str) or not room_id or len(room_id) > 64 or not all(
-        c.isalnum() or c in "-_." for c in room_id
-    ):
-        raise SettingsError(path, "a room id of 1-64 letters, digits, '-', '_' or '.'", room_id)
+        (c.isascii() and c.isalnum()) or c in "-_." for c in room_id
+    ):  # ASCII only: no Unicode lookalikes of another room's id
+        raise SettingsError(path, "a room id of 1-64 ASCII letters, digits, '-', '_' or '.'", room_id)
     return room_id
 
 
@@ -153,13 +158,15 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
     if extra:
         raise SettingsError(f"{path}.inlet.{extra[0]}", f"only {sorted(allowed)} for policy {policy!r}", extra[0])
     if policy == "fixed_rate":
-        inlet = InletPolicy(policy, rate=int(_num(f"{path}.inlet.rate", inlet_raw.get("rate", 60), minimum=1, integer=True)),
-                            interval_s=float(_num(f"{path}.inlet.interval_s", inlet_raw.get("interval_s", 60), minimum=0.001)))
+        inlet = InletPolicy(policy, rate=int(_num(f"{path}.inlet.rate", inlet_raw.get("rate", 60), minimum=1,
+                                                  maximum=10_000_000, integer=True)),
+                            interval_s=float(_num(f"{path}.inlet.interval_s", inlet_raw.get("interval_s", 60),
+                                                  minimum=0.001, maximum=DAY_S)))
     elif policy == "max_active":
         if "max_active" not in inlet_raw:
             raise SettingsError(f"{path}.inlet.max_active", "an integer >= 1", None)
         inlet = InletPolicy(policy, max_active=int(_num(f"{path}.inlet.max_active", inlet_raw["max_active"],
-                                                        minimum=1, integer=True)))
+                                                        minimum=1, maximum=100_000_000, integer=True)))
     else:
         inlet = InletPolicy(policy)
 
@@ -171,7 +178,7 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
 
     inventory = raw.get("inventory")
     if inventory is not None:
-        inventory = int(_num(f"{path}.inventory", inventory, minimum=0, integer=True))
+        inventory = int(_num(f"{path}.inventory", inventory, minimum=0, maximum=2**53, integer=True))
 
     schedule = raw.get("schedule") or {}
     if not isinstance(schedule, dict) or set(schedule) - {"start", "end"}:
@@ -194,8 +201,10 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
     return RoomSettings(
         room_id=room_id, queueing_method=method, inlet=inlet, priority_classes=tuple(classes),
         inventory=inventory,
-        heartbeat_s=float(_num(f"{path}.heartbeat_s", raw.get("heartbeat_s", 300), minimum=1)),
-        session_duration_s=float(_num(f"{path}.session_duration_s", raw.get("session_duration_s", 600), minimum=1)),
-        refresh_interval_s=float(_num(f"{path}.refresh_interval_s", raw.get("refresh_interval_s", 5), minimum=0.1)),
+        heartbeat_s=float(_num(f"{path}.heartbeat_s", raw.get("heartbeat_s", 300), minimum=1, maximum=DAY_S)),
+        session_duration_s=float(_num(f"{path}.session_duration_s", raw.get("session_duration_s", 600), minimum=1,
+                                      maximum=30 * DAY_S)),
+        refresh_interval_s=float(_num(f"{path}.refresh_interval_s", raw.get("refresh_interval_s", 5), minimum=0.1,
+                                      maximum=3600)),
         schedule_start=start, schedule_end=end, paused=paused, claim_secret=secret,
     )

@@ -161,3 +161,29 @@ async def test_standalone_serve_command(redis_prefix, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_a_failing_room_does_not_stop_the_admissions_of_the_others(redis_prefix):
+    # issue 21 item 16: the inlet loop used to give up on every room after the first that failed
+    rooms = {"a-broken": {"inlet": {"policy": "max_active", "max_active": 5}},
+             "b-fine": {"inlet": {"policy": "max_active", "max_active": 5}}}
+    client, service = await start_api(redis_prefix, rooms, tick_interval_s=0.05)
+    tick = service.tick
+
+    async def failing_for_a(room_id, manual=0):
+        if room_id == "a-broken":
+            raise RuntimeError("a room whose admission arithmetic fails")
+        return await tick(room_id, manual)
+
+    service.tick = failing_for_a
+    try:
+        joined = await (await client.post("/waitingroom/rooms/b-fine/join", json={})).json()
+        for _ in range(100):
+            status = await (await client.get("/waitingroom/rooms/b-fine/status",
+                                             params={"request_id": joined["request_id"]})).json()
+            if status["state"] == "admitted":
+                break
+            await asyncio.sleep(0.05)
+        assert status["state"] == "admitted", "room b-fine admitted nobody while room a-broken failed"
+    finally:
+        await client.close()

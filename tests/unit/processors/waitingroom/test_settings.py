@@ -23,14 +23,19 @@ def test_defaults_and_full_settings():
 
 @pytest.mark.parametrize("raw,path,expected", [
     ({"queueing_method": "lifo"}, "rooms.sale.queueing_method", "one of"),
-    ({"inlet": {"policy": "fixed_rate", "rate": 0}}, "rooms.sale.inlet.rate", "integer >= 1"),
+    ({"inlet": {"policy": "fixed_rate", "rate": 0}}, "rooms.sale.inlet.rate", "integer from 1 to"),
     ({"inlet": {"policy": "fixed_rate", "rate": "10"}}, "rooms.sale.inlet.rate", "integer"),
     ({"inlet": {"policy": "max_active"}}, "rooms.sale.inlet.max_active", "integer >= 1"),
     ({"inlet": {"policy": "manual", "rate": 5}}, "rooms.sale.inlet.rate", "only"),
     ({"inlet": {"policy": "burst"}}, "rooms.sale.inlet.policy", "one of"),
     ({"priority_classes": []}, "rooms.sale.priority_classes", "list of 1-16"),
     ({"priority_classes": ["a", "a"]}, "rooms.sale.priority_classes", "distinct"),
-    ({"inventory": -1}, "rooms.sale.inventory", ">= 0"),
+    ({"inventory": -1}, "rooms.sale.inventory", "from 0 to"),
+    # issue 21 item 16: 1e306 s used to be accepted and broke every admission after it
+    ({"heartbeat_s": 1e306}, "rooms.sale.heartbeat_s", "a number from 1 to 86400"),
+    ({"heartbeat_s": float("nan")}, "rooms.sale.heartbeat_s", "a number from 1 to 86400"),
+    ({"session_duration_s": 1e12}, "rooms.sale.session_duration_s", "from 1 to 2.592e+06"),
+    ({"inlet": {"policy": "fixed_rate", "interval_s": 1e300}}, "rooms.sale.inlet.interval_s", "to 86400"),
     ({"heartbeat_s": True}, "rooms.sale.heartbeat_s", "number"),
     ({"schedule": {"start": "tomorrow"}}, "rooms.sale.schedule.start", "ISO-8601"),
     ({"schedule": {"start": "2030-01-01T10:00:00"}}, "rooms.sale.schedule.start", "timezone"),
@@ -51,6 +56,8 @@ def test_room_id_is_checked():
     with pytest.raises(SettingsError) as err:
         parse_room_settings("bad room/1", {})
     assert "room id" in str(err.value)
+    with pytest.raises(SettingsError, match="ASCII"):  # a Cyrillic "а": a lookalike of room "sale"
+        parse_room_settings("s\u0430le", {})
 
 
 def test_secret_is_not_echoed():
