@@ -40,8 +40,26 @@ def load_pattern(pattern: PatternSource) -> dict[str, Any]:
     return pattern
 
 
+# Patterns deeper than this are refused before they are walked: the compiler recurses per level,
+# and a pattern of a few thousand characters can nest past Python's recursion limit.
+MAX_DEPTH = 100
+
+
+def _depth(value: Any) -> int:
+    """How deeply objects and arrays nest in `value`, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
 def compile_clauses(pattern: PatternSource) -> list[Clause]:
     pattern = load_pattern(pattern)
+    if _depth(pattern) > MAX_DEPTH:
+        raise invalid(f"Event pattern is nested deeper than {MAX_DEPTH} levels.")
     clauses = _object(pattern, "")
     for clause in clauses:
         _check_wildcard_complexity(clause)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -244,6 +245,8 @@ class RoutingSettings(Section):
         None, description="Compacted topic of rule changes (the API writes it, every worker applies it). "
         "Unset: rules come from this file only.",
     )
+    max_pattern_chars: int = Field(2048, ge=1, le=4096, description="Longest event pattern, in characters of its "
+                                   "JSON: EventBridge's quota, 2048 by default, raised up to 4096 on request.")
     retry_base_delay_ms: int = Field(1000, ge=1, description="First retry back-off; doubles per attempt, with jitter.")
     retry_max_delay_ms: int = Field(60_000, ge=1, description="Back-off cap.")
     http_allow_networks: list[str] = Field(
@@ -332,11 +335,15 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _targets_per_rule(self):
-        limit = self.routing.max_targets_per_rule
+        limit, chars = self.routing.max_targets_per_rule, self.routing.max_pattern_chars
         for i, rule in enumerate(self.rules):
             if len(rule.targets) > limit:
                 raise ValueError(f"rules[{i}].targets: at most {limit} targets per rule "
                                  f"(routing.max_targets_per_rule), got {len(rule.targets)}")
+            size = len(orjson.dumps(rule.event_pattern)) if rule.event_pattern is not None else 0
+            if size > chars:
+                raise ValueError(f"rules[{i}].EventPattern: {size} characters, more than routing.max_pattern_chars "
+                                 f"({chars}; EventBridge allows up to 4096)")
         return self
 
     @field_validator("rules")

@@ -176,8 +176,7 @@ async def test_put_events_checks_every_entry_before_writing_any(running, bootstr
         node["a"] = {}
         node = node["a"]
     entries = [entry("shop", 1), {**entry("shop", 2), "Detail": json.dumps(deep)},
-               entry("shop", 3, Time=1e20), entry("shop", 4, Time=1733500000000), entry("shop", 5, Time=True),
-               entry("shop", 6, Time=1733500000)]
+               entry("shop", 3, Time=1e20), entry("shop", 4, Time=1733500000000), entry("shop", 6, Time=1733500000)]
     headers = {"X-Amz-Target": "AWSEvents.PutEvents", "Content-Type": "application/x-amz-json-1.1",
                "Authorization": "Bearer tok-123"}
     async with aiohttp.ClientSession() as session:
@@ -185,9 +184,13 @@ async def test_put_events_checks_every_entry_before_writing_any(running, bootstr
                                 headers=headers) as resp:
             assert resp.status == 200, await resp.text()
             put = await resp.json(content_type=None)
-    assert put["FailedEntryCount"] == 4
+        # a Time that is not a number at all is a type error of the request, as on AWS: nothing is written
+        async with session.post(f"http://127.0.0.1:{port}/", headers=headers,
+                                data=json.dumps({"Entries": [entry("shop", 5), entry("shop", 5, Time=True)]})) as resp:
+            assert resp.status == 400 and (await resp.json(content_type=None))["__type"] == "SerializationException"
+    assert put["FailedEntryCount"] == 3
     codes = [e.get("ErrorCode") for e in put["Entries"]]
-    assert codes == [None, "MalformedDetail", "InvalidArgument", "InvalidArgument", "InvalidArgument", None]
+    assert codes == [None, "MalformedDetail", "InvalidArgument", "InvalidArgument", None]
     assert "nested deeper than 253 levels" in put["Entries"][1]["ErrorMessage"]
     assert "Parameter Time is not valid" in put["Entries"][2]["ErrorMessage"]
     written = [json.loads(r.value) for r in await read_all(bootstrap_servers, bus, idle=2.0)]
@@ -219,3 +222,76 @@ async def test_unknown_operations_cannot_grow_the_metrics_and_bearer_is_case_ins
 
     known = {name.removeprefix("op_") for name in dir(EventBridgeApi) if name.startswith("op_")}
     assert operations() <= known | {"unknown"} and not any(op.startswith("Probe") for op in operations())
+
+
+async def test_any_json_body_to_any_operation_is_answered_2xx_or_a_4xx_json_error(running):
+    # issue 21 item 8: malformed but authenticated requests used to get 500 text/plain, which boto3 retries
+    import urllib.error
+    import urllib.request
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from streams.http.eventbridge import shapes
+    from streams.http.eventbridge.api import EventBridgeApi
+
+    _, port, _ = running
+    operations = sorted(name.removeprefix("op_") for name in dir(EventBridgeApi) if name.startswith("op_"))
+    members = sorted({m for op in operations for m in shapes.input_shape(op).members})
+    scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20)
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(members) | st.text(max_size=8), inner, max_size=4), max_leaves=12)
+    bodies = st.dictionaries(st.sampled_from(members), values, max_size=5) | values
+
+    def post(operation: str, body) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/", data=json.dumps(body).encode(), method="POST",
+            headers={"X-Amz-Target": f"AWSEvents.{operation}", "Content-Type": "application/x-amz-json-1.1",
+                     "Authorization": "Bearer tok-123"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(operations), bodies)
+    def never_a_server_error(operation, body):
+        status, answer = post(operation, body)
+        assert status < 500, (operation, body, answer)
+        if status >= 400:
+            assert set(answer) == {"__type", "message"} and answer["__type"].endswith("Exception")
+
+    await asyncio.to_thread(never_a_server_error)
+
+
+@pytest.mark.parametrize("operation, body, expected", [
+    ("TestEventPattern", {"EventPattern": '{"a":' * 1000 + '["x"]' + "}" * 1000, "Event": "{}"},
+     "ValidationException"),  # past AWS's 4096 characters
+    ("TestEventPattern", {"EventPattern": '{"a":' * 150 + '["x"]' + "}" * 150, "Event": "{}"},
+     "InvalidEventPatternException"),  # nested deeper than the compiler takes
+    ("PutRule", {"Name": "deep", "EventPattern": '{"a":' * 150 + '["x"]' + "}" * 150},
+     "InvalidEventPatternException"),
+    ("PutRule", {"Name": "big", "EventPattern": json.dumps({"source": ["x" * 3000]})},
+     "LimitExceededException"),  # past the bus's quota (routing.max_pattern_chars, 2048 by default)
+    ("PutRule", {"Name": "obj", "EventPattern": {"source": ["x"]}}, "SerializationException"),
+    ("ListRules", {"NextToken": "abc"}, "ValidationException"),
+    ("ListRules", {"Limit": "x"}, "SerializationException"),
+    ("ListRules", {"Limit": 1000}, "ValidationException"),
+    ("DeleteRule", {"Name": []}, "SerializationException"),
+    ("PutTargets", {"Rule": "from-config", "Targets": [5]}, "SerializationException"),
+    ("PutTargets", {"Rule": "from-config", "Targets": [{"Id": "t", "Arn": "kafka://x", "DeadLetterConfig": {"Arn": 5}}]},
+     "SerializationException"),
+    ("PutEvents", {"Entries": [{"Source": "s", "DetailType": "d", "Detail": "{}", "Resources": 5}]},
+     "SerializationException"),
+])
+async def test_the_malformed_requests_that_got_a_500_get_aws_errors(running, operation, body, expected):
+    import aiohttp
+
+    _, port, _ = running
+    headers = {"X-Amz-Target": f"AWSEvents.{operation}", "Content-Type": "application/x-amz-json-1.1",
+               "Authorization": "Bearer tok-123"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"http://127.0.0.1:{port}/", data=json.dumps(body), headers=headers) as resp:
+            answer = await resp.json(content_type=None)
+            assert (resp.status, answer["__type"]) == (400, expected), answer

@@ -17,6 +17,7 @@ DeadLetterConfig ARN is `kafka://<topic>` or an SQS ARN whose queue name is the 
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 import string
 import uuid
@@ -30,6 +31,7 @@ from pydantic_core import ErrorDetails
 
 from streams import metrics
 from streams.config import ConfigError, RuleSettings, TargetSettings
+from streams.http.eventbridge import shapes
 from streams.http.eventbridge.sigv4 import SignatureError, verify
 from streams.targets import parse_target
 from streams.targets.http import AddressPolicy
@@ -39,6 +41,8 @@ MAX_ENTRIES = 10
 MAX_PUT_EVENTS_BYTES = 256 * 1024
 MANAGED_BY_CONFIG = "eventweir.config"
 
+
+log = logging.getLogger(__name__)
 
 class ApiError(Exception):
     def __init__(self, type_: str, message: str, status: int = 400):
@@ -165,10 +169,19 @@ class EventBridgeApi:
                 raise ApiError("SerializationException", "Request body is not valid JSON.") from None
             if not isinstance(params, dict):
                 raise ApiError("SerializationException", "Request body must be a JSON object.")
+            try:
+                shapes.check(operation, params)
+            except shapes.ShapeError as exc:
+                raise ApiError(exc.code, exc.message) from None
             result = await handler(params)
         except ApiError as exc:
             metrics.API_REQUESTS.labels(label, exc.type).inc()
             return _reply({"__type": exc.type, "message": exc.message}, exc.status)
+        except Exception:  # a bug: still AWS's JSON shape (boto3 reads it), and the traceback in the log
+            log.exception("EventBridge API %s failed", label)
+            metrics.API_REQUESTS.labels(label, "InternalException").inc()
+            return _reply({"__type": "InternalException", "message": "An internal error occurred; see the worker's log."},
+                          500)
         metrics.API_REQUESTS.labels(label, "ok").inc()
         return _reply(result)
 
@@ -281,7 +294,7 @@ class EventBridgeApi:
         from processors.routing import InvalidEventPatternException, ValidationException, compile_pattern, validate_event
 
         try:
-            pattern = compile_pattern(params.get("EventPattern") or "")
+            pattern = compile_pattern(self._pattern_text(params))
         except InvalidEventPatternException as exc:
             raise ApiError("InvalidEventPatternException", exc.message) from None
         try:
@@ -299,9 +312,9 @@ class EventBridgeApi:
             raise _validation("Parameter Name is required.")
         if params.get("ScheduleExpression"):
             raise _validation("ScheduleExpression is not supported by eventweir; use an EventPattern.")
-        text = params.get("EventPattern")
-        if not text:
+        if not params.get("EventPattern"):
             raise _validation("Parameter(s) EventPattern or ScheduleExpression must be specified.")
+        text = self._pattern_text(params)
         try:
             compile_pattern(text)
         except InvalidEventPatternException as exc:
@@ -318,14 +331,28 @@ class EventBridgeApi:
         })
         return {"RuleArn": self.arn_prefix + name}
 
+    def _pattern_text(self, params: dict) -> str:
+        """The request's EventPattern, within AWS's 4096 characters and this bus's quota."""
+        text = params.get("EventPattern") or ""
+        limit = self.config.routing.max_pattern_chars
+        if len(text) > 4096:
+            raise _validation("1 validation error detected: Value at 'eventPattern' failed to satisfy constraint: "
+                              "Member must have length less than or equal to 4096")
+        if len(text) > limit:
+            raise ApiError("LimitExceededException", f"The event pattern is {len(text)} characters; this bus allows "
+                                                     f"{limit} (routing.max_pattern_chars, up to 4096).")
+        return text
+
     async def op_DescribeRule(self, params: dict) -> dict:
         return self._describe(self._get(params.get("Name")))
 
     async def op_ListRules(self, params: dict) -> dict:
         prefix = params.get("NamePrefix") or ""
         names = sorted(n for n in self._rules() if n.startswith(prefix))
-        start = int(params.get("NextToken") or 0)
-        limit = int(params.get("Limit") or 100)
+        token = params.get("NextToken") or "0"
+        if not token.isdigit():
+            raise _validation("The NextToken is not valid.")
+        start, limit = int(token), params.get("Limit") or 100
         rules = self._rules()
         page = names[start:start + limit]
         out: dict[str, Any] = {"Rules": [self._describe(rules[n]) for n in page]}
