@@ -77,6 +77,8 @@ WORKER = {
         ]),
         ("Failures", [
             ts("Dead letters by stage and error", [(f"sum by (stage, error) (rate(eventweir_dead_letters_total{{{W}}}[$__rate_interval]))", "{{stage}} {{error}}")], "ops"),
+            ts("Tombstones skipped", [(f"sum by (topic) (rate(eventweir_tombstones_skipped_total{{{W}}}[$__rate_interval]))", "{{topic}}")], "ops",
+               "Records with a null value that a source skips (sources[].tombstones); on a flattened CDC topic these are deletes."),
             ts("Target failures (S3, Timestream, InfluxDB, HTTP, Kafka)", [(f'sum by (target) (rate(eventweir_target_deliveries_total{{{W}, outcome="failed"}}[$__rate_interval]))', "{{target}}")], "ops",
                "Failed delivery attempts; the worker retries, and the partitions feeding the target stop committing."),
         ]),

@@ -142,6 +142,12 @@ class SourceSettings(Section):
         description="Schema refs the payload must satisfy, any of them (e.g. [iot@v1]); defaults to the kind's schema.",
     )
 
+    tombstones: Literal["skip", "delete", "fail"] | None = Field(
+        None, description="What a record with a null value (a tombstone) is. cdc: `skip` (the default: Debezium "
+        "follows each delete event with one) or `delete`, a `<table>.deleted` event with the key, for topics "
+        "flattened by ExtractNewRecordState, whose deletes are tombstones only. Other kinds: `fail` (the default: "
+        "dead-lettered) or `skip`. Skipped tombstones are counted in eventweir_tombstones_total.",
+    )
     enrich: list[EnrichSettings] = Field(
         default_factory=list,
         description="Enrichment stages after normalisation, in order: [{type: join, table: devices, key: "
@@ -153,6 +159,13 @@ class SourceSettings(Section):
     @classmethod
     def _one_or_many(cls, value):
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _tombstones(self):
+        if self.tombstones == "delete" and self.kind != "cdc":
+            raise ValueError(f"tombstones: `delete` makes <table>.deleted events of kind cdc sources; a {self.kind} "
+                             "source takes `fail` or `skip`")
+        return self
 
 
 class EnrichSettings(Section):

@@ -64,6 +64,9 @@ LAKE_RECORDS = Counter("eventweir_lake_records_total", "Records in lake objects 
 # --- rules, control topic and the EventBridge API ----------------------------------------------
 RULE_RELOADS = Counter("eventweir_rule_reloads_total", "Rule-set reloads from the control topic, by result.", ["result"])
 CONTROL_RULES = Gauge("eventweir_control_rules", "Rules currently defined in the control topic.")
+TOMBSTONES_SKIPPED = Counter(
+    "eventweir_tombstones_skipped_total", "Records with a null value (tombstones) skipped, per source topic "
+    "(sources[].tombstones).", ["topic"])
 RULE_ENGINE = Gauge(
     "eventweir_rule_engine", "1 for the matching engine the rule set uses: index, bitmask, reference (no generated "
     "code), choosing (the timing trial is running) or none (no rule has a pattern).", ["engine"])

@@ -97,6 +97,21 @@ def count_batch(stats: WorkerStats, result: Any, count: int, started: float) -> 
     metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
 
+class SkippedTombstones:
+    """eventweir_tombstones_skipped_total, from the counts the decoders and CDC normalisers keep."""
+
+    def __init__(self) -> None:
+        self._exported: dict[str, int] = {}
+
+    def export(self, pipeline: Any) -> None:
+        for topic, chain in getattr(pipeline, "chains", {}).items():
+            total = sum(getattr(part, "skipped_tombstones", 0) for part in (chain.decoder, *chain.stages))
+            new = total - self._exported.get(topic, 0)
+            if new > 0:
+                metrics.TOMBSTONES_SKIPPED.labels(topic).inc(new)
+                self._exported[topic] = total
+
+
 RULE_ENGINES = ("index", "bitmask", "reference", "choosing", "none")
 
 

@@ -49,7 +49,14 @@ from processors.pipeline import Pipeline, PipelineResult
 from processors.routing.router import Route, Router, RouteTarget
 from streams import metrics
 from streams.config import Config, ConfigError
-from streams.runtime.dispatch import WorkerStats, count_batch, dispatch, export_rule_engine, readiness
+from streams.runtime.dispatch import (
+    SkippedTombstones,
+    WorkerStats,
+    count_batch,
+    dispatch,
+    export_rule_engine,
+    readiness,
+)
 from streams.runtime.enrichment import close_stages, start_tables, stateful_sources
 from streams.runtime.offsets import Ticket
 from streams.runtime.outputs import close_outputs, open_outputs
@@ -230,6 +237,7 @@ class FaustWorker:
         self._pipeline_is_async = getattr(self.pipeline, "is_async", False)  # a wrapped pipeline may not say
         self.app = app or make_app(config)
         self.stats = WorkerStats()
+        self._tombstones = SkippedTombstones()
         self.assigned: set[TopicPartition] = set()
         self.joined = False
         self.producer = None
@@ -336,6 +344,7 @@ class FaustWorker:
         self.stats.lag = lag
         metrics.READY.set(1 if self.ready[0] else 0)
         export_rule_engine(getattr(self.pipeline, "router", None))
+        self._tombstones.export(self.pipeline)
 
     async def shutdown(self) -> None:
         grace = self.config.runtime.shutdown_grace_s

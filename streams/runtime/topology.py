@@ -52,6 +52,14 @@ DEFAULT_SCHEMAS = {"iot": ["iot"], "clickstream": ["clickstream"], "cdc": ["debe
                    "envelope": ["envelope"]}
 
 
+def decoder_tombstones(kind: str, setting: str | None) -> str:
+    """The decoder's mode: CDC topics carry tombstones after deletes (the normaliser decides what
+    they become); everywhere else a null value is an error unless the source skips them."""
+    if kind == "cdc":
+        return "fail" if setting == "fail" else "keep"
+    return "skip" if setting == "skip" else "fail"
+
+
 def build_stages(config: Config, tables: dict | None = None) -> tuple[dict[str, list], dict[str, Decoder]]:
     """Per source topic: its decoder and the stages after it (validate, normalise, enrich).
     `tables`: the ReferenceTables `join` stages read (streams.runtime.enrichment.build_tables)."""
@@ -70,9 +78,9 @@ def build_stages(config: Config, tables: dict | None = None) -> tuple[dict[str, 
             chain.append(ClickstreamNormaliser(account=bus.account, region=bus.region, **named))
         elif source.kind == "cdc":
             named.pop("detail_type", None)  # CDC detail-types come from the table: <table>.created ...
-            chain.append(CdcNormaliser(account=bus.account, region=bus.region, **named))
-        # CDC topics carry tombstones after deletes; everywhere else a null value is an error
-        decoders[source.topic] = Decoder(tombstones="keep" if source.kind == "cdc" else "fail")
+            chain.append(CdcNormaliser(account=bus.account, region=bus.region,
+                                       tombstones="delete" if source.tombstones == "delete" else "skip", **named))
+        decoders[source.topic] = Decoder(tombstones=decoder_tombstones(source.kind, source.tombstones))
         chain += build_enrichment(config, index, source.enrich, tables or {})
         stages[source.topic] = chain
     return stages, decoders

@@ -23,7 +23,14 @@ from streams.config import Config
 from streams.kafka.fastpath import consumer_record, fetch_records
 from streams.kafka.producer import BatchProducer
 from streams.runtime.backpressure import Backpressure
-from streams.runtime.dispatch import WorkerStats, count_batch, dispatch, export_rule_engine, readiness
+from streams.runtime.dispatch import (
+    SkippedTombstones,
+    WorkerStats,
+    count_batch,
+    dispatch,
+    export_rule_engine,
+    readiness,
+)
 from streams.runtime.enrichment import close_stages, start_tables
 from streams.runtime.offsets import Watermarks
 from streams.runtime.outputs import close_outputs, open_outputs
@@ -82,6 +89,7 @@ class Worker:
         self.joined = False  # the first rebalance has completed (possibly with no partitions)
         self.backpressure = Backpressure(config.runtime.max_in_flight_total)
         self.state = StateStores(config)
+        self._tombstones = SkippedTombstones()
         self.positions: dict[TopicPartition, int] = {}  # next offset to fetch, for lag
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task] = []
@@ -343,6 +351,7 @@ class Worker:
         self.stats.lag = lag
         metrics.READY.set(1 if self.ready[0] else 0)
         export_rule_engine(getattr(self.pipeline, "router", None))
+        self._tombstones.export(self.pipeline)
 
     # --- rebalance --------------------------------------------------------------------------------
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
