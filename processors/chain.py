@@ -21,11 +21,14 @@ from processors.decode import Decoder
 
 def run_stage(stage, events: list[Event], failures: list[Failure]) -> list[Event]:
     """Run one stage; if it raises for the batch (a bug, or data it did not expect), re-run it one
-    event at a time so only the poison events are dead-lettered and the rest flow on."""
+    event at a time so only the poison events are dead-lettered and the rest flow on. The retry
+    starts clean: the failures the broken attempt recorded are dropped (they are recorded again),
+    and stages change an event only once they have succeeded for the batch (processors/stage.py)."""
+    recorded = len(failures)
     try:
         return stage.process(events, failures)
     except Exception:
-        pass
+        del failures[recorded:]
     survivors: list[Event] = []
     name = stage_name(stage)
     for event in events:
@@ -38,10 +41,11 @@ def run_stage(stage, events: list[Event], failures: list[Failure]) -> list[Event
 
 async def run_stage_async(stage, events: list[Event], failures: list[Failure]) -> list[Event]:
     """`run_stage` for a stage with `process_async`: the same poison isolation."""
+    recorded = len(failures)
     try:
         return await stage.process_async(events, failures)
     except Exception:
-        pass
+        del failures[recorded:]
     survivors: list[Event] = []
     name = stage_name(stage)
     for event in events:

@@ -9,7 +9,10 @@ or  async process_async(events, failures) -> list[Event]                        
 It returns the events that go on, in order (it may drop, add or rewrite them), and appends a
 `Failure` for each event it rejects, with a reason a user can act on. It raises only for a bug or
 for data it did not expect: the chain then re-runs it one event at a time, so only the poison
-event is dead-lettered (chain.run_stage). Optional attributes: `name` or `stage` (the label in
+event is dead-lettered (chain.run_stage). So that the re-run starts from the events as they were,
+a stage changes an event only once it cannot fail any more for the batch: make the new bodies
+first, assign them at the end (the normalisers do), or change each event in one step that
+cannot raise halfway. Optional attributes: `name` or `stage` (the label in
 dead letters and metrics), `appends_json` (it only adds top-level keys: see core.Event),
 `state` (a PartitionedState: a StatefulStage, whose state the native runtime keeps in a changelog
 topic and restores on rebalance), `async close()` (what it holds open).

@@ -94,22 +94,46 @@ class CdcNormaliser:
         return key
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
-        out = []
+        out, made = [], []  # events are changed only once every envelope is made (processors/stage.py)
         for event in events:
             body = event.body
-            if TOMBSTONE in body:
-                if self.tombstones == "skip":
-                    self.skipped_tombstones += 1
-                    continue
-                event.body = self._tombstone(event.record)
-            elif "op" in body and "source" in body:
-                event.body = self._change(event.record, body)
-            elif "payload" in body and "schema" in body and type(body["payload"]) is dict:
-                event.body = self._change(event.record, body["payload"])
-            else:
-                event.body = self._flat(event.record, body)
+            try:
+                if TOMBSTONE in body:
+                    if self.tombstones == "skip":
+                        self.skipped_tombstones += 1
+                        continue
+                    envelope = self._tombstone(event.record)
+                else:
+                    envelope = self._normalise(event.record, body)
+            except MalformedChange as exc:
+                failures.append(Failure(event.record, self.stage, "malformed_change", str(exc)))
+                continue
+            made.append(envelope)
             out.append(event)
+        for event, envelope in zip(out, made):
+            event.body = envelope
         return out
+
+    def _normalise(self, record: SourceRecord, body: dict) -> dict:
+        if "payload" in body and "schema" in body and type(body["payload"]) is dict:
+            body = body["payload"]  # the JSON converter with schemas.enable=true
+        if "op" in body and "source" in body:
+            return self._change(record, _checked_change(body))
+        if "tableChanges" in body or ("ddl" in body and "databaseName" in body):
+            return self._schema_change(record, body)
+        return self._flat(record, body)  # a row flattened by ExtractNewRecordState (its columns may be named op)
+
+    def _schema_change(self, record: SourceRecord, change: dict) -> dict:
+        """A Debezium schema-change event (the connector's schema-history topic): valid input,
+        routed as `<db>.schema_changed` with the DDL and the tables it changed."""
+        source = change.get("source") if type(change.get("source")) is dict else {}
+        db = change.get("databaseName") or source.get("db") or _table_from_topic(record.topic)
+        tables = change.get("tableChanges") if type(change.get("tableChanges")) is list else []
+        detail = {"db": db, "schema": change.get("schemaName"), "ddl": change.get("ddl"),
+                  "tables": [t.get("id") for t in tables if type(t) is dict],
+                  "table_changes": tables, "source_position": source_position(source),
+                  "connector": source.get("connector"), "ts_ms": change.get("ts_ms")}
+        return self._envelope(record, f"{db}.schema_changed", change.get("ts_ms") or record.timestamp_ms, detail)
 
     def _envelope(self, record: SourceRecord, detail_type: str, ms: int, detail: dict) -> dict:
         return make_envelope(derived_id(record), detail_type, self.source, self.account, format_time(ms),
@@ -174,6 +198,29 @@ class CdcNormaliser:
                   "connector": None, "snapshot": False, "source_ts_ms": None, "ts_ms": None, "lag_ms": None,
                   "tombstone": True}
         return self._envelope(record, f"{table}.deleted", record.timestamp_ms, detail)
+
+
+class MalformedChange(ValueError):
+    """A record that claims to be a Debezium change (`op`) and is not one: the reason says what is wrong."""
+
+
+def _checked_change(change: dict) -> dict:
+    op = change.get("op")
+    if op not in VERBS and op != "m":
+        raise MalformedChange(f"`op` is {op!r}; a Debezium change has one of c, u, d, r, t or m")
+    if "source" in change and type(change["source"]) is not dict:
+        raise MalformedChange(f"`source` is {type(change['source']).__name__}; a Debezium change's source is an object")
+    for side in ("before", "after"):
+        if change.get(side) is not None and type(change[side]) is not dict:
+            raise MalformedChange(f"`{side}` is {type(change[side]).__name__}; expected the row as an object, or null")
+    if op in ("c", "r") and change.get("after") is None:
+        raise MalformedChange(f"op {op!r} with no `after`: a created or snapshot row carries its values in `after`")
+    if change.get("ts_ms") is not None and type(change["ts_ms"]) is not int:
+        raise MalformedChange(f"`ts_ms` is {change['ts_ms']!r}; expected epoch milliseconds")
+    source = change.get("source") or {}
+    if source.get("ts_ms") is not None and type(source["ts_ms"]) is not int:
+        raise MalformedChange(f"`source.ts_ms` is {source['ts_ms']!r}; expected epoch milliseconds")
+    return change
 
 
 def _table_from_topic(topic: str) -> str:

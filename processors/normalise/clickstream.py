@@ -18,7 +18,7 @@ class ClickstreamNormaliser:
         self.detail_type_from_event = detail_type_from_event
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
-        out = []
+        out, made = [], []  # events are changed only once every envelope is made (processors/stage.py)
         for event in events:
             body = event.body
             try:
@@ -28,8 +28,10 @@ class ClickstreamNormaliser:
                 continue
             detail_type = (body.get("event_name") or self.detail_type) if self.detail_type_from_event \
                 else self.detail_type
-            event.body = {"version": "0", "id": body.get("event_id") or derived_id(event.record),
-                          "detail-type": detail_type, "source": self.source, "account": self.account,
-                          "time": time, "region": self.region, "resources": [], "detail": body}
+            made.append({"version": "0", "id": body.get("event_id") or derived_id(event.record),
+                         "detail-type": detail_type, "source": self.source, "account": self.account,
+                         "time": time, "region": self.region, "resources": [], "detail": body})
             out.append(event)
+        for event, envelope in zip(out, made):
+            event.body = envelope
         return out

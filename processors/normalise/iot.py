@@ -14,7 +14,7 @@ class IotNormaliser:
         self._arn_prefix = f"arn:aws:iot:{region}:{account}:thing/"
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
-        out = []
+        out, made = [], []  # events are changed only once every envelope is made (processors/stage.py)
         for event in events:
             body = event.body
             ms = body.get("timestamp")
@@ -25,9 +25,11 @@ class IotNormaliser:
                     failures.append(Failure(event.record, self.stage, exc.error, exc.message))
                     continue
             thing = body.get("thing_name") or body.get("device_id")
-            event.body = {"version": "0", "id": body.get("message_id") or derived_id(event.record),
-                          "detail-type": self.detail_type, "source": self.source, "account": self.account,
-                          "time": format_time(ms), "region": self.region,
-                          "resources": [self._arn_prefix + thing] if thing else [], "detail": body}
+            made.append({"version": "0", "id": body.get("message_id") or derived_id(event.record),
+                         "detail-type": self.detail_type, "source": self.source, "account": self.account,
+                         "time": format_time(ms), "region": self.region,
+                         "resources": [self._arn_prefix + thing] if thing else [], "detail": body})
             out.append(event)
+        for event, envelope in zip(out, made):
+            event.body = envelope
         return out
