@@ -94,7 +94,8 @@ class CdcNormaliser:
         return key
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
-        out, made = [], []  # events are changed only once every envelope is made (processors/stage.py)
+        out: list[Event] = []
+        made: list[dict] = []  # events are changed only once every envelope is made (processors/stage.py)
         for event in events:
             body = event.body
             try:
@@ -126,9 +127,9 @@ class CdcNormaliser:
     def _schema_change(self, record: SourceRecord, change: dict) -> dict:
         """A Debezium schema-change event (the connector's schema-history topic): valid input,
         routed as `<db>.schema_changed` with the DDL and the tables it changed."""
-        source = change.get("source") if type(change.get("source")) is dict else {}
+        source: dict = change["source"] if type(change.get("source")) is dict else {}
         db = change.get("databaseName") or source.get("db") or _table_from_topic(record.topic)
-        tables = change.get("tableChanges") if type(change.get("tableChanges")) is list else []
+        tables: list = change["tableChanges"] if type(change.get("tableChanges")) is list else []
         detail = {"db": db, "schema": change.get("schemaName"), "ddl": change.get("ddl"),
                   "tables": [t.get("id") for t in tables if type(t) is dict],
                   "table_changes": tables, "source_position": source_position(source),

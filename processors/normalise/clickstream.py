@@ -18,7 +18,8 @@ class ClickstreamNormaliser:
         self.detail_type_from_event = detail_type_from_event
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
-        out, made = [], []  # events are changed only once every envelope is made (processors/stage.py)
+        out: list[Event] = []
+        made: list[dict] = []  # events are changed only once every envelope is made (processors/stage.py)
         for event in events:
             body = event.body
             try:

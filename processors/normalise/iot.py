@@ -14,7 +14,8 @@ class IotNormaliser:
         self._arn_prefix = f"arn:aws:iot:{region}:{account}:thing/"
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
-        out, made = [], []  # events are changed only once every envelope is made (processors/stage.py)
+        out: list[Event] = []
+        made: list[dict] = []  # events are changed only once every envelope is made (processors/stage.py)
         for event in events:
             body = event.body
             ms = body.get("timestamp")
