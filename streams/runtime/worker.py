@@ -147,21 +147,21 @@ class Worker:
         self.targets = targets
         self.backpressure.keep_targets(set(targets))
 
-    def publish_to_bus(self, event: dict) -> None:
-        """Produce one of eventweir's own events (an envelope) to the bus topic, in the background."""
+    def publish_to_bus(self, event: dict) -> asyncio.Task:
+        """Produce one of eventweir's own events (an envelope) to the bus topic. The task ends when
+        the broker acknowledged it, or raises: the caller (the S3 lake) holds its records' offsets
+        until then and retries, so these events are at-least-once like every other output."""
         bus, topic = self._bus, self.config.bus.topic
         assert bus is not None and topic is not None
 
         async def send() -> None:
-            try:
-                sent, _ = await bus.send(topic, [(None, orjson.dumps(event), None)])
-                await asyncio.gather(*(future for future, _ in sent))
-            except Exception:
-                log.exception("could not publish %s event to the bus topic", event.get("detail-type"))
+            sent, _ = await bus.send(topic, [(None, orjson.dumps(event), None)])
+            await asyncio.gather(*(future for future, _ in sent))
 
         task = asyncio.create_task(send())
         self._bus_sends.add(task)
         task.add_done_callback(self._bus_sends.discard)
+        return task
 
     def request_stop(self) -> None:
         self._stop.set()

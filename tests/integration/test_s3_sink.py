@@ -180,7 +180,7 @@ async def test_file_lake_replay_after_early_flush_is_exactly_once(tmp_path):
     """A shutdown flush cut a segment early; a replay with the marker lost splits at the same point."""
     settings = S3Settings(url=f"file://{tmp_path}", flush_size=100, flush_interval_s=None)
     events = [event(i, "iot" if i % 2 else "web") for i in range(80)]
-    await run_target(settings, events[:30])  # flushed at 29 (not a count boundary)
+    _, first_announced, _ = await run_target(settings, events[:30])  # flushed at 29 (not a count boundary)
     first_run = file_lake(tmp_path)
     assert sorted(n for ns in first_run.values() for n in ns) == list(range(30))
 
@@ -192,14 +192,16 @@ async def test_file_lake_replay_after_early_flush_is_exactly_once(tmp_path):
     lake = file_lake(tmp_path)
     assert sorted(n for ns in lake.values() for n in ns) == list(range(80))  # each record exactly once
     assert {k: v for k, v in lake.items() if k in first_run} == first_run  # earlier objects untouched
-    assert all(e["detail"]["offsets"]["first"] >= 30 for e in created)  # only the rest was created
+    # the earlier objects are announced again with their first ids (at-least-once), the rest are new
+    again = [e for e in created if e["detail"]["offsets"]["first"] < 30]
+    assert sorted(e["id"] for e in again) == sorted(e["id"] for e in first_announced)
     assert ticket.pending == 0 and not dead.failures
 
 
 async def test_file_lake_replay_stopped_early_waits_for_the_earlier_segment_end(tmp_path):
     settings = S3Settings(url=f"file://{tmp_path}", flush_size=100, flush_interval_s=None)
     events = [event(i, "iot" if i % 2 else "web") for i in range(80)]
-    await run_target(settings, events)  # one segment 0..79 (flushed at 79)
+    _, first_announced, _ = await run_target(settings, events)  # one segment 0..79 (flushed at 79)
     before = file_lake(tmp_path)
     for dirpath, _, files in os.walk(tmp_path / "_eventweir"):
         for name in files:
@@ -221,7 +223,9 @@ async def test_file_lake_replay_stopped_early_waits_for_the_earlier_segment_end(
     assert await target.flush(10)
     await target.close()
     assert ticket.pending == 0 and ticket2.pending == 0
-    assert file_lake(tmp_path) == before and created == []
+    assert file_lake(tmp_path) == before
+    # the replay announces the objects again, with the same event ids: at-least-once, de-duplicable
+    assert sorted(e["id"] for e in created) == sorted(e["id"] for e in first_announced)
 
 
 async def test_progress_marker_skips_records_already_in_the_lake(tmp_path):
@@ -377,3 +381,40 @@ async def test_an_object_written_by_another_target_is_a_conflict_not_a_success(s
     assert {f.error for f in other.dead_letters.failures} == {"S3KeyConflict"}
     assert len(other.dead_letters.failures) == 5
     assert "written by target 'lake-rule/lake'" in other.dead_letters.failures[0].message
+
+
+async def test_object_created_events_are_at_least_once(tmp_path):
+    # issue 21 item 4: a failed publish used to be logged and forgotten, the records committed anyway
+    settings = S3Settings(url=f"file://{tmp_path}", flush_size=10, flush_interval_s=None, retry_initial_s=0.01)
+    calls = []
+
+    async def flaky_bus(event):
+        calls.append(event["id"])
+        if len(calls) <= 2:
+            raise ConnectionError("the bus topic is not reachable")
+
+    dead = DeadLetterRecorder()
+    target = S3Target("lake-rule/lake", settings, 10_000, dead, on_object=flaky_bus)
+    await target.start()
+    items, ticket = deliveries("lake-rule/lake", [event(i) for i in range(10)])
+    target.submit(items)
+    ticket.release()
+    assert await target.flush(10)
+    await target.close()
+    assert len(calls) == 3 and len(set(calls)) == 1, "retried until the bus took it, the same event each time"
+    assert ticket.pending == 0 and not dead.failures, "the records settled once the event was acknowledged"
+
+
+async def test_records_stay_unsettled_while_the_bus_refuses_their_object_event(tmp_path):
+    settings = S3Settings(url=f"file://{tmp_path}", flush_size=10, flush_interval_s=None, retry_initial_s=0.01)
+
+    async def bus_down(event):
+        raise ConnectionError("the bus topic is not reachable")
+
+    target = S3Target("lake-rule/lake", settings, 10_000, DeadLetterRecorder(), on_object=bus_down)
+    await target.start()
+    items, ticket = deliveries("lake-rule/lake", [event(i) for i in range(10)])
+    target.submit(items)
+    ticket.release()
+    assert await target.flush(0.5) is False and ticket.pending == 10
+    await target.close()

@@ -19,10 +19,11 @@ How exactly-once holds (Kafka Connect's S3 sink design, extended for wall-clock 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -159,7 +160,7 @@ class S3Target(Target):
     kind = "s3"
 
     def __init__(self, target_id: str, settings: S3Settings, max_in_flight: int, dead_letters,
-                 store: ObjectStore | None = None, on_object: Callable[[dict], None] | None = None):
+                 store: ObjectStore | None = None, on_object: Callable[[dict], Awaitable[None] | None] | None = None):
         super().__init__(target_id, max_in_flight, dead_letters)
         self.settings = s = settings
         self.on_object = on_object  # called with an "Object Created" event per object this sink created
@@ -176,6 +177,9 @@ class S3Target(Target):
         self.needs_event = any(p.kind != "text" for p in self.template.parts) or s.rotate_interval_s is not None
         self.partitions: dict[tuple[str, int], _Partition] = {}
         self.backoff = Backoff(target_id, s.retry_initial_s, s.retry_max_s, s.give_up_after_s)
+        # the objects are written by then: their events are retried until the bus takes them, never
+        # dead-lettered with records that are in the lake
+        self.publish_backoff = Backoff(target_id, s.retry_initial_s, s.retry_max_s, give_up_after_s=float("inf"))
         self._pool = ThreadPoolExecutor(max_workers=s.max_concurrency, thread_name_prefix=f"s3-{target_id}")
         self._tasks: set[asyncio.Task] = set()
         self._ticker: asyncio.Task | None = None
@@ -447,6 +451,7 @@ class S3Target(Target):
         body = orjson.dumps({"end": seg.end, "start": seg.start, "written_at": time.time()})
         await self.backoff.run("put-progress", lambda: self._run(self.store.put, marker, body, {}, False))
         state.durable_upto = max(state.durable_upto, seg.end)
+        await self._announce_all(tp, done)  # before the records settle: their offsets wait for the events
         self._finish(tp, seg, done)
 
     def _reopen(self, tp, state: _Partition, entries: list[tuple]) -> None:
@@ -459,7 +464,7 @@ class S3Target(Target):
 
     def _finish(self, tp, seg: _Segment, done: list) -> None:
         settled, failed = [], []
-        for key, group, result, rejected in done:
+        for _key, group, result, rejected in done:
             for i, entry in enumerate(group):
                 if i in rejected:
                     failed.append((entry[3], rejected[i]))
@@ -470,7 +475,6 @@ class S3Target(Target):
                 metrics.LAKE_OBJECTS.labels(self.id, "created").inc()
                 metrics.LAKE_BYTES.labels(self.id).inc(result.size)
                 metrics.LAKE_RECORDS.labels(self.id).inc(count)
-                self._announce(key, result, tp, group, count)
             else:
                 metrics.LAKE_OBJECTS.labels(self.id, "existing").inc()
         for item, why in failed:
@@ -478,9 +482,20 @@ class S3Target(Target):
         if settled:
             self.settle(settled)
 
-    def _announce(self, key: str, result, tp, group: list[tuple], count: int) -> None:
+    async def _announce_all(self, tp, done: list) -> None:
+        """An "Object Created" event per object of the segment, acknowledged before the segment's
+        records settle. An object found already written (a replay after a crash between the write
+        and the event) is announced again, with the same event id: at-least-once, de-duplicable."""
         if self.on_object is None:
             return
+        for key, group, result, rejected in done:
+            count = len(group) - len(rejected)
+            if count:
+                await self.publish_backoff.run("publish-object-event",
+                                               lambda k=key, r=result, g=group, c=count: self._announce(k, r, tp, g, c))
+
+    async def _announce(self, key: str, result, tp, group: list[tuple], count: int) -> None:
+        assert self.on_object is not None
         bucket = self.settings.bucket or self.store.url.split("://", 1)[1]
         event = {
             "version": "0",
@@ -502,10 +517,9 @@ class S3Target(Target):
                 "target": self.id,
             },
         }
-        try:
-            self.on_object(event)
-        except Exception:  # a broken hook must not stop the lake
-            log.exception("target %s: on_object hook failed for %s", self.id, key)
+        sent = self.on_object(event)
+        if inspect.isawaitable(sent):
+            await sent
 
 
 Settings = S3Settings
