@@ -418,3 +418,22 @@ async def test_records_stay_unsettled_while_the_bus_refuses_their_object_event(t
     ticket.release()
     assert await target.flush(0.5) is False and ticket.pending == 10
     await target.close()
+
+
+async def test_random_string_and_query_partitions_land_in_stable_keys(tmp_path):
+    from streams.targets.s3.layout import random_string
+
+    settings = S3Settings(url=f"file://{tmp_path}", flush_size=5, flush_interval_s=None,
+                          prefix="site=!{partitionKeyFromQuery:site}/!{firehose:random-string}/",
+                          partition_keys={"site": ".detail.device_id"})
+    dead, created, _ = await run_target(settings, [event(i) for i in range(5)])
+    keys = sorted(e["detail"]["object"]["key"] for e in created)
+    token = random_string("t", 0)
+    assert not dead.failures and keys == [f"site=d_0/{token}/t+0+{0:020d}.jsonl.gz",
+                                          f"site=d_1/{token}/t+0+{1:020d}.jsonl.gz"]
+    # a replay (the progress marker lost) writes the same keys
+    for dirpath, _, files in os.walk(tmp_path / "_eventweir"):
+        for name in files:
+            os.unlink(os.path.join(dirpath, name))
+    _, again, _ = await run_target(settings, [event(i) for i in range(5)])
+    assert sorted(e["detail"]["object"]["key"] for e in again) == keys

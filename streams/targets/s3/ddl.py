@@ -48,9 +48,9 @@ def hive_type(schema: dict, parquet: bool) -> str:
     return "string"
 
 
-def _partitions(template: str) -> tuple[str, list[tuple[str, dict]], str]:
+def _partitions(template: str, partition_keys=None) -> tuple[str, list[tuple[str, dict]], str]:
     """(table location prefix, [(column, projection properties)], storage location template)."""
-    compiled = compile_template(template)
+    compiled = compile_template(template, partition_keys=partition_keys)
     columns: list[tuple[str, dict]] = []
     out = []
     literal_prefix = None
@@ -68,6 +68,8 @@ def _partitions(template: str) -> tuple[str, list[tuple[str, dict]], str]:
             name = column_name(level[:-1])
         elif part.kind == "time":
             name = "dt"
+        elif part.kind == "random":
+            name = "shard"  # !{firehose:random-string}: its values are known only from the objects
         else:
             name = column_name(part.path[-1])
         while name in used:
@@ -100,7 +102,7 @@ def create_table(settings, table: str) -> str:
     else:
         columns = ENVELOPE_COLUMNS
     base = settings.lake_url.rstrip("/") + "/"
-    prefix, partitions, location = _partitions(settings.prefix)
+    prefix, partitions, location = _partitions(settings.prefix, settings.partition_keys)
     part_names = {name for name, _ in partitions}
     lines = [f"CREATE EXTERNAL TABLE IF NOT EXISTS `{settings.database}`.`{table}` ("]
     cols, mappings = [], {}

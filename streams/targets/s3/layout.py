@@ -7,20 +7,33 @@ A template mixes literal text, field values and Firehose-style timestamps:
 
 `{a.b}` is the value at that path in the event (envelope keys may hold dashes: `{detail-type}`),
 `!{timestamp:FMT}` is the event time in the configured time zone, formatted with the Java
-DateTimeFormatter letters Firehose uses (yyyy, MM, dd, HH, mm, ss). Values are sanitised so a
-value can never add a path level or an unsafe character. A record whose field is missing or
-empty, or whose time cannot be read, renders to the error prefix instead (`errors/{error-type}/`).
+DateTimeFormatter letters Firehose uses (yyyy, MM, dd, HH, mm, ss). Firehose's dynamic
+partitioning placeholders work as there: `!{partitionKeyFromQuery:NAME}` is the value of the
+target's `partition_keys.NAME` query (the JQ Firehose users write: `.a.b`, `.a["b"]`),
+`!{firehose:random-string}` 11 characters that spread objects over prefixes (derived from the
+source partition, so a replay writes the same keys), and `!{firehose:error-output-type}` the
+error type in the error prefix. What cannot work here is refused when the config is loaded:
+`!{partitionKeyFromLambda:...}` (no Lambda runs here) and Kafka Connect's `'year'=YYYY` syntax.
+Values are sanitised so a value can never add a path level or an unsafe character. A record whose
+field is missing or empty, or whose time cannot be read, renders to the error prefix instead
+(`errors/{error-type}/`).
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from processors.paths import get_path
 
-_TOKEN = re.compile(r"!\{timestamp:([^}]*)\}|\{([^{}]+)\}")
+_TOKEN = re.compile(r"!\{([A-Za-z]+):([^}]*)\}|\{([^{}]+)\}")
+_JQ_STEP = re.compile(r'\.([A-Za-z_][A-Za-z0-9_-]*)|\.?\["([^"\\]*)"\]')
+_KAFKA_CONNECT = re.compile(r"'[^'/]*'\s*=")
+RANDOM_MARK = "\x00random\x00"  # replaced per source partition by the target (see random_string)
 _DATE_LETTERS = {"yyyy": "%Y", "MM": "%m", "dd": "%d", "HH": "%H", "mm": "%M", "ss": "%S"}
 _DATE_TOKEN = re.compile(r"(yyyy|MM|dd|HH|mm|ss|[A-Za-z])")
 # S3's "safe characters" plus `=` for Hive-style names; anything else becomes `_`
@@ -52,6 +65,28 @@ def java_to_strftime(fmt: str) -> str:
     return "".join(out)
 
 
+def jq_path(query: str, where: str) -> tuple[str, ...]:
+    """The field path of a Firehose-style JQ query: `.a.b`, `.a["b"]`, `.["a-b"].c`."""
+    steps, pos = [], 0
+    while pos < len(query):
+        match = _JQ_STEP.match(query, pos)
+        if match is None:
+            break
+        steps.append(match.group(1) or match.group(2))
+        pos = match.end()
+    if not steps or pos != len(query):
+        raise LayoutError(f"{where}: {query!r} is not a field path query; eventweir reads the JQ subset "
+                          '.a.b and .a["b"] (no pipes or functions)')
+    return tuple(steps)
+
+
+def random_string(topic: str, partition: int) -> str:
+    """Firehose's `!{firehose:random-string}`: 11 characters, the same for a source partition every
+    time, so that objects spread over prefixes and a replay still writes the same keys."""
+    digest = hashlib.sha256(f"{topic}+{partition}".encode()).digest()
+    return base64.b32encode(digest).decode()[:11].lower()
+
+
 def sanitise(value) -> str:
     text = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
     return _UNSAFE.sub("_", text)
@@ -69,7 +104,7 @@ def parse_time(value) -> datetime:
 
 @dataclass(frozen=True)
 class Part:
-    kind: str  # "text", "field" or "time"
+    kind: str  # "text", "field", "time" or "random" (filled in per source partition by the target)
     value: str  # literal text, the dotted field path, or the strftime format
     path: tuple[str, ...] = ()
     java: str = ""
@@ -126,7 +161,7 @@ class PathTemplate:
     def render(self, event: dict | None, when: datetime | None) -> str:
         out = []
         for part in self.parts:
-            if part.kind == "text":
+            if part.kind == "text" or part.kind == "random":
                 out.append(part.value)
             elif part.kind == "time":
                 if when is None:
@@ -142,23 +177,28 @@ class PathTemplate:
         return "".join(out)
 
 
-def compile_template(template: str, tz_name: str = "UTC", allowed_fields: tuple[str, ...] | None = None) -> PathTemplate:
-    """Compile once at start-up. `allowed_fields` restricts `{name}` (the error prefix allows `error-type`)."""
+def compile_template(template: str, tz_name: str = "UTC", allowed_fields: tuple[str, ...] | None = None,
+                     partition_keys: Mapping[str, str] | None = None) -> PathTemplate:
+    """Compile once at start-up. `allowed_fields` restricts `{name}` (the error prefix allows
+    `error-type`); `partition_keys` are the queries `!{partitionKeyFromQuery:NAME}` names."""
     try:
         tz = UTC if tz_name.upper() == "UTC" else ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
         raise LayoutError(f"unknown time zone {tz_name!r} (expected an IANA name such as UTC or Europe/Paris)") from None
     if template.startswith("/"):
         raise LayoutError(f"template {template!r} must not start with '/' (keys are relative to the bucket)")
+    if _KAFKA_CONNECT.search(template):
+        raise LayoutError(f"template {template!r} is in Kafka Connect's path.format syntax ('year'=YYYY); write "
+                          "year=!{timestamp:yyyy}/month=!{timestamp:MM}/ (Firehose's, which the lake uses)")
     parts: list[Part] = []
     pos = 0
     for match in _TOKEN.finditer(template):
         if match.start() > pos:
             parts.append(Part("text", template[pos:match.start()]))
         if match.group(1) is not None:
-            parts.append(Part("time", java_to_strftime(match.group(1)), java=match.group(1)))
+            parts.append(_namespaced(template, match.group(1), match.group(2), allowed_fields, partition_keys or {}))
         else:
-            name = match.group(2).strip()
+            name = match.group(3).strip()
             if not name or "{" in name:
                 raise LayoutError(f"template {template!r}: empty or nested field reference")
             if allowed_fields is not None and name not in allowed_fields:
@@ -171,6 +211,30 @@ def compile_template(template: str, tz_name: str = "UTC", allowed_fields: tuple[
     if "{" in leftover or "}" in leftover:
         raise LayoutError(f"template {template!r}: unbalanced braces (fields are {{a.b}}, times !{{timestamp:yyyy/MM}})")
     return PathTemplate(template, tuple(parts), tz)
+
+
+def _namespaced(template: str, namespace: str, value: str, allowed_fields: tuple[str, ...] | None,
+                partition_keys: Mapping[str, str]) -> Part:
+    """A `!{namespace:value}` placeholder (Firehose's)."""
+    if namespace == "timestamp":
+        return Part("time", java_to_strftime(value), java=value)
+    if namespace == "partitionKeyFromQuery":
+        query = partition_keys.get(value)
+        if query is None:
+            raise LayoutError(f"template {template!r}: !{{partitionKeyFromQuery:{value}}} needs partition_keys.{value}, "
+                              "the query it names (e.g. .detail.customer_id)")
+        return Part("field", value, jq_path(query, f"partition_keys.{value}"))
+    if namespace == "partitionKeyFromLambda":
+        raise LayoutError(f"template {template!r}: !{{partitionKeyFromLambda:{value}}} needs a Firehose Lambda, which "
+                          "eventweir does not run; name the field as {detail.x}, or with partition_keys and "
+                          "!{partitionKeyFromQuery:name}")
+    if namespace == "firehose" and value == "random-string":
+        return Part("random", RANDOM_MARK)
+    if namespace == "firehose" and value == "error-output-type" and allowed_fields and "error-type" in allowed_fields:
+        return Part("field", "error-type", ("error-type",))
+    raise LayoutError(f"template {template!r}: unsupported placeholder !{{{namespace}:{value}}} (supported: "
+                      "!{timestamp:...}, !{partitionKeyFromQuery:...}, !{firehose:random-string}, and "
+                      "!{firehose:error-output-type} in error_prefix)")
 
 
 def object_key(prefix: str, topic: str, partition: int, first_offset: int, ext: str) -> str:

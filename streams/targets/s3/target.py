@@ -37,11 +37,13 @@ from streams.targets.backoff import Backoff, GaveUp
 from streams.targets.base import Item, Target
 from streams.targets.s3.formats import load_json_schema, make_encoder
 from streams.targets.s3.layout import (
+    RANDOM_MARK,
     LayoutError,
     MissingPartitionField,
     compile_template,
     object_key,
     parse_time,
+    random_string,
     sanitise,
 )
 from streams.targets.s3.objectstore import MIN_PART_SIZE, ObjectStore, open_store
@@ -84,6 +86,9 @@ class S3Settings(BaseModel):
     retry_initial_s: float = Field(0.2, gt=0)
     retry_max_s: float = Field(10.0, gt=0)
     give_up_after_s: float = Field(3600.0, gt=0, description="Dead-letter a segment after retrying this long.")
+    partition_keys: dict[str, str] = Field(
+        default_factory=dict, description="Firehose-style dynamic partitioning: {name: query} for "
+        "!{partitionKeyFromQuery:name} in `prefix`, queries in the JQ subset .a.b and .a[\"b\"].")
     table: str | None = Field(None, description="Athena table name for `eventweir lake ddl`.")
     database: str = "eventweir"
 
@@ -105,7 +110,7 @@ class S3Settings(BaseModel):
         for name in ("prefix", "error_prefix"):
             try:
                 compile_template(getattr(self, name), self.timezone,
-                                 ("error-type",) if name == "error_prefix" else None)
+                                 ("error-type",) if name == "error_prefix" else None, self.partition_keys)
             except LayoutError as exc:
                 raise ValueError(f"{name}: {exc}") from None
         if self.schema_ is not None:
@@ -168,7 +173,8 @@ class S3Target(Target):
             s.lake_url, endpoint_url=s.endpoint_url, region=s.region, sse=s.sse, kms_key_id=s.kms_key_id,
             part_size=s.part_size, max_parallel_parts=s.max_parallel_parts,
         )
-        self.template = compile_template(s.prefix, s.timezone)
+        self.template = compile_template(s.prefix, s.timezone, partition_keys=s.partition_keys)
+        self._random = any(p.kind == "random" for p in self.template.parts)
         self._render = self.template.renderer()
         self.error_template = compile_template(s.error_prefix, s.timezone, ("error-type",))
         self.encoder = make_encoder(s.format, s.codec,
@@ -317,6 +323,8 @@ class S3Target(Target):
             event = None
         try:
             prefix = self._render(event, when, ts)
+            if self._random:
+                prefix = prefix.replace(RANDOM_MARK, random_string(delivery.record.topic, delivery.record.partition))
         except MissingPartitionField as exc:
             arrival = datetime.fromtimestamp(delivery.record.timestamp_ms / 1000, UTC)
             prefix = self.error_template.render({"error-type": exc.error_type}, arrival)

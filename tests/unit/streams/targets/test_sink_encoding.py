@@ -49,3 +49,39 @@ def test_line_protocol_refuses_what_influxdb_cannot_store():
         encode_point("m", {}, [("v", 1.5, "integer")], None)
     with pytest.raises(PointError, match="ends with a backslash"):  # it would escape the separator
         encode_point("m", {"t": "a\\"}, [("v", True, "boolean")], None)
+
+
+def test_firehose_dynamic_partitioning_placeholders():
+    # issue 21 item 6: these were accepted, then sent every record to the error prefix
+    from streams.targets.s3.layout import RANDOM_MARK, random_string
+
+    t = compile_template("customer=!{partitionKeyFromQuery:customer}/!{firehose:random-string}/",
+                         partition_keys={"customer": '.detail["customer-id"]'})
+    prefix = t.render({"detail": {"customer-id": "c/42"}}, None)
+    assert prefix == f"customer=c_42/{RANDOM_MARK}/"
+    token = random_string("orders", 3)
+    assert len(token) == 11 and token == random_string("orders", 3) != random_string("orders", 4)
+    err = compile_template("errors/!{firehose:error-output-type}/", allowed_fields=("error-type",))
+    assert err.render({"error-type": "MissingPartitionField"}, None) == "errors/MissingPartitionField/"
+
+
+@pytest.mark.parametrize("template, keys, message", [
+    ("c=!{partitionKeyFromQuery:customer}/", {}, r"needs partition_keys\.customer"),
+    ("c=!{partitionKeyFromQuery:customer}/", {"customer": ".detail | ascii"}, r"partition_keys\.customer: .* JQ subset"),
+    ("c=!{partitionKeyFromLambda:customer}/", {}, r"needs a Firehose Lambda, which eventweir does not run"),
+    ("x/!{firehose:something}/", {}, r"unsupported placeholder !\{firehose:something\}"),
+    ("'year'=YYYY/'month'=MM/", {}, r"Kafka Connect's path\.format syntax"),
+])
+def test_what_cannot_work_is_refused_with_what_to_write(template, keys, message):
+    with pytest.raises(LayoutError, match=message):
+        compile_template(template, partition_keys=keys)
+
+
+def test_a_bad_prefix_stops_the_config_naming_the_key():
+    from streams.config import ConfigError, parse_config
+    from streams.targets import check_targets
+
+    config = parse_config({"sources": [{"topic": "in"}], "rules": [{"name": "r", "targets": [
+        {"id": "lake", "type": "s3", "bucket": "b", "prefix": "c=!{partitionKeyFromLambda:c}/"}]}]}, environ={})
+    with pytest.raises(ConfigError, match=r"^rules\[r\]\.targets\[lake\]: prefix: .*partitionKeyFromLambda"):
+        check_targets(config)
