@@ -122,7 +122,9 @@ class BatchProducer:
             count = Counter(where)
         # no None is left: keyless records have the round-robin partition, new keys theirs
         part_of, per_part = cast("list[int]", where), cast("Counter[int]", count)
-        all_headers: Iterable[Any] = repeat(_NO_HEADERS) if headers is None else [h or _NO_HEADERS for h in headers]
+        # aiokafka's batch builder takes headers as a list; consumed records carry them as tuples
+        all_headers: Iterable[Any] = repeat(_NO_HEADERS) if headers is None else [
+            h if type(h) is list else list(h) if h else _NO_HEADERS for h in headers]
         runs: list[_Run]
         if len(per_part) <= 1:
             runs = [(part_of[0], range(len(values)), keys, values, all_headers)] if values else []

@@ -83,16 +83,20 @@ class TopicSender:
                 continue
             chunks = self._take()
             call = _Call(self, chunks)
+            with_headers = any(target.forward_headers for target, _ in chunks)
             if len(chunks) == 1:
                 keys, values = _columns(chunks[0][1])
+                headers = _headers(chunks[0][1]) if with_headers else None
             else:
-                keys, values = [], []
-                for _, items in chunks:
+                keys, values, headers = [], [], [] if with_headers else None
+                for target, items in chunks:
                     k, v = _columns(items)
                     keys += k
                     values += v
+                    if headers is not None:
+                        headers += _headers(items) if target.forward_headers else [()] * len(items)
             try:
-                sent, too_large = await self.producer.send_columns(self.topic, keys, values)
+                sent, too_large = await self.producer.send_columns(self.topic, keys, values, headers)
             except Exception as exc:  # never let one bad chunk stop the topic
                 log.exception("produce to %s failed", self.topic)
                 call.failed(range(call.count), "ProduceFailed", f"{type(exc).__name__}: {exc}")
@@ -117,6 +121,16 @@ def _columns(items: list[Item] | RecordChunk) -> tuple[list, list]:
         return items.keys, items.values
     deliveries = list(map(_delivery, items))
     return list(map(_key, deliveries)), list(map(_payload, deliveries))
+
+
+_record = attrgetter("record")
+_record_headers = attrgetter("headers")
+
+
+def _headers(items: list[Item] | RecordChunk) -> list:
+    """Each output record's headers: its source record's, carried through (a trace id survives)."""
+    records = items if type(items) is RecordChunk else map(_record, map(_delivery, items))
+    return list(map(_record_headers, records))
 
 
 class _Call:
@@ -185,8 +199,10 @@ class _Call:
 class KafkaTarget(Target):
     kind = "kafka"
 
-    def __init__(self, target_id: str, topic: str, producer: BatchProducer, max_in_flight: int, dead_letters):
+    def __init__(self, target_id: str, topic: str, producer: BatchProducer, max_in_flight: int, dead_letters,
+                 forward_headers: bool = True):
         super().__init__(target_id, max_in_flight, dead_letters)
+        self.forward_headers = forward_headers  # the source record's headers go with each output record
         self.topic = topic
         self.producer = producer
         self._sender: TopicSender | None = None
@@ -214,7 +230,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     topic: str = Field(description="kafka: the topic matched events are produced to.")
+    forward_headers: bool = Field(True, description="kafka: give each output record its source record's headers "
+                                                     "(a trace id, a tenant): on by default, as Kafka Connect does.")
 
 
 def build(context, name: str, settings: Settings) -> KafkaTarget:
-    return KafkaTarget(name, settings.topic, context.producer, context.max_in_flight, context.dead_letters)
+    return KafkaTarget(name, settings.topic, context.producer, context.max_in_flight, context.dead_letters,
+                       forward_headers=settings.forward_headers)
