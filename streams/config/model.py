@@ -319,6 +319,9 @@ class ApiSettings(Section):
         default_factory=dict, description="SigV4 credentials: {access key id: secret access key}."
     )
     bearer_tokens: list[str] = Field(default_factory=list, description="Accepted `Authorization: Bearer` tokens.")
+    signing_regions: list[str] = Field(
+        default_factory=list, description="Regions SigV4 requests may be signed for besides bus.region, e.g. "
+        "[us-east-1] for clients that keep their AWS region (the service must be `events`).")
     allow_anonymous: bool = Field(False, description="Accept unsigned requests (never in production).")
     bus_topic: str | None = Field(
         None, description="Where PutEvents writes (default: bus.topic, else the first source of kind `envelope`)."

@@ -221,6 +221,7 @@ async def run_demo(rate: int, duration: float | None, port: int, lake_dir: str) 
         print(f"EVENTWEIR_ENDPOINT={base}", flush=True)
         print(f"AWS_ACCESS_KEY_ID={key_id}", flush=True)
         print(f"AWS_SECRET_ACCESS_KEY={secret}", flush=True)
+        print(f"AWS_DEFAULT_REGION={config.bus.region}", flush=True)  # the region requests are signed for
         if room:
             print(f"waiting room: {base}/waitingroom/rooms/{ROOM}/  (the page; join with "
                   f"POST {base}/waitingroom/rooms/{ROOM}/join)", flush=True)

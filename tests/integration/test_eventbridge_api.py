@@ -48,7 +48,7 @@ async def running(bootstrap_servers):
         rules=[{"name": "from-config", "EventPattern": {"source": ["never"]}, "targets": [{"id": "l", "type": "log"}]}],
         sources=[{"topic": bus, "kind": "envelope"}],
         routing={"control_topic": control, "retry_base_delay_ms": 5, "retry_max_delay_ms": 20},
-        api={"access_keys": {KEY: SECRET}, "bearer_tokens": ["tok-123"]},
+        api={"access_keys": {KEY: SECRET}, "bearer_tokens": ["tok-123"], "signing_regions": ["us-east-1"]},
     )
     worker, task, info = await start_worker(config)
     yield worker, info["port"], control

@@ -195,8 +195,8 @@ class EventBridgeApi:
             raise ApiError("UnrecognizedClientException", "The bearer token is not valid.", 403)
         if auth.startswith("AWS4-HMAC-SHA256"):
             try:
-                verify(request.method, request.path, list(request.query.items()), request.headers, body,
-                       self.access_keys)
+                verify(request.method, request.raw_path, request.headers, body, self.access_keys,
+                       regions={self.config.bus.region, *self.config.api.signing_regions})
                 return
             except SignatureError as exc:
                 raise ApiError(exc.code, exc.message, 403) from None

@@ -2,7 +2,12 @@
 
 The server recomputes the signature from the request (method, path, query, the signed headers,
 the body's SHA-256) with the secret of the access key named in the credential scope, and compares
-in constant time. Requests dated more than 15 minutes away from now are refused, as AWS does.
+in constant time. The canonical path and query are built from the request as it was sent, the way
+botocore's signer builds them (botocore.utils.normalize_url_path, the raw query sorted by its
+encoded keys), so every request botocore signs verifies. Refused, as AWS refuses them: requests
+dated more than 15 minutes away from now, a credential scope for another service or a region this
+API does not serve, an unsigned payload (AWS allows that for S3 only), and an X-Amz-Target that is
+not signed (a captured request could be replayed as another operation).
 """
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ import hashlib
 import hmac
 import re
 from datetime import UTC, datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
+
+from botocore.utils import normalize_url_path
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW_S = 15 * 60
@@ -40,29 +47,35 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     return _hmac(key, "aws4_request")
 
 
-def canonical_request(method: str, path: str, query: list[tuple[str, str]], headers, signed: list[str],
-                      payload_hash: str) -> str:
-    canonical_query = "&".join(
-        f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query)
-    )
+def canonical_request(method: str, raw_path: str, headers, signed: list[str], payload_hash: str) -> str:
+    """`raw_path`: the path and query exactly as sent (still percent-encoded)."""
+    parts = urlsplit(raw_path)
+    pairs = sorted(pair.partition("=")[::2] for pair in parts.query.split("&")) if parts.query else []
+    canonical_query = "&".join(f"{key}={value}" for key, value in pairs)
     lines = []
     for name in signed:
         values = headers.getall(name, []) if hasattr(headers, "getall") else [headers.get(name, "")]
         lines.append(f"{name}:{','.join(_SPACES.sub(' ', v.strip()) for v in values)}")
-    return "\n".join([method, quote(path or "/", safe="/~"), canonical_query, "\n".join(lines) + "\n",
-                      ";".join(signed), payload_hash])
+    path = quote(normalize_url_path(parts.path or "/"), safe="/~")
+    return "\n".join([method, path, canonical_query, "\n".join(lines) + "\n", ";".join(signed), payload_hash])
 
 
-def verify(method: str, path: str, query: list[tuple[str, str]], headers, body: bytes,
-           secrets: dict[str, str], now: datetime | None = None) -> str:
-    """Return the access key id of a validly signed request, else raise SignatureError."""
+def verify(method: str, raw_path: str, headers, body: bytes, secrets: dict[str, str], *,
+           regions: set[str] | None = None, service: str = "events", now: datetime | None = None) -> str:
+    """Return the access key id of a validly signed request, else raise SignatureError.
+    `regions`: those the credential scope may name (None: any)."""
     match = _AUTH.match(headers.get("Authorization", "").strip())
     if not match:
         raise SignatureError("IncompleteSignature", "Authorization header is not a valid AWS4-HMAC-SHA256 signature")
     parts = match["cred"].split("/")
     if len(parts) != 5 or parts[4] != "aws4_request":
         raise SignatureError("IncompleteSignature", f"credential scope {match['cred']!r} is not valid")
-    access_key, date, region, service, _ = parts
+    access_key, date, region, scope_service, _ = parts
+    if scope_service != service:
+        raise SignatureError("InvalidSignatureException", f"Credential should be scoped to correct service: '{service}'.")
+    if regions is not None and region not in regions:
+        raise SignatureError("InvalidSignatureException", f"Credential should be scoped to a valid region, not "
+                                                          f"'{region}': this API serves {', '.join(sorted(regions))}.")
     secret = secrets.get(access_key)
     if secret is None:
         raise SignatureError("UnrecognizedClientException", "The security token included in the request is invalid.")
@@ -77,10 +90,12 @@ def verify(method: str, path: str, query: list[tuple[str, str]], headers, body: 
     signed = match["signed"].split(";")
     if "host" not in signed:
         raise SignatureError("InvalidSignatureException", "the host header must be signed")
-    payload_hash = headers.get("X-Amz-Content-SHA256") or hashlib.sha256(body).hexdigest()
-    if payload_hash != "UNSIGNED-PAYLOAD" and payload_hash != hashlib.sha256(body).hexdigest():
+    if "x-amz-target" in headers and "x-amz-target" not in signed:
+        raise SignatureError("InvalidSignatureException", "the X-Amz-Target header must be signed")
+    payload_hash = hashlib.sha256(body).hexdigest()
+    if headers.get("X-Amz-Content-SHA256", payload_hash) != payload_hash:  # UNSIGNED-PAYLOAD too: S3 only
         raise SignatureError("InvalidSignatureException", "the body does not match X-Amz-Content-SHA256")
-    request = canonical_request(method, path, query, headers, signed, payload_hash)
+    request = canonical_request(method, raw_path, headers, signed, headers.get("X-Amz-Content-SHA256", payload_hash))
     scope = f"{date}/{region}/{service}/aws4_request"
     to_sign = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(request.encode()).hexdigest()])
     expected = hmac.new(signing_key(secret, date, region, service), to_sign.encode(), hashlib.sha256).hexdigest()

@@ -12,10 +12,10 @@ from streams.http.eventbridge.api import mount_demo_api
 from streams.runtime.worker import Worker
 
 
-def signed_headers(url: str, body: bytes, key: str, secret: str) -> dict:
+def signed_headers(url: str, body: bytes, key: str, secret: str, region: str = "local") -> dict:
     request = AWSRequest(method="POST", url=url, data=body, headers={
         "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEvents.ListRules"})
-    SigV4Auth(Credentials(key, secret), "events", "us-east-1").add_auth(request)
+    SigV4Auth(Credentials(key, secret), "events", region).add_auth(request)
     return dict(request.prepare().headers)
 
 
@@ -35,3 +35,6 @@ async def test_demo_credentials_sign_requests_the_api_accepts():
         resp = await client.post("/", data=body, headers=signed_headers(url, body, key, "not-" + secret[4:]))
         assert resp.status == 403
         assert (await resp.json(content_type=None))["__type"] == "InvalidSignatureException"
+        # signed for a region this bus is not in (the demo prints AWS_DEFAULT_REGION=local)
+        resp = await client.post("/", data=body, headers=signed_headers(url, body, key, secret, "eu-west-1"))
+        assert resp.status == 403 and "valid region" in (await resp.json(content_type=None))["message"]

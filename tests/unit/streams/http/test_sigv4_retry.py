@@ -16,19 +16,58 @@ from streams.targets.retry import RetryPolicy
 KEYS = {"AKIDEXAMPLE": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
 
 
-def signed(body: bytes, key="AKIDEXAMPLE", secret=KEYS["AKIDEXAMPLE"], url="http://127.0.0.1:8080/"):
+def signed(body: bytes, key="AKIDEXAMPLE", secret=KEYS["AKIDEXAMPLE"], url="http://127.0.0.1:8080/",
+           service="events", region="us-east-1", extra=None):
     request = AWSRequest(method="POST", url=url, data=body, headers={
-        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEvents.ListRules"})
-    SigV4Auth(Credentials(key, secret), "events", "us-east-1").add_auth(request)
+        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEvents.ListRules", **(extra or {})})
+    SigV4Auth(Credentials(key, secret), service, region).add_auth(request)
     prepared = request.prepare()
     headers = CIMultiDict(prepared.headers)
     headers["Host"] = "127.0.0.1:8080"
     return headers
 
 
+def raw_path(url: str) -> str:
+    """The path and query as the server receives them (aiohttp's request.raw_path)."""
+    prepared = AWSRequest(method="POST", url=url, data=b"").prepare()
+    parts = prepared.url.split("://", 1)[1].split("/", 1)
+    return "/" + parts[1] if len(parts) > 1 else "/"
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8080/", "http://127.0.0.1:8080/?b=2&a=1", "http://127.0.0.1:8080/?Z=1&a=2&a=1",
+    "http://127.0.0.1:8080/a path/x", "http://127.0.0.1:8080/?q=a b&r=%2F", "http://127.0.0.1:8080/events/",
+    "http://127.0.0.1:8080/x/../y", "http://127.0.0.1:8080/?empty=&flag", "http://127.0.0.1:8080/~user/%7E",
+])
+def test_every_shape_botocore_signs_verifies(url):
+    # issue 21 item 14: odd query-key order and a space in the path used to fail
+    body = b'{"NamePrefix": "a"}'
+    assert verify("POST", raw_path(url), signed(body, url=url), body, KEYS) == "AKIDEXAMPLE"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda b: signed(b, service="s3"), "scoped to correct service: 'events'"),
+    (lambda b: signed(b, region="xx-nowhere-9"), "scoped to a valid region"),
+    (lambda b: signed(b, extra={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}), "does not match X-Amz-Content-SHA256"),
+])
+def test_scope_and_payload_are_checked(make, message):
+    body = b"{}"
+    with pytest.raises(SignatureError, match=message):
+        verify("POST", "/", make(body), body, KEYS, regions={"us-east-1", "local"})
+
+
+def test_an_unsigned_target_header_is_refused():
+    body = b"{}"
+    headers = signed(body)
+    auth = headers["Authorization"].replace(";x-amz-target", "")
+    headers["Authorization"] = auth
+    with pytest.raises(SignatureError, match="X-Amz-Target header must be signed"):
+        verify("POST", "/", headers, body, KEYS)
+
+
 def test_a_botocore_signature_verifies_and_names_the_key():
     body = b'{"NamePrefix": "a"}'
-    assert verify("POST", "/", [], signed(body), body, KEYS) == "AKIDEXAMPLE"
+    assert verify("POST", "/", signed(body), body, KEYS) == "AKIDEXAMPLE"
 
 
 @pytest.mark.parametrize("tamper, code", [
@@ -40,18 +79,18 @@ def test_tampered_or_unsigned_requests_are_refused(tamper, code):
     body = b'{"NamePrefix": "a"}'
     headers, body2 = tamper(signed(body), body)
     with pytest.raises(SignatureError) as err:
-        verify("POST", "/", [], headers, body2, KEYS)
+        verify("POST", "/", headers, body2, KEYS)
     assert err.value.code == code
 
 
 def test_unknown_key_and_wrong_secret_and_old_requests_are_refused():
     body = b"{}"
     with pytest.raises(SignatureError, match="security token"):
-        verify("POST", "/", [], signed(body, key="AKIDOTHER"), body, KEYS)
+        verify("POST", "/", signed(body, key="AKIDOTHER"), body, KEYS)
     with pytest.raises(SignatureError, match="does not match"):
-        verify("POST", "/", [], signed(body, secret="not-the-secret"), body, KEYS)
+        verify("POST", "/", signed(body, secret="not-the-secret"), body, KEYS)
     with pytest.raises(SignatureError, match="expired"):
-        verify("POST", "/", [], signed(body), body, KEYS, now=datetime.now(UTC) + timedelta(minutes=20))
+        verify("POST", "/", signed(body), body, KEYS, now=datetime.now(UTC) + timedelta(minutes=20))
 
 
 def test_backoff_grows_exponentially_with_jitter_up_to_the_cap():
