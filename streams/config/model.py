@@ -106,9 +106,18 @@ class RuntimeSettings(Section):
     )
 
 
+class PublicListenerSettings(Section):
+    host: str = Field("0.0.0.0", description="Address of the public listener.")
+    port: int = Field(8081, ge=0, le=65535, description="Port of the public listener.")
+
+
 class HttpSettings(Section):
     host: str = "0.0.0.0"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(8080, ge=0, le=65535, description="The private listener: /healthz, /readyz, /metrics, the "
+                                                        "EventBridge API, the waiting room's admin API.")
+    public: PublicListenerSettings | None = Field(
+        None, description="A listener of its own for the waiting room's public routes (join, status, token, JWKS, "
+        "the page): the only port to expose to the internet. Unset: they share the private port.")
 
 
 class DeadLetterSettings(Section):

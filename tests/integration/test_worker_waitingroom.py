@@ -72,3 +72,49 @@ async def test_joins_from_kafka_get_gapless_positions_and_the_http_api_sees_them
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+async def test_the_public_listener_serves_the_public_routes_and_nothing_else(bootstrap_servers):
+    # issue 21 item 13: the page and the join API face the internet; /metrics, the EventBridge API
+    # and the admin API must not be reachable there
+    import aiohttp
+
+    src, dlq = unique("src"), unique("dlq")
+    await create_topics(bootstrap_servers, src, dlq, partitions=1)
+    admin = {"Authorization": "Bearer admin-token-for-tests-0123"}
+    config = parse_config({
+        "kafka": {"bootstrap_servers": bootstrap_servers, "group_id": unique("g")},
+        "http": {"host": "127.0.0.1", "port": 0, "public": {"host": "127.0.0.1", "port": 0}},
+        "dead_letter": {"topic": dlq}, "sources": [{"topic": src}],
+        "waitingroom": {"admin_token": "admin-token-for-tests-0123", "key_prefix": f"test:wr:{uuid.uuid4().hex[:8]}:",
+                        "rooms": {"sale": {"inlet": {"policy": "manual"}}}},
+        "api": {"allow_anonymous": True},
+    }, environ={})
+    worker = Worker(config, waitingroom=build_waitingroom(config))
+    ports: dict = {}
+    task = asyncio.create_task(run_worker(config, worker, on_started=lambda w, port: ports.update(private=port),
+                                          on_public=lambda port: ports.update(public=port)))
+    try:
+        for _ in range(200):
+            if len(ports) == 2:
+                break
+            await asyncio.sleep(0.05)
+        public, private = f"http://127.0.0.1:{ports['public']}", f"http://127.0.0.1:{ports['private']}"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{public}/waitingroom/rooms/sale/join", json={}) as resp:
+                assert resp.status == 200 and (await resp.json())["position"] == 1
+            async with http.get(f"{public}/waitingroom/rooms/sale/") as resp:
+                assert resp.status == 200 and "text/html" in resp.headers["Content-Type"]
+            for method, path, headers in (("GET", "/metrics", {}), ("GET", "/waitingroom/admin/rooms", admin),
+                                          ("POST", "/", {"X-Amz-Target": "AWSEvents.ListRules"})):
+                async with http.request(method, f"{public}{path}", headers=headers, data=b"{}") as resp:
+                    assert resp.status == 404, f"{method} {path} answered {resp.status} on the public listener"
+            async with http.get(f"{private}/metrics") as resp:
+                assert resp.status == 200
+            async with http.get(f"{private}/waitingroom/admin/rooms", headers=admin) as resp:
+                assert resp.status == 200
+            async with http.post(f"{private}/waitingroom/rooms/sale/join", json={}) as resp:
+                assert resp.status == 404, "the public routes are not on the private listener"
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(task, 30)

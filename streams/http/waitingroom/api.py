@@ -127,8 +127,10 @@ class PublicAPI:
         return orjson.dumps(await self.service.status(room, request_id))
 
 
-def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, prefix: str = "/waitingroom") -> None:
-    """Mount the public and admin waiting-room routes on `app` (the worker's single HTTP port)."""
+def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, prefix: str = "/waitingroom", *,
+                           public_routes: bool = True, admin_routes: bool = True) -> None:
+    """Mount the waiting room's public routes (join, status, token, JWKS, the page) and its admin
+    routes on `app`: both on one port, or each on its own listener (http.public)."""
     page = PAGE.encode()
     public = PublicAPI(service)
 
@@ -210,13 +212,16 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
 
     p = prefix.rstrip("/")
     r = app.router
-    r.add_post(f"{p}/rooms/{{room}}/join", _handler("join", join))
-    r.add_get(f"{p}/rooms/{{room}}/status", _handler("status", status))
-    r.add_post(f"{p}/rooms/{{room}}/token", _handler("token", token))
-    r.add_get(f"{p}/rooms/{{room}}/jwks.json", _handler("jwks", jwks))
-    r.add_get(f"{p}/.well-known/jwks.json", _handler("jwks", jwks))
-    r.add_get(f"{p}/rooms/{{room}}/", _handler("page", waiting_page))
-    r.add_get(f"{p}/rooms/{{room}}", _handler("page", waiting_page))
+    if public_routes:
+        r.add_post(f"{p}/rooms/{{room}}/join", _handler("join", join))
+        r.add_get(f"{p}/rooms/{{room}}/status", _handler("status", status))
+        r.add_post(f"{p}/rooms/{{room}}/token", _handler("token", token))
+        r.add_get(f"{p}/rooms/{{room}}/jwks.json", _handler("jwks", jwks))
+        r.add_get(f"{p}/.well-known/jwks.json", _handler("jwks", jwks))
+        r.add_get(f"{p}/rooms/{{room}}/", _handler("page", waiting_page))
+        r.add_get(f"{p}/rooms/{{room}}", _handler("page", waiting_page))
+    if not admin_routes:
+        return
     r.add_get(f"{p}/admin/rooms", _handler("admin", admin(list_rooms)))
     r.add_get(f"{p}/admin/rooms/{{room}}", _handler("admin", admin(get_room)))
     r.add_put(f"{p}/admin/rooms/{{room}}", _handler("admin", admin(put_room)))
