@@ -119,7 +119,10 @@ class CdcNormaliser:
         if "payload" in body and "schema" in body and type(body["payload"]) is dict:
             body = body["payload"]  # the JSON converter with schemas.enable=true
         if "op" in body and "source" in body:
-            return self._change(record, _checked_change(body))
+            try:
+                return self._change(record, body)
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:  # say what is wrong with it
+                raise MalformedChange(_what_is_wrong(body) or f"{type(exc).__name__}: {exc}") from None
         if "tableChanges" in body or ("ddl" in body and "databaseName" in body):
             return self._schema_change(record, body)
         return self._flat(record, body)  # a row flattened by ExtractNewRecordState (its columns may be named op)
@@ -143,8 +146,11 @@ class CdcNormaliser:
     def _change(self, record: SourceRecord, change: dict) -> dict:
         op = change["op"]
         source = change.get("source") or {}
-        table = source.get("table") or _table_from_topic(record.topic)
         before, after = change.get("before"), change.get("after")
+        if (type(source) is not dict or (before is not None and type(before) is not dict)
+                or (after is not None and type(after) is not dict) or (after is None and op in _NEEDS_AFTER)):
+            raise MalformedChange(_what_is_wrong(change))  # checks on values read anyway: nothing per event
+        table = source.get("table") or _table_from_topic(record.topic)
         source_ms = source.get("ts_ms") or 0
         ts_ms = change.get("ts_ms")
         detail_type: str | None
@@ -205,23 +211,27 @@ class MalformedChange(ValueError):
     """A record that claims to be a Debezium change (`op`) and is not one: the reason says what is wrong."""
 
 
-def _checked_change(change: dict) -> dict:
+_NEEDS_AFTER = ("c", "r")
+
+
+def _what_is_wrong(change: dict) -> str | None:
+    """Why `change` is not a Debezium change event, in words a user can act on (None: no idea)."""
     op = change.get("op")
     if op not in VERBS and op != "m":
-        raise MalformedChange(f"`op` is {op!r}; a Debezium change has one of c, u, d, r, t or m")
-    if "source" in change and type(change["source"]) is not dict:
-        raise MalformedChange(f"`source` is {type(change['source']).__name__}; a Debezium change's source is an object")
+        return f"`op` is {op!r}; a Debezium change has one of c, u, d, r, t or m"
+    if change.get("source") is not None and type(change["source"]) is not dict:
+        return f"`source` is {type(change['source']).__name__}; a Debezium change's source is an object"
     for side in ("before", "after"):
         if change.get(side) is not None and type(change[side]) is not dict:
-            raise MalformedChange(f"`{side}` is {type(change[side]).__name__}; expected the row as an object, or null")
-    if op in ("c", "r") and change.get("after") is None:
-        raise MalformedChange(f"op {op!r} with no `after`: a created or snapshot row carries its values in `after`")
+            return f"`{side}` is {type(change[side]).__name__}; expected the row as an object, or null"
+    if op in _NEEDS_AFTER and change.get("after") is None:
+        return f"op {op!r} with no `after`: a created or snapshot row carries its values in `after`"
     if change.get("ts_ms") is not None and type(change["ts_ms"]) is not int:
-        raise MalformedChange(f"`ts_ms` is {change['ts_ms']!r}; expected epoch milliseconds")
+        return f"`ts_ms` is {change['ts_ms']!r}; expected epoch milliseconds"
     source = change.get("source") or {}
     if source.get("ts_ms") is not None and type(source["ts_ms"]) is not int:
-        raise MalformedChange(f"`source.ts_ms` is {source['ts_ms']!r}; expected epoch milliseconds")
-    return change
+        return f"`source.ts_ms` is {source['ts_ms']!r}; expected epoch milliseconds"
+    return None
 
 
 def _table_from_topic(topic: str) -> str:
