@@ -94,35 +94,35 @@ class CdcNormaliser:
         return key
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
+        # a change that is not one is that event's failure, never the batch's: the stage does not
+        # raise for data, so it may replace each body as it goes (processors/stage.py)
         out: list[Event] = []
-        made: list[dict] = []  # events are changed only once every envelope is made (processors/stage.py)
         for event in events:
             body = event.body
             try:
-                if TOMBSTONE in body:
+                if "op" in body and "source" in body:  # the common case first: a Debezium change
+                    envelope = self._change(event.record, body)
+                elif TOMBSTONE in body:
                     if self.tombstones == "skip":
                         self.skipped_tombstones += 1
                         continue
                     envelope = self._tombstone(event.record)
                 else:
                     envelope = self._normalise(event.record, body)
-            except MalformedChange as exc:
-                failures.append(Failure(event.record, self.stage, "malformed_change", str(exc)))
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:  # say what is wrong with it
+                why = str(exc) if isinstance(exc, MalformedChange) else (
+                    (_what_is_wrong(body) if "op" in body else None) or f"{type(exc).__name__}: {exc}")
+                failures.append(Failure(event.record, self.stage, "malformed_change", why))
                 continue
-            made.append(envelope)
-            out.append(event)
-        for event, envelope in zip(out, made):
             event.body = envelope
+            out.append(event)
         return out
 
     def _normalise(self, record: SourceRecord, body: dict) -> dict:
         if "payload" in body and "schema" in body and type(body["payload"]) is dict:
             body = body["payload"]  # the JSON converter with schemas.enable=true
         if "op" in body and "source" in body:
-            try:
-                return self._change(record, body)
-            except (KeyError, TypeError, AttributeError, ValueError) as exc:  # say what is wrong with it
-                raise MalformedChange(_what_is_wrong(body) or f"{type(exc).__name__}: {exc}") from None
+            return self._change(record, body)
         if "tableChanges" in body or ("ddl" in body and "databaseName" in body):
             return self._schema_change(record, body)
         return self._flat(record, body)  # a row flattened by ExtractNewRecordState (its columns may be named op)
