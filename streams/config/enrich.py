@@ -23,6 +23,7 @@ from processors.enrich import (
 )
 from processors.enrich.window import TumblingCount
 from processors.stage import settings_model
+from streams.config.errors import describe_errors_under
 
 STAGES: dict[str, type] = {
     "join": ReferenceJoin,  # a reference table read from a compacted topic (`tables`)
@@ -45,10 +46,4 @@ def parse_stage(path: str, stage_type: str, data: dict) -> BaseModel:
     try:
         return settings_model(STAGES[stage_type]).model_validate(data)
     except ValidationError as exc:
-        from streams.config.model import describe_error
-
-        lines = []
-        for error in exc.errors():
-            text = describe_error(error)
-            lines.append(f"{path}.{text}" if error["loc"] else f"{path}: {text.split(': ', 1)[-1]}")
-        raise ValueError("\n".join(lines)) from None
+        raise ValueError(describe_errors_under(path, exc)) from None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -19,10 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from streams.config.enrich import STAGES, parse_stage
 from streams.config.env import InterpolationError, env_overrides, interpolate
-
-
-class ConfigError(Exception):
-    """Raised with one line per problem, each naming the key path."""
+from streams.config.errors import ConfigError, describe_error
 
 
 def _no_repeats(items: list, attribute: str, rule: str) -> list:
@@ -394,32 +390,6 @@ class Config(Section):
     @property
     def source_topics(self) -> list[str]:
         return [s.topic for s in self.sources]
-
-
-_SECRET = re.compile(r"token|password|secret|auth", re.IGNORECASE)
-
-
-def describe_error(error: Any) -> str:
-    path = ""
-    for part in error["loc"]:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    path = path or "(top level)"
-    kind = error["type"]
-    if kind == "missing":
-        return f"{path}: required key is missing"
-    if kind == "extra_forbidden":
-        return f"{path}: unknown key (check the spelling; see the configuration reference in README.md)"
-    message = error["msg"].removeprefix("Value error, ")
-    if not error["loc"] and message.startswith(("rules[", "sources[")):  # a cross-section check names its own path
-        return message
-    if message.startswith(path + "."):  # a section's own check named the key within it
-        return message
-    got = error.get("input")
-    if any(isinstance(part, str) and _SECRET.search(part) for part in error["loc"]):
-        return f"{path}: {message}, got <redacted>"  # a secret never reaches a log or an error body
-    if isinstance(got, (str, int, float, bool)) or got is None:
-        return f"{path}: {message}, got {got!r}"
-    return f"{path}: {message}"
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

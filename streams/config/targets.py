@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ValidationError
 
-from streams.config.model import ConfigError, TargetSettings, describe_error
+from streams.config.errors import ConfigError, describe_errors_under
+from streams.config.model import TargetSettings
 
 
 def target_path(rule: str, target_id: str) -> str:
@@ -20,9 +21,4 @@ def parse_settings(model: type[BaseModel], rule: str, target: TargetSettings):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        base = target_path(rule, target.id)
-        lines = []
-        for error in exc.errors():
-            text = describe_error(error)
-            lines.append(f"{base}.{text}" if error["loc"] else f"{base}: {text.split(': ', 1)[-1]}")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(describe_errors_under(target_path(rule, target.id), exc)) from None

@@ -22,6 +22,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from processors.enrich.reference import ReferenceTable
+from processors.normalise.cdc import decode_key
 from streams.kafka.read import partitions_of, read_to_end
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,7 @@ def decode_table_key(key: bytes | None) -> str | None:
     """Text keys as is; a JSON key with one field ({"id": 7}, or Debezium's {schema, payload}) -> "7"."""
     if key is None:
         return None
-    try:
-        value = orjson.loads(key)
-    except orjson.JSONDecodeError:
-        return key.decode("utf-8", "replace")
-    if type(value) is dict and "payload" in value and "schema" in value:
-        value = value["payload"]
+    value = decode_key(key)  # JSON, Debezium's {schema, payload} unwrapped; raw text if not JSON
     if type(value) is dict and len(value) == 1:
         value = next(iter(value.values()))
     if type(value) is str:
