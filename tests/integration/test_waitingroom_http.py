@@ -179,3 +179,20 @@ async def test_idle_keepalive_connections_are_closed(redis_prefix, monkeypatch):
     finally:
         await c.close()
         await client.close()
+
+
+async def test_bare_lf_line_endings_get_aiohttp_400_at_once(redis_prefix):
+    """A head ending lines in bare LF never holds a connection open: aiohttp answers 400 straight away."""
+    client, _ = await start_api(redis_prefix, ROOM)
+    try:
+        for req in (f"GET {BASE}/status?request_id=x HTTP/1.1\nHost: t\n\n".encode(),
+                    f"GET {BASE}/status?request_id=x HTTP/1.1\r\nHost: t\nX-Smuggled: 1\r\n\r\n".encode()):
+            c = await Conn.open(client)
+            try:
+                await c.send(req)
+                line = await asyncio.wait_for(c.reader.readline(), 5)
+                assert line.startswith(b"HTTP/1.") and b" 400 " in line, line
+            finally:
+                await c.close()
+    finally:
+        await client.close()

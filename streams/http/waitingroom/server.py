@@ -151,6 +151,11 @@ class _LeanProtocol(asyncio.Protocol):
         while self.buf and not self.busy and not self.write_paused and self.transport is not None:
             buf = self.buf
             end = buf.find(b"\r\n\r\n")
+            head_end = end if end >= 0 else len(buf)
+            if buf.count(b"\n", 0, head_end) != buf.count(b"\r\n", 0, head_end):
+                # a bare LF: the request would never complete here (or hide a header); aiohttp answers 400
+                self._hand_over()
+                return
             if end < 0:
                 if len(buf) > MAX_HEAD:
                     self._hand_over()
