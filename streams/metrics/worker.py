@@ -73,7 +73,9 @@ RULE_ENGINE = Gauge(
 API_REQUESTS = Counter(
     "eventweir_api_requests_total", "EventBridge-compatible API calls, by operation and outcome.", ["operation", "outcome"]
 )
-PUT_EVENTS_ENTRIES = Counter("eventweir_put_events_entries_total", "PutEvents entries, by result.", ["result"])
+PUT_EVENTS_ENTRIES = Counter(
+    "eventweir_put_events_entries_total", "PutEvents entries, by result: accepted, failed, unknown_bus (an "
+    "EventBusName that is not this bus: answered with an EventId as AWS does, delivered nowhere).", ["result"])
 
 # --- enrichment lookups (processors.enrich.lookup.HttpLookup) -----------------------------------
 LOOKUP_REQUESTS = Counter(

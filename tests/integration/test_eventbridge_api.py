@@ -198,6 +198,28 @@ async def test_put_events_checks_every_entry_before_writing_any(running, bootstr
     assert [e["time"] for e in written if e["detail"]["n"] == 6] == ["2024-12-06T15:46:40Z"]
 
 
+async def test_put_events_to_a_bus_that_does_not_exist_is_answered_as_aws_does(running, bootstrap_servers):
+    # issue 21 item 17: such entries used to land on the default bus. AWS gives them an EventId and
+    # delivers them nowhere (LocalStack's AWS-validated test_put_events_nonexistent_event_bus)
+    from prometheus_client import REGISTRY
+
+    from tests.integration.kafka_helpers import read_all
+
+    worker, port, _ = running
+    bus = worker.config.sources[0].topic
+    before = REGISTRY.get_sample_value("eventweir_put_events_entries_total", {"result": "unknown_bus"}) or 0
+    this_bus_arn = "arn:aws:events:local:000000000000:event-bus/default"
+    put = await call(client(port), "put_events", Entries=[
+        entry("shop", 1), entry("shop", 2, EventBusName="no-such-bus"), entry("shop", 3, EventBusName="default"),
+        entry("shop", 4, EventBusName=this_bus_arn),
+        entry("shop", 5, EventBusName="arn:aws:events:us-east-1:000000000000:event-bus/default")])
+    assert put["FailedEntryCount"] == 0 and all(len(e["EventId"]) == 36 for e in put["Entries"])
+    written = [json.loads(r.value) for r in await read_all(bootstrap_servers, bus, idle=2.0)]
+    assert sorted(e["detail"]["n"] for e in written) == [1, 3, 4]
+    after = REGISTRY.get_sample_value("eventweir_put_events_entries_total", {"result": "unknown_bus"})
+    assert after == before + 2
+
+
 async def test_unknown_operations_cannot_grow_the_metrics_and_bearer_is_case_insensitive(running):
     # issue 21 items 12 and 17: every distinct X-Amz-Target used to make a new series, even unauthenticated
     import aiohttp

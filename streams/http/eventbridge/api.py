@@ -268,10 +268,18 @@ class EventBridgeApi:
         # retry the whole call and write those again)
         ready = []
         bus = self.config.bus
+        unknown_bus = 0
         for i, entry in enumerate(entries):
             event, error = _envelope(entry, bus)
             if event is None:  # then error is set
                 results[i] = error
+                continue
+            if not _is_this_bus(entry.get("EventBusName"), bus):
+                # AWS answers an entry for a bus that does not exist with an EventId and delivers it
+                # nowhere (recorded in LocalStack's AWS-validated test_put_events_nonexistent_event_bus);
+                # here it is at least counted and logged, and never lands on the default bus
+                results[i] = {"EventId": event["id"]}
+                unknown_bus += 1
                 continue
             try:
                 ready.append((i, event["id"], orjson.dumps(event)))
@@ -286,8 +294,12 @@ class EventBridgeApi:
             except Exception as exc:  # the broker refused: per entry, as AWS reports InternalFailure
                 results[i] = {"ErrorCode": "InternalFailure", "ErrorMessage": f"{type(exc).__name__}: {exc}"}
         failed = sum(1 for r in results if r is not None and "ErrorCode" in r)  # every entry has its result
-        metrics.PUT_EVENTS_ENTRIES.labels("accepted").inc(len(results) - failed)
+        metrics.PUT_EVENTS_ENTRIES.labels("accepted").inc(len(results) - failed - unknown_bus)
         metrics.PUT_EVENTS_ENTRIES.labels("failed").inc(failed)
+        if unknown_bus:
+            metrics.PUT_EVENTS_ENTRIES.labels("unknown_bus").inc(unknown_bus)
+            log.warning("PutEvents: %d entries named an event bus other than %r; answered as AWS does and not "
+                        "delivered", unknown_bus, bus.name)
         return {"FailedEntryCount": failed, "Entries": results}
 
     async def op_TestEventPattern(self, params: dict) -> dict:
@@ -444,6 +456,13 @@ def _entry_time(when: Any) -> datetime | None:
         return datetime.fromtimestamp(when, UTC)
     except (OverflowError, OSError, ValueError):  # past year 9999 (a time in milliseconds), or before year 1
         return None
+
+
+def _is_this_bus(name: Any, bus) -> bool:
+    """EventBusName absent, the bus's name, or its ARN (in this account and region)."""
+    if name is None or name == bus.name:
+        return True
+    return name == f"arn:aws:events:{bus.region}:{bus.account}:event-bus/{bus.name}"
 
 
 def _envelope(entry: Any, bus) -> tuple[dict | None, dict | None]:
