@@ -23,11 +23,14 @@ class Encoded:
     rejected: dict[int, str]  # row index -> why it could not be encoded
 
 
+JSONL_EXTENSIONS = {"none": "jsonl", "gzip": "jsonl.gz", "zstd": "jsonl.zst"}  # by compression
+
+
 class JsonLinesEncoder:
     def __init__(self, compression: str = "gzip", level: int | None = None):
         self.compression = compression
         self.level = level
-        self.ext = {"none": "jsonl", "gzip": "jsonl.gz", "zstd": "jsonl.zst"}[compression]
+        self.ext = JSONL_EXTENSIONS[compression]
         self.content_type = "application/x-ndjson"
         self.content_encoding = {"none": None, "gzip": "gzip", "zstd": "zstd"}[compression]
         if compression == "zstd":

@@ -89,7 +89,7 @@ class S3Settings(BaseModel):
     partition_keys: dict[str, str] = Field(
         default_factory=dict, description="Firehose-style dynamic partitioning: {name: query} for "
         "!{partitionKeyFromQuery:name} in `prefix`, queries in the JQ subset .a.b and .a[\"b\"].")
-    table: str | None = Field(None, description="Athena table name for `eventweir lake ddl`.")
+    table: str | None = Field(None, description="Table (DuckDB: view) name for `eventweir lake ddl`.")
     database: str = "eventweir"
 
     @model_validator(mode="after")
