@@ -20,6 +20,13 @@ _STAR = None  # token for `*` in a parsed pattern
 _EXPLORE_BUDGET = 20000  # state sets examined before we call a pattern too complex
 
 
+def _pos(text: str, i: int) -> int:
+    """event-ruler's position of character `i`: a byte offset into the UTF-8 of the pattern in
+    its JSON quotes (WildcardParser parses '"' + text + '"'), so one more than the index for ASCII.
+    Java writes an unpaired surrogate as one byte, '?', as errors="replace" does."""
+    return len(text[:i].encode("utf-8", errors="replace")) + 1
+
+
 def parse_wildcard(text: str) -> Tokens:
     """Tokens of `text`: one-character strings, or None for `*`. Raises AWS's errors."""
     tokens: Tokens = []
@@ -28,11 +35,11 @@ def parse_wildcard(text: str) -> Tokens:
         c = text[i]
         if c == "*":
             if tokens and tokens[-1] is _STAR:
-                raise invalid(f"Consecutive wildcard characters at pos {i}")
+                raise invalid(f"Consecutive wildcard characters at pos {_pos(text, i - 1)}")
             tokens.append(_STAR)
         elif c == "\\":
             if i + 1 >= n or text[i + 1] not in "*\\":
-                raise invalid(f"Wildcard Rule has invalid escape character at pos {i}")
+                raise invalid(f"Invalid escape character at pos {_pos(text, i)}")
             i += 1
             tokens.append(text[i])
         else:

@@ -384,6 +384,9 @@ def _negative_strings(g: IndexWriter, depth: int, v: str, fi: FieldIndex) -> Non
     if fi.neg_eic:
         keys.append((fi.neg_eic, f"{v}.lower()"))
     every = g.const("ab_string_all", fi.neg_str_all)
+    if not keys:  # only empty lists (`{"anything-but": {"prefix": []}}`): they exclude no string
+        g.hit(depth, every)
+        return
     if len(keys) == 1:
         table, key = keys[0]
         # one table: precompute "all minus excluded" per key

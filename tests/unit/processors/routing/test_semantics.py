@@ -22,9 +22,9 @@ def test_wildcard_escapes_are_literal():
     assert m({"f": [{"wildcard": "a\\\\*"}]}, {"f": "a\\zzz"})
 
 
-def test_cidr_slash_32_and_ipv6_spellings():
-    p = {"ip": [{"cidr": "10.1.2.3/32"}]}
-    assert m(p, {"ip": "10.1.2.3"})
+def test_cidr_slash_31_and_ipv6_spellings():
+    p = {"ip": [{"cidr": "10.1.2.3/31"}]}  # event-ruler refuses /32 (test_compiler_audit)
+    assert m(p, {"ip": "10.1.2.3"}) and m(p, {"ip": "10.1.2.2"})
     assert not m(p, {"ip": "10.1.2.4"})
     v6 = {"ip": [{"cidr": "2001:db8::/32"}]}
     for spelling in ("2001:db8::1", "2001:0DB8:0000:0000:0000:0000:0000:0001", "2001:db8:0:0::1"):

@@ -1,0 +1,228 @@
+"""Pattern validation, check by check against event-ruler's JsonRuleCompiler (and the CIDR,
+Range, ComparableNumber and WildcardParser checks it calls), as EventBridge reports them.
+
+Each case's id names the event-ruler method and check it mirrors. A case is pattern JSON text
+and either AWS's reason (EventBridge prefixes "Event pattern is not valid. Reason: ") or, for a
+pattern event-ruler accepts, one event it matches and one it does not.
+"""
+import pytest
+
+from processors.routing import InvalidEventPatternException, RuleSet, compile_pattern
+
+
+def ok(match, miss):
+    return ("valid", match, miss)
+
+
+CASES = [
+    # doCompile, parseObject
+    ("doCompile: Filter is not an object", '["a"]', "Filter is not an object"),
+    ("parseObject: must be an object or an array", '{"a": "x"}', '"a" must be an object or an array'),
+    ("parseObject: Empty objects (top level)", '{}', "Empty objects are not allowed"),
+    ("parseObject: Empty objects (nested)", '{"a": {}}', "Empty objects are not allowed"),
+    ("parseObject: reserved names allowed outside $or", '{"prefix": ["x"]}',
+     ok({"prefix": "x"}, {"prefix": "y"})),
+    # parseIntoOrRelationship, parseObjectInsideOrRelationship
+    ("parseIntoOrRelationship: must be an Array", '{"$or": {"a": ["x"]}}', "It must be an Array followed with $or."),
+    ("parseIntoOrRelationship: must be an Array (string)", '{"$or": "x"}', "It must be an Array followed with $or."),
+    ("parseIntoOrRelationship: only JSON objects", '{"$or": [{"a": ["x"]}, "b"]}',
+     "Only JSON object is allowed in array of $or relationship."),
+    ("parseIntoOrRelationship: only JSON objects, checked before the count", '{"$or": [["x"]]}',
+     "Only JSON object is allowed in array of $or relationship."),
+    ("parseIntoOrRelationship: at least 2 objects", '{"$or": [{"a": ["x"]}]}',
+     "There must have at least 2 Objects in $or relationship."),
+    ("parseIntoOrRelationship: at least 2 objects (empty)", '{"$or": []}',
+     "There must have at least 2 Objects in $or relationship."),
+    ("parseIntoOrRelationship: valid", '{"$or": [{"a": ["x"]}, {"b": ["y"]}]}', ok({"b": "y"}, {"a": "y"})),
+    ("parseObjectInsideOrRelationship: Empty objects", '{"$or": [{}, {"a": ["x"]}]}', "Empty objects are not allowed"),
+    ("parseObjectInsideOrRelationship: reserved fieldName", '{"$or": [{"prefix": ["x"]}, {"a": ["y"]}]}',
+     "prefix is Ruler reserved fieldName which cannot be used inside $or."),
+    ("parseObjectInsideOrRelationship: reserved fieldName, nested",
+     '{"$or": [{"a": {">=": ["x"]}}, {"b": ["y"]}]}', ">= is Ruler reserved fieldName which cannot be used inside $or."),
+    ("parseObjectInsideOrRelationship: reserved for the future", '{"$or": [{"a": ["x"]}, {"regex": ["y"]}]}',
+     "regex is Ruler reserved fieldName which cannot be used inside $or."),
+    # writeRules
+    ("writeRules: Match value must be", '{"a": [["x"]]}', "Match value must be String, number, true, false, or null"),
+    ("writeRules: Empty arrays", '{"a": []}', "Empty arrays are not allowed"),
+    # processMatchExpression
+    ("processMatchExpression: Match expression name not found", '{"a": [{}]}', "Match expression name not found"),
+    ("processMatchExpression: first key's value checked before a second key", '{"a": [{"prefix": 1, "suffix": "x"}]}',
+     "prefix match pattern must be a string"),
+    ("processMatchExpression: unrecognized first key before a second key", '{"a": [{"foo": 1, "prefix": "x"}]}',
+     "Unrecognized match type foo"),
+    ("processMatchExpression: Only one key allowed", '{"a": [{"prefix": "x", "suffix": "y"}]}',
+     "Only one key allowed in match expression"),
+    ("processMatchExpression: Unrecognized match type", '{"a": [{"NUMERIC": ["=", 5]}]}', "Unrecognized match type NUMERIC"),
+    ("exactly: must be a string", '{"a": [{"exactly": 1}]}', "exact match pattern must be a string"),
+    ("exactly: valid", '{"a": [{"exactly": "x"}]}', ok({"a": "x"}, {"a": "X"})),
+    ("prefix: must be a string", '{"a": [{"prefix": ["x"]}]}', "prefix match pattern must be a string"),
+    ("suffix: must be a string", '{"a": [{"suffix": 1}]}', "suffix match pattern must be a string"),
+    ("equals-ignore-case: must be a string", '{"a": [{"equals-ignore-case": null}]}',
+     "equals-ignore-case match pattern must be a string"),
+    ("equals-ignore-case: valid", '{"a": [{"equals-ignore-case": "Ab"}]}', ok({"a": "aB"}, {"a": "a"})),
+    # processPrefixEqualsIgnoreCaseExpression, processSuffixEqualsIgnoreCaseExpression
+    ("processPrefixEqualsIgnoreCase: Prefix expression name not found", '{"a": [{"prefix": {}}]}',
+     "Prefix expression name not found"),
+    ("processPrefixEqualsIgnoreCase: Unsupported prefix pattern", '{"a": [{"prefix": {"wildcard": "x"}}]}',
+     "Unsupported prefix pattern: wildcard"),
+    ("processPrefixEqualsIgnoreCase: must be a string", '{"a": [{"prefix": {"equals-ignore-case": 1}}]}',
+     "equals-ignore-case match pattern must be a string"),
+    ("processPrefixEqualsIgnoreCase: Only one key allowed", '{"a": [{"prefix": {"equals-ignore-case": "x", "y": 1}}]}',
+     "Only one key allowed in match expression"),
+    ("processPrefixEqualsIgnoreCase: valid", '{"a": [{"prefix": {"equals-ignore-case": "Ab"}}]}',
+     ok({"a": "aBc"}, {"a": "b"})),
+    ("processSuffixEqualsIgnoreCase: Suffix expression name not found", '{"a": [{"suffix": {}}]}',
+     "Suffix expression name not found"),
+    ("processSuffixEqualsIgnoreCase: Unsupported suffix pattern", '{"a": [{"suffix": {"prefix": "x"}}]}',
+     "Unsupported suffix pattern: prefix"),
+    ("processSuffixEqualsIgnoreCase: Only one key allowed", '{"a": [{"suffix": {"equals-ignore-case": "x", "y": 1}}]}',
+     "Only one key allowed in match expression"),
+    # numeric: processMatchExpression, processNumericMatchExpression, completeNumericRange, Range
+    ("numeric: must be an array", '{"a": [{"numeric": 5}]}', "Value of numeric must be an array."),
+    ("numeric: second key is too many elements", '{"a": [{"numeric": [">", 1], "exists": true}]}',
+     "Too many elements in numeric expression"),
+    ("processNumericMatchExpression: Invalid member (empty)", '{"a": [{"numeric": []}]}', "Invalid member in numeric match: ]"),
+    ("processNumericMatchExpression: Invalid member (number)", '{"a": [{"numeric": [5]}]}', "Invalid member in numeric match: 5"),
+    ("processNumericMatchExpression: Invalid member (object)", '{"a": [{"numeric": [{"x": 1}]}]}',
+     "Invalid member in numeric match: {"),
+    ("processNumericMatchExpression: Invalid member (array)", '{"a": [{"numeric": [[1]]}]}',
+     "Invalid member in numeric match: ["),
+    ("processNumericMatchExpression: Unrecognized operator", '{"a": [{"numeric": ["!=", 1]}]}',
+     "Unrecognized numeric range operator: !="),
+    ("processNumericMatchExpression: Value of equals", '{"a": [{"numeric": ["=", "1"]}]}', "Value of equals must be numeric"),
+    ("processNumericMatchExpression: equals, too many elements", '{"a": [{"numeric": ["=", 1, 2]}]}',
+     "Too many elements in numeric expression"),
+    ("processNumericMatchExpression: Value of >=", '{"a": [{"numeric": [">="]}]}', "Value of >= must be numeric"),
+    ("processNumericMatchExpression: <, too many elements", '{"a": [{"numeric": ["<", 1, ">", 0]}]}',
+     "Too many elements in numeric expression"),
+    ("completeNumericRange: Bad value", '{"a": [{"numeric": [">", 1, 2]}]}', "Bad value in numeric range: 2"),
+    ("completeNumericRange: Bad value (object)", '{"a": [{"numeric": [">", 1, {}]}]}', "Bad value in numeric range: {"),
+    ("completeNumericRange: Bad operator", '{"a": [{"numeric": [">", 0, ">", 1]}]}', "Bad numeric range operator: >"),
+    ("completeNumericRange: Value of <", '{"a": [{"numeric": [">", 0, "<"]}]}', "Value of < must be numeric"),
+    ("completeNumericRange: Too many terms, before the bounds are compared",
+     '{"a": [{"numeric": [">", 5, "<", 1, 7]}]}', "Too many terms in numeric range expression"),
+    ("Range.between: Bottom must be less than top", '{"a": [{"numeric": [">=", 5, "<=", 5]}]}',
+     "Bottom must be less than top"),
+    ("numeric: valid range", '{"a": [{"numeric": [">", 0, "<=", 5]}]}', ok({"a": 5}, {"a": 0})),
+    # anything-but: processMatchExpression
+    ("anything-but: Anything-But expression name not found", '{"a": [{"anything-but": {}}]}',
+     "Anything-But expression name not found"),
+    ("anything-but: Unsupported anything-but pattern", '{"a": [{"anything-but": {"exists": true}}]}',
+     "Unsupported anything-but pattern: exists"),
+    ("anything-but: Unsupported pattern before a second key",
+     '{"a": [{"anything-but": {"numeric": [">", 1], "prefix": "x"}}]}', "Unsupported anything-but pattern: numeric"),
+    ("anything-but: Value must be an array or single value (null)", '{"a": [{"anything-but": null}]}',
+     "Value of anything-but must be an array or single string/number value."),
+    ("anything-but: Value must be an array or single value (boolean)", '{"a": [{"anything-but": true}]}',
+     "Value of anything-but must be an array or single string/number value."),
+    ("anything-but: prefix value must be an array or single value", '{"a": [{"anything-but": {"prefix": null}}]}',
+     "Value of anything-but must be an array or single string/number value."),
+    ("anything-but: equals-ignore-case value must be an array or single value",
+     '{"a": [{"anything-but": {"equals-ignore-case": {"x": "y"}}}]}',
+     "Value of anything-but must be an array or single string/number value."),
+    ("anything-but: wildcard value must be an array or single value", '{"a": [{"anything-but": {"wildcard": true}}]}',
+     "Value of anything-but must be an array or single string/number value."),
+    ("anything-but: second key is too many elements", '{"a": [{"anything-but": "x", "prefix": "y"}]}',
+     "Too many elements in numeric expression"),
+    ("anything-but: operator's second key is too many elements",
+     '{"a": [{"anything-but": {"prefix": "x", "suffix": "y"}}]}', "Too many elements in numeric expression"),
+    ("anything-but: single string", '{"a": [{"anything-but": "x"}]}', ok({"a": "y"}, {"a": "x"})),
+    ("anything-but: single number", '{"a": [{"anything-but": 5}]}', ok({"a": 6}, {"a": 5.0})),
+    # processAnythingButListMatchExpression
+    ("processAnythingButListMatchExpression: start|null|boolean", '{"a": [{"anything-but": ["x", false]}]}',
+     "Inside anything but list, start|null|boolean is not supported."),
+    ("processAnythingButListMatchExpression: start (nested object)", '{"a": [{"anything-but": ["x", {"prefix": "y"}]}]}',
+     "Inside anything but list, start|null|boolean is not supported."),
+    ("processAnythingButListMatchExpression: mixed type", '{"a": [{"anything-but": ["x", 1]}]}',
+     "Inside anything but list, either all values are number or string, mixed type is not supported"),
+    ("processAnythingButListMatchExpression: mixed type (number first)", '{"a": [{"anything-but": [1, "x"]}]}',
+     "Inside anything but list, either all values are number or string, mixed type is not supported"),
+    ("processAnythingButListMatchExpression: empty list", '{"a": [{"anything-but": []}]}',
+     "Inside anything but list, either all values are number or string, mixed type is not supported"),
+    ("processAnythingButListMatchExpression: strings", '{"a": [{"anything-but": ["x", "y"]}]}',
+     ok({"a": "z"}, {"a": "y"})),
+    ("processAnythingButListMatchExpression: numbers", '{"a": [{"anything-but": [1, 2.5]}]}', ok({"a": 3}, {"a": 2.5})),
+    # processAnythingButValuesSetMatchExpression, ...SingleValueMatchExpression
+    ("processAnythingButValuesSet: Null prefix/suffix, in list order", '{"a": [{"anything-but": {"prefix": ["", 1]}}]}',
+     "Null prefix/suffix not allowed"),
+    ("processAnythingButValuesSet: prefix/suffix must be a string, in list order",
+     '{"a": [{"anything-but": {"prefix": [1, ""]}}]}', "prefix/suffix match pattern must be a string"),
+    ("processAnythingButValuesSet: Null suffix", '{"a": [{"anything-but": {"suffix": ["x", ""]}}]}',
+     "Null prefix/suffix not allowed"),
+    ("processAnythingButValuesSet: suffix list with an object", '{"a": [{"anything-but": {"suffix": ["x", {}]}}]}',
+     "prefix/suffix match pattern must be a string"),
+    ("processAnythingButValuesSet: equals-ignore-case number", '{"a": [{"anything-but": {"equals-ignore-case": ["x", 1]}}]}',
+     "Inside anything-but/equals-ignore-case list, number|start|null|boolean is not supported."),
+    ("processAnythingButValuesSet: wildcard null", '{"a": [{"anything-but": {"wildcard": ["x", null]}}]}',
+     "wildcard match pattern must be a string"),
+    ("processAnythingButValuesSet: wildcard parse", '{"a": [{"anything-but": {"wildcard": ["x*", "a**"]}}]}',
+     "Consecutive wildcard characters at pos 2"),
+    ("processAnythingButValuesSet: empty prefix list", '{"a": [{"anything-but": {"prefix": []}}]}',
+     ok({"a": "x"}, {"b": "x"})),
+    ("processAnythingButValuesSet: empty equals-ignore-case list", '{"a": [{"anything-but": {"equals-ignore-case": []}}]}',
+     ok({"a": "x"}, {"b": "x"})),
+    ("processAnythingButValuesSet: empty wildcard list", '{"a": [{"anything-but": {"wildcard": []}}]}',
+     ok({"a": "x"}, {"b": "x"})),
+    ("processAnythingButValuesSet: suffix list", '{"a": [{"anything-but": {"suffix": [".png", ".jpg"]}}]}',
+     ok({"a": "a.txt"}, {"a": "a.jpg"})),
+    ("processAnythingButValuesSetSingleValue: Null prefix", '{"a": [{"anything-but": {"prefix": ""}}]}',
+     "Null prefix/suffix not allowed"),
+    ("processAnythingButValuesSetSingleValue: prefix number", '{"a": [{"anything-but": {"prefix": 1}}]}',
+     "prefix/suffix match pattern must be a string"),
+    ("processAnythingButValuesSetSingleValue: wildcard parse", '{"a": [{"anything-but": {"wildcard": "a\\\\b"}}]}',
+     "Invalid escape character at pos 2"),
+    # processExistsExpression
+    ("processExistsExpression: true or false", '{"a": [{"exists": "yes"}]}',
+     "exists match pattern must be either true or false."),
+    ("processExistsExpression: Only one key allowed", '{"a": [{"exists": true, "prefix": "x"}]}',
+     "Only one key allowed in match expression"),
+    # cidr: processMatchExpression, CIDR.cidr, CIDR.ipToBytes
+    ("cidr: must be a string", '{"a": [{"cidr": 10}]}', "prefix match pattern must be a string"),
+    ("CIDR.cidr: one '/' required", '{"a": [{"cidr": "10.0.0.0"}]}', "Malformed CIDR, one '/' required"),
+    ("CIDR.cidr: one '/' required (Java's split drops a trailing empty part)", '{"a": [{"cidr": "10.0.0.0/"}]}',
+     "Malformed CIDR, one '/' required"),
+    ("CIDR.cidr: mask bits must be an integer", '{"a": [{"cidr": "10.0.0.0/x"}]}',
+     "Malformed CIDR, mask bits must be an integer"),
+    ("CIDR.cidr: mask bits past Integer.MAX_VALUE", '{"a": [{"cidr": "10.0.0.0/99999999999"}]}',
+     "Malformed CIDR, mask bits must be an integer"),
+    ("CIDR.cidr: mask bits must not be negative", '{"a": [{"cidr": "10.0.0.0/-1"}]}',
+     "Malformed CIDR, mask bits must not be negative"),
+    ("CIDR.cidr: parseInt takes a plus sign", '{"a": [{"cidr": "10.0.0.0/+8"}]}',
+     ok({"a": "10.1.2.3"}, {"a": "11.0.0.0"})),
+    ("CIDR.ipToBytes: Nonstandard IP address", '{"a": [{"cidr": "foo/8"}]}', "Nonstandard IP address: foo"),
+    ("CIDR.ipToBytes: Nonstandard IP address (dotted IPv4 in IPv6)", '{"a": [{"cidr": "::ffff:1.2.3.4/120"}]}',
+     "Nonstandard IP address: ::ffff:1.2.3.4"),
+    ("CIDR.ipToBytes: Invalid IP address (IPv4)", '{"a": [{"cidr": "1.2.3.256/8"}]}', "Invalid IP address: 1.2.3.256"),
+    ("CIDR.ipToBytes: Invalid IP address (IPv6)", '{"a": [{"cidr": "1::2::3/64"}]}', "Invalid IP address: 1::2::3"),
+    ("CIDR.cidr: IPv4 mask bits must be < 32", '{"a": [{"cidr": "10.1.2.3/32"}]}', "IPv4 mask bits must be < 32"),
+    ("CIDR.cidr: IPv4 mask bits must be < 32 (33)", '{"a": [{"cidr": "10.1.2.3/33"}]}', "IPv4 mask bits must be < 32"),
+    ("CIDR.cidr: IPv6 mask bits must be < 128", '{"a": [{"cidr": "2001:db8::1/128"}]}', "IPv6 mask bits must be < 128"),
+    ("CIDR.cidr: IPv4-mapped IPv6 is IPv4", '{"a": [{"cidr": "::ffff:a00:0/8"}]}',
+     ok({"a": "10.1.2.3"}, {"a": "11.1.2.3"})),
+    ("CIDR.cidr: valid", '{"a": [{"cidr": "10.0.0.0/24"}]}', ok({"a": "10.0.0.255"}, {"a": "10.0.1.0"})),
+    # wildcard: processMatchExpression, WildcardParser
+    ("wildcard: must be a string", '{"a": [{"wildcard": ["x"]}]}', "wildcard match pattern must be a string"),
+    ("WildcardParser: Consecutive wildcard characters", '{"a": [{"wildcard": "a**"}]}',
+     "Consecutive wildcard characters at pos 2"),
+    ("WildcardParser: Consecutive wildcard characters, position in UTF-8 bytes", '{"a": [{"wildcard": "\u00e9**"}]}',
+     "Consecutive wildcard characters at pos 3"),
+    ("WildcardParser: Invalid escape character", '{"a": [{"wildcard": "a\\\\b"}]}', "Invalid escape character at pos 2"),
+    ("WildcardParser: Invalid escape character (trailing)", '{"a": [{"wildcard": "ab\\\\"}]}',
+     "Invalid escape character at pos 3"),
+    ("WildcardParser: escapes", '{"a": [{"wildcard": "a\\\\*b"}]}', ok({"a": "a*b"}, {"a": "axb"})),
+]
+
+
+@pytest.mark.parametrize("text,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_pattern_checked_as_event_ruler_checks_it(text, expected):
+    if isinstance(expected, str):
+        with pytest.raises(InvalidEventPatternException) as e:
+            compile_pattern(text)
+        assert e.value.message == "Event pattern is not valid. Reason: " + expected
+        return
+    _, match, miss = expected
+    pattern = compile_pattern(text)
+    assert pattern.matches(match) and not pattern.matches(miss)
+    for engine in ("index", "bitmask"):
+        rs = RuleSet({"r": text}, engine=engine)
+        assert rs.matching(match) == ["r"] and rs.matching(miss) == [], engine
