@@ -3,8 +3,8 @@
 Template rules, as recorded against AWS:
 - a template starting with `{` or `[` is a JSON template. A placeholder outside quotes becomes
   the value's JSON; inside quotes a string is inserted (escaped) and other values as their JSON
-  text. The result must be valid JSON, else the event is not delivered (e.g. a list placed
-  inside quotes).
+  text. A path missing from the event is the empty string (`""` outside quotes). The result must
+  be valid JSON, else the event is not delivered (e.g. a list placed inside quotes).
 - any other template is a string template and is delivered as text; it must start with `"`.
   Strings are inserted raw, missing values as nothing, lists and objects without quotes:
   [a,b] and {k:v}.
@@ -155,8 +155,8 @@ class _Transformer(TargetInput):
             v = self._value(name, event, rule_name, rule_arn, ingestion_time)
             if not self.json:
                 out.append("" if v is MISSING else _unquoted(v))
-            elif v is MISSING:
-                out.append("" if quoted else "null")
+            elif v is MISSING:  # the empty string: nothing inside quotes, "" outside (not null)
+                out.append("" if quoted else '""')
             elif quoted and isinstance(v, str):
                 out.append(orjson.dumps(v).decode()[1:-1])
             else:

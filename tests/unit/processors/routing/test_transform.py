@@ -26,7 +26,7 @@ def test_predefined_placeholders_in_json_template():
 def test_string_inside_quotes_is_escaped_and_missing_paths():
     body = render(input_transformer={"InputPathsMap": {"a": "$.detail.a", "m": "$.detail.missing"},
                                      "InputTemplate": '{"a": "<a>", "m": <m>, "q": "<m>"}'})
-    assert orjson.loads(body) == {"a": 'x"y', "m": None, "q": ""}
+    assert orjson.loads(body) == {"a": 'x"y', "m": "", "q": ""}  # AWS: "" for a missing path, not null
 
 
 def test_input_path_and_constant_and_default():
