@@ -25,6 +25,8 @@ _PLACEHOLDER = re.compile(r"<([^<>\s]+)>")
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _PREDEFINED = ("aws.events.rule-name", "aws.events.rule-arn", "aws.events.event",
                "aws.events.event.json", "aws.events.event.ingestion-time")
+# <aws.events.event>: the envelope without `detail`, `detail-type` as `detailType`, in AWS's order
+_EVENT_FIELDS = ("id", "account", "detail-type", "time", "source", "region", "resources", "version")
 
 # a template piece: literal text, or a placeholder (name, inside_quotes)
 Piece: TypeAlias = str | tuple[str, bool]
@@ -142,7 +144,7 @@ class _Transformer(TargetInput):
         if name == "aws.events.event.ingestion-time":
             return ingestion_time
         if name == "aws.events.event":
-            return {k: v for k, v in event.items() if k != "detail"}
+            return {"detailType" if k == "detail-type" else k: event[k] for k in _EVENT_FIELDS if k in event}
         return event  # aws.events.event.json
 
     def render(self, event: dict[str, Any], rule_name: str, rule_arn: str, ingestion_time: str) -> bytes | None:

@@ -19,7 +19,9 @@ def test_predefined_placeholders_in_json_template():
         ' "e": <aws.events.event>, "full": <aws.events.event.json>}'})
     got = orjson.loads(body)
     assert got["r"] == "my-rule" and got["arn"] == "arn:rule" and got["t"] == "2026-01-01T00:00:01Z"
-    assert "detail" not in got["e"] and got["e"]["id"] == "e1"
+    assert got["e"] == {"id": "e1", "account": "1", "detailType": "t", "time": "2026-01-01T00:00:00Z", "source": "s",
+                        "region": "us-east-1", "resources": [], "version": "0"}  # as AWS: no detail, detailType
+    assert list(got["e"]) == ["id", "account", "detailType", "time", "source", "region", "resources", "version"]
     assert got["full"] == EVENT
 
 
