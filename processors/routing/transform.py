@@ -1,6 +1,8 @@
 """Target input: Input (constant JSON), InputPath, or InputTransformer, rendered as AWS does.
 
 Template rules, as recorded against AWS:
+- every placeholder (`<name>`) must be an InputPathsMap key or a predefined one (aws.events.*),
+  else PutTargets refuses the template.
 - a template starting with `{` or `[` is a JSON template. A placeholder outside quotes becomes
   the value's JSON; inside quotes a string is inserted (escaped) and other values as their JSON
   text. A path missing from the event is the empty string (`""` outside quotes). The result must
@@ -33,16 +35,18 @@ Piece: TypeAlias = str | tuple[str, bool]
 
 
 def compile_target_input(input: str | None = None, input_path: str | None = None,
-                         input_transformer: dict[str, Any] | None = None) -> TargetInput:
+                         input_transformer: dict[str, Any] | None = None, *, target_id: str) -> TargetInput:
+    """`target_id`: the target's Id, which AWS's errors name."""
     given = [x is not None for x in (input, input_path, input_transformer)]
     if sum(given) > 1:
-        raise ValidationException("Only one of Input, InputPath, or InputTransformer must be provided.")
+        raise ValidationException(
+            f"Only one of Input, InputPath, or InputTransformer must be provided for target {target_id}.")
     if input is not None:
         return _Constant(input)
     if input_path is not None:
         return _Path(input_path)
     if input_transformer is not None:
-        return _Transformer(input_transformer)
+        return _Transformer(input_transformer, target_id)
     return _Whole()
 
 
@@ -92,7 +96,7 @@ def _unquoted(v: Any) -> str:
 
 
 class _Transformer(TargetInput):
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], target_id: str) -> None:
         if not isinstance(spec, dict):
             raise ValidationException("InputTransformer must be an object with InputTemplate.")
         template = spec.get("InputTemplate")
@@ -118,16 +122,17 @@ class _Transformer(TargetInput):
                 raise ValidationException(f"InputPathsMap key {key!r} uses the reserved aws. prefix.")
             self.paths[key] = compile_path(path, f"InputPathsMap value for {key}")
         self.json = template.lstrip()[:1] in ("{", "[")
-        self.pieces = self._split(template)
+        self.pieces = self._split(template, target_id)
 
-    def _split(self, template: str) -> list[Piece]:
+    def _split(self, template: str, target_id: str) -> list[Piece]:
         """Literal text and (name, inside_quotes) placeholders, in order."""
         known = set(self.paths) | set(_PREDEFINED)
         pieces: list[Piece] = []
         pos = 0
         for m in _PLACEHOLDER.finditer(template):
-            if m.group(1) not in known:
-                continue
+            if m.group(1) not in known:  # AWS's PutTargets refuses the template
+                raise ValidationException(
+                    f"InputTemplate for target {target_id} contains invalid placeholder {m.group(1)}.")
             pieces.append(template[pos:m.start()])
             pieces.append((m.group(1), _inside_quotes(template, m.start())))
             pos = m.end()

@@ -232,7 +232,7 @@ class TargetSettings(Section):
         given = [n for n, v in (("Input", self.input), ("InputPath", self.input_path),
                                 ("InputTransformer", self.input_transformer)) if v is not None]
         if len(given) > 1:  # AWS's wording
-            raise ValueError("Only one of Input, InputPath, or InputTransformer must be provided.")
+            raise ValueError(f"Only one of Input, InputPath, or InputTransformer must be provided for target {self.id}.")
         return self
 
     def option(self, name: str, default: Any = None) -> Any:

@@ -25,7 +25,8 @@ def _renderer(target: TargetSettings):
     if target.input is None and target.input_path is None and target.input_transformer is None:
         return None
     return compile_target_input(
-        input=target.input, input_path=target.input_path, input_transformer=target.input_transformer
+        input=target.input, input_path=target.input_path, input_transformer=target.input_transformer,
+        target_id=target.id,
     ).render
 
 

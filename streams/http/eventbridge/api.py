@@ -104,7 +104,7 @@ def target_from_aws(spec: dict) -> TargetSettings:
 
         try:
             compile_target_input(input=target.input, input_path=target.input_path,
-                                 input_transformer=target.input_transformer)
+                                 input_transformer=target.input_transformer, target_id=target.id)
         except ValidationException as exc:
             raise _validation(exc.message) from None
     return target

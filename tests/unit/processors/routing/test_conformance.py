@@ -54,7 +54,7 @@ def test_pattern_cases_through_a_ruleset_agree(conformance_dir):
 
 def _delivers_as_aws_did(c: dict, rule_name: str, rule_arn: str, ingestion_time: str) -> None:
     ti = compile_target_input(input_transformer={
-        "InputPathsMap": c.get("input_paths_map", {}), "InputTemplate": c["input_template"]})
+        "InputPathsMap": c.get("input_paths_map", {}), "InputTemplate": c["input_template"]}, target_id="t")
     body = ti.render(c["event"], rule_name, rule_arn, ingestion_time)
     want = c["expected"]
     if "not_delivered" in want:
