@@ -129,6 +129,12 @@ class BusSettings(Section):
     account: str = Field("000000000000", pattern=r"^\d{12}$", description="Envelope `account` and rule ARNs.")
     region: str = Field("local", description="Envelope `region` and rule ARNs.")
 
+    @property
+    def rule_arn_prefix(self) -> str:
+        """A rule's ARN less its name, as AWS forms it: a custom bus's rules are under rule/<bus>/."""
+        bus = "" if self.name == "default" else f"{self.name}/"
+        return f"arn:aws:events:{self.region}:{self.account}:rule/{bus}"
+
 
 class SourceSettings(Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -45,7 +45,7 @@ def build_router(config: Config, rules=None) -> Router:
             for t in rule.targets
         )
         routes.append(Route(rule.name, targets, rule.event_pattern))
-    return Router(routes, rule_arn_prefix=f"arn:aws:events:{config.bus.region}:{config.bus.account}:rule/",
+    return Router(routes, rule_arn_prefix=config.bus.rule_arn_prefix,
                   engine=fastpath.routing_engine())
 
 

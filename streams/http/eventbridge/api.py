@@ -146,7 +146,7 @@ class EventBridgeApi:
         self.bearer_tokens = [t.encode() for t in bearer_tokens]
         self.allow_anonymous = allow_anonymous
         bus = self.config.bus
-        self.arn_prefix = f"arn:aws:events:{bus.region}:{bus.account}:rule/"
+        self.arn_prefix = bus.rule_arn_prefix
         self.bus_topic = self.config.api.bus_topic or bus.topic or next(
             (s.topic for s in self.config.sources if s.kind == "envelope"), None)
 
