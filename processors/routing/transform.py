@@ -1,10 +1,12 @@
 """Target input: Input (constant JSON), InputPath, or InputTransformer, rendered as AWS does.
 
 Template rules, as recorded against AWS:
+- every placeholder (`<name>`) must be an InputPathsMap key or a predefined one (aws.events.*),
+  else PutTargets refuses the template.
 - a template starting with `{` or `[` is a JSON template. A placeholder outside quotes becomes
   the value's JSON; inside quotes a string is inserted (escaped) and other values as their JSON
-  text. The result must be valid JSON, else the event is not delivered (e.g. a list placed
-  inside quotes).
+  text. A path missing from the event is the empty string (`""` outside quotes). The result must
+  be valid JSON, else the event is not delivered (e.g. a list placed inside quotes).
 - any other template is a string template and is delivered as text; it must start with `"`.
   Strings are inserted raw, missing values as nothing, lists and objects without quotes:
   [a,b] and {k:v}.
@@ -25,22 +27,26 @@ _PLACEHOLDER = re.compile(r"<([^<>\s]+)>")
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _PREDEFINED = ("aws.events.rule-name", "aws.events.rule-arn", "aws.events.event",
                "aws.events.event.json", "aws.events.event.ingestion-time")
+# <aws.events.event>: the envelope without `detail`, `detail-type` as `detailType`, in AWS's order
+_EVENT_FIELDS = ("id", "account", "detail-type", "time", "source", "region", "resources", "version")
 
 # a template piece: literal text, or a placeholder (name, inside_quotes)
 Piece: TypeAlias = str | tuple[str, bool]
 
 
 def compile_target_input(input: str | None = None, input_path: str | None = None,
-                         input_transformer: dict[str, Any] | None = None) -> TargetInput:
+                         input_transformer: dict[str, Any] | None = None, *, target_id: str) -> TargetInput:
+    """`target_id`: the target's Id, which AWS's errors name."""
     given = [x is not None for x in (input, input_path, input_transformer)]
     if sum(given) > 1:
-        raise ValidationException("Only one of Input, InputPath, or InputTransformer must be provided.")
+        raise ValidationException(
+            f"Only one of Input, InputPath, or InputTransformer must be provided for target {target_id}.")
     if input is not None:
         return _Constant(input)
     if input_path is not None:
         return _Path(input_path)
     if input_transformer is not None:
-        return _Transformer(input_transformer)
+        return _Transformer(input_transformer, target_id)
     return _Whole()
 
 
@@ -90,7 +96,7 @@ def _unquoted(v: Any) -> str:
 
 
 class _Transformer(TargetInput):
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], target_id: str) -> None:
         if not isinstance(spec, dict):
             raise ValidationException("InputTransformer must be an object with InputTemplate.")
         template = spec.get("InputTemplate")
@@ -116,16 +122,17 @@ class _Transformer(TargetInput):
                 raise ValidationException(f"InputPathsMap key {key!r} uses the reserved aws. prefix.")
             self.paths[key] = compile_path(path, f"InputPathsMap value for {key}")
         self.json = template.lstrip()[:1] in ("{", "[")
-        self.pieces = self._split(template)
+        self.pieces = self._split(template, target_id)
 
-    def _split(self, template: str) -> list[Piece]:
+    def _split(self, template: str, target_id: str) -> list[Piece]:
         """Literal text and (name, inside_quotes) placeholders, in order."""
         known = set(self.paths) | set(_PREDEFINED)
         pieces: list[Piece] = []
         pos = 0
         for m in _PLACEHOLDER.finditer(template):
-            if m.group(1) not in known:
-                continue
+            if m.group(1) not in known:  # AWS's PutTargets refuses the template
+                raise ValidationException(
+                    f"InputTemplate for target {target_id} contains invalid placeholder {m.group(1)}.")
             pieces.append(template[pos:m.start()])
             pieces.append((m.group(1), _inside_quotes(template, m.start())))
             pos = m.end()
@@ -142,7 +149,7 @@ class _Transformer(TargetInput):
         if name == "aws.events.event.ingestion-time":
             return ingestion_time
         if name == "aws.events.event":
-            return {k: v for k, v in event.items() if k != "detail"}
+            return {"detailType" if k == "detail-type" else k: event[k] for k in _EVENT_FIELDS if k in event}
         return event  # aws.events.event.json
 
     def render(self, event: dict[str, Any], rule_name: str, rule_arn: str, ingestion_time: str) -> bytes | None:
@@ -155,8 +162,8 @@ class _Transformer(TargetInput):
             v = self._value(name, event, rule_name, rule_arn, ingestion_time)
             if not self.json:
                 out.append("" if v is MISSING else _unquoted(v))
-            elif v is MISSING:
-                out.append("" if quoted else "null")
+            elif v is MISSING:  # the empty string: nothing inside quotes, "" outside (not null)
+                out.append("" if quoted else '""')
             elif quoted and isinstance(v, str):
                 out.append(orjson.dumps(v).decode()[1:-1])
             else:

@@ -129,6 +129,12 @@ class BusSettings(Section):
     account: str = Field("000000000000", pattern=r"^\d{12}$", description="Envelope `account` and rule ARNs.")
     region: str = Field("local", description="Envelope `region` and rule ARNs.")
 
+    @property
+    def rule_arn_prefix(self) -> str:
+        """A rule's ARN less its name, as AWS forms it: a custom bus's rules are under rule/<bus>/."""
+        bus = "" if self.name == "default" else f"{self.name}/"
+        return f"arn:aws:events:{self.region}:{self.account}:rule/{bus}"
+
 
 class SourceSettings(Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -232,7 +238,7 @@ class TargetSettings(Section):
         given = [n for n, v in (("Input", self.input), ("InputPath", self.input_path),
                                 ("InputTransformer", self.input_transformer)) if v is not None]
         if len(given) > 1:  # AWS's wording
-            raise ValueError("Only one of Input, InputPath, or InputTransformer must be provided.")
+            raise ValueError(f"Only one of Input, InputPath, or InputTransformer must be provided for target {self.id}.")
         return self
 
     def option(self, name: str, default: Any = None) -> Any:

@@ -25,7 +25,8 @@ def _renderer(target: TargetSettings):
     if target.input is None and target.input_path is None and target.input_transformer is None:
         return None
     return compile_target_input(
-        input=target.input, input_path=target.input_path, input_transformer=target.input_transformer
+        input=target.input, input_path=target.input_path, input_transformer=target.input_transformer,
+        target_id=target.id,
     ).render
 
 
@@ -44,7 +45,7 @@ def build_router(config: Config, rules=None) -> Router:
             for t in rule.targets
         )
         routes.append(Route(rule.name, targets, rule.event_pattern))
-    return Router(routes, rule_arn_prefix=f"arn:aws:events:{config.bus.region}:{config.bus.account}:rule/",
+    return Router(routes, rule_arn_prefix=config.bus.rule_arn_prefix,
                   engine=fastpath.routing_engine())
 
 

@@ -132,7 +132,7 @@ async def test_api_validates_as_aws_does(running):
     await call(events, "put_rule", Name="two", EventPattern='{"a": [1]}')
     assert await error_of(call(events, "put_targets", Rule="two", Targets=[
         {"Id": "t", "Arn": "log://t", "Input": "{}", "InputPath": "$.detail"}])) == \
-        ("ValidationException", "Only one of Input, InputPath, or InputTransformer must be provided.")
+        ("ValidationException", "Only one of Input, InputPath, or InputTransformer must be provided for target t.")
     assert (await error_of(call(events, "put_targets", Rule="two", Targets=[
         {"Id": f"t{i}", "Arn": f"log://t{i}"} for i in range(6)])))[0] == "LimitExceededException"
     assert (await error_of(call(events, "put_targets", Rule="two", Targets=[
@@ -317,3 +317,30 @@ async def test_the_malformed_requests_that_got_a_500_get_aws_errors(running, ope
         async with session.post(f"http://127.0.0.1:{port}/", data=json.dumps(body), headers=headers) as resp:
             answer = await resp.json(content_type=None)
             assert (resp.status, answer["__type"]) == (400, expected), answer
+
+
+async def test_put_targets_checks_input_transformers_as_aws_does(running, conformance_dir):
+    """LocalStack's AWS-validated cases (tests/data/conformance): PutTargets' errors word for word,
+    naming the target, and every template AWS accepted, delivered or not, accepted."""
+    _, port, _ = running
+    events = client(port)
+    await call(events, "put_rule", Name="transformed", EventPattern='{"source": ["never"]}')
+    localstack = json.loads((conformance_dir / "eventbridge-input-transformer-localstack-cases.json").read_text())
+    for c in localstack["put_targets_errors"]:
+        target = {"Id": c["target_id"], "Arn": f"log://{c['target_id']}", "InputTransformer": {
+            "InputPathsMap": c["input_paths_map"], "InputTemplate": c["input_template"]}}
+        if "input_path" in c:
+            target["InputPath"] = c["input_path"]
+        with pytest.raises(ClientError) as err:
+            await call(events, "put_targets", Rule="transformed", Targets=[target])
+        got = err.value.response
+        assert (got["Error"]["Code"], got["ResponseMetadata"]["HTTPStatusCode"], got["Error"]["Message"]) == \
+            (c["expected"]["code"], c["expected"]["status"], c["expected"]["message"]), c["name"]
+    shared = json.loads((conformance_dir / "eventbridge-input-transformer-cases.json").read_text())
+    for c in localstack["cases"] + shared["cases"]:
+        transformer = {"InputTemplate": c["input_template"]}
+        if "input_paths_map" in c:
+            transformer["InputPathsMap"] = c["input_paths_map"]
+        answer = await call(events, "put_targets", Rule="transformed",
+                            Targets=[{"Id": "t", "Arn": "log://t", "InputTransformer": transformer}])
+        assert answer["FailedEntryCount"] == 0, c["name"]

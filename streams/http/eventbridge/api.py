@@ -104,7 +104,7 @@ def target_from_aws(spec: dict) -> TargetSettings:
 
         try:
             compile_target_input(input=target.input, input_path=target.input_path,
-                                 input_transformer=target.input_transformer)
+                                 input_transformer=target.input_transformer, target_id=target.id)
         except ValidationException as exc:
             raise _validation(exc.message) from None
     return target
@@ -146,7 +146,7 @@ class EventBridgeApi:
         self.bearer_tokens = [t.encode() for t in bearer_tokens]
         self.allow_anonymous = allow_anonymous
         bus = self.config.bus
-        self.arn_prefix = f"arn:aws:events:{bus.region}:{bus.account}:rule/"
+        self.arn_prefix = bus.rule_arn_prefix
         self.bus_topic = self.config.api.bus_topic or bus.topic or next(
             (s.topic for s in self.config.sources if s.kind == "envelope"), None)
 

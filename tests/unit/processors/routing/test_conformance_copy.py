@@ -12,7 +12,8 @@ SHARED = ROOT.parent / "shared" / "conformance"
 
 def test_the_vendored_cases_are_there_for_a_clone_alone():
     cases = sorted(p.name for p in VENDORED.glob("*.json"))
-    assert cases == ["eventbridge-input-transformer-cases.json", "eventbridge-pattern-cases.json"]
+    assert cases == ["eventbridge-input-transformer-cases.json", "eventbridge-input-transformer-localstack-cases.json",
+                     "eventbridge-pattern-cases.json"]
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="no shared/conformance beside this clone to compare with")

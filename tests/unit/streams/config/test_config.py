@@ -105,3 +105,14 @@ def test_an_override_can_come_from_a_file(tmp_path):
     config = parse_config({"sources": [{"topic": "in"}]},
                           environ={"EVENTWEIR_KAFKA__SASL_PASSWORD_FILE": str(secret)})
     assert config.kafka.sasl_password == "s3cret"
+
+
+def test_rule_arns_are_formed_as_aws_forms_them():
+    # LocalStack test_events_inputs.py (AWS-validated): <aws.events.rule-arn> of a rule on a custom bus
+    # is arn:aws:events:<region>:<account>:rule/<bus>/<rule>; the default bus has no <bus>/ part
+    def prefix(bus):
+        return parse_config({"sources": [{"topic": "in"}], "bus": bus}, environ={}).bus.rule_arn_prefix
+
+    assert prefix({"account": "111111111111", "region": "us-east-1"}) == "arn:aws:events:us-east-1:111111111111:rule/"
+    assert prefix({"name": "orders", "account": "111111111111", "region": "us-east-1"}) == \
+        "arn:aws:events:us-east-1:111111111111:rule/orders/"

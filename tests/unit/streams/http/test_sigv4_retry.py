@@ -129,7 +129,7 @@ def test_rule_and_target_settings_errors_name_the_key_path():
         _config([{"id": "h", "type": "http", "url": "http://x", "RetryPolicy": {"MaximumEventAgeInSeconds": 59}}])
     with pytest.raises(ConfigError, match="an http target needs `url`"):
         _config([{"id": "h", "type": "http"}])
-    with pytest.raises(ConfigError, match="Only one of Input, InputPath, or InputTransformer must be provided."):
+    with pytest.raises(ConfigError, match="Only one of Input, InputPath, or InputTransformer must be provided for target l."):
         _config([{"id": "l", "type": "log", "Input": "{}", "InputPath": "$.detail"}])
     with pytest.raises(ConfigError, match=r"rules\[r\].targets\[h\].auth: auth type 'bearer' needs token"):
         _config([{"id": "h", "type": "http", "url": "http://x", "auth": {"type": "bearer"}}])
