@@ -17,6 +17,7 @@ import weakref
 from collections import deque
 from functools import partial
 from operator import attrgetter, itemgetter
+from zlib import crc32
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,10 +84,10 @@ class TopicSender:
                 continue
             chunks = self._take()
             call = _Call(self, chunks)
-            with_headers = any(target.forward_headers for target, _ in chunks)
+            with_headers = any(target.forward_headers or target.traceparent for target, _ in chunks)
             if len(chunks) == 1:
                 keys, values = _columns(chunks[0][1])
-                headers = _headers(chunks[0][1]) if with_headers else None
+                headers = _headers(chunks[0][0], chunks[0][1]) if with_headers else None
             else:
                 keys, values, headers = [], [], [] if with_headers else None
                 for target, items in chunks:
@@ -94,7 +95,7 @@ class TopicSender:
                     keys += k
                     values += v
                     if headers is not None:
-                        headers += _headers(items) if target.forward_headers else [()] * len(items)
+                        headers += _headers(target, items)
             try:
                 sent, too_large = await self.producer.send_columns(self.topic, keys, values, headers)
             except Exception as exc:  # never let one bad chunk stop the topic
@@ -127,10 +128,45 @@ _record = attrgetter("record")
 _record_headers = attrgetter("headers")
 
 
-def _headers(items: list[Item] | RecordChunk) -> list:
-    """Each output record's headers: its source record's, carried through (a trace id survives)."""
-    records = items if type(items) is RecordChunk else map(_record, map(_delivery, items))
-    return list(map(_record_headers, records))
+def _headers(target: KafkaTarget, items: list[Item] | RecordChunk) -> list:
+    """Each output record's headers: its source record's, carried through (a trace id survives),
+    and a W3C traceparent where there is none."""
+    records = items if type(items) is RecordChunk else list(map(_record, map(_delivery, items)))
+    if not target.traceparent:
+        return list(map(_record_headers, records)) if target.forward_headers else [()] * len(records)
+    out = []
+    forward = target.forward_headers
+    for record in records:
+        headers = record.headers
+        own = next((h for h in headers if h[0] == "traceparent"), None) if headers else None
+        if own:
+            out.append(headers if forward else [own])
+        else:  # lists: the producer's batch builder takes headers as lists, so none is copied again
+            out.append([*headers, trace_context(record)] if forward else [trace_context(record)])
+    return out
+
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15     # odd: multiplying by it mod 2^64 is a bijection that spreads bits
+_TRACE_HIGH: dict[tuple[str, int], tuple[int, bytes]] = {}  # (topic, partition) -> high half, prefix
+
+
+def trace_context(record) -> tuple[str, bytes]:
+    """A W3C traceparent header for a source record that has none. The ids are a function of the
+    record's topic, partition and offset, so every output of one input record (fan-out to several
+    topics, a retry, a replay from the same offsets) carries the same trace: the trace id's high
+    half is the topic's CRC-32 and the partition, its low half the offset mixed by a bijection
+    (unique per partition, and looking random to samplers that read the low bytes). A hash of all
+    three cost 1.2 µs a record, a third of a passthrough record's budget; this costs ~0.4 µs.
+    Flagged sampled: the trace starts here."""
+    key = (record.topic, record.partition)
+    trace = _TRACE_HIGH.get(key)
+    if trace is None:
+        high = crc32(record.topic.encode()) << 32 | record.partition
+        trace = _TRACE_HIGH[key] = (high, b"00-%016x" % high)
+    low = ((record.offset ^ trace[0]) * _GOLDEN) & _MASK64
+    # the parent (span) id: the low half again, flipped and made odd (never all zeros, as W3C requires)
+    return "traceparent", b"%s%016x-%016x-01" % (trace[1], low, low ^ _GOLDEN | 1)
 
 
 class _Call:
@@ -200,9 +236,10 @@ class KafkaTarget(Target):
     kind = "kafka"
 
     def __init__(self, target_id: str, topic: str, producer: BatchProducer, max_in_flight: int, dead_letters,
-                 forward_headers: bool = True):
+                 forward_headers: bool = True, traceparent: bool = True):
         super().__init__(target_id, max_in_flight, dead_letters)
         self.forward_headers = forward_headers  # the source record's headers go with each output record
+        self.traceparent = traceparent  # a W3C traceparent is added to records that carry none
         self.topic = topic
         self.producer = producer
         self._sender: TopicSender | None = None
@@ -232,8 +269,11 @@ class Settings(BaseModel):
     topic: str = Field(description="kafka: the topic matched events are produced to.")
     forward_headers: bool = Field(True, description="kafka: give each output record its source record's headers "
                                                      "(a trace id, a tenant): on by default, as Kafka Connect does.")
+    traceparent: bool = Field(True, description="kafka: add a W3C `traceparent` header to each output record whose "
+                              "headers have none, derived from the source record's topic, partition and offset (all "
+                              "outputs of one input record, and its retries and replays, share one trace).")
 
 
 def build(context, name: str, settings: Settings) -> KafkaTarget:
     return KafkaTarget(name, settings.topic, context.producer, context.max_in_flight, context.dead_letters,
-                       forward_headers=settings.forward_headers)
+                       forward_headers=settings.forward_headers, traceparent=settings.traceparent)
