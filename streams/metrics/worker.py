@@ -64,6 +64,9 @@ LAKE_RECORDS = Counter("eventweir_lake_records_total", "Records in lake objects 
 # --- rules, control topic and the EventBridge API ----------------------------------------------
 RULE_RELOADS = Counter("eventweir_rule_reloads_total", "Rule-set reloads from the control topic, by result.", ["result"])
 CONTROL_RULES = Gauge("eventweir_control_rules", "Rules currently defined in the control topic.")
+CONTROL_RULES_INVALID = Counter(
+    "eventweir_control_rules_invalid_total", "Rules read from the control topic that cannot be built (e.g. stored "
+    "by an older version that accepted them) and were left out; the log names each.")
 TOMBSTONES_SKIPPED = Counter(
     "eventweir_tombstones_skipped_total", "Records with a null value (tombstones) skipped, per source topic "
     "(sources[].tombstones).", ["topic"])

@@ -22,11 +22,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from streams import metrics
-from streams.config import Config, RuleSettings
+from streams.config import Config, ConfigError, RuleSettings
 from streams.kafka.admin import ensure_topics
 from streams.kafka.producer import make_producer
 from streams.kafka.read import partitions_of, read_to_end
-from streams.runtime.topology import build_router, build_targets
+from streams.runtime.topology import build_router, build_targets, check_rule
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,14 @@ class ControlTopic:
                 continue
             try:
                 rule = rule_from_json(rec.value)
-            except (ValueError, ValidationError) as exc:
+                check_rule(rule)
+            except (ValueError, ValidationError, ConfigError) as exc:
+                # e.g. written by an older version that accepted what this one refuses: the rule
+                # is left out (and the one it replaced with it), the others load
                 log.error("control topic %s: rule %r at offset %d is not valid, ignored: %s",
                           self.topic, name, rec.offset, exc)
+                metrics.CONTROL_RULES_INVALID.inc()
+                changed |= self.rules.pop(name, None) is not None
                 continue
             if self.rules.get(name) != rule:
                 self.rules[name] = rule

@@ -6,14 +6,14 @@ from typing import Any
 from processors.decode import Decoder
 from processors.normalise import CdcNormaliser, ClickstreamNormaliser, IotNormaliser
 from processors.pipeline import Pipeline
-from processors.routing import compile_target_input
+from processors.routing import compile_pattern, compile_target_input
 from processors.routing.router import Route, Router, RouteTarget, parse_key_path
 from processors.validate import SchemaValidator
 from streams.config import Config, TargetSettings
 from streams.kafka import fastpath
 from streams.kafka.producer import BatchProducer
 from streams.runtime.enrichment import build_enrichment, build_tables
-from streams.targets import BuildContext, build_target, check_targets
+from streams.targets import BuildContext, build_target, check_targets, parse_target
 from streams.targets.retry import RetryPolicy
 
 
@@ -28,6 +28,17 @@ def _renderer(target: TargetSettings):
         input=target.input, input_path=target.input_path, input_transformer=target.input_transformer,
         target_id=target.id,
     ).render
+
+
+def check_rule(rule) -> None:
+    """Raise (a ValueError, or ConfigError naming the key) what building `rule` would raise: its
+    pattern, its targets' input templates and settings. The control topic checks each stored rule
+    with it, so one that an older version accepted cannot stop the whole rule set from loading."""
+    if rule.event_pattern is not None:
+        compile_pattern(rule.event_pattern)
+    for target in rule.targets:
+        _renderer(target)
+        parse_target(rule.name, target)
 
 
 def build_router(config: Config, rules=None) -> Router:

@@ -6,6 +6,7 @@ import asyncio
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from streams.cli import main as cli_main
 from streams.config import parse_config
@@ -221,3 +222,33 @@ async def test_a_rule_change_swaps_targets_without_dropping_in_flight_deliveries
         await stop_worker(worker, task)
     assert sorted(e["n"] for e in old.received) == list(range(first))
     assert sorted(e["n"] for e in new.received) == list(range(first, first + 10))
+
+
+async def test_a_stored_rule_that_no_longer_builds_is_left_out_and_the_others_load(bootstrap_servers):
+    # a rule an older version stored on the control topic (an input template placeholder missing
+    # from InputPathsMap, refused since issue 21 item 11) used to fail every reload and the start
+    from prometheus_client import REGISTRY
+
+    from streams.config import RuleSettings
+    from streams.runtime.reload import rule_to_json
+
+    src, dlq, control, group = unique("in"), unique("dlq"), unique("rules"), unique("g")
+    await create_topics(bootstrap_servers, src, dlq, control)
+    stale = RuleSettings.model_validate({"name": "stale", "targets": [{"id": "web", "type": "log", "InputTransformer": {
+        "InputPathsMap": {"a": "$.a"}, "InputTemplate": '{"a": <a>, "b": <b>}'}}]})
+    good = RuleSettings.model_validate({"name": "good", "targets": [{"id": "out", "type": "log"}]})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
+    await producer.start()
+    try:
+        for rule in (stale, good):
+            await producer.send_and_wait(control, rule_to_json(rule), key=rule.name.encode())
+    finally:
+        await producer.stop()
+    before = REGISTRY.get_sample_value("eventweir_control_rules_invalid_total") or 0
+    config = config_for(bootstrap_servers, src, dlq, group, rules=[], routing={"control_topic": control})
+    worker, task, _ = await start_worker(config)
+    try:
+        assert set(worker.targets) == {"good/out"}
+        assert REGISTRY.get_sample_value("eventweir_control_rules_invalid_total") == before + 1
+    finally:
+        await stop_worker(worker, task)
