@@ -99,7 +99,10 @@ WORKER = {
         ("Rules and the EventBridge API", [
             ts("Rule reloads from the control topic", [(f"sum by (result) (increase(eventweir_rule_reloads_total{{{W}}}[$__rate_interval]))", "{{result}}")], "short",
                "applied = a new rule set is live on the worker; failed = the previous rules stay in force (see logs)."),
-            ts("Rules in the control topic", [(f"max(eventweir_control_rules{{{W}}})", "rules")], "short"),
+            ts("Rules in the control topic", [(f"max(eventweir_control_rules{{{W}}})", "rules"),
+                                                (f"max(increase(eventweir_control_rules_invalid_total{{{W}}}[$__rate_interval]))",
+                                                 "left out: cannot be built")], "short",
+               "Rules stored through the API; `left out` counts stored rules this version cannot build (the log names each)."),
             ts("Rule matching engine", [(f"count by (engine) (eventweir_rule_engine{{{W}}} == 1)", "{{engine}}")], "short",
                "Workers per matching engine: index or bitmask (generated code, picked by a timing trial on the first "
                "events), reference (EVENTWEIR_NO_FASTPATH=1), choosing while the trial runs."),

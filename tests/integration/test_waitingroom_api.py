@@ -80,6 +80,9 @@ async def test_admin_api_rejects_unauthenticated_requests(redis_prefix):
                 assert "Bearer" in r.headers["WWW-Authenticate"]
         assert (await (await client.get("/waitingroom/admin/rooms/sale", headers=ADMIN)).json())["room"] == "sale"
         assert (await client.get("/waitingroom/admin/rooms/sale/counters", headers=ADMIN)).status == 200
+        for scheme in ("bearer", "BEARER"):  # the scheme is case-insensitive (RFC 9110), as on the EventBridge API
+            r = await client.get("/waitingroom/admin/rooms", headers={"Authorization": f"{scheme} {ADMIN_TOKEN}"})
+            assert r.status == 200, scheme
     finally:
         await client.close()
 

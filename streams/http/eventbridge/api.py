@@ -31,6 +31,7 @@ from pydantic_core import ErrorDetails
 
 from streams import metrics
 from streams.config import ConfigError, RuleSettings, TargetSettings
+from streams.http.bearer import bearer_token
 from streams.http.eventbridge import shapes
 from streams.http.eventbridge.sigv4 import SignatureError, verify
 from streams.targets import parse_target
@@ -187,9 +188,8 @@ class EventBridgeApi:
 
     def _authenticate(self, request: web.Request, body: bytes) -> None:
         auth = request.headers.get("Authorization", "")
-        scheme, _, credentials = auth.partition(" ")
-        if scheme.lower() == "bearer":  # auth schemes are case-insensitive (RFC 9110)
-            token = credentials.strip().encode()
+        token = bearer_token(auth)
+        if token is not None:
             if any(hmac.compare_digest(token, t) for t in self.bearer_tokens):
                 return
             raise ApiError("UnrecognizedClientException", "The bearer token is not valid.", 403)

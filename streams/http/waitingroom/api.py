@@ -23,6 +23,7 @@ from aiohttp import web
 from processors.waitingroom.redis_store import RedisRoomStore
 from processors.waitingroom.service import RoomError, WaitingRoomService
 from processors.waitingroom.settings import SettingsError
+from streams.http.bearer import bearer_token
 from streams.http.waitingroom.page import PAGE
 from streams.metrics import waitingroom as m
 
@@ -161,11 +162,11 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         return web.Response(body=page, content_type="text/html", charset="utf-8")
 
     def admin(fn):
-        expected = f"Bearer {service.admin_token}".encode()
+        expected = service.admin_token.encode()
 
         async def check(request: web.Request) -> web.Response:
-            got = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(got, expected):
+            got = bearer_token(request.headers.get("Authorization", ""))
+            if got is None or not hmac.compare_digest(got, expected):
                 resp = _error("unauthorized", "admin API: expected header 'Authorization: Bearer <admin token>'", 401)
                 resp.headers["WWW-Authenticate"] = 'Bearer realm="eventweir-waitingroom"'
                 return resp
