@@ -119,6 +119,9 @@ def _error_of(exc: Any, schema: dict) -> SchemaError:
     return SchemaError(".".join(path), rule, message)
 
 
+EXPLAIN_DEPTH = 255  # jsonschema_rs's limit on iter_errors (is_valid reads deeper)
+
+
 class Check:
     """A compiled check: `check(document)` is None when the document is valid, else the first
     SchemaError; `check.is_valid(document)` is the bare boolean check, for hot loops."""
@@ -133,8 +136,12 @@ class Check:
     def __call__(self, document: Any) -> SchemaError | None:
         if self.is_valid(document):
             return None
-        for exc in self._compiled.iter_errors(document):
-            return _error_of(exc, self._schema)
+        try:
+            for exc in self._compiled.iter_errors(document):
+                return _error_of(exc, self._schema)
+        except ValueError:  # "Recursion limit reached": jsonschema_rs explains errors 255 levels deep at most
+            return SchemaError("", "depth", f"the document is invalid and nested deeper than {EXPLAIN_DEPTH} levels, "
+                               "too deep to say where; flatten it")
         return SchemaError("", "schema", "document is invalid")  # pragma: no cover - is_valid said so
 
 

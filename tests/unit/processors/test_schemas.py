@@ -82,3 +82,16 @@ def test_cli_export_writes_every_version(tmp_path, capsys):
         for v in versions:
             assert orjson.loads((tmp_path / name / f"v{v}.json").read_bytes()) == schemas.load_schema(name, v)
     assert "wrote" in capsys.readouterr().out
+
+
+def test_an_invalid_document_too_deep_to_explain_gets_a_reason_not_a_python_error():
+    # the hostile-probe rerun of issue 21: a record 300 levels deep was dead-lettered as
+    # "ProcessorError: ValueError: Recursion limit reached" from the error explanation
+    deep: object = 1
+    for _ in range(300):
+        deep = {"a": deep}
+    error = schemas.validator("iot")(deep)
+    assert error is not None and error.rule == "depth"
+    assert "nested deeper than 255 levels" in str(error)
+    shallow = schemas.validator("iot")({"a": 1})  # shallow documents still get their exact reason
+    assert shallow is not None and shallow.rule != "depth"
