@@ -5,7 +5,10 @@ Public (under `prefix`, default /waitingroom):
   GET  /rooms/{room}/status?request_id=   position, people_ahead, serving_counter, eta_s, refresh_interval_s
   POST /rooms/{room}/token           {"request_id"} -> access token once admitted
   GET  /rooms/{room}/jwks.json, /.well-known/jwks.json   public keys (offline verification)
-  GET  /rooms/{room}/                the waiting page
+  GET  /rooms/{room}/                the waiting page (?return_to=<URL on one of the room's origins>)
+  POST /rooms/{room}/enter           form request_id, return_to -> 303 to the site with the access cookie
+  ANY  /rooms/{room}/auth            forward-auth: 200 with X-Waitingroom-* claims, else 401 + Location
+  ANY  /rooms/{room}/auth/redirect[/original path]   the same, but 302 to the room (Traefik, Envoy)
 Admin (Authorization: Bearer <admin_token>):
   GET /admin/rooms; GET|PUT|DELETE /admin/rooms/{room}; POST /admin/rooms/{room}/serving {"increment": n};
   POST /admin/rooms/{room}/pause|resume|reset; GET /admin/rooms/{room}/counters;
@@ -16,14 +19,17 @@ from __future__ import annotations
 import hmac
 import time
 from typing import Any, overload
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
 
+from processors.waitingroom.handoff import allowed, cookie_name, handoff_target, original_url
 from processors.waitingroom.redis_store import RedisRoomStore
 from processors.waitingroom.service import RoomError, WaitingRoomService
 from processors.waitingroom.settings import SettingsError
-from streams.http.waitingroom.page import PAGE
+from processors.waitingroom.tokens import TokenError
+from streams.http.waitingroom.page import render_page
 from streams.metrics import waitingroom as m
 
 _STATUS = {"not_found": 404, "bad_request": 400, "forbidden": 403, "closed": 403, "sold_out": 410,
@@ -131,8 +137,12 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
                            public_routes: bool = True, admin_routes: bool = True) -> None:
     """Mount the waiting room's public routes (join, status, token, JWKS, the page) and its admin
     routes on `app`: both on one port, or each on its own listener (http.public)."""
-    page = PAGE.encode()
     public = PublicAPI(service)
+    p = prefix.rstrip("/")
+
+    def room_page(room: str, return_to: str | None) -> str:
+        url = f"{p}/rooms/{room}/"
+        return url + f"?return_to={quote(return_to, safe='')}" if return_to else url
 
     async def join(request: web.Request) -> web.Response:
         body = await public.join(request.match_info["room"], await request.read())
@@ -155,10 +165,68 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         return resp
 
     async def waiting_page(request: web.Request) -> web.Response:
-        service.room_settings(request.match_info["room"])
+        settings = service.room_settings(request.match_info["room"])
         if not request.path.endswith("/"):
             raise web.HTTPFound(request.path + "/" + (f"?{request.query_string}" if request.query_string else ""))
-        return web.Response(body=page, content_type="text/html", charset="utf-8")
+        return web.Response(body=render_page(handoff=bool(settings.origins)), content_type="text/html", charset="utf-8")
+
+    async def enter(request: web.Request) -> web.Response:
+        """The hand-off: a form post from the page once admitted. The access token goes into an HttpOnly
+        cookie the site's proxy checks (streams/http/waitingroom/api.py, auth) and the browser goes back
+        to the page it asked for, if that is on one of the room's origins."""
+        room = request.match_info["room"]
+        settings = service.room_settings(room)
+        form = await request.post()
+        return_to = form.get("return_to")
+        target = handoff_target(settings, return_to if isinstance(return_to, str) else None)
+        if target is None:
+            raise RoomError("bad_request", f"room {room!r} has no origins to hand visitors off to; use /token")
+        request_id: Any = form.get("request_id")  # any form value: the service checks it is a request id
+        try:
+            token = await service.access_token(room, request_id)
+        except RoomError as exc:
+            if exc.code != "not_admitted":
+                raise
+            return web.Response(status=303, headers={"Location": room_page(room, target), "Cache-Control": "no-store"})
+        resp = web.Response(status=303, headers={"Location": target, "Cache-Control": "no-store"})
+        resp.set_cookie(cookie_name(room), token["access_token"], max_age=token["expires_in"], path="/",
+                        domain=settings.cookie_domain, secure=settings.cookie_secure, httponly=True, samesite="Lax")
+        return resp
+
+    def forward_auth(redirect: bool):
+        """200 with the visitor's claims as headers for a valid access cookie or bearer token for the room;
+        otherwise 401 with the room's URL in Location (nginx auth_request only knows 2xx/401/403, so the
+        proxy redirects), or with `redirect` a 302 there itself (Traefik and Envoy pass it to the browser)."""
+        base = f"{p}/rooms/{{}}/auth/redirect"
+
+        async def check(request: web.Request) -> web.Response:
+            room = request.match_info["room"]
+            settings = service.room_settings(room)
+            candidates = [request.cookies.get(cookie_name(room))]
+            scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() == "bearer":
+                candidates.append(bearer.strip())
+            reason = "missing"
+            for token in filter(None, candidates):
+                try:
+                    claims = service.check_access(room, token)
+                except TokenError as exc:
+                    reason = exc.reason
+                    continue
+                return web.Response(status=200, headers={
+                    "X-Waitingroom-Room": room, "X-Waitingroom-Subject": str(claims["sub"]),
+                    "X-Waitingroom-Class": str(claims.get("priority_class", "")),
+                    "X-Waitingroom-Expires": str(claims["exp"]), "Cache-Control": "no-store"})
+            raw = request.raw_path
+            start = base.format(room)
+            tail = raw[len(start):] if redirect and raw.startswith(start) else ""
+            url = original_url(request.headers, tail)
+            location = room_page(room, url if allowed(settings, url) else None)
+            headers = {"Location": location, "X-Waitingroom-Error": reason, "Cache-Control": "no-store",
+                       "WWW-Authenticate": 'Bearer realm="eventweir-waitingroom"'}
+            return web.Response(status=302 if redirect else 401, headers=headers)
+
+        return check
 
     def admin(fn):
         expected = f"Bearer {service.admin_token}".encode()
@@ -210,7 +278,6 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
     async def rotate(request):
         return _json(await service.rotate_keys())
 
-    p = prefix.rstrip("/")
     r = app.router
     if public_routes:
         r.add_post(f"{p}/rooms/{{room}}/join", _handler("join", join))
@@ -220,6 +287,9 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         r.add_get(f"{p}/.well-known/jwks.json", _handler("jwks", jwks))
         r.add_get(f"{p}/rooms/{{room}}/", _handler("page", waiting_page))
         r.add_get(f"{p}/rooms/{{room}}", _handler("page", waiting_page))
+        r.add_post(f"{p}/rooms/{{room}}/enter", _handler("enter", enter))
+        r.add_route("*", f"{p}/rooms/{{room}}/auth", _handler("auth", forward_auth(redirect=False)))
+        r.add_route("*", f"{p}/rooms/{{room}}/auth/redirect{{tail:(/.*)?}}", _handler("auth", forward_auth(redirect=True)))
     if not admin_routes:
         return
     r.add_get(f"{p}/admin/rooms", _handler("admin", admin(list_rooms)))
