@@ -1,5 +1,5 @@
-"""The waiting room in front of a real site: Debian's nginx gates a small origin with `auth_request` to the
-room's forward-auth endpoint (the README's nginx config), and a visitor goes request -> room -> admitted
+"""The waiting room in front of a real site: Debian's nginx, with the README's config, gates a small origin
+with `auth_request` to the room's forward-auth endpoint, and a visitor goes request -> room -> admitted
 -> hand-off cookie -> back at the page they asked for; an expired or forged cookie is sent back to the room."""
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(),
                                 reason="Debian package nginx not installed (tests/setup/system-deps.sh installs it)")
 
-# the README's nginx config, less TLS: the room's public routes and the site share the host
-NGINX_CONF = """
+README = Path(__file__).resolve().parents[2] / "README.md"
+NGINX_MAIN = """
 daemon off;
 worker_processes 1;
 pid {tmp}/nginx.pid;
@@ -36,33 +36,21 @@ http {{
   access_log off;
   client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fastcgi;
   uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-  server {{
-    listen 127.0.0.1:{port};
-    location /waitingroom/ {{
-      proxy_pass http://127.0.0.1:{room_port};
-      proxy_set_header Host $http_host;
-    }}
-    location = /_waitingroom_auth {{
-      internal;
-      proxy_pass http://127.0.0.1:{room_port}/waitingroom/rooms/sale/auth;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-    }}
-    location @waitingroom {{
-      return 302 $wr_location;
-    }}
-    location / {{
-      auth_request /_waitingroom_auth;
-      auth_request_set $wr_location $upstream_http_location;
-      auth_request_set $wr_subject $upstream_http_x_waitingroom_subject;
-      error_page 401 = @waitingroom;
-      proxy_set_header X-Waitingroom-Subject $wr_subject;
-      proxy_pass http://127.0.0.1:{origin_port};
-    }}
-  }}
+{site}
 }}
 """
+
+
+def readme_nginx_config(port: int, room_port: int, origin_port: int) -> str:
+    """The README's copy-paste nginx config, pointed at this test's servers and without TLS."""
+    section = README.read_text().split("### In front of a site", 1)[1]
+    site = section.split("```nginx\n", 1)[1].split("```", 1)[0]
+    for old, new in (("server eventweir-public:8081;", f"server 127.0.0.1:{room_port};"),
+                     ("server shop-backend:8000;", f"server 127.0.0.1:{origin_port};"),
+                     ("listen 443 ssl;", f"listen 127.0.0.1:{port};")):
+        assert site.count(old) == 1, f"the README's nginx config no longer has {old!r}"
+        site = site.replace(old, new)
+    return site
 
 
 async def start_origin() -> tuple[web.AppRunner, int]:
@@ -82,7 +70,7 @@ async def start_origin() -> tuple[web.AppRunner, int]:
 
 def start_nginx(tmp: str, port: int, room_port: int, origin_port: int) -> subprocess.Popen:
     conf = Path(tmp) / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, room_port=room_port, origin_port=origin_port))
+    conf.write_text(NGINX_MAIN.format(tmp=tmp, site=readme_nginx_config(port, room_port, origin_port)))
     proc = subprocess.Popen([NGINX, "-p", tmp, "-c", str(conf), "-e", f"{tmp}/error.log"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
