@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Mapping
 from typing import Any, overload
 from urllib.parse import quote
 
@@ -110,12 +111,45 @@ def _handler(endpoint: str, fn):
 
 
 class PublicAPI:
-    """The two hot public endpoints (join, status) as plain coroutines returning the JSON body, so the
+    """The hot public endpoints (join, status, forward-auth) as plain functions returning the answer, so the
     aiohttp routes and the lean keep-alive server (streams/http/waitingroom/server.py) answer exactly alike."""
 
-    def __init__(self, service: WaitingRoomService):
+    def __init__(self, service: WaitingRoomService, prefix: str = "/waitingroom"):
         self.service = service
+        self.prefix = prefix.rstrip("/")
         self._join_hist: dict[str, Any] = {}
+
+    def room_page(self, room: str, return_to: str | None) -> str:
+        url = f"{self.prefix}/rooms/{room}/"
+        return url + f"?return_to={quote(return_to, safe='')}" if return_to else url
+
+    def forward_auth(self, room: str, *, cookies: str, authorization: str, headers: Mapping[str, str], tail: str,
+                     redirect: bool) -> tuple[int, dict[str, str]]:
+        """(status, headers): 200 with the visitor's claims for a valid access cookie or bearer token for the
+        room; otherwise 401 with the room's URL in Location (nginx auth_request only knows 2xx/401/403, so the
+        proxy redirects), or with `redirect` a 302 there itself (Traefik and Envoy pass it to the browser).
+        `cookies`: the Cookie header(s); `tail`: the path after .../auth/redirect (Envoy's path_prefix)."""
+        settings = self.service.room_settings(room)
+        name = cookie_name(room) + "="
+        candidates = [c.strip()[len(name):].strip('"') for c in cookies.split(";") if c.strip().startswith(name)]
+        scheme, _, bearer = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            candidates.append(bearer.strip())
+        reason = "missing"
+        for token in filter(None, candidates):  # every one: a host-only and a domain cookie may both be there
+            try:
+                claims = self.service.check_access(room, token)
+            except TokenError as exc:
+                reason = exc.reason
+                continue
+            return 200, {"X-Waitingroom-Room": room, "X-Waitingroom-Subject": str(claims["sub"]),
+                         # percent-encoded: a class is any name an admin chose, a header value is one line of ASCII
+                         "X-Waitingroom-Class": quote(str(claims.get("priority_class", "")), safe=" -._~"),
+                         "X-Waitingroom-Expires": str(claims["exp"]), "Cache-Control": "no-store"}
+        url = original_url(headers, tail)
+        return (302 if redirect else 401), {
+            "Location": self.room_page(room, url if allowed(settings, url) else None), "X-Waitingroom-Error": reason,
+            "Cache-Control": "no-store", "WWW-Authenticate": 'Bearer realm="eventweir-waitingroom"'}
 
     async def join(self, room: str, raw: bytes) -> bytes:
         t0 = time.perf_counter()
@@ -137,12 +171,9 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
                            public_routes: bool = True, admin_routes: bool = True) -> None:
     """Mount the waiting room's public routes (join, status, token, JWKS, the page) and its admin
     routes on `app`: both on one port, or each on its own listener (http.public)."""
-    public = PublicAPI(service)
+    public = PublicAPI(service, prefix)
     p = prefix.rstrip("/")
-
-    def room_page(room: str, return_to: str | None) -> str:
-        url = f"{p}/rooms/{room}/"
-        return url + f"?return_to={quote(return_to, safe='')}" if return_to else url
+    room_page = public.room_page
 
     async def join(request: web.Request) -> web.Response:
         body = await public.join(request.match_info["room"], await request.read())
@@ -194,37 +225,15 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         return resp
 
     def forward_auth(redirect: bool):
-        """200 with the visitor's claims as headers for a valid access cookie or bearer token for the room;
-        otherwise 401 with the room's URL in Location (nginx auth_request only knows 2xx/401/403, so the
-        proxy redirects), or with `redirect` a 302 there itself (Traefik and Envoy pass it to the browser)."""
-        base = f"{p}/rooms/{{}}/auth/redirect"
-
         async def check(request: web.Request) -> web.Response:
             room = request.match_info["room"]
-            settings = service.room_settings(room)
-            candidates = [request.cookies.get(cookie_name(room))]
-            scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() == "bearer":
-                candidates.append(bearer.strip())
-            reason = "missing"
-            for token in filter(None, candidates):
-                try:
-                    claims = service.check_access(room, token)
-                except TokenError as exc:
-                    reason = exc.reason
-                    continue
-                return web.Response(status=200, headers={
-                    "X-Waitingroom-Room": room, "X-Waitingroom-Subject": str(claims["sub"]),
-                    "X-Waitingroom-Class": str(claims.get("priority_class", "")),
-                    "X-Waitingroom-Expires": str(claims["exp"]), "Cache-Control": "no-store"})
+            start = f"{p}/rooms/{room}/auth/redirect"
             raw = request.raw_path
-            start = base.format(room)
-            tail = raw[len(start):] if redirect and raw.startswith(start) else ""
-            url = original_url(request.headers, tail)
-            location = room_page(room, url if allowed(settings, url) else None)
-            headers = {"Location": location, "X-Waitingroom-Error": reason, "Cache-Control": "no-store",
-                       "WWW-Authenticate": 'Bearer realm="eventweir-waitingroom"'}
-            return web.Response(status=302 if redirect else 401, headers=headers)
+            status, headers = public.forward_auth(
+                room, cookies="; ".join(request.headers.getall("Cookie", [])),
+                authorization=request.headers.get("Authorization", ""), headers=request.headers,
+                tail=raw[len(start):] if redirect and raw.startswith(start) else "", redirect=redirect)
+            return web.Response(status=status, headers=headers)
 
         return check
 
