@@ -241,5 +241,14 @@ async def test_forward_auth_answers_alike_on_both_paths(redis_prefix):
             statuses.append((await c.response())[0])
         assert statuses == [200, 200, 200, 401, 401, 302, 200, 302, 404, 404, 400]
         await c.close()
+        # answered at once, forward-auth still keeps its place behind a join waiting for Redis
+        c = await Conn.open(client)
+        await c.send(post(f"{BASE}/join", b'{"request_id":"pipelined"}') + get(f"{BASE}/auth", f"Cookie: {cookie}")
+                     + get(f"{BASE}/status?request_id=pipelined") + get(f"{BASE}/auth"))
+        join, ok, status, refused = [await c.response() for _ in range(4)]
+        assert orjson.loads(join[2])["request_id"] == "pipelined" and ok[1]["x-waitingroom-subject"] == rid
+        assert orjson.loads(status[2])["position"] == 2 and refused[0] == 401
+        assert len(client.server.hot.conns) == 1
+        await c.close()
     finally:
         await client.close()

@@ -1,17 +1,19 @@
-"""The waiting room's port: a lean HTTP/1.1 keep-alive server for the two hot public endpoints, and
+"""The waiting room's port: a lean HTTP/1.1 keep-alive server for the hot public endpoints, and
 aiohttp for everything else, on the same socket.
 
 Every waiter polls `GET .../status` every few seconds and every arrival posts `.../join`, so those two
-requests are nearly all of the traffic. Through aiohttp about half of each one's CPU time was the
+requests are nearly all of the room's own traffic; the proxy in front of the site asks `GET .../auth`
+(forward-auth) on every request to it. Through aiohttp about half of each one's CPU time was the
 framework (request and response objects, router, writer); here the request line and a few headers
 are split by hand and the answer goes out as one bytes object. On tests/bench/waitingroom.py (one
 process, 256 connections) that took joins from ~16k/s to ~30k/s and polls from ~21k/s to ~36k/s.
+Forward-auth needs no store, so it is answered as soon as it is parsed, without a task.
 
-A connection starts on the lean path. The first request that is not a plain HTTP/1.1 join or status
-(another route or method, chunked body, `Expect`, `Upgrade`, HTTP/1.0, a percent-encoded path, an
-oversized head...) hands the connection, with every byte not yet answered, to aiohttp's own protocol,
-which then serves it to the end: the waiting page, the admin API, JWKS, /metrics and every error
-aiohttp produces stay exactly aiohttp's.
+A connection starts on the lean path. The first request that is not a plain HTTP/1.1 join, status or
+GET forward-auth (another route or method, chunked body, `Expect`, `Upgrade`, HTTP/1.0, a
+percent-encoded path, an oversized head...) hands the connection, with every byte not yet answered,
+to aiohttp's own protocol, which then serves it to the end: the waiting page, the admin API, JWKS,
+/metrics and every error aiohttp produces stay exactly aiohttp's.
 """
 from __future__ import annotations
 
@@ -86,28 +88,39 @@ class HotPaths:
             return "auth_redirect", room.decode(), tail[len(_REDIRECT):] + target[len(path):]  # + "?query" if any
         return None
 
-    async def answer(self, kind: str, room: str, query: bytes, body: bytes,
-                     headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
-        reply: tuple[int, bytes, dict[str, str]] | None
-        endpoint = "auth" if kind.startswith("auth") else kind  # the metric's label, as aiohttp's routes count it
+    async def answer(self, kind: str, room: str, query: bytes, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """A join or status request (they wait for the store)."""
+        reply: tuple[int, bytes, dict[str, str]]
         try:
             if kind == "join":
                 reply = (200, await self.api.join(room, body), {})
-            elif kind == "status":
-                reply = (200, await self.api.status(room, _query_get(query, b"request_id")), {})
             else:
-                h = headers or {}
-                status, extra = self.api.forward_auth(
-                    room, cookies=h.pop("Cookie", ""), authorization=h.get("Authorization", ""), headers=h,
-                    tail=query.decode("utf-8", "surrogateescape"), redirect=kind == "auth_redirect")
-                reply = (status, b"", extra)
+                reply = (200, await self.api.status(room, _query_get(query, b"request_id")), {})
         except Exception as exc:  # noqa: BLE001 - mapped like aiohttp's handler; anything else is a 500 there too
-            reply = error_reply(exc)
-            if reply is None:
-                log.exception("waiting-room %s request failed", endpoint)
-                reply = (500, b'{"error": "internal", "message": "internal server error"}', {})
-        count_request(endpoint, reply[0])
+            reply = _failed(kind, exc)
+        count_request(kind, reply[0])
         return reply
+
+    def answer_auth(self, kind: str, room: str, tail: bytes, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+        """A forward-auth request: no store, so it is answered at once, without a task."""
+        reply: tuple[int, bytes, dict[str, str]]
+        try:
+            status, extra = self.api.forward_auth(
+                room, cookies=headers.pop("Cookie", ""), authorization=headers.get("Authorization", ""), headers=headers,
+                tail=tail.decode("utf-8", "surrogateescape"), redirect=kind == "auth_redirect")
+            reply = (status, b"", extra)
+        except Exception as exc:  # noqa: BLE001 - as above
+            reply = _failed("auth", exc)
+        count_request("auth", reply[0])  # one label for both forms, as aiohttp's routes count them
+        return reply
+
+
+def _failed(endpoint: str, exc: Exception) -> tuple[int, bytes, dict[str, str]]:
+    reply = error_reply(exc)
+    if reply is None:
+        log.exception("waiting-room %s request failed", endpoint)
+        return 500, b'{"error": "internal", "message": "internal server error"}', {}
+    return reply
 
 
 def _query_get(query: bytes, name: bytes) -> str | None:
@@ -231,16 +244,20 @@ class _LeanProtocol(asyncio.Protocol):
                 return  # the body is still coming
             body = buf[end + 4:total]
             self.buf = buf[total:]
-            self.busy = True
             kind, room, query = route
-            asyncio.get_running_loop().create_task(self._serve(kind, room, query, body, close, fields))
+            if fields is not None:  # forward-auth waits for nothing: answered here, in order, no task
+                transport = self.transport
+                self._write(transport, *self.hot.answer_auth(kind, room, query, fields), close)
+                if close:
+                    return
+                if self.read_paused and len(self.buf) <= MAX_BUFFERED:
+                    self.read_paused = False
+                    transport.resume_reading()
+                continue
+            self.busy = True
+            asyncio.get_running_loop().create_task(self._serve(kind, room, query, body, close))
 
-    async def _serve(self, kind: str, room: str, query: bytes, body: bytes, close: bool,
-                     fields: dict[str, str] | None) -> None:
-        status, out, headers = await self.hot.answer(kind, room, query, body, fields)
-        transport = self.transport
-        if transport is None:
-            return  # the client left
+    def _write(self, transport: asyncio.Transport, status: int, out: bytes, headers: dict[str, str], close: bool) -> None:
         extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items()) if headers else b""
         ctype = b"Content-Type: application/json\r\n" if out else b""  # forward-auth answers have no body
         transport.write(b"HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\nDate: %s\r\n%s%s\r\n%s" % (
@@ -248,9 +265,17 @@ class _LeanProtocol(asyncio.Protocol):
             b"Connection: close\r\n" if close else b"", out))
         if close:
             transport.close()
+        self.idle_since = time.monotonic()
+
+    async def _serve(self, kind: str, room: str, query: bytes, body: bytes, close: bool) -> None:
+        status, out, headers = await self.hot.answer(kind, room, query, body)
+        transport = self.transport
+        if transport is None:
+            return  # the client left
+        self._write(transport, status, out, headers, close)
+        if close:
             return
         self.busy = False
-        self.idle_since = time.monotonic()
         if self.read_paused and len(self.buf) <= MAX_BUFFERED:
             self.read_paused = False
             transport.resume_reading()
