@@ -88,20 +88,25 @@ class RoomSettings:
         return "open"
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as stored and shown; the hand-off keys only when set, so a room that does not use
+        them stays readable by workers of the previous version (they refuse unknown keys) while a rolling
+        upgrade runs."""
         inlet: dict[str, Any] = {"policy": self.inlet.policy}
         if self.inlet.policy == "fixed_rate":
             inlet.update(rate=self.inlet.rate, interval_s=self.inlet.interval_s)
         elif self.inlet.policy == "max_active":
             inlet["max_active"] = self.inlet.max_active
-        return {
+        d: dict[str, Any] = {
             "queueing_method": self.queueing_method, "inlet": inlet,
             "priority_classes": list(self.priority_classes), "inventory": self.inventory,
             "heartbeat_s": self.heartbeat_s, "session_duration_s": self.session_duration_s,
             "refresh_interval_s": self.refresh_interval_s,
             "schedule": {"start": self.schedule_start, "end": self.schedule_end},
             "paused": self.paused, "claim_secret": self.claim_secret,
-            "origins": list(self.origins), "cookie_domain": self.cookie_domain, "cookie_secure": self.cookie_secure,
         }
+        if self.origins or self.cookie_domain is not None or not self.cookie_secure:
+            d.update(origins=list(self.origins), cookie_domain=self.cookie_domain, cookie_secure=self.cookie_secure)
+        return d
 
 
 def _num(path: str, value: Any, *, minimum: float, maximum: float, integer: bool = False) -> float:
