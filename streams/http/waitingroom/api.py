@@ -202,9 +202,10 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         return web.Response(body=render_page(handoff=bool(settings.origins)), content_type="text/html", charset="utf-8")
 
     async def enter(request: web.Request) -> web.Response:
-        """The hand-off: a form post from the page once admitted. The access token goes into an HttpOnly
-        cookie the site's proxy checks (streams/http/waitingroom/api.py, auth) and the browser goes back
-        to the page it asked for, if that is on one of the room's origins."""
+        """The hand-off: a form post from the page once admitted (a navigation, so it works without
+        scripts reading the token). The access token goes into an HttpOnly cookie that the site's proxy
+        checks with forward-auth, and the browser goes back to the page it asked for, if that is on one of
+        the room's origins. Not admitted yet: back to the room's page."""
         room = request.match_info["room"]
         settings = service.room_settings(room)
         form = await request.post()
