@@ -13,19 +13,24 @@ A room is configured by a plain dict (from the config file or the admin API):
      "refresh_interval_s": 5,                  # how often the page polls
      "schedule": {"start": <epoch s | ISO-8601>, "end": ...},
      "paused": false,
-     "claim_secret": "<shared HS256 secret of the protected site, >= 32 chars>" | null}
+     "claim_secret": "<shared HS256 secret of the protected site, >= 32 chars>" | null,
+     "origins": ["https://shop.example.com"],  # the protected site(s): hand-off targets; the first is the default
+     "cookie_domain": "example.com" | null,    # Domain of the access cookie; null: the host that served the room
+     "cookie_secure": true}                    # false only for plain-http local testing
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 QUEUEING_METHODS = ("fifo", "random", "passthrough", "reject")
 INLET_POLICIES = ("fixed_rate", "max_active", "manual")
 _ROOM_KEYS = {
     "queueing_method", "inlet", "priority_classes", "inventory", "heartbeat_s",
     "session_duration_s", "refresh_interval_s", "schedule", "paused", "claim_secret",
+    "origins", "cookie_domain", "cookie_secure",
 }
 
 
@@ -63,6 +68,9 @@ class RoomSettings:
     schedule_end: float | None = None
     paused: bool = False
     claim_secret: str | None = None
+    origins: tuple[str, ...] = ()
+    cookie_domain: str | None = None
+    cookie_secure: bool = True
 
     @property
     def default_class(self) -> str:
@@ -80,12 +88,15 @@ class RoomSettings:
         return "open"
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as stored and shown; the hand-off keys only when set, so a room that does not use
+        them stays readable by workers of the previous version (they refuse unknown keys) while a rolling
+        upgrade runs."""
         inlet: dict[str, Any] = {"policy": self.inlet.policy}
         if self.inlet.policy == "fixed_rate":
             inlet.update(rate=self.inlet.rate, interval_s=self.inlet.interval_s)
         elif self.inlet.policy == "max_active":
             inlet["max_active"] = self.inlet.max_active
-        return {
+        d: dict[str, Any] = {
             "queueing_method": self.queueing_method, "inlet": inlet,
             "priority_classes": list(self.priority_classes), "inventory": self.inventory,
             "heartbeat_s": self.heartbeat_s, "session_duration_s": self.session_duration_s,
@@ -93,6 +104,9 @@ class RoomSettings:
             "schedule": {"start": self.schedule_start, "end": self.schedule_end},
             "paused": self.paused, "claim_secret": self.claim_secret,
         }
+        if self.origins or self.cookie_domain is not None or not self.cookie_secure:
+            d.update(origins=list(self.origins), cookie_domain=self.cookie_domain, cookie_secure=self.cookie_secure)
+        return d
 
 
 def _num(path: str, value: Any, *, minimum: float, maximum: float, integer: bool = False) -> float:
@@ -123,6 +137,42 @@ def _time(path: str, value: Any) -> float | None:
             if dt.tzinfo is not None:
                 return dt.timestamp()
     raise SettingsError(path, "epoch seconds or an ISO-8601 time with a timezone", value)
+
+
+def origin_key(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL with a host and no user info, else None: what the hand-off
+    compares, so `https://Shop.example.com:443/x` and `https://shop.example.com` are the same origin."""
+    if not isinstance(url, str) or not url.isascii() or "\\" in url or any(c <= " " or c == "\x7f" for c in url):
+        return None  # a backslash or control character is read differently by browsers: never a target
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def _origins(path: str, value: Any) -> tuple[str, ...]:
+    expected = "a list of up to 16 http(s) URLs of the protected site, e.g. ['https://shop.example.com']"
+    if not isinstance(value, list) or len(value) > 16:
+        raise SettingsError(path, expected, value)
+    for i, url in enumerate(value):
+        if origin_key(url) is None or urlsplit(url).query or urlsplit(url).fragment:
+            raise SettingsError(f"{path}[{i}]", "an http(s) URL with a host, no user info, query or fragment", url)
+    return tuple(value)
+
+
+def _cookie_domain(path: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    domain = value[1:] if isinstance(value, str) and value.startswith(".") else value
+    if (not isinstance(domain, str) or not 0 < len(domain) <= 253
+            or not all(label and all((c.isascii() and c.isalnum()) or c == "-" for c in label)
+                       for label in domain.split("."))):
+        raise SettingsError(path, "a domain name such as example.com (the cookie is sent to it and its subdomains)", value)
+    return domain.lower()
 
 
 def valid_room_id(room_id: Any, path: str = "room") -> str:
@@ -198,6 +248,10 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
     if secret is not None and (not isinstance(secret, str) or len(secret) < 32):
         raise SettingsError(f"{path}.claim_secret", "a shared secret of at least 32 characters", "<redacted>")
 
+    cookie_secure = raw.get("cookie_secure", True)
+    if not isinstance(cookie_secure, bool):
+        raise SettingsError(f"{path}.cookie_secure", "true or false", cookie_secure)
+
     return RoomSettings(
         room_id=room_id, queueing_method=method, inlet=inlet, priority_classes=tuple(classes),
         inventory=inventory,
@@ -207,4 +261,6 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
         refresh_interval_s=float(_num(f"{path}.refresh_interval_s", raw.get("refresh_interval_s", 5), minimum=0.1,
                                       maximum=3600)),
         schedule_start=start, schedule_end=end, paused=paused, claim_secret=secret,
+        origins=_origins(f"{path}.origins", raw.get("origins", [])),
+        cookie_domain=_cookie_domain(f"{path}.cookie_domain", raw.get("cookie_domain")), cookie_secure=cookie_secure,
     )

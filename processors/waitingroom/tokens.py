@@ -28,6 +28,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 ALGORITHMS = ("ES256", "EdDSA")
 _ALG_OBJECTS = {"ES256": ECAlgorithm(ECAlgorithm.SHA256), "EdDSA": OKPAlgorithm()}
 ISSUER = "eventweir-waitingroom"
+VERIFIED_CACHE = 20_000  # access tokens remembered as verified (~1 KB each), then the memo starts over
 
 
 class TokenError(Exception):
@@ -52,10 +53,12 @@ class SigningKey:
     queue_secret: bytes = b""         # HS256 secret of the queue-position tokens this key's era issues
     _header: bytes = b""
     _queue_header: bytes = b""
+    _public: Any = None
 
     def __post_init__(self) -> None:
         if not self.queue_secret:
             self.queue_secret = secrets.token_bytes(32)
+        self._public = self.private_key.public_key()
         self._header = _b64(orjson.dumps({"alg": self.alg, "kid": self.kid, "typ": "JWT"}))
         self._queue_header = _b64(orjson.dumps({"alg": "HS256", "kid": self.kid, "typ": "JWT"}))
 
@@ -104,6 +107,7 @@ class KeyRing:
         if active_kid not in self.keys:
             raise ValueError(f"active key {active_kid!r} is not in the ring")
         self.active = self.keys[active_kid]
+        self._verified: dict[str, tuple[dict[str, Any], SigningKey]] = {}
 
     def published(self, now_s: float) -> list[SigningKey]:
         return [k for k in self.keys.values() if k.retire_at_s is None or k.retire_at_s > now_s]
@@ -160,6 +164,49 @@ class KeyRing:
         """Verify as a protected site would with the JWKS: known, still-published kid; signature; exp/nbf; aud; token_use."""
         return verify_with_jwks(token, self.jwks(_now(now_s)), audience=audience, token_use=token_use,
                                 now_s=now_s, leeway_s=leeway_s)
+
+
+    def verify_access(self, token: str, *, audience: str, now_s: float) -> dict[str, Any]:
+        """verify() for forward-auth, which runs on every request to the protected site: the signature is
+        checked once per token with the ring's own key objects (a token we issued carries exactly one of
+        our header segments), then the token is remembered; the time, audience and key checks run every time."""
+        hit = self._verified.get(token)
+        if hit is None:
+            hit = self._check_signature(token)
+            if len(self._verified) >= VERIFIED_CACHE:
+                self._verified.clear()
+            self._verified[token] = hit
+        claims, key = hit
+        if self.keys.get(key.kid) is not key or (key.retire_at_s is not None and key.retire_at_s <= now_s):
+            raise TokenError("kid", f"key {key.kid!r} is not published (unknown or rotated out)")
+        if claims.get("aud") != audience:
+            raise TokenError("audience", f"token is for {claims.get('aud')!r}, not {audience!r}")
+        if claims.get("token_use") != "access" or claims.get("iss") != ISSUER:
+            raise TokenError("token_use", f"expected an access token, got {claims.get('token_use')!r}")
+        exp, nbf = claims.get("exp"), claims.get("nbf", 0)
+        if not isinstance(exp, int) or not isinstance(nbf, int):
+            raise TokenError("malformed", "exp and nbf must be integers")
+        if now_s >= exp:
+            raise TokenError("expired", f"token expired at {exp}")
+        if now_s < nbf:
+            raise TokenError("not_yet_valid", f"token not valid before {nbf}")
+        return claims
+
+    def _check_signature(self, token: str) -> tuple[dict[str, Any], SigningKey]:
+        try:
+            header, payload, sig = token.encode("ascii").split(b".")
+            key = next((k for k in self.keys.values() if k._header == header), None)
+            if key is None:
+                raise TokenError("kid", "not signed by a key of this waiting room")
+            signature = base64.urlsafe_b64decode(sig + b"=" * (-len(sig) % 4))
+            if not _ALG_OBJECTS[key.alg].verify(header + b"." + payload, key._public, signature):
+                raise TokenError("signature", "signature verification failed")
+            claims = orjson.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
+        except (ValueError, orjson.JSONDecodeError):  # not ASCII, not three segments, bad base64 (binascii.Error)
+            raise TokenError("malformed", "not a JWT") from None
+        if not isinstance(claims, dict):
+            raise TokenError("malformed", "the payload is not a JSON object")
+        return claims, key
 
 
 def _now(now_s: float | None) -> float:

@@ -9,7 +9,8 @@ phase (the Redis is shared, so other users' commands can inflate it slightly).
     python tests/bench/waitingroom.py --quick    # 1 repeat x 2 s
 
 Phases per repeat: joins and polls as fast as 256 connections go (throughput; its p99 is the latency
-at that saturated rate), the cached-JSON ceiling, joins over 32 connections, and joins offered at the
+at that saturated rate), forward-auth checks of an admitted visitor's cookie (what the proxy in front
+of the site asks on every request to it), the cached-JSON ceiling, joins over 32 connections, and joins offered at the
 floor's 5,000/s open-loop (latency from each request's scheduled send time, so stalls are not hidden
 by coordinated omission): `join_at_5000_p99_ms` is the figure the p99 < 50 ms floor is about.
 
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from streams.devtools.broker import free_port, wait_for_port  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-FLOORS = {"joins_per_s": 5000.0, "polls_per_s": 10000.0, "join_p99_ms": 50.0}
+FLOORS = {"joins_per_s": 5000.0, "polls_per_s": 10000.0, "join_p99_ms": 50.0, "auth_checks_per_s": 20000.0}
 
 # wrk scripts: unique request ids per thread; `done` prints one JSON line we parse
 _COMMON = r"""
@@ -178,6 +179,20 @@ def run_wrk_rate(run: str, url: str, rate: float, threads: int, conns: int, seco
     return res
 
 
+def admitted_token(base: str, admin: str) -> str:
+    """The access token of one visitor, joined and admitted by hand: the cookie the forward-auth phase sends."""
+    import urllib.request
+
+    def post(url: str, body: dict, headers: dict | None = None) -> dict:
+        req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    rid = post(f"{base}/join", {})["request_id"]
+    post(base.replace("/rooms/", "/admin/rooms/") + "/serving", {"increment": 1}, {"Authorization": f"Bearer {admin}"})
+    return post(f"{base}/token", {"request_id": rid})["access_token"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one short repeat (for development)")
@@ -205,9 +220,10 @@ def main() -> int:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}/waitingroom/rooms/bench"
-    joins, polls, trivial, joins_low, joins_fixed, per_join, per_poll = [], [], [], [], [], [], []
+    joins, polls, trivial, joins_low, joins_fixed, per_join, per_poll, auths = [], [], [], [], [], [], [], []
     try:
         wait_for_port("127.0.0.1", port, 30)
+        auth_script = _COMMON + f'wrk.headers["Cookie"] = "eventweir_wr_bench={admitted_token(base, admin)}"\n'
         for rep in range(repeats):
             run = f"r{rep}x{uuid.uuid4().hex[:6]}"
             before, ev_before = redis_commandstats()
@@ -221,6 +237,7 @@ def main() -> int:
             p = run_wrk(poll_script, f"{base}/status", args.threads, args.connections, seconds)
             _, ev_after = redis_commandstats()
             per_poll.append((ev_after - ev_before) / p["requests"])  # Redis round trips per poll (the inlet adds ~2/s)
+            auths.append(run_wrk(auth_script, f"{base}/auth", args.threads, args.connections, seconds))
             # the peer: the same worker answering a cached JSON document (JWKS) with no Redis and no room
             # logic, i.e. what aiohttp itself can do on this machine at this moment
             t = run_wrk(_COMMON, f"http://127.0.0.1:{port}/waitingroom/.well-known/jwks.json", args.threads,
@@ -232,14 +249,16 @@ def main() -> int:
             joins_low.append(low)
             joins_fixed.append(fixed)
             if (j["non2xx"] or p["non2xx"] or j["socket_errors"] or p["socket_errors"]
-                    or fixed["non2xx"] or fixed["socket_errors"]):
+                    or fixed["non2xx"] or fixed["socket_errors"] or auths[-1]["non2xx"] or auths[-1]["socket_errors"]):
                 print(f"warning: errors in repeat {rep}: joins {j['non2xx']}/{j['socket_errors']}, "
                       f"polls {p['non2xx']}/{p['socket_errors']}, fixed-rate joins {fixed['non2xx']}/{fixed['socket_errors']}",
                       file=sys.stderr)
             joins.append(j)
             polls.append(p)
             print(f"repeat {rep + 1}/{repeats}: {j['rps']:.0f} joins/s (p99 {j['p99_us'] / 1000:.1f} ms), "
-                  f"{p['rps']:.0f} polls/s (p99 {p['p99_us'] / 1000:.1f} ms), aiohttp cached-JSON {t['rps']:.0f}/s, "
+                  f"{p['rps']:.0f} polls/s (p99 {p['p99_us'] / 1000:.1f} ms), "
+                  f"{auths[-1]['rps']:.0f} forward-auth checks/s (p99 {auths[-1]['p99_us'] / 1000:.1f} ms), "
+                  f"aiohttp cached-JSON {t['rps']:.0f}/s, "
                   f"joins at 32 connections {low['rps']:.0f}/s (p99 {low['p99_us'] / 1000:.1f} ms), "
                   f"joins offered at {FLOORS['joins_per_s']:.0f}/s: {fixed['rps']:.0f}/s answered, "
                   f"p99 {fixed['p99_us'] / 1000:.1f} ms "
@@ -266,6 +285,9 @@ def main() -> int:
         "polls_per_s": round(med(p["rps"] for p in polls), 1),
         "poll_p50_ms": round(med(p["p50_us"] for p in polls) / 1000, 2),
         "poll_p99_ms": round(med(p["p99_us"] for p in polls) / 1000, 2),
+        "auth_checks_per_s": round(med(a["rps"] for a in auths), 1),
+        "auth_check_p50_ms": round(med(a["p50_us"] for a in auths) / 1000, 2),
+        "auth_check_p99_ms": round(med(a["p99_us"] for a in auths) / 1000, 2),
         "aiohttp_cached_json_per_s": round(med(t["rps"] for t in trivial), 1),
         "join_at_5000_per_s_answered": round(med(x["rps"] for x in joins_fixed), 1),
         "join_at_5000_p50_ms": round(med(x["p50_us"] for x in joins_fixed) / 1000, 2),
@@ -277,11 +299,12 @@ def main() -> int:
         "evalsha_per_join": round(med(x[1] for x in per_join), 3),
         "evalsha_per_poll": round(med(per_poll), 3),
         "connections": args.connections, "seconds_per_phase": seconds, "repeats": repeats,
-        "errors": sum(x["non2xx"] + x["socket_errors"] for x in joins + polls + joins_fixed),
+        "errors": sum(x["non2xx"] + x["socket_errors"] for x in joins + polls + joins_fixed + auths),
     }
     ratios = {
         "joins_per_s_vs_floor_5000": round(figures["joins_per_s"] / FLOORS["joins_per_s"], 3),
         "polls_per_s_vs_floor_10000": round(figures["polls_per_s"] / FLOORS["polls_per_s"], 3),
+        "auth_checks_per_s_vs_floor_20000": round(figures["auth_checks_per_s"] / FLOORS["auth_checks_per_s"], 3),
         "join_at_5000_p99_ms_vs_ceiling_50": round(figures["join_at_5000_p99_ms"] / FLOORS["join_p99_ms"], 3),
         "join_p99_ms_saturated_vs_50": round(figures["join_p99_ms"] / FLOORS["join_p99_ms"], 3),
         "joins_vs_aiohttp_cached_json": round(figures["joins_per_s"] / figures["aiohttp_cached_json_per_s"], 3),

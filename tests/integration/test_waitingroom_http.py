@@ -7,7 +7,7 @@ import asyncio
 import orjson
 
 from processors.waitingroom.resp import RespConnection
-from tests.waitingroom_support import redis_prefix, start_api  # noqa: F401
+from tests.waitingroom_support import ADMIN, redis_prefix, start_api  # noqa: F401
 
 ROOM = {"sale": {"inlet": {"policy": "manual"}}}
 BASE = "/waitingroom/rooms/sale"
@@ -194,5 +194,61 @@ async def test_bare_lf_line_endings_get_aiohttp_400_at_once(redis_prefix):
                 assert line.startswith(b"HTTP/1.") and b" 400 " in line, line
             finally:
                 await c.close()
+    finally:
+        await client.close()
+
+
+async def test_forward_auth_answers_alike_on_both_paths(redis_prefix):
+    """Forward-auth (on every request to the protected site) takes the lean path too, with aiohttp's answers."""
+    from processors.waitingroom.handoff import cookie_name
+
+    client, _ = await start_api(redis_prefix, {"sale": {"inlet": {"policy": "manual"},
+                                                        "origins": ["https://shop.example.com"]}})
+    rid = (await (await client.post(f"{BASE}/join", json={})).json())["request_id"]
+    await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 1}, headers=ADMIN)
+    token = (await (await client.post(f"{BASE}/token", json={"request_id": rid})).json())["access_token"]
+    cookie = f"{cookie_name('sale')}={token}"
+    shop = ("X-Forwarded-Proto: https", "X-Forwarded-Host: shop.example.com", "X-Forwarded-Uri: /p?q=1")
+    requests = [get(f"{BASE}/auth", f"Cookie: a=1; {cookie}; b=2"), get(f"{BASE}/auth", f"Authorization: Bearer {token}"),
+                get(f"{BASE}/auth", f"Cookie: {cookie_name('sale')}=stale", f"Cookie: {cookie}"),  # both headers count
+                get(f"{BASE}/auth", "Authorization: Basic eDp5", "X-Original-URL: https://shop.example.com/a?b=c"),
+                get(f"{BASE}/auth", f"Cookie: {cookie}x", "X-Original-URL: https://evil.example/"),
+                get(f"{BASE}/auth/redirect", *shop), get(f"{BASE}/auth/redirect", *shop, f"Cookie: {cookie}"),
+                get(f"{BASE}/auth/redirect/p/x?q=1", "X-Forwarded-Proto: https").replace(b"Host: t", b"Host: shop.example.com"),
+                get(f"{BASE}/auth/redirectx"), get("/waitingroom/rooms/nope/auth", f"Cookie: {cookie}"),
+                get(f"{BASE}/auth", "Host: again", f"Cookie: {cookie}")]  # last: aiohttp's 400 closes the connection
+    compared = ("location", "x-waitingroom-error", "x-waitingroom-subject", "x-waitingroom-room", "x-waitingroom-class",
+                "x-waitingroom-expires", "cache-control")
+    try:
+        for req in requests:
+            lean = await Conn.open(client)
+            via_aiohttp = await Conn.open(client)
+            await via_aiohttp.send(get("/waitingroom/.well-known/jwks.json"))
+            await via_aiohttp.response()
+            await lean.send(req)
+            await via_aiohttp.send(req)
+            a, b = await lean.response(), await via_aiohttp.response()
+            assert a[0] == b[0] and a[2] == b[2], req
+            assert {k: a[1].get(k) for k in compared} == {k: b[1].get(k) for k in compared}, req
+            aiohttps = (requests[-3], requests[-1])  # not forward-auth, and a repeated Host: aiohttp's
+            assert len(client.server.hot.conns) == (0 if req in aiohttps else 1), "the lean path answered"
+            await lean.close()
+            await via_aiohttp.close()
+        statuses = []
+        c = await Conn.open(client)
+        for req in requests:
+            await c.send(req)
+            statuses.append((await c.response())[0])
+        assert statuses == [200, 200, 200, 401, 401, 302, 200, 302, 404, 404, 400]
+        await c.close()
+        # answered at once, forward-auth still keeps its place behind a join waiting for Redis
+        c = await Conn.open(client)
+        await c.send(post(f"{BASE}/join", b'{"request_id":"pipelined"}') + get(f"{BASE}/auth", f"Cookie: {cookie}")
+                     + get(f"{BASE}/status?request_id=pipelined") + get(f"{BASE}/auth"))
+        join, ok, status, refused = [await c.response() for _ in range(4)]
+        assert orjson.loads(join[2])["request_id"] == "pipelined" and ok[1]["x-waitingroom-subject"] == rid
+        assert orjson.loads(status[2])["position"] == 2 and refused[0] == 401
+        assert len(client.server.hot.conns) == 1
+        await c.close()
     finally:
         await client.close()

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -105,3 +106,58 @@ async def test_page_shows_a_position_that_advances(redis_prefix):
                 proc.wait()
         shutil.rmtree(profile, ignore_errors=True)
         await client.close()
+
+
+async def test_page_hands_an_admitted_visitor_back_to_the_page_they_asked_for(redis_prefix):
+    from aiohttp import web
+
+    from processors.waitingroom.handoff import cookie_name
+    from streams.devtools.broker import free_port
+
+    seen: list[str | None] = []
+
+    async def landing(request: web.Request) -> web.Response:
+        seen.append(request.cookies.get(cookie_name("sale")))
+        return web.Response(text=f"the shop: {request.path_qs}")
+
+    origin_app = web.Application()
+    origin_app.router.add_get("/{tail:.*}", landing)
+    runner = web.AppRunner(origin_app, access_log=None)
+    await runner.setup()
+    origin_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", origin_port).start()
+    shop = f"http://127.0.0.1:{origin_port}"
+    client, service = await start_api(redis_prefix, {"sale": {"inlet": {"policy": "manual"}, "refresh_interval_s": 0.3,
+                                                              "origins": [shop], "cookie_secure": False}})
+    profile = tempfile.mkdtemp(prefix="wr-chromium-")
+    proc = None
+    try:
+        wanted = f"{shop}/item?id=7"
+        url = client.make_url("/waitingroom/rooms/sale/") + "?return_to=" + quote(wanted, safe="")
+        proc, port = await open_in_chromium(url, profile)
+        async with aiohttp.ClientSession() as http:
+            targets = await (await http.get(f"http://127.0.0.1:{port}/json/list")).json()
+            target = next(t for t in targets if t["type"] == "page")
+            async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                page = Page(ws)
+                await page.wait_for("state", "waiting")
+                await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 1}, headers=ADMIN)
+                deadline = asyncio.get_running_loop().time() + 30
+                while await page.eval("location.href") != wanted:
+                    assert asyncio.get_running_loop().time() < deadline, await page.eval("location.href")
+                    await asyncio.sleep(0.1)
+                assert await page.eval("document.body.textContent") == "the shop: /item?id=7"
+                # the shop got the access token in the cookie, which the page's scripts cannot read
+                assert seen and seen[-1] and service.check_access("sale", seen[-1])["token_use"] == "access"
+                assert cookie_name("sale") not in (await page.eval("document.cookie"))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+        await client.close()
+        await runner.cleanup()

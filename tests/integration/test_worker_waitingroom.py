@@ -115,6 +115,11 @@ async def test_the_public_listener_serves_the_public_routes_and_nothing_else(boo
                 assert resp.status == 200
             async with http.post(f"{private}/waitingroom/rooms/sale/join", json={}) as resp:
                 assert resp.status == 404, "the public routes are not on the private listener"
+            # forward-auth, which the proxy in front of the site calls, is public (and only public) too
+            async with http.get(f"{public}/waitingroom/rooms/sale/auth", allow_redirects=False) as resp:
+                assert resp.status == 401 and resp.headers["Location"] == "/waitingroom/rooms/sale/"
+            async with http.get(f"{private}/waitingroom/rooms/sale/auth") as resp:
+                assert resp.status == 404
     finally:
         worker.request_stop()
         await asyncio.wait_for(task, 30)

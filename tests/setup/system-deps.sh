@@ -9,7 +9,10 @@ need=()
 # prometheus: promtool checks deploy/prometheus/rules.yaml and the server scrapes a worker in tests/e2e
 #   (the package enables a systemd unit; nothing starts it on these machines, the tests run their own)
 # influxdb: the InfluxDB 1.x server; the suite starts its own instance (tests/conftest.py: influxdb_url)
-for pkg_bin in "redis-server:redis-server" "chromium:chromium" "wrk:wrk" "prometheus:promtool" "influxdb:influxd"; do
+# nginx: the proxy in front of a site gated by the waiting room (auth_request); the test runs its own
+#   as a subprocess with its own config and port and needs nothing of the package's own service
+for pkg_bin in "redis-server:redis-server" "chromium:chromium" "wrk:wrk" "prometheus:promtool" "influxdb:influxd" \
+               "nginx:nginx"; do
   pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done

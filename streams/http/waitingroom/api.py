@@ -5,7 +5,10 @@ Public (under `prefix`, default /waitingroom):
   GET  /rooms/{room}/status?request_id=   position, people_ahead, serving_counter, eta_s, refresh_interval_s
   POST /rooms/{room}/token           {"request_id"} -> access token once admitted
   GET  /rooms/{room}/jwks.json, /.well-known/jwks.json   public keys (offline verification)
-  GET  /rooms/{room}/                the waiting page
+  GET  /rooms/{room}/                the waiting page (?return_to=<URL on one of the room's origins>)
+  POST /rooms/{room}/enter           form request_id, return_to -> 303 to the site with the access cookie
+  ANY  /rooms/{room}/auth            forward-auth: 200 with X-Waitingroom-* claims, else 401 + Location
+  ANY  /rooms/{room}/auth/redirect[/original path]   the same, but 302 to the room (Traefik, Envoy)
 Admin (Authorization: Bearer <admin_token>):
   GET /admin/rooms; GET|PUT|DELETE /admin/rooms/{room}; POST /admin/rooms/{room}/serving {"increment": n};
   POST /admin/rooms/{room}/pause|resume|reset; GET /admin/rooms/{room}/counters;
@@ -15,16 +18,20 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Mapping
 from typing import Any, overload
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
 
+from processors.waitingroom.handoff import allowed, cookie_name, handoff_target, original_url
 from processors.waitingroom.redis_store import RedisRoomStore
 from processors.waitingroom.service import RoomError, WaitingRoomService
 from processors.waitingroom.settings import SettingsError
+from processors.waitingroom.tokens import TokenError
 from streams.http.bearer import bearer_token
-from streams.http.waitingroom.page import PAGE
+from streams.http.waitingroom.page import render_page
 from streams.metrics import waitingroom as m
 
 _STATUS = {"not_found": 404, "bad_request": 400, "forbidden": 403, "closed": 403, "sold_out": 410,
@@ -105,12 +112,45 @@ def _handler(endpoint: str, fn):
 
 
 class PublicAPI:
-    """The two hot public endpoints (join, status) as plain coroutines returning the JSON body, so the
+    """The hot public endpoints (join, status, forward-auth) as plain functions returning the answer, so the
     aiohttp routes and the lean keep-alive server (streams/http/waitingroom/server.py) answer exactly alike."""
 
-    def __init__(self, service: WaitingRoomService):
+    def __init__(self, service: WaitingRoomService, prefix: str = "/waitingroom"):
         self.service = service
+        self.prefix = prefix.rstrip("/")
         self._join_hist: dict[str, Any] = {}
+
+    def room_page(self, room: str, return_to: str | None) -> str:
+        url = f"{self.prefix}/rooms/{room}/"
+        return url + f"?return_to={quote(return_to, safe='')}" if return_to else url
+
+    def forward_auth(self, room: str, *, cookies: str, authorization: str, headers: Mapping[str, str], tail: str,
+                     redirect: bool) -> tuple[int, dict[str, str]]:
+        """(status, headers): 200 with the visitor's claims for a valid access cookie or bearer token for the
+        room; otherwise 401 with the room's URL in Location (nginx auth_request only knows 2xx/401/403, so the
+        proxy redirects), or with `redirect` a 302 there itself (Traefik and Envoy pass it to the browser).
+        `cookies`: the Cookie header(s); `tail`: the path after .../auth/redirect (Envoy's path_prefix)."""
+        settings = self.service.room_settings(room)
+        name = cookie_name(room) + "="
+        candidates = [c.strip()[len(name):].strip('"') for c in cookies.split(";") if c.strip().startswith(name)]
+        bearer = bearer_token(authorization)
+        if bearer is not None:
+            candidates.append(bearer.decode())
+        reason = "missing"
+        for token in filter(None, candidates):  # every one: a host-only and a domain cookie may both be there
+            try:
+                claims = self.service.check_access(room, token)
+            except TokenError as exc:
+                reason = exc.reason
+                continue
+            return 200, {"X-Waitingroom-Room": room, "X-Waitingroom-Subject": str(claims["sub"]),
+                         # percent-encoded: a class is any name an admin chose, a header value is one line of ASCII
+                         "X-Waitingroom-Class": quote(str(claims.get("priority_class", "")), safe=" -._~"),
+                         "X-Waitingroom-Expires": str(claims["exp"]), "Cache-Control": "no-store"}
+        url = original_url(headers, tail)
+        return (302 if redirect else 401), {
+            "Location": self.room_page(room, url if allowed(settings, url) else None), "X-Waitingroom-Error": reason,
+            "Cache-Control": "no-store", "WWW-Authenticate": 'Bearer realm="eventweir-waitingroom"'}
 
     async def join(self, room: str, raw: bytes) -> bytes:
         t0 = time.perf_counter()
@@ -132,8 +172,9 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
                            public_routes: bool = True, admin_routes: bool = True) -> None:
     """Mount the waiting room's public routes (join, status, token, JWKS, the page) and its admin
     routes on `app`: both on one port, or each on its own listener (http.public)."""
-    page = PAGE.encode()
-    public = PublicAPI(service)
+    public = PublicAPI(service, prefix)
+    p = prefix.rstrip("/")
+    room_page = public.room_page
 
     async def join(request: web.Request) -> web.Response:
         body = await public.join(request.match_info["room"], await request.read())
@@ -156,10 +197,47 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         return resp
 
     async def waiting_page(request: web.Request) -> web.Response:
-        service.room_settings(request.match_info["room"])
+        settings = service.room_settings(request.match_info["room"])
         if not request.path.endswith("/"):
             raise web.HTTPFound(request.path + "/" + (f"?{request.query_string}" if request.query_string else ""))
-        return web.Response(body=page, content_type="text/html", charset="utf-8")
+        return web.Response(body=render_page(handoff=bool(settings.origins)), content_type="text/html", charset="utf-8")
+
+    async def enter(request: web.Request) -> web.Response:
+        """The hand-off: a form post from the page once admitted (a navigation, so it works without
+        scripts reading the token). The access token goes into an HttpOnly cookie that the site's proxy
+        checks with forward-auth, and the browser goes back to the page it asked for, if that is on one of
+        the room's origins. Not admitted yet: back to the room's page."""
+        room = request.match_info["room"]
+        settings = service.room_settings(room)
+        form = await request.post()
+        return_to = form.get("return_to")
+        target = handoff_target(settings, return_to if isinstance(return_to, str) else None)
+        if target is None:
+            raise RoomError("bad_request", f"room {room!r} has no origins to hand visitors off to; use /token")
+        request_id: Any = form.get("request_id")  # any form value: the service checks it is a request id
+        try:
+            token = await service.access_token(room, request_id)
+        except RoomError as exc:
+            if exc.code != "not_admitted":
+                raise
+            return web.Response(status=303, headers={"Location": room_page(room, target), "Cache-Control": "no-store"})
+        resp = web.Response(status=303, headers={"Location": target, "Cache-Control": "no-store"})
+        resp.set_cookie(cookie_name(room), token["access_token"], max_age=token["expires_in"], path="/",
+                        domain=settings.cookie_domain, secure=settings.cookie_secure, httponly=True, samesite="Lax")
+        return resp
+
+    def forward_auth(redirect: bool):
+        async def check(request: web.Request) -> web.Response:
+            room = request.match_info["room"]
+            start = f"{p}/rooms/{room}/auth/redirect"
+            raw = request.raw_path
+            status, headers = public.forward_auth(
+                room, cookies="; ".join(request.headers.getall("Cookie", [])),
+                authorization=request.headers.get("Authorization", ""), headers=request.headers,
+                tail=raw[len(start):] if redirect and raw.startswith(start) else "", redirect=redirect)
+            return web.Response(status=status, headers=headers)
+
+        return check
 
     def admin(fn):
         expected = service.admin_token.encode()
@@ -211,7 +289,6 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
     async def rotate(request):
         return _json(await service.rotate_keys())
 
-    p = prefix.rstrip("/")
     r = app.router
     if public_routes:
         r.add_post(f"{p}/rooms/{{room}}/join", _handler("join", join))
@@ -221,6 +298,9 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         r.add_get(f"{p}/.well-known/jwks.json", _handler("jwks", jwks))
         r.add_get(f"{p}/rooms/{{room}}/", _handler("page", waiting_page))
         r.add_get(f"{p}/rooms/{{room}}", _handler("page", waiting_page))
+        r.add_post(f"{p}/rooms/{{room}}/enter", _handler("enter", enter))
+        r.add_route("*", f"{p}/rooms/{{room}}/auth", _handler("auth", forward_auth(redirect=False)))
+        r.add_route("*", f"{p}/rooms/{{room}}/auth/redirect{{tail:(/.*)?}}", _handler("auth", forward_auth(redirect=True)))
     if not admin_routes:
         return
     r.add_get(f"{p}/admin/rooms", _handler("admin", admin(list_rooms)))

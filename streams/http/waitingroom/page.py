@@ -1,5 +1,7 @@
-"""The waiting page: joins (or resumes) the queue, polls the status, shows position and ETA, and
-fetches the access token once admitted. Plain HTML + fetch(), no build step."""
+"""The waiting page: joins (or resumes) the queue, polls the status, shows position and ETA, and once
+admitted hands the visitor off to the site (a form post to .../enter, which sets the access cookie and
+redirects to `return_to`), or, in a room without origins, fetches the access token. Plain HTML +
+fetch(), no build step."""
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -9,7 +11,7 @@ PAGE = """<!doctype html>
  .big{font-size:3rem;font-weight:700;margin:.2rem 0} .muted{color:#666} dt{font-weight:600}
  #admitted{display:none;background:#e6f6e6;padding:1rem;border-radius:.5rem}
 </style></head>
-<body>
+<body data-handoff="__HANDOFF__">
 <h1>You are in the queue for <span id="room"></span></h1>
 <p class="muted">Keep this page open: it refreshes by itself and you keep your place while it does.</p>
 <p>Your position</p><p class="big" id="position">&hellip;</p>
@@ -49,8 +51,23 @@ PAGE = """<!doctype html>
         rid = j.request_id; localStorage.setItem(key, rid);
       });
   }
+  function handOff() {
+    // a real navigation, so the answer's Set-Cookie (HttpOnly, unreadable here) and redirect apply
+    var form = document.createElement("form");
+    form.method = "POST"; form.action = base + "/enter";
+    var fields = {request_id: rid, return_to: params.get("return_to") || params.get("rd") || ""};
+    Object.keys(fields).forEach(function (name) {
+      var input = document.createElement("input");
+      input.type = "hidden"; input.name = name; input.value = fields[name]; form.appendChild(input);
+    });
+    document.body.appendChild(form);
+    $("token-state").textContent = "Taking you to the site\u2026";
+    form.submit();
+  }
   function admitted() {
     $("admitted").style.display = "block";
+    document.querySelector("h1").textContent = "It is your turn";
+    if (document.body.dataset.handoff === "1") { handOff(); return; }
     return fetch(base + "/token", {method: "POST", headers: {"content-type": "application/json"},
                                   body: JSON.stringify({request_id: rid})})
       .then(function (r) { return r.json(); })
@@ -77,3 +94,11 @@ PAGE = """<!doctype html>
 </script>
 </body></html>
 """  # noqa: E501
+
+
+def render_page(*, handoff: bool) -> bytes:
+    """The page for a room; `handoff`: the room has origins, so admission sends the visitor there."""
+    return _PAGES[handoff]
+
+
+_PAGES = {flag: PAGE.replace("__HANDOFF__", "1" if flag else "0").encode() for flag in (False, True)}

@@ -1,17 +1,19 @@
-"""The waiting room's port: a lean HTTP/1.1 keep-alive server for the two hot public endpoints, and
+"""The waiting room's port: a lean HTTP/1.1 keep-alive server for the hot public endpoints, and
 aiohttp for everything else, on the same socket.
 
 Every waiter polls `GET .../status` every few seconds and every arrival posts `.../join`, so those two
-requests are nearly all of the traffic. Through aiohttp about half of each one's CPU time was the
+requests are nearly all of the room's own traffic; the proxy in front of the site asks `GET .../auth`
+(forward-auth) on every request to it. Through aiohttp about half of each one's CPU time was the
 framework (request and response objects, router, writer); here the request line and a few headers
 are split by hand and the answer goes out as one bytes object. On tests/bench/waitingroom.py (one
 process, 256 connections) that took joins from ~16k/s to ~30k/s and polls from ~21k/s to ~36k/s.
+Forward-auth needs no store, so it is answered as soon as it is parsed, without a task.
 
-A connection starts on the lean path. The first request that is not a plain HTTP/1.1 join or status
-(another route or method, chunked body, `Expect`, `Upgrade`, HTTP/1.0, a percent-encoded path, an
-oversized head...) hands the connection, with every byte not yet answered, to aiohttp's own protocol,
-which then serves it to the end: the waiting page, the admin API, JWKS, /metrics and every error
-aiohttp produces stay exactly aiohttp's.
+A connection starts on the lean path. The first request that is not a plain HTTP/1.1 join, status or
+GET forward-auth (another route or method, chunked body, `Expect`, `Upgrade`, HTTP/1.0, a
+percent-encoded path, an oversized head...) hands the connection, with every byte not yet answered,
+to aiohttp's own protocol, which then serves it to the end: the waiting page, the admin API, JWKS,
+/metrics and every error aiohttp produces stay exactly aiohttp's.
 """
 from __future__ import annotations
 
@@ -34,8 +36,13 @@ MAX_BODY = 64 * 1024          # a join body is ~100 bytes; anything bigger goes 
 MAX_BUFFERED = 256 * 1024     # pipelined bytes held while a request is in flight before reading pauses
 KEEPALIVE_S = 75.0            # idle keep-alive connections are closed after this (aiohttp's default)
 _ROOM_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-_REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 409: b"Conflict",
-            410: b"Gone", 500: b"Internal Server Error", 503: b"Service Unavailable"}
+_REASONS = {200: b"OK", 302: b"Found", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
+            409: b"Conflict", 410: b"Gone", 500: b"Internal Server Error", 503: b"Service Unavailable"}
+# what forward-auth reads of a request (api.PublicAPI.forward_auth), by lower-case name
+_AUTH_HEADERS = {b"authorization": "Authorization", b"x-original-url": "X-Original-URL", b"host": "Host",
+                 b"x-forwarded-proto": "X-Forwarded-Proto", b"x-forwarded-host": "X-Forwarded-Host",
+                 b"x-forwarded-uri": "X-Forwarded-Uri"}
+_REDIRECT = b"auth/redirect"
 
 
 class _Date:
@@ -63,7 +70,8 @@ class HotPaths:
         self.conns: set[_LeanProtocol] = set()
 
     def match(self, method: bytes, target: bytes) -> tuple[str, str, bytes] | None:
-        """("join"|"status", room, query) for a request the lean path serves, else None."""
+        """(kind, room, rest) for a request the lean path serves, else None: "join" or "status" and the query,
+        "auth" (forward-auth) and b"", or "auth_redirect" and what follows .../auth/redirect (query included)."""
         if not target.startswith(self.rooms_prefix):
             return None
         path, _, query = target.partition(b"?")
@@ -74,23 +82,45 @@ class HotPaths:
             return "join", room.decode(), query
         if tail == b"status" and method == b"GET":
             return "status", room.decode(), query
+        if method == b"GET" and tail == b"auth":
+            return "auth", room.decode(), b""
+        if method == b"GET" and tail.startswith(_REDIRECT) and tail[len(_REDIRECT):len(_REDIRECT) + 1] in (b"", b"/"):
+            return "auth_redirect", room.decode(), tail[len(_REDIRECT):] + target[len(path):]  # + "?query" if any
         return None
 
     async def answer(self, kind: str, room: str, query: bytes, body: bytes) -> tuple[int, bytes, dict[str, str]]:
-        reply: tuple[int, bytes, dict[str, str]] | None
+        """A join or status request (they wait for the store)."""
+        reply: tuple[int, bytes, dict[str, str]]
         try:
             if kind == "join":
-                out = await self.api.join(room, body)
+                reply = (200, await self.api.join(room, body), {})
             else:
-                out = await self.api.status(room, _query_get(query, b"request_id"))
-            reply = (200, out, {})
+                reply = (200, await self.api.status(room, _query_get(query, b"request_id")), {})
         except Exception as exc:  # noqa: BLE001 - mapped like aiohttp's handler; anything else is a 500 there too
-            reply = error_reply(exc)
-            if reply is None:
-                log.exception("waiting-room %s request failed", kind)
-                reply = (500, b'{"error": "internal", "message": "internal server error"}', {})
+            reply = _failed(kind, exc)
         count_request(kind, reply[0])
         return reply
+
+    def answer_auth(self, kind: str, room: str, tail: bytes, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+        """A forward-auth request: no store, so it is answered at once, without a task."""
+        reply: tuple[int, bytes, dict[str, str]]
+        try:
+            status, extra = self.api.forward_auth(
+                room, cookies=headers.pop("Cookie", ""), authorization=headers.get("Authorization", ""), headers=headers,
+                tail=tail.decode("utf-8", "surrogateescape"), redirect=kind == "auth_redirect")
+            reply = (status, b"", extra)
+        except Exception as exc:  # noqa: BLE001 - as above
+            reply = _failed("auth", exc)
+        count_request("auth", reply[0])  # one label for both forms, as aiohttp's routes count them
+        return reply
+
+
+def _failed(endpoint: str, exc: Exception) -> tuple[int, bytes, dict[str, str]]:
+    reply = error_reply(exc)
+    if reply is None:
+        log.exception("waiting-room %s request failed", endpoint)
+        return 500, b'{"error": "internal", "message": "internal server error"}', {}
+    return reply
 
 
 def _query_get(query: bytes, name: bytes) -> str | None:
@@ -173,6 +203,7 @@ class _LeanProtocol(asyncio.Protocol):
                 self._hand_over()
                 return
             length, close = -1, False
+            fields: dict[str, str] | None = {} if route[0].startswith("auth") else None  # what forward-auth reads
             if line_end < end:
                 for line in buf[line_end + 2:end].split(b"\r\n"):
                     name, sep, value = line.partition(b":")
@@ -195,6 +226,15 @@ class _LeanProtocol(asyncio.Protocol):
                             self._hand_over()
                             return
                         close = b"close" in value
+                    elif fields is not None:
+                        text = value.strip().decode("utf-8", "surrogateescape")
+                        if name == b"cookie":  # several Cookie headers are one list, as aiohttp's handler joins them
+                            fields["Cookie"] = fields["Cookie"] + "; " + text if "Cookie" in fields else text
+                        elif name in _AUTH_HEADERS:
+                            if _AUTH_HEADERS[name] in fields:
+                                self._hand_over()  # a repeated Host (400) or other header: aiohttp decides
+                                return
+                            fields[_AUTH_HEADERS[name]] = text
             length = max(length, 0)
             if length > MAX_BODY:
                 self._hand_over()
@@ -204,24 +244,38 @@ class _LeanProtocol(asyncio.Protocol):
                 return  # the body is still coming
             body = buf[end + 4:total]
             self.buf = buf[total:]
-            self.busy = True
             kind, room, query = route
+            if fields is not None:  # forward-auth waits for nothing: answered here, in order, no task
+                transport = self.transport
+                self._write(transport, *self.hot.answer_auth(kind, room, query, fields), close)
+                if close:
+                    return
+                if self.read_paused and len(self.buf) <= MAX_BUFFERED:
+                    self.read_paused = False
+                    transport.resume_reading()
+                continue
+            self.busy = True
             asyncio.get_running_loop().create_task(self._serve(kind, room, query, body, close))
+
+    def _write(self, transport: asyncio.Transport, status: int, out: bytes, headers: dict[str, str], close: bool) -> None:
+        extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items()) if headers else b""
+        ctype = b"Content-Type: application/json\r\n" if out else b""  # forward-auth answers have no body
+        transport.write(b"HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\nDate: %s\r\n%s%s\r\n%s" % (
+            status, _REASONS.get(status, b"Error"), ctype, len(out), self.hot.date.get(), extra,
+            b"Connection: close\r\n" if close else b"", out))
+        if close:
+            transport.close()
+        self.idle_since = time.monotonic()
 
     async def _serve(self, kind: str, room: str, query: bytes, body: bytes, close: bool) -> None:
         status, out, headers = await self.hot.answer(kind, room, query, body)
         transport = self.transport
         if transport is None:
             return  # the client left
-        extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items()) if headers else b""
-        transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nDate: %s\r\n%s%s\r\n%s" % (
-            status, _REASONS.get(status, b"Error"), len(out), self.hot.date.get(), extra,
-            b"Connection: close\r\n" if close else b"", out))
+        self._write(transport, status, out, headers, close)
         if close:
-            transport.close()
             return
         self.busy = False
-        self.idle_since = time.monotonic()
         if self.read_paused and len(self.buf) <= MAX_BUFFERED:
             self.read_paused = False
             transport.resume_reading()
@@ -296,4 +350,4 @@ class WaitingRoomServer:
 
 def serve_with_lean_path(app: web.Application, service: Any, prefix: str = "/waitingroom") -> WaitingRoomServer:
     """The server for an app that has the waiting-room routes (add_waitingroom_routes) mounted under `prefix`."""
-    return WaitingRoomServer(app, PublicAPI(service), prefix)
+    return WaitingRoomServer(app, PublicAPI(service, prefix), prefix)

@@ -38,6 +38,14 @@ def test_defaults_and_full_settings():
     ({"inlet": {"policy": "fixed_rate", "interval_s": 1e300}}, "rooms.sale.inlet.interval_s", "to 86400"),
     ({"heartbeat_s": True}, "rooms.sale.heartbeat_s", "number"),
     ({"schedule": {"start": "tomorrow"}}, "rooms.sale.schedule.start", "ISO-8601"),
+    ({"origins": ["shop.example.com"]}, "rooms.sale.origins[0]", "http(s) URL"),
+    ({"origins": ["ftp://shop.example.com"]}, "rooms.sale.origins[0]", "http(s) URL"),
+    ({"origins": ["https://user@shop.example.com"]}, "rooms.sale.origins[0]", "no user info"),
+    ({"origins": ["https://shop.example.com/#top"]}, "rooms.sale.origins[0]", "fragment"),
+    ({"origins": "https://shop.example.com"}, "rooms.sale.origins", "list of up to 16"),
+    ({"cookie_domain": "example.com; Secure"}, "rooms.sale.cookie_domain", "domain name"),
+    ({"cookie_domain": ""}, "rooms.sale.cookie_domain", "domain name"),
+    ({"cookie_secure": "false"}, "rooms.sale.cookie_secure", "true or false"),
     ({"schedule": {"start": "2030-01-01T10:00:00"}}, "rooms.sale.schedule.start", "timezone"),
     ({"schedule": {"start": 200, "end": 100}}, "rooms.sale.schedule.end", "after"),
     ({"queueing_method": "random"}, "rooms.sale.schedule.start", "start time"),
@@ -64,3 +72,35 @@ def test_secret_is_not_echoed():
     with pytest.raises(SettingsError) as err:
         parse_room_settings("sale", {"claim_secret": "hunter2"})
     assert "hunter2" not in str(err.value)
+
+
+def test_hand_off_settings_round_trip_and_stay_out_of_rooms_that_do_not_use_them():
+    room = parse_room_settings("sale", {"origins": ["https://shop.example.com", "http://localhost:8000/start"],
+                                        "cookie_domain": ".Example.COM", "cookie_secure": False})
+    assert room.origins == ("https://shop.example.com", "http://localhost:8000/start")
+    assert room.cookie_domain == "example.com" and room.cookie_secure is False
+    assert parse_room_settings("sale", room.to_dict()) == room
+    # a room without them is stored as before, so workers of the previous version still read it
+    plain = parse_room_settings("sale", {}).to_dict()
+    assert not {"origins", "cookie_domain", "cookie_secure"} & set(plain)
+    assert parse_room_settings("sale", {}).cookie_secure is True
+
+
+def test_hand_off_targets_stay_on_the_rooms_origins():
+    from processors.waitingroom.handoff import handoff_target, original_url
+
+    room = parse_room_settings("sale", {"origins": ["https://shop.example.com", "https://www.example.com:8443/x"]})
+    assert handoff_target(room, "https://SHOP.example.com:443/a?b=1") == "https://SHOP.example.com:443/a?b=1"
+    assert handoff_target(room, "https://www.example.com:8443/") == "https://www.example.com:8443/"
+    for bad in (None, "", "https://www.example.com/", "http://shop.example.com/", "https://shop.example.com.evil/",
+                "https://a@shop.example.com/", "//shop.example.com/", "https://shop.example.com\\@evil/",
+                "https://shop.example.com/\t", "https://shöp.example.com/", "https://shop.example.com:99999/"):
+        assert handoff_target(room, bad) == "https://shop.example.com", bad
+    assert handoff_target(parse_room_settings("sale", {}), "https://shop.example.com/") is None
+    # what each proxy tells forward-auth about the request it checks
+    assert original_url({"X-Original-URL": "https://shop.example.com/a?b=1", "Host": "room"}) == \
+        "https://shop.example.com/a?b=1"
+    assert original_url({"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example.com",
+                         "X-Forwarded-Uri": "/a?b=1", "Host": "room"}) == "https://shop.example.com/a?b=1"
+    assert original_url({"Host": "shop.example.com", "X-Forwarded-Proto": "http"}, "/a") == "http://shop.example.com/a"
+    assert original_url({"Host": "shop.example.com"}) is None

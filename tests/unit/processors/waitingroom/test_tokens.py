@@ -127,3 +127,57 @@ def test_queue_token_is_checked_by_the_room_only(ring):
     with pytest.raises(TokenError) as err:  # nobody outside can verify it as an access token
         ring.verify(token, audience="sale", token_use="access", now_s=NOW)
     assert err.value.reason == "algorithm"
+
+
+# ---- forward-auth's check (KeyRing.verify_access): the same rules, fast enough for every request to the site
+
+
+@pytest.mark.parametrize("case,reason", [
+    ("expired", "expired"), ("audience", "audience"), ("token_use", "token_use"), ("not_yet", "not_yet_valid"),
+    ("issuer", "token_use"),
+])
+def test_forward_auth_enforces_the_claims_every_time(ring, case, reason):
+    claims = {"expired": access_claims(exp=int(NOW) - 1), "audience": access_claims(aud="other-room"),
+              "token_use": access_claims(token_use="queue"), "not_yet": access_claims(nbf=int(NOW) + 60),
+              "issuer": access_claims(iss="someone-else")}[case]
+    token = ring.sign(claims)
+    for _ in range(2):  # the second time the signature is remembered, the claims are not
+        with pytest.raises(TokenError) as err:
+            ring.verify_access(token, audience="sale", now_s=NOW)
+        assert err.value.reason == reason
+    good = ring.sign(access_claims())
+    assert ring.verify_access(good, audience="sale", now_s=NOW)["sub"] == "r1"
+    with pytest.raises(TokenError) as err:  # a remembered token expires all the same
+        ring.verify_access(good, audience="sale", now_s=NOW + 600)
+    assert err.value.reason == "expired"
+
+
+def test_forward_auth_rejects_forgeries(ring):
+    token = ring.sign(access_claims())
+    head, payload, sig = token.split(".")
+    body = orjson.loads(base64.urlsafe_b64decode(payload + "=="))
+    forged_payload = base64.urlsafe_b64encode(orjson.dumps({**body, "sub": "r2"})).rstrip(b"=").decode()
+    stranger = SigningKey(kid=ring.active.kid, alg=ring.active.alg, created_s=NOW,
+                          private_key=SigningKey.generate(ring.active.alg, NOW).private_key)  # same header, other key
+    queue = ring.sign_queue(access_claims())  # the room's HS256 queue token is never an access token
+    for bad, reason in ((f"{head}.{forged_payload}.{sig}", "signature"), (stranger.sign(access_claims()), "signature"),
+                        (queue, "kid"), ("a.b", "malformed"), ("", "malformed"),
+                        ("é.é.é", "malformed"), (f"{head}.{payload[:-2]}.{sig}", "signature")):
+        with pytest.raises(TokenError) as err:
+            ring.verify_access(bad, audience="sale", now_s=NOW)
+        assert err.value.reason == reason, bad
+
+
+def test_forward_auth_follows_key_rotation(ring):
+    old = ring.sign(access_claims())
+    assert ring.verify_access(old, audience="sale", now_s=NOW)  # remembered from here on
+    ring.rotate(ring.active.alg, NOW + 10, grace_s=100)
+    new = ring.sign(access_claims())
+    assert ring.verify_access(old, audience="sale", now_s=NOW + 50) and ring.verify_access(new, audience="sale", now_s=NOW + 50)
+    with pytest.raises(TokenError) as err:  # past the grace period the old key is gone, remembered or not
+        ring.verify_access(old, audience="sale", now_s=NOW + 111)
+    assert err.value.reason == "kid"
+    ring.prune(NOW + 111)
+    with pytest.raises(TokenError):
+        ring.verify_access(old, audience="sale", now_s=NOW + 111)
+    assert ring.verify_access(new, audience="sale", now_s=NOW + 111)["sub"] == "r1"

@@ -1,0 +1,127 @@
+"""The hand-off to the site and the forward-auth endpoint over HTTP, as each proxy calls it (real server,
+real Redis): cookie attributes, no open redirect, and the 401 / 302 answers with the way back to the room."""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from processors.waitingroom.handoff import cookie_name
+from tests.waitingroom_support import ADMIN, redis_prefix, start_api  # noqa: F401
+
+SHOP = "https://shop.example.com"
+ROOMS = {"sale": {"inlet": {"policy": "manual"}, "origins": [SHOP, "https://www.example.com:8443/start"],
+                  "cookie_domain": ".Example.com", "session_duration_s": 900},
+         "other": {"inlet": {"policy": "manual"}, "origins": [SHOP]},
+         "plain": {"inlet": {"policy": "manual"}}}
+BASE = "/waitingroom/rooms/sale"
+
+
+async def admitted(client, room="sale") -> str:
+    rid = (await (await client.post(f"/waitingroom/rooms/{room}/join", json={})).json())["request_id"]
+    r = await client.post(f"/waitingroom/admin/rooms/{room}/serving", json={"increment": 1}, headers=ADMIN)
+    assert (await r.json())["admitted"] == 1
+    return rid
+
+
+async def enter(client, rid: str, return_to: str, room="sale"):
+    return await client.post(f"/waitingroom/rooms/{room}/enter", data={"request_id": rid, "return_to": return_to},
+                             allow_redirects=False)
+
+
+async def test_hand_off_sets_the_cookie_and_never_redirects_off_the_rooms_origins(redis_prefix):
+    client, _ = await start_api(redis_prefix, ROOMS)
+    try:
+        rid = await admitted(client)
+        r = await enter(client, rid, f"{SHOP}/cart?id=1&x=%2F")
+        assert r.status == 303 and r.headers["Location"] == f"{SHOP}/cart?id=1&x=%2F"
+        cookie = r.cookies[cookie_name("sale")]
+        assert cookie["domain"] == "example.com" and cookie["path"] == "/" and cookie["samesite"] == "Lax"
+        assert cookie["secure"] and cookie["httponly"] and cookie["max-age"] == "900"
+        # the JSON flow of API clients is unchanged: the same session's token, no cookie
+        t = await client.post(f"{BASE}/token", json={"request_id": rid})
+        assert (await t.json())["token_type"] == "Bearer" and "Set-Cookie" not in t.headers
+        # an allowed second origin (other port and path), and everything else falls back to the first origin
+        assert (await enter(client, rid, "https://WWW.example.com:8443/a")).headers["Location"] == \
+            "https://WWW.example.com:8443/a"
+        for evil in ("https://evil.example/", "https://shop.example.com.evil.example/", "//evil.example/x",
+                     "https://shop.example.com@evil.example/", "https://evil.example\\@shop.example.com/",
+                     "http://shop.example.com/", "https://shop.example.com:444/", "javascript:alert(1)",
+                     "https://shop.example.com/\r\nSet-Cookie: x=1", "/relative", ""):
+            r = await enter(client, rid, evil)
+            assert r.status == 303 and r.headers["Location"] == SHOP, evil
+    finally:
+        await client.close()
+
+
+async def test_hand_off_before_admission_goes_back_to_the_room(redis_prefix):
+    client, _ = await start_api(redis_prefix, ROOMS)
+    try:
+        rid = (await (await client.post(f"{BASE}/join", json={})).json())["request_id"]
+        r = await enter(client, rid, f"{SHOP}/cart")
+        assert r.status == 303 and r.headers["Location"] == f"{BASE}/?return_to={quote(SHOP + '/cart', safe='')}"
+        assert cookie_name("sale") not in r.cookies
+        # a room without origins has no hand-off: its page keeps showing the token state instead
+        rid = await admitted(client, "plain")
+        r = await enter(client, rid, f"{SHOP}/cart", room="plain")
+        assert r.status == 400 and "no origins" in (await r.json())["message"]
+        assert 'data-handoff="0"' in await (await client.get("/waitingroom/rooms/plain/")).text()
+        assert 'data-handoff="1"' in await (await client.get(f"{BASE}/")).text()
+    finally:
+        await client.close()
+
+
+async def test_forward_auth_as_each_proxy_calls_it(redis_prefix):
+    client, _ = await start_api(redis_prefix, ROOMS)
+    try:
+        rid = await admitted(client)
+        token = (await enter(client, rid, SHOP)).cookies[cookie_name("sale")].value
+        client.session.cookie_jar.clear()
+        ok = {"Cookie": f"theme=dark; {cookie_name('sale')}={token}"}
+        # nginx / ingress-nginx: 200 with the claims, or 401 with the room (and the page to come back to)
+        r = await client.get(f"{BASE}/auth", headers=ok)
+        assert r.status == 200 and r.headers["X-Waitingroom-Subject"] == rid
+        assert r.headers["X-Waitingroom-Room"] == "sale" and r.headers["X-Waitingroom-Class"] == "general"
+        assert int(r.headers["X-Waitingroom-Expires"]) > 0 and r.headers["Cache-Control"] == "no-store"
+        assert (await client.post(f"{BASE}/auth", headers={"Authorization": f"Bearer {token}"})).status == 200
+        r = await client.get(f"{BASE}/auth", headers={"X-Original-URL": f"{SHOP}/p?q=1"})
+        assert r.status == 401 and r.headers["Location"] == f"{BASE}/?return_to={quote(SHOP + '/p?q=1', safe='')}"
+        assert r.headers["X-Waitingroom-Error"] == "missing"
+        r = await client.get(f"{BASE}/auth", headers={"X-Original-URL": "https://evil.example/p"})
+        assert r.status == 401 and r.headers["Location"] == f"{BASE}/"  # not an origin: no return_to
+        # a token of another room, a tampered one, and a site's own Authorization header do not pass
+        other = (await enter(client, await admitted(client, "other"), SHOP, room="other")).cookies[cookie_name("other")]
+        for headers, reason in (({"Authorization": f"Bearer {other.value}"}, "audience"),
+                                ({"Cookie": f"{cookie_name('sale')}={token[:-4]}AAAA"}, "signature"),
+                                ({"Authorization": "Basic dXNlcjpwYXNz"}, "missing")):
+            r = await client.get(f"{BASE}/auth", headers=headers)
+            assert r.status == 401 and r.headers["X-Waitingroom-Error"] == reason, headers
+        # Traefik forwardAuth: X-Forwarded-*, and a 302 it hands to the browser
+        traefik = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example.com", "X-Forwarded-Uri": "/p?q=1"}
+        r = await client.get(f"{BASE}/auth/redirect", headers=traefik, allow_redirects=False)
+        assert r.status == 302 and r.headers["Location"] == f"{BASE}/?return_to={quote(SHOP + '/p?q=1', safe='')}"
+        assert (await client.get(f"{BASE}/auth/redirect", headers={**traefik, **ok}, allow_redirects=False)).status == 200
+        # Envoy ext_authz: path_prefix + the original path, on the original Host
+        envoy = {"Host": "shop.example.com", "X-Forwarded-Proto": "https"}
+        r = await client.get(f"{BASE}/auth/redirect/p/x?q=1", headers=envoy, allow_redirects=False)
+        assert r.status == 302 and r.headers["Location"] == f"{BASE}/?return_to={quote(SHOP + '/p/x?q=1', safe='')}"
+        assert (await client.get(f"{BASE}/auth/redirect/p/x", headers={**envoy, **ok}, allow_redirects=False)).status == 200
+        assert (await client.get("/waitingroom/rooms/nope/auth", headers=ok)).status == 404
+    finally:
+        await client.close()
+
+
+async def test_origin_settings_are_checked(redis_prefix):
+    client, _ = await start_api(redis_prefix, {})
+    try:
+        for settings, path in (({"origins": ["shop.example.com"]}, "room.origins[0]"),
+                               ({"origins": [SHOP, "https://x.example/?a=1"]}, "room.origins[1]"),
+                               ({"origins": "https://shop.example.com"}, "room.origins"),
+                               ({"cookie_domain": "example.com/x"}, "room.cookie_domain"),
+                               ({"cookie_secure": "no"}, "room.cookie_secure")):
+            r = await client.put("/waitingroom/admin/rooms/r", json=settings, headers=ADMIN)
+            assert r.status == 400 and (await r.json())["path"] == path, settings
+        r = await client.put("/waitingroom/admin/rooms/r", json={"origins": [SHOP], "cookie_domain": "example.com",
+                                                                 "cookie_secure": False}, headers=ADMIN)
+        got = (await r.json())["settings"]
+        assert got["origins"] == [SHOP] and got["cookie_domain"] == "example.com" and got["cookie_secure"] is False
+    finally:
+        await client.close()

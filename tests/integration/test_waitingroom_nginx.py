@@ -1,0 +1,165 @@
+"""The waiting room in front of a real site: Debian's nginx, with the README's config, gates a small origin
+with `auth_request` to the room's forward-auth endpoint, and a visitor goes request -> room -> admitted
+-> hand-off cookie -> back at the page they asked for; an expired or forged cookie is sent back to the room."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+from aiohttp import web
+from yarl import URL
+
+from processors.waitingroom.handoff import cookie_name
+from processors.waitingroom.tokens import ISSUER, SigningKey
+from streams.devtools.broker import free_port, wait_for_port
+from tests.waitingroom_support import redis_prefix, start_api  # noqa: F401
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+pytestmark = pytest.mark.skipif(not Path(NGINX).exists(),
+                                reason="Debian package nginx not installed (tests/setup/system-deps.sh installs it)")
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+NGINX_MAIN = """
+daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+{site}
+}}
+"""
+
+
+def readme_nginx_config(port: int, room_port: int, origin_port: int) -> str:
+    """The README's copy-paste nginx config, pointed at this test's servers and without TLS."""
+    section = README.read_text().split("### In front of a site", 1)[1]
+    site = section.split("```nginx\n", 1)[1].split("```", 1)[0]
+    for old, new in (("server eventweir-public:8081;", f"server 127.0.0.1:{room_port};"),
+                     ("server shop-backend:8000;", f"server 127.0.0.1:{origin_port};"),
+                     ("listen 443 ssl;", f"listen 127.0.0.1:{port};")):
+        assert site.count(old) == 1, f"the README's nginx config no longer has {old!r}"
+        site = site.replace(old, new)
+    return site
+
+
+async def start_origin() -> tuple[web.AppRunner, int]:
+    """The protected site: says which page it served and to whom."""
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=f"origin {request.path_qs} for {request.headers.get('X-Waitingroom-Subject')}")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
+
+
+def start_nginx(tmp: str, port: int, room_port: int, origin_port: int) -> subprocess.Popen:
+    conf = Path(tmp) / "nginx.conf"
+    conf.write_text(NGINX_MAIN.format(tmp=tmp, site=readme_nginx_config(port, room_port, origin_port)))
+    proc = subprocess.Popen([NGINX, "-p", tmp, "-c", str(conf), "-e", f"{tmp}/error.log"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for_port("127.0.0.1", port, 10)
+    except TimeoutError:
+        proc.kill()
+        raise AssertionError(f"nginx did not start: {proc.communicate()[1].decode()}") from None
+    return proc
+
+
+async def test_visitor_goes_through_the_room_and_back_to_the_page_behind_nginx(redis_prefix):
+    port = free_port()
+    site = f"http://127.0.0.1:{port}"
+    rooms = {"sale": {"inlet": {"policy": "max_active", "max_active": 100}, "refresh_interval_s": 0.2,
+                      "origins": [site], "cookie_secure": False}}  # plain http here: the cookie cannot be Secure
+    client, service = await start_api(redis_prefix, rooms, tick_interval_s=0.1)
+    origin, origin_port = await start_origin()
+    tmp = tempfile.mkdtemp(prefix="wr-nginx-")
+    nginx = start_nginx(tmp, port, int(client.base.rsplit(":", 1)[1]), origin_port)
+    # unsafe: the jar keeps cookies of an IP host (127.0.0.1), as a browser does
+    http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        wanted = f"{site}/shop/item?id=7&size=m"
+        r = await http.get(wanted, allow_redirects=False)
+        assert r.status == 302, await r.text()
+        room_url = r.headers["Location"]
+        assert room_url.startswith(f"{site}/waitingroom/rooms/sale/?")
+        return_to = parse_qs(urlsplit(room_url).query)["return_to"][0]
+        assert return_to == wanted  # the page asked for, query and all
+
+        r = await http.get(room_url)  # the room itself is not gated
+        assert r.status == 200 and "You are in the queue" in await r.text()
+        joined = await (await http.post(f"{site}/waitingroom/rooms/sale/join", json={})).json()
+        rid = joined["request_id"]
+        started = time.monotonic()
+        while True:
+            status = await (await http.get(f"{site}/waitingroom/rooms/sale/status", params={"request_id": rid})).json()
+            if status["state"] == "admitted":
+                break
+            assert time.monotonic() - started < 10, status
+            await asyncio.sleep(0.1)
+        waited = time.monotonic() - started
+
+        # the page's hand-off: a form post that sets the cookie and sends the browser back
+        r = await http.post(f"{site}/waitingroom/rooms/sale/enter", data={"request_id": rid, "return_to": return_to},
+                            allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == wanted
+        set_cookie = r.headers["Set-Cookie"]
+        assert set_cookie.startswith(f"{cookie_name('sale')}=") and "HttpOnly" in set_cookie
+        assert "SameSite=Lax" in set_cookie and "Path=/" in set_cookie and "Secure" not in set_cookie
+
+        # back at the origin, through nginx, which now serves; a claim header the visitor sends is replaced
+        r = await http.get(wanted, headers={"X-Waitingroom-Subject": "someone-else"}, allow_redirects=False)
+        assert r.status == 200 and await r.text() == f"origin /shop/item?id=7&size=m for {rid}"
+        started = time.monotonic()
+        for _ in range(50):
+            assert (await http.get(f"{site}/shop/other", allow_redirects=False)).status == 200
+        per_request_ms = (time.monotonic() - started) * 1000 / 50
+        token = http.cookie_jar.filter_cookies(URL(site))[cookie_name("sale")].value
+
+        # an API client with the same token as a bearer token, no cookie
+        async with aiohttp.ClientSession() as api:
+            r = await api.get(f"{site}/shop/api", headers={"Authorization": f"Bearer {token}"}, allow_redirects=False)
+            assert r.status == 200 and await r.text() == f"origin /shop/api for {rid}"
+
+        # an expired cookie (the room's own key, past its exp) and forged ones go back to the room
+        now = int(time.time())
+        key = service.ring.active
+        claims = {"iss": ISSUER, "aud": "sale", "sub": rid, "token_use": "access", "queue_position": 1,
+                  "priority_class": "general", "iat": now - 700, "nbf": now - 700, "exp": now - 100}
+        stranger = SigningKey(kid=key.kid, alg=key.alg, private_key=SigningKey.generate(key.alg, now).private_key,
+                              created_s=now)
+        head, payload, sig = token.split(".")
+        other_payload = service.ring.sign({**claims, "sub": "someone-else", "exp": now + 600}).split(".")[1]
+        for bad in (key.sign(claims), stranger.sign({**claims, "exp": now + 600}), f"{head}.{other_payload}.{sig}",
+                    "not-a-token"):
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as visitor:
+                visitor.cookie_jar.update_cookies({cookie_name("sale"): bad}, response_url=URL(site))
+                r = await visitor.get(wanted, allow_redirects=False)
+                assert r.status == 302 and r.headers["Location"] == room_url, bad
+        print(f"\nnginx end to end: admitted after {waited:.2f}s; gated request through nginx {per_request_ms:.2f} ms")
+    finally:
+        await http.close()
+        nginx.terminate()
+        try:
+            nginx.wait(10)
+        except subprocess.TimeoutExpired:
+            nginx.kill()
+            nginx.wait()
+        await origin.cleanup()
+        await client.close()
+        shutil.rmtree(tmp, ignore_errors=True)
