@@ -150,3 +150,26 @@ async def test_a_bus_declared_in_the_config_file(bootstrap_servers):
             ("ValidationException", f"Event bus {name} is defined in the config file; change it there.")
     finally:
         await stop_worker(worker, task)
+
+
+async def test_a_bus_made_through_the_api_is_consumed_after_a_restart(bootstrap_servers):
+    worker, task, port = await start(bootstrap_servers)
+    config = worker.config
+    name, out = unique("kept"), unique("out")
+    await create_topics(bootstrap_servers, out)
+    try:
+        events = client(port)
+        await call(events, "create_event_bus", Name=name)
+        await call(events, "put_rule", Name="kept-rule", EventBusName=name, EventPattern='{"source": ["s"]}')
+        await call(events, "put_targets", Rule="kept-rule", EventBusName=name, Targets=[{"Id": "k", "Arn": f"kafka://{out}"}])
+        await wait_for(lambda: "kept-rule/k" in worker.targets, message="the rule to apply")
+    finally:
+        await stop_worker(worker, task)
+    worker, task, info = await start_worker(config)
+    try:
+        assert f"eventweir.bus.{name}" in worker.control.bus_topics
+        await call(client(info["port"]), "put_events", Entries=[entry("s", 1, EventBusName=name), entry("s", 2)])
+        assert n_of(await read_all(bootstrap_servers, out, expect=1)) == [1]
+        assert n_of(await read_all(bootstrap_servers, out, idle=1.0)) == [1]
+    finally:
+        await stop_worker(worker, task)

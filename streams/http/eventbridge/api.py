@@ -216,7 +216,7 @@ class EventBridgeApi:
         control = self.worker.control
         return all_buses(self.config, control.store.buses if control is not None else None)
 
-    def _bus_name(self, value: Any) -> str | None:
+    def _bus_name(self, value: Any, buses: dict[str, Bus] | None = None) -> str | None:
         """The name of the bus `value` (EventBusName: absent, a name or an ARN) names, None if there is none."""
         if value is None:
             return self.config.bus.name
@@ -224,7 +224,7 @@ class EventBridgeApi:
             return None
         prefix = self.config.bus.bus_arn("")
         name = value.removeprefix(prefix) if value.startswith(prefix) else value
-        return name if name in self._buses() else None
+        return name if name in (self._buses() if buses is None else buses) else None
 
     def _bus(self, value: Any) -> str:
         name = self._bus_name(value)
@@ -309,7 +309,7 @@ class EventBridgeApi:
             if event is None:  # then error is set
                 results[i] = error
                 continue
-            name = self._bus_name(entry.get("EventBusName"))
+            name = self._bus_name(entry.get("EventBusName"), buses)
             if name is None:
                 # AWS answers an entry for a bus that does not exist with an EventId and delivers it
                 # nowhere (recorded in LocalStack's AWS-validated test_put_events_nonexistent_event_bus);
@@ -484,7 +484,10 @@ class EventBridgeApi:
     def _new_bus_name(self, name: Any) -> str:
         if not isinstance(name, str) or not name:
             raise _validation("Parameter Name is required.")
-        if not re.fullmatch(r"[/\.\-_A-Za-z0-9]+", name) or len(name) > 256:
+        if len(name) > 256:
+            raise _validation(f"1 validation error detected: Value '{name}' at 'name' failed to satisfy constraint: "
+                              "Member must have length less than or equal to 256")
+        if not re.fullmatch(r"[/\.\-_A-Za-z0-9]+", name):
             raise _validation(f"1 validation error detected: Value '{name}' at 'name' failed to satisfy constraint: "
                               "Member must satisfy regular expression pattern: [/\\.\\-_A-Za-z0-9]+")
         if "/" in name:
@@ -566,7 +569,9 @@ class EventBridgeApi:
         return out
 
     async def op_DeleteEventBus(self, params: dict) -> dict:
-        name = self._new_bus_name(params.get("Name"))
+        name = params.get("Name")
+        if not isinstance(name, str) or not name:
+            raise _validation("Parameter Name is required.")
         if name == self.config.bus.name:
             raise _validation(f"Cannot delete event bus {name}.")
         if name not in self._buses():
