@@ -128,12 +128,41 @@ class BusSettings(Section):
     )
     account: str = Field("000000000000", pattern=r"^\d{12}$", description="Envelope `account` and rule ARNs.")
     region: str = Field("local", description="Envelope `region` and rule ARNs.")
+    topic_prefix: str = Field(
+        "eventweir.bus.", pattern=r"^[A-Za-z0-9._-]{0,40}$",
+        description="The topic of another bus (`buses:` or CreateEventBus) that names none: <topic_prefix><bus name>.")
+    topic_partitions: int = Field(3, ge=1, description="Partitions of a bus topic eventweir creates (CreateEventBus, "
+                                                       "or a topic under `buses:` that does not exist yet).")
 
     @property
     def rule_arn_prefix(self) -> str:
         """A rule's ARN less its name, as AWS forms it: a custom bus's rules are under rule/<bus>/."""
-        bus = "" if self.name == "default" else f"{self.name}/"
-        return f"arn:aws:events:{self.region}:{self.account}:rule/{bus}"
+        return self.rule_arn_prefix_of(self.name)
+
+    def rule_arn_prefix_of(self, bus: str) -> str:
+        """rule_arn_prefix for a rule on the bus named `bus` (this account and region)."""
+        path = "" if bus == "default" else f"{bus}/"
+        return f"arn:aws:events:{self.region}:{self.account}:rule/{path}"
+
+    def bus_arn(self, bus: str) -> str:
+        return f"arn:aws:events:{self.region}:{self.account}:event-bus/{bus}"
+
+
+BUS_NAME = r"^[\.\-_A-Za-z0-9]{1,200}$"  # AWS's, less `/` (partner buses) and within Kafka's topic length
+
+
+class EventBusSettings(Section):
+    """A bus besides the one of the `bus:` section: its own topic, and the rules that name it."""
+
+    name: str = Field(pattern=BUS_NAME, description="The bus's name (EventBusName in the API).")
+    topic: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        description="Its Kafka topic (default: bus.topic_prefix + name). The worker consumes it as a source of kind "
+        "envelope (list it under sources to give it enrichment) and routes its events to this bus's rules only.")
+    description: str = Field("", max_length=512, description="What DescribeEventBus and ListEventBuses show.")
+
+    def topic_of(self, bus: BusSettings) -> str:
+        return self.topic or bus.topic_prefix + self.name
 
 
 class SourceSettings(Section):
@@ -256,6 +285,9 @@ class RuleSettings(Section):
         None, alias="EventPattern", description="EventBridge event pattern; omitted = every event."
     )
     targets: list[TargetSettings] = Field(default_factory=list, max_length=100)
+    event_bus_name: str | None = Field(
+        None, alias="EventBusName", description="The bus whose events this rule sees (one of `buses:`); "
+        "omitted = the `bus:` section's bus.")
 
     @field_validator("targets")
     @classmethod
@@ -347,6 +379,9 @@ class Config(Section):
     http: HttpSettings = Field(default_factory=HttpSettings)
     dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
+    buses: list[EventBusSettings] = Field(
+        default_factory=list, description="More event buses, each a Kafka topic: [{name: orders}, {name: audit, "
+        "topic: audit.events}]. The `bus:` section is the bus PutEvents and rules use when they name none.")
     waitingroom: WaitingRoomSettings | None = Field(
         None, description="Virtual waiting room, served under /waitingroom on the HTTP port (see README).",
     )
@@ -372,6 +407,26 @@ class Config(Section):
                 raise ValueError(f"rules[{i}].EventPattern: {size} characters, more than routing.max_pattern_chars "
                                  f"({chars}; EventBridge allows up to 4096)")
         return self
+
+    @model_validator(mode="after")
+    def _buses(self):
+        _no_repeats(self.buses, "name", "bus names must be unique")
+        if any(b.name == self.bus.name for b in self.buses):
+            raise ValueError(f"buses: {self.bus.name!r} is the `bus:` section's bus")
+        topics = [b.topic_of(self.bus) for b in self.buses]
+        taken = {t for t in (self.bus.topic, self.api.bus_topic) if t}
+        clash = sorted({t for t in topics if topics.count(t) > 1 or t in taken})
+        if clash:
+            raise ValueError(f"buses: each bus needs a topic of its own, shared: {', '.join(clash)}")
+        known = {self.bus.name, *(b.name for b in self.buses)}
+        for i, rule in enumerate(self.rules):
+            if rule.event_bus_name is not None and rule.event_bus_name not in known:
+                raise ValueError(f"rules[{i}].EventBusName: no bus {rule.event_bus_name!r} (declare it under buses)")
+        return self
+
+    def bus_of(self, rule: RuleSettings) -> str:
+        """The name of the bus whose events `rule` sees."""
+        return rule.event_bus_name or self.bus.name
 
     @field_validator("rules")
     @classmethod

@@ -26,7 +26,8 @@ from streams.config import Config, ConfigError, RuleSettings
 from streams.kafka.admin import ensure_topics
 from streams.kafka.producer import make_producer
 from streams.kafka.read import partitions_of, read_to_end
-from streams.runtime.topology import build_router, build_targets, check_rule
+from streams.runtime.buses import CONTROL_KEY_PREFIX, StoredBus, all_buses
+from streams.runtime.topology import build_bus_routers, build_router, build_targets, bus_stages, check_rule
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class ControlTopic:
         self.config = config
         self.topic = topic
         self.rules: dict[str, RuleSettings] = {}
+        self.buses: dict[str, StoredBus] = {}  # made through the API (key event-bus/<name>)
         self.listeners: list[Callable[[], None]] = []
         self._offsets: dict[str, tuple[int, int]] = {}  # rule -> (partition, offset) last applied
         self._consumer: AIOKafkaConsumer | None = None
@@ -105,6 +107,9 @@ class ControlTopic:
             if last is not None and last[0] == rec.partition and last[1] >= rec.offset:
                 continue  # already applied (our own write, applied as soon as it was acked)
             self._offsets[name] = (rec.partition, rec.offset)
+            if name.startswith(CONTROL_KEY_PREFIX):
+                changed |= self._apply_bus(name.removeprefix(CONTROL_KEY_PREFIX), rec.value, rec.offset)
+                continue
             if rec.value is None:
                 changed |= self.rules.pop(name, None) is not None
                 continue
@@ -124,6 +129,20 @@ class ControlTopic:
                 changed = True
         return changed
 
+    def _apply_bus(self, name: str, value: bytes | None, offset: int) -> bool:
+        if value is None:
+            return self.buses.pop(name, None) is not None
+        try:
+            bus = StoredBus.from_json(value)
+        except (ValueError, KeyError, TypeError, ValidationError) as exc:
+            log.error("control topic %s: bus %r at offset %d is not valid, ignored: %s", self.topic, name, offset, exc)
+            metrics.CONTROL_RULES_INVALID.inc()
+            return self.buses.pop(name, None) is not None
+        if self.buses.get(name) == bus:
+            return False
+        self.buses[name] = bus
+        return True
+
     def _notify(self) -> None:
         metrics.CONTROL_RULES.set(len(self.rules))
         for listener in self.listeners:
@@ -134,6 +153,12 @@ class ControlTopic:
 
     async def delete(self, name: str) -> None:
         await self._write(name, None)
+
+    async def put_bus(self, bus: StoredBus) -> None:
+        await self._write(CONTROL_KEY_PREFIX + bus.settings.name, bus.to_json())
+
+    async def delete_bus(self, name: str) -> None:
+        await self._write(CONTROL_KEY_PREFIX + name, None)
 
     async def _write(self, name: str, value: bytes | None) -> None:
         """Write and wait for the ack, then apply at once, so this process reads its own writes."""
@@ -156,6 +181,8 @@ class RuleReloader:
         self._task: asyncio.Task | None = None
         self._retired: set[asyncio.Task] = set()
         self.version = 0  # bumped after every applied rule set (tests and /metrics watch it)
+        self.bus_topics: set[str] = set()  # the live custom buses' topics
+        self._gone_topics: set[str] = set()  # topics of deleted buses: routed to no rule from then on
 
     def rules(self) -> list[RuleSettings]:
         fixed = {r.name for r in self.worker.config.rules}
@@ -192,9 +219,16 @@ class RuleReloader:
                 metrics.RULE_RELOADS.labels("failed").inc()
 
     async def apply(self) -> None:
-        worker = self.worker
-        rules = self.rules()
-        router = build_router(worker.config, rules)  # compiles every pattern; raises before any swap
+        worker, config = self.worker, self.worker.config
+        buses = all_buses(config, self.store.buses)
+        rules = [r for r in self.rules() if config.bus_of(r) in buses]  # a deleted bus's rules go with it
+        router = build_router(config, rules)  # compiles every pattern; raises before any swap
+        bus_routers = build_bus_routers(config, rules, buses)
+        previous = set(getattr(worker.pipeline, "bus_routers", {}))
+        self._gone_topics = (self._gone_topics | previous) - set(bus_routers)
+        # until the re-subscription below takes a deleted bus's partitions away, its records are
+        # routed nowhere (not to the main bus, as a topic without a bus would be)
+        routers = {**{t: build_router(config, []) for t in self._gone_topics}, **bus_routers}
         old = worker.targets
         targets = build_targets(worker.config, self.producer, worker.dead_letters, worker.waitingroom,
                                 rules=rules, reuse=old)
@@ -208,7 +242,10 @@ class RuleReloader:
             for target in started:
                 await target.close()
             raise
-        worker.swap_routes(router, targets)  # synchronous: no batch sees half of it
+        # synchronous: no batch sees half of it
+        worker.swap_routes(router, targets, routers, bus_stages(config, set(bus_routers) - previous))
+        self.bus_topics = set(bus_routers)
+        worker.follow_bus_topics(self.bus_topics)
         self.version += 1
         for name, target in old.items():
             if targets.get(name) is not target:

@@ -12,6 +12,7 @@ from processors.validate import SchemaValidator
 from streams.config import Config, TargetSettings
 from streams.kafka import fastpath
 from streams.kafka.producer import BatchProducer
+from streams.runtime.buses import Bus, all_buses, custom_bus_topics
 from streams.runtime.enrichment import build_enrichment, build_tables
 from streams.targets import BuildContext, build_target, check_targets, parse_target
 from streams.targets.retry import RetryPolicy
@@ -41,11 +42,13 @@ def check_rule(rule) -> None:
         parse_target(rule.name, target)
 
 
-def build_router(config: Config, rules=None) -> Router:
-    """`rules`: the rule set to compile (default: the config file's; hot reload passes the merged set)."""
+def build_router(config: Config, rules=None, bus: str | None = None) -> Router:
+    """The router of one bus's rules (default: the `bus:` section's). `rules`: the rule set to pick
+    them from (default: the config file's; hot reload passes the merged set)."""
+    bus = bus or config.bus.name
     routes = []
     for rule in config.rules if rules is None else rules:
-        if rule.state != "ENABLED":
+        if rule.state != "ENABLED" or config.bus_of(rule) != bus:
             continue
         targets = tuple(
             RouteTarget(
@@ -56,8 +59,20 @@ def build_router(config: Config, rules=None) -> Router:
             for t in rule.targets
         )
         routes.append(Route(rule.name, targets, rule.event_pattern))
-    return Router(routes, rule_arn_prefix=config.bus.rule_arn_prefix,
+    return Router(routes, rule_arn_prefix=config.bus.rule_arn_prefix_of(bus),
                   engine=fastpath.routing_engine())
+
+
+def build_bus_routers(config: Config, rules=None, buses: dict[str, Bus] | None = None) -> dict[str, Router]:
+    """topic -> the router of its bus, for every bus but the main one (whose router takes every other topic)."""
+    buses = all_buses(config) if buses is None else buses
+    return {topic: build_router(config, rules, bus) for topic, bus in custom_bus_topics(config, buses).items()}
+
+
+def bus_stages(config: Config, topics) -> dict[str, list]:
+    """The stages of bus topics not declared as sources: an envelope source's (the schema check)."""
+    declared = set(config.source_topics)
+    return {t: [SchemaValidator({t: DEFAULT_SCHEMAS["envelope"]})] for t in topics if t not in declared}
 
 
 DEFAULT_SCHEMAS = {"iot": ["iot"], "clickstream": ["clickstream"], "cdc": ["debezium", "debezium-flat"],
@@ -101,7 +116,9 @@ def build_stages(config: Config, tables: dict | None = None) -> tuple[dict[str, 
 def build_pipeline(config: Config) -> Pipeline:
     tables = build_tables(config)
     stages, decoders = build_stages(config, tables)
-    pipeline = Pipeline(stages, build_router(config), decoders)
+    bus_routers = build_bus_routers(config)
+    stages.update(bus_stages(config, bus_routers))
+    pipeline = Pipeline(stages, build_router(config), decoders, bus_routers)
     pipeline.tables = tables  # filled from their topics by the worker before it reports ready
     return pipeline
 

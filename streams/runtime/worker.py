@@ -20,6 +20,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from processors.core import TopicRecords
 from streams import metrics
 from streams.config import Config
+from streams.kafka.admin import ensure_topics
 from streams.kafka.fastpath import consumer_record, fetch_records
 from streams.kafka.producer import BatchProducer
 from streams.runtime.backpressure import Backpressure
@@ -97,6 +98,7 @@ class Worker:
         self._bus_sends: set[asyncio.Task] = set()
         self._table_loaders: list = []
         self._last_commit = 0.0
+        self._bus_topics: set[str] = set()  # the custom buses' topics this worker is subscribed to
 
     @property
     def paused(self) -> set[TopicPartition]:
@@ -117,9 +119,13 @@ class Worker:
         if self.config.routing.control_topic:
             self.control = control = RuleReloader(self, batch_producer)
             await control.start()  # rules from the control topic apply before the first fetch
+        bus_topics = self.control.bus_topics if self.control else set(getattr(self.pipeline, "bus_routers", {}))
+        if bus_topics:  # a bus's topic is made with the bus; one named in the config file may not exist yet
+            await ensure_topics(self.config.kafka.bootstrap_servers,
+                                dict.fromkeys(bus_topics, self.config.bus.topic_partitions))
         self.consumer = consumer = make_consumer(self.config)
         await consumer.start()
-        consumer.subscribe(self.config.source_topics, listener=_Rebalance(self))
+        self.follow_bus_topics(bus_topics)
         self._background.append(asyncio.create_task(self._watch_loop_lag(), name="loop-lag"))
         tune_gc()
         tune_malloc()
@@ -140,10 +146,23 @@ class Worker:
             target.on_object = self.publish_to_bus  # sinks that announce what they wrote (the S3 lake)
         await target.start()
 
-    def swap_routes(self, router, targets: dict) -> None:
-        """Route with `router` to `targets` from the next batch on (a rule reload): one synchronous
-        step, so no batch sees the new rules with the old targets."""
+    def follow_bus_topics(self, topics: set[str]) -> None:
+        """Consume the source topics and `topics` (the custom buses'): a bus made or deleted through
+        the API is picked up by re-subscribing, which rebalances the group."""
+        if self.consumer is None or (topics == self._bus_topics and self.consumer.subscription()):
+            return
+        self._bus_topics = set(topics)
+        self.consumer.subscribe(sorted({*self.config.source_topics, *topics}), listener=_Rebalance(self))
+
+    def swap_routes(self, router, targets: dict, bus_routers: dict | None = None, bus_stages: dict | None = None) -> None:
+        """Route with `router` (and each custom bus's topic with its router in `bus_routers`) to
+        `targets` from the next batch on (a rule reload): one synchronous step, so no batch sees
+        the new rules with the old targets. `bus_stages`: the chains of bus topics new to the pipeline."""
         self.pipeline.router = router
+        if bus_routers is not None:
+            self.pipeline.bus_routers = bus_routers
+            for topic, stages in (bus_stages or {}).items():
+                self.pipeline.add_topic(topic, stages)
         self.targets = targets
         self.backpressure.keep_targets(set(targets))
 

@@ -344,3 +344,19 @@ async def test_put_targets_checks_input_transformers_as_aws_does(running, confor
         answer = await call(events, "put_targets", Rule="transformed",
                             Targets=[{"Id": "t", "Arn": "log://t", "InputTransformer": transformer}])
         assert answer["FailedEntryCount"] == 0, c["name"]
+
+
+async def test_create_event_bus_refuses_what_it_cannot_make_with_a_4xx(running):
+    _, port, _ = running
+    events = client(port)
+    assert await error_of(call(events, "create_event_bus", Name="a b")) == ("ValidationException",
+        "1 validation error detected: Value 'a b' at 'name' failed to satisfy constraint: Member must satisfy "
+        "regular expression pattern: [/\\.\\-_A-Za-z0-9]+")
+    assert await error_of(call(events, "create_event_bus", Name="aws.partner/x/y")) == ("ValidationException",
+        "Event bus aws.partner/x/y: partner event buses (names with /) are not supported by eventweir.")
+    assert await error_of(call(events, "create_event_bus", Name="tagged", Tags=[{"Key": "k", "Value": "v"}])) == \
+        ("ValidationException", "Tags is not supported by eventweir's event buses.")
+    assert (await error_of(call(events, "create_event_bus", Name="default")))[0] == "ResourceAlreadyExistsException"
+    assert await error_of(call(events, "update_event_bus", Description="x")) == \
+        ("ValidationException", "Event bus default is defined in the config file; change it there.")
+    assert [b["Name"] for b in (await call(events, "list_event_buses"))["EventBuses"]] == ["default"]

@@ -3,14 +3,15 @@
     POST /   X-Amz-Target: AWSEvents.<Operation>   Content-Type: application/x-amz-json-1.1
 
 PutEvents, TestEventPattern, PutRule, DescribeRule, ListRules, DeleteRule, EnableRule,
-DisableRule, PutTargets, ListTargetsByRule and RemoveTargets, with AWS's error types and texts,
+DisableRule, PutTargets, ListTargetsByRule, RemoveTargets, CreateEventBus, DescribeEventBus,
+ListEventBuses, UpdateEventBus and DeleteEventBus, with AWS's error types and texts,
 so code written for EventBridge works by changing only `endpoint_url`. Every request must be
 signed with SigV4 by a configured access key (what boto3 does) or carry a configured bearer
 token, unless `api.allow_anonymous` is set.
 
-Rule changes are written to the control topic (streams/runtime/reload.py); every worker, this one
-included, applies them from there. Rules from the config file are listed but read-only
-(ManagedBy: eventweir.config). Target ARNs name eventweir targets:
+Rule and bus changes are written to the control topic (streams/runtime/reload.py); every worker,
+this one included, applies them from there. A bus is a Kafka topic (streams/runtime/buses.py).
+Rules from the config file are listed but read-only (ManagedBy: eventweir.config). Target ARNs name eventweir targets:
 `kafka://<topic>`, `http://...` / `https://...` (API destination), `log://<name>`; a
 DeadLetterConfig ARN is `kafka://<topic>` or an SQS ARN whose queue name is the topic.
 """
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 import string
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -30,10 +33,12 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from streams import metrics
-from streams.config import ConfigError, RuleSettings, TargetSettings
+from streams.config import BUS_NAME, ConfigError, EventBusSettings, RuleSettings, TargetSettings
 from streams.http.bearer import bearer_token
 from streams.http.eventbridge import shapes
 from streams.http.eventbridge.sigv4 import SignatureError, verify
+from streams.kafka.admin import ensure_topics
+from streams.runtime.buses import Bus, StoredBus, all_buses, main_bus_topic
 from streams.targets import parse_target
 from streams.targets.http import AddressPolicy
 
@@ -42,8 +47,8 @@ MAX_ENTRIES = 10
 MAX_PUT_EVENTS_BYTES = 256 * 1024
 MANAGED_BY_CONFIG = "eventweir.config"
 
-
 log = logging.getLogger(__name__)
+
 
 class ApiError(Exception):
     def __init__(self, type_: str, message: str, status: int = 400):
@@ -146,10 +151,7 @@ class EventBridgeApi:
         self.access_keys = dict(access_keys)
         self.bearer_tokens = [t.encode() for t in bearer_tokens]
         self.allow_anonymous = allow_anonymous
-        bus = self.config.bus
-        self.arn_prefix = bus.rule_arn_prefix
-        self.bus_topic = self.config.api.bus_topic or bus.topic or next(
-            (s.topic for s in self.config.sources if s.kind == "envelope"), None)
+        self.bus_topic = main_bus_topic(self.config)
 
     # -- plumbing --
     async def handle(self, request: web.Request) -> web.Response:
@@ -210,21 +212,46 @@ class EventBridgeApi:
         rules = control.rules() if control is not None else list(self.config.rules)
         return {r.name: r for r in rules}
 
-    def _get(self, name: Any) -> RuleSettings:
+    def _buses(self) -> dict[str, Bus]:
+        control = self.worker.control
+        return all_buses(self.config, control.store.buses if control is not None else None)
+
+    def _bus_name(self, value: Any, buses: dict[str, Bus] | None = None) -> str | None:
+        """The name of the bus `value` (EventBusName: absent, a name or an ARN) names, None if there is none."""
+        if value is None:
+            return self.config.bus.name
+        if not isinstance(value, str):
+            return None
+        prefix = self.config.bus.bus_arn("")
+        name = value.removeprefix(prefix) if value.startswith(prefix) else value
+        return name if name in (self._buses() if buses is None else buses) else None
+
+    def _bus(self, value: Any) -> str:
+        name = self._bus_name(value)
+        if name is None:
+            shown = value.rsplit("/", 1)[-1] if isinstance(value, str) else value
+            raise ApiError("ResourceNotFoundException", f"Event bus {shown} does not exist.")
+        return name
+
+    def _get(self, name: Any, bus: Any = None) -> RuleSettings:
         if not isinstance(name, str) or not name:
             raise _validation("Parameter Name is required.")
+        bus_name = self._bus(bus)
         rule = self._rules().get(name)
-        if rule is None:
-            raise ApiError("ResourceNotFoundException", f"Rule {name} does not exist on EventBus {self.config.bus.name}.")
+        if rule is None or self.config.bus_of(rule) != bus_name:
+            raise ApiError("ResourceNotFoundException", f"Rule {name} does not exist on EventBus {bus_name}.")
         return rule
 
     def _writable(self, name: str):
         if any(r.name == name for r in self.config.rules):
             raise ApiError("ManagedRuleException",
                            f"Rule {name} is defined in the config file (ManagedBy {MANAGED_BY_CONFIG}); change it there.")
+        return self._store()
+
+    def _store(self):
         control = self.worker.control
         if control is None:
-            raise _validation("Rule changes need a control topic: set routing.control_topic in the config.")
+            raise _validation("Rule and bus changes need a control topic: set routing.control_topic in the config.")
         return control.store
 
     async def _save(self, store, rule: dict) -> None:
@@ -235,14 +262,23 @@ class EventBridgeApi:
         await store.put(validated)
 
     def _describe(self, rule: RuleSettings) -> dict:
-        out: dict[str, Any] = {"Name": rule.name, "Arn": self.arn_prefix + rule.name, "State": rule.state,
-                               "EventBusName": self.config.bus.name}
+        bus = self.config.bus_of(rule)
+        out: dict[str, Any] = {"Name": rule.name, "Arn": self.config.bus.rule_arn_prefix_of(bus) + rule.name,
+                               "State": rule.state, "EventBusName": bus}
         if rule.event_pattern is not None:
             out["EventPattern"] = orjson.dumps(rule.event_pattern).decode()
         if rule.description:
             out["Description"] = rule.description
         if any(r.name == rule.name for r in self.config.rules):
             out["ManagedBy"] = MANAGED_BY_CONFIG
+        return out
+
+    def _describe_bus(self, bus: Bus) -> dict:
+        out: dict[str, Any] = {"Name": bus.name, "Arn": self.config.bus.bus_arn(bus.name)}
+        if bus.description:
+            out["Description"] = bus.description
+        if bus.created is not None:
+            out["CreationTime"], out["LastModifiedTime"] = bus.created, bus.modified
         return out
 
     # -- operations --
@@ -257,8 +293,6 @@ class EventBridgeApi:
         size = sum(_entry_size(e) for e in entries if isinstance(e, dict))
         if size > MAX_PUT_EVENTS_BYTES:
             raise _validation("Total size of the entries in the request is over the limit.")
-        if self.bus_topic is None:
-            raise _validation("PutEvents needs a bus topic: set bus.topic (or api.bus_topic), or a source of kind `envelope`.")
         producer = self.worker.producer
         if producer is None:
             raise ApiError("InternalException", "The worker is not started yet; retry shortly.", 500)
@@ -268,25 +302,31 @@ class EventBridgeApi:
         # retry the whole call and write those again)
         ready = []
         bus = self.config.bus
+        buses = self._buses()
         unknown_bus = 0
         for i, entry in enumerate(entries):
             event, error = _envelope(entry, bus)
             if event is None:  # then error is set
                 results[i] = error
                 continue
-            if not _is_this_bus(entry.get("EventBusName"), bus):
+            name = self._bus_name(entry.get("EventBusName"), buses)
+            if name is None:
                 # AWS answers an entry for a bus that does not exist with an EventId and delivers it
                 # nowhere (recorded in LocalStack's AWS-validated test_put_events_nonexistent_event_bus);
                 # here it is at least counted and logged, and never lands on the default bus
                 results[i] = {"EventId": event["id"]}
                 unknown_bus += 1
                 continue
+            topic = buses[name].topic
+            if topic is None:
+                raise _validation("PutEvents needs a bus topic: set bus.topic (or api.bus_topic), or a source of kind "
+                                  "`envelope`.")
             try:
-                ready.append((i, event["id"], orjson.dumps(event)))
+                ready.append((i, event["id"], topic, orjson.dumps(event)))
             except TypeError:  # orjson's nesting limit: the envelope adds a level to the Detail
                 results[i] = {"ErrorCode": "MalformedDetail",
                               "ErrorMessage": f"Detail is malformed: nested deeper than {MAX_DETAIL_DEPTH} levels."}
-        pending = [(i, event_id, await producer.send(self.bus_topic, value)) for i, event_id, value in ready]
+        pending = [(i, event_id, await producer.send(topic, value)) for i, event_id, topic, value in ready]
         for i, event_id, future in pending:
             try:
                 await future
@@ -298,8 +338,8 @@ class EventBridgeApi:
         metrics.PUT_EVENTS_ENTRIES.labels("failed").inc(failed)
         if unknown_bus:
             metrics.PUT_EVENTS_ENTRIES.labels("unknown_bus").inc(unknown_bus)
-            log.warning("PutEvents: %d entries named an event bus other than %r; answered as AWS does and not "
-                        "delivered", unknown_bus, bus.name)
+            log.warning("PutEvents: %d entries named an event bus that does not exist; answered as AWS does and "
+                        "not delivered", unknown_bus)
         return {"FailedEntryCount": failed, "Entries": results}
 
     async def op_TestEventPattern(self, params: dict) -> dict:
@@ -334,14 +374,20 @@ class EventBridgeApi:
         state = params.get("State", "ENABLED")
         if state not in ("ENABLED", "DISABLED"):
             raise _validation(f"State {state!r} is not supported: ENABLED or DISABLED.")
+        bus = self._bus(params.get("EventBusName"))
         store = self._writable(name)
         existing = store.rules.get(name)
+        if existing is not None and self.config.bus_of(existing) != bus:
+            raise ApiError("ResourceAlreadyExistsException",
+                           f"Rule {name} already exists on EventBus {self.config.bus_of(existing)}: eventweir keeps rule "
+                           "names unique across buses.")
         await self._save(store, {
             "name": name, "description": params.get("Description", ""), "state": state,
             "event_pattern": orjson.loads(text),
             "targets": [t.model_dump(mode="json", exclude_defaults=True) for t in existing.targets] if existing else [],
+            "event_bus_name": None if bus == self.config.bus.name else bus,
         })
-        return {"RuleArn": self.arn_prefix + name}
+        return {"RuleArn": self.config.bus.rule_arn_prefix_of(bus) + name}
 
     def _pattern_text(self, params: dict) -> str:
         """The request's EventPattern, within AWS's 4096 characters and this bus's quota."""
@@ -356,11 +402,12 @@ class EventBridgeApi:
         return text
 
     async def op_DescribeRule(self, params: dict) -> dict:
-        return self._describe(self._get(params.get("Name")))
+        return self._describe(self._get(params.get("Name"), params.get("EventBusName")))
 
     async def op_ListRules(self, params: dict) -> dict:
         prefix = params.get("NamePrefix") or ""
-        names = sorted(n for n in self._rules() if n.startswith(prefix))
+        bus = self._bus(params.get("EventBusName"))
+        names = sorted(n for n, r in self._rules().items() if n.startswith(prefix) and self.config.bus_of(r) == bus)
         token = params.get("NextToken") or "0"
         if not token.isdigit():
             raise _validation("The NextToken is not valid.")
@@ -374,8 +421,9 @@ class EventBridgeApi:
 
     async def op_DeleteRule(self, params: dict) -> dict:
         name: Any = params.get("Name")  # any JSON: a rule's name if the lookup finds it
+        bus = self._bus(params.get("EventBusName"))
         rule = self._rules().get(name)
-        if rule is None:
+        if rule is None or self.config.bus_of(rule) != bus:
             return {}  # AWS: deleting a rule that does not exist succeeds
         store = self._writable(name)
         if rule.targets and not params.get("Force"):
@@ -384,7 +432,7 @@ class EventBridgeApi:
         return {}
 
     async def _set_state(self, params: dict, state: str) -> dict:
-        rule = self._get(params.get("Name"))
+        rule = self._get(params.get("Name"), params.get("EventBusName"))
         store = self._writable(rule.name)
         await self._save(store, {**rule.model_dump(mode="json", exclude_defaults=True), "state": state})
         return {}
@@ -396,7 +444,7 @@ class EventBridgeApi:
         return await self._set_state(params, "DISABLED")
 
     async def op_PutTargets(self, params: dict) -> dict:
-        rule = self._get(params.get("Rule"))
+        rule = self._get(params.get("Rule"), params.get("EventBusName"))
         store = self._writable(rule.name)
         specs = params.get("Targets")
         if not isinstance(specs, list) or not specs:
@@ -419,17 +467,122 @@ class EventBridgeApi:
         return {"FailedEntryCount": 0, "FailedEntries": []}
 
     async def op_ListTargetsByRule(self, params: dict) -> dict:
-        rule = self._get(params.get("Rule"))
+        rule = self._get(params.get("Rule"), params.get("EventBusName"))
         return {"Targets": [target_to_aws(t) for t in rule.targets]}
 
     async def op_RemoveTargets(self, params: dict) -> dict:
-        rule = self._get(params.get("Rule"))
+        rule = self._get(params.get("Rule"), params.get("EventBusName"))
         store = self._writable(rule.name)
         ids = set(params.get("Ids") or [])
         doc = rule.model_dump(mode="json", exclude_defaults=True)
         doc["targets"] = [t.model_dump(mode="json", exclude_defaults=True) for t in rule.targets if t.id not in ids]
         await self._save(store, doc)
         return {"FailedEntryCount": 0, "FailedEntries": []}
+
+
+    # -- event buses --
+    def _new_bus_name(self, name: Any) -> str:
+        if not isinstance(name, str) or not name:
+            raise _validation("Parameter Name is required.")
+        if len(name) > 256:
+            raise _validation(f"1 validation error detected: Value '{name}' at 'name' failed to satisfy constraint: "
+                              "Member must have length less than or equal to 256")
+        if not re.fullmatch(r"[/\.\-_A-Za-z0-9]+", name):
+            raise _validation(f"1 validation error detected: Value '{name}' at 'name' failed to satisfy constraint: "
+                              "Member must satisfy regular expression pattern: [/\\.\\-_A-Za-z0-9]+")
+        if "/" in name:
+            raise _validation(f"Event bus {name}: partner event buses (names with /) are not supported by eventweir.")
+        if not re.fullmatch(BUS_NAME, name):
+            raise _validation(f"Event bus {name}: eventweir takes names of up to 200 characters (the name is part of "
+                              "its Kafka topic's).")
+        return name
+
+    @staticmethod
+    def _unsupported(params: dict, *names: str) -> None:
+        for name in names:
+            if params.get(name) is not None:
+                raise _validation(f"{name} is not supported by eventweir's event buses.")
+
+    async def op_CreateEventBus(self, params: dict) -> dict:
+        name = self._new_bus_name(params.get("Name"))
+        self._unsupported(params, "EventSourceName", "KmsKeyIdentifier", "DeadLetterConfig", "LogConfig", "Tags")
+        store = self._store()
+        buses = self._buses()
+        if name in buses:
+            raise ApiError("ResourceAlreadyExistsException", f"Event bus {name} already exists.")
+        try:
+            settings = EventBusSettings(name=name, description=params.get("Description") or "")
+        except ValidationError as exc:
+            raise _validation("; ".join(_pydantic_message(e) for e in exc.errors())) from None
+        topic = settings.topic_of(self.config.bus)
+        if any(b.topic == topic for b in buses.values()):
+            raise _validation(f"Event bus {name}: its topic {topic} is another bus's.")
+        await ensure_topics(self.config.kafka.bootstrap_servers, {topic: self.config.bus.topic_partitions})
+        now = time.time()
+        await store.put_bus(StoredBus(settings, now, now))
+        out = {"EventBusArn": self.config.bus.bus_arn(name)}
+        if settings.description:
+            out["Description"] = settings.description
+        return out
+
+    async def op_DescribeEventBus(self, params: dict) -> dict:
+        name = self._bus(params.get("Name"))
+        return self._describe_bus(self._buses()[name])
+
+    async def op_ListEventBuses(self, params: dict) -> dict:
+        prefix = params.get("NamePrefix") or ""
+        buses = self._buses()
+        names = sorted(n for n in buses if n.startswith(prefix))
+        token = params.get("NextToken") or "0"
+        if not token.isdigit():
+            raise _validation("The NextToken is not valid.")
+        start, limit = int(token), params.get("Limit") or 100
+        out: dict[str, Any] = {"EventBuses": [self._describe_bus(buses[n]) for n in names[start:start + limit]]}
+        if start + limit < len(names):
+            out["NextToken"] = str(start + limit)
+        return out
+
+    def _api_bus(self, name: str) -> Bus:
+        bus = self._buses()[name]
+        if bus.from_config:
+            raise _validation(f"Event bus {name} is defined in the config file; change it there.")
+        return bus
+
+    async def op_UpdateEventBus(self, params: dict) -> dict:
+        name = self._bus(params.get("Name"))
+        self._unsupported(params, "KmsKeyIdentifier", "DeadLetterConfig", "LogConfig")
+        bus = self._api_bus(name)
+        store = self._store()
+        description = params.get("Description")
+        if description is not None:
+            stored = store.buses[name]
+            try:
+                settings = stored.settings.model_copy(update={"description": description})
+                EventBusSettings.model_validate(settings.model_dump())
+            except ValidationError as exc:
+                raise _validation("; ".join(_pydantic_message(e) for e in exc.errors())) from None
+            await store.put_bus(StoredBus(settings, stored.created, time.time()))
+            bus = self._buses()[name]
+        out = {"Arn": self.config.bus.bus_arn(name), "Name": name}
+        if bus.description:
+            out["Description"] = bus.description
+        return out
+
+    async def op_DeleteEventBus(self, params: dict) -> dict:
+        name = params.get("Name")
+        if not isinstance(name, str) or not name:
+            raise _validation("Parameter Name is required.")
+        if name == self.config.bus.name:
+            raise _validation(f"Cannot delete event bus {name}.")
+        if name not in self._buses():
+            return {}  # AWS: deleting a bus that does not exist succeeds (LocalStack's AWS-validated recording)
+        self._api_bus(name)
+        store = self._store()
+        rules = [n for n, r in store.rules.items() if self.config.bus_of(r) == name]
+        await store.delete_bus(name)  # its rules stop seeing events at once: the bus's topic is no longer routed
+        for rule in rules:  # and go with it, as on AWS
+            await store.delete(rule)
+        return {}
 
 
 def _entry_size(entry: dict) -> int:
@@ -456,13 +609,6 @@ def _entry_time(when: Any) -> datetime | None:
         return datetime.fromtimestamp(when, UTC)
     except (OverflowError, OSError, ValueError):  # past year 9999 (a time in milliseconds), or before year 1
         return None
-
-
-def _is_this_bus(name: Any, bus) -> bool:
-    """EventBusName absent, the bus's name, or its ARN (in this account and region)."""
-    if name is None or name == bus.name:
-        return True
-    return name == f"arn:aws:events:{bus.region}:{bus.account}:event-bus/{bus.name}"
 
 
 def _envelope(entry: Any, bus) -> tuple[dict | None, dict | None]:

@@ -313,3 +313,17 @@ def test_stages_that_append_splice_the_records_bytes_and_deliver_their_bodies(do
             # spliced: the record's own bytes, untouched up to its closing brace
             assert payload.startswith(raw.rstrip()[:-1])
 
+
+
+def test_a_bus_topic_is_routed_by_its_own_router_and_every_other_topic_by_the_main_one():
+    every = {"n": [{"exists": True}]}
+    main = Router([Route("main-all", (RouteTarget("main-all/out"),), every)])
+    orders = Router([Route("orders-all", (RouteTarget("orders-all/out"),), every)])
+    pipeline = Pipeline({}, main, bus_routers={"bus.orders": orders})
+    batch = {"bus.orders": records("bus.orders", [b'{"n":1}']), "in": records("in", [b'{"n":2}', b'{"n":3}'])}
+    result = pipeline.run(batch)
+    assert sorted((d.target, orjson.loads(d.payload)["n"]) for d in result.deliveries) == \
+        [("main-all/out", 2), ("main-all/out", 3), ("orders-all/out", 1)]
+    plain = pipeline.run(batch, plain=True)  # the native worker's path
+    assert {rule: len(m.records) for rule, m in plain.plain.items()} == {"orders-all": 1, "main-all": 2}
+    assert set(plain.plain_targets) == {"orders-all", "main-all"}

@@ -116,3 +116,27 @@ def test_rule_arns_are_formed_as_aws_forms_them():
     assert prefix({"account": "111111111111", "region": "us-east-1"}) == "arn:aws:events:us-east-1:111111111111:rule/"
     assert prefix({"name": "orders", "account": "111111111111", "region": "us-east-1"}) == \
         "arn:aws:events:us-east-1:111111111111:rule/orders/"
+
+
+def test_buses_in_the_config_file_name_their_topic_and_their_rules():
+    from streams.runtime.buses import all_buses, custom_bus_topics
+
+    config = parse_config({"sources": [{"topic": "in", "kind": "envelope"}], "bus": {"topic": "in"},
+                           "buses": [{"name": "orders"}, {"name": "audit", "topic": "audit.events"}],
+                           "rules": [{"name": "r", "EventBusName": "orders"}, {"name": "d"}]}, environ={})
+    buses = all_buses(config)
+    assert {n: b.topic for n, b in buses.items()} == {"default": "in", "orders": "eventweir.bus.orders",
+                                                      "audit": "audit.events"}
+    assert custom_bus_topics(config, buses) == {"eventweir.bus.orders": "orders", "audit.events": "audit"}
+    assert [config.bus_of(r) for r in config.rules] == ["orders", "default"]
+
+    for data, message in [
+        ({"rules": [{"name": "r", "EventBusName": "nope"}]}, "rules[0].EventBusName: no bus 'nope' (declare it under buses)"),
+        ({"buses": [{"name": "a"}, {"name": "a"}]}, "bus names must be unique, repeated: a"),
+        ({"buses": [{"name": "default"}]}, "buses: 'default' is the `bus:` section's bus"),
+        ({"buses": [{"name": "a", "topic": "in"}]}, "buses: each bus needs a topic of its own, shared: in"),
+        ({"buses": [{"name": "a/b"}]}, "buses[0].name"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            parse_config({"sources": [{"topic": "in"}], "bus": {"topic": "in"}, **data}, environ={})
+        assert message in str(err.value), str(err.value)
