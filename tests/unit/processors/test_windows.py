@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from unittest.mock import ANY
 
 import orjson
 import pytest
@@ -340,3 +341,14 @@ def test_a_bad_windows_entry_names_the_key(entry, message):
         parse_config({"sources": [{"topic": "t", "enrich": [{"type": "windows", "key": "$.k",
                                                              "aggregations": {"n": {"op": "count"}}, **entry}]}]},
                      environ={})
+
+
+def test_results_are_kept_for_a_replay_only_until_their_input_is_committed():
+    window = stage(size_ms=10)
+    window.process([ev("k", 1, 1, 0), ev("k", 25, 1, 1), ev("k", 50, 1, 2)], [])  # 25 closes [0, 10), 50 [20, 30)
+    pending = lambda: [offset for offset, _ in window.state.table(0)["~"]["pending"]]  # noqa: E731
+    assert pending() == [1, 2]
+    window.state.committed(0, 2)  # offsets below 2 are committed: the result closed by offset 1 was delivered
+    assert pending() == [2]
+    assert [(k, v["pending"]) for _, k, v in window.state.changes() if k == "~"] == [("~", [[2, ANY]])]
+
