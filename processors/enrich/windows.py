@@ -231,10 +231,12 @@ class WindowState(PartitionedState):
                 heap += [(self._stage.close_at(window), key[1:], window[0]) for window in value]
         heapq.heapify(heap)
         self.closing[partition] = heap
+        self._stage.forget(partition)
 
     def drop(self, partition: int) -> None:
         super().drop(partition)
         self.closing.pop(partition, None)
+        self._stage.forget(partition)
 
     def committed(self, partition: int, offset: int) -> None:
         meta = self.table(partition).get("~")
@@ -332,6 +334,15 @@ class WindowAggregate:
         self.late = 0  # records past the allowed lateness, in no window
         self.skipped = 0  # records without a key or event time, in no window
         self.state: WindowState = WindowState(name, self)
+        # per partition: the offset whose record this instance applied last (events derived from
+        # it share it), and the replayed offset whose results were emitted again
+        self._live: dict[int, int] = {}
+        self._replayed: dict[int, int] = {}
+
+    def forget(self, partition: int) -> None:
+        """The partition's state was restored or dropped: what this instance applied is unknown."""
+        self._live.pop(partition, None)
+        self._replayed.pop(partition, None)
 
     # --- windows -------------------------------------------------------------------------------
     def close_at(self, window: list) -> int:
@@ -350,10 +361,16 @@ class WindowAggregate:
             partition = record.partition
             table = state.table(partition)
             meta = table.get("~") or {"watermark": None, "offset": -1, "pending": []}
-            if record.offset <= meta["offset"]:  # already in the state: replayed after a crash
+            offset = record.offset
+            if offset < meta["offset"] or (offset == meta["offset"] and self._live.get(partition) != offset):
+                # already in the state: replayed after a crash. (An event sharing the record just
+                # applied, e.g. an alert or another window's result made from it, is live.)
                 out.append(event)
-                out += [self._result(event, detail) for offset, detail in meta["pending"] if offset == record.offset]
+                if self._replayed.get(partition) != offset:
+                    self._replayed[partition] = offset
+                    out += [self._result(event, detail) for closer, detail in meta["pending"] if closer == offset]
                 continue
+            self._live[partition] = offset
             try:
                 found = self._read(event.body, record)
                 change = None if found is None else self._fold(table, meta["watermark"], *found, event.body)
@@ -385,9 +402,9 @@ class WindowAggregate:
             pending = meta["pending"]
             closed = self._close(partition, watermark) if watermark is not None else []
             if closed:
-                pending = pending + [[record.offset, detail] for detail in closed]
+                pending = pending + [[offset, detail] for detail in closed]
                 out += [self._result(event, detail) for detail in closed]
-            state.put(partition, "~", {"watermark": watermark, "offset": record.offset, "pending": pending})
+            state.put(partition, "~", {"watermark": watermark, "offset": offset, "pending": pending})
         return out
 
     def _read(self, body: dict[str, Any], record: Any) -> tuple[str, int] | None:

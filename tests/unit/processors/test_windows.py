@@ -352,3 +352,24 @@ def test_results_are_kept_for_a_replay_only_until_their_input_is_committed():
     assert pending() == [2]
     assert [(k, v["pending"]) for _, k, v in window.state.changes() if k == "~"] == [("~", [[2, ANY]])]
 
+
+
+def derived(event, key, t):
+    """An event another stage made from `event`'s record (an alert, another window's result)."""
+    return Event(event.record, {"k": key, "t": t, "v": 1})
+
+
+def test_events_sharing_a_record_each_count_and_a_replay_neither_recounts_nor_repeats_them():
+    first, second = ev("a", 1, 1, 0), ev("a", 25, 1, 1)
+    batch = [first, derived(first, "b", 2), second, derived(second, "c", 26)]  # offset 1 closes a's and b's [0, 10)
+    window = stage(size_ms=10)
+    out = window.process(batch, [])
+    assert [(r[0], r[1], r[3][0]) for r in finals(out)] == [("a", 0, 1), ("b", 0, 1)]
+    changelog = window.state.changes()
+
+    restarted = stage(size_ms=10)  # crashed before offset 1 was committed: offset 1 is read again
+    restarted.state.restore(0, [(key, value) for _, key, value in changelog])
+    replay = restarted.process(batch[2:], [])
+    assert [(r[0], r[1]) for r in finals(replay)] == [("a", 0), ("b", 0)]  # emitted again once, not once per event
+    flushed = restarted.process([ev("zz", 100, 1, 2)], [])
+    assert [(r[0], r[1], r[3][0]) for r in finals(flushed)] == [("a", 20, 1), ("c", 20, 1)]  # 25 and 26 once each
