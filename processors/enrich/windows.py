@@ -19,13 +19,13 @@ Session windows: a record at t spans [t, t + gap); overlapping open sessions of 
 last event time + gap + allowed_lateness.
 
 State (a `WindowState`, kept in a changelog by the runtime) is, per partition: `k<key>` -> the
-key's open windows [[start, end, [accumulators]], ...], and `~` -> {watermark, the offset of the
-last record applied, the results closed by records not yet known committed}. After a crash the
-changelog may be ahead of the committed offsets: a replayed record at or below the applied offset
-is not counted again, and the results it closed are emitted again (same ids), so no committed
-input is lost or counted twice. The runtime calls `committed(partition, offset)` after each
-commit; results closed below it are forgotten. Updates (`updates=True`) are not re-sent for
-replayed records.
+key's open windows [[start, end, [accumulators]], ...] and the windows it closed that may have to
+be emitted again, [[closing offset, window], ...]; and `~` -> {watermark, the offset of the last
+record applied}. After a crash the changelog may be ahead of the committed offsets: a replayed
+record at or below the applied offset is not counted again, and the results it closed are
+emitted again (same ids), so no committed input is lost or counted twice. The runtime calls
+`committed(partition, offset)` after each commit; windows closed below it are forgotten. Updates
+(`updates=True`) are not re-sent for replayed records.
 """
 from __future__ import annotations
 
@@ -217,31 +217,53 @@ class AggregationSettings(BaseModel):
 
 
 class WindowState(PartitionedState):
-    """The windows' state, with the index of closing times derived from it (rebuilt on restore)."""
+    """The windows' state, with two indexes derived from it (rebuilt on restore): when each open
+    window closes, and which keys hold results closed by each offset not yet committed."""
 
     def __init__(self, name: str, stage: WindowAggregate):
         super().__init__(name)
         self._stage = stage
         self.closing: dict[int, list[tuple[int, str, int]]] = {}  # partition -> heap (close at, key, start)
+        self.closers: dict[int, dict[int, list[str]]] = {}  # partition -> closing offset -> keys, in order
 
     def _restored(self, partition: int) -> None:
-        heap = []
+        heap, closed = [], []
         for key, value in self.table(partition).items():
             if key.startswith("k"):
-                heap += [(self._stage.close_at(window), key[1:], window[0]) for window in value]
+                heap += [(self._stage.close_at(window), key[1:], window[0]) for window in value["open"]]
+                closed += [(offset, self._stage.close_at(window), key[1:]) for offset, window in value["closed"]]
         heapq.heapify(heap)
         self.closing[partition] = heap
+        closers: dict[int, list[str]] = {}
+        for offset, _, key in sorted(closed):
+            keys = closers.setdefault(offset, [])
+            if key not in keys:
+                keys.append(key)
+        self.closers[partition] = closers
         self._stage.forget(partition)
 
     def drop(self, partition: int) -> None:
         super().drop(partition)
         self.closing.pop(partition, None)
+        self.closers.pop(partition, None)
         self._stage.forget(partition)
 
     def committed(self, partition: int, offset: int) -> None:
-        meta = self.table(partition).get("~")
-        if meta and meta["pending"] and meta["pending"][0][0] < offset:
-            self.put(partition, "~", {**meta, "pending": [p for p in meta["pending"] if p[0] >= offset]})
+        """Forget the results closed by records below `offset`: they were delivered."""
+        closers = self.closers.get(partition)
+        if not closers:
+            return
+        table = self.table(partition)
+        for closer in [c for c in closers if c < offset]:
+            for key in closers.pop(closer):
+                entry = table.get("k" + key)
+                if entry is None:
+                    continue
+                closed = [c for c in entry["closed"] if c[0] >= offset]
+                if closed or entry["open"]:
+                    self.put(partition, "k" + key, {"open": entry["open"], "closed": closed})
+                else:
+                    self.delete(partition, "k" + key)
 
 
 class WindowAggregate:
@@ -333,10 +355,12 @@ class WindowAggregate:
         self.late_mode, self.late_detail_type = late, late_detail_type
         self.late = 0  # records past the allowed lateness, in no window
         self.skipped = 0  # records without a key or event time, in no window
+        self.reducer_errors = 0  # results a user's reducer failed to give (null in the result)
         self.state: WindowState = WindowState(name, self)
-        # per partition: the offset whose record this instance applied last (events derived from
-        # it share it), and the replayed offset whose results were emitted again
-        self._live: dict[int, int] = {}
+        # per partition: the offset this instance applied last and the events (by id) it applied
+        # at that offset (other stages' events made from the record share it), and the replayed
+        # offset whose results were emitted again
+        self._live: dict[int, tuple[int, set[int]]] = {}
         self._replayed: dict[int, int] = {}
 
     def forget(self, partition: int) -> None:
@@ -360,17 +384,23 @@ class WindowAggregate:
             record = event.record
             partition = record.partition
             table = state.table(partition)
-            meta = table.get("~") or {"watermark": None, "offset": -1, "pending": []}
+            meta = table.get("~") or {"watermark": None, "offset": -1}
             offset = record.offset
-            if offset < meta["offset"] or (offset == meta["offset"] and self._live.get(partition) != offset):
-                # already in the state: replayed after a crash. (An event sharing the record just
-                # applied, e.g. an alert or another window's result made from it, is live.)
+            live = self._live.get(partition)
+            if offset < meta["offset"] or (offset == meta["offset"] and (live is None or live[0] != offset
+                                                                           or id(event) in live[1])):
+                # already in the state: read again after a crash (or re-run after a failed batch).
+                # Events another stage made from the record just applied (an alert, another
+                # window's result) share its offset but are new: they count.
                 out.append(event)
                 if self._replayed.get(partition) != offset:
                     self._replayed[partition] = offset
-                    out += [self._result(event, detail) for closer, detail in meta["pending"] if closer == offset]
+                    out += [self._result(event, detail) for detail in self._closed_by(partition, offset)]
                 continue
-            self._live[partition] = offset
+            if live is not None and live[0] == offset:
+                live[1].add(id(event))
+            else:
+                self._live[partition] = (offset, {id(event)})
             try:
                 found = self._read(event.body, record)
                 change = None if found is None else self._fold(table, meta["watermark"], *found, event.body)
@@ -392,19 +422,17 @@ class WindowAggregate:
             else:
                 key, t = found
                 windows, added, opened = change
-                state.put(partition, "k" + key, windows)
+                entry = table.get("k" + key)
+                state.put(partition, "k" + key, {"open": windows, "closed": entry["closed"] if entry else []})
                 heap = state.closing.setdefault(partition, [])
                 for window in opened:
                     heapq.heappush(heap, (self.close_at(window), key, window[0]))
                 if self.updates:
                     out += [self._result(event, self._detail(key, window, False)) for window in added]
                 watermark = t if watermark is None else max(watermark, t)
-            pending = meta["pending"]
-            closed = self._close(partition, watermark) if watermark is not None else []
-            if closed:
-                pending = pending + [[offset, detail] for detail in closed]
-                out += [self._result(event, detail) for detail in closed]
-            state.put(partition, "~", {"watermark": watermark, "offset": offset, "pending": pending})
+            if watermark is not None:
+                out += [self._result(event, detail) for detail in self._close(partition, watermark, offset)]
+            state.put(partition, "~", {"watermark": watermark, "offset": offset})
         return out
 
     def _read(self, body: dict[str, Any], record: Any) -> tuple[str, int] | None:
@@ -425,7 +453,8 @@ class WindowAggregate:
               body: dict) -> tuple[list, list, list] | None:
         """(the key's new windows, the windows this record changed, those of them that need a closing
         entry: new windows, or sessions that grew), or None when the record is late."""
-        reducers, windows = self.reducers, table.get("k" + key) or []
+        entry = table.get("k" + key)
+        reducers, windows = self.reducers, entry["open"] if entry else []
         if self.session:
             if watermark is not None and t + self.gap + self.lateness <= watermark:
                 return None
@@ -459,30 +488,50 @@ class WindowAggregate:
             return None
         return sorted(by_start.values()), added, opened
 
-    def _close(self, partition: int, watermark: int) -> list[dict]:
-        """Remove the windows of `partition` that close at `watermark`; their result details."""
+    def _close(self, partition: int, watermark: int, offset: int) -> list[dict]:
+        """Close the windows of `partition` that the watermark has passed, as the record at `offset`
+        made it advance; their result details. A closed window stays in its key's entry, tagged with
+        `offset`, until that offset is committed (WindowState.committed): a replay emits it again."""
         heap = self.state.closing.get(partition)
         table = self.state.table(partition)
         results = []
         while heap and heap[0][0] <= watermark:
             close_at, key, start = heapq.heappop(heap)
-            windows = table.get("k" + key) or []
-            match = [w for w in windows if w[0] == start and self.close_at(w) == close_at]
+            entry = table.get("k" + key)
+            match = [w for w in entry["open"] if w[0] == start and self.close_at(w) == close_at] if entry else []
             if not match:
                 continue  # a session since merged into a longer one: its newer entry closes it
-            rest = [w for w in windows if w is not match[0]]
-            if rest:
-                self.state.put(partition, "k" + key, rest)
-            else:
-                self.state.delete(partition, "k" + key)
+            assert entry is not None
+            self.state.put(partition, "k" + key, {"open": [w for w in entry["open"] if w is not match[0]],
+                                                  "closed": entry["closed"] + [[offset, match[0]]]})
+            keys = self.state.closers.setdefault(partition, {}).setdefault(offset, [])
+            if key not in keys:
+                keys.append(key)
             results.append(self._detail(key, match[0], True))
         return results
+
+    def _closed_by(self, partition: int, offset: int) -> list[dict]:
+        """The result details of the windows the record at `offset` closed (for a replay)."""
+        table = self.state.table(partition)
+        details = []
+        for key in self.state.closers.get(partition, {}).get(offset, []):
+            entry = table.get("k" + key)
+            closed = entry["closed"] if entry else []
+            details += [self._detail(key, window, True) for closer, window in closed if closer == offset]
+        return details
 
     # --- output --------------------------------------------------------------------------------
     def _detail(self, key: str, window: list, final: bool) -> dict[str, Any]:
         return {"window": self.name, "key": key, "start": format_time_ms(window[0]), "end": format_time_ms(window[1]),
                 "final": final,
-                "aggregates": {name: r.result(acc) for name, r, acc in zip(self.names, self.reducers, window[2])}}
+                "aggregates": {name: self._value(r, acc) for name, r, acc in zip(self.names, self.reducers, window[2])}}
+
+    def _value(self, reducer: Reducer, acc: Any) -> Any:
+        try:
+            return reducer.result(acc)
+        except Exception:  # a user's reducer: its aggregate is null, the window still closes
+            self.reducer_errors += 1
+            return None
 
     def _result(self, event: Event, detail: dict[str, Any]) -> Event:
         body, record = event.body, event.record
