@@ -1,14 +1,17 @@
-"""Windows on the real broker: a worker killed with -9 mid-window closes exactly the windows, with exactly the
-aggregates, of a worker that ran through without a crash (state restored from the changelog, no input lost
-or counted twice)."""
+"""Windows on the real broker: a worker killed with -9 mid-window, or partitions moving between workers
+mid-window, close exactly the windows, with exactly the aggregates, of a worker that ran through alone
+(state restored from the changelog, no input lost or counted twice)."""
 from __future__ import annotations
 
+import asyncio
 import signal
 
 import orjson
 import pytest
 import yaml
 
+from streams.config import parse_config
+from streams.runtime.worker import Worker
 from tests.integration.kafka_helpers import committed_offsets, create_topics, produce, read_all, unique, wait_for
 from tests.integration.test_worker_failures import spawn_worker
 
@@ -28,8 +31,8 @@ def flush(device: int) -> dict:
     return {"device": f"d{device}", "ts": 1_800_000_000_000, "temp": 0, "n": -1}  # closes every window before it
 
 
-def write_config(tmp_path, bootstrap, src, out, dlq, group) -> str:
-    config = {
+def windows_config(bootstrap, src, out, dlq, group) -> dict:
+    return {
         "kafka": {"bootstrap_servers": bootstrap, "group_id": group},
         "consumer": {"max_batch_records": 50, "commit_interval_ms": 200, "fetch_timeout_ms": 50},
         "http": {"host": "127.0.0.1", "port": 0},
@@ -45,8 +48,11 @@ def write_config(tmp_path, bootstrap, src, out, dlq, group) -> str:
         "rules": [{"name": "windows", "event_pattern": {"detail-type": ["Window Result"]},
                    "targets": [{"id": "out", "type": "kafka", "topic": out}]}],
     }
+
+
+def write_config(tmp_path, bootstrap, src, out, dlq, group) -> str:
     path = tmp_path / f"{group}.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(windows_config(bootstrap, src, out, dlq, group)))
     return str(path)
 
 
@@ -111,3 +117,53 @@ async def test_kill_9_mid_window_then_restart_closes_the_same_windows_as_a_run_w
         assert all(detail == clean[id_][0] for detail in details), (details, clean[id_])
     duplicates = sum(len(d) - 1 for d in crashed.values())
     print(f"kill -9 with {committed} of {TOTAL} committed: {len(crashed)} windows, {duplicates} delivered twice")
+
+
+async def test_window_state_follows_its_partitions_through_rebalances(bootstrap_servers, tmp_path):
+    src, dlq, out, clean_out = unique("iot"), unique("dlq"), unique("shared"), unique("clean")
+    await create_topics(bootstrap_servers, src, out, clean_out, dlq, partitions=4)
+    readings = [reading(i) for i in range(TOTAL)] + [flush(d) for d in range(DEVICES)]
+    keys = [r["device"].encode() for r in readings]
+    group = unique("g")
+    settings = windows_config(bootstrap_servers, src, out, dlq, group)
+    settings["consumer"].update({"session_timeout_ms": 6000, "heartbeat_interval_ms": 500})
+    config = parse_config(settings, environ={})
+    step = 2_000
+    sent = 0
+
+    async def produce_some():
+        nonlocal sent
+        await produce(bootstrap_servers, src, readings[sent:sent + step], keys[sent:sent + step])
+        sent += step
+
+    a, b = Worker(config), Worker(config)
+    task_a = asyncio.create_task(a.run())
+    await wait_for(lambda: a.joined, message="worker a to join")
+    await produce_some()
+    task_b = asyncio.create_task(b.run())  # takes partitions, with their open windows, from a
+    await wait_for(lambda: b.joined and a.assigned and b.assigned, timeout=30, message="both workers to share partitions")
+    for _ in range(4):
+        await produce_some()
+        await asyncio.sleep(0.3)
+    b.request_stop()  # gives them back mid-window
+    await asyncio.wait_for(task_b, 30)
+    await wait_for(lambda: len(a.assigned) == 4, timeout=30, message="worker a to take every partition back")
+    while sent < len(readings):
+        await produce_some()
+
+    async def all_committed():
+        return sum(o or 0 for o in (await committed_offsets(bootstrap_servers, group, src)).values()) == len(readings)
+    try:
+        await wait_for(all_committed, timeout=120, interval=0.5, message="every input record to be committed")
+    finally:
+        a.request_stop()
+        await asyncio.wait_for(task_a, 30)
+    assert b.stats.consumed > 0 and a.stats.consumed > 0
+
+    clean_group = unique("g")
+    await run_to_the_end(bootstrap_servers, write_config(tmp_path, bootstrap_servers, src, clean_out, dlq, clean_group),
+                         clean_group, src)
+    clean, shared = await closed_windows(bootstrap_servers, clean_out), await closed_windows(bootstrap_servers, out)
+    assert shared.keys() == clean.keys()
+    for id_, details in shared.items():
+        assert all(detail == clean[id_][0] for detail in details), (details, clean[id_])
