@@ -404,3 +404,14 @@ def test_a_reducer_whose_result_raises_gives_a_null_aggregate_and_the_window_sti
     out = window.process([ev("k", 1, 1, 0), ev("k", 50, 1, 1)], [])
     (result,) = [e.body["detail"]["aggregates"] for e in out if e.body.get("detail-type") == "Window Result"]
     assert result == {"broken": None, "n": 1} and window.reducer_errors == 1
+
+
+def test_two_windows_stages_of_a_source_need_their_own_names():
+    from streams.config import ConfigError, parse_config
+    from streams.runtime.topology import build_pipeline
+
+    entry = {"type": "windows", "window": "tumbling", "size": "1m", "key": "$.k", "aggregations": {"n": {"op": "count"}}}
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.enrich\[1\] \(windows\): its state 'windows' would share a "
+                                          r"changelog with sources\[0\]\.enrich\[0\]; give each its own `name`"):
+        build_pipeline(parse_config({"sources": [{"topic": "t", "enrich": [entry, entry]}]}, environ={}))
+    build_pipeline(parse_config({"sources": [{"topic": "t", "enrich": [entry, {**entry, "name": "other"}]}]}, environ={}))
