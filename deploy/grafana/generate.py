@@ -113,6 +113,8 @@ WORKER = {
         ("Enrichment state (changelogs)", [
             ts("State changes written to changelogs", [(f"sum by (store, result) (rate(eventweir_state_changes_total{{{W}}}[$__rate_interval]))", "{{store}} {{result}}")], "ops",
                "Changes of stateful stages (sessions, order checks, CDC positions). Any `failed` holds that partition's commits until a restart."),
+            ts("Window records left out", [(f"sum by (window, outcome) (rate(eventweir_window_records_total{{{W}}}[$__rate_interval]))", "{{window}} {{outcome}}")], "ops",
+               "windows stages: late = past the allowed lateness (in no window); skipped = no key or event time."),
         ]),
         ("Enrichment lookups (HTTP)", [
             ts("Lookups by outcome", [(f"sum by (lookup, outcome) (rate(eventweir_lookup_requests_total{{{W}}}[$__rate_interval]))", "{{lookup}} {{outcome}}")], "ops",

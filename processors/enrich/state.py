@@ -4,7 +4,8 @@ Stages that remember things across batches (sessions, last reading per device, C
 SCD2 current rows) keep them here. The runtime persists `changes()` after each batch (key ->
 latest value, None = delete: exactly a compacted topic's semantics), and on rebalance calls
 `drop(p)` for revoked partitions and `restore(p, entries)` for assigned ones, so a key's state
-lives with the partition its events arrive on. Values must be JSON-serialisable.
+lives with the partition its events arrive on; after each commit it calls `committed(p, offset)`.
+Values must be JSON-serialisable.
 """
 from __future__ import annotations
 
@@ -69,6 +70,10 @@ class PartitionedState:
 
     def partitions(self) -> list[int]:
         return sorted(self._parts)
+
+    def committed(self, partition: int, offset: int) -> None:
+        """Hook: the runtime committed `partition` up to `offset` (records below it are done, with
+        every output they produced); state kept only until then may be forgotten."""
 
     def _restored(self, partition: int) -> None:
         """Hook for stages that derive caches from the restored entries."""

@@ -22,6 +22,7 @@ from processors.enrich import (
     UserAgentEnricher,
 )
 from processors.enrich.window import TumblingCount
+from processors.enrich.windows import WindowAggregate
 from processors.stage import settings_model
 from streams.config.errors import describe_errors_under
 
@@ -38,6 +39,7 @@ STAGES: dict[str, type] = {
     "dedupe": CdcDeduplicator,  # CDC
     "scd2": Scd2History,
     "window": TumblingCount,  # per-key counts over tumbling windows of the record time
+    "windows": WindowAggregate,  # tumbling, hopping, session aggregations over event time, results as events
 }
 
 

@@ -44,6 +44,8 @@ def _model_of(tp) -> tuple[type[BaseModel] | None, bool]:
 def type_name(tp) -> str:
     tp, optional = _unwrap_optional(tp)
     origin = typing.get_origin(tp)
+    if origin is typing.Annotated:  # a constrained type (a duration parsed to ms): name what it is stored as
+        return type_name(typing.get_args(tp)[0]) + (" or null" if optional else "")
     if origin is typing.Literal:
         name = "one of " + ", ".join(f"`{a}`" for a in typing.get_args(tp))
     elif origin in (typing.Union, types.UnionType):

@@ -70,6 +70,9 @@ CONTROL_RULES_INVALID = Counter(
 TOMBSTONES_SKIPPED = Counter(
     "eventweir_tombstones_skipped_total", "Records with a null value (tombstones) skipped, per source topic "
     "(sources[].tombstones).", ["topic"])
+WINDOW_RECORDS = Counter(
+    "eventweir_window_records_total", "Records a windows stage left out of every window: late (past the allowed "
+    "lateness) or skipped (no key or event time), per stage name (sources[].enrich[].name).", ["window", "outcome"])
 RULE_ENGINE = Gauge(
     "eventweir_rule_engine", "1 for the matching engine the rule set uses: index, bitmask, reference (no generated "
     "code), choosing (the timing trial is running) or none (no rule has a pattern).", ["engine"])

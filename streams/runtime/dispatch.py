@@ -15,6 +15,7 @@ from itertools import groupby
 from operator import attrgetter
 from typing import Any
 
+from processors.enrich.windows import WindowAggregate
 from streams import metrics
 from streams.targets.base import RecordChunk
 
@@ -110,6 +111,26 @@ class SkippedTombstones:
             if new > 0:
                 metrics.TOMBSTONES_SKIPPED.labels(topic).inc(new)
                 self._exported[topic] = total
+
+
+class WindowRecords:
+    """eventweir_window_records_total, from the late and skipped counts the windows stages keep."""
+
+    def __init__(self) -> None:
+        self._exported: dict[tuple[str, str], int] = {}
+
+    def export(self, pipeline: Any) -> None:
+        totals: dict[tuple[str, str], int] = defaultdict(int)
+        for chain in getattr(pipeline, "chains", {}).values():
+            for stage in chain.stages:
+                if isinstance(stage, WindowAggregate):
+                    totals[(stage.name, "late")] += stage.late
+                    totals[(stage.name, "skipped")] += stage.skipped
+        for labels, total in totals.items():
+            new = total - self._exported.get(labels, 0)
+            if new > 0:
+                metrics.WINDOW_RECORDS.labels(*labels).inc(new)
+                self._exported[labels] = total
 
 
 RULE_ENGINES = ("index", "bitmask", "reference", "choosing", "none")

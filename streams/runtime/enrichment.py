@@ -32,7 +32,7 @@ def build_enrichment(config: Config, index: int, entries: list[EnrichSettings],
                      tables: dict[str, ReferenceTable]) -> list:
     """The stages of `sources[index].enrich`, in order (their settings were checked at parse)."""
     context = stage_context(tables)
-    stages = []
+    stages: list = []
     for j, entry in enumerate(entries):
         path = f"sources[{index}].enrich[{j}]"
         try:
@@ -40,6 +40,12 @@ def build_enrichment(config: Config, index: int, entries: list[EnrichSettings],
         except (TypeError, ValueError) as exc:  # what a stage checks beyond its keys' types
             message = str(exc)
             raise ConfigError(message if message.startswith(path) else f"{path} ({entry.type}): {message}") from None
+        state = getattr(stage, "state", None)
+        if isinstance(state, PartitionedState):  # one changelog topic per store name and source
+            clash = [k for k, s in enumerate(stages) if getattr(getattr(s, "state", None), "name", None) == state.name]
+            if clash:
+                raise ConfigError(f"{path} ({entry.type}): its state {state.name!r} would share a changelog with "
+                                  f"sources[{index}].enrich[{clash[0]}]; give each its own `name`")
         stages.append(stage)
     return stages
 

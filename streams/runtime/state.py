@@ -93,6 +93,13 @@ class StateStores:
                 await restore_state(store, self.config.kafka.bootstrap_servers, changelog, partitions)
                 log.info("restored %s state of %s%s from %s", store.name, topic, partitions, changelog)
 
+    def committed(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Tell the stores what was committed: state kept until its outputs were safe may go."""
+        for topic, store, _ in self.stores:
+            for tp, offset in offsets.items():
+                if tp.topic == topic:
+                    store.committed(tp.partition, offset)
+
     def drop(self, revoked: set[TopicPartition]) -> None:
         for topic, store, _ in self.stores:
             for tp in revoked:

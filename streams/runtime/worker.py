@@ -26,6 +26,7 @@ from streams.kafka.producer import BatchProducer
 from streams.runtime.backpressure import Backpressure
 from streams.runtime.dispatch import (
     SkippedTombstones,
+    WindowRecords,
     WorkerStats,
     count_batch,
     dispatch,
@@ -91,6 +92,7 @@ class Worker:
         self.backpressure = Backpressure(config.runtime.max_in_flight_total)
         self.state = StateStores(config)
         self._tombstones = SkippedTombstones()
+        self._windows = WindowRecords()
         self.positions: dict[TopicPartition, int] = {}  # next offset to fetch, for lag
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task] = []
@@ -335,6 +337,7 @@ class Worker:
             return
         self.watermarks.mark_committed(offsets)
         self.stats.committed.update(offsets)
+        self.state.committed(offsets)
         for tp, offset in offsets.items():
             metrics.COMMITTED_OFFSET.labels(tp.topic, str(tp.partition)).set(offset)
 
@@ -371,6 +374,7 @@ class Worker:
         metrics.READY.set(1 if self.ready[0] else 0)
         export_rule_engine(getattr(self.pipeline, "router", None))
         self._tombstones.export(self.pipeline)
+        self._windows.export(self.pipeline)
 
     # --- rebalance --------------------------------------------------------------------------------
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
