@@ -39,7 +39,7 @@ from base64 import urlsafe_b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -58,6 +58,8 @@ _OPTIONS = {  # the options each method reads; any other is a mistake worth repo
     "keep": set(),
 }
 _HOUR_MS, _DAY_MS = 3_600_000, 86_400_000
+CACHE_SIZE = 65_536  # text values remembered per field
+_MISSING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,23 +135,46 @@ def schema_rules(schema: Mapping[str, Any]) -> dict[str, FieldRule]:
     return found
 
 
-@dataclass(slots=True)
-class MaskedRecord(SourceRecord):
-    """A record whose value is masked JSON (or withheld: None). `masked` is the dead-letter header
-    eventweir-masked: how it was made (`mask` or `withhold`)."""
+class MaskedRecord:
+    """A consumed record with its value masked: what later stages, targets and dead letters read
+    instead of the clear one (the same attributes as core.SourceRecord). The value is the masked
+    payload's JSON, written when first read (a dead letter), not for every event: events go on as
+    their bodies. `masked` is the dead-letter header eventweir-masked (`mask`, or `withhold`: no value)."""
 
-    masked: str = "mask"
+    __slots__ = ("topic", "partition", "offset", "timestamp_ms", "key", "headers", "masked", "_payload", "_value")
+
+    def __init__(self, record: SourceRecord, payload: dict[str, Any] | None, value: bytes | None = None,
+                 masked: str = "mask"):
+        self.topic, self.partition, self.offset = record.topic, record.partition, record.offset
+        self.timestamp_ms, self.key, self.headers = record.timestamp_ms, record.key, tuple(record.headers or ())
+        self.masked, self._payload, self._value = masked, payload, value
+
+    @property
+    def value(self) -> bytes | None:
+        payload = self._payload
+        if payload is not None:  # later stages may have added to it (enrichment): never unmasked it
+            self._payload = None
+            try:
+                self._value = orjson.dumps(payload)
+            except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which orjson reads but not writes
+                self.masked = "withhold"
+        return self._value
 
 
 class Masker:
     stage = "mask"
-    # the body is exactly the new record's JSON after this stage: later stages may append to it
-    appends_json = True
 
     def __init__(self, fields: Mapping[str, FieldRule], secret: bytes | None = None, dead_letters: str = "mask"):
         if dead_letters not in DEAD_LETTER_POLICIES:
             raise ValueError(f"dead_letters {dead_letters!r}: expected one of {', '.join(DEAD_LETTER_POLICIES)}")
-        self.rules = [(split_path(path), rule) for path, rule in fields.items() if rule.method != "keep"]
+        # per rule, the pseudonyms of the text values met lately: a user sends many events, and the
+        # HMAC or the IP parse is most of a mask's cost (bounded; the clear values are in the
+        # worker's fetch buffers anyway)
+        rules: list[tuple[tuple[str, ...], FieldRule, dict]] = [
+            (split_path(path), rule, {}) for path, rule in fields.items() if rule.method != "keep"]
+        self._top = [(path[0], rule, cache) for path, rule, cache in rules if len(path) == 1]  # no walk for these
+        self._deep = [(path, path[:-1], path[-1], rule, cache) for path, rule, cache in rules if len(path) > 1]
+        self.rules = [(path, rule) for path, rule, _ in rules]
         if not self.rules:
             raise ValueError("no field to mask: name some under `fields`, or use a schema with x-pii annotations")
         needs_key = sorted(path for path, rule in fields.items() if rule.method == "hmac")
@@ -164,36 +189,41 @@ class Masker:
     # -- the stage ---------------------------------------------------------------------------------
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
-        out: list[Event] = []
-        dumps = orjson.dumps
         for event in events:
             record, body = event.record, event.body
             if type(record) is MaskedRecord or TOMBSTONE in body:  # a re-run after a failure; nothing to mask
-                out.append(event)
                 continue
             self.mask(body)
-            try:
-                value = dumps(body)
-            except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits, which orjson reads but not writes
-                failures.append(Failure(record, self.stage, "not_serialisable", f"the masked event cannot be written "
-                                        f"as JSON ({exc})"))
-                continue
-            event.record = MaskedRecord(record.topic, record.partition, record.offset, record.timestamp_ms,
-                                        record.key, value, tuple(record.headers or ()))
-            if event.added is not None:  # the body is exactly the new record's JSON (core.Event)
-                event.added = ()
-            out.append(event)
-        return out
+            event.record = cast(SourceRecord, MaskedRecord(record, body))
+            event.added = None  # the record's bytes are not the body's any more: serialise the body (core.Event)
+        return events
 
     def mask(self, body: dict[str, Any], clear: list[str] | None = None) -> None:
         """Mask `body` in place; the clear text of what was masked is added to `clear` when given."""
-        for path, rule in self.rules:
-            self._walk(body, path, 0, rule, clear)
+        for step, rule, cache in self._top:
+            value = body.get(step)
+            masked = cache.get(value) if type(value) is str and clear is None else None
+            if masked is not None:  # a text met lately: its pseudonym, without a call per field
+                body[step] = masked
+            elif step in body:
+                self._leaf(body, step, rule, cache, clear)
+        for path, parents, leaf, rule, cache in self._deep:
+            node: Any = body
+            for step in parents:  # objects in objects, the common case, without recursion
+                if type(node) is not dict:
+                    break
+                node = node.get(step)
+            if type(node) is dict:
+                if leaf in node:
+                    self._leaf(node, leaf, rule, cache, clear)
+            elif type(node) is list:  # the path goes through a list: each of its objects
+                self._walk(body, path, 0, rule, cache, clear)
 
-    def _walk(self, node: Any, path: tuple[str, ...], i: int, rule: FieldRule, clear: list[str] | None) -> None:
+    def _walk(self, node: Any, path: tuple[str, ...], i: int, rule: FieldRule, cache: dict,
+              clear: list[str] | None) -> None:
         if type(node) is list:
             for item in node:
-                self._walk(item, path, i, rule, clear)
+                self._walk(item, path, i, rule, cache, clear)
             return
         if type(node) is not dict:
             return
@@ -201,8 +231,11 @@ class Masker:
         if step not in node:
             return
         if i + 1 < len(path):
-            self._walk(node[step], path, i + 1, rule, clear)
-            return
+            self._walk(node[step], path, i + 1, rule, cache, clear)
+        else:
+            self._leaf(node, step, rule, cache, clear)
+
+    def _leaf(self, node: dict[str, Any], step: str, rule: FieldRule, cache: dict, clear: list[str] | None) -> None:
         value = node[step]
         if clear is not None:
             _clear_text(value, clear)
@@ -213,11 +246,22 @@ class Masker:
         elif rule.method == "redact":
             node[step] = rule.replacement
         else:
-            node[step] = self._value(value, rule)
+            node[step] = self._masked(value, rule, cache)
+
+    def _masked(self, value: Any, rule: FieldRule, cache: dict) -> Any:
+        kind = type(value)
+        if kind is str:
+            out = cache.get(value, _MISSING)
+            if out is _MISSING:
+                if len(cache) >= CACHE_SIZE:
+                    cache.clear()
+                out = cache[value] = self._value(value, rule)
+            return out
+        if kind is list:
+            return [None if item is None else self._masked(item, rule, cache) for item in value]
+        return self._value(value, rule)
 
     def _value(self, value: Any, rule: FieldRule) -> Any:
-        if type(value) is list:
-            return [None if item is None else self._value(item, rule) for item in value]
         method = rule.method
         if method == "hmac":
             data = value.encode() if type(value) is str else orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
@@ -240,26 +284,17 @@ class Masker:
             record = failure.record
             if type(record) is MaskedRecord:
                 continue
-            value: bytes | None = None
             clear: list[str] = []
-            how = "withhold"
-            if self.dead_letters == "mask" and record.value is not None:
+            body = None
+            if record.value is not None:
                 try:
                     body = orjson.loads(record.value)
-                    if type(body) is dict:
-                        self.mask(body, clear)
-                        value, how = orjson.dumps(body), "mask"
-                except (orjson.JSONDecodeError, orjson.JSONEncodeError):
-                    value = None
-            elif record.value is not None:
-                try:  # withheld, but the message may still quote what it refused
-                    body = orjson.loads(record.value)
-                    if type(body) is dict:
-                        self.mask(body, clear)
                 except orjson.JSONDecodeError:
                     pass
-            failure.record = MaskedRecord(record.topic, record.partition, record.offset, record.timestamp_ms,
-                                          record.key, value, tuple(record.headers or ()), how)
+            if type(body) is dict:
+                self.mask(body, clear)  # withheld or not, the message may quote what was refused
+            kept = body if type(body) is dict and self.dead_letters == "mask" else None
+            failure.record = cast(SourceRecord, MaskedRecord(record, kept, None, "mask" if kept else "withhold"))
             failure.message = scrub(failure.message, clear)
 
 
