@@ -146,7 +146,7 @@ class MaskedRecord:
     def __init__(self, record: SourceRecord, payload: dict[str, Any] | None, value: bytes | None = None,
                  masked: str = "mask"):
         self.topic, self.partition, self.offset = record.topic, record.partition, record.offset
-        self.timestamp_ms, self.key, self.headers = record.timestamp_ms, record.key, tuple(record.headers or ())
+        self.timestamp_ms, self.key, self.headers = record.timestamp_ms, record.key, record.headers
         self.masked, self._payload, self._value = masked, payload, value
 
     @property
@@ -172,8 +172,7 @@ class Masker:
         # worker's fetch buffers anyway)
         rules: list[tuple[tuple[str, ...], FieldRule, dict]] = [
             (split_path(path), rule, {}) for path, rule in fields.items() if rule.method != "keep"]
-        self._top = [(path[0], rule, cache) for path, rule, cache in rules if len(path) == 1]  # no walk for these
-        self._deep = [(path, path[:-1], path[-1], rule, cache) for path, rule, cache in rules if len(path) > 1]
+        self._rules = [(path, path[:-1], path[-1], rule, cache, rule.method) for path, rule, cache in rules]
         self.rules = [(path, rule) for path, rule, _ in rules]
         if not self.rules:
             raise ValueError("no field to mask: name some under `fields`, or use a schema with x-pii annotations")
@@ -200,24 +199,33 @@ class Masker:
 
     def mask(self, body: dict[str, Any], clear: list[str] | None = None) -> None:
         """Mask `body` in place; the clear text of what was masked is added to `clear` when given."""
-        for step, rule, cache in self._top:
-            value = body.get(step)
-            masked = cache.get(value) if type(value) is str and clear is None else None
-            if masked is not None:  # a text met lately: its pseudonym, without a call per field
-                body[step] = masked
-            elif step in body:
-                self._leaf(body, step, rule, cache, clear)
-        for path, parents, leaf, rule, cache in self._deep:
+        if clear is not None:  # a dead letter's record: the general walk, noting what it hides
+            for path, _, _, rule, cache, _ in self._rules:
+                self._walk(body, path, 0, rule, cache, clear)
+            return
+        # the common cases inline (objects in objects, a text met lately, a redaction): this runs
+        # for every field of every event of a masked source
+        for path, parents, leaf, rule, cache, method in self._rules:
             node: Any = body
-            for step in parents:  # objects in objects, the common case, without recursion
+            for step in parents:
                 if type(node) is not dict:
                     break
                 node = node.get(step)
-            if type(node) is dict:
+            if type(node) is not dict:
+                if type(node) is list:  # the path goes through a list: each of its objects
+                    self._walk(body, path, 0, rule, cache, None)
+                continue
+            value = node.get(leaf)
+            if value is None or method == "drop" or type(value) is list:
                 if leaf in node:
-                    self._leaf(node, leaf, rule, cache, clear)
-            elif type(node) is list:  # the path goes through a list: each of its objects
-                self._walk(body, path, 0, rule, cache, clear)
+                    self._leaf(node, leaf, rule, cache, None)
+            elif method == "redact":
+                node[leaf] = rule.replacement
+            elif type(value) is str:
+                masked = cache.get(value, _MISSING)
+                node[leaf] = self._masked(value, rule, cache) if masked is _MISSING else masked
+            else:
+                node[leaf] = self._value(value, rule)
 
     def _walk(self, node: Any, path: tuple[str, ...], i: int, rule: FieldRule, cache: dict,
               clear: list[str] | None) -> None:

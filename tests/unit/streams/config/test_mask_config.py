@@ -60,3 +60,22 @@ def test_mistakes_are_named_and_the_secret_is_never_echoed():
     config = parse_config({"sources": [{"topic": "c", "mask": {"hmac_secret": secret, "fields": {"x": "hmac"}}}]},
                           environ={})
     assert secret not in repr(config) and secret not in str(config.model_dump())
+
+
+def test_the_readme_masking_example_is_a_config_the_worker_accepts():
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[4] / "README.md").read_text().split("### Masking personal data\n", 1)[1]
+    example = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    config = parse_config(example, environ={"PII_HMAC_KEY": KEY})
+    stages, decoders = build_stages(config)
+    event = dict(CLICK, sent_at="2024-11-25T10:42:18.120Z",
+                 properties={"email": "alice@example.com", "price": 37.5, "cart": [{"email": "bob@example.com"}]})
+    (out,) = Chain(decoders["clickstream.web"], stages["clickstream.web"]).run([record("clickstream.web", event)], [])
+    detail = out.body["detail"]
+    assert detail["user_id"] == hmac.new(KEY.encode(), b"alice@example.com", hashlib.sha256).hexdigest()
+    assert detail["anonymous_id"] == "anon-1" and detail["ip"] == "203.0.113.0" and detail["page"]["url"] == "[REDACTED]"
+    assert detail["sent_at"] == "2024-11-25T10:00:00Z" and detail["properties"]["price"] == 30
+    assert detail["properties"]["cart"] == [{}] and len(detail["properties"]["email"]) == 16
