@@ -148,3 +148,15 @@ def test_dead_letters_of_records_that_fail_before_masking(policy):
     else:
         assert schema_failure.record.value is None
     assert decode_failure.record.value is None  # not JSON: nothing can be masked in it, so it is withheld
+
+
+def test_a_masked_record_that_cannot_be_written_as_json_is_withheld_not_sent_clear():
+    class AddsASet:  # a later stage leaves something JSON cannot hold in the payload
+        def process(self, events, failures):
+            for event in events:
+                event.body["tags"] = {"a"}
+            return events
+
+    (event,) = Chain(Decoder(), [Masker({"ip": FieldRule("truncate")}), AddsASet()]).run(
+        [record("t", {"ip": "203.0.113.77"})], [])
+    assert event.record.value is None and event.record.masked == "withhold"
