@@ -50,7 +50,7 @@ from processors.paths import split_path
 METHODS = ("hmac", "redact", "truncate", "generalise", "drop", "keep")
 DEAD_LETTER_POLICIES = ("mask", "withhold", "raw")
 _OPTIONS = {  # the options each method reads; any other is a mistake worth reporting
-    "hmac": {"length", "encoding", "replacement"},
+    "hmac": {"length", "encoding"},
     "redact": {"replacement"},
     "truncate": {"length", "ipv4_prefix", "ipv6_prefix", "replacement"},
     "generalise": {"to", "bucket", "replacement"},
@@ -139,7 +139,8 @@ class MaskedRecord:
     """A consumed record with its value masked: what later stages, targets and dead letters read
     instead of the clear one (the same attributes as core.SourceRecord). The value is the masked
     payload's JSON, written when first read (a dead letter), not for every event: events go on as
-    their bodies. `masked` is the dead-letter header eventweir-masked (`mask`, or `withhold`: no value)."""
+    their bodies. It is the payload then, with what enrichment added to it in place. `masked` is the
+    dead-letter header eventweir-masked (`mask`, or `withhold`: no value)."""
 
     __slots__ = ("topic", "partition", "offset", "timestamp_ms", "key", "headers", "masked", "_payload", "_value")
 
@@ -156,7 +157,7 @@ class MaskedRecord:
             self._payload = None
             try:
                 self._value = orjson.dumps(payload)
-            except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which orjson reads but not writes
+            except orjson.JSONEncodeError:  # a later stage put in something JSON cannot hold
                 self.masked = "withhold"
         return self._value
 
@@ -173,8 +174,7 @@ class Masker:
         rules: list[tuple[tuple[str, ...], FieldRule, dict]] = [
             (split_path(path), rule, {}) for path, rule in fields.items() if rule.method != "keep"]
         self._rules = [(path, path[:-1], path[-1], rule, cache, rule.method) for path, rule, cache in rules]
-        self.rules = [(path, rule) for path, rule, _ in rules]
-        if not self.rules:
+        if not rules:
             raise ValueError("no field to mask: name some under `fields`, or use a schema with x-pii annotations")
         needs_key = sorted(path for path, rule in fields.items() if rule.method == "hmac")
         if needs_key and not secret:

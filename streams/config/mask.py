@@ -24,7 +24,7 @@ class FieldMaskSettings(BaseModel):
                                "digest, all by default; truncate: characters kept of a string that is not an IP.")
     encoding: Literal["hex", "base64url"] = Field("hex", description="hmac: how the digest is written.")
     replacement: str | int | float | bool | None = Field(
-        "[REDACTED]", description="redact: the value written instead; any method: what a value it cannot handle "
+        "[REDACTED]", description="redact: the value written instead; truncate, generalise: what a value they cannot handle "
         "(an invalid IP, a string that is no timestamp) becomes.")
     ipv4_prefix: int = Field(24, ge=0, le=32, description="truncate: bits of an IPv4 address kept.")
     ipv6_prefix: int = Field(48, ge=0, le=128, description="truncate: bits of an IPv6 address kept.")
