@@ -72,6 +72,9 @@ class Chain:
         # decoder keeps bodies as parsed and every stage keeps Event.added true (`appends_json`)
         self.splice = (type(decoder) is Decoder and bool(self.stages)
                        and all(getattr(stage, "appends_json", False) for stage in self.stages))
+        # a stage that masks personal data decides what the sub-batch's earlier failures (decode,
+        # validate: still the clear records) may carry to the dead-letter topic (processors/mask.py)
+        self.seal = next((stage.seal_failures for stage in self.stages if hasattr(stage, "seal_failures")), None)
 
     @property
     def is_async(self) -> bool:
@@ -86,14 +89,17 @@ class Chain:
                 raise TypeError(f"stage {stage_name(stage)!r} ({type(stage).__name__}) is async-only "
                                 "(it has process_async and no process): run this chain with "
                                 "Chain.run_async / Pipeline.run_async")
-        splice = self.splice
+        splice, seal = self.splice, self.seal
         for start in range(0, len(records), chunk):
+            failed = len(failures)
             events = decode(records[start:start + chunk], failures, splice) if splice else \
                 decode(records[start:start + chunk], failures)
             for stage in stages:
                 if not events:
                     break
                 events = run_stage(stage, events, failures)
+            if seal is not None and len(failures) > failed:
+                seal(failures, failed)
             yield events
 
     def run(self, records: list[SourceRecord], failures: list[Failure]) -> list[Event]:
@@ -108,6 +114,7 @@ class Chain:
         decode, chunk = self.decoder.decode, self.chunk
         stages = [(stage, getattr(stage, "process_async", None)) for stage in self.stages]
         for start in range(0, len(records), chunk):
+            failed = len(failures)
             events = decode(records[start:start + chunk], failures)
             for stage, process_async in stages:
                 if not events:
@@ -116,6 +123,8 @@ class Chain:
                     events = run_stage(stage, events, failures)
                 else:
                     events = await run_stage_async(stage, events, failures)
+            if self.seal is not None and len(failures) > failed:
+                self.seal(failures, failed)
             yield events
 
     async def run_async(self, records: list[SourceRecord], failures: list[Failure]) -> list[Event]:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from streams.config.enrich import STAGES, parse_stage
 from streams.config.env import InterpolationError, env_overrides, interpolate
 from streams.config.errors import ConfigError, describe_error
+from streams.config.mask import MaskSettings
 
 
 def _no_repeats(items: list, attribute: str, rule: str) -> list:
@@ -187,6 +188,10 @@ class SourceSettings(Section):
         "follows each delete event with one) or `delete`, a `<table>.deleted` event with the key, for topics "
         "flattened by ExtractNewRecordState, whose deletes are tombstones only. Other kinds: `fail` (the default: "
         "dead-lettered) or `skip`. Skipped tombstones are counted in eventweir_tombstones_total.",
+    )
+    mask: MaskSettings | None = Field(
+        None, description="PII masking, right after validation and before anything else (normalise, enrich, rules, "
+        "targets, dead letters): README, Masking personal data.",
     )
     enrich: list[EnrichSettings] = Field(
         default_factory=list,

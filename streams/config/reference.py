@@ -9,7 +9,7 @@ import collections.abc
 import types
 import typing
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -57,7 +57,8 @@ def type_name(tp) -> str:
     elif tp is typing.Any:
         name = "any"
     else:
-        name = {int: "integer", float: "number", str: "string", bool: "boolean", list: "list"}.get(
+        name = {int: "integer", float: "number", str: "string", bool: "boolean", list: "list",
+                SecretStr: "string (secret)"}.get(
             tp, getattr(tp, "__name__", str(tp)))
     return name + (" or null" if optional else "")
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from processors.stage import settings_model
 from streams.config.enrich import STAGES
+from streams.config.mask import FieldMaskSettings
 from streams.config.reference import reference_markdown, splice
 from streams.targets import REGISTRY, implementation
 
@@ -31,6 +32,8 @@ def sections() -> dict[str, tuple[str, type[BaseModel], str]]:
         intro = _first_paragraph(model.__doc__ if "Settings" in cls.__dict__ else None) or \
             _first_paragraph(cls.__doc__) or _first_paragraph(__import__(cls.__module__, fromlist=["_"]).__doc__)
         out[f"Enrichment stage `{name}`"] = (intro, model, "sources[].enrich[].")
+    out["Masking a field: `sources[].mask.fields`"] = (
+        _first_paragraph(FieldMaskSettings.__doc__), FieldMaskSettings, "sources[].mask.fields.<path>.")
     for name in REGISTRY:
         module = implementation(name)
         intro = _first_paragraph(module.__doc__)

@@ -9,7 +9,7 @@ from processors.pipeline import Pipeline
 from processors.routing import compile_pattern, compile_target_input
 from processors.routing.router import Route, Router, RouteTarget, parse_key_path
 from processors.validate import SchemaValidator
-from streams.config import Config, TargetSettings
+from streams.config import Config, ConfigError, TargetSettings
 from streams.kafka import fastpath
 from streams.kafka.producer import BatchProducer
 from streams.runtime.buses import Bus, all_buses, custom_bus_topics
@@ -98,6 +98,11 @@ def build_stages(config: Config, tables: dict | None = None) -> tuple[dict[str, 
         refs = source.schemas or DEFAULT_SCHEMAS.get(source.kind)
         if refs:
             chain.append(SchemaValidator({source.topic: refs}))
+        if source.mask is not None:  # before anything else reads the payload (processors/mask.py)
+            try:
+                chain.append(source.mask.masker(refs))
+            except ValueError as exc:
+                raise ConfigError(f"sources[{index}].mask: {exc}") from None
         named: dict[str, Any] = {k: v for k, v in (("source", source.source), ("detail_type", source.detail_type)) if v}
         if source.kind == "iot":
             chain.append(IotNormaliser(account=bus.account, region=bus.region, **named))

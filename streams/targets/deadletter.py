@@ -3,7 +3,9 @@
 Headers (all UTF-8): eventweir-stage, eventweir-error, eventweir-message, eventweir-source-topic,
 eventweir-source-partition, eventweir-source-offset, and eventweir-rule, eventweir-target,
 eventweir-attempts when a delivery failed (plus eventweir-exhausted: MaximumRetryAttempts or
-MaximumEventAgeInSeconds, when retries ran out; targets may have dead-letter topics of their own).
+MaximumEventAgeInSeconds, when retries ran out; targets may have dead-letter topics of their own),
+and eventweir-masked (`mask` or `withhold`) when the source masks PII: the value is then the masked
+record, or none (processors/mask.py).
 The original record's own headers come first, so a redrive can restore it exactly. A dead letter
 that cannot be written is retried with back-off forever: losing it would lose the event, and its
 ticket keeps the offset from being committed.
@@ -39,6 +41,9 @@ def dead_letter_headers(failure: Failure) -> list[tuple[str, bytes]]:
         headers.append(("eventweir-target", failure.target.encode()))
     if failure.attempts:
         headers.append(("eventweir-attempts", str(failure.attempts).encode()))
+    masked = getattr(record, "masked", None)  # processors.mask.MaskedRecord: not the clear record
+    if masked:
+        headers.append(("eventweir-masked", masked.encode()))
     return headers
 
 
