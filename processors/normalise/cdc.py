@@ -125,6 +125,11 @@ class CdcNormaliser:
             return self._change(record, body)
         if "tableChanges" in body or ("ddl" in body and "databaseName" in body):
             return self._schema_change(record, body)
+        if "op" in body and "before" in body and "after" in body:
+            # a Debezium change that lost its `source`: a flattened row has columns named op, before
+            # and after all three only in theory, and taking it for one would route a broken change
+            raise MalformedChange("a Debezium change (op, before, after) without `source`; the connector "
+                                  "writes it on every change: check the producer or the SMTs on the topic")
         return self._flat(record, body)  # a row flattened by ExtractNewRecordState (its columns may be named op)
 
     def _schema_change(self, record: SourceRecord, change: dict) -> dict:

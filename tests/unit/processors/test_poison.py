@@ -68,6 +68,12 @@ def test_a_malformed_change_says_what_is_wrong_and_a_schema_change_is_routed():
     assert run({"op": "x", "source": {}})[1] == [
         ("malformed_change", "`op` is 'x'; a Debezium change has one of c, u, d, r, t or m")]
     assert run({"op": "c", "source": {}, "after": None})[1][0][1].startswith("op 'c' with no `after`")
+    # the hostile-probe rerun: without `source` it was taken for a flattened row, and routed as
+    # <topic>.updated with the whole change inside detail.after
+    (why,) = run({"before": None, "after": {"id": 1}, "op": "c", "ts_ms": 2})[1]
+    assert why[0] == "malformed_change" and "without `source`" in why[1]
+    (row,), _ = run({"id": 1, "op": "c", "after": "tomorrow"})  # a flattened row with an `op` column
+    assert row.body["detail"]["after"]["op"] == "c"
     ddl = {"source": {"connector": "mysql", "file": "binlog.000003", "pos": 154}, "databaseName": "inventory",
            "ddl": "ALTER TABLE customers ADD COLUMN tier VARCHAR(16)", "ts_ms": 1732530000123,
            "tableChanges": [{"type": "ALTER", "id": '"inventory"."customers"'}]}
