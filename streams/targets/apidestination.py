@@ -162,6 +162,7 @@ class ApiDestinationTarget(Target):
             if status == 401 and token is not None:  # the token may have been revoked early: one fresh one
                 self.registry.drop_token(connection.name, token)
                 await self._authorize(connection, headers, secrets)
+                await self.registry.limiter(destination).acquire()  # a second request: within the rate too
                 status, text, retry_after = await self._call(destination.method, url, headers, body, secrets)
         except SecretError as exc:
             raise DeliveryError("ConnectionSecretUnavailable", str(exc), False) from None
