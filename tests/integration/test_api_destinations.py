@@ -173,16 +173,24 @@ async def test_oauth_connection_delivers_with_a_cached_token_parameters_and_the_
                            message="the call again with a fresh token")
             assert api.token_fetches == 3
 
-            # a burst is held to InvocationRateLimitPerSecond (10): never more than 10 calls (+1 for
-            # where a window starts) in any second
+            # a burst is held to InvocationRateLimitPerSecond (10) across both rules targeting the
+            # destination: never more than 10 calls (+1 for where a window starts) in any second
+            await call(events, "put_rule", Name="shop-copy", EventPattern=json.dumps({"source": ["shop"]}))
+            await call(events, "put_targets", Rule="shop-copy", Targets=[{"Id": "api", "Arn": arn, "HttpParameters": {
+                "PathParameterValues": ["copy", "copy"]}}])
+            await wait_for(lambda: "shop-copy/api" in worker.targets, message="the second rule")
             before = len(api.calls)
-            for chunk in range(3):
+            for chunk in range(2):
                 await call(events, "put_events", Entries=[order(100 + chunk * 10 + i) for i in range(10)])
-            await wait_for(lambda: len(api.calls) >= before + 30, timeout=30, message="the burst delivered")
+            await wait_for(lambda: len(api.calls) >= before + 40, timeout=30, message="the burst delivered")
             stamps = sorted(c["at"] for c in api.calls[before:])
             assert max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps) <= 11
-            assert stamps[-1] - stamps[0] >= 2.5  # 30 calls at 10 per second: about 2.9 s
-            assert {c["body"]["number"] for c in api.calls[before:]} == {100 + i for i in range(30)}
+            assert stamps[-1] - stamps[0] >= 3.5  # 40 calls at 10 per second: about 3.9 s
+            burst = api.calls[before:]
+            assert sorted(c["body"]["number"] for c in burst if c["path"].startswith("/api/orders/o")) == \
+                list(range(100, 120))
+            assert sorted(c["body"]["detail"]["n"] for c in burst
+                          if c["path"] == "/api/orders/copy/items/copy") == list(range(100, 120))
         # nothing secret on the control topic, nor in the worker's logs
         raw = b"".join((r.key or b"") + (r.value or b"") for r in await read_all(bootstrap_servers, control, idle=0.5))
         assert b"shop-oauth" in raw and not [s for s in SECRETS if s.encode() in raw]
