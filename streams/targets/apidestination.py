@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ARN = re.compile(r"^arn:aws[a-z-]*:events:[a-z0-9-]*:\d{12}:api-destination/([\.\-_A-Za-z0-9]+)/[\-A-Za-z0-9]+$")
 MAX_RETRY_AFTER_S = 300.0
+PREPARED_FOR_S = 60.0  # how long a call's prepared URL, headers and opened secrets are reused
 
 
 class Settings(BaseModel):
@@ -99,6 +100,7 @@ class ApiDestinationTarget(Target):
                  registry: ApiDestinations, policy: AddressPolicy):
         super().__init__(target_id, max_in_flight, dead_letters)
         self.settings = settings
+        self._name = settings.destination
         self.registry = registry
         self.policy = policy
         self._dynamic = any(v.startswith("$.") for v in (*settings.path_parameter_values,
@@ -107,6 +109,7 @@ class ApiDestinationTarget(Target):
         self._lanes: dict[tuple[str, int], deque] = {}
         self._tasks: dict[tuple[str, int], asyncio.Task] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._prepared: tuple | None = None  # (destination, connection, when, url, headers, body params, secrets)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
@@ -143,7 +146,7 @@ class ApiDestinationTarget(Target):
     # -- one request --
     async def _send(self, items: list[Item]) -> None:
         delivery = items[0][0]
-        name = self.settings.destination
+        name = self._name
         destination = self.registry.destinations.get(name)
         if destination is None:
             raise DeliveryError("ApiDestinationNotFound", f"API destination {name} does not exist", False)
@@ -152,29 +155,54 @@ class ApiDestinationTarget(Target):
             raise DeliveryError("ConnectionNotFound", f"connection {destination.connection} does not exist", False)
         if connection.state != "AUTHORIZED":
             raise DeliveryError("ConnectionNotAuthorized", f"connection {connection.name} is {connection.state}", False)
-        event = orjson.loads(delivery.record.value) if self._dynamic and delivery.record.value else None
         secrets: list[str] = []  # values to keep out of every error message
         try:
-            url, headers, body = self._request(destination, connection, delivery.payload, event, secrets)
-            await self.registry.limiter(destination).acquire()
-            token = await self._authorize(connection, headers, secrets)
-            status, text, retry_after = await self._call(destination.method, url, headers, body, secrets)
+            url, headers, body = self._request(destination, connection, delivery, secrets)
+            limiter = self.registry.limiter(destination)
+            await limiter.acquire()
+            token = None
+            if connection.type == "OAUTH_CLIENT_CREDENTIALS":
+                token = await self._token(connection, secrets)
+                headers["Authorization"] = f"Bearer {token}"
+            status, text, retry_after = await self._call(destination.method, url, headers, body)
             if status == 401 and token is not None:  # the token may have been revoked early: one fresh one
                 self.registry.drop_token(connection.name, token)
-                await self._authorize(connection, headers, secrets)
-                await self.registry.limiter(destination).acquire()  # a second request: within the rate too
-                status, text, retry_after = await self._call(destination.method, url, headers, body, secrets)
+                headers["Authorization"] = f"Bearer {await self._token(connection, secrets)}"
+                await limiter.acquire()  # a second request: within the rate too
+                status, text, retry_after = await self._call(destination.method, url, headers, body)
         except SecretError as exc:
             raise DeliveryError("ConnectionSecretUnavailable", str(exc), False) from None
         if status < 300:
             return
-        where = f"{destination.method} {URL(url).with_query(None)}"
-        raise DeliveryError(f"HttpStatus{status}", _scrub(f"{where} returned {status}: {text}", secrets),
+        raise DeliveryError(f"HttpStatus{status}", _scrub(f"{_where(destination.method, url)} returned {status}: {text}",
+                                                          secrets),
                             retryable=status == 429 or status >= 500, retry_after=retry_after)
 
-    def _request(self, destination, connection: Connection, payload: bytes, event, secrets: list[str]):
-        """URL, headers and body: the destination's endpoint, the connection's invocation
-        parameters, then the target's HttpParameters (which win, as on AWS)."""
+    def _request(self, destination, connection: Connection, delivery, secrets: list[str]):
+        """URL, headers and body of one call. What does not depend on the event is prepared once
+        per destination and connection (and again after PREPARED_FOR_S, so a rotated ${VAR} file
+        is read again): opening secrets and building the URL on every call would cost more than
+        the call's own Python work."""
+        prepared = self._prepared
+        now = time.monotonic()
+        if (prepared is None or prepared[0] is not destination or prepared[1] is not connection
+                or now - prepared[2] > PREPARED_FOR_S or self._dynamic):
+            event = orjson.loads(delivery.record.value) if self._dynamic and delivery.record.value else None
+            prepared = (destination, connection, now, *self._prepare(destination, connection, event))
+            self._prepared = None if self._dynamic else prepared
+        url, headers, body_params, opened = prepared[3:]
+        secrets += opened
+        payload = delivery.payload
+        if body_params:  # added to a JSON object body, as AWS does
+            doc = orjson.loads(payload)
+            if isinstance(doc, dict):
+                payload = orjson.dumps({**doc, **body_params})
+        return url, dict(headers), payload
+
+    def _prepare(self, destination, connection: Connection, event) -> tuple[str, dict, dict, list[str]]:
+        """The destination's endpoint, the connection's invocation parameters and authorization
+        (but an OAuth token), then the target's HttpParameters (which win, as on AWS)."""
+        secrets: list[str] = []
         parts = destination.endpoint.split("*")
         values = [quote(_value(v, event), safe="") for v in self.settings.path_parameter_values]
         if len(values) < len(parts) - 1:
@@ -192,13 +220,19 @@ class ApiDestinationTarget(Target):
                        _pairs(invocation.get("BodyParameters")).items()}
         headers.update({k: _value(v, event) for k, v in self.settings.header_parameters.items()})
         query.update({k: _value(v, event) for k, v in self.settings.query_string_parameters.items()})
-        if body_params:  # added to a JSON object body, as AWS does
-            doc = orjson.loads(payload)
-            if isinstance(doc, dict):
-                payload = orjson.dumps({**doc, **body_params})
         if query:
             url = str(URL(url).update_query(query))
-        return url, headers, payload
+        if connection.type == "API_KEY":
+            p = connection.auth["ApiKeyAuthParameters"]
+            value = self.registry.secret(connection, p["ApiKeyValue"])
+            secrets.append(value)
+            headers[p["ApiKeyName"]] = value
+        elif connection.type == "BASIC":
+            p = connection.auth["BasicAuthParameters"]
+            password = self.registry.secret(connection, p["Password"])
+            secrets.append(password)
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{p['Username']}:{password}".encode()).decode()
+        return url, headers, body_params, secrets
 
     def _param(self, connection: Connection, p: dict, secrets: list[str]) -> str:
         if p.get("IsValueSecret") and isinstance(p.get("Value"), dict):
@@ -207,36 +241,20 @@ class ApiDestinationTarget(Target):
             return value
         return str(p.get("Value", ""))
 
-    async def _authorize(self, connection: Connection, headers: dict, secrets: list[str]) -> str | None:
-        """Add the connection's authorization to `headers`; returns the OAuth token used, if any."""
-        auth = connection.auth
-        if connection.type == "API_KEY":
-            p = auth["ApiKeyAuthParameters"]
-            value = self.registry.secret(connection, p["ApiKeyValue"])
-            secrets.append(value)
-            headers[p["ApiKeyName"]] = value
-            return None
-        if connection.type == "BASIC":
-            p = auth["BasicAuthParameters"]
-            password = self.registry.secret(connection, p["Password"])
-            secrets.append(password)
-            headers["Authorization"] = "Basic " + base64.b64encode(f"{p['Username']}:{password}".encode()).decode()
-            return None
-        token = await self._token(connection, secrets)
-        secrets.append(token)
-        headers["Authorization"] = f"Bearer {token}"
-        return token
-
     async def _token(self, connection: Connection, secrets: list[str]) -> str:
+        """The connection's OAuth token: cached, or fetched once for every request waiting for it."""
         cached = self.registry.cached_token(connection.name)
         if cached is not None:
+            secrets.append(cached.value)
             return cached.value
         async with self.registry.token_lock(connection.name):  # one fetch for all waiting requests
             cached = self.registry.cached_token(connection.name)
             if cached is not None:
+                secrets.append(cached.value)
                 return cached.value
             value, expires_in = await self._fetch_token(connection, secrets)
             self.registry.store_token(connection.name, value, expires_in)
+            secrets.append(value)
             return value
 
     async def _fetch_token(self, connection: Connection, secrets: list[str]) -> tuple[str, float | None]:
@@ -272,10 +290,9 @@ class ApiDestinationTarget(Target):
         expires_in = doc.get("expires_in")
         return doc["access_token"], float(expires_in) if isinstance(expires_in, (int, float)) else None
 
-    async def _call(self, method: str, url: str, headers: dict, body: bytes, secrets: list[str]):
+    async def _call(self, method: str, url: str, headers: dict, body: bytes):
         session = self._session
         assert session is not None, "start() opens the session"
-        where = f"{method} {URL(url).with_query(None)}"
         try:
             async with session.request(method, url, data=body if method not in ("GET", "HEAD") else None,
                                        headers=headers) as resp:
@@ -284,13 +301,19 @@ class ApiDestinationTarget(Target):
                 text = (await resp.text(errors="replace"))[:512]
                 return resp.status, text, _retry_after(resp.headers.get("Retry-After"))
         except TimeoutError:
-            raise DeliveryError("Timeout", f"no response from {where} within {self.settings.timeout_s}s", True) from None
+            raise DeliveryError("Timeout", f"no response from {_where(method, url)} within {self.settings.timeout_s}s",
+                                True) from None
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, AddressNotAllowed):
-                raise DeliveryError("AddressNotAllowed", f"{where}: {exc.os_error}", False) from None
-            raise DeliveryError("ConnectionError", f"{where}: {type(exc).__name__}", True) from None
+                raise DeliveryError("AddressNotAllowed", f"{_where(method, url)}: {exc.os_error}", False) from None
+            raise DeliveryError("ConnectionError", f"{_where(method, url)}: {type(exc).__name__}", True) from None
         except aiohttp.ClientError as exc:
-            raise DeliveryError("ConnectionError", f"{where}: {type(exc).__name__}", True) from None
+            raise DeliveryError("ConnectionError", f"{_where(method, url)}: {type(exc).__name__}", True) from None
+
+
+def _where(method: str, url: str) -> str:
+    """The request, for a message: without its query string, which may carry a secret parameter."""
+    return f"{method} {URL(url).with_query(None)}"
 
 
 def _scrub(text: str, secrets: list[str]) -> str:

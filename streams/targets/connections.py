@@ -191,7 +191,10 @@ class ApiDestinations:
             log.error("control topic: %s is not valid, ignored: %s", key, exc)
 
     def limiter(self, destination: Destination) -> RateLimiter:
-        return self._limiters.setdefault(destination.name, RateLimiter(destination.rate))
+        limiter = self._limiters.get(destination.name)
+        if limiter is None:
+            limiter = self._limiters[destination.name] = RateLimiter(destination.rate)
+        return limiter
 
     def secret(self, connection: Connection, sealed: dict) -> str:
         return self.sealer.open(sealed, CONNECTION_PREFIX + connection.name)
