@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from streams.http.app import serve
+from streams.runtime.reload import ControlTopic
 from tests.integration.kafka_helpers import create_topics, read_all, unique, wait_for
 from tests.integration.test_eventbridge_api import KEY, SECRET, call, client, entry, error_of
 from tests.integration.test_rules_targets import config_for, start_worker, stop_worker
@@ -191,6 +192,15 @@ async def test_oauth_connection_delivers_with_a_cached_token_parameters_and_the_
                 list(range(100, 120))
             assert sorted(c["body"]["detail"]["n"] for c in burst
                           if c["path"] == "/api/orders/copy/items/copy") == list(range(100, 120))
+        # another worker (or this one restarted) reads the connection from the control topic and,
+        # with the same routing.secrets_key, opens its secret
+        reader = ControlTopic(worker.config, control)
+        await reader.start()
+        await reader.close()
+        stored = reader.api_destinations.connections["shop-oauth"]
+        sealed = stored.auth["OAuthParameters"]["ClientParameters"]["ClientSecret"]
+        assert reader.api_destinations.secret(stored, sealed) == CLIENT_SECRET
+        assert reader.api_destinations.destinations["orders"].rate == 10
         # nothing secret on the control topic, nor in the worker's logs
         raw = b"".join((r.key or b"") + (r.value or b"") for r in await read_all(bootstrap_servers, control, idle=0.5))
         assert b"shop-oauth" in raw and not [s for s in SECRETS if s.encode() in raw]
