@@ -6,6 +6,7 @@ start. Overrides use `__` between levels: EVENTWEIR_KAFKA__BOOTSTRAP_SERVERS=hos
 """
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -256,7 +257,7 @@ class TargetSettings(Section):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     id: str = Field(pattern=r"^[\.\-_A-Za-z0-9]{1,64}$")
-    type: str = Field(description="The target type: kafka, log, http, s3, timestream, influxdb or waitingroom; "
+    type: str = Field(description="The target type: kafka, log, http, s3, timestream, influxdb, waitingroom or apidestination; "
                                   "its own keys are listed below.")
     key: str | None = Field(None, description="JSON path ($.detail.device_id) whose value keys the output record.")
     input: str | None = Field(None, alias="Input")
@@ -316,6 +317,25 @@ class RoutingSettings(Section):
         "link-local and other non-public addresses are refused unless listed here, e.g. [10.0.0.0/8] for services "
         "inside the cluster: a rule must not be a way in.",
     )
+
+    secrets_key: str | None = Field(
+        None, repr=False,
+        description="Key that encrypts connection secrets given by value (CreateConnection) on the control topic: "
+        "base64 of 32 random bytes (AES-256-GCM), e.g. ${EVENTWEIR_SECRETS_KEY}. Every worker needs the same key. "
+        "Unset: the API takes secrets only as ${VAR} references to the workers' environment.")
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError("expected base64 of 32 bytes (head -c 32 /dev/urandom | base64)")
+        return value
 
     @field_validator("http_allow_networks")
     @classmethod

@@ -28,6 +28,7 @@ from streams.kafka.producer import make_producer
 from streams.kafka.read import partitions_of, read_to_end
 from streams.runtime.buses import CONTROL_KEY_PREFIX, StoredBus, all_buses
 from streams.runtime.topology import build_bus_routers, build_router, build_targets, bus_stages, check_rule
+from streams.targets.connections import CONNECTION_PREFIX, DESTINATION_PREFIX, ApiDestinations
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class ControlTopic:
         self.topic = topic
         self.rules: dict[str, RuleSettings] = {}
         self.buses: dict[str, StoredBus] = {}  # made through the API (key event-bus/<name>)
+        # connections and API destinations (keys connection/<name>, api-destination/<name>), secrets sealed
+        self.api_destinations = ApiDestinations(config.routing.secrets_key)
         self.listeners: list[Callable[[], None]] = []
         self._offsets: dict[str, tuple[int, int]] = {}  # rule -> (partition, offset) last applied
         self._consumer: AIOKafkaConsumer | None = None
@@ -107,6 +110,9 @@ class ControlTopic:
             if last is not None and last[0] == rec.partition and last[1] >= rec.offset:
                 continue  # already applied (our own write, applied as soon as it was acked)
             self._offsets[name] = (rec.partition, rec.offset)
+            if name.startswith((CONNECTION_PREFIX, DESTINATION_PREFIX)):
+                self.api_destinations.apply(name, rec.value)  # read per request: no rebuild, no reload
+                continue
             if name.startswith(CONTROL_KEY_PREFIX):
                 changed |= self._apply_bus(name.removeprefix(CONTROL_KEY_PREFIX), rec.value, rec.offset)
                 continue
@@ -159,6 +165,10 @@ class ControlTopic:
 
     async def delete_bus(self, name: str) -> None:
         await self._write(CONTROL_KEY_PREFIX + name, None)
+
+    async def put_object(self, key: str, value: bytes | None) -> None:
+        """A connection or API destination (streams/targets/connections.py); None deletes it."""
+        await self._write(key, value)
 
     async def _write(self, name: str, value: bytes | None) -> None:
         """Write and wait for the ack, then apply at once, so this process reads its own writes."""
@@ -231,7 +241,7 @@ class RuleReloader:
         routers = {**{t: build_router(config, []) for t in self._gone_topics}, **bus_routers}
         old = worker.targets
         targets = build_targets(worker.config, self.producer, worker.dead_letters, worker.waitingroom,
-                                rules=rules, reuse=old)
+                                rules=rules, reuse=old, api_destinations=self.store.api_destinations)
         started = []
         try:
             for name, target in targets.items():

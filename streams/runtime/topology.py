@@ -129,13 +129,13 @@ def build_pipeline(config: Config) -> Pipeline:
 
 
 def build_targets(config: Config, producer: BatchProducer, dead_letters, waitingroom=None, rules=None,
-                  reuse=None) -> dict:
+                  reuse=None, api_destinations=None) -> dict:
     """Targets by name (streams.targets.REGISTRY makes each). `reuse`: running targets (hot
     reload); one whose settings did not change is kept as it is, with its in-flight deliveries,
     instead of being rebuilt."""
     check_targets(config, rules)  # every target's keys, and clashes between targets
     context = BuildContext(producer, dead_letters, config.runtime.max_in_flight, waitingroom,
-                           tuple(config.routing.http_allow_networks))
+                           tuple(config.routing.http_allow_networks), api_destinations)
     targets = {}
     for rule in config.rules if rules is None else rules:
         if rule.state != "ENABLED":

@@ -36,6 +36,7 @@ REGISTRY: dict[str, str] = {
     "timestream": "streams.targets.timestream",
     "influxdb": "streams.targets.influxdb.target",
     "waitingroom": "streams.targets.waitingroom",
+    "apidestination": "streams.targets.apidestination",
 }
 
 
@@ -48,6 +49,7 @@ class BuildContext:
     max_in_flight: int  # runtime.max_in_flight: deliveries it may hold before its partitions pause
     waitingroom: Any = None  # the waiting-room service, when the config has a `waitingroom` section
     allow_networks: tuple[str, ...] = ()  # routing.http_allow_networks: non-public networks http targets may call
+    api_destinations: Any = None  # streams.targets.connections.ApiDestinations, when there is a control topic
 
 
 class TargetModule(Protocol):

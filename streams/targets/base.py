@@ -203,7 +203,7 @@ class Target:
                     self.fail(items, exc.code, exc.message, attempts, exhausted)
                     return
                 metrics.DELIVERIES.labels(self.id, "retried").inc(len(items))
-                await asyncio.sleep(policy.delay(attempts))
+                await asyncio.sleep(max(policy.delay(attempts), exc.retry_after or 0.0))
                 continue
             self.settle(items)
             return

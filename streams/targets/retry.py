@@ -12,11 +12,12 @@ from dataclasses import dataclass
 class DeliveryError(Exception):
     """A delivery attempt failed. `code` goes to the dead-letter headers; `retryable` decides retries."""
 
-    def __init__(self, code: str, message: str, retryable: bool):
+    def __init__(self, code: str, message: str, retryable: bool, retry_after: float | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.retry_after = retry_after  # seconds the endpoint asked to wait (Retry-After), if it said
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@
 
 PutEvents, TestEventPattern, PutRule, DescribeRule, ListRules, DeleteRule, EnableRule,
 DisableRule, PutTargets, ListTargetsByRule, RemoveTargets, CreateEventBus, DescribeEventBus,
-ListEventBuses, UpdateEventBus and DeleteEventBus, with AWS's error types and texts,
+ListEventBuses, UpdateEventBus and DeleteEventBus, with AWS's error types and texts (connections and
+API destinations: streams/http/eventbridge/connections.py),
 so code written for EventBridge works by changing only `endpoint_url`. Every request must be
 signed with SigV4 by a configured access key (what boto3 does) or carry a configured bearer
 token, unless `api.allow_anonymous` is set.
@@ -86,6 +87,8 @@ def target_from_aws(spec: dict) -> TargetSettings:
             data["headers"] = headers
     elif arn.startswith("log://"):
         data["type"] = "log"
+    elif connections.is_api_destination_arn(arn):
+        data.update(connections.target_settings(spec))
     else:
         raise _validation(f"Target Arn {arn!r} is not supported: use kafka://<topic>, http(s)://<url> or log://<name>.")
     key_path = (spec.get("KinesisParameters") or {}).get("PartitionKeyPath")
@@ -123,6 +126,8 @@ def target_to_aws(t: TargetSettings) -> dict:
         out = {"Id": t.id, "Arn": t.option("url")}
         if t.option("headers"):
             out["HttpParameters"] = {"HeaderParameters": dict(t.option("headers"))}
+    elif t.type == "apidestination":
+        out = connections.target_to_aws(t)
     else:
         out = {"Id": t.id, "Arn": f"{t.type}://{t.id}"}
     if t.key:
@@ -455,6 +460,8 @@ class EventBridgeApi:
             refusal = policy.check_url(target.option("url")) if target.type == "http" else None
             if refusal is not None:
                 raise _validation(f"Target {target.id}: {refusal}")
+            if target.type == "apidestination":
+                connections.check_target(self, target)
         merged = {t.id: t for t in rule.targets}
         merged.update({t.id: t for t in new})
         if len(merged) > self.config.routing.max_targets_per_rule:
@@ -671,3 +678,9 @@ def mount_demo_api(app: web.Application, worker) -> tuple[str, str]:
     api = app.get(API_KEY) or mount_eventbridge_api(app, worker)  # make_app mounts it when api.enabled
     api.access_keys[key_id] = secret
     return key_id, secret
+
+
+# connections and API destinations are operations of this API, kept in a module of their own
+from streams.http.eventbridge import connections  # noqa: E402  (it imports this module)
+
+connections.register(EventBridgeApi)
