@@ -3,6 +3,9 @@ written once the watermark passes the window + allowed lateness; duplicates and 
 late records under the late prefix."""
 from __future__ import annotations
 
+import asyncio
+import time
+
 import orjson
 import pytest
 
@@ -41,18 +44,19 @@ def settings(s3_endpoint, bucket, **event_time) -> S3Settings:
 
 
 class Context:
-    def __init__(self):
-        self.max_in_flight, self.dead_letters = 10_000, DeadLetterRecorder()
+    def __init__(self, max_in_flight=10_000):
+        self.max_in_flight, self.dead_letters = max_in_flight, DeadLetterRecorder()
 
 
-async def run(s: S3Settings, events, first_offset=0):
-    context = Context()
+async def run(s: S3Settings, events, first_offset=0, max_in_flight=10_000):
+    context = Context(max_in_flight)
     target = build(context, "lake", s)
     created = []
     target.on_object = created.append
     await target.start()
     batch, ticket = items(events, first_offset)
-    target.submit(batch)
+    for item in batch:  # one at a time, as batches would come
+        target.submit([item])
     ticket.release()
     assert await target.flush(20)
     await target.close()
@@ -123,6 +127,55 @@ async def test_partition_by_kafka_timestamp_and_a_key_field(s3_endpoint):
     # the Kafka timestamp (time + 5 ms in items()) picks the window; the symbol names the object
     assert names(lake_objects(s3_endpoint, bucket)) == ["ticks/dt=2026-11-18/ES/20261118T110600Z+ticks+0.jsonl.gz"]
     assert ticket.pending == 1
+
+
+async def test_a_replay_that_finds_its_window_written_with_other_records_writes_them_late(s3_endpoint):
+    # Before a crash, the window 11:06 of ES was written with seq 1, then seq 2 came late (its late
+    # object not yet written when the worker died). The replay starts after the record that had moved the
+    # watermark: the watermark starts lower, and seq 2 now falls in its window, whose object exists.
+    bucket = new_bucket(s3_endpoint)
+    s = settings(s3_endpoint, bucket)
+    await run(s, [(b"ES", tick("ES", 1, T0 + 5_000)), (b"NQ", tick("NQ", 1, T0 + 2 * MINUTE))])
+    _, ticket, _, dead = await run(s, [(b"ES", tick("ES", 2, T0 + 20_000)), (b"ZZ", tick("ZZ", 1, T0 + 5 * MINUTE))],
+                                   first_offset=2)
+    objects = lake_objects(s3_endpoint, bucket)
+    window = "ticks/dt=2026-11-18/ES/20261118T110600Z+ticks+0.jsonl.gz"
+    late = "late/ticks/dt=2026-11-18/ES/20261118T110600Z+ticks+0+00000000000000000002.jsonl.gz"
+    assert [r["detail"]["seq"] for r in jsonl(objects[window], window)] == [1]  # the object stays as written
+    assert [r["detail"]["seq"] for r in jsonl(objects[late], late)] == [2]  # seq 2 is not lost
+    assert ticket.pending == 1 and not dead.failures
+
+
+async def test_open_windows_holding_most_of_max_in_flight_are_written_early_and_later_records_go_late(s3_endpoint):
+    # 8 deliveries in flight pause the partition; open windows may hold 6: the 7th writes the first window early
+    bucket = new_bucket(s3_endpoint)
+    events = [(f"K{i}".encode(), tick(f"K{i}", 1, T0 + i)) for i in range(7)] + [(b"K0", tick("K0", 2, T0 + 10))]
+    _, ticket, _, dead = await run(settings(s3_endpoint, bucket), events, max_in_flight=8)
+    assert names(lake_objects(s3_endpoint, bucket)) == [
+        "late/ticks/dt=2026-11-18/K0/20261118T110600Z+ticks+0+00000000000000000007.jsonl.gz",
+        "ticks/dt=2026-11-18/K0/20261118T110600Z+ticks+0.jsonl.gz"]
+    assert ticket.pending == 6 and not dead.failures
+
+
+async def test_partition_by_arrival_time_closes_windows_on_the_clock(s3_endpoint):
+    bucket = new_bucket(s3_endpoint)
+    s = settings(s3_endpoint, bucket, window="1s", allowed_lateness=0, timestamp="arrival")
+    context = Context()
+    target = build(context, "lake", s)
+    await target.start()
+    days = {time.strftime("%Y-%m-%d", time.gmtime())}
+    batch, ticket = items([(b"ES", tick("ES", 1, T0)), (b"ES", tick("ES", 2, T0))])
+    target.submit(batch)
+    ticket.release()
+    deadline = asyncio.get_running_loop().time() + 10
+    while ticket.pending and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    await target.close()
+    days.add(time.strftime("%Y-%m-%d", time.gmtime()))
+    (name,) = lake_objects(s3_endpoint, bucket)
+    assert ticket.pending == 0 and [r["detail"]["seq"] for r in jsonl(lake_objects(s3_endpoint, bucket)[name], name)] \
+        == [1, 2]
+    assert name.split("/")[1] in {f"dt={day}" for day in days}  # the day it arrived, not the event's 2026-11-18
 
 
 def test_the_event_time_mode_is_configured_on_an_s3_target():

@@ -20,6 +20,7 @@ that come for them later are late.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import logging
 import time
@@ -38,6 +39,12 @@ from streams.targets.s3.windowing import EventTimeObjects, late_key, text_of, wi
 log = logging.getLogger(__name__)
 
 Group = tuple[str, str, int]  # (rendered prefix, key, window start ms)
+
+
+def digest(payloads: set[bytes]) -> str:
+    """Which records an object holds, whatever their order: the sum of their hashes."""
+    total = sum(int.from_bytes(hashlib.blake2b(p, digest_size=8).digest(), "big") for p in payloads)
+    return f"{len(payloads)}-{total % (1 << 64):016x}"
 
 
 class _Windows:
@@ -120,8 +127,7 @@ class EventTimeS3Target(S3Target):
             heapq.heappush(windows.closing, (close_at, group))
         entries.append((record.offset, prefix, payload, item, t, raw))
         self._buffered += 1
-        if self.mode.timestamp != "arrival":
-            windows.watermark = t if windows.watermark is None else max(windows.watermark, t)
+        windows.watermark = t if windows.watermark is None else max(windows.watermark, t)
 
     def _time(self, event, record) -> int | None:
         mode = self.mode.timestamp
@@ -187,9 +193,7 @@ class EventTimeS3Target(S3Target):
         if not entries:
             return
         self._buffered -= len(entries)
-        prefix, key, start = group
-        name = window_key(prefix, key, start, tp[0], tp[1], self.encoder.ext)
-        self._spawn(self._write_group(tp, name, start, entries))
+        self._spawn(self._write_group(tp, group, entries))
 
     def _relieve(self) -> None:
         """Write the windows closing first while open windows hold most of what may be in flight:
@@ -207,12 +211,14 @@ class EventTimeS3Target(S3Target):
                 windows.early[group] = close_at
                 self._close_group(tp, windows, group)
 
+    async def start(self) -> None:
+        await self._run(self.store.check)
+        if self.mode.timestamp == "arrival":  # time passes without records: the clock closes windows
+            self._ticker = asyncio.create_task(self._tick(1.0), name=f"target-{self.id}-windows")
+
     async def _tick(self, interval: float) -> None:
-        """With `timestamp: arrival` time passes without records: the clock closes windows."""
         while True:
-            await asyncio.sleep(1.0)
-            if self.mode.timestamp != "arrival":
-                continue
+            await asyncio.sleep(interval)
             now = int(time.time() * 1000)
             for tp, windows in list(self.open.items()):
                 windows.watermark = now
@@ -220,7 +226,9 @@ class EventTimeS3Target(S3Target):
             self._buffered_gauge.set(self._buffered)
 
     # --- output ---------------------------------------------------------------------------------
-    async def _write_group(self, tp: tuple[str, int], name: str, start: int, entries: list[tuple]) -> None:
+    async def _write_group(self, tp: tuple[str, int], group: Group, entries: list[tuple]) -> None:
+        prefix, key, start = group
+        name = window_key(prefix, key, start, tp[0], tp[1], self.encoder.ext)
         seen: set[bytes] = set()
         unique, duplicates = [], []
         for entry in entries:
@@ -230,16 +238,21 @@ class EventTimeS3Target(S3Target):
                 seen.add(entry[5])
                 unique.append(entry)
         meta = {"eventweir-target": self.id, "eventweir-topic": tp[0], "eventweir-partition": str(tp[1]),
-                "eventweir-window-start": str(start)}
-        try:
-            result, rejected = await self.backoff.run(
-                "put-object", lambda: self._run(self._encode_put, name, unique, meta))
-            if not result.created and not await self._ours(name, [e[3] for e in entries]):
-                return
-        except GaveUp as exc:
-            self.fail([e[3] for e in entries], "S3WriteFailed", str(exc))
+                "eventweir-window-start": str(start), "eventweir-digest": digest(seen)}
+        put = await self._put(tp, name, unique, meta)
+        if put is None:
             return
-        done = [(name, unique, result, rejected)]
+        done, existing = put
+        if existing is not None and existing.get("eventweir-digest") != meta["eventweir-digest"]:
+            # An earlier attempt wrote this window with other records: after a restart the watermark
+            # starts lower, so a record that was late then may be in its window now. Its object stays
+            # as written; our records go under late_prefix, one object each: some twice, none lost.
+            log.warning("target %s: %s exists with other records (a replay after a restart); writing its %d records "
+                        "under %s", self.id, name, len(entries), self.mode.late_prefix)
+            for offset, _, payload, item, _, _ in entries:
+                self._write_one(tp, late_key(self.mode.late_prefix, prefix, key, start, tp[0], tp[1], offset,
+                                             self.encoder.ext), item, payload)
+            return
         await self._announce_all(tp, done)
         self._finish_all(done, duplicates)
 
@@ -248,29 +261,33 @@ class EventTimeS3Target(S3Target):
 
         async def write() -> None:
             meta = {"eventweir-target": self.id, "eventweir-topic": tp[0], "eventweir-partition": str(tp[1])}
-            try:
-                result, rejected = await self.backoff.run(
-                    "put-object", lambda: self._run(self._encode_put, name, [entry], meta))
-                if not result.created and not await self._ours(name, [item]):
-                    return
-            except GaveUp as exc:
-                self.fail([item], "S3WriteFailed", str(exc))
-                return
-            done = [(name, [entry], result, rejected)]
-            await self._announce_all(tp, done)
-            self._finish_all(done, [])
+            put = await self._put(tp, name, [entry], meta)
+            if put is not None:
+                await self._announce_all(tp, put[0])
+                self._finish_all(put[0], [])
 
         self._spawn(write())
 
-    async def _ours(self, name: str, items: list[Item]) -> bool:
-        """An existing object is ours (an earlier attempt's) unless another target wrote it."""
-        existing = await self.backoff.run("head-object", lambda: self._run(self.store.head, name)) or {}
-        writer = existing.get("eventweir-target")
-        if writer is None or writer == self.id:
-            return True
-        self.fail(items, "S3KeyConflict", f"{name} exists, written by target {writer!r}: two s3 targets write the "
-                                          "same keys; give each its own `prefix`")
-        return False
+    async def _put(self, tp: tuple[str, int], name: str, entries: list[tuple],
+                   meta: dict) -> tuple[list, dict | None] | None:
+        """Put the object if it does not exist: ([(name, entries, result, rejected)], the metadata of
+        the object found existing, or None when this put created it); None when its records were
+        dead-lettered."""
+        items = [e[3] for e in entries]
+        existing = None
+        try:
+            result, rejected = await self.backoff.run("put-object", lambda: self._run(self._encode_put, name, entries, meta))
+            if not result.created:
+                existing = await self.backoff.run("head-object", lambda: self._run(self.store.head, name)) or {}
+                writer = existing.get("eventweir-target")
+                if writer is not None and writer != self.id:
+                    self.fail(items, "S3KeyConflict", f"{name} exists, written by target {writer!r}: two s3 targets "
+                                                      "write the same keys; give each its own `prefix`")
+                    return None
+        except GaveUp as exc:
+            self.fail(items, "S3WriteFailed", str(exc))
+            return None
+        return [(name, entries, result, rejected)], existing
 
     def _finish_all(self, done: list, duplicates: list[Item]) -> None:
         self._finish(None, None, done)  # type: ignore[arg-type]  # _finish reads only `done`
