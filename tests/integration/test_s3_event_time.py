@@ -178,6 +178,22 @@ async def test_partition_by_arrival_time_closes_windows_on_the_clock(s3_endpoint
     assert name.split("/")[1] in {f"dt={day}" for day in days}  # the day it arrived, not the event's 2026-11-18
 
 
+async def test_duckdb_reads_event_time_objects_through_the_view_lake_ddl_prints(tmp_path):
+    import duckdb
+
+    from streams.targets.s3.ddl import create_table
+
+    s = S3Settings.model_validate({"url": f"file://{tmp_path}", "prefix": "ticks/dt=!{timestamp:yyyy-MM-dd}/",
+                                   "flush_interval_s": None, "event_time": {"window": "1m"}})
+    events = [(f"K{i % 3}".encode(), tick(f"K{i % 3}", i, T0 + i * 1_000)) for i in range(9)]
+    await run(s, events + [(b"Z", tick("Z", 0, T0 + 5 * MINUTE))])
+    con = duckdb.connect()
+    for statement in create_table(s, "ticks", "duckdb").split(";\n"):
+        if statement.strip():
+            con.execute(statement)
+    assert con.execute("SELECT count(*) FROM eventweir.ticks").fetchone() == (9,)
+
+
 def test_the_event_time_mode_is_configured_on_an_s3_target():
     config = parse_config({"sources": [{"topic": "t"}], "rules": [{"name": "lake", "targets": [{
         "id": "l", "type": "s3", "bucket": "b", "event_time": {"window": "1m", "allowed_lateness": "20m",
