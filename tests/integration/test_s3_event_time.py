@@ -194,6 +194,27 @@ async def test_duckdb_reads_event_time_objects_through_the_view_lake_ddl_prints(
     assert con.execute("SELECT count(*) FROM eventweir.ticks").fetchone() == (9,)
 
 
+async def test_records_it_cannot_write_are_dead_lettered_and_the_rest_written(s3_endpoint):
+    bucket = new_bucket(s3_endpoint)
+    s = settings(s3_endpoint, bucket, kafka_fields=["headers"], timestamp="kafka")
+    context = Context()
+    target = build(context, "lake", s)
+    await target.start()
+    good, ticket = items([(b"ES", tick("ES", 1, T0)), (b"ES", tick("ES", 2, T0)), (b"NQ", tick("NQ", 1, T0 + 5 * MINUTE))])
+    (delivery, _), bad_ticket = good[1], ticket
+    good[1] = (Delivery("lake", delivery.record, b"[1, 2]"), bad_ticket)  # not an object: nowhere to put `kafka`
+    record = good[0][0].record
+    good[0] = (Delivery("lake", SourceRecord(record.topic, 0, 0, T0, b"ES", None, (("h", None),)), good[0][0].payload),
+               ticket)  # a header without a value
+    target.submit(good)
+    ticket.release()
+    assert await target.flush(20)
+    await target.close()
+    assert context.dead_letters.errors == {1: "InvalidPayload"}
+    (name,) = lake_objects(s3_endpoint, bucket)
+    assert [r["kafka"] for r in jsonl(lake_objects(s3_endpoint, bucket)[name], name)] == [{"headers": {"h": None}}]
+
+
 def test_the_event_time_mode_is_configured_on_an_s3_target():
     config = parse_config({"sources": [{"topic": "t"}], "rules": [{"name": "lake", "targets": [{
         "id": "l", "type": "s3", "bucket": "b", "event_time": {"window": "1m", "allowed_lateness": "20m",

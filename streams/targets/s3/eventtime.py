@@ -80,7 +80,7 @@ class EventTimeS3Target(S3Target):
                 windows = self.open[tp] = _Windows()
             try:
                 self._take(tp, windows, item)
-            except ValueError as exc:
+            except (ValueError, OverflowError, OSError) as exc:  # a time out of range, a payload that is no record
                 self.fail([item], "InvalidPayload", str(exc))
         for tp, windows in self.open.items():
             self._close_passed(tp, windows)
@@ -170,7 +170,7 @@ class EventTimeS3Target(S3Target):
             if name == "key":
                 meta["key"] = None if record.key is None else text_of(record.key)
             elif name == "headers":
-                meta["headers"] = {k: text_of(v) for k, v in (record.headers or ())}
+                meta["headers"] = {k: None if v is None else text_of(v) for k, v in (record.headers or ())}
             elif name == "timestamp":
                 meta["timestamp"] = record.timestamp_ms
             else:
