@@ -198,18 +198,20 @@ class EventTimeS3Target(S3Target):
     def _relieve(self) -> None:
         """Write the windows closing first while open windows hold most of what may be in flight:
         the worker would pause their partitions, and their watermarks could never close them."""
-        limit = self.max_in_flight * 3 // 4
+        limit, early = self.max_in_flight * 3 // 4, 0
         while self._buffered > limit:
             tp, windows = min(((tp, w) for tp, w in self.open.items() if w.closing), key=lambda x: x[1].closing[0][0],
                               default=(None, None))
             if windows is None or tp is None:
-                return
+                break
             close_at, group = heapq.heappop(windows.closing)
             if group in windows.groups:
-                log.warning("target %s: open windows hold %d records; writing %s early (records for it that come "
-                            "later go under late_prefix)", self.id, self._buffered, group)
                 windows.early[group] = close_at
+                early += 1
                 self._close_group(tp, windows, group)
+        if early:
+            log.warning("target %s: open windows held more than 3/4 of runtime.max_in_flight; wrote %d windows early "
+                        "(records that come for them later go under late_prefix)", self.id, early)
 
     async def start(self) -> None:
         await self._run(self.store.check)
