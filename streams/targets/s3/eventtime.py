@@ -20,6 +20,7 @@ that come for them later are late.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import heapq
 import logging
@@ -32,6 +33,7 @@ from processors.paths import get_path, split_path
 from streams import metrics
 from streams.targets.backoff import GaveUp
 from streams.targets.base import Item
+from streams.targets.s3.formats import JsonLinesEncoder
 from streams.targets.s3.layout import RANDOM_MARK, MissingPartitionField, object_key, parse_time, random_string
 from streams.targets.s3.target import S3Settings, S3Target
 from streams.targets.s3.windowing import EventTimeObjects, late_key, text_of, window_key
@@ -246,14 +248,19 @@ class EventTimeS3Target(S3Target):
             return
         done, existing = put
         if existing is not None and existing.get("eventweir-digest") != meta["eventweir-digest"]:
-            # An earlier attempt wrote this window with other records: after a restart the watermark
-            # starts lower, so a record that was late then may be in its window now. Its object stays
-            # as written; our records go under late_prefix, one object each: some twice, none lost.
-            log.warning("target %s: %s exists with other records (a replay after a restart); writing its %d records "
-                        "under %s", self.id, name, len(entries), self.mode.late_prefix)
-            for offset, _, payload, item, _, _ in entries:
+            # An earlier attempt wrote this window with other records. After a restart the replay
+            # starts at the committed offset, so it usually holds only some of the window's records;
+            # and the watermark starts lower, so a record that was late then may be in its window
+            # now. The object stays as written; our records it lacks go under late_prefix.
+            written = await self._lines(name)
+            missing = [e for e in unique if e[2] not in written]
+            for offset, _, payload, item, _, _ in missing:
                 self._write_one(tp, late_key(self.mode.late_prefix, prefix, key, start, tp[0], tp[1], offset,
                                              self.encoder.ext), item, payload)
+            if missing:
+                log.warning("target %s: %s exists without %d of the records a replay put in it; writing those "
+                            "under %s", self.id, name, len(missing), self.mode.late_prefix)
+            self.settle([e[3] for e in unique if e[2] in written] + duplicates)
             return
         await self._announce_all(tp, done)
         self._finish_all(done, duplicates)
@@ -290,6 +297,24 @@ class EventTimeS3Target(S3Target):
             self.fail(items, "S3WriteFailed", str(exc))
             return None
         return [(name, entries, result, rejected)], existing
+
+    async def _lines(self, name: str) -> set[bytes]:
+        """The records (JSON lines) of an object; none for Parquet, whose rows are not our bytes."""
+        encoder = self.encoder
+        if not isinstance(encoder, JsonLinesEncoder):
+            return set()
+        body = await self.backoff.run("get-object", lambda: self._run(self.store.get, name)) or b""
+        try:
+            if encoder.compression == "gzip":
+                body = gzip.decompress(body)
+            elif encoder.compression == "zstd":
+                import zstandard
+
+                body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
+        except Exception as exc:  # not an object we could have written: treat it as holding none of ours
+            log.warning("target %s: cannot read %s (%s)", self.id, name, exc)
+            return set()
+        return set(body.split(b"\n"))
 
     def _finish_all(self, done: list, duplicates: list[Item]) -> None:
         self._finish(None, None, done)  # type: ignore[arg-type]  # _finish reads only `done`
