@@ -4,7 +4,9 @@ Records are grouped per source partition by (rendered prefix, key, window start)
 partition's watermark is the largest event time it has seen; a window's object is written once
 the watermark reaches the window's end + `allowed_lateness` (the windows stage's rule, in
 processors/enrich/windows.py), with a conditional put: if the object exists, an earlier attempt
-(before a crash or a rebalance) wrote it, and its records count as written. A record whose window
+(before a crash or a rebalance) wrote it; the records it holds count as written (its metadata has
+a digest of its records; when ours differ, its lines are read), the others are written late, so a
+replay that holds only part of a window loses nothing and writes nothing twice. A record whose window
 was already written is late: it goes to its own object under `late_prefix`, named by its offset,
 never dropped. Records without a key or a time go under `error_prefix`, one object each.
 
