@@ -15,7 +15,7 @@ from tests.integration.test_worker_failures import spawn_worker
 pytestmark = pytest.mark.broker
 
 INSTRUMENTS = 6
-PER_KEY = 2_000
+PER_KEY = 5_000
 
 
 def numbers_of(key: int) -> list[int]:
