@@ -115,6 +115,8 @@ WORKER = {
                "Changes of stateful stages (sessions, order checks, CDC positions). Any `failed` holds that partition's commits until a restart."),
             ts("Window records left out", [(f"sum by (window, outcome) (rate(eventweir_window_records_total{{{W}}}[$__rate_interval]))", "{{window}} {{outcome}}")], "ops",
                "windows stages: late = past the allowed lateness (in no window); skipped = no key or event time."),
+            ts("Sequence records by outcome", [(f"sum by (stage, outcome) (rate(eventweir_sequence_records_total{{{W}}}[$__rate_interval]))", "{{stage}} {{outcome}}")], "ops",
+               "sequence stages: gap = a record jumped ahead (a Gap Detected event); out_of_order = it filled a gap; duplicate = seen before."),
         ]),
         ("Enrichment lookups (HTTP)", [
             ts("Lookups by outcome", [(f"sum by (lookup, outcome) (rate(eventweir_lookup_requests_total{{{W}}}[$__rate_interval]))", "{{lookup}} {{outcome}}")], "ops",

@@ -38,6 +38,7 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from processors.core import Event, Failure, ProcessorError
+from processors.enrich.replay import ReplayGuard
 from processors.enrich.state import PartitionedState
 from processors.normalise.envelope import format_time_ms, make_envelope, stable_id, to_epoch_ms
 from processors.paths import get_path, split_path
@@ -357,16 +358,11 @@ class WindowAggregate:
         self.skipped = 0  # records without a key or event time, in no window
         self.reducer_errors = 0  # results a user's reducer failed to give (null in the result)
         self.state: WindowState = WindowState(name, self)
-        # per partition: the offset this instance applied last and the events (by id) it applied
-        # at that offset (other stages' events made from the record share it), and the replayed
-        # offset whose results were emitted again
-        self._live: dict[int, tuple[int, set[int]]] = {}
-        self._replayed: dict[int, int] = {}
+        self._guard = ReplayGuard()  # which records the state holds already (a replay after a crash)
 
     def forget(self, partition: int) -> None:
         """The partition's state was restored or dropped: what this instance applied is unknown."""
-        self._live.pop(partition, None)
-        self._replayed.pop(partition, None)
+        self._guard.forget(partition)
 
     # --- windows -------------------------------------------------------------------------------
     def close_at(self, window: list) -> int:
@@ -386,21 +382,12 @@ class WindowAggregate:
             table = state.table(partition)
             meta = table.get("~") or {"watermark": None, "offset": -1}
             offset = record.offset
-            live = self._live.get(partition)
-            if offset < meta["offset"] or (offset == meta["offset"] and (live is None or live[0] != offset
-                                                                           or id(event) in live[1])):
-                # already in the state: read again after a crash (or re-run after a failed batch).
-                # Events another stage made from the record just applied (an alert, another
-                # window's result) share its offset but are new: they count.
+            if self._guard.applied(event, meta["offset"]):
+                # already in the state: read again after a crash (or re-run after a failed batch)
                 out.append(event)
-                if self._replayed.get(partition) != offset:
-                    self._replayed[partition] = offset
+                if self._guard.first_replay(partition, offset):
                     out += [self._result(event, detail) for detail in self._closed_by(partition, offset)]
                 continue
-            if live is not None and live[0] == offset:
-                live[1].add(id(event))
-            else:
-                self._live[partition] = (offset, {id(event)})
             try:
                 found = self._read(event.body, record)
                 change = None if found is None else self._fold(table, meta["watermark"], *found, event.body)

@@ -21,6 +21,7 @@ from processors.enrich import (
     UnitNormaliser,
     UserAgentEnricher,
 )
+from processors.enrich.sequence import SequenceGaps
 from processors.enrich.window import TumblingCount
 from processors.enrich.windows import WindowAggregate
 from processors.stage import settings_model
@@ -40,6 +41,7 @@ STAGES: dict[str, type] = {
     "scd2": Scd2History,
     "window": TumblingCount,  # per-key counts over tumbling windows of the record time
     "windows": WindowAggregate,  # tumbling, hopping, session aggregations over event time, results as events
+    "sequence": SequenceGaps,  # per-key sequence numbers: gap events, duplicate and out-of-order counts
 }
 
 

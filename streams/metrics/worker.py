@@ -73,6 +73,10 @@ TOMBSTONES_SKIPPED = Counter(
 WINDOW_RECORDS = Counter(
     "eventweir_window_records_total", "Records a windows stage left out of every window: late (past the allowed "
     "lateness) or skipped (no key or event time), per stage name (sources[].enrich[].name).", ["window", "outcome"])
+SEQUENCE_RECORDS = Counter(
+    "eventweir_sequence_records_total", "Records a sequence stage checked, per stage name (sources[].enrich[].name) "
+    "and outcome: in_order, gap (it jumped ahead: a Gap Detected event), duplicate, out_of_order (it filled a gap), "
+    "skipped (no key or sequence field).", ["stage", "outcome"])
 RULE_ENGINE = Gauge(
     "eventweir_rule_engine", "1 for the matching engine the rule set uses: index, bitmask, reference (no generated "
     "code), choosing (the timing trial is running) or none (no rule has a pattern).", ["engine"])

@@ -37,6 +37,7 @@ from streams.runtime.enrichment import close_stages, start_tables
 from streams.runtime.offsets import Watermarks
 from streams.runtime.outputs import close_outputs, open_outputs
 from streams.runtime.reload import RuleReloader
+from streams.runtime.sequence_metrics import SequenceRecords
 from streams.runtime.state import StateStores
 from streams.runtime.topology import build_pipeline
 from streams.runtime.tuning import tune_gc, tune_malloc
@@ -93,6 +94,7 @@ class Worker:
         self.state = StateStores(config)
         self._tombstones = SkippedTombstones()
         self._windows = WindowRecords()
+        self._sequences = SequenceRecords()
         self.positions: dict[TopicPartition, int] = {}  # next offset to fetch, for lag
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task] = []
@@ -375,6 +377,7 @@ class Worker:
         export_rule_engine(getattr(self.pipeline, "router", None))
         self._tombstones.export(self.pipeline)
         self._windows.export(self.pipeline)
+        self._sequences.export(self.pipeline)
 
     # --- rebalance --------------------------------------------------------------------------------
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:

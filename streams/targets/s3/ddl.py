@@ -193,6 +193,7 @@ class Table:
     parquet: bool
     codec: str
     ext: str  # the objects' file extension
+    key_level: bool = False  # event_time objects sit one level below the prefix, in their key's folder
 
     @classmethod
     def of(cls, settings, name: str) -> Table:
@@ -205,7 +206,8 @@ class Table:
             columns = ENVELOPE_COLUMNS
         ext = "parquet" if parquet else JSONL_EXTENSIONS[settings.codec]
         return cls(settings.database, name, columns, layout(settings.prefix, settings.partition_keys),
-                   settings.lake_url.rstrip("/") + "/", parquet, settings.codec, ext)
+                   settings.lake_url.rstrip("/") + "/", parquet, settings.codec, ext,
+                   getattr(settings, "event_time", None) is not None)
 
 
 def create_table(settings, table: str, dialect: str = "athena") -> str:
@@ -290,7 +292,7 @@ def duckdb(t: Table) -> str:
     `name=value` (a Firehose-style `!{timestamp:yyyy/MM/dd}`) are matched but give no column."""
     hive = t.layout.hive_levels()  # column -> level name
     types = {p.name: p.type for p in t.layout.partitions}
-    location = t.base + t.layout.glob()
+    location = t.base + t.layout.glob() + ("*/" if t.key_level else "")
     location += ("" if location.endswith("*") else "*") + "." + t.ext
     args = [_text(location)]
     if not t.parquet:

@@ -47,6 +47,7 @@ from streams.targets.s3.layout import (
     sanitise,
 )
 from streams.targets.s3.objectstore import MIN_PART_SIZE, ObjectStore, open_store
+from streams.targets.s3.windowing import EventTimeObjects
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class S3Settings(BaseModel):
     partition_keys: dict[str, str] = Field(
         default_factory=dict, description="Firehose-style dynamic partitioning: {name: query} for "
         "!{partitionKeyFromQuery:name} in `prefix`, queries in the JQ subset .a.b and .a[\"b\"].")
+    event_time: EventTimeObjects | None = Field(None, description=(
+        "Name objects by key and event-time window instead of offsets (README: event-time lake objects)."))
     table: str | None = Field(None, description="Table (DuckDB: view) name for `eventweir lake ddl`.")
     database: str = "eventweir"
 
@@ -534,6 +537,10 @@ Settings = S3Settings
 
 
 def build(context, name: str, settings: S3Settings) -> S3Target:
+    if settings.event_time is not None:
+        from streams.targets.s3.eventtime import EventTimeS3Target
+
+        return EventTimeS3Target(name, settings, context.max_in_flight, context.dead_letters)
     return S3Target(name, settings, context.max_in_flight, context.dead_letters)
 
 
