@@ -28,8 +28,8 @@ EMPTY_IN_THE_DEMO = {"Target failures (S3, Timestream, InfluxDB, HTTP, Kafka)", 
                      "Rule reloads from the control topic", "API calls by operation", "PutEvents entries",
                      # the demo has no external HTTP service to look rows up in (it joins a table instead)
                      "Lookups by outcome", "Lookup cache hit ratio", "Lookup request latency",
-                     # the demo configures no `windows` stage
-                     "Window records left out"}
+                     # the demo configures no `windows` or `sequence` stage
+                     "Window records left out", "Sequence records by outcome"}
 VARIABLES = {"$namespace": "e2e", "$instance": ".*", "$room": ".*", "$__rate_interval": "30s"}
 
 
