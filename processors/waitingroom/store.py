@@ -134,7 +134,9 @@ class RoomStore(ABC):
     async def load_rooms(self) -> dict[str, dict[str, Any]]: ...
 
     @abstractmethod
-    async def save_keys(self, doc: dict[str, Any], *, only_if_absent: bool = False) -> bool: ...
+    async def save_keys(self, doc: dict[str, Any], *, only_if_absent: bool = False, replaces: int | None = None) -> bool:
+        """Write the key document; False (and nothing written) when `only_if_absent` and one exists, or when
+        `replaces` is given and the stored document's `serial` is not that (another worker changed it first)."""
 
     @abstractmethod
     async def load_keys(self) -> dict[str, Any] | None: ...

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import aiohttp
+import jwt
 import pytest
 
 from processors.waitingroom.tokens import TokenError, verify_with_jwks
@@ -105,9 +106,51 @@ async def test_admin_room_lifecycle_pause_and_key_rotation(redis_prefix):
         before = {k["kid"] for k in (await (await client.get("/waitingroom/.well-known/jwks.json")).json())["keys"]}
         rot = await (await client.post("/waitingroom/admin/keys/rotate", headers=ADMIN)).json()
         after = {k["kid"] for k in (await (await client.get("/waitingroom/.well-known/jwks.json")).json())["keys"]}
-        assert rot["active_kid"] not in before and after == before | {rot["active_kid"]}
+        # the next key is published at once and signs after key_prepublish_s
+        assert rot["active_kid"] in before and rot["next_kid"] not in before and after == before | {rot["next_kid"]}
         assert (await client.delete("/waitingroom/admin/rooms/drop", headers=ADMIN)).status == 200
         assert (await client.post("/waitingroom/rooms/drop/join", json={})).status == 404
+    finally:
+        await client.close()
+
+
+async def test_gateways_verify_rs256_tokens_through_discovery_and_see_the_next_key_before_it_signs(redis_prefix):
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}/waitingroom"
+    client, _ = await start_api(redis_prefix, ROOM, port=port, token_alg="RS256", issuer=issuer,
+                                jwks_max_age_s=1, key_prepublish_s=2)
+
+    async def admitted_token() -> str:
+        rid = (await (await client.post(f"{BASE}/join", json={})).json())["request_id"]
+        await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 1}, headers=ADMIN)
+        return (await (await client.post(f"{BASE}/token", json={"request_id": rid})).json())["access_token"]
+
+    def verify(token: str, doc: dict, jwks_client: jwt.PyJWKClient) -> dict:
+        # what a gateway does: the key by kid from jwks_uri, the algorithms and issuer from discovery
+        key = jwks_client.get_signing_key_from_jwt(token)
+        return jwt.decode(token, key, algorithms=doc["id_token_signing_alg_values_supported"], audience="sale",
+                          issuer=doc["issuer"])
+
+    try:
+        r = await client.get("/waitingroom/.well-known/openid-configuration")  # = <issuer>/.well-known/...
+        doc = await r.json()
+        assert doc["issuer"] == issuer and doc["jwks_uri"] == issuer + "/.well-known/jwks.json"
+        assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
+        assert r.headers["Cache-Control"] == "public, max-age=1"  # shorter than the pre-publication (2 s)
+        jwks_client = jwt.PyJWKClient(doc["jwks_uri"], cache_keys=False)
+        token = await admitted_token()
+        assert (await asyncio.to_thread(verify, token, doc, jwks_client))["iss"] == issuer
+        rot = await (await client.post("/waitingroom/admin/keys/rotate", headers=ADMIN)).json()
+        cached = await asyncio.to_thread(jwks_client.fetch_data)  # a gateway's copy of the keys, fetched now
+        assert rot["next_kid"] in {k["kid"] for k in cached["keys"]}
+        assert jwt.get_unverified_header(await admitted_token())["kid"] == rot["active_kid"]  # not signing yet
+        await asyncio.sleep(2.1)
+        later = await admitted_token()
+        assert jwt.get_unverified_header(later)["kid"] == rot["next_kid"]
+        # the copy fetched before the switch already verifies it
+        key = jwt.PyJWKSet.from_dict(cached)[rot["next_kid"]].key
+        assert jwt.decode(later, key, algorithms=["RS256"], audience="sale", issuer=issuer)["aud"] == "sale"
+        assert (await asyncio.to_thread(verify, later, doc, jwks_client))["aud"] == "sale"
     finally:
         await client.close()
 

@@ -5,6 +5,7 @@ Public (under `prefix`, default /waitingroom):
   GET  /rooms/{room}/status?request_id=   position, people_ahead, serving_counter, eta_s, refresh_interval_s
   POST /rooms/{room}/token           {"request_id"} -> access token once admitted
   GET  /rooms/{room}/jwks.json, /.well-known/jwks.json   public keys (offline verification)
+  GET  /.well-known/openid-configuration   OpenID discovery: issuer, jwks_uri, signing algorithms (gateways)
   GET  /rooms/{room}/                the waiting page (?return_to=<URL on one of the room's origins>)
   POST /rooms/{room}/enter           form request_id, return_to -> 303 to the site with the access cookie
   ANY  /rooms/{room}/auth            forward-auth: 200 with X-Waitingroom-* claims, else 401 + Location
@@ -17,6 +18,7 @@ Admin (Authorization: Bearer <admin_token>):
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any, overload
@@ -29,15 +31,17 @@ from processors.waitingroom.handoff import allowed, cookie_name, handoff_target,
 from processors.waitingroom.redis_store import RedisRoomStore
 from processors.waitingroom.service import RoomError, WaitingRoomService
 from processors.waitingroom.settings import SettingsError
-from processors.waitingroom.tokens import TokenError
+from processors.waitingroom.tokens import ISSUER, KeyStoreError, SigningKey, TokenError, key_encryption_key
 from streams.http.bearer import bearer_token
 from streams.http.waitingroom.page import render_page
 from streams.metrics import waitingroom as m
 
+log = logging.getLogger("eventweir.waitingroom")
 _STATUS = {"not_found": 404, "bad_request": 400, "forbidden": 403, "closed": 403, "sold_out": 410,
            "not_admitted": 409, "session_closed": 410, "conflict": 409}
 _CONFIG_KEYS = {"redis_url", "key_prefix", "admin_token", "token_alg", "key_grace_s", "tick_interval_s",
-                "rooms", "account", "region", "redis_max_connections"}
+                "rooms", "account", "region", "redis_max_connections", "issuer", "jwks_max_age_s", "key_prepublish_s",
+                "signing_keys", "key_encryption_key"}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -189,11 +193,26 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         request_id: Any = body.get("request_id")  # any JSON: the service checks it is a request id
         return _json(await service.access_token(request.match_info["room"], request_id))
 
+    # verifiers may cache the keys this long; a rotation pre-publishes the next key for longer (key_prepublish_s)
+    cache_control = f"public, max-age={service.jwks_max_age_s}"
+
     async def jwks(request: web.Request) -> web.Response:
         if "room" in request.match_info:
             service.room_settings(request.match_info["room"])  # 404 for an unknown room
         resp = _json(service.jwks())
-        resp.headers["Cache-Control"] = "public, max-age=60"
+        resp.headers["Cache-Control"] = cache_control
+        return resp
+
+    async def discovery(request: web.Request) -> web.Response:
+        """The issuer's discovery document. The JWKS URL is under the configured issuer when that is a URL (as
+        gateways expect: they fetch <issuer>/.well-known/openid-configuration), else on the host asked."""
+        if service.issuer.startswith(("https://", "http://")):
+            jwks_uri = service.issuer.rstrip("/") + "/.well-known/jwks.json"
+        else:
+            proto = (request.headers.get("X-Forwarded-Proto") or request.scheme).split(",")[0].strip()
+            jwks_uri = f"{proto}://{request.host}{p}/.well-known/jwks.json"
+        resp = _json(service.openid_configuration(jwks_uri))
+        resp.headers["Cache-Control"] = cache_control
         return resp
 
     async def waiting_page(request: web.Request) -> web.Response:
@@ -296,6 +315,7 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         r.add_post(f"{p}/rooms/{{room}}/token", _handler("token", token))
         r.add_get(f"{p}/rooms/{{room}}/jwks.json", _handler("jwks", jwks))
         r.add_get(f"{p}/.well-known/jwks.json", _handler("jwks", jwks))
+        r.add_get(f"{p}/.well-known/openid-configuration", _handler("jwks", discovery))
         r.add_get(f"{p}/rooms/{{room}}/", _handler("page", waiting_page))
         r.add_get(f"{p}/rooms/{{room}}", _handler("page", waiting_page))
         r.add_post(f"{p}/rooms/{{room}}/enter", _handler("enter", enter))
@@ -319,8 +339,9 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
 def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=None) -> WaitingRoomService:
     """The service from the `waitingroom` config section; `await service.start()` loads/creates its rooms.
 
-    Keys: admin_token (required), redis_url, key_prefix, token_alg (EdDSA|ES256), key_grace_s,
-    tick_interval_s, rooms {id: settings}, account, region, redis_max_connections.
+    Keys: admin_token (required), redis_url, key_prefix, token_alg (EdDSA|ES256|RS256), key_grace_s,
+    tick_interval_s, rooms {id: settings}, account, region, redis_max_connections, issuer, jwks_max_age_s,
+    key_prepublish_s, signing_keys [PEM file path or inline PEM], key_encryption_key.
     """
     if not isinstance(config, dict):
         raise SettingsError("waitingroom", "an object", config)
@@ -338,10 +359,21 @@ def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=Non
     if observer is None:
         observer = m.PrometheusObserver()
     admin_token: Any = config.get("admin_token")  # WaitingRoomService checks it
+    kek: Any = config.get("key_encryption_key")
+    if kek is not None and (not isinstance(kek, str) or len(kek) < 32):
+        raise SettingsError("waitingroom.key_encryption_key", "a secret of at least 32 characters", "<redacted>")
+    issuer: Any = config.get("issuer", ISSUER)
+    if not isinstance(issuer, str) or not issuer or issuer.endswith("/"):
+        raise SettingsError("waitingroom.issuer", "the tokens' iss: a URL such as https://shop.example.com/waitingroom "
+                                                  "(no trailing slash)", issuer)
     service = WaitingRoomService(
         store, admin_token=admin_token, token_alg=config.get("token_alg", "EdDSA"),
         key_grace_s=config.get("key_grace_s"), tick_interval_s=float(config.get("tick_interval_s", 0.5)),
         emit=emit, observer=observer, account=config.get("account", "000000000000"), region=config.get("region", "local"),
+        issuer=issuer, jwks_max_age_s=int(config.get("jwks_max_age_s", 60)),
+        key_prepublish_s=float(config.get("key_prepublish_s", 300)),
+        signing_keys=load_signing_keys(config.get("signing_keys") or []),
+        key_encryption_key=None if kek is None else key_encryption_key(kek),
     )
     # validate the configured rooms now, so a bad room fails at start-up with its path
     from processors.waitingroom.settings import parse_room_settings
@@ -352,10 +384,41 @@ def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=Non
     return service
 
 
+def load_signing_keys(entries: Any) -> list[SigningKey]:
+    """`waitingroom.signing_keys`: each a PEM file (a mounted Kubernetes Secret) or the PEM itself (from ${VAR});
+    the first signs, the others only verify. Errors name the entry, never its content."""
+    if not isinstance(entries, list):
+        raise SettingsError("waitingroom.signing_keys", "a list of PEM private-key files or PEM texts", "<redacted>")
+    keys = []
+    for i, entry in enumerate(entries):
+        path = f"waitingroom.signing_keys[{i}]"
+        if not isinstance(entry, str) or not entry:
+            raise SettingsError(path, "a PEM file path or PEM text", "<redacted>")
+        if entry.lstrip().startswith("-----BEGIN"):
+            pem, shown = entry.encode(), "<inline PEM>"
+        else:
+            try:
+                with open(entry, "rb") as f:
+                    pem = f.read()
+            except OSError as exc:
+                raise SettingsError(path, f"a readable PEM file ({exc.strerror})", entry) from None
+            shown = entry
+        try:
+            keys.append(SigningKey.from_pem(pem, signs=i == 0))
+        except KeyStoreError as exc:
+            raise SettingsError(path, str(exc), shown) from None
+    if len({k.kid for k in keys}) != len(keys):
+        raise SettingsError("waitingroom.signing_keys", "distinct keys", "the same key twice")
+    return keys
+
+
 def waitingroom_lifecycle(service: WaitingRoomService):
     """An aiohttp cleanup_ctx: start the service (rooms, keys, inlet) with the app, stop and close with it."""
 
     async def ctx(app: web.Application):
+        warning = service.key_warning()
+        if warning:
+            log.warning(warning)
         await service.start()
         yield
         await service.stop()

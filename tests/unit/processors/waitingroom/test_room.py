@@ -284,22 +284,37 @@ async def test_bad_request_ids_are_rejected(store):
         assert err.value.code == "bad_request" and "request_id" in err.value.message
 
 
-async def test_key_rotation_across_workers_and_grace_period(store):
+def kid_of(token: str) -> str:
+    return jwt.get_unverified_header(token)["kid"]
+
+
+async def test_rotation_publishes_the_next_key_before_it_signs_on_every_worker(store):
     clock = FakeClock()
-    a = await make_service(store, {"sale": MANUAL}, clock, key_grace_s=120)
-    await a.join("sale", "u0")
-    await a.increment_serving("sale", 1)
-    old = (await a.access_token("sale", "u0"))["access_token"]
+    kw = {"key_grace_s": 120, "jwks_max_age_s": 60, "key_prepublish_s": 300}
+    a = await make_service(store, {"sale": MANUAL}, clock, **kw)
+    b = await make_service(store, clock=clock, **kw)  # another worker on the same store
+
+    async def admitted_token(svc, rid):
+        await svc.join("sale", rid)
+        await svc.increment_serving("sale", 1)
+        return (await svc.access_token("sale", rid))["access_token"]
+
+    old = await admitted_token(a, "u0")
     rotated = await a.rotate_keys()
-    b = await make_service(store, clock=clock, key_grace_s=120)  # another worker loads the rotated ring
-    assert b.ring.active.kid == rotated["active_kid"]
-    assert b.verify_access_token(old, "sale")["sub"] == "u0"  # inside the grace period
-    await b.join("sale", "u1")
-    await b.increment_serving("sale", 1)
-    new = (await b.access_token("sale", "u1"))["access_token"]
+    await b.reload()  # what b's inlet loop does when the store's version changes
+    nxt = rotated["next_kid"]
+    assert rotated["active_kid"] == kid_of(old) != nxt
+    for svc in (a, b):  # published at once, so every JWKS cache has it before it signs ...
+        assert {k["kid"] for k in svc.jwks()["keys"]} == {kid_of(old), nxt}
+    clock.advance(299)
+    assert kid_of(await admitted_token(b, "u1")) == kid_of(old)  # ... and it does not sign yet
+    clock.advance(2)
+    new = await admitted_token(a, "u2")
+    assert kid_of(new) == nxt and kid_of(await admitted_token(b, "u3")) == nxt  # both switch at the same time
+    assert b.verify_access_token(old, "sale")["sub"] == "u0"  # the old key verifies for its grace period
     clock.advance(121)
-    with pytest.raises(TokenError) as err:  # still unexpired (600 s session), but its key is gone
+    with pytest.raises(TokenError) as err:
         b.verify_access_token(old, "sale")
     assert err.value.reason == "kid"
-    assert {k["kid"] for k in b.jwks()["keys"]} == {rotated["active_kid"]}
-    assert b.verify_access_token(new, "sale")["sub"] == "u1"
+    assert {k["kid"] for k in b.jwks()["keys"]} == {nxt}
+    assert a.verify_access_token(new, "sale")["sub"] == "u2"
