@@ -102,3 +102,8 @@ async def start_api(prefix: str, rooms=None, *, port: int = 0, **config):
 
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def visitor(joined: dict) -> dict:
+    """The headers of the visitor who got `joined` (join's answer): their queue token, the proof of their place."""
+    return {"Authorization": f"Bearer {joined['queue_token']}"}

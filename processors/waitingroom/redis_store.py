@@ -61,7 +61,8 @@ class RedisRoomStore(RoomStore):
         keys = self._keys.get((room, nclasses))
         if keys is None:
             base = f"{self.prefix}{{{room}}}:"
-            keys = (base + "meta", base + "reqs", base + "hb", base + "active") + tuple(f"{base}q{c}" for c in range(nclasses))
+            keys = ((base + "meta", base + "reqs", base + "hb", base + "active") + tuple(f"{base}q{c}" for c in range(nclasses))
+                    + (base + "claims",))
             self._keys[(room, nclasses)] = keys
         return keys
 
@@ -96,9 +97,10 @@ class RedisRoomStore(RoomStore):
         return reply
 
     # ---- operations ---------------------------------------------------------------------------
-    async def join(self, room, nclasses, request_id, now_ms, *, method, phase, class_rank, inventory, exempt, session_ms):
+    async def join(self, room, nclasses, request_id, now_ms, *, method, phase, class_rank, inventory, exempt, session_ms,
+                   claim_id="", claim_exp_ms=0):
         outcome, rec = await self._call("join", self.room_keys(room, nclasses), (
-            request_id, now_ms, method, phase, class_rank, inventory, 1 if exempt else 0, session_ms))
+            request_id, now_ms, method, phase, class_rank, inventory, 1 if exempt else 0, session_ms, claim_id, claim_exp_ms))
         return JoinResult(outcome.decode(), SessionRecord.parse(rec) if rec else None)
 
     async def status(self, room, nclasses, request_id, now_ms, heartbeat_ms):

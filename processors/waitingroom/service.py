@@ -20,16 +20,16 @@ from typing import Any, Protocol
 from . import events as ev
 from .settings import RoomSettings, SettingsError, parse_room_settings, valid_room_id
 from .store import WAITING, AdmitParams, AdmitResult, RoomCounters, RoomStore
-from .tokens import ALGORITHMS, ISSUER, KeyRing, SigningKey, TokenError, verify_site_claim
+from .tokens import ALGORITHMS, ISSUER, QUEUE_TOKEN_TTL_S, KeyRing, SigningKey, TokenError, verify_site_claim
 
 log = logging.getLogger("eventweir.waitingroom")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 RATE_WINDOW_S = 60.0
-QUEUE_TOKEN_TTL_S = 86_400  # proof of a queue position; derived from the join time, so a retried join gets the same claims
+EXEMPT_CLAIM_MAX_S = 3600  # an exemption claim is made for one visitor on the spot; a long-lived one is a leak waiting
 
 
 class RoomError(Exception):
-    """A request the room refuses. `code`: not_found, bad_request, forbidden, closed, sold_out,
+    """A request the room refuses. `code`: not_found, bad_request, unauthorized, forbidden, closed, sold_out,
     not_admitted, session_closed, conflict."""
 
     def __init__(self, code: str, message: str, detail: dict[str, Any] | None = None):
@@ -265,7 +265,9 @@ class WaitingRoomService:
         room = self._room(room_id)
         s = room.settings
         rid = self._request_id(request_id)
-        rank, exempt = room.nclasses - 1, False
+        rank, exempt, claim_id, claim_exp_ms = room.nclasses - 1, False, "", 0
+        now = self.clock()
+        now_ms = int(now * 1000)
         if claim is not None:
             if not s.claim_secret:
                 raise RoomError("bad_request", f"room {room_id!r} has no claim_secret, so it accepts no claims")
@@ -274,15 +276,25 @@ class WaitingRoomService:
             except TokenError as exc:
                 raise RoomError("forbidden", str(exc)) from None
             exempt = claims.get("exempt") is True
+            jti = claims.get("jti")
+            if jti is not None and (not isinstance(jti, str) or not _REQUEST_ID.fullmatch(jti)):
+                raise RoomError("bad_request", "claim jti: expected 1-128 letters, digits, '.', '_', ':' or '-'")
+            if exempt and (jti is None or not isinstance(claims["exp"], int) or claims["exp"] > now + EXEMPT_CLAIM_MAX_S):
+                # an exemption is one visitor's: used once (its jti is remembered until it expires), and short-lived
+                raise RoomError("forbidden", f"an exempt claim needs a jti (it admits one visitor, once) and an exp at "
+                                             f"most {EXEMPT_CLAIM_MAX_S} s ahead")
+            if jti is not None:  # remembered while PyJWT would accept the claim, whatever the clocks' skew
+                claim_id, claim_exp_ms = jti, max(int(claims["exp"]), int(now) + EXEMPT_CLAIM_MAX_S) * 1000
             cls = claims.get("class", s.default_class)
             if cls not in s.priority_classes:
                 raise RoomError("bad_request", f"claim class: expected one of {list(s.priority_classes)}, got {cls!r}")
             rank = s.class_rank(cls)
-        now = self.clock()
-        now_ms = int(now * 1000)
         res = await self.store.join(room_id, room.nclasses, rid, now_ms, method=s.queueing_method, phase=s.phase(now),
                                     class_rank=rank, inventory=-1 if s.inventory is None else s.inventory,
-                                    exempt=exempt, session_ms=int(s.session_duration_s * 1000))
+                                    exempt=exempt, session_ms=int(s.session_duration_s * 1000),
+                                    claim_id=claim_id, claim_exp_ms=claim_exp_ms)
+        if res.outcome == "claim_used":
+            raise RoomError("forbidden", "this claim has been used already: a claim with a jti admits one visitor")
         if res.outcome == "closed":
             raise RoomError("closed", f"waiting room {room_id!r} is not accepting joins")
         if res.outcome == "sold_out":
@@ -301,6 +313,24 @@ class WaitingRoomService:
                 "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
                 "iat": rec.joined_ms // 1000, "exp": rec.joined_ms // 1000 + QUEUE_TOKEN_TTL_S}),
         }
+
+    def visitor(self, room_id: str, queue_tokens: list[str], request_id: str | None = None) -> str:
+        """The request id whose queue token (from join: sent back as a bearer token or the room's HttpOnly cookie)
+        the visitor holds. Status, token and hand-off calls from the public API go through this, so knowing
+        someone's request id (it is in their access token and the headers the site gets) is not being them."""
+        self._room(room_id)
+        reason = "missing"
+        for token in queue_tokens:  # a bearer token and cookies: the first that is valid
+            try:
+                claims = self.ring.verify_queue(token, audience=room_id, now_s=self.clock())
+            except TokenError as exc:
+                reason = exc.reason
+                continue
+            if request_id is not None and request_id != claims["sub"]:
+                raise RoomError("forbidden", "request_id: not the request the queue token was issued for")
+            return claims["sub"]
+        raise RoomError("unauthorized", f"expected the queue token from join (Authorization: Bearer <queue_token>, "
+                                        f"or the room's cookie); {reason}", {"reason": reason})
 
     async def status(self, room_id: str, request_id: str) -> dict[str, Any]:
         room = self._room(room_id)

@@ -35,7 +35,7 @@ class SessionRecord:
 
 @dataclass(slots=True, frozen=True)
 class JoinResult:
-    outcome: str  # new | existing | closed | sold_out
+    outcome: str  # new | existing | closed | sold_out | claim_used
     record: SessionRecord | None
 
 
@@ -95,7 +95,10 @@ class IssueResult:
 class RoomStore(ABC):
     @abstractmethod
     async def join(self, room: str, nclasses: int, request_id: str, now_ms: int, *, method: str, phase: str,
-                   class_rank: int, inventory: int, exempt: bool, session_ms: int) -> JoinResult: ...
+                   class_rank: int, inventory: int, exempt: bool, session_ms: int,
+                   claim_id: str = "", claim_exp_ms: int = 0) -> JoinResult:
+        """`claim_id`: the jti of the site claim joined with; another request id with it is refused (claim_used)
+        until `claim_exp_ms`."""
 
     @abstractmethod
     async def status(self, room: str, nclasses: int, request_id: str, now_ms: int, heartbeat_ms: int) -> StatusResult: ...

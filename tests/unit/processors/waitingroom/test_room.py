@@ -138,7 +138,8 @@ async def test_priority_classes_and_exempt_bypass_need_a_signed_claim(store):
     secret = "s" * 40
     svc = await make_service(store, {"sale": {**MANUAL, "priority_classes": ["vip", "general"], "claim_secret": secret}})
     vip = jwt.encode({"aud": "sale", "class": "vip", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
-    organiser = jwt.encode({"aud": "sale", "exempt": True, "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+    organiser = jwt.encode({"aud": "sale", "exempt": True, "jti": "org-1", "exp": int(time.time()) + 60}, secret,
+                           algorithm="HS256")
     forged = jwt.encode({"aud": "sale", "class": "vip", "exp": int(time.time()) + 60}, "x" * 40, algorithm="HS256")
     await svc.join("sale", "g1")
     await svc.join("sale", "g2")
@@ -156,6 +157,28 @@ async def test_priority_classes_and_exempt_bypass_need_a_signed_claim(store):
     boss = await svc.join("sale", "boss", organiser)
     assert boss["state"] == "admitted" and boss["position"] == 0
     assert (await svc.access_token("sale", "boss"))["access_token"]
+
+
+async def test_an_exemption_lets_one_visitor_in_once(store):
+    secret = "s" * 40
+    svc = await make_service(store, {"sale": {**MANUAL, "claim_secret": secret}})
+
+    def claim(**c):
+        return jwt.encode({"aud": "sale", "exp": int(time.time()) + 60, **c}, secret, algorithm="HS256")
+
+    shared = claim(exempt=True, jti="staff-7")
+    first = await svc.join("sale", "v0", shared)
+    assert first["state"] == "admitted"
+    assert (await svc.join("sale", "v0", shared))["state"] == "admitted"  # the same visitor's retry: the same answer
+    for i in range(1, 5):  # four more visitors with the same claim: refused, not admitted
+        with pytest.raises(RoomError) as err:
+            await svc.join("sale", f"v{i}", shared)
+        assert err.value.code == "forbidden" and "used" in err.value.message
+    for reusable in (claim(exempt=True), claim(exempt=True, jti="staff-8", exp=int(svc.clock()) + 86_400)):
+        with pytest.raises(RoomError) as err:  # without a jti, or long-lived: refused outright
+            await svc.join("sale", "v9", reusable)
+        assert err.value.code == "forbidden"
+    assert (await svc.counters("sale"))["exempt"] == 1
 
 
 async def test_random_method_shuffles_the_prequeue_once(store):
