@@ -83,7 +83,7 @@ class ApiClient:
         await self.server.stop()
 
 
-async def start_api(prefix: str, rooms=None, **config):
+async def start_api(prefix: str, rooms=None, *, port: int = 0, **config):
     """The real server (lean path for join/status in front of the aiohttp app) on a free port: (client, service)."""
     import aiohttp
     from aiohttp import web
@@ -97,8 +97,13 @@ async def start_api(prefix: str, rooms=None, **config):
     add_waitingroom_routes(app, service)
     app.cleanup_ctx.append(waitingroom_lifecycle(service))
     server = serve_with_lean_path(app, service)
-    port = await server.start("127.0.0.1", 0)
+    port = await server.start("127.0.0.1", port)
     return ApiClient(aiohttp.ClientSession(), server, f"http://127.0.0.1:{port}"), service
 
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def visitor(joined: dict) -> dict:
+    """The headers of the visitor who got `joined` (join's answer): their queue token, the proof of their place."""
+    return {"Authorization": f"Bearer {joined['queue_token']}"}

@@ -12,11 +12,17 @@ from collections.abc import Mapping
 from .settings import RoomSettings, origin_key
 
 COOKIE_PREFIX = "eventweir_wr_"
+QUEUE_COOKIE_PREFIX = "eventweir_wrq_"
 
 
 def cookie_name(room_id: str) -> str:
     """One cookie per room (room ids are valid cookie-name characters), so rooms on one domain do not clash."""
     return COOKIE_PREFIX + room_id
+
+
+def queue_cookie_name(room_id: str) -> str:
+    """The visitor's queue token, set by join on the room's path only: the proof of their place."""
+    return QUEUE_COOKIE_PREFIX + room_id
 
 
 def allowed(settings: RoomSettings, url: str | None) -> bool:

@@ -7,6 +7,7 @@ Keys of a room (all share the `{room}` hash tag, so a Redis Cluster keeps a room
   KEYS[3] hb      zset: waiting request id -> last heartbeat ms
   KEYS[4] active  zset: admitted/active request id -> session deadline ms
   KEYS[5..]       zset per priority class (rank 0 first): waiting request id -> position
+  KEYS[#KEYS]     claims  zset: jti of a site claim that was used -> its exp ms (one visitor per claim)
 Numbers in records are kept as the decimal strings they arrived as, so Lua never prints a float.
 """
 
@@ -17,13 +18,18 @@ end
 """
 
 JOIN = _PARSE + r"""
--- ARGV: rid now_ms method phase rank inventory exempt session_ms
+-- ARGV: rid now_ms method phase rank inventory exempt session_ms claim_jti claim_exp_ms
 local rid = ARGV[1]
 local rec = redis.call('HGET', KEYS[2], rid)
 if rec then return {'existing', rec} end
 local method, phase = ARGV[3], ARGV[4]
 if method == 'reject' or phase == 'closed' then return {'closed', ''} end
 local now, rank = ARGV[2], ARGV[5]
+if ARGV[9] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[#KEYS], '-inf', '(' .. now)
+  if redis.call('ZSCORE', KEYS[#KEYS], ARGV[9]) then return {'claim_used', ''} end
+  redis.call('ZADD', KEYS[#KEYS], ARGV[10], ARGV[9])
+end
 local deadline = tonumber(now) + tonumber(ARGV[8])
 if ARGV[7] == '1' then
   rec = 'admitted|0|' .. rank .. '|' .. now .. '|' .. now

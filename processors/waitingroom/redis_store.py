@@ -18,6 +18,18 @@ from .lua import SCRIPTS
 from .resp import EvalShaPrefix, RedisReplyError, RespConnection
 from .store import AdmitParams, AdmitResult, IssueResult, JoinResult, RoomCounters, RoomStore, SessionRecord, StatusResult
 
+# compare-and-set of the key document: rotations by two workers at once must not overwrite each other
+_SAVE_KEYS = """
+local cur = redis.call('GET', KEYS[1])
+if ARGV[2] == 'absent' then
+  if cur then return 0 end
+elseif ARGV[2] ~= '' then
+  if not cur or (cjson.decode(cur)['serial'] or 0) ~= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('INCR', KEYS[2])
+return 1
+"""
 _SHA = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in SCRIPTS.items()}
 
 
@@ -49,7 +61,8 @@ class RedisRoomStore(RoomStore):
         keys = self._keys.get((room, nclasses))
         if keys is None:
             base = f"{self.prefix}{{{room}}}:"
-            keys = (base + "meta", base + "reqs", base + "hb", base + "active") + tuple(f"{base}q{c}" for c in range(nclasses))
+            keys = ((base + "meta", base + "reqs", base + "hb", base + "active") + tuple(f"{base}q{c}" for c in range(nclasses))
+                    + (base + "claims",))
             self._keys[(room, nclasses)] = keys
         return keys
 
@@ -84,9 +97,10 @@ class RedisRoomStore(RoomStore):
         return reply
 
     # ---- operations ---------------------------------------------------------------------------
-    async def join(self, room, nclasses, request_id, now_ms, *, method, phase, class_rank, inventory, exempt, session_ms):
+    async def join(self, room, nclasses, request_id, now_ms, *, method, phase, class_rank, inventory, exempt, session_ms,
+                   claim_id="", claim_exp_ms=0):
         outcome, rec = await self._call("join", self.room_keys(room, nclasses), (
-            request_id, now_ms, method, phase, class_rank, inventory, 1 if exempt else 0, session_ms))
+            request_id, now_ms, method, phase, class_rank, inventory, 1 if exempt else 0, session_ms, claim_id, claim_exp_ms))
         return JoinResult(outcome.decode(), SessionRecord.parse(rec) if rec else None)
 
     async def status(self, room, nclasses, request_id, now_ms, heartbeat_ms):
@@ -142,18 +156,10 @@ class RedisRoomStore(RoomStore):
         raws = await self.redis.mget([self._cfg_key(n) for n in names])
         return {n: orjson.loads(r) for n, r in zip(names, raws) if r is not None}
 
-    async def save_keys(self, doc, *, only_if_absent=False):
-        key = self.prefix + "keys"
-        if only_if_absent:
-            ok = await self.redis.set(key, orjson.dumps(doc), nx=True)
-            if ok:
-                await self.redis.incr(self.prefix + "version")
-            return bool(ok)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, orjson.dumps(doc))
-            pipe.incr(self.prefix + "version")
-            await pipe.execute()
-        return True
+    async def save_keys(self, doc, *, only_if_absent=False, replaces=None):
+        mode = "absent" if only_if_absent else ("" if replaces is None else str(int(replaces)))
+        ok = await self.redis.eval(_SAVE_KEYS, 2, self.prefix + "keys", self.prefix + "version", orjson.dumps(doc), mode)
+        return bool(ok)
 
     async def load_keys(self):
         raw = await self.redis.get(self.prefix + "keys")

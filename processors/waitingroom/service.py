@@ -20,16 +20,16 @@ from typing import Any, Protocol
 from . import events as ev
 from .settings import RoomSettings, SettingsError, parse_room_settings, valid_room_id
 from .store import WAITING, AdmitParams, AdmitResult, RoomCounters, RoomStore
-from .tokens import ALGORITHMS, ISSUER, KeyRing, SigningKey, TokenError, verify_site_claim
+from .tokens import ALGORITHMS, ISSUER, QUEUE_TOKEN_TTL_S, KeyRing, SigningKey, TokenError, verify_site_claim
 
 log = logging.getLogger("eventweir.waitingroom")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 RATE_WINDOW_S = 60.0
-QUEUE_TOKEN_TTL_S = 86_400  # proof of a queue position; derived from the join time, so a retried join gets the same claims
+EXEMPT_CLAIM_MAX_S = 3600  # an exemption claim is made for one visitor on the spot; a long-lived one is a leak waiting
 
 
 class RoomError(Exception):
-    """A request the room refuses. `code`: not_found, bad_request, forbidden, closed, sold_out,
+    """A request the room refuses. `code`: not_found, bad_request, unauthorized, forbidden, closed, sold_out,
     not_admitted, session_closed, conflict."""
 
     def __init__(self, code: str, message: str, detail: dict[str, Any] | None = None):
@@ -73,15 +73,28 @@ class WaitingRoomService:
                  key_grace_s: float | None = None, tick_interval_s: float = 0.5,
                  clock: Callable[[], float] = time.time,
                  emit: Callable[[dict[str, Any]], None] | None = None, observer: Observer | None = None,
-                 account: str = "000000000000", region: str = "local"):
+                 account: str = "000000000000", region: str = "local", issuer: str = ISSUER,
+                 jwks_max_age_s: int = 60, key_prepublish_s: float = 300.0,
+                 signing_keys: list[SigningKey] | None = None, key_encryption_key: bytes | None = None):
+        """`signing_keys`: keys from the configuration (the first signs, the others only verify), never stored;
+        without them keys are generated and kept in the store, sealed under `key_encryption_key` when given."""
         if not isinstance(admin_token, str) or len(admin_token) < 16:
             raise SettingsError("waitingroom.admin_token", "a bearer token of at least 16 characters", "<redacted>")
         if token_alg not in ALGORITHMS:
             raise SettingsError("waitingroom.token_alg", f"one of {list(ALGORITHMS)}", token_alg)
+        if not key_prepublish_s > jwks_max_age_s:
+            raise SettingsError("waitingroom.key_prepublish_s",
+                                f"more seconds than jwks_max_age_s ({jwks_max_age_s}): a verifier must have fetched the "
+                                "next key before it signs", key_prepublish_s)
         self.store = store
         self.admin_token = admin_token
         self.token_alg = token_alg
         self.key_grace_s = key_grace_s
+        self.issuer = issuer
+        self.jwks_max_age_s = jwks_max_age_s
+        self.key_prepublish_s = key_prepublish_s
+        self.configured_keys = list(signing_keys or [])
+        self.kek = key_encryption_key
         self.tick_interval_s = tick_interval_s
         self.clock = clock
         self.emit = emit
@@ -140,18 +153,65 @@ class WaitingRoomService:
         await self._load_keys()
         self._version = version
 
+    def key_warning(self) -> str | None:
+        """What an operator must know about where the signing keys live (logged at start), or None."""
+        if self.configured_keys or self.kek is not None:
+            return None
+        return ("the waiting room's signing keys are generated and kept in Redis unencrypted: whoever can read Redis "
+                "can mint access tokens. Set waitingroom.key_encryption_key (or waitingroom.signing_keys) to avoid it")
+
+    def _key_doc(self, ring: KeyRing, serial: int) -> dict[str, Any]:
+        return {"serial": serial, "active": ring.active.kid, "keys": [k.to_record(self.kek) for k in ring.keys.values()]}
+
     async def _load_keys(self) -> None:
+        now = self.clock()
+        self._jwks_cache = None
+        if self.configured_keys:  # the configuration is the truth: nothing is read from or written to the store
+            if self._ring is None:
+                self._ring = KeyRing(self.configured_keys, self.configured_keys[0].kid, issuer=self.issuer)
+            return
         doc = await self.store.load_keys()
         if doc is None:
-            key = SigningKey.generate(self.token_alg, self.clock())
-            doc = {"active": key.kid, "keys": [key.to_record()]}
+            if self._ring is not None:
+                # Redis lost its data under a running worker: put the keys back rather than make new ones, which
+                # would turn every token issued so far invalid
+                log.warning("the signing keys were missing from the store (Redis lost its data?); "
+                            "restored them from this worker's memory")
+                doc = self._key_doc(self._ring, 0)
+            else:
+                key = SigningKey.generate(self.token_alg, now)
+                doc = {"serial": 0, "active": key.kid, "keys": [key.to_record(self.kek)]}
             if not await self.store.save_keys(doc, only_if_absent=True):
-                doc = await self.store.load_keys()  # another worker won the race: use its key
+                doc = await self.store.load_keys()  # another worker won the race: use its keys
                 assert doc is not None, "the key document was saved by another worker"
-        ring = KeyRing([SigningKey.from_record(r) for r in doc["keys"]], doc["active"])
-        ring.prune(self.clock())
+        ring = KeyRing([SigningKey.from_record(r, self.kek) for r in doc["keys"]], doc["active"], issuer=self.issuer)
+        ring.prune(now)
+        ring.select(now)
         self._ring = ring
-        self._jwks_cache = None
+        serial = int(doc.get("serial", 0))
+        newest = max(ring.keys.values(), key=lambda k: k.signs_from_s)
+        if newest.alg != self.token_alg:
+            # token_alg changed: begin a rotation to a key of the new algorithm (pre-published like any other),
+            # once, by whichever worker gets there first
+            ring.rotate(self.token_alg, now, self._grace_s(), self.key_prepublish_s)
+            if await self.store.save_keys(self._key_doc(ring, serial + 1), replaces=serial):
+                log.info("token_alg is now %s: rotating to a new %s key, which signs from %.0f", self.token_alg,
+                         self.token_alg, now + self.key_prepublish_s)
+            await self._load_keys_again()
+        elif self.kek is not None and any("sealed" not in r for r in doc["keys"]):
+            if await self.store.save_keys(self._key_doc(ring, serial + 1), replaces=serial):
+                log.info("sealed the stored signing keys with the key-encryption key")
+            await self._load_keys_again()
+
+    async def _load_keys_again(self) -> None:
+        """After a compare-and-set, won or lost: read back what the store now holds."""
+        doc = await self.store.load_keys()
+        if doc is None:
+            return
+        ring = KeyRing([SigningKey.from_record(r, self.kek) for r in doc["keys"]], doc["active"], issuer=self.issuer)
+        ring.prune(self.clock())
+        ring.select(self.clock())
+        self._ring = ring
 
     async def _run_inlet(self) -> None:
         while True:
@@ -205,7 +265,9 @@ class WaitingRoomService:
         room = self._room(room_id)
         s = room.settings
         rid = self._request_id(request_id)
-        rank, exempt = room.nclasses - 1, False
+        rank, exempt, claim_id, claim_exp_ms = room.nclasses - 1, False, "", 0
+        now = self.clock()
+        now_ms = int(now * 1000)
         if claim is not None:
             if not s.claim_secret:
                 raise RoomError("bad_request", f"room {room_id!r} has no claim_secret, so it accepts no claims")
@@ -214,15 +276,25 @@ class WaitingRoomService:
             except TokenError as exc:
                 raise RoomError("forbidden", str(exc)) from None
             exempt = claims.get("exempt") is True
+            jti = claims.get("jti")
+            if jti is not None and (not isinstance(jti, str) or not _REQUEST_ID.fullmatch(jti)):
+                raise RoomError("bad_request", "claim jti: expected 1-128 letters, digits, '.', '_', ':' or '-'")
+            if exempt and (jti is None or not isinstance(claims["exp"], int) or claims["exp"] > now + EXEMPT_CLAIM_MAX_S):
+                # an exemption is one visitor's: used once (its jti is remembered until it expires), and short-lived
+                raise RoomError("forbidden", f"an exempt claim needs a jti (it admits one visitor, once) and an exp at "
+                                             f"most {EXEMPT_CLAIM_MAX_S} s ahead")
+            if jti is not None:  # remembered while PyJWT would accept the claim, whatever the clocks' skew
+                claim_id, claim_exp_ms = jti, max(int(claims["exp"]), int(now) + EXEMPT_CLAIM_MAX_S) * 1000
             cls = claims.get("class", s.default_class)
             if cls not in s.priority_classes:
                 raise RoomError("bad_request", f"claim class: expected one of {list(s.priority_classes)}, got {cls!r}")
             rank = s.class_rank(cls)
-        now = self.clock()
-        now_ms = int(now * 1000)
         res = await self.store.join(room_id, room.nclasses, rid, now_ms, method=s.queueing_method, phase=s.phase(now),
                                     class_rank=rank, inventory=-1 if s.inventory is None else s.inventory,
-                                    exempt=exempt, session_ms=int(s.session_duration_s * 1000))
+                                    exempt=exempt, session_ms=int(s.session_duration_s * 1000),
+                                    claim_id=claim_id, claim_exp_ms=claim_exp_ms)
+        if res.outcome == "claim_used":
+            raise RoomError("forbidden", "this claim has been used already: a claim with a jti admits one visitor")
         if res.outcome == "closed":
             raise RoomError("closed", f"waiting room {room_id!r} is not accepting joins")
         if res.outcome == "sold_out":
@@ -236,11 +308,29 @@ class WaitingRoomService:
             "room": room_id, "request_id": rid, "position": rec.position, "state": rec.state,
             "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
             "duplicate": res.outcome == "existing", "refresh_interval_s": s.refresh_interval_s,
-            "queue_token": self.ring.sign_queue({
-                "iss": ISSUER, "aud": room_id, "sub": rid, "token_use": "queue", "queue_position": rec.position,
+            "queue_token": self.ring.select(now).sign_queue({
+                "iss": self.issuer, "aud": room_id, "sub": rid, "token_use": "queue", "queue_position": rec.position,
                 "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
                 "iat": rec.joined_ms // 1000, "exp": rec.joined_ms // 1000 + QUEUE_TOKEN_TTL_S}),
         }
+
+    def visitor(self, room_id: str, queue_tokens: list[str], request_id: str | None = None) -> str:
+        """The request id whose queue token (from join: sent back as a bearer token or the room's HttpOnly cookie)
+        the visitor holds. Status, token and hand-off calls from the public API go through this, so knowing
+        someone's request id (it is in their access token and the headers the site gets) is not being them."""
+        self._room(room_id)
+        reason = "missing"
+        for token in queue_tokens:  # a bearer token and cookies: the first that is valid
+            try:
+                claims = self.ring.verify_queue(token, audience=room_id, now_s=self.clock())
+            except TokenError as exc:
+                reason = exc.reason
+                continue
+            if request_id is not None and request_id != claims["sub"]:
+                raise RoomError("forbidden", "request_id: not the request the queue token was issued for")
+            return claims["sub"]
+        raise RoomError("unauthorized", f"expected the queue token from join (Authorization: Bearer <queue_token>, "
+                                        f"or the room's cookie); {reason}", {"reason": reason})
 
     async def status(self, room_id: str, request_id: str) -> dict[str, Any]:
         room = self._room(room_id)
@@ -286,8 +376,8 @@ class WaitingRoomService:
             raise RoomError("session_closed", f"the session is {rec.state}; it cannot get a new token",
                             {"state": rec.state})
         iat = rec.changed_ms // 1000
-        token = self.ring.sign({
-            "iss": ISSUER, "aud": room_id, "sub": request_id, "token_use": "access", "queue_position": rec.position,
+        token = self.ring.select(now_ms / 1000).sign({
+            "iss": self.issuer, "aud": room_id, "sub": request_id, "token_use": "access", "queue_position": rec.position,
             "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
             "iat": iat, "nbf": iat, "exp": res.exp_ms // 1000,
         })
@@ -295,6 +385,16 @@ class WaitingRoomService:
             self._emit(ev.TOKEN_ISSUED, room_id, {"request_id": request_id, "position": rec.position})
         return {"access_token": token, "token_type": "Bearer", "expires_at": res.exp_ms // 1000,
                 "expires_in": max(0, res.exp_ms // 1000 - now_ms // 1000)}
+
+    def openid_configuration(self, jwks_uri: str) -> dict[str, Any]:
+        """OpenID Connect discovery (what API Gateway's JWT authorizer and most gateways start from): the issuer,
+        where the keys are, and which algorithms they sign with."""
+        now = self.clock()
+        return {"issuer": self.issuer, "jwks_uri": jwks_uri,
+                "id_token_signing_alg_values_supported": sorted({k.alg for k in self.ring.published(now)}),
+                "response_types_supported": ["id_token"], "subject_types_supported": ["public"],
+                "claims_supported": ["iss", "aud", "sub", "exp", "iat", "nbf", "token_use", "queue_position",
+                                     "priority_class"]}
 
     def jwks(self) -> dict[str, Any]:
         now = self.clock()
@@ -429,11 +529,21 @@ class WaitingRoomService:
         return await self.counters(room_id)
 
     async def rotate_keys(self) -> dict[str, Any]:
+        """Publish a new key now; it signs once `key_prepublish_s` has passed (every JWKS cache has it by then)."""
+        if self.configured_keys:
+            raise RoomError("conflict", "the signing keys come from waitingroom.signing_keys: rotate by changing them "
+                                        "(add the next key after the current one, then move it first)")
+        await self._load_keys()  # the store's latest, so two rotations do not overwrite each other
         now = self.clock()
+        doc = await self.store.load_keys()
+        serial = int(doc.get("serial", 0)) if doc else 0
         ring = self.ring
-        new = ring.rotate(self.token_alg, now, self._grace_s())
+        new = ring.rotate(self.token_alg, now, self._grace_s(), self.key_prepublish_s)
         ring.prune(now)
-        await self.store.save_keys({"active": new.kid, "keys": [k.to_record() for k in ring.keys.values()]})
+        if not await self.store.save_keys(self._key_doc(ring, serial + 1), replaces=serial):
+            await self._load_keys_again()
+            raise RoomError("conflict", "the signing keys changed meanwhile (another rotation): try again")
         self._jwks_cache = None
-        return {"active_kid": new.kid, "published": [k.kid for k in self.ring.published(now)]}
+        return {"active_kid": ring.select(now).kid, "next_kid": new.kid, "next_signs_from": new.signs_from_s,
+                "published": [k.kid for k in ring.published(now)]}
 

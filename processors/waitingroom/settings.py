@@ -16,7 +16,8 @@ A room is configured by a plain dict (from the config file or the admin API):
      "claim_secret": "<shared HS256 secret of the protected site, >= 32 chars>" | null,
      "origins": ["https://shop.example.com"],  # the protected site(s): hand-off targets; the first is the default
      "cookie_domain": "example.com" | null,    # Domain of the access cookie; null: the host that served the room
-     "cookie_secure": true}                    # false only for plain-http local testing
+     "cookie_secure": true,                    # false only for plain-http local testing
+     "client_request_ids": false}              # true: the JSON API's join may name its own request id (retries)
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ INLET_POLICIES = ("fixed_rate", "max_active", "manual")
 _ROOM_KEYS = {
     "queueing_method", "inlet", "priority_classes", "inventory", "heartbeat_s",
     "session_duration_s", "refresh_interval_s", "schedule", "paused", "claim_secret",
-    "origins", "cookie_domain", "cookie_secure",
+    "origins", "cookie_domain", "cookie_secure", "client_request_ids",
 }
 
 
@@ -71,6 +72,7 @@ class RoomSettings:
     origins: tuple[str, ...] = ()
     cookie_domain: str | None = None
     cookie_secure: bool = True
+    client_request_ids: bool = False
 
     @property
     def default_class(self) -> str:
@@ -106,6 +108,8 @@ class RoomSettings:
         }
         if self.origins or self.cookie_domain is not None or not self.cookie_secure:
             d.update(origins=list(self.origins), cookie_domain=self.cookie_domain, cookie_secure=self.cookie_secure)
+        if self.client_request_ids:
+            d["client_request_ids"] = True
         return d
 
 
@@ -252,8 +256,12 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
     if not isinstance(cookie_secure, bool):
         raise SettingsError(f"{path}.cookie_secure", "true or false", cookie_secure)
 
+    client_ids = raw.get("client_request_ids", False)
+    if not isinstance(client_ids, bool):
+        raise SettingsError(f"{path}.client_request_ids", "true or false", client_ids)
+
     return RoomSettings(
-        room_id=room_id, queueing_method=method, inlet=inlet, priority_classes=tuple(classes),
+        room_id=room_id, client_request_ids=client_ids, queueing_method=method, inlet=inlet, priority_classes=tuple(classes),
         inventory=inventory,
         heartbeat_s=float(_num(f"{path}.heartbeat_s", raw.get("heartbeat_s", 300), minimum=1, maximum=DAY_S)),
         session_duration_s=float(_num(f"{path}.session_duration_s", raw.get("session_duration_s", 600), minimum=1,

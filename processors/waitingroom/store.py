@@ -35,7 +35,7 @@ class SessionRecord:
 
 @dataclass(slots=True, frozen=True)
 class JoinResult:
-    outcome: str  # new | existing | closed | sold_out
+    outcome: str  # new | existing | closed | sold_out | claim_used
     record: SessionRecord | None
 
 
@@ -95,7 +95,10 @@ class IssueResult:
 class RoomStore(ABC):
     @abstractmethod
     async def join(self, room: str, nclasses: int, request_id: str, now_ms: int, *, method: str, phase: str,
-                   class_rank: int, inventory: int, exempt: bool, session_ms: int) -> JoinResult: ...
+                   class_rank: int, inventory: int, exempt: bool, session_ms: int,
+                   claim_id: str = "", claim_exp_ms: int = 0) -> JoinResult:
+        """`claim_id`: the jti of the site claim joined with; another request id with it is refused (claim_used)
+        until `claim_exp_ms`."""
 
     @abstractmethod
     async def status(self, room: str, nclasses: int, request_id: str, now_ms: int, heartbeat_ms: int) -> StatusResult: ...
@@ -134,7 +137,9 @@ class RoomStore(ABC):
     async def load_rooms(self) -> dict[str, dict[str, Any]]: ...
 
     @abstractmethod
-    async def save_keys(self, doc: dict[str, Any], *, only_if_absent: bool = False) -> bool: ...
+    async def save_keys(self, doc: dict[str, Any], *, only_if_absent: bool = False, replaces: int | None = None) -> bool:
+        """Write the key document; False (and nothing written) when `only_if_absent` and one exists, or when
+        `replaces` is given and the stored document's `serial` is not that (another worker changed it first)."""
 
     @abstractmethod
     async def load_keys(self) -> dict[str, Any] | None: ...

@@ -16,7 +16,14 @@ def register(sub) -> None:
     s.add_argument("--key-prefix", default="eventweir:wr:")
     s.add_argument("--admin-token", default=os.environ.get("EVENTWEIR_WAITINGROOM_ADMIN_TOKEN"),
                    help="bearer token of the admin API (default: $EVENTWEIR_WAITINGROOM_ADMIN_TOKEN)")
-    s.add_argument("--token-alg", default="EdDSA", choices=["EdDSA", "ES256"])
+    s.add_argument("--token-alg", default="EdDSA", choices=["EdDSA", "ES256", "RS256"],
+                   help="algorithm of generated signing keys; a change begins a rotation at start")
+    s.add_argument("--issuer", default="eventweir-waitingroom",
+                   help="the tokens' iss, e.g. https://shop.example.com/waitingroom (for gateways' discovery)")
+    s.add_argument("--signing-key", action="append", default=[], metavar="PEM_FILE",
+                   help="a signing key from a file (a mounted Secret); repeat: the first signs, the others verify")
+    s.add_argument("--key-prepublish", type=float, default=300.0,
+                   help="seconds a rotated-in key is published before it signs")
     s.add_argument("--rooms", help="YAML or JSON file: {room id: settings}, created when not in Redis yet")
     s.add_argument("--tick-interval", type=float, default=0.5, help="seconds between inlet ticks")
     s.set_defaults(func=run)
@@ -43,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
         service = build_waitingroom_service({
             "redis_url": args.redis_url, "key_prefix": args.key_prefix, "admin_token": args.admin_token,
             "token_alg": args.token_alg, "tick_interval_s": args.tick_interval, "rooms": rooms,
+            "issuer": args.issuer, "signing_keys": args.signing_key, "key_prepublish_s": args.key_prepublish,
+            # from the environment only: a secret on the command line is visible to every user of the machine
+            **({"key_encryption_key": os.environ["EVENTWEIR_WAITINGROOM_KEY_ENCRYPTION_KEY"]}
+               if os.environ.get("EVENTWEIR_WAITINGROOM_KEY_ENCRYPTION_KEY") else {}),
         })
     except SettingsError as exc:
         print(f"eventweir waitingroom: {exc}")

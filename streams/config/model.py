@@ -357,8 +357,27 @@ class WaitingRoomSettings(Section):
                            description="Where queues, sessions and signing keys live.")
     key_prefix: str = Field("eventweir:wr:", description="Prefix of every Redis key the rooms use.")
     redis_max_connections: int = Field(32, ge=1)
-    token_alg: Literal["EdDSA", "ES256"] = Field("EdDSA", description="Signing algorithm of access tokens.")
-    key_grace_s: float | None = Field(None, gt=0, description="How long a rotated-out signing key still verifies.")
+    token_alg: Literal["EdDSA", "ES256", "RS256"] = Field(
+        "EdDSA", description="Signing algorithm of generated keys (RS256 for API Gateway's JWT authorizer and most "
+        "gateways). A change takes effect through a rotation begun at start-up (pre-published like any other).")
+    key_grace_s: float | None = Field(None, gt=0, description="How long a rotated-out signing key still verifies "
+                                      "(default: the longest session_duration_s + 60).")
+    issuer: str = Field("eventweir-waitingroom", pattern=r"[^/]$",
+                        description="The tokens' `iss` and the discovery document's issuer; for gateways, the public "
+                        "URL of /waitingroom, e.g. https://shop.example.com/waitingroom.")
+    jwks_max_age_s: int = Field(60, ge=0, description="Cache-Control max-age of the JWKS and discovery document.")
+    key_prepublish_s: float = Field(
+        300, gt=0, description="A rotated-in key is published this long before it signs; must exceed "
+        "jwks_max_age_s and every verifier's own cache of the keys.")
+    signing_keys: list[str] = Field(
+        default_factory=list, repr=False,
+        description="Signing keys from configuration, never stored in Redis: PEM files (a mounted Kubernetes Secret) "
+        "or PEM texts (${VAR}). RSA 2048+, P-256 or Ed25519; the first signs, the others only verify. "
+        "Empty: keys are generated and kept in Redis.")
+    key_encryption_key: str | None = Field(
+        None, repr=False, min_length=32,
+        description="Seals generated signing keys in Redis (AES-GCM), so reading Redis is not the power to mint "
+        "tokens (at least 32 characters; from a Secret). Unset: stored unencrypted, with a warning at start.")
     tick_interval_s: float = Field(0.5, gt=0, description="How often the inlet admits the next waiters.")
     rooms: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Rooms at start-up: {room id: settings} (README, waiting-room settings).")

@@ -8,6 +8,11 @@ phase (the Redis is shared, so other users' commands can inflate it slightly).
     python tests/bench/waitingroom.py            # 3 repeats x 6 s per phase
     python tests/bench/waitingroom.py --quick    # 1 repeat x 2 s
 
+Joins post `{}` (the server makes the request id, the default); polls send the queue token of one of 2,000
+visitors joined before the run, as `Authorization: Bearer`, so every poll pays for checking the visitor's
+credential. The fixed-rate phase names its own request ids (the room allows client ids) to match answers
+to send times.
+
 Phases per repeat: joins and polls as fast as 256 connections go (throughput; its p99 is the latency
 at that saturated rate), forward-auth checks of an admitted visitor's cookie (what the proxy in front
 of the site asks on every request to it), the cached-JSON ceiling, joins over 32 connections, and joins offered at the
@@ -57,19 +62,23 @@ end
 JOIN_LUA = _COMMON + r"""
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-function request()
-  counter = counter + 1
-  return wrk.format(nil, nil, nil, '{"request_id":"' .. RUN .. '-' .. tid .. '-' .. counter .. '"}')
-end
+wrk.body = "{}"
 """
+# each thread reads the seeded visitors' queue tokens and pre-formats one request per visitor
 POLL_LUA = _COMMON + r"""
 local reported = 0
+local reqs = {}
+local base_init = init
+function init(args)
+  base_init(args)
+  for tok in io.lines(TOKENS) do reqs[#reqs + 1] = wrk.format("GET", PATH, {Authorization = "Bearer " .. tok}) end
+end
 function response(status, headers, body)
   if status ~= 200 and reported < 3 then reported = reported + 1; io.stderr:write("poll got " .. status .. ": " .. body .. "\n") end
 end
 function request()
   counter = counter + 1
-  return wrk.format("GET", PATH .. "?request_id=" .. RUN .. "-" .. (counter % THREADS) .. "-" .. (counter % SEEDED + 2))
+  return reqs[(counter + tid * 7919) % #reqs + 1]
 end
 """  # noqa: E501
 
@@ -188,9 +197,25 @@ def admitted_token(base: str, admin: str) -> str:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
-    rid = post(f"{base}/join", {})["request_id"]
+    queue_token = post(f"{base}/join", {})["queue_token"]
     post(base.replace("/rooms/", "/admin/rooms/") + "/serving", {"increment": 1}, {"Authorization": f"Bearer {admin}"})
-    return post(f"{base}/token", {"request_id": rid})["access_token"]
+    return post(f"{base}/token", {}, {"Authorization": f"Bearer {queue_token}"})["access_token"]
+
+
+def seed_visitors(base: str, n: int, path: Path) -> None:
+    """`n` visitors join; their queue tokens (what each one polls with) go to `path`, one a line."""
+    import asyncio
+
+    import aiohttp
+
+    async def run() -> list[str]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as http:
+            async def one(_: int) -> str:
+                async with http.post(f"{base}/join", json={}) as r:
+                    return (await r.json())["queue_token"]
+            return await asyncio.gather(*(one(i) for i in range(n)))
+
+    path.write_text("\n".join(asyncio.run(run())) + "\n")
 
 
 def main() -> int:
@@ -212,7 +237,9 @@ def main() -> int:
     admin = "bench-admin-token-0123456789"
     rooms = Path(tempfile.mkdtemp()) / "rooms.json"
     # manual inlet: nobody is admitted, so every poll is a full waiting-status computation
-    rooms.write_text(json.dumps({"bench": {"inlet": {"policy": "manual"}, "heartbeat_s": 3600}}))
+    # client_request_ids: only the fixed-rate phase names its ids (to match answers to send times)
+    rooms.write_text(json.dumps({"bench": {"inlet": {"policy": "manual"}, "heartbeat_s": 3600, "client_request_ids": True}}))
+    tokens = rooms.parent / "queue-tokens.txt"
     server = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "waitingroom", "serve", "--host", "127.0.0.1", "--port", str(port),
          "--redis-url", REDIS_URL, "--key-prefix", prefix, "--rooms", str(rooms)],
@@ -224,15 +251,15 @@ def main() -> int:
     try:
         wait_for_port("127.0.0.1", port, 30)
         auth_script = _COMMON + f'wrk.headers["Cookie"] = "eventweir_wr_bench={admitted_token(base, admin)}"\n'
+        seed_visitors(base, 2000, tokens)
         for rep in range(repeats):
             run = f"r{rep}x{uuid.uuid4().hex[:6]}"
             before, ev_before = redis_commandstats()
-            j = run_wrk(JOIN_LUA.replace("RUN", json.dumps(run)), f"{base}/join", args.threads, args.connections, seconds)
+            j = run_wrk(JOIN_LUA, f"{base}/join", args.threads, args.connections, seconds)
             after, ev_after = redis_commandstats()
             per_join.append(((after - before) / j["requests"], (ev_after - ev_before) / j["requests"]))
-            seeded = max(1, min(2000, j["requests"] // (args.threads * 2)))  # ids every join thread surely reached
-            poll_script = (POLL_LUA.replace("RUN", json.dumps(run)).replace("PATH", json.dumps("/waitingroom/rooms/bench/status"))
-                           .replace("THREADS", str(args.threads)).replace("SEEDED", str(seeded)))
+            poll_script = (POLL_LUA.replace("TOKENS", json.dumps(str(tokens)))
+                           .replace("PATH", json.dumps("/waitingroom/rooms/bench/status")))
             _, ev_before = redis_commandstats()
             p = run_wrk(poll_script, f"{base}/status", args.threads, args.connections, seconds)
             _, ev_after = redis_commandstats()
@@ -242,7 +269,7 @@ def main() -> int:
             # logic, i.e. what aiohttp itself can do on this machine at this moment
             t = run_wrk(_COMMON, f"http://127.0.0.1:{port}/waitingroom/.well-known/jwks.json", args.threads,
                         args.connections, seconds)
-            low = run_wrk(JOIN_LUA.replace("RUN", json.dumps(run + "low")), f"{base}/join", 1, 32, seconds)
+            low = run_wrk(JOIN_LUA, f"{base}/join", 1, 32, seconds)
             # the floor's latency figure: p99 of joins offered at the floor's rate, over as many connections
             fixed = run_wrk_rate(run + "fixed", f"{base}/join", FLOORS["joins_per_s"], args.threads, args.connections, seconds)
             trivial.append(t)

@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 import aiohttp
+import jwt
 import pytest
 
 from processors.waitingroom.tokens import TokenError, verify_with_jwks
 from streams.devtools.broker import free_port, wait_for_port
-from tests.waitingroom_support import ADMIN, ADMIN_TOKEN, REDIS_URL, redis_prefix, start_api  # noqa: F401
+from tests.waitingroom_support import ADMIN, ADMIN_TOKEN, REDIS_URL, redis_prefix, start_api, visitor  # noqa: F401
 
 ROOM = {"sale": {"inlet": {"policy": "manual"}, "refresh_interval_s": 1}}
 BASE = "/waitingroom/rooms/sale"
@@ -22,16 +23,16 @@ async def test_join_status_admit_token_and_offline_verification(redis_prefix):
     try:
         j = await (await client.post(f"{BASE}/join", json={})).json()
         assert j["position"] == 1 and j["state"] == "waiting" and j["queue_token"]
-        rid = j["request_id"]
-        s = await (await client.get(f"{BASE}/status", params={"request_id": rid})).json()
+        rid, me = j["request_id"], visitor(j)
+        s = await (await client.get(f"{BASE}/status", headers=me)).json()
         assert s["people_ahead"] == 0 and s["state"] == "waiting" and s["refresh_interval_s"] == 1
-        early = await client.post(f"{BASE}/token", json={"request_id": rid})
+        early = await client.post(f"{BASE}/token", headers=me)
         assert early.status == 409 and (await early.json())["error"] == "not_admitted"
         r = await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 1}, headers=ADMIN)
         assert r.status == 200 and (await r.json())["admitted"] == 1
-        s = await (await client.get(f"{BASE}/status", params={"request_id": rid})).json()
+        s = await (await client.get(f"{BASE}/status", headers=me)).json()
         assert s["state"] == "admitted" and s["serving_counter"] == 1
-        tok = await (await client.post(f"{BASE}/token", json={"request_id": rid})).json()
+        tok = await (await client.post(f"{BASE}/token", headers=me)).json()
         jwks = await (await client.get(f"{BASE}/jwks.json")).json()
         claims = verify_with_jwks(tok["access_token"], jwks, audience="sale", token_use="access")
         assert claims["sub"] == rid and claims["queue_position"] == 1
@@ -41,17 +42,58 @@ async def test_join_status_admit_token_and_offline_verification(redis_prefix):
         assert service.verify_queue_token(j["queue_token"], "sale")["queue_position"] == 1
         done = await client.post(f"/waitingroom/admin/rooms/sale/sessions/{rid}", json={"status": "completed"}, headers=ADMIN)
         assert (await done.json())["state"] == "completed"
-        again = await client.post(f"{BASE}/token", json={"request_id": rid})
+        again = await client.post(f"{BASE}/token", headers=me)
         assert again.status == 410 and (await again.json())["state"] == "completed"
     finally:
         await client.close()
 
 
+async def test_only_the_holder_of_the_queue_token_can_poll_take_the_token_or_enter(redis_prefix):
+    from processors.waitingroom.handoff import cookie_name, queue_cookie_name
+
+    shop = {**ROOM["sale"], "origins": ["https://shop.example.com"], "cookie_secure": False}
+    client, _ = await start_api(redis_prefix, {"sale": shop, "other": ROOM["sale"]})
+    try:
+        chosen = await client.post(f"{BASE}/join", json={"request_id": "chosen-by-the-client-0001"})
+        assert chosen.status == 400  # request ids are the server's unless the room says otherwise
+        r = await client.post(f"{BASE}/join", json={})
+        alice = await r.json()
+        cookie = r.headers["Set-Cookie"]
+        assert cookie.startswith(f"{queue_cookie_name('sale')}={alice['queue_token']};")
+        assert "HttpOnly" in cookie and "Path=/waitingroom/rooms/sale/" in cookie and "SameSite=Strict" in cookie
+        mallory = await (await client.post(f"{BASE}/join", json={})).json()
+        elsewhere = await (await client.post("/waitingroom/rooms/other/join", json={})).json()
+        await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 1}, headers=ADMIN)
+        rid = alice["request_id"]  # known to others: it is in her access token and in the headers the site gets
+        forged = alice["queue_token"][:-4] + ("AAAA" if not alice["queue_token"].endswith("AAAA") else "BBBB")
+        for headers, expected in (({}, 401), (visitor(mallory), 403), (visitor(elsewhere), 401),
+                                  ({"Authorization": f"Bearer {forged}"}, 401)):
+            status = await client.get(f"{BASE}/status", params={"request_id": rid}, headers=headers)
+            assert status.status == expected and (await status.json())["error"] in ("unauthorized", "forbidden")
+            token = await client.post(f"{BASE}/token", json={"request_id": rid}, headers=headers)
+            assert token.status == expected and "access_token" not in await token.json()
+        enter = await client.post(f"{BASE}/enter", data={"request_id": rid, "return_to": "https://shop.example.com/"},
+                                  allow_redirects=False)
+        assert enter.status == 303 and enter.headers["Location"].startswith(BASE + "/")  # back to the room
+        assert cookie_name("sale") not in enter.cookies
+        # Alice herself: by bearer token (API clients) or by the cookie (the page)
+        s = await (await client.get(f"{BASE}/status", headers=visitor(alice))).json()
+        assert s["request_id"] == rid and s["state"] == "admitted"
+        queue_cookie = {"Cookie": f"{queue_cookie_name('sale')}={alice['queue_token']}"}
+        assert (await client.get(f"{BASE}/status", headers=queue_cookie)).status == 200
+        enter = await client.post(f"{BASE}/enter", data={"return_to": "https://shop.example.com/a"}, headers=queue_cookie,
+                                  allow_redirects=False)
+        assert enter.status == 303 and enter.headers["Location"] == "https://shop.example.com/a"
+        assert enter.cookies[cookie_name("sale")].value
+    finally:
+        await client.close()
+
+
 async def test_50_concurrent_http_clients_with_duplicates(redis_prefix):
-    client, _ = await start_api(redis_prefix, ROOM)
+    client, _ = await start_api(redis_prefix, {"sale": {**ROOM["sale"], "client_request_ids": True}})
     try:
         async def one(i):
-            r = await client.post(f"{BASE}/join", json={"request_id": f"client-{i % 50}"})
+            r = await client.post(f"{BASE}/join", json={"request_id": f"client-retrying-{i % 50:04}"})
             assert r.status == 200
             return await r.json()
 
@@ -99,35 +141,76 @@ async def test_admin_room_lifecycle_pause_and_key_rotation(redis_prefix):
         assert (await client.post("/waitingroom/rooms/nope/join", json={})).status == 404
         paused = await (await client.post("/waitingroom/admin/rooms/drop/pause", headers=ADMIN)).json()
         assert paused["paused"] is True
-        rid = (await (await client.post("/waitingroom/rooms/drop/join", json={})).json())["request_id"]
-        s = await (await client.get("/waitingroom/rooms/drop/status", params={"request_id": rid})).json()
+        joined = await (await client.post("/waitingroom/rooms/drop/join", json={})).json()
+        s = await (await client.get("/waitingroom/rooms/drop/status", headers=visitor(joined))).json()
         assert s["paused"] is True
         before = {k["kid"] for k in (await (await client.get("/waitingroom/.well-known/jwks.json")).json())["keys"]}
         rot = await (await client.post("/waitingroom/admin/keys/rotate", headers=ADMIN)).json()
         after = {k["kid"] for k in (await (await client.get("/waitingroom/.well-known/jwks.json")).json())["keys"]}
-        assert rot["active_kid"] not in before and after == before | {rot["active_kid"]}
+        # the next key is published at once and signs after key_prepublish_s
+        assert rot["active_kid"] in before and rot["next_kid"] not in before and after == before | {rot["next_kid"]}
         assert (await client.delete("/waitingroom/admin/rooms/drop", headers=ADMIN)).status == 200
         assert (await client.post("/waitingroom/rooms/drop/join", json={})).status == 404
     finally:
         await client.close()
 
 
+async def test_gateways_verify_rs256_tokens_through_discovery_and_see_the_next_key_before_it_signs(redis_prefix):
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}/waitingroom"
+    client, _ = await start_api(redis_prefix, ROOM, port=port, token_alg="RS256", issuer=issuer,
+                                jwks_max_age_s=1, key_prepublish_s=2)
+
+    async def admitted_token() -> str:
+        joined = await (await client.post(f"{BASE}/join", json={})).json()
+        await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 1}, headers=ADMIN)
+        return (await (await client.post(f"{BASE}/token", headers=visitor(joined))).json())["access_token"]
+
+    def verify(token: str, doc: dict, jwks_client: jwt.PyJWKClient) -> dict:
+        # what a gateway does: the key by kid from jwks_uri, the algorithms and issuer from discovery
+        key = jwks_client.get_signing_key_from_jwt(token)
+        return jwt.decode(token, key, algorithms=doc["id_token_signing_alg_values_supported"], audience="sale",
+                          issuer=doc["issuer"])
+
+    try:
+        r = await client.get("/waitingroom/.well-known/openid-configuration")  # = <issuer>/.well-known/...
+        doc = await r.json()
+        assert doc["issuer"] == issuer and doc["jwks_uri"] == issuer + "/.well-known/jwks.json"
+        assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
+        assert r.headers["Cache-Control"] == "public, max-age=1"  # shorter than the pre-publication (2 s)
+        jwks_client = jwt.PyJWKClient(doc["jwks_uri"], cache_keys=False)
+        token = await admitted_token()
+        assert (await asyncio.to_thread(verify, token, doc, jwks_client))["iss"] == issuer
+        rot = await (await client.post("/waitingroom/admin/keys/rotate", headers=ADMIN)).json()
+        cached = await asyncio.to_thread(jwks_client.fetch_data)  # a gateway's copy of the keys, fetched now
+        assert rot["next_kid"] in {k["kid"] for k in cached["keys"]}
+        assert jwt.get_unverified_header(await admitted_token())["kid"] == rot["active_kid"]  # not signing yet
+        await asyncio.sleep(2.1)
+        later = await admitted_token()
+        assert jwt.get_unverified_header(later)["kid"] == rot["next_kid"]
+        # the copy fetched before the switch already verifies it
+        key = jwt.PyJWKSet.from_dict(cached)[rot["next_kid"]].key
+        assert jwt.decode(later, key, algorithms=["RS256"], audience="sale", issuer=issuer)["aud"] == "sale"
+        assert (await asyncio.to_thread(verify, later, doc, jwks_client))["aud"] == "sale"
+    finally:
+        await client.close()
+
+
 async def test_worker_restart_loses_nothing(redis_prefix):
     client, _ = await start_api(redis_prefix, ROOM)
-    ids = []
+    joined = []
     for _ in range(10):
-        ids.append((await (await client.post(f"{BASE}/join", json={})).json())["request_id"])
+        joined.append(await (await client.post(f"{BASE}/join", json={})).json())
     await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 3}, headers=ADMIN)
-    token = (await (await client.post(f"{BASE}/token", json={"request_id": ids[0]})).json())["access_token"]
+    token = (await (await client.post(f"{BASE}/token", headers=visitor(joined[0]))).json())["access_token"]
     await client.close()  # worker gone
     client, _ = await start_api(redis_prefix, {})  # a fresh worker with no rooms in its config
     try:
-        s = await (await client.get(f"{BASE}/status", params={"request_id": ids[6]})).json()
+        s = await (await client.get(f"{BASE}/status", headers=visitor(joined[6]))).json()  # the queue token still holds
         assert s["position"] == 7 and s["people_ahead"] == 3 and s["serving_counter"] == 3
-        assert (await (await client.post(f"{BASE}/join", json={"request_id": ids[9]})).json())["position"] == 10
         assert (await (await client.post(f"{BASE}/join", json={})).json())["position"] == 11
         jwks = await (await client.get(f"{BASE}/jwks.json")).json()
-        assert verify_with_jwks(token, jwks, audience="sale", token_use="access")["sub"] == ids[0]
+        assert verify_with_jwks(token, jwks, audience="sale", token_use="access")["sub"] == joined[0]["request_id"]
     finally:
         await client.close()
 
@@ -148,12 +231,12 @@ async def test_standalone_serve_command(redis_prefix, tmp_path):
             a = await (await http.post(f"{base}/join", json={})).json()
             b = await (await http.post(f"{base}/join", json={})).json()
             for _ in range(50):  # the inlet loop admits the first (max_active 1) on its own
-                s = await (await http.get(f"{base}/status", params={"request_id": a["request_id"]})).json()
+                s = await (await http.get(f"{base}/status", headers=visitor(a))).json()
                 if s["state"] == "admitted":
                     break
                 await asyncio.sleep(0.1)
             assert s["state"] == "admitted"
-            s2 = await (await http.get(f"{base}/status", params={"request_id": b["request_id"]})).json()
+            s2 = await (await http.get(f"{base}/status", headers=visitor(b))).json()
             assert s2["state"] == "waiting" and s2["people_ahead"] == 0
             page = await http.get(f"{base}/")
             assert page.status == 200 and "people_ahead" in await page.text()
@@ -182,8 +265,7 @@ async def test_a_failing_room_does_not_stop_the_admissions_of_the_others(redis_p
     try:
         joined = await (await client.post("/waitingroom/rooms/b-fine/join", json={})).json()
         for _ in range(100):
-            status = await (await client.get("/waitingroom/rooms/b-fine/status",
-                                             params={"request_id": joined["request_id"]})).json()
+            status = await (await client.get("/waitingroom/rooms/b-fine/status", headers=visitor(joined))).json()
             if status["state"] == "admitted":
                 break
             await asyncio.sleep(0.05)

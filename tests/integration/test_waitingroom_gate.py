@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from processors.waitingroom.handoff import cookie_name
-from tests.waitingroom_support import ADMIN, redis_prefix, start_api  # noqa: F401
+from processors.waitingroom.handoff import cookie_name, queue_cookie_name
+from tests.waitingroom_support import ADMIN, redis_prefix, start_api, visitor  # noqa: F401
 
 SHOP = "https://shop.example.com"
 ROOMS = {"sale": {"inlet": {"policy": "manual"}, "origins": [SHOP, "https://www.example.com:8443/start"],
@@ -15,16 +15,17 @@ ROOMS = {"sale": {"inlet": {"policy": "manual"}, "origins": [SHOP, "https://www.
 BASE = "/waitingroom/rooms/sale"
 
 
-async def admitted(client, room="sale") -> str:
-    rid = (await (await client.post(f"/waitingroom/rooms/{room}/join", json={})).json())["request_id"]
+async def admitted(client, room="sale") -> dict:
+    joined = await (await client.post(f"/waitingroom/rooms/{room}/join", json={})).json()
     r = await client.post(f"/waitingroom/admin/rooms/{room}/serving", json={"increment": 1}, headers=ADMIN)
     assert (await r.json())["admitted"] == 1
-    return rid
+    return joined
 
 
-async def enter(client, rid: str, return_to: str, room="sale"):
-    return await client.post(f"/waitingroom/rooms/{room}/enter", data={"request_id": rid, "return_to": return_to},
-                             allow_redirects=False)
+async def enter(client, joined: dict, return_to: str, room="sale"):
+    """The page's form post: return_to, and the queue cookie the join set."""
+    return await client.post(f"/waitingroom/rooms/{room}/enter", data={"return_to": return_to}, allow_redirects=False,
+                             headers={"Cookie": f"{queue_cookie_name(room)}={joined['queue_token']}"})
 
 
 async def test_hand_off_sets_the_cookie_and_never_redirects_off_the_rooms_origins(redis_prefix):
@@ -37,7 +38,7 @@ async def test_hand_off_sets_the_cookie_and_never_redirects_off_the_rooms_origin
         assert cookie["domain"] == "example.com" and cookie["path"] == "/" and cookie["samesite"] == "Lax"
         assert cookie["secure"] and cookie["httponly"] and cookie["max-age"] == "900"
         # the JSON flow of API clients is unchanged: the same session's token, no cookie
-        t = await client.post(f"{BASE}/token", json={"request_id": rid})
+        t = await client.post(f"{BASE}/token", headers=visitor(rid))
         assert (await t.json())["token_type"] == "Bearer" and "Set-Cookie" not in t.headers
         # an allowed second origin (other port and path), and everything else falls back to the first origin
         assert (await enter(client, rid, "https://WWW.example.com:8443/a")).headers["Location"] == \
@@ -55,7 +56,7 @@ async def test_hand_off_sets_the_cookie_and_never_redirects_off_the_rooms_origin
 async def test_hand_off_before_admission_goes_back_to_the_room(redis_prefix):
     client, _ = await start_api(redis_prefix, ROOMS)
     try:
-        rid = (await (await client.post(f"{BASE}/join", json={})).json())["request_id"]
+        rid = await (await client.post(f"{BASE}/join", json={})).json()
         r = await enter(client, rid, f"{SHOP}/cart")
         assert r.status == 303 and r.headers["Location"] == f"{BASE}/?return_to={quote(SHOP + '/cart', safe='')}"
         assert cookie_name("sale") not in r.cookies
@@ -78,7 +79,7 @@ async def test_forward_auth_as_each_proxy_calls_it(redis_prefix):
         ok = {"Cookie": f"theme=dark; {cookie_name('sale')}={token}"}
         # nginx / ingress-nginx: 200 with the claims, or 401 with the room (and the page to come back to)
         r = await client.get(f"{BASE}/auth", headers=ok)
-        assert r.status == 200 and r.headers["X-Waitingroom-Subject"] == rid
+        assert r.status == 200 and r.headers["X-Waitingroom-Subject"] == rid["request_id"]
         assert r.headers["X-Waitingroom-Room"] == "sale" and r.headers["X-Waitingroom-Class"] == "general"
         assert int(r.headers["X-Waitingroom-Expires"]) > 0 and r.headers["Cache-Control"] == "no-store"
         assert (await client.post(f"{BASE}/auth", headers={"Authorization": f"Bearer {token}"})).status == 200

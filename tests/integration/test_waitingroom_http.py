@@ -7,9 +7,10 @@ import asyncio
 import orjson
 
 from processors.waitingroom.resp import RespConnection
-from tests.waitingroom_support import ADMIN, redis_prefix, start_api  # noqa: F401
+from tests.waitingroom_support import ADMIN, redis_prefix, start_api, visitor  # noqa: F401
 
-ROOM = {"sale": {"inlet": {"policy": "manual"}}}
+# client-chosen ids (for retries) so pipelined requests can name their visitor; "plain" makes its own
+ROOM = {"sale": {"inlet": {"policy": "manual"}, "client_request_ids": True}, "plain": {"inlet": {"policy": "manual"}}}
 BASE = "/waitingroom/rooms/sale"
 
 
@@ -58,18 +59,25 @@ def get(path: str, *extra: str) -> bytes:
     return ("\r\n".join([f"GET {path} HTTP/1.1", "Host: t", *extra]) + "\r\n\r\n").encode()
 
 
+def bearer(join_answer: bytes) -> str:
+    """The header that proves the place `join_answer` (a join's body) gave."""
+    return f"Authorization: Bearer {orjson.loads(join_answer)['queue_token']}"
+
+
 async def test_pipelined_requests_are_answered_in_order(redis_prefix):
     client, _ = await start_api(redis_prefix, ROOM)
     c = await Conn.open(client)
     try:
-        await c.send(post(f"{BASE}/join", b'{"request_id":"p-1"}') + post(f"{BASE}/join", b'{"request_id":"p-2"}')
-                     + get(f"{BASE}/status?request_id=p-2") + get(f"{BASE}/status?request_id=p-1"))
-        answers = [await c.response() for _ in range(4)]
-        assert [a[0] for a in answers] == [200] * 4
+        await c.send(post(f"{BASE}/join", b'{"request_id":"pipelined-0000001"}')
+                     + post(f"{BASE}/join", b'{"request_id":"pipelined-0000002"}'))
+        p1, p2 = [(await c.response())[2] for _ in range(2)]
+        await c.send(get(f"{BASE}/status", bearer(p2)) + post(f"{BASE}/join", b"{}") + get(f"{BASE}/status", bearer(p1)))
+        answers = [await c.response() for _ in range(3)]
+        assert [a[0] for a in answers] == [200] * 3
         bodies = [orjson.loads(a[2]) for a in answers]
-        assert [b["position"] for b in bodies] == [1, 2, 2, 1]
-        assert bodies[2]["people_ahead"] == 1 and bodies[3]["people_ahead"] == 0
-        assert answers[0][1]["content-type"] == "application/json" and "date" in answers[0][1]
+        assert [b["position"] for b in bodies] == [2, 3, 1]
+        assert bodies[0]["people_ahead"] == 1 and bodies[2]["people_ahead"] == 0
+        assert answers[1][1]["content-type"] == "application/json" and "date" in answers[1][1]
     finally:
         await c.close()
         await client.close()
@@ -79,15 +87,17 @@ async def test_a_body_arriving_in_pieces_and_an_encoded_query(redis_prefix):
     client, _ = await start_api(redis_prefix, ROOM)
     c = await Conn.open(client)
     try:
-        req = post(f"{BASE}/join", b'{"request_id":"a-b:c"}')
+        req = post(f"{BASE}/join", b'{"request_id":"a-b:c-0123456789"}')
         for i in range(0, len(req), 7):  # the head and body trickle in
             await c.send(req[i:i + 7])
             await asyncio.sleep(0.001)
+        status, _, joined = await c.response()
+        assert status == 200 and orjson.loads(joined)["request_id"] == "a-b:c-0123456789"
+        await c.send(get(f"{BASE}/status?x=1&request%5Fid=a%2Db%3Ac%2D0123456789&request_id=other", bearer(joined)))
         status, _, body = await c.response()
-        assert status == 200 and orjson.loads(body)["request_id"] == "a-b:c"
-        await c.send(get(f"{BASE}/status?x=1&request%5Fid=a%2Db%3Ac&request_id=other"))
-        status, _, body = await c.response()
-        assert status == 200 and orjson.loads(body)["request_id"] == "a-b:c"  # the first value, decoded
+        assert status == 200 and orjson.loads(body)["request_id"] == "a-b:c-0123456789"  # the first value, decoded
+        await c.send(get(f"{BASE}/status?request_id=other&request_id=a-b:c-0123456789", bearer(joined)))
+        assert (await c.response())[0] == 403  # the first value is the one checked against the token
     finally:
         await c.close()
         await client.close()
@@ -97,17 +107,18 @@ async def test_other_requests_hand_the_connection_to_aiohttp(redis_prefix):
     client, _ = await start_api(redis_prefix, ROOM)
     c = await Conn.open(client)
     try:
-        await c.send(post(f"{BASE}/join", b'{"request_id":"h-1"}'))
+        await c.send(post(f"{BASE}/join", b'{"request_id":"handed-over-0001"}'))
         assert (await c.response())[0] == 200
         # JWKS, a wrong method and a chunked join are aiohttp's; the status after them too (same connection)
         chunked = (f"POST {BASE}/join HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                   '14\r\n{"request_id":"h-2"}\r\n0\r\n\r\n').encode()
-        await c.send(get("/waitingroom/.well-known/jwks.json") + get(f"{BASE}/join") + chunked
-                     + get(f"{BASE}/status?request_id=h-2"))
-        jwks, wrong, joined, status = [await c.response() for _ in range(4)]
+                   '21\r\n{"request_id":"handed-over-0002"}\r\n0\r\n\r\n').encode()
+        await c.send(get("/waitingroom/.well-known/jwks.json") + get(f"{BASE}/join") + chunked)
+        jwks, wrong, joined = [await c.response() for _ in range(3)]
         assert jwks[0] == 200 and orjson.loads(jwks[2])["keys"]
         assert wrong[0] == 405
         assert joined[0] == 200 and orjson.loads(joined[2])["position"] == 2
+        await c.send(get(f"{BASE}/status", bearer(joined[2])))
+        status = await c.response()
         assert status[0] == 200 and orjson.loads(status[2])["people_ahead"] == 1
     finally:
         await c.close()
@@ -116,12 +127,21 @@ async def test_other_requests_hand_the_connection_to_aiohttp(redis_prefix):
 
 async def test_lean_answers_equal_aiohttp_answers(redis_prefix):
     """Each request once on a fresh lean connection and once on a connection aiohttp already serves."""
+    from processors.waitingroom.handoff import queue_cookie_name
+
     client, _ = await start_api(redis_prefix, ROOM)
-    await client.post(f"{BASE}/join", json={"request_id": "same"})
-    requests = [post(f"{BASE}/join", b'{"request_id":"same"}'), post(f"{BASE}/join", b"{not json"),
-                post(f"{BASE}/join", b"[1]"), post(f"{BASE}/join", b'{"request_id":"bad id!"}'),
-                post("/waitingroom/rooms/nope/join", b"{}"), get(f"{BASE}/status?request_id=same"),
-                get(f"{BASE}/status"), get(f"{BASE}/status?request_id=never-joined"), get(f"{BASE}/status?request_id=%20")]
+    joined = await (await client.post(f"{BASE}/join", json={"request_id": "same-visitor-0001"})).json()
+    me = f"Authorization: Bearer {joined['queue_token']}"
+    requests = [post(f"{BASE}/join", b'{"request_id":"same-visitor-0001"}'), post(f"{BASE}/join", b"{not json"),
+                post(f"{BASE}/join", b"[1]"), post(f"{BASE}/join", b'{"request_id":"bad id! 0123456789"}'),
+                post(f"{BASE}/join", b'{"request_id":"too-short"}'), post("/waitingroom/rooms/nope/join", b"{}"),
+                post("/waitingroom/rooms/plain/join", b'{"request_id":"chosen-by-client-01"}'),
+                get(f"{BASE}/status", me), get(f"{BASE}/status?request_id=same-visitor-0001", me),
+                get(f"{BASE}/status?request_id=someone-else", me), get(f"{BASE}/status?request_id=same-visitor-0001"),
+                get(f"{BASE}/status", "Authorization: Bearer x.y.z"), get(f"{BASE}/status?request_id=%20"),
+                get(f"{BASE}/status", f"Cookie: a=b; {queue_cookie_name('sale')}={joined['queue_token']}"),
+                get("/waitingroom/rooms/plain/status", me)]
+    statuses = []
     try:
         for req in requests:
             lean = await Conn.open(client)
@@ -132,6 +152,8 @@ async def test_lean_answers_equal_aiohttp_answers(redis_prefix):
             await via_aiohttp.send(req)
             a, b = await lean.response(), await via_aiohttp.response()
             assert a[0] == b[0], req
+            statuses.append(a[0])
+            assert a[1].get("set-cookie") == b[1].get("set-cookie") and a[1].get("cache-control") == b[1].get("cache-control")
             if b'"queue_token"' not in b[2]:
                 assert a[2] == b[2], req
             else:  # the token's bytes may differ only if the second ticked over; the rest is equal
@@ -139,6 +161,8 @@ async def test_lean_answers_equal_aiohttp_answers(redis_prefix):
                        {k: v for k, v in orjson.loads(b[2]).items() if k != "queue_token"}
             await lean.close()
             await via_aiohttp.close()
+        # a place is its queue token's: no token, another's id or a token of another room is refused alike
+        assert statuses == [200, 400, 400, 400, 400, 404, 400, 200, 200, 403, 401, 401, 401, 200, 401]
     finally:
         await client.close()
 
@@ -148,14 +172,14 @@ async def test_connection_close_and_store_unavailable(redis_prefix):
     c = await Conn.open(client)
     try:
         await c.send(post(f"{BASE}/join", b"{}", "Connection: close"))
-        status, headers, _ = await c.response()
+        status, headers, joined = await c.response()
         assert status == 200 and headers["connection"] == "close"
         assert await asyncio.wait_for(c.reader.read(), 5) == b""  # the server closed it
         # Redis gone (a port nobody listens on): 503 with Retry-After, on the lean path
         fast = service.store.fast
         service.store.fast = RespConnection("redis://127.0.0.1:1/0")
         c2 = await Conn.open(client)
-        await c2.send(post(f"{BASE}/join", b"{}") + get(f"{BASE}/status?request_id=x"))
+        await c2.send(post(f"{BASE}/join", b"{}") + get(f"{BASE}/status", bearer(joined)))
         for _ in range(2):
             status, headers, body = await c2.response()
             assert status == 503 and headers["retry-after"] == "1" and orjson.loads(body)["error"] == "unavailable"
@@ -204,9 +228,10 @@ async def test_forward_auth_answers_alike_on_both_paths(redis_prefix):
 
     client, _ = await start_api(redis_prefix, {"sale": {"inlet": {"policy": "manual"},
                                                         "origins": ["https://shop.example.com"]}})
-    rid = (await (await client.post(f"{BASE}/join", json={})).json())["request_id"]
+    joined = await (await client.post(f"{BASE}/join", json={})).json()
+    rid = joined["request_id"]
     await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 1}, headers=ADMIN)
-    token = (await (await client.post(f"{BASE}/token", json={"request_id": rid})).json())["access_token"]
+    token = (await (await client.post(f"{BASE}/token", headers=visitor(joined))).json())["access_token"]
     cookie = f"{cookie_name('sale')}={token}"
     shop = ("X-Forwarded-Proto: https", "X-Forwarded-Host: shop.example.com", "X-Forwarded-Uri: /p?q=1")
     requests = [get(f"{BASE}/auth", f"Cookie: a=1; {cookie}; b=2"), get(f"{BASE}/auth", f"Authorization: Bearer {token}"),
@@ -243,11 +268,11 @@ async def test_forward_auth_answers_alike_on_both_paths(redis_prefix):
         await c.close()
         # answered at once, forward-auth still keeps its place behind a join waiting for Redis
         c = await Conn.open(client)
-        await c.send(post(f"{BASE}/join", b'{"request_id":"pipelined"}') + get(f"{BASE}/auth", f"Cookie: {cookie}")
-                     + get(f"{BASE}/status?request_id=pipelined") + get(f"{BASE}/auth"))
+        await c.send(post(f"{BASE}/join", b"{}") + get(f"{BASE}/auth", f"Cookie: {cookie}")
+                     + get(f"{BASE}/status", f"Authorization: Bearer {joined['queue_token']}") + get(f"{BASE}/auth"))
         join, ok, status, refused = [await c.response() for _ in range(4)]
-        assert orjson.loads(join[2])["request_id"] == "pipelined" and ok[1]["x-waitingroom-subject"] == rid
-        assert orjson.loads(status[2])["position"] == 2 and refused[0] == 401
+        assert orjson.loads(join[2])["position"] == 2 and ok[1]["x-waitingroom-subject"] == rid
+        assert orjson.loads(status[2])["position"] == 1 and refused[0] == 401
         assert len(client.server.hot.conns) == 1
         await c.close()
     finally:

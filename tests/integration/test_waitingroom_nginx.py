@@ -103,20 +103,26 @@ async def test_visitor_goes_through_the_room_and_back_to_the_page_behind_nginx(r
 
         r = await http.get(room_url)  # the room itself is not gated
         assert r.status == 200 and "You are in the queue" in await r.text()
+        # as the page does: the join's HttpOnly queue cookie is what every poll and the hand-off carry
         joined = await (await http.post(f"{site}/waitingroom/rooms/sale/join", json={})).json()
         rid = joined["request_id"]
         started = time.monotonic()
         while True:
-            status = await (await http.get(f"{site}/waitingroom/rooms/sale/status", params={"request_id": rid})).json()
+            status = await (await http.get(f"{site}/waitingroom/rooms/sale/status")).json()
             if status["state"] == "admitted":
                 break
             assert time.monotonic() - started < 10, status
             await asyncio.sleep(0.1)
         waited = time.monotonic() - started
 
+        # someone who knows the request id but not the queue cookie is sent back to the room, with no access cookie
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as thief:
+            r = await thief.post(f"{site}/waitingroom/rooms/sale/enter", data={"request_id": rid, "return_to": return_to},
+                                 allow_redirects=False)
+            assert r.status == 303 and r.headers["Location"].startswith("/waitingroom/rooms/sale/")
+            assert cookie_name("sale") not in r.cookies
         # the page's hand-off: a form post that sets the cookie and sends the browser back
-        r = await http.post(f"{site}/waitingroom/rooms/sale/enter", data={"request_id": rid, "return_to": return_to},
-                            allow_redirects=False)
+        r = await http.post(f"{site}/waitingroom/rooms/sale/enter", data={"return_to": return_to}, allow_redirects=False)
         assert r.status == 303 and r.headers["Location"] == wanted
         set_cookie = r.headers["Set-Cookie"]
         assert set_cookie.startswith(f"{cookie_name('sale')}=") and "HttpOnly" in set_cookie

@@ -70,12 +70,12 @@ async def open_in_chromium(url: str, profile: str):
 
 
 async def test_page_shows_a_position_that_advances(redis_prefix):
-    client, _ = await start_api(redis_prefix, {"sale": {"inlet": {"policy": "manual"}, "refresh_interval_s": 0.3}})
+    client, service = await start_api(redis_prefix, {"sale": {"inlet": {"policy": "manual"}, "refresh_interval_s": 0.3}})
     profile = tempfile.mkdtemp(prefix="wr-chromium-")
     proc = None
     try:
-        for i in range(3):  # three people are already queued
-            await client.post("/waitingroom/rooms/sale/join", json={"request_id": f"early-{i}"})
+        for _ in range(3):  # three people are already queued
+            await client.post("/waitingroom/rooms/sale/join", json={})
         proc, port = await open_in_chromium(str(client.make_url("/waitingroom/rooms/sale/")), profile)
         async with aiohttp.ClientSession() as http:
             targets = await (await http.get(f"http://127.0.0.1:{port}/json/list")).json()
@@ -85,6 +85,13 @@ async def test_page_shows_a_position_that_advances(redis_prefix):
                 await page.wait_for("position", "4")
                 await page.wait_for("ahead", "3")
                 assert await page.text("state") == "waiting"
+                # the place is the HttpOnly queue cookie: a reload keeps it, and the page's scripts cannot read it
+                assert "eventweir_wrq_" not in await page.eval("document.cookie")
+                await page.eval("window.before_reload = 1; location.reload()")
+                while await page.eval("window.before_reload") == 1:
+                    await asyncio.sleep(0.05)
+                await page.wait_for("state", "waiting")
+                assert await page.text("position") == "4"
                 await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 2}, headers=ADMIN)
                 await page.wait_for("ahead", "1")
                 await page.wait_for("serving", "2")
@@ -93,9 +100,10 @@ async def test_page_shows_a_position_that_advances(redis_prefix):
                 await page.wait_for("token-state", "Access granted.")
                 assert await page.text("state") == "admitted"
                 # the page's token is a real access token for this room
-                rid = await page.eval("localStorage.getItem('eventweir-waitingroom:sale')")
+                token = await page.eval("sessionStorage.getItem('eventweir-waitingroom:sale:token')")
+                assert service.verify_access_token(token, "sale")["queue_position"] == 4
                 counters = await (await client.get("/waitingroom/admin/rooms/sale/counters", headers=ADMIN)).json()
-                assert rid and counters["admitted_total"] == 4 and counters["waiting"] == 0
+                assert counters["admitted_total"] == 4 and counters["waiting"] == 0 and counters["last_position"] == 4
     finally:
         if proc is not None:
             proc.terminate()

@@ -42,10 +42,11 @@ async def test_joins_from_kafka_get_gapless_positions_and_the_http_api_sees_them
     task = asyncio.create_task(run_worker(config, worker, on_started=lambda w, port: info.update(port=port)))
     got = await read_all(bootstrap_servers, replies, expect=41, timeout=30)
     dead = await read_all(bootstrap_servers, dlq, expect=1, timeout=10)
-    positions = {}
+    positions, queue_tokens = {}, {}
     for m in got:
         reply = orjson.loads(m.value)
         assert m.key == reply["request_id"].encode()
+        queue_tokens[reply["request_id"]] = reply["queue_token"]  # the producer hands it to its visitor
         positions.setdefault(reply["request_id"], set()).add(reply["position"])
     assert all(len(p) == 1 for p in positions.values()), "a replayed join keeps its position"
     assert sorted(p.pop() for p in positions.values()) == list(range(1, 41)), "positions are gapless"
@@ -53,7 +54,10 @@ async def test_joins_from_kafka_get_gapless_positions_and_the_http_api_sees_them
 
     async with aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{info['port']}/waitingroom"
+        r0 = {"Authorization": f"Bearer {queue_tokens['r-0']}"}
         async with http.get(f"{base}/rooms/sale/status", params={"request_id": "r-0"}) as r:
+            assert r.status == 401  # the request id alone is no credential
+        async with http.get(f"{base}/rooms/sale/status", headers=r0) as r:
             status = await r.json()
         assert status["position"] == 1 and status["serving_counter"] == 0
         async with http.post(f"{base}/admin/rooms/sale/serving", json={"increment": 1}) as r:
@@ -61,7 +65,7 @@ async def test_joins_from_kafka_get_gapless_positions_and_the_http_api_sees_them
         async with http.post(f"{base}/admin/rooms/sale/serving", json={"increment": 1},
                              headers={"Authorization": "Bearer admin-token-for-tests-0123"}) as r:
             assert r.status == 200
-        async with http.post(f"{base}/rooms/sale/token", json={"request_id": "r-0"}) as r:
+        async with http.post(f"{base}/rooms/sale/token", headers=r0) as r:
             assert r.status == 200 and (await r.json())["access_token"]
     worker.request_stop()
     await asyncio.wait_for(task, 30)

@@ -1,12 +1,15 @@
 """Waiting-room HTTP API (aiohttp): the public endpoints, the waiting page and the admin API.
 
-Public (under `prefix`, default /waitingroom):
-  POST /rooms/{room}/join            {"request_id"?: str, "claim"?: signed site claim} -> position, queue_token
-  GET  /rooms/{room}/status?request_id=   position, people_ahead, serving_counter, eta_s, refresh_interval_s
-  POST /rooms/{room}/token           {"request_id"} -> access token once admitted
+Public (under `prefix`, default /waitingroom). Status, token and enter need the queue token from join, as
+`Authorization: Bearer <queue_token>` or the HttpOnly queue cookie join sets:
+  POST /rooms/{room}/join            {"request_id"? (rooms with client_request_ids), "claim"?: signed site claim}
+                                     -> request_id, position, queue_token (+ the queue cookie)
+  GET  /rooms/{room}/status          position, people_ahead, serving_counter, eta_s, refresh_interval_s
+  POST /rooms/{room}/token           -> access token once admitted
   GET  /rooms/{room}/jwks.json, /.well-known/jwks.json   public keys (offline verification)
+  GET  /.well-known/openid-configuration   OpenID discovery: issuer, jwks_uri, signing algorithms (gateways)
   GET  /rooms/{room}/                the waiting page (?return_to=<URL on one of the room's origins>)
-  POST /rooms/{room}/enter           form request_id, return_to -> 303 to the site with the access cookie
+  POST /rooms/{room}/enter           form return_to (+ the queue cookie) -> 303 to the site with the access cookie
   ANY  /rooms/{room}/auth            forward-auth: 200 with X-Waitingroom-* claims, else 401 + Location
   ANY  /rooms/{room}/auth/redirect[/original path]   the same, but 302 to the room (Traefik, Envoy)
 Admin (Authorization: Bearer <admin_token>):
@@ -17,6 +20,7 @@ Admin (Authorization: Bearer <admin_token>):
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any, overload
@@ -25,19 +29,28 @@ from urllib.parse import quote
 import orjson
 from aiohttp import web
 
-from processors.waitingroom.handoff import allowed, cookie_name, handoff_target, original_url
+from processors.waitingroom.handoff import allowed, cookie_name, handoff_target, original_url, queue_cookie_name
 from processors.waitingroom.redis_store import RedisRoomStore
 from processors.waitingroom.service import RoomError, WaitingRoomService
 from processors.waitingroom.settings import SettingsError
-from processors.waitingroom.tokens import TokenError
+from processors.waitingroom.tokens import (
+    ISSUER,
+    QUEUE_TOKEN_TTL_S,
+    KeyStoreError,
+    SigningKey,
+    TokenError,
+    key_encryption_key,
+)
 from streams.http.bearer import bearer_token
 from streams.http.waitingroom.page import render_page
 from streams.metrics import waitingroom as m
 
-_STATUS = {"not_found": 404, "bad_request": 400, "forbidden": 403, "closed": 403, "sold_out": 410,
+log = logging.getLogger("eventweir.waitingroom")
+_STATUS = {"not_found": 404, "bad_request": 400, "unauthorized": 401, "forbidden": 403, "closed": 403, "sold_out": 410,
            "not_admitted": 409, "session_closed": 410, "conflict": 409}
 _CONFIG_KEYS = {"redis_url", "key_prefix", "admin_token", "token_alg", "key_grace_s", "tick_interval_s",
-                "rooms", "account", "region", "redis_max_connections"}
+                "rooms", "account", "region", "redis_max_connections", "issuer", "jwks_max_age_s", "key_prepublish_s",
+                "signing_keys", "key_encryption_key"}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -152,20 +165,58 @@ class PublicAPI:
             "Location": self.room_page(room, url if allowed(settings, url) else None), "X-Waitingroom-Error": reason,
             "Cache-Control": "no-store", "WWW-Authenticate": 'Bearer realm="eventweir-waitingroom"'}
 
-    async def join(self, room: str, raw: bytes) -> bytes:
+    def queue_tokens(self, room: str, cookies: str, authorization: str) -> list[str]:
+        """The queue tokens a request carries: a bearer token (API clients), then the room's queue cookie (the page)."""
+        scheme, _, bearer = authorization.partition(" ")
+        out = [bearer.strip()] if scheme.lower() == "bearer" else []  # as bearer_token() reads it, without bytes
+        if cookies:
+            name = queue_cookie_name(room) + "="
+            out.extend(c.strip()[len(name):].strip('"') for c in cookies.split(";") if c.strip().startswith(name))
+        return [t for t in out if t]
+
+    def visitor(self, room: str, cookies: str, authorization: str, request_id: str | None = None) -> str:
+        """The request id the request proves it holds (RoomError 'unauthorized' without a valid queue token)."""
+        return self.service.visitor(room, self.queue_tokens(room, cookies, authorization), request_id)
+
+    async def join(self, room: str, raw: bytes) -> tuple[bytes, dict[str, str]]:
+        """(JSON body, headers): the position, and the queue token in the body (API clients send it back as a
+        bearer token) and in an HttpOnly cookie scoped to the room's path (the page's polls carry it)."""
         t0 = time.perf_counter()
         body = parse_body(raw, required=False)
-        out = await self.service.join(room, body.get("request_id"), body.get("claim"))
+        settings = self.service.room_settings(room)
+        request_id = body.get("request_id")
+        if request_id is not None:
+            if not settings.client_request_ids:
+                raise RoomError("bad_request", f"request_id: room {room!r} makes request ids itself; send none "
+                                               "(a room with client_request_ids takes one, for retries)")
+            if not isinstance(request_id, str) or len(request_id) < CLIENT_ID_MIN:
+                # whoever knows a client-chosen id can join with it again and get its queue token: it must be a secret
+                raise RoomError("bad_request", f"request_id: a random id of {CLIENT_ID_MIN}-128 characters "
+                                               "(whoever knows it holds the place)")
+        out = await self.service.join(room, request_id, body.get("claim"))
         h = self._join_hist.get(room)
         if h is None:
             h = self._join_hist[room] = m.JOIN_LATENCY.labels(room)
         h.observe(time.perf_counter() - t0)
-        return orjson.dumps(out)
+        cookie = (f"{queue_cookie_name(room)}={out['queue_token']}; Max-Age={QUEUE_TOKEN_TTL_S}; "
+                  f"Path={self.prefix}/rooms/{room}/; HttpOnly; SameSite=Strict" + ("; Secure" if settings.cookie_secure else ""))
+        return orjson.dumps(out), {"Set-Cookie": cookie, "Cache-Control": "no-store"}
 
-    async def status(self, room: str, request_id: str | None) -> bytes:
-        if not request_id:
-            raise RoomError("bad_request", "query parameter request_id is required")
-        return orjson.dumps(await self.service.status(room, request_id))
+    async def status(self, room: str, request_id: str | None, cookies: str = "", authorization: str = "") -> bytes:
+        """A poll, which is also the heartbeat that keeps the place: for the holder of the queue token only
+        (`request_id`, if given, must be the token's)."""
+        rid = self.visitor(room, cookies, authorization, request_id)
+        return orjson.dumps(await self.service.status(room, rid))
+
+    async def token(self, room: str, raw: bytes, cookies: str, authorization: str) -> dict[str, Any]:
+        body = parse_body(raw, required=False)
+        request_id: Any = body.get("request_id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise RoomError("bad_request", "request_id: expected the id returned by join")
+        return await self.service.access_token(room, self.visitor(room, cookies, authorization, request_id))
+
+
+CLIENT_ID_MIN = 16
 
 
 def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, prefix: str = "/waitingroom", *,
@@ -176,24 +227,42 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
     p = prefix.rstrip("/")
     room_page = public.room_page
 
+    def cookies(request: web.Request) -> str:
+        return "; ".join(request.headers.getall("Cookie", []))  # several Cookie headers are one list
+
     async def join(request: web.Request) -> web.Response:
-        body = await public.join(request.match_info["room"], await request.read())
-        return web.Response(body=body, content_type="application/json")
+        body, headers = await public.join(request.match_info["room"], await request.read())
+        return web.Response(body=body, content_type="application/json", headers=headers)
 
     async def status(request: web.Request) -> web.Response:
-        body = await public.status(request.match_info["room"], request.query.get("request_id"))
+        body = await public.status(request.match_info["room"], request.query.get("request_id"), cookies(request),
+                                   request.headers.get("Authorization", ""))
         return web.Response(body=body, content_type="application/json")
 
     async def token(request: web.Request) -> web.Response:
-        body = await _body(request, required=True)
-        request_id: Any = body.get("request_id")  # any JSON: the service checks it is a request id
-        return _json(await service.access_token(request.match_info["room"], request_id))
+        return _json(await public.token(request.match_info["room"], await request.read(), cookies(request),
+                                        request.headers.get("Authorization", "")))
+
+    # verifiers may cache the keys this long; a rotation pre-publishes the next key for longer (key_prepublish_s)
+    cache_control = f"public, max-age={service.jwks_max_age_s}"
 
     async def jwks(request: web.Request) -> web.Response:
         if "room" in request.match_info:
             service.room_settings(request.match_info["room"])  # 404 for an unknown room
         resp = _json(service.jwks())
-        resp.headers["Cache-Control"] = "public, max-age=60"
+        resp.headers["Cache-Control"] = cache_control
+        return resp
+
+    async def discovery(request: web.Request) -> web.Response:
+        """The issuer's discovery document. The JWKS URL is under the configured issuer when that is a URL (as
+        gateways expect: they fetch <issuer>/.well-known/openid-configuration), else on the host asked."""
+        if service.issuer.startswith(("https://", "http://")):
+            jwks_uri = service.issuer.rstrip("/") + "/.well-known/jwks.json"
+        else:
+            proto = (request.headers.get("X-Forwarded-Proto") or request.scheme).split(",")[0].strip()
+            jwks_uri = f"{proto}://{request.host}{p}/.well-known/jwks.json"
+        resp = _json(service.openid_configuration(jwks_uri))
+        resp.headers["Cache-Control"] = cache_control
         return resp
 
     async def waiting_page(request: web.Request) -> web.Response:
@@ -206,7 +275,7 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         """The hand-off: a form post from the page once admitted (a navigation, so it works without
         scripts reading the token). The access token goes into an HttpOnly cookie that the site's proxy
         checks with forward-auth, and the browser goes back to the page it asked for, if that is on one of
-        the room's origins. Not admitted yet: back to the room's page."""
+        the room's origins. Not admitted yet, or no valid queue cookie: back to the room's page."""
         room = request.match_info["room"]
         settings = service.room_settings(room)
         form = await request.post()
@@ -214,11 +283,11 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         target = handoff_target(settings, return_to if isinstance(return_to, str) else None)
         if target is None:
             raise RoomError("bad_request", f"room {room!r} has no origins to hand visitors off to; use /token")
-        request_id: Any = form.get("request_id")  # any form value: the service checks it is a request id
         try:
-            token = await service.access_token(room, request_id)
+            # the queue cookie the join set: the page's form carries no id, and a request id alone proves nothing
+            token = await service.access_token(room, public.visitor(room, cookies(request), ""))
         except RoomError as exc:
-            if exc.code != "not_admitted":
+            if exc.code not in ("not_admitted", "unauthorized"):  # the room's page waits, or joins anew
                 raise
             return web.Response(status=303, headers={"Location": room_page(room, target), "Cache-Control": "no-store"})
         resp = web.Response(status=303, headers={"Location": target, "Cache-Control": "no-store"})
@@ -296,6 +365,7 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         r.add_post(f"{p}/rooms/{{room}}/token", _handler("token", token))
         r.add_get(f"{p}/rooms/{{room}}/jwks.json", _handler("jwks", jwks))
         r.add_get(f"{p}/.well-known/jwks.json", _handler("jwks", jwks))
+        r.add_get(f"{p}/.well-known/openid-configuration", _handler("jwks", discovery))
         r.add_get(f"{p}/rooms/{{room}}/", _handler("page", waiting_page))
         r.add_get(f"{p}/rooms/{{room}}", _handler("page", waiting_page))
         r.add_post(f"{p}/rooms/{{room}}/enter", _handler("enter", enter))
@@ -319,8 +389,9 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
 def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=None) -> WaitingRoomService:
     """The service from the `waitingroom` config section; `await service.start()` loads/creates its rooms.
 
-    Keys: admin_token (required), redis_url, key_prefix, token_alg (EdDSA|ES256), key_grace_s,
-    tick_interval_s, rooms {id: settings}, account, region, redis_max_connections.
+    Keys: admin_token (required), redis_url, key_prefix, token_alg (EdDSA|ES256|RS256), key_grace_s,
+    tick_interval_s, rooms {id: settings}, account, region, redis_max_connections, issuer, jwks_max_age_s,
+    key_prepublish_s, signing_keys [PEM file path or inline PEM], key_encryption_key.
     """
     if not isinstance(config, dict):
         raise SettingsError("waitingroom", "an object", config)
@@ -338,10 +409,21 @@ def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=Non
     if observer is None:
         observer = m.PrometheusObserver()
     admin_token: Any = config.get("admin_token")  # WaitingRoomService checks it
+    kek: Any = config.get("key_encryption_key")
+    if kek is not None and (not isinstance(kek, str) or len(kek) < 32):
+        raise SettingsError("waitingroom.key_encryption_key", "a secret of at least 32 characters", "<redacted>")
+    issuer: Any = config.get("issuer", ISSUER)
+    if not isinstance(issuer, str) or not issuer or issuer.endswith("/"):
+        raise SettingsError("waitingroom.issuer", "the tokens' iss: a URL such as https://shop.example.com/waitingroom "
+                                                  "(no trailing slash)", issuer)
     service = WaitingRoomService(
         store, admin_token=admin_token, token_alg=config.get("token_alg", "EdDSA"),
         key_grace_s=config.get("key_grace_s"), tick_interval_s=float(config.get("tick_interval_s", 0.5)),
         emit=emit, observer=observer, account=config.get("account", "000000000000"), region=config.get("region", "local"),
+        issuer=issuer, jwks_max_age_s=int(config.get("jwks_max_age_s", 60)),
+        key_prepublish_s=float(config.get("key_prepublish_s", 300)),
+        signing_keys=load_signing_keys(config.get("signing_keys") or []),
+        key_encryption_key=None if kek is None else key_encryption_key(kek),
     )
     # validate the configured rooms now, so a bad room fails at start-up with its path
     from processors.waitingroom.settings import parse_room_settings
@@ -352,10 +434,41 @@ def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=Non
     return service
 
 
+def load_signing_keys(entries: Any) -> list[SigningKey]:
+    """`waitingroom.signing_keys`: each a PEM file (a mounted Kubernetes Secret) or the PEM itself (from ${VAR});
+    the first signs, the others only verify. Errors name the entry, never its content."""
+    if not isinstance(entries, list):
+        raise SettingsError("waitingroom.signing_keys", "a list of PEM private-key files or PEM texts", "<redacted>")
+    keys = []
+    for i, entry in enumerate(entries):
+        path = f"waitingroom.signing_keys[{i}]"
+        if not isinstance(entry, str) or not entry:
+            raise SettingsError(path, "a PEM file path or PEM text", "<redacted>")
+        if entry.lstrip().startswith("-----BEGIN"):
+            pem, shown = entry.encode(), "<inline PEM>"
+        else:
+            try:
+                with open(entry, "rb") as f:
+                    pem = f.read()
+            except OSError as exc:
+                raise SettingsError(path, f"a readable PEM file ({exc.strerror})", entry) from None
+            shown = entry
+        try:
+            keys.append(SigningKey.from_pem(pem, signs=i == 0))
+        except KeyStoreError as exc:
+            raise SettingsError(path, str(exc), shown) from None
+    if len({k.kid for k in keys}) != len(keys):
+        raise SettingsError("waitingroom.signing_keys", "distinct keys", "the same key twice")
+    return keys
+
+
 def waitingroom_lifecycle(service: WaitingRoomService):
     """An aiohttp cleanup_ctx: start the service (rooms, keys, inlet) with the app, stop and close with it."""
 
     async def ctx(app: web.Application):
+        warning = service.key_warning()
+        if warning:
+            log.warning(warning)
         await service.start()
         yield
         await service.stop()

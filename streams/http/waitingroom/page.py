@@ -1,7 +1,12 @@
 """The waiting page: joins (or resumes) the queue, polls the status, shows position and ETA, and once
 admitted hands the visitor off to the site (a form post to .../enter, which sets the access cookie and
 redirects to `return_to`), or, in a room without origins, fetches the access token. Plain HTML +
-fetch(), no build step."""
+fetch(), no build step.
+
+The visitor's place is the queue cookie join sets (HttpOnly, on the room's path): every poll, the token
+fetch and the hand-off carry it by themselves, so the page keeps no id or token of its own and a reload
+resumes the same place. A poll answered 401 (no cookie, or one that no longer verifies) or 404 (the place
+is gone) joins again."""
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -28,7 +33,6 @@ PAGE = """<!doctype html>
   var room = decodeURIComponent(base.split("/").pop());
   var key = "eventweir-waitingroom:" + room;
   var params = new URLSearchParams(location.search);
-  var rid = params.get("request_id") || localStorage.getItem(key);
   var $ = function (id) { return document.getElementById(id); };
   $("room").textContent = room;
   function fmtEta(s) {
@@ -48,14 +52,13 @@ PAGE = """<!doctype html>
       .then(function (r) { return r.json(); })
       .then(function (j) {
         if (!j.request_id) { $("state").textContent = j.message || "could not join"; throw new Error("join"); }
-        rid = j.request_id; localStorage.setItem(key, rid);
       });
   }
   function handOff() {
     // a real navigation, so the answer's Set-Cookie (HttpOnly, unreadable here) and redirect apply
     var form = document.createElement("form");
     form.method = "POST"; form.action = base + "/enter";
-    var fields = {request_id: rid, return_to: params.get("return_to") || params.get("rd") || ""};
+    var fields = {return_to: params.get("return_to") || params.get("rd") || ""};
     Object.keys(fields).forEach(function (name) {
       var input = document.createElement("input");
       input.type = "hidden"; input.name = name; input.value = fields[name]; form.appendChild(input);
@@ -68,8 +71,7 @@ PAGE = """<!doctype html>
     $("admitted").style.display = "block";
     document.querySelector("h1").textContent = "It is your turn";
     if (document.body.dataset.handoff === "1") { handOff(); return; }
-    return fetch(base + "/token", {method: "POST", headers: {"content-type": "application/json"},
-                                  body: JSON.stringify({request_id: rid})})
+    return fetch(base + "/token", {method: "POST", headers: {"content-type": "application/json"}, body: "{}"})
       .then(function (r) { return r.json(); })
       .then(function (t) {
         if (t.access_token) { sessionStorage.setItem(key + ":token", t.access_token); $("token-state").textContent = "Access granted."; }
@@ -77,11 +79,11 @@ PAGE = """<!doctype html>
       });
   }
   function poll() {
-    fetch(base + "/status?request_id=" + encodeURIComponent(rid))
+    fetch(base + "/status")
       .then(function (r) { return r.json().then(function (s) { return [r.status, s]; }); })
       .then(function (pair) {
         var s = pair[1];
-        if (pair[0] === 404) { localStorage.removeItem(key); return join().then(poll); }
+        if (pair[0] === 401 || pair[0] === 404) { return join().then(poll); }
         if (pair[0] !== 200) { $("state").textContent = s.message || "error"; setTimeout(poll, 5000); return; }
         show(s);
         if (s.state === "admitted" || s.state === "active") { return admitted(); }
@@ -89,7 +91,7 @@ PAGE = """<!doctype html>
       })
       .catch(function () { setTimeout(poll, 5000); });
   }
-  (rid ? Promise.resolve() : join()).then(poll);
+  poll();
 })();
 </script>
 </body></html>

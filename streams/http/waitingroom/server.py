@@ -7,7 +7,8 @@ requests are nearly all of the room's own traffic; the proxy in front of the sit
 framework (request and response objects, router, writer); here the request line and a few headers
 are split by hand and the answer goes out as one bytes object. On tests/bench/waitingroom.py (one
 process, 256 connections) that took joins from ~16k/s to ~30k/s and polls from ~21k/s to ~36k/s.
-Forward-auth needs no store, so it is answered as soon as it is parsed, without a task.
+Forward-auth needs no store, so it is answered as soon as it is parsed, without a task. A status poll's
+Cookie and Authorization headers are kept too: they carry the visitor's queue token, checked on every poll.
 
 A connection starts on the lean path. The first request that is not a plain HTTP/1.1 join, status or
 GET forward-auth (another route or method, chunked body, `Expect`, `Upgrade`, HTTP/1.0, a
@@ -88,14 +89,17 @@ class HotPaths:
             return "auth_redirect", room.decode(), tail[len(_REDIRECT):] + target[len(path):]  # + "?query" if any
         return None
 
-    async def answer(self, kind: str, room: str, query: bytes, body: bytes) -> tuple[int, bytes, dict[str, str]]:
-        """A join or status request (they wait for the store)."""
+    async def answer(self, kind: str, room: str, query: bytes, body: bytes,
+                     fields: dict[str, str] | None) -> tuple[int, bytes, dict[str, str]]:
+        """A join or status request (they wait for the store); `fields`: a status request's credentials."""
         reply: tuple[int, bytes, dict[str, str]]
         try:
             if kind == "join":
-                reply = (200, await self.api.join(room, body), {})
+                reply = (200, *await self.api.join(room, body))
             else:
-                reply = (200, await self.api.status(room, _query_get(query, b"request_id")), {})
+                f = fields or {}
+                reply = (200, await self.api.status(room, _query_get(query, b"request_id"), f.get("Cookie", ""),
+                                                    f.get("Authorization", "")), {})
         except Exception as exc:  # noqa: BLE001 - mapped like aiohttp's handler; anything else is a 500 there too
             reply = _failed(kind, exc)
         count_request(kind, reply[0])
@@ -203,7 +207,8 @@ class _LeanProtocol(asyncio.Protocol):
                 self._hand_over()
                 return
             length, close = -1, False
-            fields: dict[str, str] | None = {} if route[0].startswith("auth") else None  # what forward-auth reads
+            # what forward-auth reads, and the credentials of a status poll
+            fields: dict[str, str] | None = None if route[0] == "join" else {}
             if line_end < end:
                 for line in buf[line_end + 2:end].split(b"\r\n"):
                     name, sep, value = line.partition(b":")
@@ -226,7 +231,7 @@ class _LeanProtocol(asyncio.Protocol):
                             self._hand_over()
                             return
                         close = b"close" in value
-                    elif fields is not None:
+                    elif fields is not None and (name == b"cookie" or name in _AUTH_HEADERS):
                         text = value.strip().decode("utf-8", "surrogateescape")
                         if name == b"cookie":  # several Cookie headers are one list, as aiohttp's handler joins them
                             fields["Cookie"] = fields["Cookie"] + "; " + text if "Cookie" in fields else text
@@ -245,7 +250,8 @@ class _LeanProtocol(asyncio.Protocol):
             body = buf[end + 4:total]
             self.buf = buf[total:]
             kind, room, query = route
-            if fields is not None:  # forward-auth waits for nothing: answered here, in order, no task
+            if kind.startswith("auth"):  # forward-auth waits for nothing: answered here, in order, no task
+                assert fields is not None, "forward-auth's headers were collected"
                 transport = self.transport
                 self._write(transport, *self.hot.answer_auth(kind, room, query, fields), close)
                 if close:
@@ -255,7 +261,7 @@ class _LeanProtocol(asyncio.Protocol):
                     transport.resume_reading()
                 continue
             self.busy = True
-            asyncio.get_running_loop().create_task(self._serve(kind, room, query, body, close))
+            asyncio.get_running_loop().create_task(self._serve(kind, room, query, body, fields, close))
 
     def _write(self, transport: asyncio.Transport, status: int, out: bytes, headers: dict[str, str], close: bool) -> None:
         extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items()) if headers else b""
@@ -267,8 +273,9 @@ class _LeanProtocol(asyncio.Protocol):
             transport.close()
         self.idle_since = time.monotonic()
 
-    async def _serve(self, kind: str, room: str, query: bytes, body: bytes, close: bool) -> None:
-        status, out, headers = await self.hot.answer(kind, room, query, body)
+    async def _serve(self, kind: str, room: str, query: bytes, body: bytes, fields: dict[str, str] | None,
+                     close: bool) -> None:
+        status, out, headers = await self.hot.answer(kind, room, query, body, fields)
         transport = self.transport
         if transport is None:
             return  # the client left

@@ -138,7 +138,8 @@ async def test_priority_classes_and_exempt_bypass_need_a_signed_claim(store):
     secret = "s" * 40
     svc = await make_service(store, {"sale": {**MANUAL, "priority_classes": ["vip", "general"], "claim_secret": secret}})
     vip = jwt.encode({"aud": "sale", "class": "vip", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
-    organiser = jwt.encode({"aud": "sale", "exempt": True, "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+    organiser = jwt.encode({"aud": "sale", "exempt": True, "jti": "org-1", "exp": int(time.time()) + 60}, secret,
+                           algorithm="HS256")
     forged = jwt.encode({"aud": "sale", "class": "vip", "exp": int(time.time()) + 60}, "x" * 40, algorithm="HS256")
     await svc.join("sale", "g1")
     await svc.join("sale", "g2")
@@ -156,6 +157,28 @@ async def test_priority_classes_and_exempt_bypass_need_a_signed_claim(store):
     boss = await svc.join("sale", "boss", organiser)
     assert boss["state"] == "admitted" and boss["position"] == 0
     assert (await svc.access_token("sale", "boss"))["access_token"]
+
+
+async def test_an_exemption_lets_one_visitor_in_once(store):
+    secret = "s" * 40
+    svc = await make_service(store, {"sale": {**MANUAL, "claim_secret": secret}})
+
+    def claim(**c):
+        return jwt.encode({"aud": "sale", "exp": int(time.time()) + 60, **c}, secret, algorithm="HS256")
+
+    shared = claim(exempt=True, jti="staff-7")
+    first = await svc.join("sale", "v0", shared)
+    assert first["state"] == "admitted"
+    assert (await svc.join("sale", "v0", shared))["state"] == "admitted"  # the same visitor's retry: the same answer
+    for i in range(1, 5):  # four more visitors with the same claim: refused, not admitted
+        with pytest.raises(RoomError) as err:
+            await svc.join("sale", f"v{i}", shared)
+        assert err.value.code == "forbidden" and "used" in err.value.message
+    for reusable in (claim(exempt=True), claim(exempt=True, jti="staff-8", exp=int(svc.clock()) + 86_400)):
+        with pytest.raises(RoomError) as err:  # without a jti, or long-lived: refused outright
+            await svc.join("sale", "v9", reusable)
+        assert err.value.code == "forbidden"
+    assert (await svc.counters("sale"))["exempt"] == 1
 
 
 async def test_random_method_shuffles_the_prequeue_once(store):
@@ -284,22 +307,37 @@ async def test_bad_request_ids_are_rejected(store):
         assert err.value.code == "bad_request" and "request_id" in err.value.message
 
 
-async def test_key_rotation_across_workers_and_grace_period(store):
+def kid_of(token: str) -> str:
+    return jwt.get_unverified_header(token)["kid"]
+
+
+async def test_rotation_publishes_the_next_key_before_it_signs_on_every_worker(store):
     clock = FakeClock()
-    a = await make_service(store, {"sale": MANUAL}, clock, key_grace_s=120)
-    await a.join("sale", "u0")
-    await a.increment_serving("sale", 1)
-    old = (await a.access_token("sale", "u0"))["access_token"]
+    kw = {"key_grace_s": 120, "jwks_max_age_s": 60, "key_prepublish_s": 300}
+    a = await make_service(store, {"sale": MANUAL}, clock, **kw)
+    b = await make_service(store, clock=clock, **kw)  # another worker on the same store
+
+    async def admitted_token(svc, rid):
+        await svc.join("sale", rid)
+        await svc.increment_serving("sale", 1)
+        return (await svc.access_token("sale", rid))["access_token"]
+
+    old = await admitted_token(a, "u0")
     rotated = await a.rotate_keys()
-    b = await make_service(store, clock=clock, key_grace_s=120)  # another worker loads the rotated ring
-    assert b.ring.active.kid == rotated["active_kid"]
-    assert b.verify_access_token(old, "sale")["sub"] == "u0"  # inside the grace period
-    await b.join("sale", "u1")
-    await b.increment_serving("sale", 1)
-    new = (await b.access_token("sale", "u1"))["access_token"]
+    await b.reload()  # what b's inlet loop does when the store's version changes
+    nxt = rotated["next_kid"]
+    assert rotated["active_kid"] == kid_of(old) != nxt
+    for svc in (a, b):  # published at once, so every JWKS cache has it before it signs ...
+        assert {k["kid"] for k in svc.jwks()["keys"]} == {kid_of(old), nxt}
+    clock.advance(299)
+    assert kid_of(await admitted_token(b, "u1")) == kid_of(old)  # ... and it does not sign yet
+    clock.advance(2)
+    new = await admitted_token(a, "u2")
+    assert kid_of(new) == nxt and kid_of(await admitted_token(b, "u3")) == nxt  # both switch at the same time
+    assert b.verify_access_token(old, "sale")["sub"] == "u0"  # the old key verifies for its grace period
     clock.advance(121)
-    with pytest.raises(TokenError) as err:  # still unexpired (600 s session), but its key is gone
+    with pytest.raises(TokenError) as err:
         b.verify_access_token(old, "sale")
     assert err.value.reason == "kid"
-    assert {k["kid"] for k in b.jwks()["keys"]} == {rotated["active_kid"]}
-    assert b.verify_access_token(new, "sale")["sub"] == "u1"
+    assert {k["kid"] for k in b.jwks()["keys"]} == {nxt}
+    assert a.verify_access_token(new, "sale")["sub"] == "u2"

@@ -51,6 +51,7 @@ def test_defaults_and_full_settings():
     ({"queueing_method": "random"}, "rooms.sale.schedule.start", "start time"),
     ({"claim_secret": "short"}, "rooms.sale.claim_secret", "at least 32"),
     ({"paused": "yes"}, "rooms.sale.paused", "true or false"),
+    ({"client_request_ids": 1}, "rooms.sale.client_request_ids", "true or false"),
     ({"capacity": 5}, "rooms.sale.capacity", "one of"),
 ])
 def test_bad_settings_name_path_and_expectation(raw, path, expected):
@@ -82,7 +83,10 @@ def test_hand_off_settings_round_trip_and_stay_out_of_rooms_that_do_not_use_them
     assert parse_room_settings("sale", room.to_dict()) == room
     # a room without them is stored as before, so workers of the previous version still read it
     plain = parse_room_settings("sale", {}).to_dict()
-    assert not {"origins", "cookie_domain", "cookie_secure"} & set(plain)
+    assert not {"origins", "cookie_domain", "cookie_secure", "client_request_ids"} & set(plain)
+    assert parse_room_settings("sale", {}).client_request_ids is False  # the server makes request ids by default
+    retries = parse_room_settings("sale", {"client_request_ids": True})
+    assert parse_room_settings("sale", retries.to_dict()) == retries
     assert parse_room_settings("sale", {}).cookie_secure is True
 
 

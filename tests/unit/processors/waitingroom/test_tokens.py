@@ -20,7 +20,7 @@ def access_claims(**over):
     return c
 
 
-@pytest.fixture(params=["EdDSA", "ES256"])
+@pytest.fixture(params=["EdDSA", "ES256", "RS256"])
 def ring(request):
     key = SigningKey.generate(request.param, NOW)
     return KeyRing([key], key.kid)
@@ -93,7 +93,9 @@ def test_rotated_key_stays_valid_for_its_grace_then_is_rejected(ring):
         ring.verify(old_token, audience="sale", token_use="access", now_s=after)
     assert err.value.reason == "kid"
     assert ring.verify(new_token, audience="sale", token_use="access", now_s=after)["sub"] == "r1"
-    assert ring.prune(after) == [old_kid]
+    # gone from the JWKS, the old key still checks the queue tokens it signed while someone may hold one
+    assert ring.prune(after) == []
+    assert ring.prune(after + 86_400) == [old_kid]
 
 
 def test_keys_survive_a_round_trip_through_their_records(ring):
@@ -127,6 +129,12 @@ def test_queue_token_is_checked_by_the_room_only(ring):
     with pytest.raises(TokenError) as err:  # nobody outside can verify it as an access token
         ring.verify(token, audience="sale", token_use="access", now_s=NOW)
     assert err.value.reason == "algorithm"
+    for bad, reason in ((ring.sign_queue({**claims, "aud": "other"}), "audience"), ("a.b", "malformed"),
+                        ("é.é.é", "malformed"), (ring.sign(claims), "kid"),
+                        (ring.sign_queue({**claims, "token_use": "access"}), "token_use")):
+        with pytest.raises(TokenError) as err:
+            ring.verify_queue(bad, audience="sale", now_s=NOW)
+        assert err.value.reason == reason, bad
 
 
 # ---- forward-auth's check (KeyRing.verify_access): the same rules, fast enough for every request to the site

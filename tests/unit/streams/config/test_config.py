@@ -61,7 +61,11 @@ def test_missing_or_broken_files_say_what_to_do(tmp_path):
 
 def test_a_bad_secret_is_named_but_never_echoed():
     for section, secret in (({"waitingroom": {"admin_token": "hunter2"}}, "hunter2"),
-                            ({"kafka": {"sasl_password": 42}}, "42")):
+                            ({"kafka": {"sasl_password": 42}}, "42"),
+                            ({"waitingroom": {"admin_token": "a" * 16, "key_encryption_key": "kek-too-short"}},
+                             "kek-too-short"),
+                            ({"waitingroom": {"admin_token": "a" * 16, "signing_keys": "-----BEGIN PRIVATE"}},
+                             "BEGIN PRIVATE")):
         with pytest.raises(ConfigError) as err:
             parse_config({"sources": [{"topic": "in"}], **section}, environ={})
         assert secret not in str(err.value) and "<redacted>" in str(err.value)
