@@ -197,8 +197,8 @@ class SourceSettings(Section):
     enrich: list[EnrichSettings] = Field(
         default_factory=list,
         description="Enrichment stages after normalisation, in order: [{type: join, table: devices, key: "
-        "detail.device_id, fields: [site]}, ...]. Stateful ones (order_check, sessions, dedupe, scd2) keep "
-        "their state in a compacted changelog topic <group_id>-<topic>-<store>-changelog.",
+        "detail.device_id, fields: [site]}, ...]. Stateful ones (order_check, sessions, dedupe, scd2, window, "
+        "windows, sequence) keep their state in a compacted changelog topic <group_id>-<topic>-<store>-changelog.",
     )
 
     @field_validator("schemas", mode="before")
@@ -222,7 +222,8 @@ class EnrichSettings(Section):
     type: str = Field(
         description="join (reference table), lookup (cached HTTP), units, derived, order_check, alerts (IoT); "
         "sessions, user_agent, ip (clickstream); dedupe, scd2 (CDC); window (per-key counts over tumbling "
-        "windows). Run after validate + normalise, in order; each stage's keys are listed below.",
+        "windows); windows (tumbling, hopping and session windows over event time); sequence (gaps in a "
+        "sequence field per key). Run after validate + normalise, in order; each stage's keys are listed below.",
     )
 
     @field_validator("type")

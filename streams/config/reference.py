@@ -65,9 +65,11 @@ def type_name(tp) -> str:
 
 def _constraints(field: FieldInfo) -> str:
     words = []
+    text = _unwrap_optional(field.annotation)[0] in (str, SecretStr)  # a length counts characters, else items
+    unit = "characters" if text else "items"
     for item in field.metadata:
-        for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"), ("min_length", "min items"),
-                           ("max_length", "max items"), ("pattern", "matches")):
+        for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"), ("min_length", f"min {unit}"),
+                           ("max_length", f"max {unit}"), ("pattern", "matches")):
             value = getattr(item, attr, None)
             if value is not None:
                 words.append(f"{sign} `{value}`" if attr == "pattern" else f"{sign} {value}")
@@ -92,11 +94,13 @@ def _default(field: FieldInfo) -> str:
 def rows(model: type[BaseModel] = Config, prefix: str = "", env: str | None = ENV_PREFIX) -> list[tuple[str, str, str, str, str]]:
     """(key, type, default, environment variable, description) for every key, depth first."""
     out = []
+    hints = typing.get_type_hints(model, include_extras=True)  # resolves models declared further down
     for name, field in model.model_fields.items():
+        annotation = hints.get(name, field.annotation)
         key = prefix + (field.alias if field.alias and field.alias != name else name)
         cell = f"`{key}`" + (f" (or `{prefix}{name}`)" if field.alias and field.alias != name else "")
         var = f"{env}{name.upper()}" if env else "—"
-        child, is_list = _model_of(field.annotation)
+        child, is_list = _model_of(annotation)
         description = " ".join((field.description or "").split())
         limits = _constraints(field)
         if limits:
@@ -105,7 +109,7 @@ def rows(model: type[BaseModel] = Config, prefix: str = "", env: str | None = EN
             out.append((f"`{key}`", "section", "", "", description))
             out += rows(child, key + ".", f"{var}__" if env else None)
             continue
-        out.append((cell, "list of items" if is_list else type_name(field.annotation), _default(field),
+        out.append((cell, "list of items" if is_list else type_name(annotation), _default(field),
                     f"`{var}`" + (" (YAML)" if is_list else "") if env else var, description))
         if child:
             out += rows(child, key + "[].", None)
