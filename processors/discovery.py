@@ -13,7 +13,8 @@ that discover concurrently merge to the same schema whatever the order, except w
 then `a`'s properties are kept and `b`'s new ones are taken by name until the cap (deterministic
 in the registry topic's order, which every worker reads alike).
 
-Bounds: `max_properties` per object, `max_depth`, `max_fields` per schema in all; `Discovery`
+Bounds: `max_properties` per object, `max_depth`, `max_fields` per schema in all, `max_name`
+characters per property name (an object that met one is marked CAPPED); `Discovery`
 samples (the first `sample_first` events of a type, then every `sample_every`-th) and knows at
 most `max_types` types (events of others are counted in `overflow`).
 """
@@ -38,6 +39,7 @@ class Limits:
     max_properties: int = 100  # per object: more are left out (the schema allows them, unnamed)
     max_depth: int = 8  # nesting past this is `{}`, any value
     max_fields: int = 1000  # properties in one schema, all levels together
+    max_name: int = 256  # a longer property name is left out: names are the one thing a schema keeps of an event
 
 
 def _type_name(value: Any) -> str:
@@ -103,6 +105,9 @@ def _infer(value: Any, limits: Limits, depth: int, budget: _Budget) -> Schema:
     if name == "object":
         properties: Schema = {}
         for key in (value if len(value) <= limits.max_properties else sorted(value)):
+            if len(key) > limits.max_name:
+                schema[CAPPED] = True
+                continue
             if len(properties) >= limits.max_properties or budget.left <= 0:
                 schema[CAPPED] = True
                 break

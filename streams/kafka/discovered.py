@@ -26,8 +26,17 @@ def registry_key(key: TypeKey) -> bytes:
     return f"{key[0]}/{key[1]}".encode()
 
 
-def encode(key: TypeKey, versions: Versions) -> bytes:
-    return orjson.dumps({"source": key[0], "detail-type": key[1], "versions": versions})
+MAX_RECORD_BYTES = 900_000  # under Kafka's default message.max.bytes (1 MB)
+
+
+def encode(key: TypeKey, versions: Versions) -> tuple[Versions, bytes]:
+    """The record value of a type, and the versions it holds: the oldest are dropped while it is
+    larger than MAX_RECORD_BYTES (the latest always stays; processors/discovery.Limits bound it)."""
+    while True:
+        value = orjson.dumps({"source": key[0], "detail-type": key[1], "versions": versions})
+        if len(value) <= MAX_RECORD_BYTES or len(versions) <= 1:
+            return versions, value
+        versions = versions[1:]
 
 
 def decode(value: bytes) -> tuple[TypeKey, Versions]:
@@ -106,7 +115,8 @@ class RegistryTopic:
         """Write and wait for the ack, then apply at once (this worker reads its own writes)."""
         assert self._producer is not None, "start() first"
         k = registry_key(key)
-        meta = await (await self._producer.send(self.topic, key=k, value=encode(key, versions)))
+        versions, value = encode(key, versions)
+        meta = await (await self._producer.send(self.topic, key=k, value=value))
         if self._offsets.get(k, -1) < meta.offset:
             self._offsets[k] = meta.offset
             self.entries[key] = versions

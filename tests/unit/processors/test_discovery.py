@@ -121,3 +121,13 @@ def test_openapi_export_has_one_type_per_schema():
     assert doc["components"]["schemas"]["AWSEvent"]["properties"]["detail"] == {"$ref": "#/components/schemas/OrderPlaced"}
     assert detail["properties"]["a"] == {"anyOf": [{"type": "integer"}, {"type": "string"}]}
     assert detail["properties"]["b"] == {"type": "string", "nullable": True}
+
+
+def test_a_property_name_past_max_name_is_left_out_and_the_object_says_so():
+    limits = Limits(max_name=8)
+    schema = infer({"short": 1, "x" * 9: {"deep": True}}, limits)
+    assert list(schema["properties"]) == ["short"] and schema["x-eventweir-capped"] is True
+    jsonschema.Draft202012Validator(schema).validate({"short": 1, "x" * 9: {"deep": True}})
+    # a property the capped side cannot describe may hold anything after a merge
+    merged = merge(infer({"x" * 9: 1, "short": 1}, Limits()), schema, limits)
+    assert merged["properties"]["x" * 9] == {}
