@@ -131,3 +131,17 @@ def test_a_property_name_past_max_name_is_left_out_and_the_object_says_so():
     # a property the capped side cannot describe may hold anything after a merge
     merged = merge(infer({"x" * 9: 1, "short": 1}, Limits()), schema, limits)
     assert merged["properties"]["x" * 9] == {}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(envelopes, min_size=1, max_size=8))
+def test_versions_only_widen_and_each_takes_every_event_before_it(events):
+    versions: list = []
+    for n, event in enumerate(events):
+        versions = next_versions(versions, infer(event), f"t{n}") or versions
+        latest = versions[-1]["schema"]
+        for earlier in events[: n + 1]:
+            jsonschema.Draft4Validator(latest).validate(earlier)
+    assert [v["version"] for v in versions] == list(range(1, len(versions) + 1))
+    for older, newer in zip(versions, versions[1:]):
+        assert older["schema"] != newer["schema"] and merge(newer["schema"], older["schema"]) == newer["schema"]
