@@ -245,8 +245,9 @@ class Discovery:
         self.seen: dict[TypeKey, int] = {}  # events per type: the sampling counter
         self.observed: dict[TypeKey, Schema] = {}
         self.changed: set[TypeKey] = set()
+        self.refused: set[TypeKey] = set()  # types the registry has no room for (a subset of `seen`)
         self.sampled = 0
-        self.overflow = 0  # events of a type past max_types, not looked at
+        self.overflow = 0  # events of a type past max_types (here or in the registry), not looked at
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         for event in events:
@@ -256,25 +257,35 @@ class Discovery:
     def observe(self, body: Any) -> None:
         if not isinstance(body, dict):
             return
-        key = (body.get("source"), body.get("detail-type"))
-        if not (isinstance(key[0], str) and isinstance(key[1], str)):
+        source, detail_type = body.get("source"), body.get("detail-type")
+        if not (isinstance(source, str) and isinstance(detail_type, str)):
             return  # not an envelope: nothing to file it under
-        n = self.seen.get(key)  # type: ignore[arg-type]
+        key = (source, detail_type)
+        n = self.seen.get(key)
         if n is None:
             if len(self.seen) >= self.max_types:
                 self.overflow += 1
                 return
             n = 0
-        self.seen[key] = n + 1  # type: ignore[index]
+        elif self.refused and key in self.refused:
+            self.overflow += 1
+            return
+        self.seen[key] = n + 1
         if n >= self.sample_first and (n - self.sample_first) % self.sample_every:
             return
         self.sampled += 1
         schema = infer(body, self.limits)
-        old = self.observed.get(key)  # type: ignore[arg-type]
+        old = self.observed.get(key)
         new = schema if old is None else merge(old, schema, self.limits)
         if new != old:
-            self.observed[key] = new  # type: ignore[index]
-            self.changed.add(key)  # type: ignore[arg-type]
+            self.observed[key] = new
+            self.changed.add(key)
+
+    def refuse(self, key: TypeKey) -> None:
+        """Stop inferring `key` (the registry is full): its events count as overflow from now on."""
+        self.refused.add(key)
+        self.observed.pop(key, None)
+        self.changed.discard(key)
 
     def take_changes(self) -> dict[TypeKey, Schema]:
         """The observed schema of each type that changed since the last call."""

@@ -18,13 +18,15 @@ class DiscoverySettings(BaseModel):
         "worker; `eventweir schemas discovered` reads it. Made with one partition if missing.")
     sample_first: int = Field(10, ge=0, description="Events of a new type that are all inferred.")
     sample_every: int = Field(100, ge=1, description="After those, one event of the type in this many is inferred.")
-    max_types: int = Field(1000, ge=1, description="Types a worker keeps; events of more types are counted in "
+    max_types: int = Field(1000, ge=1, description="Types a worker keeps, and the registry takes (no new type once it "
+                                                   "holds that many); events of others are counted in "
                                                    "eventweir_discovery_overflow_events_total and not inferred.")
     max_properties: int = Field(100, ge=1, description="Properties kept per object; the schema allows the others "
                                                        "unnamed (the object is marked x-eventweir-capped).")
     max_depth: int = Field(8, ge=1, description="Nesting kept; deeper values are any value.")
     max_fields: int = Field(1000, ge=1, description="Properties kept per schema, all levels together.")
-    max_versions: int = Field(50, ge=1, description="Versions kept per type, the oldest dropped (numbers never repeat).")
+    max_versions: int = Field(20, ge=1, description="Versions kept per type, the oldest dropped (also while a type's record "
+                              "would pass 900 KB); numbers never repeat.")
     flush_interval_s: float = Field(5.0, gt=0, description="How often new versions are written to the registry topic.")
 
     def limits(self) -> Limits:

@@ -48,12 +48,14 @@ def decode(value: bytes) -> tuple[TypeKey, Versions]:
 
 
 class RegistryTopic:
-    """Read the registry to its end, then follow it; `write` a type's versions. `entries` is the
-    current view; `on_change(key)` is called for each type another writer changed."""
+    """Read the registry to its end, then follow it; `write` a type's versions. `records` is the
+    current view, each type's record as it is on the topic (JSON bytes hold a schema in a fraction
+    of the memory parsed dicts take; `versions(key)` parses one when it is needed); `on_change(key)`
+    is called for each type another writer changed."""
 
     def __init__(self, client_options: dict[str, Any], topic: str, on_change: Callable[[TypeKey], None] | None = None):
         self.client_options, self.topic, self.on_change = client_options, topic, on_change
-        self.entries: dict[TypeKey, Versions] = {}
+        self.records: dict[TypeKey, bytes] = {}
         self._offsets: dict[bytes, int] = {}  # key -> offset last applied (the topic has one partition)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -103,11 +105,11 @@ class RegistryTopic:
                 continue  # our own write, applied when it was acknowledged
             self._offsets[rec.key] = rec.offset
             try:
-                key, versions = decode(rec.value)
+                key, _ = decode(rec.value)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 log.error("schema registry %s: record at offset %d is not valid, ignored: %s", self.topic, rec.offset, exc)
                 continue
-            self.entries[key] = versions
+            self.records[key] = rec.value
             changed.append(key)
         return changed
 
@@ -119,7 +121,12 @@ class RegistryTopic:
         meta = await (await self._producer.send(self.topic, key=k, value=value))
         if self._offsets.get(k, -1) < meta.offset:
             self._offsets[k] = meta.offset
-            self.entries[key] = versions
+            self.records[key] = value
+
+    def versions(self, key: TypeKey) -> Versions:
+        """The type's versions, oldest first ([] for a type the registry does not have)."""
+        record = self.records.get(key)
+        return [] if record is None else decode(record)[1]
 
 
 async def read_registry(client_options: dict[str, Any], topic: str, timeout: float = 30.0) -> dict[TypeKey, Versions]:
@@ -133,4 +140,4 @@ async def read_registry(client_options: dict[str, Any], topic: str, timeout: flo
         await read_to_end(consumer, tps, registry._apply, timeout)
     finally:
         await consumer.stop()
-    return registry.entries
+    return {key: decode(value)[1] for key, value in registry.records.items()}

@@ -99,12 +99,20 @@ class SchemaDiscovery:
             keys, self._recheck[topic] = self._recheck[topic], set()  # what changes while we write waits for the next round
             for stage, _ in group:
                 keys |= set(stage.take_changes())
-            limits, keep = group[0][1].limits(), group[0][1].max_versions
+            limits, keep, max_types = group[0][1].limits(), group[0][1].max_versions, group[0][1].max_types
             for key in sorted(keys):
                 observed = self._observed(group, key)
                 if observed is None:
                     continue
-                versions = next_versions(registry.entries.get(key, []), observed, _now(), limits, keep)
+                if key not in registry.records and len(registry.records) >= max_types:
+                    # the registry is full: without this, types made per event (an id in a
+                    # detail-type) would grow it with every restart of every worker
+                    for stage, _ in group:
+                        stage.refuse(key)
+                    log.warning("schema discovery: registry %s holds %d types already; %s / %s left out",
+                                topic, len(registry.records), key[0], key[1])
+                    continue
+                versions = next_versions(registry.versions(key), observed, _now(), limits, keep)
                 if versions is None:
                     continue
                 try:
@@ -128,7 +136,7 @@ class SchemaDiscovery:
         return observed
 
     def _export(self) -> None:
-        discovery_metrics.DISCOVERED_TYPES.set(sum(len(r.entries) for r in self.registries.values()))
+        discovery_metrics.DISCOVERED_TYPES.set(sum(len(r.records) for r in self.registries.values()))
         for group in self.groups.values():
             for stage, _ in group:
                 sampled, overflow = self._counted.get(id(stage), (0, 0))

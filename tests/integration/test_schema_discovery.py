@@ -80,7 +80,7 @@ async def test_a_bus_with_discovery_versions_its_types_and_the_cli_exports_them(
     # a restarted worker reads the same registry: the same shapes again make no new version
     worker, task, _ = await start_worker(config)
     await produce(bootstrap_servers, bus_topic, orders[:3] + later[:3] + readings[:1])
-    await wait_for(lambda: worker.discovery.registries[registry].entries.keys() == entries.keys(), message="registry")
+    await wait_for(lambda: worker.discovery.registries[registry].records.keys() == entries.keys(), message="registry")
     await wait_for(lambda: worker.stats.consumed >= 7, message="the new events consumed")
     assert await worker.discovery.flush() == 0
     await stop_worker(worker, task)
@@ -147,14 +147,14 @@ async def test_two_workers_discovering_at_once_converge_on_one_chain_of_versions
     try:
         stages[0].observe(envelope("shop", "Order Placed", {"id": 1}))
         await workers[0].flush()
-        await wait_for(lambda: ("shop", "Order Placed") in workers[1].registries[registry].entries, message="v1 seen")
+        await wait_for(lambda: ("shop", "Order Placed") in workers[1].registries[registry].records, message="v1 seen")
         # each saw a field the other did not, and both write their version at once
         stages[0].observe(envelope("shop", "Order Placed", {"id": 2, "coupon": "A"}))
         stages[1].observe(envelope("shop", "Order Placed", {"id": 3, "gift": True}))
         await asyncio.gather(*(w.flush() for w in workers))
 
         def settled():
-            views = [w.registries[registry].entries.get(("shop", "Order Placed")) for w in workers]
+            views = [w.registries[registry].versions(("shop", "Order Placed")) for w in workers]
             detail = views[0][-1]["schema"]["properties"]["detail"]["properties"] if views[0] else {}
             return views[0] == views[1] and {"coupon", "gift"} <= set(detail)
 
@@ -176,3 +176,26 @@ async def test_two_workers_discovering_at_once_converge_on_one_chain_of_versions
     for detail in ({"id": 2, "coupon": "A"}, {"id": 3, "gift": True}):
         event = envelope("shop", "Order Placed", detail)
         jsonschema.Draft202012Validator(versions[-1]["schema"]).validate(event)
+
+
+async def test_a_full_registry_takes_no_new_type_even_from_a_fresh_worker(bootstrap_servers):
+    registry = unique("schemas")
+    config = parse_config({"kafka": {"bootstrap_servers": bootstrap_servers}, "sources": [{"topic": "unused"}],
+                           "bus": {"discovery": {"enabled": True, "topic": registry, "max_types": 1}}}, environ={})
+    first = SchemaDiscovery(config, {"default": (config.bus.discovery.stage(), config.bus.discovery)})
+    await first.start()
+    first.groups[registry][0][0].observe(envelope("shop", "Order Placed", {"id": 1}))
+    assert await first.flush() == 1
+    await first.close()
+    # a restarted worker has seen no type yet, but the registry already holds max_types
+    stage = config.bus.discovery.stage()
+    second = SchemaDiscovery(config, {"default": (stage, config.bus.discovery)})
+    await second.start()
+    try:
+        stage.observe(envelope("order-id-42", "Order Placed", {"id": 1}))
+        assert await second.flush() == 0
+        stage.observe(envelope("order-id-42", "Order Placed", {"id": 2}))
+        assert stage.overflow == 1 and not stage.observed
+    finally:
+        await second.close()
+    assert list(await registry_of(bootstrap_servers, registry)) == [("shop", "Order Placed")]

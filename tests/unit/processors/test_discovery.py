@@ -145,3 +145,11 @@ def test_versions_only_widen_and_each_takes_every_event_before_it(events):
     assert [v["version"] for v in versions] == list(range(1, len(versions) + 1))
     for older, newer in zip(versions, versions[1:]):
         assert older["schema"] != newer["schema"] and merge(newer["schema"], older["schema"]) == newer["schema"]
+
+
+def test_a_type_the_registry_has_no_room_for_is_no_longer_inferred():
+    d = Discovery(sample_first=100)
+    d.observe(_event({"id": 1}))
+    d.refuse(("shop", "Order Placed"))
+    d.observe(_event({"id": 2, "new": True}))
+    assert d.observed == {} and d.take_changes() == {} and d.overflow == 1 and d.sampled == 1
