@@ -40,6 +40,7 @@ class Pipeline:
         self.router = router
         self.bus_routers: dict = bus_routers or {}
         self.tables: dict = {}  # name -> ReferenceTable the stages join on, fed by the runtime
+        self.discovery: dict = {}  # bus -> (its schema discovery stage, settings), for the runtime's registry writer
         decoders = decoders or {}
         self.chains = {topic: Chain(decoders.get(topic) or Decoder(), stages) for topic, stages in stages_by_topic.items()}
         self.default_chain = Chain(Decoder(), [])

@@ -134,6 +134,15 @@ WORKER = {
                "Resident memory; size the pod's memory limit at about 1.5x the peak here."),
             ts("CPU per worker", [(f"sum by (instance) (rate(process_cpu_seconds_total{{{W}}}[$__rate_interval]))", "{{instance}}")], "percentunit"),
         ]),
+        ("Schema discovery", [
+            ts("Discovered schema types and versions", [(f"max(eventweir_discovered_schema_types{{{W}}})", "types"),
+                                                        (f"sum(increase(eventweir_discovered_schema_versions_total{{{W}}}[$__rate_interval]))", "new versions")], "short",
+               "Types (source, detail-type) in the registry topic, and the new versions workers wrote: a steady stream of "
+               "versions means producers keep changing their events (`eventweir schemas discovered` lists them)."),
+            ts("Discovery sampling", [(f"sum(rate(eventweir_discovery_sampled_events_total{{{W}}}[$__rate_interval]))", "inferred"),
+                                      (f"sum(rate(eventweir_discovery_overflow_events_total{{{W}}}[$__rate_interval]))", "past max_types")], "ops",
+               "Events whose schema was inferred (the sample), and events of types past discovery.max_types, left out."),
+        ]),
     ],
 }
 

@@ -1,4 +1,5 @@
-"""`eventweir schemas export [--out DIR]`: write the published JSON Schemas for producers."""
+"""`eventweir schemas export [--out DIR]`: write the published JSON Schemas for producers;
+`eventweir schemas discovered`: the schemas discovered on the buses (streams/cli/discovered.py)."""
 from __future__ import annotations
 
 
@@ -10,6 +11,9 @@ def register(subparsers) -> None:
     export.set_defaults(func=run)
     listing = actions.add_parser("list", help="print schema names and versions")
     listing.set_defaults(func=run)
+    from streams.cli import discovered
+
+    discovered.add_parser(actions)
     parser.set_defaults(func=run)
 
 

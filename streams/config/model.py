@@ -17,6 +17,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from streams.config.discovery import DiscoverySettings
 from streams.config.enrich import STAGES, parse_stage
 from streams.config.env import InterpolationError, env_overrides, interpolate
 from streams.config.errors import ConfigError, describe_error
@@ -135,6 +136,8 @@ class BusSettings(Section):
         description="The topic of another bus (`buses:` or CreateEventBus) that names none: <topic_prefix><bus name>.")
     topic_partitions: int = Field(3, ge=1, description="Partitions of a bus topic eventweir creates (CreateEventBus, "
                                                        "or a topic under `buses:` that does not exist yet).")
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings,
+                                         description="Schema discovery on this bus: README, Schema discovery.")
 
     @property
     def rule_arn_prefix(self) -> str:
@@ -162,6 +165,8 @@ class EventBusSettings(Section):
         description="Its Kafka topic (default: bus.topic_prefix + name). The worker consumes it as a source of kind "
         "envelope (list it under sources to give it enrichment) and routes its events to this bus's rules only.")
     description: str = Field("", max_length=512, description="What DescribeEventBus and ListEventBuses show.")
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings,
+                                         description="Schema discovery on this bus, as under `bus:`.")
 
     def topic_of(self, bus: BusSettings) -> str:
         return self.topic or bus.topic_prefix + self.name

@@ -83,7 +83,8 @@ def demo_config(bootstrap: str, port: int, waitingroom: dict | None = None, lake
         "consumer": {"commit_interval_ms": 500},
         "http": {"host": "127.0.0.1", "port": port},
         "waitingroom": waitingroom,
-        "bus": {"topic": BUS},
+        # schema discovery on: `eventweir schemas discovered` shows what the demo's sources look like
+        "bus": {"topic": BUS, "discovery": {"enabled": True}},
         "routing": {"control_topic": CONTROL},
         "sources": sources,
         "tables": {"devices": {"topic": REGISTRY}},

@@ -13,6 +13,7 @@ from streams.config import Config, ConfigError, TargetSettings
 from streams.kafka import fastpath
 from streams.kafka.producer import BatchProducer
 from streams.runtime.buses import Bus, all_buses, custom_bus_topics
+from streams.runtime.discovery import attach_discovery
 from streams.runtime.enrichment import build_enrichment, build_tables
 from streams.targets import BuildContext, build_target, check_targets, parse_target
 from streams.targets.retry import RetryPolicy
@@ -123,8 +124,10 @@ def build_pipeline(config: Config) -> Pipeline:
     stages, decoders = build_stages(config, tables)
     bus_routers = build_bus_routers(config)
     stages.update(bus_stages(config, bus_routers))
+    discovery = attach_discovery(config, stages, bus_routers)
     pipeline = Pipeline(stages, build_router(config), decoders, bus_routers)
     pipeline.tables = tables  # filled from their topics by the worker before it reports ready
+    pipeline.discovery = discovery
     return pipeline
 
 

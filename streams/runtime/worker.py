@@ -24,6 +24,7 @@ from streams.kafka.admin import ensure_topics
 from streams.kafka.fastpath import consumer_record, fetch_records
 from streams.kafka.producer import BatchProducer
 from streams.runtime.backpressure import Backpressure
+from streams.runtime.discovery import SchemaDiscovery
 from streams.runtime.dispatch import (
     SkippedTombstones,
     WindowRecords,
@@ -92,6 +93,7 @@ class Worker:
         self.joined = False  # the first rebalance has completed (possibly with no partitions)
         self.backpressure = Backpressure(config.runtime.max_in_flight_total)
         self.state = StateStores(config)
+        self.discovery = SchemaDiscovery(config, getattr(self.pipeline, "discovery", {}))
         self._tombstones = SkippedTombstones()
         self._windows = WindowRecords()
         self._sequences = SequenceRecords()
@@ -140,6 +142,7 @@ class Worker:
         assert self.producer_batches is not None
         self._table_loaders = await start_tables(self.config, self.pipeline)
         await self.state.start(self.pipeline, self.producer, self.producer_batches)
+        await self.discovery.start()
 
     async def start_target(self, target) -> None:
         """Start one target (at start-up, or when a rule reload adds it), wired to the worker."""
@@ -218,6 +221,7 @@ class Worker:
                 log.error("consumer did not leave the group within the grace period")
         if self._bus_sends:
             await asyncio.wait(self._bus_sends, timeout=max(0.1, deadline - time.monotonic()))
+        await self.discovery.close()
         for loader in self._table_loaders:
             await loader.stop()
         await close_stages(self.pipeline)
