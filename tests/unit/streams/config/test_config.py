@@ -36,7 +36,7 @@ def test_every_problem_is_reported_with_its_key_path():
         check_targets(config)
     assert str(err.value).splitlines() == [
         "rules[r].targets[t].topic: required key is missing",
-        "rules[r].targets[u].type: expected one of kafka, log, http, s3, timestream, influxdb, waitingroom, got 'kafak'",
+        "rules[r].targets[u].type: expected one of kafka, bus, log, http, s3, timestream, influxdb, waitingroom, got 'kafak'",
         "rules[r].targets[v].topic: unknown key (check the spelling; see the configuration reference in README.md)",
     ]
 
