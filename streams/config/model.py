@@ -447,6 +447,12 @@ class Config(Section):
         for i, rule in enumerate(self.rules):
             if rule.event_bus_name is not None and rule.event_bus_name not in known:
                 raise ValueError(f"rules[{i}].EventBusName: no bus {rule.event_bus_name!r} (declare it under buses)")
+            for target in rule.targets:
+                named = target.option("bus") if target.type == "bus" else None
+                # without a control topic no bus can be made later: a name not declared is a mistake
+                if isinstance(named, str) and self.routing.control_topic is None and \
+                        named.rsplit(":event-bus/", 1)[-1] not in known:
+                    raise ValueError(f"rules[{i}].targets[{target.id}].bus: no bus {named!r} (declare it under buses)")
         return self
 
     def bus_of(self, rule: RuleSettings) -> str:
