@@ -51,6 +51,8 @@ WORKER = {
             ts("Records out per topic", [(f"sum by (topic) (rate(eventweir_records_produced_total{{{W}}}[$__rate_interval]))", "{{topic}}")], "ops",
                "Records acknowledged by output Kafka topics."),
             ts("Rule matches per rule", [(f"sum by (rule) (rate(eventweir_rule_matches_total{{{W}}}[$__rate_interval]))", "{{rule}}")], "ops"),
+            ts("Unmatched events per bus", [(f"sum by (bus) (rate(eventweir_unmatched_events_total{{{W}}}[$__rate_interval]))", "{{bus}}")], "ops",
+               "Events no rule matched, sent to their bus's unmatched_topic (buses with one only)."),
             ts("Deliveries per target", [(f"sum by (target, outcome) (rate(eventweir_target_deliveries_total{{{W}}}[$__rate_interval]))", "{{target}} {{outcome}}")], "ops",
                "delivered, failed (retried) and dead_lettered, per target."),
         ]),

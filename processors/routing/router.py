@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from processors.decode import Decoder
 
 STAGE = "route"
+# The rule (and target) name of a bus's unmatched events: `unmatched:<bus>`. Rule names cannot
+# hold a colon, so it names no rule; the runtime counts it as unmatched, not as a rule's matches.
+UNMATCHED_PREFIX = "unmatched:"
 
 # a plain rule's appends to its PlainMatches: (records.append, keys.append, values.append)
 Collector: TypeAlias = tuple[Callable[[SourceRecord], None], Callable[[bytes | None], None], Callable[[bytes], None]]
@@ -60,8 +63,10 @@ def ingestion_time(timestamp_ms: int) -> str:
 
 class Router:
     def __init__(self, routes: list[Route], rule_arn_prefix: str = "arn:aws:events:us-east-1:000000000000:rule/",
-                 engine: str = "auto") -> None:
-        """`engine`: the RuleSet's matching engine (ruleset.py): "auto", "index", "bitmask" or "reference"."""
+                 engine: str = "auto", unmatched: str | None = None) -> None:
+        """`engine`: the RuleSet's matching engine (ruleset.py): "auto", "index", "bitmask" or "reference".
+        `unmatched`: the target (UNMATCHED_PREFIX + bus) that takes, as they are, the events no rule matched."""
+        self.unmatched = unmatched
         self.routes = {route.rule: route for route in routes}
         self.match_all = [route for route in routes if route.pattern is None]
         patterned = {route.rule: route.pattern for route in routes if route.pattern is not None}
@@ -85,6 +90,9 @@ class Router:
     def route_raw(self, records: list[SourceRecord], matched: dict[str, int]) -> list[Delivery]:
         """Deliveries of the records' own bytes to every target (when `forwards_raw`)."""
         out: list[Delivery] = []
+        if not self.match_all and self.unmatched is not None:  # no rule at all: none matched
+            matched[self.unmatched] = matched.get(self.unmatched, 0) + len(records)
+            return [Delivery(self.unmatched, r, r.value, r.key, self.unmatched) for r in records]
         for route in self.match_all:
             matched[route.rule] = matched.get(route.rule, 0) + len(records)
             rule = route.rule
@@ -113,12 +121,18 @@ class Router:
             return out
         if self.match_all:
             self._route_to_all(events, failures, matched, raw_bodies, out)
+        elif self.ruleset is None and self.unmatched is not None:  # no rule at all: none matched
+            for event in events:
+                self._to_unmatched(event, raw_bodies, failures, matched, out)
         if self.ruleset is not None:
             ruleset, routes, plain, append = self.ruleset, self.routes, self.plain_targets, out.append
             collect, before = self._collectors(plain_out, runs_known=False) if plain_out is not None else ({}, None)
+            unmatched = self.unmatched if not self.match_all else None
             for event in events:
                 names = ruleset.matching(event.body)
-                if names:
+                if not names and unmatched is not None:
+                    self._to_unmatched(event, raw_bodies, failures, matched, out)
+                elif names:
                     record = event.record
                     if raw_bodies:
                         as_json = record.value
@@ -206,7 +220,11 @@ class Router:
                     out += self.route(decoder.decode([record], failures), failures, matched, raw_bodies=True)
                     continue
                 names = matching(body)
-                if names:
+                if not names:
+                    if self.unmatched is not None:
+                        matched[self.unmatched] = matched.get(self.unmatched, 0) + 1
+                        out.append(Delivery(self.unmatched, record, value, record.key, self.unmatched))
+                else:
                     for name in names:
                         add = collect.get(name)
                         if add is not None:
@@ -249,6 +267,21 @@ class Router:
                     dumps = orjson.dumps
                     payloads = [dumps(e.body) for e in events]
                 out += [Delivery(name, e.record, p, e.record.key, rule) for e, p in zip(events, payloads, strict=True)]
+
+    def _to_unmatched(self, event: Event, raw_bodies: bool, failures: list[Failure], matched: dict[str, int],
+                      out: list[Delivery]) -> None:
+        """The event, as JSON, to its bus's unmatched target."""
+        name = self.unmatched
+        assert name is not None
+        matched[name] = matched.get(name, 0) + 1
+        record = event.record
+        try:
+            payload = record.value if raw_bodies else orjson.dumps(event.body)
+        except Exception as exc:  # orjson's limits: dead-lettered like any delivery that cannot be rendered
+            failures.append(Failure(record, "transform", "TransformFailed", f"{type(exc).__name__}: {exc}",
+                                    rule=name, target=name))
+            return
+        out.append(Delivery(name, record, payload, record.key, name))
 
     def _deliver(self, event: Event, route: Route, as_json: bytes | None, failures: list[Failure],
                  out: list[Delivery]) -> bytes | None:

@@ -138,6 +138,10 @@ class BusSettings(Section):
                                                        "or a topic under `buses:` that does not exist yet).")
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings,
                                          description="Schema discovery on this bus: README, Schema discovery.")
+    unmatched_topic: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        description="Where this bus's events that no rule matched go (the catch-all), counted in "
+        "eventweir_unmatched_events_total. Unset: they are dropped, as EventBridge drops them.")
 
     @property
     def rule_arn_prefix(self) -> str:
@@ -167,6 +171,9 @@ class EventBusSettings(Section):
     description: str = Field("", max_length=512, description="What DescribeEventBus and ListEventBuses show.")
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings,
                                          description="Schema discovery on this bus, as under `bus:`.")
+    unmatched_topic: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        description="Where this bus's events that no rule matched go (as bus.unmatched_topic, for this bus only).")
 
     def topic_of(self, bus: BusSettings) -> str:
         return self.topic or bus.topic_prefix + self.name
@@ -263,8 +270,8 @@ class TargetSettings(Section):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     id: str = Field(pattern=r"^[\.\-_A-Za-z0-9]{1,64}$")
-    type: str = Field(description="The target type: kafka, log, http, s3, timestream, influxdb, waitingroom or apidestination; "
-                                  "its own keys are listed below.")
+    type: str = Field(description="The target type: kafka, bus, log, http, s3, timestream, influxdb, waitingroom or "
+                                  "apidestination; its own keys are listed below.")
     key: str | None = Field(None, description="JSON path ($.detail.device_id) whose value keys the output record.")
     input: str | None = Field(None, alias="Input")
     input_path: str | None = Field(None, alias="InputPath")
@@ -315,6 +322,13 @@ class RoutingSettings(Section):
     )
     max_pattern_chars: int = Field(2048, ge=1, le=4096, description="Longest event pattern, in characters of its "
                                    "JSON: EventBridge's quota, 2048 by default, raised up to 4096 on request.")
+    max_hops: int = Field(
+        5, ge=1, le=100,
+        description="How many times one event may be republished to a bus by eventweir (a `bus` target, the lake's "
+        "`Object Created` events), counted in its `eventweir-hops` header. Past it the event goes to the dead-letter "
+        "topic (MaxHopsExceeded), so rules that send events round a loop of buses cannot run forever. EventBridge "
+        "allows one bus-to-bus hop; 5 allows a chain of a few buses while a loop with two targets a hop stops at "
+        "2^5 = 32 copies.")
     retry_base_delay_ms: int = Field(1000, ge=1, description="First retry back-off; doubles per attempt, with jitter.")
     retry_max_delay_ms: int = Field(60_000, ge=1, description="Back-off cap.")
     http_allow_networks: list[str] = Field(
@@ -468,10 +482,22 @@ class Config(Section):
         clash = sorted({t for t in topics if topics.count(t) > 1 or t in taken})
         if clash:
             raise ValueError(f"buses: each bus needs a topic of its own, shared: {', '.join(clash)}")
+        consumed = {*self.source_topics, *topics, *taken}
+        for where, unmatched in [("bus", self.bus.unmatched_topic),
+                                 *((f"buses[{i}]", b.unmatched_topic) for i, b in enumerate(self.buses))]:
+            if unmatched in consumed:  # its events would come back unmatched, forever
+                raise ValueError(f"{where}.unmatched_topic: {unmatched} is a topic the worker routes; give the "
+                                 "unmatched events a topic of their own")
         known = {self.bus.name, *(b.name for b in self.buses)}
         for i, rule in enumerate(self.rules):
             if rule.event_bus_name is not None and rule.event_bus_name not in known:
                 raise ValueError(f"rules[{i}].EventBusName: no bus {rule.event_bus_name!r} (declare it under buses)")
+            for target in rule.targets:
+                named = target.option("bus") if target.type == "bus" else None
+                # without a control topic no bus can be made later: a name not declared is a mistake
+                if isinstance(named, str) and self.routing.control_topic is None and \
+                        named.rsplit(":event-bus/", 1)[-1] not in known:
+                    raise ValueError(f"rules[{i}].targets[{target.id}].bus: no bus {named!r} (declare it under buses)")
         return self
 
     def bus_of(self, rule: RuleSettings) -> str:

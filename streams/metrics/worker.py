@@ -13,6 +13,9 @@ DELIVERIES = Counter(
     ["target", "outcome"],
 )
 RULE_MATCHES = Counter("eventweir_rule_matches_total", "Events matched by each rule.", ["rule"])
+UNMATCHED_EVENTS = Counter(
+    "eventweir_unmatched_events_total", "Events no rule matched, sent to their bus's unmatched_topic (only buses "
+    "of the config file have one, so `bus` is bounded).", ["bus"])
 DEAD_LETTERS = Counter(
     "eventweir_dead_letters_total", "Records written to the dead-letter topic, by stage and error.", ["stage", "error"]
 )

@@ -16,6 +16,7 @@ from operator import attrgetter
 from typing import Any
 
 from processors.enrich.windows import WindowAggregate
+from processors.routing.router import UNMATCHED_PREFIX
 from streams import metrics
 from streams.targets.base import RecordChunk
 
@@ -93,7 +94,10 @@ def count_batch(stats: WorkerStats, result: Any, count: int, started: float) -> 
     stats.dead_lettered += len(result.failures)
     for rule, n in result.matched.items():
         stats.matched[rule] += n
-        metrics.RULE_MATCHES.labels(rule).inc(n)
+        if rule.startswith(UNMATCHED_PREFIX):  # a bus's events no rule matched (Router.unmatched)
+            metrics.UNMATCHED_EVENTS.labels(rule[len(UNMATCHED_PREFIX):]).inc(n)
+        else:
+            metrics.RULE_MATCHES.labels(rule).inc(n)
     metrics.BATCH_SIZE.observe(count)
     metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 

@@ -21,13 +21,15 @@ class Outputs:
     targets: dict[str, Any]  # built, not started: the runtime starts them (and wires them to itself)
 
 
-async def open_outputs(config: Config, waitingroom: Any = None) -> Outputs:
+async def open_outputs(config: Config, waitingroom: Any = None, bus_topics: dict[str, str] | None = None) -> Outputs:
+    """`bus_topics`: bus name -> topic, kept current by the caller, for `bus` targets (default: the config's)."""
     producer = make_producer(config)
     await producer.start()
     batches = BatchProducer(producer)
     dead_letters = DeadLetterWriter(config.dead_letter.topic, batches)
     await dead_letters.start()
-    return Outputs(producer, batches, dead_letters, build_targets(config, batches, dead_letters, waitingroom))
+    return Outputs(producer, batches, dead_letters, build_targets(config, batches, dead_letters, waitingroom,
+                                                                       bus_topics=bus_topics))
 
 
 async def close_outputs(targets: dict[str, Any], dead_letters: DeadLetterWriter | None,

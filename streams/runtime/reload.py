@@ -27,7 +27,14 @@ from streams.kafka.admin import ensure_topics
 from streams.kafka.producer import make_producer
 from streams.kafka.read import partitions_of, read_to_end
 from streams.runtime.buses import CONTROL_KEY_PREFIX, StoredBus, all_buses
-from streams.runtime.topology import build_bus_routers, build_router, build_targets, bus_stages, check_rule
+from streams.runtime.topology import (
+    build_bus_routers,
+    build_router,
+    build_targets,
+    bus_stages,
+    bus_topic_table,
+    check_rule,
+)
 from streams.targets.connections import CONNECTION_PREFIX, DESTINATION_PREFIX, ApiDestinations
 
 log = logging.getLogger(__name__)
@@ -240,8 +247,13 @@ class RuleReloader:
         # routed nowhere (not to the main bus, as a topic without a bus would be)
         routers = {**{t: build_router(config, []) for t in self._gone_topics}, **bus_routers}
         old = worker.targets
+        live = getattr(worker, "bus_topics", None)  # `bus` targets read it at each write: updated in place
+        if live is not None:
+            live.clear()
+            live.update(bus_topic_table(buses))
         targets = build_targets(worker.config, self.producer, worker.dead_letters, worker.waitingroom,
-                                rules=rules, reuse=old, api_destinations=self.store.api_destinations)
+                                rules=rules, reuse=old, api_destinations=self.store.api_destinations,
+                                bus_topics=live)
         started = []
         try:
             for name, target in targets.items():

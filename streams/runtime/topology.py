@@ -7,7 +7,7 @@ from processors.decode import Decoder
 from processors.normalise import CdcNormaliser, ClickstreamNormaliser, IotNormaliser
 from processors.pipeline import Pipeline
 from processors.routing import compile_pattern, compile_target_input
-from processors.routing.router import Route, Router, RouteTarget, parse_key_path
+from processors.routing.router import UNMATCHED_PREFIX, Route, Router, RouteTarget, parse_key_path
 from processors.validate import SchemaValidator
 from streams.config import Config, ConfigError, TargetSettings
 from streams.kafka import fastpath
@@ -16,6 +16,7 @@ from streams.runtime.buses import Bus, all_buses, custom_bus_topics
 from streams.runtime.discovery import attach_discovery
 from streams.runtime.enrichment import build_enrichment, build_tables
 from streams.targets import BuildContext, build_target, check_targets, parse_target
+from streams.targets.kafka import KafkaTarget
 from streams.targets.retry import RetryPolicy
 
 
@@ -61,7 +62,19 @@ def build_router(config: Config, rules=None, bus: str | None = None) -> Router:
         )
         routes.append(Route(rule.name, targets, rule.event_pattern))
     return Router(routes, rule_arn_prefix=config.bus.rule_arn_prefix_of(bus),
-                  engine=fastpath.routing_engine())
+                  engine=fastpath.routing_engine(),
+                  unmatched=UNMATCHED_PREFIX + bus if bus in unmatched_topics(config) else None)
+
+
+def unmatched_topics(config: Config) -> dict[str, str]:
+    """bus name -> the topic of its events no rule matched, for the buses that have one (config file only)."""
+    topics = {config.bus.name: config.bus.unmatched_topic, **{b.name: b.unmatched_topic for b in config.buses}}
+    return {bus: topic for bus, topic in topics.items() if topic}
+
+
+def bus_topic_table(buses: dict[str, Bus]) -> dict[str, str]:
+    """bus name -> topic, what `bus` targets look up."""
+    return {name: b.topic for name, b in buses.items() if b.topic}
 
 
 def build_bus_routers(config: Config, rules=None, buses: dict[str, Bus] | None = None) -> dict[str, Router]:
@@ -132,14 +145,22 @@ def build_pipeline(config: Config) -> Pipeline:
 
 
 def build_targets(config: Config, producer: BatchProducer, dead_letters, waitingroom=None, rules=None,
-                  reuse=None, api_destinations=None) -> dict:
-    """Targets by name (streams.targets.REGISTRY makes each). `reuse`: running targets (hot
-    reload); one whose settings did not change is kept as it is, with its in-flight deliveries,
-    instead of being rebuilt."""
+                  reuse=None, api_destinations=None, bus_topics: dict[str, str] | None = None) -> dict:
+    """Targets by name (streams.targets.REGISTRY makes each), and each bus's unmatched target.
+    `reuse`: running targets (hot reload); one whose settings did not change is kept as it is, with
+    its in-flight deliveries, instead of being rebuilt. `bus_topics`: bus name -> topic, which
+    `bus` targets read at each write (the worker keeps it current; default: the config's buses)."""
     check_targets(config, rules)  # every target's keys, and clashes between targets
     context = BuildContext(producer, dead_letters, config.runtime.max_in_flight, waitingroom,
-                           tuple(config.routing.http_allow_networks), api_destinations)
+                           tuple(config.routing.http_allow_networks), api_destinations,
+                           bus_topic_table(all_buses(config)) if bus_topics is None else bus_topics,
+                           config.routing.max_hops)
     targets = {}
+    for bus, topic in unmatched_topics(config).items():
+        name = UNMATCHED_PREFIX + bus
+        old = (reuse or {}).get(name)
+        targets[name] = old if old is not None else KafkaTarget(name, topic, producer, config.runtime.max_in_flight,
+                                                               dead_letters)
     for rule in config.rules if rules is None else rules:
         if rule.state != "ENABLED":
             continue

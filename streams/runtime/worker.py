@@ -17,13 +17,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from processors.core import TopicRecords
+from processors.core import Failure, SourceRecord, TopicRecords
 from streams import metrics
 from streams.config import Config
 from streams.kafka.admin import ensure_topics
 from streams.kafka.fastpath import consumer_record, fetch_records
 from streams.kafka.producer import BatchProducer
 from streams.runtime.backpressure import Backpressure
+from streams.runtime.buses import all_buses
 from streams.runtime.discovery import SchemaDiscovery
 from streams.runtime.dispatch import (
     SkippedTombstones,
@@ -40,9 +41,10 @@ from streams.runtime.outputs import close_outputs, open_outputs
 from streams.runtime.reload import RuleReloader
 from streams.runtime.sequence_metrics import SequenceRecords
 from streams.runtime.state import StateStores
-from streams.runtime.topology import build_pipeline
+from streams.runtime.topology import build_pipeline, bus_topic_table
 from streams.runtime.tuning import tune_gc, tune_malloc
 from streams.targets.deadletter import DeadLetterWriter
+from streams.targets.hops import HOPS_HEADER, too_many_hops
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,8 @@ class Worker:
         self._table_loaders: list = []
         self._last_commit = 0.0
         self._bus_topics: set[str] = set()  # the custom buses' topics this worker is subscribed to
+        # bus name -> topic, what `bus` targets look up at each write; the rule reloader keeps it current
+        self.bus_topics: dict[str, str] = bus_topic_table(all_buses(config))
 
     @property
     def paused(self) -> set[TopicPartition]:
@@ -113,7 +117,7 @@ class Worker:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        outputs = await open_outputs(self.config, self.waitingroom)
+        outputs = await open_outputs(self.config, self.waitingroom, self.bus_topics)
         self.producer, self.dead_letters, self.targets = outputs.producer, outputs.dead_letters, outputs.targets
         batch_producer = self.producer_batches = outputs.batches
         if self.config.bus.topic:
@@ -173,21 +177,41 @@ class Worker:
         self.targets = targets
         self.backpressure.keep_targets(set(targets))
 
-    def publish_to_bus(self, event: dict) -> asyncio.Task:
-        """Produce one of eventweir's own events (an envelope) to the bus topic. The task ends when
-        the broker acknowledged it, or raises: the caller (the S3 lake) holds its records' offsets
-        until then and retries, so these events are at-least-once like every other output."""
+    def publish_to_bus(self, event: dict, hops: int = 1) -> asyncio.Task:
+        """Produce one of eventweir's own events (an envelope) to the bus topic, with its hop count
+        (streams/targets/hops.py). The task ends when the broker acknowledged it, or raises: the
+        caller (the S3 lake) holds its records' offsets until then and retries, so these events are
+        at-least-once like every other output. Past routing.max_hops the event is dead-lettered
+        instead, and the task ends when the dead letter is acknowledged."""
         bus, topic = self._bus, self.config.bus.topic
         assert bus is not None and topic is not None
+        max_hops = self.config.routing.max_hops
 
         async def send() -> None:
-            sent, _ = await bus.send(topic, [(None, orjson.dumps(event), None)])
+            value = orjson.dumps(event)
+            if hops > max_hops:
+                await self._dead_letter_own_event(event, value, hops, max_hops)
+                return
+            sent, _ = await bus.send(topic, [(None, value, [(HOPS_HEADER, b"%d" % hops)])])
             await asyncio.gather(*(future for future, _ in sent))
 
         task = asyncio.create_task(send())
         self._bus_sends.add(task)
         task.add_done_callback(self._bus_sends.discard)
         return task
+
+    async def _dead_letter_own_event(self, event: dict, value: bytes, hops: int, max_hops: int) -> None:
+        """An event of eventweir's own that would pass routing.max_hops: to the dead-letter topic,
+        named after the records it announces (the lake's object: its topic, partition, first offset)."""
+        assert self.dead_letters is not None
+        offsets = (event.get("detail") or {}).get("offsets") or {}
+        record = SourceRecord(offsets.get("topic", self.config.bus.topic or ""), offsets.get("partition", -1),
+                              offsets.get("first", -1), int(time.time() * 1000), None, value)
+        what = f"the {event.get('source')} `{event.get('detail-type')}` event of {event.get('resources')}"
+        failure = Failure(record, "publish", "MaxHopsExceeded", too_many_hops(hops - 1, max_hops, what))
+        written = asyncio.Event()
+        self.dead_letters.write_failures([(failure, None)], on_done=written.set)
+        await written.wait()
 
     def request_stop(self) -> None:
         self._stop.set()

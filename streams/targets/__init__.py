@@ -16,7 +16,8 @@ imported on first use: a worker without an s3 target never imports boto3.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 REGISTRY: dict[str, str] = {
     "kafka": "streams.targets.kafka",
+    "bus": "streams.targets.bus",
     "log": "streams.targets.log",
     "http": "streams.targets.http",
     "s3": "streams.targets.s3.target",
@@ -50,6 +52,8 @@ class BuildContext:
     waitingroom: Any = None  # the waiting-room service, when the config has a `waitingroom` section
     allow_networks: tuple[str, ...] = ()  # routing.http_allow_networks: non-public networks http targets may call
     api_destinations: Any = None  # streams.targets.connections.ApiDestinations, when there is a control topic
+    bus_topics: Mapping[str, str] = field(default_factory=dict)  # bus name -> topic, kept current (bus targets)
+    max_hops: int = 5  # routing.max_hops: republishes to a bus one event may make
 
 
 class TargetModule(Protocol):

@@ -87,7 +87,7 @@ class TopicSender:
             with_headers = any(target.forward_headers or target.traceparent for target, _ in chunks)
             if len(chunks) == 1:
                 keys, values = _columns(chunks[0][1])
-                headers = _headers(chunks[0][0], chunks[0][1]) if with_headers else None
+                headers = chunks[0][0].output_headers(chunks[0][1]) if with_headers else None
             else:
                 keys, values, headers = [], [], [] if with_headers else None
                 for target, items in chunks:
@@ -95,7 +95,7 @@ class TopicSender:
                     keys += k
                     values += v
                     if headers is not None:
-                        headers += _headers(target, items)
+                        headers += target.output_headers(items)
             try:
                 sent, too_large = await self.producer.send_columns(self.topic, keys, values, headers)
             except Exception as exc:  # never let one bad chunk stop the topic
@@ -261,6 +261,10 @@ class KafkaTarget(Target):
 
     def submit_records(self, chunk: RecordChunk) -> None:
         self.submit(chunk)  # produced from the chunk's own keys and values (_columns)
+
+    def output_headers(self, items: list[Item] | RecordChunk) -> list:
+        """Each output record's headers (the `bus` target adds its hop count)."""
+        return _headers(self, items)
 
 
 class Settings(BaseModel):

@@ -58,7 +58,7 @@ def event(n: int, source: str | None = "iot", hour: int = 13) -> dict:
 async def run_target(settings: S3Settings, events, **kw):
     dead = DeadLetterRecorder()
     created = []
-    target = S3Target("lake-rule/lake", settings, 10_000, dead, on_object=created.append)
+    target = S3Target("lake-rule/lake", settings, 10_000, dead, on_object=lambda event, hops: created.append(event))
     await target.start()
     items, ticket = deliveries("lake-rule/lake", events, **kw)
     target.submit(items)
@@ -209,7 +209,7 @@ async def test_file_lake_replay_stopped_early_waits_for_the_earlier_segment_end(
 
     dead = DeadLetterRecorder()
     created = []
-    target = S3Target("lake-rule/lake", settings, 10_000, dead, on_object=created.append)
+    target = S3Target("lake-rule/lake", settings, 10_000, dead, on_object=lambda event, hops: created.append(event))
     await target.start()
     items, ticket = deliveries("lake-rule/lake", events[:30])
     target.submit(items)
@@ -388,7 +388,7 @@ async def test_object_created_events_are_at_least_once(tmp_path):
     settings = S3Settings(url=f"file://{tmp_path}", flush_size=10, flush_interval_s=None, retry_initial_s=0.01)
     calls = []
 
-    async def flaky_bus(event):
+    async def flaky_bus(event, hops):
         calls.append(event["id"])
         if len(calls) <= 2:
             raise ConnectionError("the bus topic is not reachable")
@@ -408,7 +408,7 @@ async def test_object_created_events_are_at_least_once(tmp_path):
 async def test_records_stay_unsettled_while_the_bus_refuses_their_object_event(tmp_path):
     settings = S3Settings(url=f"file://{tmp_path}", flush_size=10, flush_interval_s=None, retry_initial_s=0.01)
 
-    async def bus_down(event):
+    async def bus_down(event, hops):
         raise ConnectionError("the bus topic is not reachable")
 
     target = S3Target("lake-rule/lake", settings, 10_000, DeadLetterRecorder(), on_object=bus_down)

@@ -41,6 +41,7 @@ from streams.http.eventbridge.sigv4 import SignatureError, verify
 from streams.kafka.admin import ensure_topics
 from streams.runtime.buses import Bus, StoredBus, all_buses, main_bus_topic
 from streams.targets import parse_target
+from streams.targets.bus import BUS_ARN
 from streams.targets.http import AddressPolicy
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -89,6 +90,8 @@ def target_from_aws(spec: dict) -> TargetSettings:
         data["type"] = "log"
     elif connections.is_api_destination_arn(arn):
         data.update(connections.target_settings(spec))
+    elif BUS_ARN.match(arn):  # another event bus (streams/targets/bus.py)
+        data.update(type="bus", bus=arn)
     else:
         raise _validation(f"Target Arn {arn!r} is not supported: use kafka://<topic>, http(s)://<url> or log://<name>.")
     key_path = (spec.get("KinesisParameters") or {}).get("PartitionKeyPath")
@@ -122,6 +125,8 @@ def target_from_aws(spec: dict) -> TargetSettings:
 def target_to_aws(t: TargetSettings) -> dict:
     if t.type == "kafka":
         out: dict[str, Any] = {"Id": t.id, "Arn": f"kafka://{t.option('topic')}"}
+    elif t.type == "bus":
+        out = {"Id": t.id, "Arn": t.option("bus")}
     elif t.type == "http":
         out = {"Id": t.id, "Arn": t.option("url")}
         if t.option("headers"):

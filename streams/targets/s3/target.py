@@ -35,6 +35,7 @@ from processors.paths import get_path, split_path
 from streams import metrics
 from streams.targets.backoff import Backoff, GaveUp
 from streams.targets.base import Item, Target
+from streams.targets.hops import most_hops
 from streams.targets.s3.formats import load_json_schema, make_encoder
 from streams.targets.s3.layout import (
     RANDOM_MARK,
@@ -168,10 +169,13 @@ class S3Target(Target):
     kind = "s3"
 
     def __init__(self, target_id: str, settings: S3Settings, max_in_flight: int, dead_letters,
-                 store: ObjectStore | None = None, on_object: Callable[[dict], Awaitable[None] | None] | None = None):
+                 store: ObjectStore | None = None,
+                 on_object: Callable[[dict, int], Awaitable[None] | None] | None = None):
         super().__init__(target_id, max_in_flight, dead_letters)
         self.settings = s = settings
-        self.on_object = on_object  # called with an "Object Created" event per object this sink created
+        # called with an "Object Created" event per object this sink created, and its hop count
+        # (streams/targets/hops.py): one more than the most any record in the object made
+        self.on_object = on_object
         self.store = store or open_store(
             s.lake_url, endpoint_url=s.endpoint_url, region=s.region, sse=s.sse, kms_key_id=s.kms_key_id,
             part_size=s.part_size, max_parallel_parts=s.max_parallel_parts,
@@ -528,7 +532,7 @@ class S3Target(Target):
                 "target": self.id,
             },
         }
-        sent = self.on_object(event)
+        sent = self.on_object(event, 1 + most_hops(entry[3][0].record for entry in group))
         if inspect.isawaitable(sent):
             await sent
 

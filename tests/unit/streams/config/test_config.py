@@ -36,7 +36,7 @@ def test_every_problem_is_reported_with_its_key_path():
         check_targets(config)
     assert str(err.value).splitlines() == [
         "rules[r].targets[t].topic: required key is missing",
-        "rules[r].targets[u].type: expected one of kafka, log, http, s3, timestream, influxdb, waitingroom, "
+        "rules[r].targets[u].type: expected one of kafka, bus, log, http, s3, timestream, influxdb, waitingroom, "
         "apidestination, got 'kafak'",
         "rules[r].targets[v].topic: unknown key (check the spelling; see the configuration reference in README.md)",
     ]
@@ -134,6 +134,9 @@ def test_buses_in_the_config_file_name_their_topic_and_their_rules():
                                                       "audit": "audit.events"}
     assert custom_bus_topics(config, buses) == {"eventweir.bus.orders": "orders", "audit.events": "audit"}
     assert [config.bus_of(r) for r in config.rules] == ["orders", "default"]
+    for bus in ("orders", "arn:aws:events:us-east-1:111111111111:event-bus/audit", "default"):  # names or ARNs
+        parse_config({"sources": [{"topic": "in"}], "bus": {"topic": "in"}, "buses": [{"name": "orders"}, {"name": "audit"}],
+                      "rules": [{"name": "r", "targets": [{"id": "b", "type": "bus", "bus": bus}]}]}, environ={})
 
     for data, message in [
         ({"rules": [{"name": "r", "EventBusName": "nope"}]}, "rules[0].EventBusName: no bus 'nope' (declare it under buses)"),
@@ -141,6 +144,11 @@ def test_buses_in_the_config_file_name_their_topic_and_their_rules():
         ({"buses": [{"name": "default"}]}, "buses: 'default' is the `bus:` section's bus"),
         ({"buses": [{"name": "a", "topic": "in"}]}, "buses: each bus needs a topic of its own, shared: in"),
         ({"buses": [{"name": "a/b"}]}, "buses[0].name"),
+        # a bus target's bus, when no control topic could make it later; a topic of unmatched events
+        ({"rules": [{"name": "r", "targets": [{"id": "b", "type": "bus", "bus": "nope"}]}]},
+         "rules[0].targets[b].bus: no bus 'nope' (declare it under buses)"),
+        ({"buses": [{"name": "a", "unmatched_topic": "in"}]},
+         "buses[0].unmatched_topic: in is a topic the worker routes; give the unmatched events a topic of their own"),
     ]:
         with pytest.raises(ConfigError) as err:
             parse_config({"sources": [{"topic": "in"}], "bus": {"topic": "in"}, **data}, environ={})
