@@ -100,8 +100,8 @@ async def test_kill_9_mid_run_then_restart_writes_exactly_the_objects_of_a_clean
     crash_bucket = new_bucket(s3_endpoint)
     config = worker_config(bootstrap_servers, src, dlq, unique("g"), dict(s3, bucket=crash_bucket))
     proc = start_process(config, tmp_path, "crash")
-    deadline = time.monotonic() + 60
-    while len(lake_objects(s3_endpoint, crash_bucket)) < 4 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 180  # a loaded machine can take a minute to start a worker process
+    while len(lake_objects(s3_endpoint, crash_bucket)) < 4 and time.monotonic() < deadline and proc.poll() is None:
         await asyncio.sleep(0.02)
     proc.kill()
     proc.wait(10)
