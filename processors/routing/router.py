@@ -61,6 +61,14 @@ def ingestion_time(timestamp_ms: int) -> str:
     return datetime.fromtimestamp(timestamp_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def why_not_rendered(exc: Exception) -> str:
+    """A dead letter's reason for an event that could not be written out for a target."""
+    if isinstance(exc, TypeError) and "Recursion limit" in str(exc):
+        return ("the event is nested deeper than JSON output allows (254 levels with the envelope); "
+                "flatten it before it reaches a target")
+    return f"{type(exc).__name__}: {exc}"
+
+
 class Router:
     def __init__(self, routes: list[Route], rule_arn_prefix: str = "arn:aws:events:us-east-1:000000000000:rule/",
                  engine: str = "auto", unmatched: str | None = None) -> None:
@@ -265,7 +273,12 @@ class Router:
                     continue
                 if payloads is None:
                     dumps = orjson.dumps
-                    payloads = [dumps(e.body) for e in events]
+                    try:
+                        payloads = [dumps(e.body) for e in events]
+                    except TypeError:  # an event JSON cannot hold: each on its own, that one dead-lettered
+                        for event in events:
+                            self._deliver(event, Route(route.rule, (target,)), None, failures, out)
+                        continue
                 out += [Delivery(name, e.record, p, e.record.key, rule) for e, p in zip(events, payloads, strict=True)]
 
     def _to_unmatched(self, event: Event, raw_bodies: bool, failures: list[Failure], matched: dict[str, int],
@@ -278,7 +291,7 @@ class Router:
         try:
             payload = record.value if raw_bodies else orjson.dumps(event.body)
         except Exception as exc:  # orjson's limits: dead-lettered like any delivery that cannot be rendered
-            failures.append(Failure(record, "transform", "TransformFailed", f"{type(exc).__name__}: {exc}",
+            failures.append(Failure(record, "transform", "TransformFailed", why_not_rendered(exc),
                                     rule=name, target=name))
             return
         out.append(Delivery(name, record, payload, record.key, name))
@@ -301,7 +314,7 @@ class Router:
                 key = record.key if target.key_path is None else extract_key(body, target.key_path)
             except Exception as exc:
                 failures.append(Failure(
-                    record, "transform", "TransformFailed", f"{type(exc).__name__}: {exc}",
+                    record, "transform", "TransformFailed", why_not_rendered(exc),
                     rule=route.rule, target=target.name,
                 ))
                 continue

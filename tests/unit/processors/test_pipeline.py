@@ -327,3 +327,28 @@ def test_a_bus_topic_is_routed_by_its_own_router_and_every_other_topic_by_the_ma
     plain = pipeline.run(batch, plain=True)  # the native worker's path
     assert {rule: len(m.records) for rule, m in plain.plain.items()} == {"orders-all": 1, "main-all": 2}
     assert set(plain.plain_targets) == {"orders-all", "main-all"}
+
+
+class Wrap:
+    """A stage that rewrites every body (as normalisers do), so routes serialise the events again."""
+    name = "normalise"
+
+    def process(self, events, failures):
+        for event in events:
+            event.body = {"detail": event.body}
+        return events
+
+
+def test_an_event_too_deep_to_write_out_is_dead_lettered_alone_with_a_reason():
+    # the hostile-probe rerun: a 300-deep CDC record made the catch-all rule's batch serialisation
+    # raise "TypeError: Recursion limit reached", dead-lettered as a bare Python error
+    deep = b'{"a":' * 300 + b"1" + b"}" * 300  # orjson reads 1,024 levels, writes 254
+    router = Router([Route("all", (RouteTarget("all/out"),)),
+                     Route("some", (RouteTarget("some/out"),), {"detail": {"n": [{"exists": True}]}})])
+    pipeline = Pipeline({"in": [Wrap()]}, router)
+    values = [orjson.dumps({"n": 0}), b'{"n": 1, "deep": ' + deep + b"}", orjson.dumps({"n": 2})]
+    result = pipeline.run({"in": records("in", values)})
+    assert sorted((d.target, orjson.loads(d.payload)["detail"]["n"]) for d in result.deliveries) == [
+        ("all/out", 0), ("all/out", 2), ("some/out", 0), ("some/out", 2)]
+    assert {(f.record.offset, f.error) for f in result.failures} == {(1, "TransformFailed")}
+    assert all("nested deeper than JSON output allows" in f.message for f in result.failures)
