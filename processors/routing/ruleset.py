@@ -211,7 +211,7 @@ class RuleSet:
             return "orjson"
         return "choosing" if self.partial is None else self.partial.decoder
 
-    PARTIAL_EVERY, PARTIAL_WARMUP, PARTIAL_TIMED = 4, 100, 400  # matching_bytes' trial (engines/partial.py)
+    PARTIAL_EVERY, PARTIAL_WARMUP, PARTIAL_TIMED = 4, 200, 1000  # matching_bytes' trial (engines/partial.py)
 
     def _partial_decoder(self) -> PartialDecoder:
         root, levels = build_structs(self.trie)

@@ -85,6 +85,9 @@ def struct_fallback(ev: Any) -> list[str]:
 
 # one line's answer by one way of reading it
 LineMatching = Callable[[bytes], Answer]
+# what sends a line to today's path (msgspec.ValidationError is a DecodeError; RecursionError:
+# nesting deeper than msgspec goes)
+_REFUSED = (msgspec.DecodeError, RecursionError, UnicodeDecodeError, Fallback)
 
 
 class PartialDecoder:
@@ -96,9 +99,10 @@ class PartialDecoder:
     "partial-bitmask" (the same with the bit-mask engine, for the rule sets that have it) and
     "orjson" (today's path). Which is faster depends on the rule set and the traffic (rules on
     arrays of numbers decode those arrays either way), so, as the engines' own trial does
-    (trial.py), they are timed on the traffic and the fastest kept: on one line in `every`, every
-    way answers (in turns) and is timed, past `warmup` untimed samples, until `timed` samples;
-    a sample on which they disagree takes the partial ways out (logged as an error: a fault).
+    (trial.py), they are timed on the traffic and the fastest kept: every way reads every line,
+    and on one line in `every` each is timed (in turns) past `warmup` untimed samples, until
+    `timed` samples; a sample on which they disagree takes the partial ways out (logged as an
+    error: a fault).
     Until then, and while `ready()` is false (the rule set's own trial is still choosing its
     engine from the events `matching` sees), today's path answers. `decoder` names the way that
     answers; `decoded` and `fallbacks` count the lines the partial way took, and those it handed
@@ -145,14 +149,13 @@ class PartialDecoder:
         slow = 0
         for line in lines:
             try:
-                if line.isascii():
+                # UTF-8 checked first: msgspec does not check the strings it skips (a non-empty
+                # str is true, an invalid line raises)
+                if line.isascii() or line.decode():
                     append(match(decode(line)))
                     continue
-                line.decode()  # UTF-8 (msgspec does not check the strings it skips)
-                append(match(decode(line)))
-                continue
-            except (msgspec.DecodeError, RecursionError, UnicodeDecodeError, Fallback):
-                pass  # msgspec.ValidationError is a DecodeError
+            except _REFUSED:
+                pass
             slow += 1
             append(self.full(line))
         self.fallbacks += slow
@@ -180,6 +183,10 @@ class PartialDecoder:
         for k, line in enumerate(lines):
             n = self._count = self._count + 1
             if n % self._every:
+                # every way reads every line, so that their memos and generated checks keep in
+                # step with the traffic; one line in `every` is timed
+                for _, way in ways[:-1]:
+                    way(line)
                 out.append(self.full(line))
                 continue
             answers: dict[str, Answer] = {}
@@ -205,8 +212,16 @@ class PartialDecoder:
         return out
 
     def _one(self, match: Matching) -> LineMatching:
+        """One line by a partial way, as `_partial` reads it (uncounted)."""
+        decode, full = self.decode, self.full
+
         def one(line: bytes) -> Answer:
-            return self._partial((line,), match)[0]
+            try:
+                if line.isascii() or line.decode():
+                    return match(decode(line))
+            except _REFUSED:
+                pass
+            return full(line)
         return one
 
     def _decide(self, decoder: str, medians_ns: dict[str, float]) -> None:

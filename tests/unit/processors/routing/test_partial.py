@@ -184,8 +184,8 @@ def test_conformance_cases_by_every_way(conformance_dir):
 
 def test_the_trial_keeps_the_fastest_way_and_drops_a_way_that_disagrees(caplog):
     rules = {"x": {"a": ["x"]}, "y": {"b": {"c": [{"prefix": "y"}]}}}
-    lines = [b'{"a": "x", "b": {"c": "yes"}}', b'{"a": "z", "b": {"c": 1}}', b'{"b": [{"c": "y"}]}'] * 5000
-    want = [expected(rules, line) for line in lines[:3]] * 5000
+    lines = [b'{"a": "x", "b": {"c": "yes"}}', b'{"a": "z", "b": {"c": 1}}', b'{"b": [{"c": "y"}]}'] * 6000
+    want = [expected(rules, line) for line in lines[:3]] * 6000
     rs = RuleSet(rules)
     assert rs.decoder == "choosing"
     got = []
@@ -195,7 +195,7 @@ def test_the_trial_keeps_the_fastest_way_and_drops_a_way_that_disagrees(caplog):
     # the rule set's own engine trial decides first (on the events matching_bytes reads whole)
     assert rs.engine in ("index", "bitmask")
     assert rs.decoder in WAYS
-    assert rs.partial.decoded + rs.partial.fallbacks > 0
+    assert (rs.partial.decoded > 0) == rs.decoder.startswith("partial")  # the lines after the trial
 
     bad = RuleSet(rules)
     bad.matching_bytes(lines[:3])
