@@ -222,7 +222,8 @@ class RuleSet:
         if self.bits is not None:
             match_bits = BitMatcher(self.names, self.clauses, self.clause_rule, self.trie, match_index,
                                     structs=levels).matching
-        return PartialDecoder(match_index, match_bits, struct_decoder(root), self._call_matching,
+        # `matching` itself: the engine trial swaps its code, not the function
+        return PartialDecoder(match_index, match_bits, struct_decoder(root), self.matching,
                               lambda: self.engine != "choosing", self._decoder_decided,
                               self.PARTIAL_EVERY, self.PARTIAL_WARMUP, self.PARTIAL_TIMED)
 
@@ -230,9 +231,6 @@ class RuleSet:
         log.info("rule set of %d rules (%d clauses): matching_bytes reads lines by %s, chosen by a timing "
                  "trial (median ns per line: %s)", len(self.names), len(self.clauses), decoder,
                  ", ".join(f"{k} {v:.0f}" for k, v in medians_ns.items()) or "none: the ways disagreed")
-
-    def _call_matching(self, event: dict[str, Any]) -> list[str]:
-        return self.matching(event)  # whichever engine answers now (the trial swaps `matching`)
 
     @property
     def memos(self) -> dict[str, bool]:
