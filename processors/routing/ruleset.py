@@ -211,7 +211,9 @@ class RuleSet:
             return "orjson"
         return "choosing" if self.partial is None else self.partial.decoder
 
-    PARTIAL_EVERY, PARTIAL_WARMUP, PARTIAL_TIMED = 4, 200, 1000  # matching_bytes' trial (engines/partial.py)
+    # matching_bytes' trial (engines/partial.py): a partial way must take at most PARTIAL_MARGIN
+    # of today's median time per line
+    PARTIAL_EVERY, PARTIAL_WARMUP, PARTIAL_TIMED, PARTIAL_MARGIN = 4, 200, 1000, 0.9
 
     def _partial_decoder(self) -> PartialDecoder:
         root, levels = build_structs(self.trie)
@@ -225,7 +227,7 @@ class RuleSet:
         # `matching` itself: the engine trial swaps its code, not the function
         return PartialDecoder(match_index, match_bits, struct_decoder(root), self.matching,
                               lambda: self.engine != "choosing", self._decoder_decided,
-                              self.PARTIAL_EVERY, self.PARTIAL_WARMUP, self.PARTIAL_TIMED)
+                              self.PARTIAL_EVERY, self.PARTIAL_WARMUP, self.PARTIAL_TIMED, self.PARTIAL_MARGIN)
 
     def _decoder_decided(self, decoder: str, medians_ns: dict[str, float]) -> None:
         log.info("rule set of %d rules (%d clauses): matching_bytes reads lines by %s, chosen by a timing "

@@ -101,8 +101,10 @@ class PartialDecoder:
     arrays of numbers decode those arrays either way), so, as the engines' own trial does
     (trial.py), they are timed on the traffic and the fastest kept: every way reads every line,
     and on one line in `every` each is timed (in turns) past `warmup` untimed samples, until
-    `timed` samples; a sample on which they disagree takes the partial ways out (logged as an
-    error: a fault).
+    `timed` samples. A partial way is kept only if its median time is at most `margin` times
+    today's (a close call on a shared machine is noise: today's path stays). A line on which
+    the ways disagree takes the partial ways out for good (logged as an error: a fault, or a
+    line of the known difference, see above).
     Until then, and while `ready()` is false (the rule set's own trial is still choosing its
     engine from the events `matching` sees), today's path answers. `decoder` names the way that
     answers; `decoded` and `fallbacks` count the lines the partial way took, and those it handed
@@ -110,7 +112,7 @@ class PartialDecoder:
 
     def __init__(self, match_index: Matching, match_bitmask: Matching | None, decode: Callable[[bytes], Any],
                  matching: Matching, ready: Callable[[], bool], decided: Callable[[str, dict[str, float]], None],
-                 every: int, warmup: int, timed: int) -> None:
+                 every: int, warmup: int, timed: int, margin: float) -> None:
         self.decode = decode
         self.matching = matching  # today's path: an event as orjson reads it
         self.ways: dict[str, Matching] = {"partial-index": match_index}
@@ -122,6 +124,7 @@ class PartialDecoder:
         self.fallbacks = 0
         self._ready, self._decided = ready, decided
         self._every, self._warm, self._last = every, warmup * every, (warmup + timed) * every
+        self._margin = margin
         self._count = 0
         self._times: dict[str, list[int]] = {}
 
@@ -182,20 +185,19 @@ class PartialDecoder:
         out: list[Answer] = []
         for k, line in enumerate(lines):
             n = self._count = self._count + 1
-            if n % self._every:
-                # every way reads every line, so that their memos and generated checks keep in
-                # step with the traffic; one line in `every` is timed
-                for _, way in ways[:-1]:
-                    way(line)
-                out.append(self.full(line))
-                continue
             answers: dict[str, Answer] = {}
-            turn = (n // self._every) % len(ways)
-            for name, way in ways[turn:] + ways[:turn]:
-                start = clock()
-                answers[name] = way(line)
-                if n > self._warm:
-                    times[name].append(clock() - start)
+            if n % self._every:
+                # every way reads every line (their memos and generated checks keep in step with
+                # the traffic, and every answer is compared); one line in `every` is timed
+                for name, way in ways:
+                    answers[name] = way(line)
+            else:
+                turn = (n // self._every) % len(ways)
+                for name, way in ways[turn:] + ways[:turn]:
+                    start = clock()
+                    answers[name] = way(line)
+                    if n > self._warm:
+                        times[name].append(clock() - start)
             answer = answers["orjson"]
             out.append(answer)
             if any(a != answer for a in answers.values()):
@@ -205,7 +207,10 @@ class PartialDecoder:
                 return out + matching_bytes_full(lines[k + 1:], self.matching)
             if n >= self._last:
                 medians = {name: float(statistics.median(t)) for name, t in times.items()}
-                self._decide(min(medians, key=medians.__getitem__), medians)
+                best = min(medians, key=medians.__getitem__)
+                if medians[best] > self._margin * medians["orjson"]:
+                    best = "orjson"  # not clearly faster: today's path stays
+                self._decide(best, medians)
                 rest = lines[k + 1:]
                 return out + (self._partial(rest, self.match) if self.match is not None
                               else matching_bytes_full(rest, self.matching))

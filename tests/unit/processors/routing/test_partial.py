@@ -214,3 +214,16 @@ def test_reference_engine_reads_lines_whole():
     lines = [b'{"a": "x"}', b'[1]', b'{']
     assert rs.matching_bytes(lines) == [expected(RULES, line) for line in lines]
     assert rs.decoder == "orjson"
+
+
+def test_a_partial_way_is_kept_only_when_clearly_faster():
+    rules = {"x": {"a": ["x"]}}
+    lines = [b'{"a": "x", "b": {"c": "yes"}}', b'{"a": "z"}'] * 8000
+    for margin, kept in ((0.0, ("orjson",)), (100.0, ("partial-index", "partial-bitmask"))):
+        rs = RuleSet(rules)
+        rs.PARTIAL_MARGIN = margin
+        got = []
+        for i in range(0, len(lines), 1000):
+            got += rs.matching_bytes(lines[i:i + 1000])
+        assert got == [["x"], []] * 8000
+        assert rs.decoder in kept
