@@ -154,6 +154,16 @@ def main() -> None:
     ratios["exact_msgspec_decode_only_vs_floor"] = round(rel["decode"], 3)
     print(f"{'msgspec decode only (exact)':26} {'':16} {'':>15} {'':>9} {eps['decode']:>13,.0f} {rel['decode']:>9.2f}")
 
+    # compare.py's pipeline 1: its 20 rules over IoT, clickstream and CDC records (a rule set per
+    # topic kind there; here one set over the records of all three, as one topic would carry them)
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+    import spec  # the peers' shared spec, as compare.py loads it
+    data = spec.dataset(n, seed=1)
+    mixed = [v for records in zip(*data.values()) for _, v in records]
+    print(f"    (pipeline_1: {len(mixed)} records of compare.py's dataset, "
+          f"{sum(map(len, mixed)) / len(mixed):.0f} bytes/record, kinds interleaved)")
+    row("pipeline_1", {name: pattern for name, _, pattern, _ in spec.RULES}, mixed)
+
     scale_lines = lines[:min(n, 30_000)]
     for count in scale:
         t0 = time.perf_counter()
