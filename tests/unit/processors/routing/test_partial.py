@@ -209,6 +209,21 @@ def test_the_trial_keeps_the_fastest_way_and_drops_a_way_that_disagrees(caplog):
     assert "disagrees" in caplog.text
 
 
+def test_a_line_of_the_known_difference_in_the_trial_keeps_todays_path(caplog):
+    rules = {"x": {"a": ["x"]}}
+    lines = [b'{"a": "x"}', b'{"a": "y"}'] * 6000
+    lines[11001] = b'{"a": "y", "q": 1e400}'
+    rs = RuleSet(rules)
+    rs.PARTIAL_MARGIN = 100.0  # the partial ways would win
+    with caplog.at_level(logging.WARNING, logger="processors.routing.ruleset"):
+        got = []
+        for i in range(0, len(lines), 1000):
+            got += rs.matching_bytes(lines[i:i + 1000])
+    assert got == [expected(rules, line) for line in lines]
+    assert rs.decoder == "orjson"
+    assert "a line orjson refuses" in caplog.text
+
+
 def test_reference_engine_reads_lines_whole():
     rs = RuleSet(RULES, engine="reference")
     lines = [b'{"a": "x"}', b'[1]', b'{']
