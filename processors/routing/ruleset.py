@@ -22,11 +22,15 @@ engine (engines/bitmask.py), which has no candidates to check; `RuleSet(rules)` 
 traffic and keeps the faster (engines/trial.py). `engine` says which answers: "index",
 "bitmask", or "choosing" while the trial runs; the choice is logged once (logger
 `processors.routing.ruleset`), with the trial's timings, and a metric exporter reads `engine`.
+
+`matching_bytes(lines)` routes JSON lines decoded only as far as the rules read (msgspec structs,
+engines/partial.py), by either engine, where a second timing trial finds that faster than
+orjson.loads and `matching`; `decoder` says which way answers.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .checks import Check, SameElementCheck
@@ -42,6 +46,7 @@ from .engines.indexed import (
     build_clause_check,
     build_fast_path,
 )
+from .engines.partial import Answer, PartialDecoder, build_structs, matching_bytes_full, struct_decoder, struct_fallback
 from .engines.trial import engine_trial
 from .flatten import build_trie, flatten
 from .index import FieldIndex
@@ -140,6 +145,8 @@ class RuleSet:
         needed = {c.slot for anchor, rest in self.plan for c in rest}
         needed.update(a.slot for a, _ in self.plan if a is not None and a.preds)
         self.bits: BitMatcher | None = None
+        self._slot_of, self._needed = slot_of, needed
+        self.partial: PartialDecoder | None = None  # made by the first matching_bytes
         self.trial_medians_ns: tuple[float, float] | None = None  # (index, bitmask), once timed
         if engine == "reference":
             self.matching = self._matching_reference
@@ -181,6 +188,51 @@ class RuleSet:
         log.info("rule set of %d rules (%d clauses): engine %s, chosen by a timing trial "
                  "(median ns per event: index %.0f, bitmask %.0f)", len(self.names), len(self.clauses),
                  engine, medians_ns["index"], medians_ns["bitmask"])
+
+    def matching_bytes(self, lines: Sequence[bytes]) -> list[Answer]:
+        """Per JSON line, the names of the rules its event matches, as `matching(orjson.loads(line))`
+        gives them; None where orjson refuses the line or it is not an object (the decode stage's
+        failures: the caller dead-letters those). Lines are decoded only as far as the rules read
+        where a timing trial on the traffic finds that faster (engines/partial.py; `decoder` says
+        which way answers), and an event that needs more takes today's path. The reference engine
+        reads every line whole."""
+        if self.engine == "reference":
+            return matching_bytes_full(lines, self.matching)
+        partial = self.partial
+        if partial is None:
+            partial = self.partial = self._partial_decoder()
+        return partial.matching_bytes(lines)
+
+    @property
+    def decoder(self) -> str:
+        """How `matching_bytes` reads lines: "partial-index", "partial-bitmask", "orjson", or
+        "choosing" while its trial runs (or before its first call)."""
+        if self.engine == "reference":
+            return "orjson"
+        return "choosing" if self.partial is None else self.partial.decoder
+
+    # matching_bytes' trial (engines/partial.py): a partial way must take at most PARTIAL_MARGIN
+    # of today's median time per line
+    PARTIAL_EVERY, PARTIAL_WARMUP, PARTIAL_TIMED, PARTIAL_MARGIN = 4, 200, 1000, 0.9
+
+    def _partial_decoder(self) -> PartialDecoder:
+        root, levels = build_structs(self.trie)
+        tail: Tail = {"generic": struct_fallback, "compiled_get": self._compiled.get, "resolve": self._resolve,
+                      "always": bool(self.always)}
+        match_index, _, _ = build_fast_path(self.trie, self._slot_of, self.index, self._needed, tail, structs=levels)
+        match_bits = None
+        if self.bits is not None:
+            match_bits = BitMatcher(self.names, self.clauses, self.clause_rule, self.trie, match_index,
+                                    structs=levels).matching
+        # `matching` itself: the engine trial swaps its code, not the function
+        return PartialDecoder(match_index, match_bits, struct_decoder(root), self.matching,
+                              lambda: self.engine != "choosing", self._decoder_decided,
+                              self.PARTIAL_EVERY, self.PARTIAL_WARMUP, self.PARTIAL_TIMED, self.PARTIAL_MARGIN)
+
+    def _decoder_decided(self, decoder: str, medians_ns: dict[str, float]) -> None:
+        log.info("rule set of %d rules (%d clauses): matching_bytes reads lines by %s, chosen by a timing "
+                 "trial (median ns per line: %s)", len(self.names), len(self.clauses), decoder,
+                 ", ".join(f"{k} {v:.0f}" for k, v in medians_ns.items()) or "none: the ways disagreed")
 
     @property
     def memos(self) -> dict[str, bool]:

@@ -31,6 +31,7 @@ from ..conditions import Condition
 from ..flatten import PathTrie
 from ..kinds import Kind
 from ..values import MISSING, scalars
+from .indexed import StructLevels
 from .trial import Matching
 from .writer import MEMO_SIZE, CodeWriter, dotted_check, dotted_names, memo_switch, scalar_test
 
@@ -201,8 +202,12 @@ class BitMatcher:
     """`matching(event) -> rule names` for the clauses of a RuleSet, by masks (see above)."""
 
     def __init__(self, names: list[str], clauses: list[Clause], clause_rule: list[int], trie: PathTrie,
-                 fallback: Matching) -> None:
+                 fallback: Matching, structs: StructLevels | None = None) -> None:
+        """`fallback` decides the events the generated code does not take. With `structs`,
+        `matching` reads decoded structs instead of dicts, as the index engine can
+        (indexed.build_fast_path; engines/partial.py)."""
         n = len(clauses)
+        self.structs = structs
         self.guard = 1 << n
         full = self.guard - 1
         by_path: dict[str, Entries] = {}
@@ -220,7 +225,7 @@ class BitMatcher:
         self._multi_clause_rules = len(set(clause_rule)) < n
         self._shapes: dict[tuple[str, ...], Matching] = {}
         self._top_dots = frozenset(dotted_names(trie))
-        self.writer = CodeWriter("bitmask")
+        self.writer = CodeWriter("bitmask" if structs is None else "bitmask-partial")
         self.matching, self.source = self._generate(trie, fallback)
 
     def names_of(self, m: int) -> list[str]:
@@ -267,7 +272,7 @@ class BitMatcher:
         g.namespace["memo_full"] = memo_switch(g, self.memos)
         self._trie = trie
         general, source = self._function("match_any_layout", None)
-        if len(trie.children) < SHAPE_FIELDS:
+        if len(trie.children) < SHAPE_FIELDS or self.structs is not None:  # a struct has every key: one layout
             return general, source
         # Events of many kinds, each with a few of the top-level fields the rules read (one bus
         # for devices, clicks and orders): a function per layout of top-level keys reads only the
@@ -296,7 +301,7 @@ class BitMatcher:
         g.emit(1, "events_seen[0] += 1")
         g.emit(1, f"m = {start}")
         g.emit(1, "try:")
-        if present is None:
+        if present is None and self.structs is None:
             dotted_check(g, trie, "ev", 2, "index_engine")
         self._node(g, trie, "ev", 2, present)
         g.emit(2, "pass")  # a layout without any field the rules read
@@ -342,23 +347,34 @@ class BitMatcher:
     def _node(self, g: CodeWriter, node: PathTrie, d: str, depth: int, present: frozenset[str] | None = None) -> None:
         """Code for the fields under `node` of the object `d`; `present`: the keys `d` is known
         to have (the others were folded in as absent), None when unknown."""
+        attrs = self.structs[id(node)][1] if self.structs is not None else None
         for seg, child in node.children.items():
             if present is not None and seg not in present:
                 continue
-            read = f"{d}.get({seg!r}, MISSING)" if present is None else f"{d}[{seg!r}]"
+            if attrs is not None:
+                read = f"{d}.{attrs[seg]}"
+            else:
+                read = f"{d}.get({seg!r}, MISSING)" if present is None else f"{d}[{seg!r}]"
             if not child.children:
                 # a missing field read as "" for an affix test (see _leaf)
-                read_or_empty = f"{d}.get({seg!r}, '')" if present is None else read
+                if attrs is not None:
+                    read_or_empty = f"({read} if {read} is not MISSING else '')"
+                else:
+                    read_or_empty = f"{d}.get({seg!r}, '')" if present is None else read
                 self._leaf(g, self.fields[child.leaf], read, read_or_empty, depth)  # type: ignore[index]  # a trie leaf has a path
                 continue
             v, t = g.var("value"), g.var("type")
             below = self._missing_under(child)
             g.emit(depth, f"{v} = {read}")
             g.emit(depth, f"{t} = type({v})")
-            g.emit(depth, f"if {t} is dict:")
+            if self.structs is None:
+                g.emit(depth, f"if {t} is dict:")
+            else:
+                g.emit(depth, f"if {t} is {g.const('struct', self.structs[id(child)][0])}:")
             if child.leaf is not None:  # an object where a value is read: that path is absent
                 g.emit(depth + 1, f"m &= {self.fields[child.leaf].missing}")
-            dotted_check(g, child, v, depth + 1, "index_engine")
+            if self.structs is None:
+                dotted_check(g, child, v, depth + 1, "index_engine")
             self._node(g, child, v, depth + 1)
             g.emit(depth, f"elif {t} is list:")
             g.emit(depth + 1, "return index_engine(ev)")

@@ -39,6 +39,9 @@ ClauseCheck: TypeAlias = Callable[[Slots], bool]  # build_clause_check's `ok(slo
 CandidatesCheck: TypeAlias = Callable[[Slots], list[Any]]
 # a rule among the candidates: (rule name or index, its candidate clauses' checks; None: an index hit proves it)
 Candidate: TypeAlias = tuple[str | int, Sequence[Sequence[Check]] | None]
+# for `match` over decoded structs (engines/partial.py): id(trie node) -> (the type its objects
+# decode to, {key: attribute}); an absent key reads MISSING
+StructLevels: TypeAlias = dict[int, tuple[type, dict[str, str]]]
 
 
 class Tail(TypedDict):
@@ -57,9 +60,10 @@ class IndexWriter(CodeWriter):
     (slot_3, slot_7...) put in a list only for the checks: most events hit nothing, and then no
     set or list is made at all. Helper functions collect into a set `found`."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, structs: StructLevels | None = None) -> None:
         super().__init__(label)
         self.namespace.update(scalars=scalars, bisect_right=bisect_right)
+        self.structs = structs  # None: `match` reads dicts
         self.in_match = False
         self.stored: set[int] = set()  # slots `match` assigns
         self.numbers: set[int] = set()  # slots a candidates check reads as a double (number_<slot>)
@@ -90,8 +94,12 @@ class IndexWriter(CodeWriter):
 
 
 def build_fast_path(trie: PathTrie, slot_of: dict[str, int], index: dict[str, FieldIndex], needed: set[int],
-                    tail: Tail) -> tuple[Matching, str, IndexWriter]:
+                    tail: Tail, structs: StructLevels | None = None) -> tuple[Matching, str, IndexWriter]:
     """Source and compiled function `match(ev) -> rule names`.
+
+    `ev` is a dict, or with `structs` the decoded struct of the root (engines/partial.py): each
+    object on a used path is a struct whose attributes are the keys read (MISSING when absent),
+    and keys that span levels never reach `match` (the decoder refuses them).
 
     It reads the used fields, looks them up, and hands the candidates over to `tail`: `generic(ev)`
     for events the fast path cannot take, `compiled_get(candidates)` for a generated check of a
@@ -103,7 +111,7 @@ def build_fast_path(trie: PathTrie, slot_of: dict[str, int], index: dict[str, Fi
     String fields with several index tables remember their ids per value (`_string_hits`);
     `memos` in the function's globals maps each such field to whether its memo is in use.
     """
-    g = IndexWriter("indexed")
+    g = IndexWriter("indexed" if structs is None else "partial", structs)
     memos: dict[str, bool] = {}
     g.namespace["events_seen"] = [0]  # to judge whether a memo pays
     g.namespace["memos"] = memos
@@ -115,7 +123,8 @@ def build_fast_path(trie: PathTrie, slot_of: dict[str, int], index: dict[str, Fi
     g.emit(1, "found = None")
     g.emit(1, "try:")
     start = len(g.lines)
-    dotted_check(g, trie, "ev", 2, "generic")
+    if structs is None:
+        dotted_check(g, trie, "ev", 2, "generic")
     _node(g, trie, "ev", 2, slot_of, index, needed)
     if g.stored:
         g.lines.insert(start - 1, "    " + " = ".join(f"slot_{i}" for i in sorted(g.stored)) + " = MISSING")
@@ -163,26 +172,33 @@ def _lean(fi: FieldIndex | None) -> bool:
 
 def _node(g: IndexWriter, node: PathTrie, d: str, depth: int, slot_of: dict[str, int], index: dict[str, FieldIndex],
           needed: set[int]) -> None:
+    attrs = g.structs[id(node)][1] if g.structs is not None else None
+
+    def read(seg: str, default: str) -> str:  # the value of key `seg` of the object `d`; `default` if absent
+        return f"{d}.{attrs[seg]}" if attrs is not None else f"{d}.get({seg!r}{default})"
     for seg, child in node.children.items():
         v = g.var("value")
         fi = index.get(child.leaf) if child.leaf is not None else None
         if not child.children and slot_of[child.leaf] not in needed and fi is not None and _lean(fi):  # type: ignore[index]  # a childless trie node is a leaf: .leaf is set
             if _lookups_per_string(fi) == 1 and fi.exact and not fi.exists:
-                # exact strings only: a missing field looks up None, which no table holds
-                _lookup(g, depth, g.const("exact", fi.exact), f"{d}.get({seg!r})")
+                # exact strings only: a missing field looks up None (MISSING), which no table holds
+                _lookup(g, depth, g.const("exact", fi.exact), read(seg, ""))
                 continue
-            g.emit(depth, f"{v} = {d}.get({seg!r})")
-            g.emit(depth, f"if {v} is not None:")
+            g.emit(depth, f"{v} = {read(seg, '')}")
+            g.emit(depth, f"if {v} is not None:" if attrs is None else f"if {v} is not None and {v} is not MISSING:")
             _string_hits(g, depth + 1, v, fi, child.leaf)  # type: ignore[arg-type]  # fi found: a leaf
             continue
-        g.emit(depth, f"{v} = {d}.get({seg!r}, MISSING)")
+        g.emit(depth, f"{v} = {read(seg, ', MISSING')}")
         g.emit(depth, f"if {v} is not MISSING:")
         inner = depth + 1
         if child.children:
             t = g.var("type")
             g.emit(inner, f"{t} = type({v})")
-            g.emit(inner, f"if {t} is dict:")
-            dotted_check(g, child, v, inner + 1, "generic")
+            if g.structs is None:
+                g.emit(inner, f"if {t} is dict:")
+                dotted_check(g, child, v, inner + 1, "generic")
+            else:
+                g.emit(inner, f"if {t} is {g.const('struct', g.structs[id(child)][0])}:")
             _node(g, child, v, inner + 1, slot_of, index, needed)
             g.emit(inner, f"elif {t} is list:")
             g.emit(inner + 1, "return generic(ev)")
