@@ -264,3 +264,30 @@ async def test_a_replay_resumes_after_its_worker_stops_with_nothing_lost(bootstr
     finally:
         for w, t in running:
             await stop_worker(w, t)
+
+
+async def test_two_workers_run_a_replay_once(bootstrap_servers):
+    worker, task, port = await start(bootstrap_servers, archives=FAST)
+    running = [(worker, task)]
+    try:
+        other, other_task, _ = await start_worker(worker.config)  # the same group and control topic
+        running.append((other, other_task))
+        events = client(port)
+        first, out1, _ = await two_rules(events, bootstrap_servers, worker)
+        await wait_for(lambda: "first/k" in other.targets, message="the other worker to apply the rules")
+        archive = unique("a")
+        await archive_events(events, archive)
+        await wait_for(lambda: all(f"Events-Archive-{archive}/archive" in w.targets for w in (worker, other)),
+                       message="both workers to archive")
+        before = await put_numbered(events, bootstrap_servers, out1, 20)
+        await asyncio.sleep(1)
+        name = unique("once")
+        await call(events, "start_replay", ReplayName=name, EventSourceArn=f"{ARN}:archive/{archive}",
+                   EventStartTime=before, EventEndTime=time.time(), Destination={"Arn": BUS, "FilterArns": [first]})
+        await wait_state(events, name, "COMPLETED")
+        sent = [body(r)["detail"]["n"] for r in await read_all(bootstrap_servers, out1, idle=1.5)
+                if body(r).get("replay-name") == name]
+        assert sorted(sent) == list(range(20))  # each once: one worker ran it
+    finally:
+        for w, t in running:
+            await stop_worker(w, t)
