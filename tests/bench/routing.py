@@ -1,6 +1,8 @@
 """Routing throughput: decode + route over 100 EventBridge rules + produce to 3 Kafka topic
 targets, on a realistic mix (IoT telemetry, clickstream, Debezium CDC), against the floor of raw
-`getmany()` + `orjson.loads` on the same broker and data, side by side.
+`getmany()` + `orjson.loads` on the same broker and data, side by side; and the same with an
+archive of every event on the bus (CreateArchive without a pattern: one more delivery per event,
+and the `replay-name` condition on every rule), against the same without (`archive_on_vs_off`).
 
     python tests/bench/routing.py [--events N] [--repeats R] [--quick]
 
@@ -17,7 +19,10 @@ from common import Broker, floor_run, median, preproduce, summary, unique
 
 from streams.config import parse_config
 from streams.devtools.generator import TrafficGenerator
+from streams.kafka.admin import ensure_topics
 from streams.runtime import eventloop
+from streams.runtime.archives import StoredArchive
+from streams.runtime.reload import ControlTopic
 from streams.runtime.worker import Worker
 
 THING_TYPES = ["EnvSensorV2", "PumpController", "ColdChainTracker"]
@@ -72,7 +77,11 @@ def mixed_traffic(events: int) -> list[tuple[bytes | None, bytes]]:
     return out[:events]
 
 
-async def worker_run(bootstrap: str, source: str, outputs: list[str], dlq: str, total: int) -> tuple[float, dict]:
+async def worker_run(bootstrap: str, source: str, outputs: list[str], dlq: str, total: int,
+                     archive: bool = False) -> tuple[float, dict]:
+    """With `archive`, an archive of every event on the bus, stored on the control topic as
+    CreateArchive stores it; without, the same control topic with no archive."""
+    control = unique("control")
     config = parse_config({
         "kafka": {"bootstrap_servers": bootstrap, "group_id": unique("worker")},
         "consumer": {"max_batch_records": 5000, "commit_interval_ms": 50, "fetch_timeout_ms": 20},
@@ -80,7 +89,15 @@ async def worker_run(bootstrap: str, source: str, outputs: list[str], dlq: str, 
         "dead_letter": {"topic": dlq},
         "sources": [{"topic": source, "kind": "json"}],
         "rules": rules_for(outputs),
+        "routing": {"control_topic": control},
     }, environ={})
+    store = ControlTopic(config, control)
+    await store.start()
+    if archive:
+        topic = unique("archive")
+        await ensure_topics(bootstrap, {topic: 4})
+        await store.put_archive(StoredArchive("all", config.bus.name, topic, None, 1, "", time.time()))
+    await store.close()
     worker = Worker(config)
     task = asyncio.create_task(worker.run())
     while not worker.assigned:
@@ -105,17 +122,17 @@ async def main(events: int, repeats: int) -> None:
         source, dlq = unique("in"), unique("dlq")
         outputs = [unique(f"out{i}") for i in range(3)]
         await preproduce(broker.bootstrap, source, records)
-        from streams.kafka.admin import ensure_topics
-
         await ensure_topics(broker.bootstrap, {**{o: 4 for o in outputs}, dlq: 1})
-        floors, workers = [], []
+        floors, workers, archived = [], [], []
         info: dict = {}
         for i in range(repeats):
             floors.append(await floor_run(broker.bootstrap, source, events))
             rate, info = await worker_run(broker.bootstrap, source, outputs, dlq, events)
             workers.append(rate)
-            print(f"run {i + 1}/{repeats}: floor {floors[-1]:,.0f}/s  routing {workers[-1]:,.0f}/s", flush=True)
-    floor, worker = median(floors), median(workers)
+            archived.append((await worker_run(broker.bootstrap, source, outputs, dlq, events, archive=True))[0])
+            print(f"run {i + 1}/{repeats}: floor {floors[-1]:,.0f}/s  routing {workers[-1]:,.0f}/s  "
+                  f"with an archive {archived[-1]:,.0f}/s", flush=True)
+    floor, worker, with_archive = median(floors), median(workers), median(archived)
     print()
     print(f"{events:,} mixed events (IoT/clickstream/CDC) of {size:.0f} bytes, 4 partitions, 100 rules, "
           f"3 output topics; {info['deliveries'] / events:.2f} deliveries per event, "
@@ -123,10 +140,12 @@ async def main(events: int, repeats: int) -> None:
     print(f"{'contender':<50}{'events/s':>12}{'vs floor':>10}")
     print(f"{'floor: getmany + orjson.loads':<50}{floor:>12,.0f}{1.0:>10.2f}")
     print(f"{'eventweir: decode + route (100 rules) + produce':<50}{worker:>12,.0f}{worker / floor:>10.2f}")
+    print(f"{'  the same with an archive of every event':<50}{with_archive:>12,.0f}{with_archive / floor:>10.2f}")
     summary("routing", {"floor_events_per_s": round(floor), "routing_events_per_s": round(worker),
+                        "archive_on_events_per_s": round(with_archive),
                         "deliveries_per_event": round(info["deliveries"] / events, 3), "rules": 100,
                         "events": events, "repeats": repeats},
-            {"routing_vs_floor": round(worker / floor, 3)})
+            {"routing_vs_floor": round(worker / floor, 3), "archive_on_vs_off": round(with_archive / worker, 3)})
 
 
 if __name__ == "__main__":
