@@ -127,7 +127,17 @@ def retention_ms(days: int) -> str:
 
 
 def stamp(value: bytes, replay: str) -> bytes:
-    """The archived event as a replay delivers it: `replay-name` after `region`, where AWS puts it."""
+    """The archived event as a replay delivers it: `replay-name` after `region`, where AWS puts it.
+
+    Spliced into the bytes when `region` is a top-level key with only scalars before it (as in
+    every envelope eventweir writes: nothing before it opens an object or array, and `"region":`
+    cannot occur inside a JSON string, whose quotes are escaped); otherwise the event is parsed
+    and written again."""
+    at = value.find(b'"region":"')
+    if at > 0 and value.find(b"{", 1, at) < 0 and value.find(b"[", 1, at) < 0 and b'"replay-name"' not in value:
+        end = value.find(b'"', at + 10)
+        if end > 0 and value[end - 1] != 0x5C:  # not an escaped quote
+            return b"".join((value[:end + 1], b',"replay-name":', orjson.dumps(replay), value[end + 1:]))
     event = orjson.loads(value)
     out: dict[str, Any] = {}
     for key, item in event.items():

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams import metrics
 from streams.config import Config
-from streams.kafka.producer import make_producer
+from streams.kafka.producer import BatchProducer, make_producer
 from streams.kafka.read import partitions_of
 from streams.runtime.archives import ACTIVE, STATES, StoredReplay, shown_state, stamp
 from streams.runtime.buses import all_buses
@@ -50,10 +50,12 @@ class ReplayRunner:
         self._tasks: dict[str, asyncio.Task] = {}
         self._loop: asyncio.Task | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._batches: BatchProducer  # set by start()
 
     async def start(self) -> None:
         self._producer = producer = make_producer(self.config)
         await producer.start()
+        self._batches = BatchProducer(producer)
         self._loop = asyncio.create_task(self._watch(), name="replays")
 
     async def close(self) -> None:
@@ -146,23 +148,30 @@ class ReplayRunner:
                 return False
             await asyncio.sleep(min(0.2, wait))
 
+    async def _produce(self, topic: str, partition: int, chunk: list[tuple]) -> list[tuple[asyncio.Future, list[int]]]:
+        """Send `chunk` (emptied) to one partition, in order, as record batches."""
+        if not chunk:
+            return []
+        sent = await self._batches.send_to_partition(topic, partition, list(chunk))
+        chunk.clear()
+        return sent
+
     async def _send(self, replay: StoredReplay, consumer: AIOKafkaConsumer, tps: list[TopicPartition],
                     bus_topic: str) -> None:
         """Republish from the saved positions until each partition reaches EventEndTime or its end.
 
         A partition's end is where a fetch finds nothing more, not an end offset asked before:
         some brokers (Tansu) answer ListOffsets with the first offset of the last record batch + 1."""
-        producer = self._producer
-        assert producer is not None, "start() first"
+        assert self._producer is not None, "start() first"
         end_ms = int(replay.end * 1000)
         positions, done = dict(replay.positions), set(replay.done)
         todo = [tp for tp in tps if tp.partition not in done]
         consumer.assign(todo)
         for tp in todo:
             consumer.seek(tp, positions.get(tp.partition, 0))
-        bus_partitions = sorted(await producer.partitions_for(bus_topic))
+        bus_partitions = await self._batches.partitions(bus_topic)
         interval, pace = 1.0 / self.settings.replay_events_per_second, time.monotonic()
-        pending: list[asyncio.Future] = []
+        pending: list[tuple[asyncio.Future, list[int]]] = []
         last = replay.last_replayed
         saved_at = time.monotonic()
         while True:
@@ -175,6 +184,8 @@ class ReplayRunner:
                 cut = False  # set when it is time to save: the rest of the batch is fetched again
                 for tp, records in batch.items():
                     p = tp.partition
+                    target = bus_partitions[p % len(bus_partitions)]
+                    chunk: list[tuple] = []
                     for rec in records:
                         if cut:
                             consumer.seek(tp, rec.offset)
@@ -182,21 +193,22 @@ class ReplayRunner:
                         if rec.timestamp >= end_ms:
                             done.add(p)  # past the range
                             break
-                        ahead = pace - time.monotonic()
-                        if ahead > 0.005:  # pace in steps of a few ms, not one sleep per event
-                            await asyncio.sleep(ahead)
-                        pace = max(pace, time.monotonic() - 1.0) + interval  # at most a second of burst after a stall
-                        pending.append(await producer.send(
-                            bus_topic, stamp(rec.value, replay.name), key=rec.key,
-                            partition=bus_partitions[p % len(bus_partitions)], headers=list(rec.headers or ())))
+                        chunk.append((rec.key, stamp(rec.value, replay.name), rec.headers))
                         positions[p] = rec.offset + 1
                         last = rec.timestamp / 1000
+                        now = time.monotonic()
+                        pace = max(pace, now - 1.0) + interval  # at most a second of burst after a stall
+                        if pace - now > 0.01:  # ahead of the rate: send what is taken, then wait
+                            pending += await self._produce(bus_topic, target, chunk)
+                            await asyncio.sleep(pace - now)
                         cut = time.monotonic() - saved_at >= self.settings.replay_progress_interval_s
+                    pending += await self._produce(bus_topic, target, chunk)
                 todo = [tp for tp in todo if tp.partition not in done]
                 if todo and time.monotonic() - saved_at < self.settings.replay_progress_interval_s:
                     continue
-            await asyncio.gather(*pending)  # acknowledged before the position that covers them is saved
-            metrics.REPLAYED_EVENTS.inc(len(pending))
+            sent = sum(len(indexes) for _, indexes in pending)
+            await asyncio.gather(*(f for f, _ in pending))  # acknowledged before the position that covers them is saved
+            metrics.REPLAYED_EVENTS.inc(sent)
             pending = []
             saved_at = time.monotonic()
             if replay.name in self.store.cancelled:

@@ -1,6 +1,8 @@
 """Archives and replays as routing: which rule sees a replayed event, decided on real routers."""
 from __future__ import annotations
 
+import json
+
 import orjson
 
 from streams.config import parse_config
@@ -54,6 +56,14 @@ def test_replay_name_sits_after_region_as_aws_delivers_it():
                          "resources", "detail"]
     assert out["replay-name"] == "fix-1"
     assert orjson.loads(stamp(orjson.dumps(out), "again"))["replay-name"] == "again"  # replayed twice: the last name
+    # whatever the writer's spacing and key order, and whatever the strings hold
+    for event in ({**EVENT, "source": 'say "region":"x"', "region": 'a\\"b'}, {"detail": {"region": "x"}, **EVENT},
+                  {"region": "x"}, {"detail": {}, "source": "s"}):
+        for raw in (orjson.dumps(event), json.dumps(event).encode(), json.dumps(event, indent=1).encode()):
+            stamped = orjson.loads(stamp(raw, "r"))
+            assert stamped == {**event, "replay-name": "r"}
+            keys = list(stamped)
+            assert keys.index("replay-name") == (keys.index("region") + 1 if "region" in keys else len(keys) - 1)
 
 
 def test_a_replay_survives_the_control_topic_round_trip():
