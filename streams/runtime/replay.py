@@ -87,9 +87,9 @@ class ReplayRunner:
         self._tasks.pop(task.get_name().removeprefix("replay-"), None)
 
     async def _save(self, replay: StoredReplay, **changes) -> StoredReplay:
-        current = self.store.replays.get(replay.name)
-        if current is None or current.owner not in (replay.owner, self.id) and current.lease_until >= time.time():
-            raise Lost  # deleted, or taken by another worker
+        current = self.store.replays.get(replay.name)  # the latest write on the control topic: the log's order decides
+        if current is None or current.owner not in (None, self.id) and current.lease_until >= time.time():
+            raise Lost  # deleted, or held by another worker (claimed after us, or before our claim was made)
         new = dataclasses.replace(replay, owner=self.id, lease_until=time.time() + self.settings.replay_lease_s,
                                   **changes)
         await self.store.put_replay(new)
