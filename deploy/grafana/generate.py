@@ -111,6 +111,10 @@ WORKER = {
             ts("API calls by operation", [(f"sum by (operation, outcome) (rate(eventweir_api_requests_total{{{W}}}[$__rate_interval]))", "{{operation}} {{outcome}}")], "reqps"),
             ts("PutEvents entries", [(f"sum by (result) (rate(eventweir_put_events_entries_total{{{W}}}[$__rate_interval]))", "{{result}}")], "ops",
                "Entries accepted onto the bus topic, or failed with AWS's per-entry error code."),
+            ts("Replays", [(f"sum(rate(eventweir_replayed_events_total{{{W}}}[$__rate_interval]))", "events replayed/s"),
+                           (f"max by (state) (eventweir_replays{{{W}}})", "{{state}}")], "short",
+               "Archived events republished to their bus by replays (StartReplay), and replays by state as the control "
+               "topic holds them (each worker reads the same, hence max)."),
         ]),
         ("Enrichment state (changelogs)", [
             ts("State changes written to changelogs", [(f"sum by (store, result) (rate(eventweir_state_changes_total{{{W}}}[$__rate_interval]))", "{{store}} {{result}}")], "ops",

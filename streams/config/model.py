@@ -435,6 +435,24 @@ class ApiSettings(Section):
     )
 
 
+class ArchiveSettings(Section):
+    """Archives and replays made through the API (CreateArchive, StartReplay): README, "Archives and replay"."""
+
+    topic_prefix: str = Field("eventweir.archive.", pattern=r"^[A-Za-z0-9._-]{0,40}$",
+                              description="An archive's Kafka topic: <topic_prefix><archive name>.")
+    replay_events_per_second: float = Field(1000.0, gt=0, description="How fast one replay republishes archived "
+                                            "events to its bus.")
+    replay_lease_s: float = Field(30.0, gt=0, description="A worker running a replay renews its claim on the control "
+                                  "topic this often or faster; one that stops renewing (killed) loses the replay to "
+                                  "another worker after this long, which resumes from the last progress saved.")
+    replay_start_delay_s: float = Field(2.0, ge=0, description="A replay stays STARTING this long before its first "
+                                        "event, so that every worker has read it from the control topic (and "
+                                        "delivers its events to the rules it names) before they arrive.")
+    replay_progress_interval_s: float = Field(1.0, gt=0, description="How often a running replay saves its position "
+                                              "(after its events are acknowledged): at most this much is replayed "
+                                              "twice after a worker dies.")
+
+
 class Config(Section):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
@@ -458,6 +476,7 @@ class Config(Section):
     rules: list[RuleSettings] = Field(default_factory=list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    archives: ArchiveSettings = Field(default_factory=ArchiveSettings)
 
     @model_validator(mode="after")
     def _targets_per_rule(self):

@@ -109,3 +109,7 @@ STATE_CHANGES = Counter(
     "commits then stop until a restart reprocesses its events and rebuilds the state).",
     ["store", "result"],
 )
+REPLAYED_EVENTS = Counter("eventweir_replayed_events_total", "Archived events a replay (StartReplay) republished to "
+                          "its bus, acknowledged, counted by the worker that ran it.")
+REPLAYS = Gauge("eventweir_replays", "Replays on the control topic, by state (STARTING, RUNNING, CANCELLING, COMPLETED, "
+                "CANCELLED, FAILED), as this worker reads them.", ["state"])

@@ -26,7 +26,9 @@ from streams.config import Config, ConfigError, RuleSettings
 from streams.kafka.admin import ensure_topics
 from streams.kafka.producer import make_producer
 from streams.kafka.read import partitions_of, read_to_end
+from streams.runtime.archives import ARCHIVE_KEY, CANCEL_KEY, REPLAY_KEY, StoredArchive, StoredReplay, with_archives
 from streams.runtime.buses import CONTROL_KEY_PREFIX, StoredBus, all_buses
+from streams.runtime.replay import ReplayRunner
 from streams.runtime.topology import (
     build_bus_routers,
     build_router,
@@ -58,6 +60,9 @@ class ControlTopic:
         self.buses: dict[str, StoredBus] = {}  # made through the API (key event-bus/<name>)
         # connections and API destinations (keys connection/<name>, api-destination/<name>), secrets sealed
         self.api_destinations = ApiDestinations(config.routing.secrets_key)
+        self.archives: dict[str, StoredArchive] = {}  # streams/runtime/archives.py
+        self.replays: dict[str, StoredReplay] = {}
+        self.cancelled: set[str] = set()  # replays asked to cancel
         self.listeners: list[Callable[[], None]] = []
         self._offsets: dict[str, tuple[int, int]] = {}  # rule -> (partition, offset) last applied
         self._consumer: AIOKafkaConsumer | None = None
@@ -123,6 +128,9 @@ class ControlTopic:
             if name.startswith(CONTROL_KEY_PREFIX):
                 changed |= self._apply_bus(name.removeprefix(CONTROL_KEY_PREFIX), rec.value, rec.offset)
                 continue
+            if name.startswith((ARCHIVE_KEY, REPLAY_KEY, CANCEL_KEY)):
+                changed |= self._apply_archive(name, rec.value, rec.offset)
+                continue
             if rec.value is None:
                 changed |= self.rules.pop(name, None) is not None
                 continue
@@ -156,6 +164,29 @@ class ControlTopic:
         self.buses[name] = bus
         return True
 
+    def _apply_archive(self, key: str, value: bytes | None, offset: int) -> bool:
+        """An archive, replay or cancellation record; True when routing changes (not for progress)."""
+        prefix, name = key.split("/", 1)
+        if prefix + "/" == CANCEL_KEY:
+            self.cancelled.add(name) if value is not None else self.cancelled.discard(name)
+            return False
+        table: dict = self.archives if prefix + "/" == ARCHIVE_KEY else self.replays
+        old = table.get(name)
+        if value is None:
+            table.pop(name, None)
+            return old is not None
+        try:
+            new = StoredArchive.from_json(value) if table is self.archives else StoredReplay.from_json(value)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("control topic %s: %s at offset %d is not valid, ignored: %s", self.topic, key, offset, exc)
+            metrics.CONTROL_RULES_INVALID.inc()
+            table.pop(name, None)
+            return old is not None
+        table[name] = new
+        if isinstance(new, StoredReplay):
+            return old is None or old.routing() != new.routing()
+        return old != new
+
     def _notify(self) -> None:
         metrics.CONTROL_RULES.set(len(self.rules))
         for listener in self.listeners:
@@ -177,6 +208,18 @@ class ControlTopic:
         """A connection or API destination (streams/targets/connections.py); None deletes it."""
         await self._write(key, value)
 
+    async def put_archive(self, archive: StoredArchive) -> None:
+        await self._write(ARCHIVE_KEY + archive.name, archive.to_json())
+
+    async def delete_archive(self, name: str) -> None:
+        await self._write(ARCHIVE_KEY + name, None)
+
+    async def put_replay(self, replay: StoredReplay) -> None:
+        await self._write(REPLAY_KEY + replay.name, replay.to_json())
+
+    async def cancel_replay(self, name: str) -> None:
+        await self._write(CANCEL_KEY + name, b"1")
+
     async def _write(self, name: str, value: bytes | None) -> None:
         """Write and wait for the ack, then apply at once, so this process reads its own writes."""
         assert self._producer is not None, "start() first"
@@ -194,6 +237,7 @@ class RuleReloader:
         self.producer = producer  # the worker's BatchProducer, shared by the targets
         self.store = ControlTopic(worker.config, worker.config.routing.control_topic)
         self.store.listeners.append(self._changed)
+        self.replays = ReplayRunner(worker.config, self.store)  # runs the replays this worker holds the lease of
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._retired: set[asyncio.Task] = set()
@@ -210,11 +254,13 @@ class RuleReloader:
         await self.store.start()
         await self.apply()
         self._task = asyncio.create_task(self._run(), name="rule-reloader")
+        await self.replays.start()
 
     async def close(self) -> None:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self.replays.close()
         await self.store.close()
         for task in list(self._retired):
             task.cancel()
@@ -239,6 +285,8 @@ class RuleReloader:
         worker, config = self.worker, self.worker.config
         buses = all_buses(config, self.store.buses)
         rules = [r for r in self.rules() if config.bus_of(r) in buses]  # a deleted bus's rules go with it
+        archives = {n: a for n, a in self.store.archives.items() if a.bus in buses}
+        rules = with_archives(config, rules, archives, self.store.replays)
         router = build_router(config, rules)  # compiles every pattern; raises before any swap
         bus_routers = build_bus_routers(config, rules, buses)
         previous = set(getattr(worker.pipeline, "bus_routers", {}))

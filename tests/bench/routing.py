@@ -1,6 +1,10 @@
 """Routing throughput: decode + route over 100 EventBridge rules + produce to 3 Kafka topic
 targets, on a realistic mix (IoT telemetry, clickstream, Debezium CDC), against the floor of raw
-`getmany()` + `orjson.loads` on the same broker and data, side by side.
+`getmany()` + `orjson.loads` on the same broker and data, side by side; and the same with an
+archive of every event on the bus (CreateArchive without a pattern: one more delivery per event,
+and the `replay-name` condition on every rule), against the same without (`archive_on_vs_off`);
+and a replay (StartReplay) of the events from an archive topic to a bus topic, unpaced, against
+the floor reading the archive (`replay_vs_floor`).
 
     python tests/bench/routing.py [--events N] [--repeats R] [--quick]
 
@@ -17,7 +21,10 @@ from common import Broker, floor_run, median, preproduce, summary, unique
 
 from streams.config import parse_config
 from streams.devtools.generator import TrafficGenerator
+from streams.kafka.admin import ensure_topics
 from streams.runtime import eventloop
+from streams.runtime.archives import StoredArchive, StoredReplay
+from streams.runtime.reload import ControlTopic
 from streams.runtime.worker import Worker
 
 THING_TYPES = ["EnvSensorV2", "PumpController", "ColdChainTracker"]
@@ -72,7 +79,11 @@ def mixed_traffic(events: int) -> list[tuple[bytes | None, bytes]]:
     return out[:events]
 
 
-async def worker_run(bootstrap: str, source: str, outputs: list[str], dlq: str, total: int) -> tuple[float, dict]:
+async def worker_run(bootstrap: str, source: str, outputs: list[str], dlq: str, total: int,
+                     archive: bool = False) -> tuple[float, dict]:
+    """With `archive`, an archive of every event on the bus, stored on the control topic as
+    CreateArchive stores it; without, the same control topic with no archive."""
+    control = unique("control")
     config = parse_config({
         "kafka": {"bootstrap_servers": bootstrap, "group_id": unique("worker")},
         "consumer": {"max_batch_records": 5000, "commit_interval_ms": 50, "fetch_timeout_ms": 20},
@@ -80,7 +91,15 @@ async def worker_run(bootstrap: str, source: str, outputs: list[str], dlq: str, 
         "dead_letter": {"topic": dlq},
         "sources": [{"topic": source, "kind": "json"}],
         "rules": rules_for(outputs),
+        "routing": {"control_topic": control},
     }, environ={})
+    store = ControlTopic(config, control)
+    await store.start()
+    if archive:
+        topic = unique("archive")
+        await ensure_topics(bootstrap, {topic: 4})
+        await store.put_archive(StoredArchive("all", config.bus.name, topic, None, 1, "", time.time()))
+    await store.close()
     worker = Worker(config)
     task = asyncio.create_task(worker.run())
     while not worker.assigned:
@@ -98,6 +117,43 @@ async def worker_run(bootstrap: str, source: str, outputs: list[str], dlq: str, 
     return total / elapsed, {"deliveries": worker.stats.delivered, "rules_matched": len(worker.stats.matched)}
 
 
+async def replay_run(bootstrap: str, archive_topic: str, dlq: str, total: int) -> float:
+    """events/s of one replay of the whole archive topic, from RUNNING to COMPLETED (every event
+    acknowledged by the bus topic, the position saved)."""
+    control, bus_topic, idle = unique("control"), unique("bus"), unique("idle")
+    await ensure_topics(bootstrap, {bus_topic: 4, idle: 1})
+    config = parse_config({
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": unique("worker")},
+        "producer": {"linger_ms": 5},
+        "dead_letter": {"topic": dlq},
+        "sources": [{"topic": idle, "kind": "json"}],
+        "bus": {"topic": bus_topic},
+        "routing": {"control_topic": control},
+        "archives": {"replay_events_per_second": 1e9, "replay_start_delay_s": 0},
+    }, environ={})
+    store = ControlTopic(config, control)
+    await store.start()
+    await store.put_archive(StoredArchive("all", config.bus.name, archive_topic, None, 1, "", time.time()))
+    stored = StoredReplay("bench", "all", config.bus.name, (), (), time.time() - 3600, time.time() + 3600, "", "STARTING",
+                          time.time())
+    await store.put_replay(stored)
+    await store.close()
+    worker = Worker(config)
+    task = asyncio.create_task(worker.run())
+    while worker.control is None or worker.control.store.replays.get("bench", stored).state != "RUNNING":
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.002)
+    started = time.perf_counter()
+    while worker.control.store.replays["bench"].state == "RUNNING":
+        await asyncio.sleep(0.002)
+    elapsed = time.perf_counter() - started
+    assert worker.control.store.replays["bench"].state == "COMPLETED", worker.control.store.replays["bench"]
+    worker.request_stop()
+    await task
+    return total / elapsed
+
+
 async def main(events: int, repeats: int) -> None:
     records = mixed_traffic(events)
     size = sum(len(v) for _, v in records) / len(records)
@@ -105,17 +161,26 @@ async def main(events: int, repeats: int) -> None:
         source, dlq = unique("in"), unique("dlq")
         outputs = [unique(f"out{i}") for i in range(3)]
         await preproduce(broker.bootstrap, source, records)
-        from streams.kafka.admin import ensure_topics
-
         await ensure_topics(broker.bootstrap, {**{o: 4 for o in outputs}, dlq: 1})
-        floors, workers = [], []
+        floors, workers, archived = [], [], []
         info: dict = {}
         for i in range(repeats):
             floors.append(await floor_run(broker.bootstrap, source, events))
             rate, info = await worker_run(broker.bootstrap, source, outputs, dlq, events)
             workers.append(rate)
-            print(f"run {i + 1}/{repeats}: floor {floors[-1]:,.0f}/s  routing {workers[-1]:,.0f}/s", flush=True)
-    floor, worker = median(floors), median(workers)
+            archived.append((await worker_run(broker.bootstrap, source, outputs, dlq, events, archive=True))[0])
+            print(f"run {i + 1}/{repeats}: floor {floors[-1]:,.0f}/s  routing {workers[-1]:,.0f}/s  "
+                  f"with an archive {archived[-1]:,.0f}/s", flush=True)
+        # a replay of the same events, archived as they are (the floor reads them from that topic)
+        archive_topic = unique("archive")
+        await preproduce(broker.bootstrap, archive_topic, records)
+        replay_floors, replays = [], []
+        for i in range(repeats):
+            replay_floors.append(await floor_run(broker.bootstrap, archive_topic, events))
+            replays.append(await replay_run(broker.bootstrap, archive_topic, dlq, events))
+            print(f"run {i + 1}/{repeats}: floor {replay_floors[-1]:,.0f}/s  replay {replays[-1]:,.0f}/s", flush=True)
+    floor, worker, with_archive = median(floors), median(workers), median(archived)
+    replay_floor, replay = median(replay_floors), median(replays)
     print()
     print(f"{events:,} mixed events (IoT/clickstream/CDC) of {size:.0f} bytes, 4 partitions, 100 rules, "
           f"3 output topics; {info['deliveries'] / events:.2f} deliveries per event, "
@@ -123,10 +188,16 @@ async def main(events: int, repeats: int) -> None:
     print(f"{'contender':<50}{'events/s':>12}{'vs floor':>10}")
     print(f"{'floor: getmany + orjson.loads':<50}{floor:>12,.0f}{1.0:>10.2f}")
     print(f"{'eventweir: decode + route (100 rules) + produce':<50}{worker:>12,.0f}{worker / floor:>10.2f}")
+    print(f"{'  the same with an archive of every event':<50}{with_archive:>12,.0f}{with_archive / floor:>10.2f}")
+    print(f"{'floor: getmany + orjson.loads of the archive':<50}{replay_floor:>12,.0f}{1.0:>10.2f}")
+    print(f"{'eventweir: replay (read, add replay-name, produce)':<50}{replay:>12,.0f}{replay / replay_floor:>10.2f}")
     summary("routing", {"floor_events_per_s": round(floor), "routing_events_per_s": round(worker),
+                        "archive_on_events_per_s": round(with_archive), "replay_floor_events_per_s": round(replay_floor),
+                        "replay_events_per_s": round(replay),
                         "deliveries_per_event": round(info["deliveries"] / events, 3), "rules": 100,
                         "events": events, "repeats": repeats},
-            {"routing_vs_floor": round(worker / floor, 3)})
+            {"routing_vs_floor": round(worker / floor, 3), "archive_on_vs_off": round(with_archive / worker, 3),
+             "replay_vs_floor": round(replay / replay_floor, 3)})
 
 
 if __name__ == "__main__":

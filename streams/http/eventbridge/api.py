@@ -37,6 +37,7 @@ from streams import metrics
 from streams.config import BUS_NAME, ConfigError, EventBusSettings, RuleSettings, TargetSettings
 from streams.http.bearer import bearer_token
 from streams.http.eventbridge import shapes
+from streams.http.eventbridge.archives import ArchiveOperations
 from streams.http.eventbridge.sigv4 import SignatureError, verify
 from streams.kafka.admin import ensure_topics
 from streams.runtime.buses import Bus, StoredBus, all_buses, main_bus_topic
@@ -154,7 +155,7 @@ def _pydantic_message(error: ErrorDetails) -> str:
 
 
 # --- the API -----------------------------------------------------------------------------------------
-class EventBridgeApi:
+class EventBridgeApi(ArchiveOperations):
     def __init__(self, worker, access_keys: dict[str, str], bearer_tokens: list[str], allow_anonymous: bool):
         self.worker = worker
         self.config = worker.config

@@ -1,0 +1,175 @@
+"""Archives and replays (CreateArchive, StartReplay): what they are on Kafka and how they route.
+
+An archive is a Kafka topic (<archives.topic_prefix><name>, retention = RetentionDays, 0 = kept
+forever) and a rule on its source bus, `Events-Archive-<name>` as on AWS, whose one target
+produces the events it matches to that topic: archiving is routing, with the worker's usual
+delivery guarantees. A replay (streams/runtime/replay.py) republishes a time range of an archive
+to the archive's bus with a top-level `replay-name` field, as AWS delivers it. Routing then keeps
+AWS's promises with patterns alone:
+
+- an archive rule's pattern has `"replay-name": [{"exists": false}]`: a replayed event is never
+  archived again (AWS's own archive rules carry the same condition);
+- on a bus with an archive or a replay, every other rule's pattern gets
+  `"replay-name": [{"exists": false}, <the replays that name it>]`: it sees live events, and
+  replayed ones only from the replays whose Destination.FilterArns list it (or list no rule).
+
+Both are stored on the control topic (streams/runtime/reload.py) under `archive/<name>` and
+`replay/<name>`; a cancellation under `replay-cancel/<name>`, apart from the replay's own record,
+which the worker running it rewrites with its progress (a cancel written there could be lost
+under a progress write made before the runner saw it). Rule names have no `/`, so none collide.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from streams.config import Config, RuleSettings, TargetSettings
+
+ARCHIVE_KEY, REPLAY_KEY, CANCEL_KEY = "archive/", "replay/", "replay-cancel/"
+ARCHIVE_RULE_PREFIX = "Events-Archive-"
+REPLAY_FIELD = "replay-name"
+ACTIVE = ("STARTING", "RUNNING", "CANCELLING")
+STATES = ("STARTING", "RUNNING", "CANCELLING", "COMPLETED", "CANCELLED", "FAILED")
+
+
+@dataclass(frozen=True)
+class StoredArchive:
+    name: str
+    bus: str  # the source bus's name
+    topic: str
+    event_pattern: dict[str, Any] | None
+    retention_days: int
+    description: str
+    created: float
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, value: bytes) -> StoredArchive:
+        return cls(**orjson.loads(value))
+
+
+@dataclass(frozen=True)
+class StoredReplay:
+    name: str
+    archive: str
+    bus: str  # the destination: the archive's bus (AWS permits no other)
+    rules: tuple[str, ...]  # FilterArns as rule names; empty = every rule of the bus
+    filter_arns: tuple[str, ...]
+    start: float  # EventStartTime, EventEndTime: epoch seconds
+    end: float
+    description: str
+    state: str
+    started: float  # ReplayStartTime
+    ended: float | None = None  # ReplayEndTime
+    last_replayed: float | None = None  # EventLastReplayedTime: the archived time of the last event sent
+    reason: str = ""  # StateReason
+    # set by the worker running it: where it is (archive partition -> next offset), the partitions
+    # it has finished, and its claim: owner id, held until lease_until
+    positions: dict[int, int] = field(default_factory=dict)
+    done: tuple[int, ...] = ()
+    owner: str | None = None
+    lease_until: float = 0.0
+
+    def to_json(self) -> bytes:
+        doc = dataclasses.asdict(self)
+        doc["positions"] = {str(p): o for p, o in self.positions.items()}
+        return orjson.dumps(doc)
+
+    @classmethod
+    def from_json(cls, value: bytes) -> StoredReplay:
+        doc = orjson.loads(value)
+        doc["rules"], doc["filter_arns"] = tuple(doc["rules"]), tuple(doc["filter_arns"])
+        doc["positions"] = {int(p): int(o) for p, o in doc["positions"].items()}
+        doc["done"] = tuple(doc["done"])
+        return cls(**doc)
+
+    def routing(self) -> tuple:
+        """What routing depends on: a change to anything else (progress) needs no rule reload."""
+        return self.bus, self.rules
+
+
+def shown_state(replay: StoredReplay, cancelled: set[str]) -> str:
+    """The state as DescribeReplay shows it: CANCELLING from a cancel until the runner confirms it."""
+    return "CANCELLING" if replay.state in ("STARTING", "RUNNING") and replay.name in cancelled else replay.state
+
+
+def with_archives(config: Config, rules: list[RuleSettings], archives: dict[str, StoredArchive],
+                  replays: dict[str, StoredReplay]) -> list[RuleSettings]:
+    """`rules` with each archive's rule added and the replay conditions above applied."""
+    guarded = {a.bus for a in archives.values()} | {r.bus for r in replays.values()}
+    archive_rules = {ARCHIVE_RULE_PREFIX + a.name: a for a in archives.values()}
+    out = []
+    for rule in rules:
+        if rule.name in archive_rules:
+            continue  # the name is the archive's (AWS reserves it too)
+        bus = config.bus_of(rule)
+        if bus in guarded and REPLAY_FIELD not in (rule.event_pattern or {}):  # a rule about replays decides itself
+            names = sorted(r.name for r in replays.values() if r.bus == bus and (not r.rules or rule.name in r.rules))
+            pattern = {**(rule.event_pattern or {}), REPLAY_FIELD: [{"exists": False}, *names]}
+            rule = rule.model_copy(update={"event_pattern": pattern})
+        out.append(rule)
+    for name, archive in sorted(archive_rules.items()):
+        out.append(RuleSettings(
+            name=name, description=f"Archive {archive.name}",
+            event_pattern={**(archive.event_pattern or {}), REPLAY_FIELD: [{"exists": False}]},
+            targets=[TargetSettings.model_validate({"id": "archive", "type": "kafka", "topic": archive.topic})],
+            event_bus_name=None if archive.bus == config.bus.name else archive.bus))
+    return out
+
+
+def retention_ms(days: int) -> str:
+    return "-1" if days == 0 else str(days * 86_400_000)
+
+
+def stamp(value: bytes, replay: str) -> bytes:
+    """The archived event as a replay delivers it: `replay-name` after `region`, where AWS puts it.
+
+    Spliced into the bytes when `region` is a top-level key with only scalars before it (as in
+    every envelope eventweir writes: nothing before it opens an object or array, and `"region":`
+    cannot occur inside a JSON string, whose quotes are escaped); otherwise the event is parsed
+    and written again."""
+    at = value.find(b'"region":"')
+    if at > 0 and value.find(b"{", 1, at) < 0 and value.find(b"[", 1, at) < 0 and b'"replay-name"' not in value:
+        end = value.find(b'"', at + 10)
+        if end > 0 and value[end - 1] != 0x5C:  # not an escaped quote
+            return b"".join((value[:end + 1], b',"replay-name":', orjson.dumps(replay), value[end + 1:]))
+    event = orjson.loads(value)
+    out: dict[str, Any] = {}
+    for key, item in event.items():
+        if key != REPLAY_FIELD:
+            out[key] = item
+        if key == "region":
+            out[REPLAY_FIELD] = replay
+    out.setdefault(REPLAY_FIELD, replay)
+    return orjson.dumps(out)
+
+
+async def event_counts(config: Config, topics: list[str]) -> dict[str, int]:
+    """Events held by each archive topic now: end minus beginning offsets (what retention left)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.kafka.read import partitions_of
+
+    consumer = AIOKafkaConsumer(**config.kafka.client_options(), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = []
+        for topic in topics:
+            try:
+                tps += [TopicPartition(topic, p) for p in await partitions_of(consumer, topic, 5)]
+            except TimeoutError:  # the topic was deleted by hand: it holds nothing
+                continue
+        if not tps:
+            return {}
+        first, end = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+        counts: dict[str, int] = {}
+        for tp in tps:
+            counts[tp.topic] = counts.get(tp.topic, 0) + end[tp] - first[tp]
+        return counts
+    finally:
+        await consumer.stop()
