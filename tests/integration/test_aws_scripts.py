@@ -16,6 +16,7 @@ from tests.integration.http_endpoint import Endpoint
 from tests.integration.kafka_helpers import create_topics, read_all, unique, wait_for
 from tests.integration.test_eventbridge_api import KEY, SECRET, call, client, entry, error_of
 from tests.integration.test_rules_targets import config_for, start_worker, stop_worker
+from tests.integration.test_s3_sink import jsonl, lake_objects, new_bucket
 
 pytestmark = pytest.mark.broker
 ARN = "arn:aws:events:local:000000000000"
@@ -36,32 +37,36 @@ async def start(bootstrap_servers, arn_map: list[dict], **extra):
     return worker, task, info["port"]
 
 
-async def test_targets_made_with_aws_arns_deliver_where_api_arn_map_says(bootstrap_servers):
-    orders, clicks = unique("orders"), unique("clicks")
+async def test_targets_made_with_aws_arns_deliver_where_api_arn_map_says(bootstrap_servers, s3_endpoint):
+    orders, clicks, bucket = unique("orders"), unique("clicks"), new_bucket(s3_endpoint)
     await create_topics(bootstrap_servers, orders, clicks)
     async with Endpoint() as function:
         worker, task, port = await start(bootstrap_servers, [
             {"arn": "arn:aws:sqs:*:*:orders", "target": {"type": "kafka", "topic": orders}},
             {"arn": "arn:aws:kinesis:*:*:stream/*", "target": {"type": "kafka", "topic": "{name}"}},
             {"arn": "arn:aws:lambda:*:*:function:notify", "target": {"type": "http", "url": function.url}},
+            {"arn": "arn:aws:firehose:*:*:deliverystream/lake", "target": {
+                "type": "s3", "bucket": bucket, "endpoint_url": s3_endpoint, "region": "us-east-1", "flush_size": 2,
+                "flush_interval_s": 1}},
         ])
         try:
             events = client(port)
             kinesis = f"arn:aws:kinesis:us-east-1:123456789012:stream/{clicks}"
             lambda_arn = "arn:aws:lambda:us-east-1:123456789012:function:notify"
+            firehose = "arn:aws:firehose:us-east-1:123456789012:deliverystream/lake"
             await call(events, "put_rule", Name="orders", EventPattern=json.dumps({"source": ["shop"]}))
             await call(events, "put_targets", Rule="orders", Targets=[
                 {"Id": "queue", "Arn": f"{SQS}:orders",
                  "InputTransformer": {"InputPathsMap": {"n": "$.detail.n"}, "InputTemplate": '{"order": <n>}'}},
                 {"Id": "stream", "Arn": kinesis, "KinesisParameters": {"PartitionKeyPath": "$.detail.n"}},
-                {"Id": "fn", "Arn": lambda_arn}])
-            await wait_for(lambda: {"orders/queue", "orders/stream", "orders/fn"} <= set(worker.targets),
+                {"Id": "fn", "Arn": lambda_arn}, {"Id": "lake", "Arn": firehose}])
+            await wait_for(lambda: {"orders/queue", "orders/stream", "orders/fn", "orders/lake"} <= set(worker.targets),
                            message="the worker to apply the rule")
 
             # what the script sent is what it reads back
             listed = (await call(events, "list_targets_by_rule", Rule="orders"))["Targets"]
             assert [(t["Id"], t["Arn"]) for t in listed] == [("queue", f"{SQS}:orders"), ("stream", kinesis),
-                                                              ("fn", lambda_arn)]
+                                                              ("fn", lambda_arn), ("lake", firehose)]
             assert listed[0]["InputTransformer"]["InputTemplate"] == '{"order": <n>}'
 
             await call(events, "put_events", Entries=[entry("shop", 1), entry("shop", 2)])
@@ -71,6 +76,16 @@ async def test_targets_made_with_aws_arns_deliver_where_api_arn_map_says(bootstr
             assert sorted((r.key, json.loads(r.value)["detail"]["n"]) for r in records) == [(b"1", 1), (b"2", 2)]
             await wait_for(lambda: len(function.received) == 2, message="the function's endpoint to get both")
 
+            def lake() -> list[int]:
+                return sorted(r["detail"]["n"] for key, body in lake_objects(s3_endpoint, bucket).items()
+                              for r in jsonl(body, key))
+
+            for _ in range(40):  # read off the event loop, which the worker shares
+                if await asyncio.to_thread(lake) == [1, 2]:
+                    break
+                await asyncio.sleep(0.5)
+            assert await asyncio.to_thread(lake) == [1, 2]  # the delivery stream's bucket holds both
+
             # an ARN with no row: refused for the whole call, naming the row to add
             code, message = await error_of(call(events, "put_targets", Rule="orders", Targets=[
                 {"Id": "other", "Arn": f"{SQS}:refunds"}]))
@@ -78,10 +93,10 @@ async def test_targets_made_with_aws_arns_deliver_where_api_arn_map_says(bootstr
             assert message == (f"Target Arn '{SQS}:refunds' is not mapped to an eventweir target: add it to api.arn_map "
                                f"in the config, e.g. {{arn: '{SQS}:refunds', target: {{type: kafka, topic: <topic>}}}}.")
             code, message = await error_of(call(events, "put_targets", Rule="orders", Targets=[
-                {"Id": "fh", "Arn": "arn:aws:firehose:us-east-1:123456789012:deliverystream/lake"}]))
+                {"Id": "fh", "Arn": "arn:aws:firehose:us-east-1:123456789012:deliverystream/audit"}]))
             assert "target: {type: s3, bucket: <bucket>, ...}" in message
             assert [t["Id"] for t in (await call(events, "list_targets_by_rule", Rule="orders"))["Targets"]] == \
-                ["queue", "stream", "fn"]
+                ["queue", "stream", "fn", "lake"]
         finally:
             await stop_worker(worker, task)
 
@@ -159,6 +174,9 @@ async def test_tags_on_rules_and_buses_are_kept_with_them(bootstrap_servers):
         assert await error_of(call(events, "tag_resource", ResourceARN=f"{ARN}:event-bus/nope",
                                         Tags=[{"Key": "a", "Value": "b"}])) == \
             ("ResourceNotFoundException", "Event bus nope does not exist.")
+        assert await error_of(call(events, "tag_resource", ResourceARN=rule_arn, Tags=[{"Key": "k" * 129, "Value": ""}])) \
+            == ("ValidationException", f"1 validation error detected: Value '{'k' * 129}' at 'tags.1.member.key' failed to "
+                "satisfy constraint: Member must have length less than or equal to 128")
         assert (await call(events, "list_tags_for_resource", ResourceARN=f"{ARN}:rule/from-config"))["Tags"] == [
             {"Key": "team", "Value": "core"}]
         code, _ = await error_of(call(events, "tag_resource", ResourceARN=f"{ARN}:rule/from-config",

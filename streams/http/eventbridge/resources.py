@@ -38,7 +38,20 @@ def mapped_target(arn_map: list[ArnMapping], arn: str) -> dict[str, Any]:
 
 
 def _tags_in(value: Any) -> dict[str, str]:
-    """AWS's [{Key, Value}] as a dict (shapes.check has checked the types)."""
+    """AWS's [{Key, Value}] as a dict (shapes.check has checked the types), within AWS's lengths."""
+    errors = []
+    for i, tag in enumerate(value or [], 1):
+        for member, limit, least in (("Key", 128, 1), ("Value", 256, 0)):
+            text = tag[member]
+            if len(text) > limit:
+                errors.append(f"Value '{text}' at 'tags.{i}.member.{member.lower()}' failed to satisfy constraint: "
+                              f"Member must have length less than or equal to {limit}")
+            elif len(text) < least:
+                errors.append(f"Value '{text}' at 'tags.{i}.member.{member.lower()}' failed to satisfy constraint: "
+                              f"Member must have length greater than or equal to {least}")
+    if errors:
+        n = len(errors)
+        raise _validation(f"{n} validation error{'s' if n > 1 else ''} detected: " + "; ".join(errors))
     return {t["Key"]: t["Value"] for t in value or []}
 
 
