@@ -138,6 +138,7 @@ class BusSettings(Section):
                                                        "or a topic under `buses:` that does not exist yet).")
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings,
                                          description="Schema discovery on this bus: README, Schema discovery.")
+    tags: dict[str, str] = Field(default_factory=dict, description="What ListTagsForResource shows for this bus.")
 
     @property
     def rule_arn_prefix(self) -> str:

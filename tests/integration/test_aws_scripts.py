@@ -140,7 +140,8 @@ async def test_lists_page_as_on_aws_and_boto3_paginators_walk_them(bootstrap_ser
 
 async def test_tags_on_rules_and_buses_are_kept_with_them(bootstrap_servers):
     worker, task, port = await start(bootstrap_servers, [], rules=[
-        {"name": "from-config", "EventPattern": {"source": ["x"]}, "tags": {"team": "core"}}])
+        {"name": "from-config", "EventPattern": {"source": ["x"]}, "tags": {"team": "core"}}],
+        bus={"tags": {"env": "prod"}})
     try:
         events = client(port)
         bus = unique("orders")
@@ -179,6 +180,11 @@ async def test_tags_on_rules_and_buses_are_kept_with_them(bootstrap_servers):
                 "satisfy constraint: Member must have length less than or equal to 128")
         assert (await call(events, "list_tags_for_resource", ResourceARN=f"{ARN}:rule/from-config"))["Tags"] == [
             {"Key": "team", "Value": "core"}]
+        assert (await call(events, "list_tags_for_resource", ResourceARN=f"{ARN}:event-bus/default"))["Tags"] == [
+            {"Key": "env", "Value": "prod"}]
+        assert await error_of(call(events, "tag_resource", ResourceARN=f"{ARN}:event-bus/default",
+                                   Tags=[{"Key": "a", "Value": "b"}])) == \
+            ("ValidationException", "Event bus default is defined in the config file; change it there.")
         code, _ = await error_of(call(events, "tag_resource", ResourceARN=f"{ARN}:rule/from-config",
                                       Tags=[{"Key": "a", "Value": "b"}]))
         assert code == "ManagedRuleException"

@@ -82,6 +82,8 @@ class ResourcesApi:
         stored = control.store.buses.get(name) if control is not None else None
         if stored is not None:
             return dict(stored.settings.tags)
+        if name == self.config.bus.name:
+            return dict(self.config.bus.tags)
         return next((dict(b.tags) for b in self.config.buses if b.name == name), {})
 
     async def _set_tags(self: Any, kind: str, name: str, tags: dict[str, str]) -> None:
