@@ -14,6 +14,7 @@ import pytest
 
 from tests.integration.http_endpoint import Endpoint
 from tests.integration.kafka_helpers import create_topics, read_all, unique, wait_for
+from tests.integration.test_api_destinations import SECRETS_KEY
 from tests.integration.test_eventbridge_api import KEY, SECRET, call, client, entry, error_of
 from tests.integration.test_rules_targets import config_for, start_worker, stop_worker
 from tests.integration.test_s3_sink import jsonl, lake_objects, new_bucket
@@ -23,14 +24,14 @@ ARN = "arn:aws:events:local:000000000000"
 SQS = "arn:aws:sqs:us-east-1:123456789012"
 
 
-async def start(bootstrap_servers, arn_map: list[dict], **extra):
+async def start(bootstrap_servers, arn_map: list[dict], secrets_key: str | None = None, **extra):
     bus, dlq, control, group = unique("bus"), unique("dlq"), unique("rules"), unique("g")
     await create_topics(bootstrap_servers, bus, dlq)
     config = config_for(
         bootstrap_servers, bus, dlq, group, rules=extra.pop("rules", []),
         sources=[{"topic": bus, "kind": "envelope"}],
         routing={"control_topic": control, "retry_base_delay_ms": 5, "retry_max_delay_ms": 20,
-                 "http_allow_networks": ["127.0.0.0/8"]},
+                 "http_allow_networks": ["127.0.0.0/8"], "secrets_key": secrets_key},
         api={"access_keys": {KEY: SECRET}, "signing_regions": ["us-east-1"], "arn_map": arn_map}, **extra,
     )
     worker, task, info = await start_worker(config)
@@ -102,7 +103,8 @@ async def test_targets_made_with_aws_arns_deliver_where_api_arn_map_says(bootstr
 
 
 async def test_lists_page_as_on_aws_and_boto3_paginators_walk_them(bootstrap_servers):
-    worker, task, port = await start(bootstrap_servers, [{"arn": "arn:aws:sqs:*:*:*", "target": {"type": "log"}}])
+    worker, task, port = await start(bootstrap_servers, [{"arn": "arn:aws:sqs:*:*:*", "target": {"type": "log"}}],
+                                     secrets_key=SECRETS_KEY)
     try:
         events = client(port)
         for i in range(5):
@@ -132,6 +134,16 @@ async def test_lists_page_as_on_aws_and_boto3_paginators_walk_them(bootstrap_ser
         page = await call(events, "list_event_buses", Limit=3)
         rest = await call(events, "list_event_buses", Limit=3, NextToken=page["NextToken"])
         assert (len(page["EventBuses"]), len(rest["EventBuses"]), "NextToken" in rest) == (3, 1, False)
+        arn = ""
+        for i in range(3):
+            arn = (await call(events, "create_connection", Name=f"c{i}", AuthorizationType="API_KEY", AuthParameters={
+                "ApiKeyAuthParameters": {"ApiKeyName": "x-key", "ApiKeyValue": "secret"}}))["ConnectionArn"]
+            await call(events, "create_api_destination", Name=f"d{i}", ConnectionArn=arn, HttpMethod="POST",
+                       InvocationEndpoint="https://api.example.com/")
+        for operation, member in (("list_connections", "Connections"), ("list_api_destinations", "ApiDestinations")):
+            page = await call(events, operation, Limit=2)
+            rest = await call(events, operation, Limit=2, NextToken=page["NextToken"])
+            assert [x["Name"][1:] for x in page[member] + rest[member]] == ["0", "1", "2"] and "NextToken" not in rest
         assert await error_of(call(events, "list_rules", NextToken="nonsense")) == \
             ("ValidationException", "The NextToken is not valid.")
     finally:
