@@ -142,6 +142,7 @@ class BusSettings(Section):
         None, pattern=r"^[A-Za-z0-9._-]{1,249}$",
         description="Where this bus's events that no rule matched go (the catch-all), counted in "
         "eventweir_unmatched_events_total. Unset: they are dropped, as EventBridge drops them.")
+    tags: dict[str, str] = Field(default_factory=dict, description="What ListTagsForResource shows for this bus.")
 
     @property
     def rule_arn_prefix(self) -> str:
@@ -174,6 +175,8 @@ class EventBusSettings(Section):
     unmatched_topic: str | None = Field(
         None, pattern=r"^[A-Za-z0-9._-]{1,249}$",
         description="Where this bus's events that no rule matched go (as bus.unmatched_topic, for this bus only).")
+    tags: dict[str, str] = Field(default_factory=dict, description="What ListTagsForResource shows (TagResource "
+                                 "sets them on buses made through the API).")
 
     def topic_of(self, bus: BusSettings) -> str:
         return self.topic or bus.topic_prefix + self.name
@@ -280,6 +283,8 @@ class TargetSettings(Section):
     dead_letter_topic: str | None = Field(
         None, description="This target's dead-letter topic (default: dead_letter.topic)."
     )
+    aws_arn: str | None = Field(None, description="The AWS ARN the target was created with through api.arn_map: what "
+                                "ListTargetsByRule shows and ListRuleNamesByTarget finds it by.")
 
     @model_validator(mode="after")
     def _one_input(self):
@@ -307,6 +312,8 @@ class RuleSettings(Section):
     event_bus_name: str | None = Field(
         None, alias="EventBusName", description="The bus whose events this rule sees (one of `buses:`); "
         "omitted = the `bus:` section's bus.")
+    tags: dict[str, str] = Field(default_factory=dict, description="What ListTagsForResource shows (TagResource "
+                                 "and PutRule's Tags set them on rules made through the API).")
 
     @field_validator("targets")
     @classmethod
@@ -418,6 +425,25 @@ class WaitingRoomSettings(Section):
         return dict(self.model_dump(exclude_none=True), account=account, region=region)
 
 
+class ArnMapping(Section):
+    """One row of api.arn_map: targets created with an AWS ARN the pattern matches become this target."""
+
+    arn: str = Field(pattern=r"^arn:", description="An AWS ARN; `*` matches any characters, e.g. "
+                     "arn:aws:sqs:*:*:orders.")
+    target: dict[str, Any] = Field(description="The eventweir target: its type and that type's keys, e.g. {type: "
+                                   "kafka, topic: orders}; `{name}` in a value is the ARN's last name (the queue, "
+                                   "stream, function ...).")
+
+    @field_validator("target")
+    @classmethod
+    def _has_type(cls, target):
+        if not isinstance(target.get("type"), str):
+            raise ValueError("target needs a `type` (kafka, http, s3 ...)")
+        if {"id", "aws_arn"} & set(target):
+            raise ValueError("target takes no `id` or `aws_arn`: they come from PutTargets")
+        return target
+
+
 class ApiSettings(Section):
     """The EventBridge-compatible API on the HTTP port (JSON 1.1, X-Amz-Target: AWSEvents.*)."""
 
@@ -433,6 +459,9 @@ class ApiSettings(Section):
     bus_topic: str | None = Field(
         None, description="Where PutEvents writes (default: bus.topic, else the first source of kind `envelope`)."
     )
+    arn_map: list[ArnMapping] = Field(
+        default_factory=list, description="AWS target ARNs (SQS, Kinesis, Firehose, Lambda, Step Functions ...) as "
+        "eventweir targets, first match wins: [{arn: 'arn:aws:sqs:*:*:orders', target: {type: kafka, topic: orders}}].")
 
 
 class ArchiveSettings(Section):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from streams.config import Config, ConfigError, RuleSettings, TargetSettings
 from streams.config.targets import parse_settings, target_path
@@ -91,12 +91,29 @@ def check_targets(config: Config, rules: list[RuleSettings] | None = None) -> No
                 continue
             if rule.state == "ENABLED":
                 by_type.setdefault(target.type, []).append((target_path(rule.name, target.id), settings))
+    if rules is None:
+        problems += _arn_map_problems(config)
     for target_type, targets in by_type.items():
         check_together = getattr(implementation(target_type), "check_together", None)
         if check_together is not None:
             problems += check_together(targets)
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def _arn_map_problems(config: Config) -> list[str]:
+    """api.arn_map's targets, checked as a rule's are: a wrong row stops the start, not a script's PutTargets."""
+    problems = []
+    for i, row in enumerate(config.api.arn_map):
+        data = {k: v.replace("{name}", "name") if isinstance(v, str) else v for k, v in row.target.items()}
+        try:
+            parse_target("arn_map", TargetSettings.model_validate({"id": "t", **data}))
+        except ConfigError as exc:
+            problems += [f"api.arn_map[{i}].target." + line.removeprefix(target_path("arn_map", "t") + ".")
+                         for line in str(exc).splitlines()]
+        except ValidationError as exc:
+            problems += [f"api.arn_map[{i}].target: " + "; ".join(e["msg"] for e in exc.errors())]
+    return problems
 
 
 def build_target(context: BuildContext, rule: str, name: str, spec: TargetSettings) -> Target:

@@ -354,8 +354,6 @@ async def test_create_event_bus_refuses_what_it_cannot_make_with_a_4xx(running):
         "regular expression pattern: [/\\.\\-_A-Za-z0-9]+")
     assert await error_of(call(events, "create_event_bus", Name="aws.partner/x/y")) == ("ValidationException",
         "Event bus aws.partner/x/y: partner event buses (names with /) are not supported by eventweir.")
-    assert await error_of(call(events, "create_event_bus", Name="tagged", Tags=[{"Key": "k", "Value": "v"}])) == \
-        ("ValidationException", "Tags is not supported by eventweir's event buses.")
     assert (await error_of(call(events, "create_event_bus", Name="default")))[0] == "ResourceAlreadyExistsException"
     assert await error_of(call(events, "update_event_bus", Description="x")) == \
         ("ValidationException", "Event bus default is defined in the config file; change it there.")

@@ -5,7 +5,8 @@
 PutEvents, TestEventPattern, PutRule, DescribeRule, ListRules, DeleteRule, EnableRule,
 DisableRule, PutTargets, ListTargetsByRule, RemoveTargets, CreateEventBus, DescribeEventBus,
 ListEventBuses, UpdateEventBus and DeleteEventBus, with AWS's error types and texts (connections and
-API destinations: streams/http/eventbridge/connections.py),
+API destinations: streams/http/eventbridge/connections.py; ListRuleNamesByTarget, TagResource,
+UntagResource, ListTagsForResource and AWS target ARNs: streams/http/eventbridge/resources.py),
 so code written for EventBridge works by changing only `endpoint_url`. Every request must be
 signed with SigV4 by a configured access key (what boto3 does) or carry a configured bearer
 token, unless `api.allow_anonymous` is set.
@@ -13,7 +14,8 @@ token, unless `api.allow_anonymous` is set.
 Rule and bus changes are written to the control topic (streams/runtime/reload.py); every worker,
 this one included, applies them from there. A bus is a Kafka topic (streams/runtime/buses.py).
 Rules from the config file are listed but read-only (ManagedBy: eventweir.config). Target ARNs name eventweir targets:
-`kafka://<topic>`, `http://...` / `https://...` (API destination), `log://<name>`; a
+`kafka://<topic>`, `http://...` / `https://...` (API destination), `log://<name>`, or an AWS ARN
+mapped by api.arn_map; a
 DeadLetterConfig ARN is `kafka://<topic>` or an SQS ARN whose queue name is the topic.
 """
 from __future__ import annotations
@@ -77,7 +79,7 @@ def _topic_from_arn(arn: str, what: str) -> str:
     raise _validation(f"{what} {arn!r} is not supported: use kafka://<topic> or an SQS ARN naming the topic.")
 
 
-def target_from_aws(spec: dict) -> TargetSettings:
+def target_from_aws(spec: dict, arn_map: list | None = None) -> TargetSettings:
     arn = spec.get("Arn") or ""
     data: dict[str, Any] = {"id": spec.get("Id")}
     if arn.startswith("kafka://"):
@@ -93,8 +95,8 @@ def target_from_aws(spec: dict) -> TargetSettings:
         data.update(connections.target_settings(spec))
     elif BUS_ARN.match(arn):  # another event bus (streams/targets/bus.py)
         data.update(type="bus", bus=arn)
-    else:
-        raise _validation(f"Target Arn {arn!r} is not supported: use kafka://<topic>, http(s)://<url> or log://<name>.")
+    else:  # an AWS ARN (SQS, Kinesis, Lambda ...): the target api.arn_map names, else the row to add
+        data.update(resources.mapped_target(arn_map or [], arn))
     key_path = (spec.get("KinesisParameters") or {}).get("PartitionKeyPath")
     if key_path:
         data["key"] = key_path
@@ -136,6 +138,8 @@ def target_to_aws(t: TargetSettings) -> dict:
         out = connections.target_to_aws(t)
     else:
         out = {"Id": t.id, "Arn": f"{t.type}://{t.id}"}
+    if t.aws_arn:
+        out["Arn"] = t.aws_arn
     if t.key:
         out["KinesisParameters"] = {"PartitionKeyPath": t.key}
     for attr, name in (("input", "Input"), ("input_path", "InputPath"), ("input_transformer", "InputTransformer")):
@@ -397,6 +401,7 @@ class EventBridgeApi(ArchiveOperations):
             "event_pattern": orjson.loads(text),
             "targets": [t.model_dump(mode="json", exclude_defaults=True) for t in existing.targets] if existing else [],
             "event_bus_name": None if bus == self.config.bus.name else bus,
+            "tags": (dict(existing.tags) if existing else {}) | resources.tags_of_request(params),
         })
         return {"RuleArn": self.config.bus.rule_arn_prefix_of(bus) + name}
 
@@ -460,7 +465,7 @@ class EventBridgeApi(ArchiveOperations):
         specs = params.get("Targets")
         if not isinstance(specs, list) or not specs:
             raise _validation("Parameter Targets is required.")
-        new = [target_from_aws(spec) for spec in specs]  # raises for the whole call, as AWS does
+        new = [target_from_aws(spec, self.config.api.arn_map) for spec in specs]  # raises for the whole call, as AWS does
         policy = AddressPolicy(tuple(self.config.routing.http_allow_networks))
         for target in new:
             refusal = policy.check_url(target.option("url")) if target.type == "http" else None
@@ -481,7 +486,8 @@ class EventBridgeApi(ArchiveOperations):
 
     async def op_ListTargetsByRule(self, params: dict) -> dict:
         rule = self._get(params.get("Rule"), params.get("EventBusName"))
-        return {"Targets": [target_to_aws(t) for t in rule.targets]}
+        page, token = resources.page(rule.targets, params)
+        return {"Targets": [target_to_aws(t) for t in page], **({"NextToken": token} if token else {})}
 
     async def op_RemoveTargets(self, params: dict) -> dict:
         rule = self._get(params.get("Rule"), params.get("EventBusName"))
@@ -518,13 +524,14 @@ class EventBridgeApi(ArchiveOperations):
 
     async def op_CreateEventBus(self, params: dict) -> dict:
         name = self._new_bus_name(params.get("Name"))
-        self._unsupported(params, "EventSourceName", "KmsKeyIdentifier", "DeadLetterConfig", "LogConfig", "Tags")
+        self._unsupported(params, "EventSourceName", "KmsKeyIdentifier", "DeadLetterConfig", "LogConfig")
         store = self._store()
         buses = self._buses()
         if name in buses:
             raise ApiError("ResourceAlreadyExistsException", f"Event bus {name} already exists.")
         try:
-            settings = EventBusSettings(name=name, description=params.get("Description") or "")
+            settings = EventBusSettings(name=name, description=params.get("Description") or "",
+                                        tags=resources.tags_of_request(params))
         except ValidationError as exc:
             raise _validation("; ".join(_pydantic_message(e) for e in exc.errors())) from None
         topic = settings.topic_of(self.config.bus)
@@ -690,3 +697,7 @@ def mount_demo_api(app: web.Application, worker) -> tuple[str, str]:
 from streams.http.eventbridge import connections  # noqa: E402  (it imports this module)
 
 connections.register(EventBridgeApi)
+# AWS target ARNs (api.arn_map), ListRuleNamesByTarget and tags, likewise
+from streams.http.eventbridge import resources  # noqa: E402
+
+resources.register(EventBridgeApi)

@@ -40,6 +40,18 @@ def test_every_problem_is_reported_with_its_key_path():
         "apidestination, got 'kafak'",
         "rules[r].targets[v].topic: unknown key (check the spelling; see the configuration reference in README.md)",
     ]
+    # api.arn_map's targets too, so a wrong row stops the start rather than a script's PutTargets
+    config = parse_config({"sources": [{"topic": "in"}], "api": {"arn_map": [
+        {"arn": "arn:aws:sqs:*:*:*", "target": {"type": "kafka", "topic": "{name}"}},
+        {"arn": "arn:aws:lambda:*", "target": {"type": "http", "uri": "https://x.example/"}}]}}, environ={})
+    with pytest.raises(ConfigError) as err:
+        check_targets(config)
+    assert str(err.value).splitlines() == [
+        "api.arn_map[1].target.uri: unknown key (check the spelling; see the configuration reference in README.md)",
+    ]
+    with pytest.raises(ConfigError, match=r"api\.arn_map\[0\]\.target: target needs a `type`"):
+        parse_config({"sources": [{"topic": "in"}], "api": {"arn_map": [{"arn": "arn:aws:sqs:*", "target": {}}]}},
+                     environ={})
 
 
 def test_sources_are_required_and_rule_names_unique():
