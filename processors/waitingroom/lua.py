@@ -18,7 +18,8 @@ end
 """
 
 JOIN = _PARSE + r"""
--- ARGV: rid now_ms method phase rank inventory exempt session_ms claim_jti claim_exp_ms
+-- ARGV: rid now_ms method phase rank inventory exempt claim_timeout_ms claim_jti claim_exp_ms
+--       policy rate_per_ms burst max_active nclasses (the inlet, for a join into an empty room)
 local rid = ARGV[1]
 local rec = redis.call('HGET', KEYS[2], rid)
 if rec then return {'existing', rec} end
@@ -48,6 +49,38 @@ if method == 'passthrough' and phase == 'open' then
   redis.call('HINCRBY', KEYS[1], 'served', 1)
   redis.call('HSET', KEYS[1], 'serving', pos)
   return {'new', rec}
+end
+-- an empty room admits at once when the inlet has room, instead of leaving the first visitor to the next tick
+-- and their next poll (~ refresh_interval_s later)
+local policy = ARGV[11]
+if phase == 'open' and (method == 'fifo' or method == 'random') and policy ~= 'manual'
+    and redis.call('HGET', KEYS[1], 'paused') ~= '1' then
+  local empty = true
+  for c = 0, tonumber(ARGV[15]) - 1 do
+    if redis.call('ZCARD', KEYS[5 + c]) > 0 then empty = false; break end
+  end
+  local cap = tonumber(ARGV[14])
+  local ok = empty and (cap <= 0 or redis.call('ZCARD', KEYS[4]) < cap)
+  local credit = 0
+  if ok and policy == 'fixed_rate' then
+    local last = redis.call('HGET', KEYS[1], 'inlet_ts')  -- no tick yet: the inlet's clock has not started
+    credit = tonumber(redis.call('HGET', KEYS[1], 'inlet_credit') or '0')
+    if last then
+      credit = math.min(tonumber(ARGV[13]), credit + math.max(0, tonumber(now) - tonumber(last)) * tonumber(ARGV[12]))
+    end
+    ok = last and credit >= 1
+  end
+  if ok then
+    rec = 'admitted|' .. pos .. '|' .. rank .. '|' .. now .. '|' .. now
+    redis.call('HSET', KEYS[2], rid, rec)
+    redis.call('ZADD', KEYS[4], deadline, rid)
+    redis.call('HINCRBY', KEYS[1], 'served', 1)
+    redis.call('HSET', KEYS[1], 'serving', pos)
+    if policy == 'fixed_rate' then
+      redis.call('HSET', KEYS[1], 'inlet_ts', now, 'inlet_credit', tostring(credit - 1))
+    end
+    return {'new', rec}
+  end
 end
 rec = 'waiting|' .. pos .. '|' .. rank .. '|' .. now .. '|0'
 redis.call('HSET', KEYS[2], rid, rec)
@@ -98,7 +131,8 @@ return counters(tonumber(ARGV[1]))
 """
 
 ADMIT = _PARSE + _COUNTERS + r"""
--- ARGV: now can_admit policy rate_per_ms burst max_active manual inventory heartbeat_ms session_ms nclasses limit
+-- ARGV: now can_admit policy rate_per_ms burst max_active manual inventory heartbeat_ms claim_timeout_ms nclasses
+--       limit
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[12])
 local nclasses = tonumber(ARGV[11])
@@ -145,6 +179,8 @@ if policy == 'fixed_rate' then
   if can then
     credit = math.min(tonumber(ARGV[5]), credit + math.max(0, now - last) * tonumber(ARGV[4]))
     n = math.floor(credit)
+    local cap = tonumber(ARGV[6])
+    if cap > 0 then n = math.min(n, math.max(0, cap - redis.call('ZCARD', KEYS[4]))) end
   end
 elseif policy == 'max_active' and can then
   n = math.max(0, tonumber(ARGV[6]) - redis.call('ZCARD', KEYS[4]))

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from . import events as ev
 from .settings import RoomSettings, SettingsError, parse_room_settings, valid_room_id
-from .store import WAITING, AdmitParams, AdmitResult, RoomCounters, RoomStore
+from .store import ADMITTED, WAITING, AdmitParams, AdmitResult, RoomCounters, RoomStore
 from .tokens import ALGORITHMS, ISSUER, QUEUE_TOKEN_TTL_S, KeyRing, SigningKey, TokenError, verify_site_claim
 
 log = logging.getLogger("eventweir.waitingroom")
@@ -289,10 +289,11 @@ class WaitingRoomService:
             if cls not in s.priority_classes:
                 raise RoomError("bad_request", f"claim class: expected one of {list(s.priority_classes)}, got {cls!r}")
             rank = s.class_rank(cls)
-        res = await self.store.join(room_id, room.nclasses, rid, now_ms, method=s.queueing_method, phase=s.phase(now),
+        phase = s.phase(now)
+        res = await self.store.join(room_id, room.nclasses, rid, now_ms, method=s.queueing_method, phase=phase,
                                     class_rank=rank, inventory=-1 if s.inventory is None else s.inventory,
-                                    exempt=exempt, session_ms=int(s.session_duration_s * 1000),
-                                    claim_id=claim_id, claim_exp_ms=claim_exp_ms)
+                                    exempt=exempt, claim_ms=int(s.claim_timeout * 1000),
+                                    claim_id=claim_id, claim_exp_ms=claim_exp_ms, inlet=self._inlet(s, phase))
         if res.outcome == "claim_used":
             raise RoomError("forbidden", "this claim has been used already: a claim with a jti admits one visitor")
         if res.outcome == "closed":
@@ -304,6 +305,11 @@ class WaitingRoomService:
         if res.outcome == "new" and self.emit is not None:
             self._emit(ev.JOINED, room_id, {"request_id": rid, "position": rec.position,
                                             "priority_class": s.priority_classes[rec.class_rank], "state": rec.state})
+        if res.outcome == "new" and rec.state == ADMITTED and not exempt and s.queueing_method != "passthrough":
+            # admitted by the join itself (an empty room): counted and announced as the inlet's admissions are
+            if self.observer is not None:
+                self.observer.on_admitted(room_id, [0.0])
+            self._emit(ev.ADMITTED, room_id, {"request_id": rid, "position": rec.position, "waited_s": 0.0})
         return {
             "room": room_id, "request_id": rid, "position": rec.position, "state": rec.state,
             "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
@@ -424,15 +430,9 @@ class WaitingRoomService:
         if s.queueing_method == "random" and phase == "open" and not room.shuffled:
             await self.store.shuffle_prequeue(room_id, room.nclasses, secrets.randbits(31))
             room.shuffled = True  # the script shuffles once per room, so a second worker's call is a no-op
-        inlet = s.inlet
         if s.queueing_method == "passthrough" and phase == "open":
             manual = max(manual, 10_000)  # whoever joined the pre-queue of a passthrough room goes straight in
-        params = AdmitParams(
-            can_admit=phase == "open" and s.queueing_method in ("fifo", "random"),
-            policy=inlet.policy, rate_per_ms=inlet.rate_per_s / 1000.0, burst=max(1, inlet.rate),
-            max_active=inlet.max_active, manual=manual, inventory=-1 if s.inventory is None else s.inventory,
-            heartbeat_ms=int(s.heartbeat_s * 1000), session_ms=int(s.session_duration_s * 1000),
-        )
+        params = self._inlet(s, phase, manual)
         res = await self.store.admit(room_id, room.nclasses, int(now * 1000), params)
         room.counters = res.counters
         room.samples.append((now, res.counters.admitted_total))
@@ -453,6 +453,16 @@ class WaitingRoomService:
                 room.last_metrics_s = now
                 self._emit(ev.METRICS, room_id, self._counters_dict(room_id, res.counters))
         return res
+
+    @staticmethod
+    def _inlet(s: RoomSettings, phase: str, manual: int = 0) -> AdmitParams:
+        inlet = s.inlet
+        return AdmitParams(
+            can_admit=phase == "open" and s.queueing_method in ("fifo", "random"),
+            policy=inlet.policy, rate_per_ms=inlet.rate_per_s / 1000.0, burst=max(1, inlet.rate),
+            max_active=inlet.max_active, manual=manual, inventory=-1 if s.inventory is None else s.inventory,
+            heartbeat_ms=int(s.heartbeat_s * 1000), claim_ms=int(s.claim_timeout * 1000),
+        )
 
     def _counters_dict(self, room_id: str, c: RoomCounters) -> dict[str, Any]:
         rate = self.rooms[room_id].admission_rate() if room_id in self.rooms else None

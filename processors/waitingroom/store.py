@@ -58,7 +58,7 @@ class AdmitParams:
     manual: int = 0          # admin increment of the serving counter (applies even when paused)
     inventory: int = -1
     heartbeat_ms: int = 300_000
-    session_ms: int = 600_000
+    claim_ms: int = 600_000  # an admitted request's deadline to take its token (claim_timeout_s)
     limit: int = 10_000      # at most this many expiries/admissions per call, to bound script time
 
 
@@ -95,10 +95,11 @@ class IssueResult:
 class RoomStore(ABC):
     @abstractmethod
     async def join(self, room: str, nclasses: int, request_id: str, now_ms: int, *, method: str, phase: str,
-                   class_rank: int, inventory: int, exempt: bool, session_ms: int,
-                   claim_id: str = "", claim_exp_ms: int = 0) -> JoinResult:
+                   class_rank: int, inventory: int, exempt: bool, claim_ms: int,
+                   claim_id: str = "", claim_exp_ms: int = 0, inlet: AdmitParams | None = None) -> JoinResult:
         """`claim_id`: the jti of the site claim joined with; another request id with it is refused (claim_used)
-        until `claim_exp_ms`."""
+        until `claim_exp_ms`. `inlet`: the room's inlet, which admits a join into an empty room at once when it
+        has room (its policy, rate, burst and max_active are read); None: never at once."""
 
     @abstractmethod
     async def status(self, room: str, nclasses: int, request_id: str, now_ms: int, heartbeat_ms: int) -> StatusResult: ...

@@ -80,8 +80,10 @@ async def test_fixed_rate_inlet_admits_n_per_interval(store):
 
 async def test_max_active_inlet_refills_freed_slots(store):
     svc = await make_service(store, {"sale": {"inlet": {"policy": "max_active", "max_active": 3}}})
-    ids = [(await svc.join("sale", f"u{i}"))["request_id"] for i in range(6)]
-    assert len((await svc.tick("sale")).admitted) == 3
+    joined = [await svc.join("sale", f"u{i}") for i in range(6)]
+    ids = [j["request_id"] for j in joined]
+    # nobody waits while there is room: the first three are admitted by their join, the rest queue
+    assert [j["state"] for j in joined] == ["admitted"] * 3 + ["waiting"] * 3
     assert len((await svc.tick("sale")).admitted) == 0  # full
     await svc.access_token("sale", ids[0])
     await svc.update_session("sale", ids[0], "completed")
@@ -124,8 +126,10 @@ async def test_schedule_window_prequeue_and_close(store):
 
 
 async def test_inventory_caps_admissions_then_sold_out(store):
-    svc = await make_service(store, {"sale": {"inlet": {"policy": "max_active", "max_active": 100}, "inventory": 5}})
+    svc = await make_service(store, {"sale": {"inlet": {"policy": "max_active", "max_active": 100}, "inventory": 5,
+                                              "paused": True}})
     ids = [(await svc.join("sale", f"u{i}"))["request_id"] for i in range(8)]
+    await svc.set_paused("sale", False)
     assert len((await svc.tick("sale")).admitted) == 5
     assert len((await svc.increment_serving("sale", 10)).keys()) and (await svc.counters("sale"))["admitted_total"] == 5
     assert (await svc.status("sale", ids[6]))["sold_out"] is True
@@ -341,3 +345,66 @@ async def test_rotation_publishes_the_next_key_before_it_signs_on_every_worker(s
     assert err.value.reason == "kid"
     assert {k["kid"] for k in b.jwks()["keys"]} == {nxt}
     assert a.verify_access_token(new, "sale")["sub"] == "u2"
+
+
+async def test_fixed_rate_and_max_active_together(store):
+    """Cloudflare's new_users_per_minute with total_active_users: the rate paces admissions and the cap bounds
+    the sessions at once, whichever is tighter."""
+    clock = FakeClock()
+    room = {"inlet": {"policy": "fixed_rate", "rate": 2, "interval_s": 1, "max_active": 3}, "paused": True}
+    svc = await make_service(store, {"sale": room}, clock)
+    ids = [(await svc.join("sale", f"u{i}"))["request_id"] for i in range(10)]
+    await svc.set_paused("sale", False)
+    await svc.tick("sale")
+    clock.advance(1)
+    assert len((await svc.tick("sale")).admitted) == 2  # the rate: 2 a second
+    clock.advance(10)  # credit for 20 more, but the cap leaves room for one
+    assert len((await svc.tick("sale")).admitted) == 1
+    clock.advance(10)
+    assert (await svc.tick("sale")).admitted == []
+    await svc.access_token("sale", ids[0])
+    await svc.update_session("sale", ids[0], "completed")
+    assert [rid for rid, _, _ in (await svc.tick("sale")).admitted] == [ids[3]]  # a freed slot is refilled
+    assert (await svc.counters("sale"))["active_tokens"] == 3
+    assert svc.room_info("sale")["settings"]["inlet"] == {"policy": "fixed_rate", "rate": 2, "interval_s": 1.0,
+                                                          "max_active": 3}
+
+
+async def test_admitted_visitor_who_never_claims_frees_the_slot_after_claim_timeout(store):
+    clock = FakeClock()
+    room = {"inlet": {"policy": "max_active", "max_active": 1}, "session_duration_s": 600, "claim_timeout_s": 30}
+    svc = await make_service(store, {"sale": room}, clock)
+    first = (await svc.join("sale", "first"))["request_id"]
+    second = (await svc.join("sale", "second"))["request_id"]
+    assert (await svc.status("sale", first))["state"] == "admitted"
+    clock.advance(29)
+    assert (await svc.tick("sale")).admitted == []  # still first's to take
+    clock.advance(2)
+    res = await svc.tick("sale")
+    assert res.expired_sessions == 1 and [rid for rid, _, _ in res.admitted] == [second]
+    with pytest.raises(RoomError) as err:
+        await svc.access_token("sale", first)
+    assert err.value.code == "session_closed"
+    # the one who claims in time gets the whole session, not the claim timeout
+    token = await svc.access_token("sale", second)
+    assert token["expires_in"] == 600
+    clock.advance(60)
+    assert (await svc.tick("sale")).expired_sessions == 0
+
+
+async def test_empty_room_admits_at_once(store):
+    clock = FakeClock()
+    svc = await make_service(store, {"sale": {"inlet": {"policy": "fixed_rate", "rate": 1, "interval_s": 60}}}, clock)
+    await svc.tick("sale")  # the inlet is running
+    clock.advance(60)
+    await svc.tick("sale")
+    first = await svc.join("sale", "first")
+    assert first["state"] == "admitted"  # no one ahead and credit to spare: no wait for a tick and a poll
+    assert (await svc.access_token("sale", first["request_id"]))["access_token"]
+    second = await svc.join("sale", "second")
+    assert second["state"] == "waiting"  # the rate's credit is spent: the next one waits its turn
+    assert (await svc.counters("sale"))["admitted_total"] == 1
+    clock.advance(60)
+    third = await svc.join("sale", "third")
+    assert third["state"] == "waiting"  # credit again, but someone is ahead: the queue keeps its order
+    assert [rid for rid, _, _ in (await svc.tick("sale")).admitted] == ["second"]
