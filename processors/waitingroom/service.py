@@ -213,11 +213,37 @@ class WaitingRoomService:
         ring.select(self.clock())
         self._ring = ring
 
+    async def sync(self) -> None:
+        """Follow the store: reload when another worker changed rooms or keys, and put the rooms back when the
+        store lost its data (its version counter, which every write increments, is gone)."""
+        version = await self.store.version()
+        if version == self._version:
+            return
+        if version == 0 and self._version > 0:
+            await self._restore_rooms()
+        await self.reload()
+
+    async def _restore_rooms(self) -> None:
+        """Redis lost its data under a running worker (restarted without persistence, flushed, failed over to an
+        empty replica): write back every room this worker knows, and those of the rooms file, so the site's
+        forward-auth and the rooms' pages keep working. Who was waiting is gone with the data; their pages join
+        again."""
+        restored = []
+        for room_id, room in list(self.rooms.items()):
+            await self.store.save_room(room_id, room.settings.to_dict())
+            await self.store.set_paused(room_id, room.settings.paused)
+            restored.append(room_id)
+        for room_id, raw in self.config_rooms.items():
+            if room_id not in self.rooms:
+                await self.put_room(room_id, raw)
+                restored.append(room_id)
+        log.warning("the waiting-room store lost its data (Redis restarted empty or was flushed): rooms %s put back "
+                    "from this worker; everyone who was waiting or admitted there lost their place", sorted(restored))
+
     async def _run_inlet(self) -> None:
         while True:
             try:
-                if await self.store.version() != self._version:
-                    await self.reload()
+                await self.sync()
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis blip: keep ticking, the next tick catches up (fixed_rate credit is time-based)
