@@ -19,7 +19,10 @@ end
 
 JOIN = _PARSE + r"""
 -- ARGV: rid now_ms method phase rank inventory exempt claim_timeout_ms claim_jti claim_exp_ms
---       policy rate_per_ms burst max_active nclasses (the inlet, for a join into an empty room)
+--       policy rate_per_ms burst max_active nclasses (the inlet, for a join into an empty room) classes_tag
+-- a worker that has not yet seen a change of the room's classes would file the visitor under the old rank
+local tag = redis.call('HGET', KEYS[1], 'classes')
+if tag and tag ~= ARGV[16] then return {'stale', ''} end
 local rid = ARGV[1]
 local rec = redis.call('HGET', KEYS[2], rid)
 if rec then return {'existing', rec} end
@@ -313,5 +316,52 @@ end
 return #rids
 """
 
-SCRIPTS = {"join": JOIN, "status": STATUS, "admit": ADMIT, "issue": ISSUE,
+CLASSES = _PARSE + r"""
+-- ARGV: old_n new_n classes_tag settings_json map[0..old_n-1] (old rank -> new rank, -1: the class is gone)
+-- KEYS: the room's keys for max(old_n, new_n) classes, then its cfg key. The priority classes change and the
+-- settings are written in one step: waiters keep their positions (so their order) in the class they map to,
+-- and a removed class that still has waiters refuses the change (returned: those old ranks).
+local old_n, new_n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local map, refused = {}, {}
+for c = 0, old_n - 1 do
+  map[c] = tonumber(ARGV[5 + c])
+  if map[c] < 0 and redis.call('ZCARD', KEYS[5 + c]) > 0 then refused[#refused + 1] = c end
+end
+if #refused > 0 then return {'refused', refused} end
+-- read every queue that moves before writing any: a permutation (two classes swapped) must not mix them
+local moved = {}
+for c = 0, old_n - 1 do
+  if map[c] ~= c then
+    moved[c] = redis.call('ZRANGE', KEYS[5 + c], 0, -1, 'WITHSCORES')
+    redis.call('DEL', KEYS[5 + c])
+  end
+end
+local n = 0
+for c, m in pairs(moved) do
+  for i = 1, #m, 2 do
+    redis.call('ZADD', KEYS[5 + map[c]], m[i + 1], m[i])
+    local state, pos, _, joined, changed = parse(redis.call('HGET', KEYS[2], m[i]))
+    redis.call('HSET', KEYS[2], m[i], state .. '|' .. pos .. '|' .. map[c] .. '|' .. joined .. '|' .. changed)
+    n = n + 1
+  end
+end
+-- admitted and active sessions keep naming their class in the tokens they get (a gone class: the default)
+for _, rid in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  local rec = redis.call('HGET', KEYS[2], rid)
+  if rec then
+    local state, pos, rank, joined, changed = parse(rec)
+    local r = tonumber(rank)
+    local t = map[r] or (new_n - 1)
+    if t < 0 then t = new_n - 1 end
+    if t ~= r then
+      redis.call('HSET', KEYS[2], rid, state .. '|' .. pos .. '|' .. t .. '|' .. joined .. '|' .. changed)
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'classes', ARGV[3])
+redis.call('SET', KEYS[#KEYS], ARGV[4])
+return {'ok', n}
+"""
+
+SCRIPTS = {"classes": CLASSES, "join": JOIN, "status": STATUS, "admit": ADMIT, "issue": ISSUE,
            "update_session": UPDATE_SESSION, "shuffle": SHUFFLE, "counters": COUNTERS}

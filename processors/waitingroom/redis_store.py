@@ -98,11 +98,11 @@ class RedisRoomStore(RoomStore):
 
     # ---- operations ---------------------------------------------------------------------------
     async def join(self, room, nclasses, request_id, now_ms, *, method, phase, class_rank, inventory, exempt, claim_ms,
-                   claim_id="", claim_exp_ms=0, inlet=None):
+                   claim_id="", claim_exp_ms=0, inlet=None, classes_tag=""):
         p = inlet or AdmitParams(can_admit=False, policy="manual")
         outcome, rec = await self._call("join", self.room_keys(room, nclasses), (
             request_id, now_ms, method, phase, class_rank, inventory, 1 if exempt else 0, claim_ms, claim_id, claim_exp_ms,
-            p.policy, repr(p.rate_per_ms), p.burst, p.max_active, nclasses))
+            p.policy, repr(p.rate_per_ms), p.burst, p.max_active, nclasses, classes_tag))
         return JoinResult(outcome.decode(), SessionRecord.parse(rec) if rec else None)
 
     async def status(self, room, nclasses, request_id, now_ms, heartbeat_ms):
@@ -123,6 +123,12 @@ class RedisRoomStore(RoomStore):
     async def update_session(self, room, nclasses, request_id, status, now_ms):
         outcome, rec = await self._call("update_session", self.room_keys(room, nclasses), (request_id, status, now_ms))
         return outcome.decode(), (SessionRecord.parse(rec) if rec else None)
+
+    async def change_classes(self, room, old_n, new_n, mapping, tag, settings):
+        keys = self.room_keys(room, max(old_n, new_n)) + (self._cfg_key(room),)
+        outcome, detail = await self.redis.eval(SCRIPTS["classes"], len(keys), *keys, old_n, new_n, tag,
+                                                   orjson.dumps(settings), *mapping)
+        return [int(r) for r in detail] if outcome == b"refused" else []
 
     async def shuffle_prequeue(self, room, nclasses, seed):
         return int(await self._call("shuffle", self.room_keys(room, nclasses), (seed, nclasses)))

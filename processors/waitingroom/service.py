@@ -8,6 +8,8 @@ responses reuse instead of reading them per request.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import re
 import secrets
@@ -46,6 +48,12 @@ class Observer(Protocol):
     def on_admitted(self, room: str, waits_s: list[float]) -> None: ...
 
 
+def classes_tag(classes: tuple[str, ...]) -> str:
+    """A short name of a room's class layout: a join made with another (a worker that has not reloaded since the
+    classes changed) is refused by the store and retried with the new one."""
+    return hashlib.sha1("\n".join(classes).encode()).hexdigest()[:12]
+
+
 @dataclass
 class _Room:
     settings: RoomSettings
@@ -54,6 +62,10 @@ class _Room:
     samples: deque = field(default_factory=lambda: deque(maxlen=512))  # (time s, admitted_total)
     shuffled: bool = False
     last_metrics_s: float = 0.0
+
+    @property
+    def tag(self) -> str:
+        return classes_tag(self.settings.priority_classes)
 
     def admission_rate(self) -> float | None:
         """Admissions per second over the last minute, measured from the store's counter."""
@@ -287,7 +299,8 @@ class WaitingRoomService:
         return longest + 60.0
 
     # ---- public API ---------------------------------------------------------------------------
-    async def join(self, room_id: str, request_id: str | None = None, claim: str | None = None) -> dict[str, Any]:
+    async def join(self, room_id: str, request_id: str | None = None, claim: str | None = None, *,
+                   retry: bool = True) -> dict[str, Any]:
         room = self._room(room_id)
         s = room.settings
         rid = self._request_id(request_id)
@@ -319,7 +332,13 @@ class WaitingRoomService:
         res = await self.store.join(room_id, room.nclasses, rid, now_ms, method=s.queueing_method, phase=phase,
                                     class_rank=rank, inventory=-1 if s.inventory is None else s.inventory,
                                     exempt=exempt, claim_ms=int(s.claim_timeout * 1000),
-                                    claim_id=claim_id, claim_exp_ms=claim_exp_ms, inlet=self._inlet(s, phase))
+                                    claim_id=claim_id, claim_exp_ms=claim_exp_ms, inlet=self._inlet(s, phase),
+                                    classes_tag=room.tag)
+        if res.outcome == "stale":
+            if retry:  # the room's classes changed on another worker a moment ago: take the new ones, once
+                await self.reload()
+                return await self.join(room_id, request_id, claim, retry=False)
+            raise RoomError("unavailable", "the room's settings are changing; try again in a moment")
         if res.outcome == "claim_used":
             raise RoomError("forbidden", "this claim has been used already: a claim with a jti admits one visitor")
         if res.outcome == "closed":
@@ -500,9 +519,17 @@ class WaitingRoomService:
 
     # ---- admin --------------------------------------------------------------------------------
     async def put_room(self, room_id: str, raw: Any) -> dict[str, Any]:
+        """Create or change a room. A change of `priority_classes` on a live room keeps every waiter: a class
+        that stays (by name) keeps its waiters, a removed one's go to the class `class_mapping` names for it
+        (in their order), and a removed class with waiters and no mapping refuses the change."""
         valid_room_id(room_id)
+        mapping: Any = None
+        if isinstance(raw, dict) and "class_mapping" in raw:
+            raw = dict(raw)
+            mapping = raw.pop("class_mapping")
         settings = parse_room_settings(room_id, raw, path="room")
         existed = room_id in self.rooms
+        await self._change_classes(room_id, settings, mapping)
         await self.store.save_room(room_id, settings.to_dict())
         if not existed or (isinstance(raw, dict) and "paused" in raw):
             await self.store.set_paused(room_id, settings.paused)
@@ -512,6 +539,35 @@ class WaitingRoomService:
             room.counters, room.samples, room.shuffled = old.counters, old.samples, old.shuffled
         self.rooms[room_id] = room
         return self.room_info(room_id)
+
+    async def _change_classes(self, room_id: str, new: RoomSettings, mapping: Any) -> None:
+        stored = (await self.store.load_rooms()).get(room_id)  # the store's, not this worker's possibly older copy
+        try:
+            old = parse_room_settings(room_id, stored) if stored is not None else None
+        except SettingsError:
+            old = None
+        removed = [c for c in old.priority_classes if c not in new.priority_classes] if old else []
+        if mapping is not None:
+            if (not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values())
+                    or set(mapping) - set(removed) or set(mapping.values()) - set(new.priority_classes)):
+                raise RoomError("bad_request", f"class_mapping: expected {{removed class: class of the new "
+                                               f"priority_classes}}; removed classes: {removed}, new classes: "
+                                               f"{list(new.priority_classes)}")
+        if old is None or old.priority_classes == new.priority_classes:
+            return
+        mapping = mapping or {}
+        ranks = [new.class_rank(mapping.get(c, c)) if mapping.get(c, c) in new.priority_classes else -1
+                 for c in old.priority_classes]
+        refused = await self.store.change_classes(room_id, len(old.priority_classes), len(new.priority_classes), ranks,
+                                                  classes_tag(new.priority_classes), new.to_dict())
+        if refused:
+            names = [old.priority_classes[r] for r in refused]
+            example = {n: new.default_class for n in names}
+            raise RoomError("conflict", f"priority classes {names} still have people waiting: say which class takes "
+                                        f"them, e.g. \"class_mapping\": {json.dumps(example)}, or wait until they "
+                                        "are empty", {"classes_with_waiters": names})
+        log.info("room %s: priority classes %s -> %s (removed ones mapped %s)", room_id, list(old.priority_classes),
+                 list(new.priority_classes), mapping)
 
     def room_info(self, room_id: str) -> dict[str, Any]:
         d = self._room(room_id).settings.to_dict()

@@ -35,7 +35,7 @@ class SessionRecord:
 
 @dataclass(slots=True, frozen=True)
 class JoinResult:
-    outcome: str  # new | existing | closed | sold_out | claim_used
+    outcome: str  # new | existing | closed | sold_out | claim_used | stale (the room's classes changed: reload)
     record: SessionRecord | None
 
 
@@ -96,7 +96,8 @@ class RoomStore(ABC):
     @abstractmethod
     async def join(self, room: str, nclasses: int, request_id: str, now_ms: int, *, method: str, phase: str,
                    class_rank: int, inventory: int, exempt: bool, claim_ms: int,
-                   claim_id: str = "", claim_exp_ms: int = 0, inlet: AdmitParams | None = None) -> JoinResult:
+                   claim_id: str = "", claim_exp_ms: int = 0, inlet: AdmitParams | None = None,
+                   classes_tag: str = "") -> JoinResult:
         """`claim_id`: the jti of the site claim joined with; another request id with it is refused (claim_used)
         until `claim_exp_ms`. `inlet`: the room's inlet, which admits a join into an empty room at once when it
         has room (its policy, rate, burst and max_active are read); None: never at once."""
@@ -114,6 +115,13 @@ class RoomStore(ABC):
     async def update_session(self, room: str, nclasses: int, request_id: str, status: str,
                              now_ms: int) -> tuple[str, SessionRecord | None]:
         """-> ("updated" | "closed" | "conflict" | "unknown", record)"""
+
+    @abstractmethod
+    async def change_classes(self, room: str, old_n: int, new_n: int, mapping: list[int], tag: str,
+                             settings: dict[str, Any]) -> list[int]:
+        """Move the waiters of each old class rank to `mapping[rank]` (keeping their positions), tag the room's
+        class layout and store `settings`, at once; nothing is done and the old ranks are returned when a class
+        mapped to -1 has waiters. The caller then saves the room as usual (so every worker reloads)."""
 
     @abstractmethod
     async def shuffle_prequeue(self, room: str, nclasses: int, seed: int) -> int: ...

@@ -47,7 +47,7 @@ from streams.metrics import waitingroom as m
 
 log = logging.getLogger("eventweir.waitingroom")
 _STATUS = {"not_found": 404, "bad_request": 400, "unauthorized": 401, "forbidden": 403, "closed": 403, "sold_out": 410,
-           "not_admitted": 409, "session_closed": 410, "conflict": 409}
+           "not_admitted": 409, "session_closed": 410, "conflict": 409, "unavailable": 503}
 _CONFIG_KEYS = {"redis_url", "key_prefix", "admin_token", "token_alg", "key_grace_s", "tick_interval_s",
                 "rooms", "account", "region", "redis_max_connections", "issuer", "jwks_max_age_s", "key_prepublish_s",
                 "signing_keys", "key_encryption_key"}

@@ -408,3 +408,64 @@ async def test_empty_room_admits_at_once(store):
     third = await svc.join("sale", "third")
     assert third["state"] == "waiting"  # credit again, but someone is ahead: the queue keeps its order
     assert [rid for rid, _, _ in (await svc.tick("sale")).admitted] == ["second"]
+
+
+def _class_of(svc, rid):
+    return svc.join("sale", rid)  # a repeated join answers the visitor's place and class, changing nothing
+
+
+async def test_adding_a_top_class_does_not_promote_those_waiting(store):
+    secret = "s" * 40
+    svc = await make_service(store, {"sale": {**MANUAL, "claim_secret": secret}})
+    for rid in ("g1", "g2"):
+        await svc.join("sale", rid)
+    await svc.put_room("sale", {**MANUAL, "claim_secret": secret, "priority_classes": ["vip", "general"]})
+    assert [(await _class_of(svc, r))["priority_class"] for r in ("g1", "g2")] == ["general", "general"]
+    vip = jwt.encode({"aud": "sale", "class": "vip", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+    await svc.join("sale", "v1", vip)
+    assert (await svc.status("sale", "g1"))["people_ahead"] == 1  # the new VIP goes first, the rest keep their order
+    await svc.increment_serving("sale", 2)
+    states = {r: (await svc.status("sale", r))["state"] for r in ("v1", "g1", "g2")}
+    assert states == {"v1": "admitted", "g1": "admitted", "g2": "waiting"}
+
+
+async def test_removing_a_class_with_waiters_needs_a_mapping_and_keeps_their_order(store):
+    svc = await make_service(store, {"sale": {**MANUAL, "priority_classes": ["vip", "members", "general"]}})
+    store_rank = {"vip": 0, "members": 1, "general": 2}
+    # joins in this order: g1 (general), m1 (members), g2, m2 -- written through the store, as claims would
+    for rid, cls in (("g1", "general"), ("m1", "members"), ("g2", "general"), ("m2", "members")):
+        await store.join("sale", 3, rid, int(svc.clock() * 1000), method="fifo", phase="open",
+                         class_rank=store_rank[cls], inventory=-1, exempt=False, claim_ms=600_000)
+    with pytest.raises(RoomError) as err:
+        await svc.put_room("sale", {**MANUAL, "priority_classes": ["vip", "general"]})
+    assert err.value.code == "conflict" and err.value.detail == {"classes_with_waiters": ["members"]}
+    assert "members" in err.value.message and "class_mapping" in err.value.message
+    assert svc.room_settings("sale").priority_classes == ("vip", "members", "general")  # nothing changed
+    assert (await store.load_rooms())["sale"]["priority_classes"] == ["vip", "members", "general"]
+    with pytest.raises(RoomError) as err:
+        await svc.put_room("sale", {**MANUAL, "priority_classes": ["vip", "general"], "class_mapping": {"members": "x"}})
+    assert err.value.code == "bad_request"
+    await svc.put_room("sale", {**MANUAL, "priority_classes": ["vip", "general"], "class_mapping": {"members": "general"}})
+    # members' waiters are general now, everyone in the order they joined, and all are admitted in turn
+    assert [(await _class_of(svc, r))["priority_class"] for r in ("g1", "m1", "g2", "m2")] == ["general"] * 4
+    assert [(await svc.status("sale", r))["people_ahead"] for r in ("g1", "m1", "g2", "m2")] == [0, 1, 2, 3]
+    res = await svc.increment_serving("sale", 4)
+    assert res["admitted"] == 4 and res["waiting"] == 0
+    # an empty removed class needs no mapping
+    await svc.put_room("sale", {**MANUAL, "priority_classes": ["general"]})
+    assert (await svc.counters("sale"))["active_tokens"] == 4
+
+
+async def test_a_worker_with_the_old_classes_files_joins_under_the_new_ones(store):
+    secret = "s" * 40
+    room = {**MANUAL, "claim_secret": secret}
+    old_worker = await make_service(store, {"sale": room})
+    new_worker = await make_service(store)
+    await new_worker.put_room("sale", {**room, "priority_classes": ["vip", "general"]})
+    # old_worker has not reloaded yet: its join would go to rank 0, now the VIPs' queue
+    assert old_worker.room_settings("sale").priority_classes == ("general",)
+    joined = await old_worker.join("sale", "late")
+    assert joined["priority_class"] == "general" and old_worker.room_settings("sale").priority_classes == ("vip", "general")
+    vip = jwt.encode({"aud": "sale", "class": "vip", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+    await new_worker.join("sale", "v1", vip)
+    assert (await new_worker.status("sale", "late"))["people_ahead"] == 1
