@@ -363,5 +363,30 @@ redis.call('SET', KEYS[#KEYS], ARGV[4])
 return {'ok', n}
 """
 
-SCRIPTS = {"classes": CLASSES, "join": JOIN, "status": STATUS, "admit": ADMIT, "issue": ISSUE,
+OUTAGE = _PARSE + r"""
+-- ARGV: start_ms end_ms ; the store was unreachable from start to end: nobody could poll or take a token then,
+-- so that time does not count against anyone. Heartbeats from before the end move forward by the outage's
+-- length (never past its end), and so do the claim deadlines of admitted visitors. Several workers report
+-- the same outage: only the part after the last one recorded is added.
+local last = tonumber(redis.call('HGET', KEYS[1], 'outage_end') or '0')
+local e = tonumber(ARGV[2])
+local s = math.max(tonumber(ARGV[1]), last)
+if e <= s then return 0 end
+local shift = e - s
+local m = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. e, 'WITHSCORES')
+for i = 1, #m, 2 do
+  redis.call('ZADD', KEYS[3], math.min(tonumber(m[i + 1]) + shift, e), m[i])
+end
+local a = redis.call('ZRANGEBYSCORE', KEYS[4], s, '+inf', 'WITHSCORES')
+for i = 1, #a, 2 do
+  local rec = redis.call('HGET', KEYS[2], a[i])
+  if rec and string.sub(rec, 1, 9) == 'admitted|' then
+    redis.call('ZADD', KEYS[4], tonumber(a[i + 1]) + shift, a[i])
+  end
+end
+redis.call('HSET', KEYS[1], 'outage_end', ARGV[2])
+return #m / 2
+"""
+
+SCRIPTS = {"outage": OUTAGE, "classes": CLASSES, "join": JOIN, "status": STATUS, "admit": ADMIT, "issue": ISSUE,
            "update_session": UPDATE_SESSION, "shuffle": SHUFFLE, "counters": COUNTERS}

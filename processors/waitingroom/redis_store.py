@@ -130,6 +130,9 @@ class RedisRoomStore(RoomStore):
                                                    orjson.dumps(settings), *mapping)
         return [int(r) for r in detail] if outcome == b"refused" else []
 
+    async def record_outage(self, room, nclasses, start_ms, end_ms):
+        return int(await self._call("outage", self.room_keys(room, nclasses), (start_ms, end_ms)))
+
     async def shuffle_prequeue(self, room, nclasses, seed):
         return int(await self._call("shuffle", self.room_keys(room, nclasses), (seed, nclasses)))
 

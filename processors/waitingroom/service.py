@@ -118,6 +118,9 @@ class WaitingRoomService:
         self._version = -1
         self._task: asyncio.Task | None = None
         self._jwks_cache: tuple[float, dict[str, Any]] | None = None
+        self._last_ok = 0.0                      # when a store call last worked
+        self._down_since: float | None = None    # set when one failed: an outage to record once it is back
+        self._recovering: asyncio.Future | None = None
 
     @property
     def ring(self) -> KeyRing:
@@ -269,6 +272,31 @@ class WaitingRoomService:
                     log.exception("waiting-room inlet tick of room %s failed", room_id)
             await asyncio.sleep(self.tick_interval_s)
 
+    # ---- store outages -------------------------------------------------------------------------
+    def _went_down(self) -> None:
+        """The store did not answer: from the last call that worked, the time is not the waiters' fault."""
+        if self._down_since is None:
+            self._down_since = self._last_ok or self.clock()
+
+    async def _recover(self) -> None:
+        """Before the first call after an outage: tell the store, once for all callers, how long it was away,
+        so the polls that come back first are not measured against heartbeats nobody could send."""
+        if self._recovering is None or self._recovering.done():
+            self._recovering = asyncio.ensure_future(self._record_outage())
+        await asyncio.shield(self._recovering)
+
+    async def _record_outage(self) -> None:
+        start = self._down_since
+        if start is None:
+            return
+        end = self.clock()
+        for room_id, room in list(self.rooms.items()):
+            await self.store.record_outage(room_id, room.nclasses, int(start * 1000), int(end * 1000))
+        self._down_since = None
+        self._last_ok = end
+        log.warning("the waiting-room store was unreachable for %.1f s; waiters' heartbeats and admitted visitors' "
+                    "claim deadlines were moved on by that much", end - start)
+
     # ---- helpers ------------------------------------------------------------------------------
     def room_settings(self, room_id: str) -> RoomSettings:
         """The room's settings; RoomError('not_found') for an unknown room."""
@@ -329,11 +357,17 @@ class WaitingRoomService:
                 raise RoomError("bad_request", f"claim class: expected one of {list(s.priority_classes)}, got {cls!r}")
             rank = s.class_rank(cls)
         phase = s.phase(now)
-        res = await self.store.join(room_id, room.nclasses, rid, now_ms, method=s.queueing_method, phase=phase,
-                                    class_rank=rank, inventory=-1 if s.inventory is None else s.inventory,
-                                    exempt=exempt, claim_ms=int(s.claim_timeout * 1000),
-                                    claim_id=claim_id, claim_exp_ms=claim_exp_ms, inlet=self._inlet(s, phase),
-                                    classes_tag=room.tag)
+        if self._down_since is not None:
+            await self._recover()
+        try:
+            res = await self.store.join(room_id, room.nclasses, rid, now_ms, method=s.queueing_method, phase=phase,
+                                        class_rank=rank, inventory=-1 if s.inventory is None else s.inventory,
+                                        exempt=exempt, claim_ms=int(s.claim_timeout * 1000),
+                                        claim_id=claim_id, claim_exp_ms=claim_exp_ms, inlet=self._inlet(s, phase),
+                                        classes_tag=room.tag)
+        except OSError:
+            self._went_down()
+            raise
         if res.outcome == "stale":
             if retry:  # the room's classes changed on another worker a moment ago: take the new ones, once
                 await self.reload()
@@ -389,7 +423,14 @@ class WaitingRoomService:
         if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
             raise RoomError("bad_request", "request_id: expected the id returned by join")
         now = self.clock()
-        res = await self.store.status(room_id, room.nclasses, request_id, int(now * 1000), int(s.heartbeat_s * 1000))
+        if self._down_since is not None:
+            await self._recover()  # before this poll's heartbeat is checked against the time the store was away
+        try:
+            res = await self.store.status(room_id, room.nclasses, request_id, int(now * 1000), int(s.heartbeat_s * 1000))
+        except OSError:
+            self._went_down()
+            raise
+        self._last_ok = now
         rec = res.record
         if rec is None:
             raise RoomError("not_found", f"request {request_id!r} has not joined room {room_id!r}")
@@ -478,7 +519,14 @@ class WaitingRoomService:
         if s.queueing_method == "passthrough" and phase == "open":
             manual = max(manual, 10_000)  # whoever joined the pre-queue of a passthrough room goes straight in
         params = self._inlet(s, phase, manual)
-        res = await self.store.admit(room_id, room.nclasses, int(now * 1000), params)
+        if self._down_since is not None:
+            await self._recover()
+        try:
+            res = await self.store.admit(room_id, room.nclasses, int(now * 1000), params)
+        except OSError:
+            self._went_down()
+            raise
+        self._last_ok = now
         room.counters = res.counters
         room.samples.append((now, res.counters.admitted_total))
         while len(room.samples) > 2 and now - room.samples[0][0] > RATE_WINDOW_S:

@@ -124,6 +124,11 @@ class RoomStore(ABC):
         mapped to -1 has waiters. The caller then saves the room as usual (so every worker reloads)."""
 
     @abstractmethod
+    async def record_outage(self, room: str, nclasses: int, start_ms: int, end_ms: int) -> int:
+        """The store was unreachable from start to end: that time does not count against waiters' heartbeats
+        nor admitted visitors' claim deadlines. Returns how many waiters' heartbeats moved."""
+
+    @abstractmethod
     async def shuffle_prequeue(self, room: str, nclasses: int, seed: int) -> int: ...
 
     @abstractmethod

@@ -469,3 +469,42 @@ async def test_a_worker_with_the_old_classes_files_joins_under_the_new_ones(stor
     vip = jwt.encode({"aud": "sale", "class": "vip", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
     await new_worker.join("sale", "v1", vip)
     assert (await new_worker.status("sale", "late"))["people_ahead"] == 1
+
+
+async def test_a_store_outage_longer_than_the_heartbeat_expires_nobody_who_kept_polling(redis_prefix):
+    from processors.waitingroom.redis_store import RedisRoomStore
+    from tests.waitingroom_support import RedisOutage
+
+    relay = RedisOutage()
+    await relay.up()
+    store = RedisRoomStore.from_url(relay.url, redis_prefix)
+    clock = FakeClock()
+    try:
+        svc = await make_service(store, {"sale": {**MANUAL, "heartbeat_s": 2}}, clock)
+        for rid in ("polling", "gone-quiet"):
+            await svc.join("sale", rid)
+        await svc.tick("sale")
+        await relay.down()  # Redis unreachable for 5 s, over twice the heartbeat
+        for _ in range(5):
+            clock.advance(1)
+            for call in (svc.status("sale", "polling"), svc.tick("sale")):  # the page keeps trying, so does the inlet
+                with pytest.raises(OSError):
+                    await call
+        await relay.up()
+        clock.advance(0.5)
+        assert (await svc.status("sale", "polling"))["state"] == "waiting"  # the outage did not count
+        assert (await svc.tick("sale")).expired_waiters == 0
+        assert (await svc.status("sale", "gone-quiet"))["state"] == "waiting"
+        # heartbeats still count outside the outage: one who stays silent 2 s after it expires
+        clock.advance(1.5)
+        await svc.status("sale", "polling")
+        clock.advance(1.5)
+        await svc.status("sale", "polling")
+        res = await svc.tick("sale")
+        assert res.expired_waiters == 1
+        assert (await svc.status("sale", "gone-quiet"))["state"] == "expired"
+        assert (await svc.status("sale", "polling"))["state"] == "waiting"
+    finally:
+        await store.close()
+        if relay.server is not None:
+            await relay.down()
