@@ -7,7 +7,8 @@ Keys of a room (all share the `{room}` hash tag, so a Redis Cluster keeps a room
   KEYS[3] hb      zset: waiting request id -> last heartbeat ms
   KEYS[4] active  zset: admitted/active request id -> session deadline ms
   KEYS[5..]       zset per priority class (rank 0 first): waiting request id -> position
-  KEYS[#KEYS]     claims  zset: jti of a site claim that was used -> its exp ms (one visitor per claim)
+  KEYS[#KEYS-1]   claims  zset: jti of a site claim that was used -> its exp ms (one visitor per claim)
+  KEYS[#KEYS]     gone    zset: request id of a waiter that expired -> when (their old place, for rejoin_grace_s)
 Numbers in records are kept as the decimal strings they arrived as, so Lua never prints a float.
 """
 
@@ -20,22 +21,46 @@ end
 JOIN = _PARSE + r"""
 -- ARGV: rid now_ms method phase rank inventory exempt claim_timeout_ms claim_jti claim_exp_ms
 --       policy rate_per_ms burst max_active nclasses (the inlet, for a join into an empty room) classes_tag
+--       rejoin_grace_ms (-1: not a rejoin; else the caller proved the id with its queue token)
 -- a worker that has not yet seen a change of the room's classes would file the visitor under the old rank
 local tag = redis.call('HGET', KEYS[1], 'classes')
 if tag and tag ~= ARGV[16] then return {'stale', ''} end
 local rid = ARGV[1]
 local rec = redis.call('HGET', KEYS[2], rid)
-if rec then return {'existing', rec} end
 local method, phase = ARGV[3], ARGV[4]
-if method == 'reject' or phase == 'closed' then return {'closed', ''} end
 local now, rank = ARGV[2], ARGV[5]
-if ARGV[9] ~= '' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[#KEYS], '-inf', '(' .. now)
-  if redis.call('ZSCORE', KEYS[#KEYS], ARGV[9]) then return {'claim_used', ''} end
-  redis.call('ZADD', KEYS[#KEYS], ARGV[10], ARGV[9])
+local outcome = 'new'
+if rec then
+  local state, opos, orank, ojoined = parse(rec)
+  local grace = tonumber(ARGV[17])
+  if grace < 0 or not (state == 'expired' or state == 'completed' or state == 'abandoned') then
+    return {'existing', rec}
+  end
+  -- the holder of this place's queue token comes back after it closed: a place again, in their class
+  if method == 'reject' or phase == 'closed' then return {'closed', ''} end
+  rank = tostring(math.min(tonumber(orank), tonumber(ARGV[15]) - 1))
+  local gone = redis.call('ZSCORE', KEYS[#KEYS], rid)
+  if state == 'expired' and gone and grace > 0 and tonumber(gone) >= tonumber(now) - grace then
+    -- within rejoin_grace_s of losing it: the old place, as if they had never stopped polling
+    redis.call('ZREM', KEYS[#KEYS], rid)
+    rec = 'waiting|' .. opos .. '|' .. rank .. '|' .. ojoined .. '|0'
+    redis.call('HSET', KEYS[2], rid, rec)
+    redis.call('ZADD', KEYS[5 + tonumber(rank)], opos, rid)
+    redis.call('ZADD', KEYS[3], now, rid)
+    return {'rejoined_place', rec}
+  end
+  redis.call('ZREM', KEYS[#KEYS], rid)
+  outcome = 'rejoined'  -- at the back, below
+elseif method == 'reject' or phase == 'closed' then
+  return {'closed', ''}
+end
+if outcome == 'new' and ARGV[9] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[#KEYS - 1], '-inf', '(' .. now)
+  if redis.call('ZSCORE', KEYS[#KEYS - 1], ARGV[9]) then return {'claim_used', ''} end
+  redis.call('ZADD', KEYS[#KEYS - 1], ARGV[10], ARGV[9])
 end
 local deadline = tonumber(now) + tonumber(ARGV[8])
-if ARGV[7] == '1' then
+if ARGV[7] == '1' and outcome == 'new' then
   rec = 'admitted|0|' .. rank .. '|' .. now .. '|' .. now
   redis.call('HSET', KEYS[2], rid, rec)
   redis.call('ZADD', KEYS[4], deadline, rid)
@@ -51,7 +76,7 @@ if method == 'passthrough' and phase == 'open' then
   redis.call('ZADD', KEYS[4], deadline, rid)
   redis.call('HINCRBY', KEYS[1], 'served', 1)
   redis.call('HSET', KEYS[1], 'serving', pos)
-  return {'new', rec}
+  return {outcome, rec}
 end
 -- an empty room admits at once when the inlet has room, instead of leaving the first visitor to the next tick
 -- and their next poll (~ refresh_interval_s later)
@@ -82,7 +107,7 @@ if phase == 'open' and (method == 'fifo' or method == 'random') and policy ~= 'm
     if policy == 'fixed_rate' then
       redis.call('HSET', KEYS[1], 'inlet_ts', now, 'inlet_credit', tostring(credit - 1))
     end
-    return {'new', rec}
+    return {outcome, rec}
   end
 end
 rec = 'waiting|' .. pos .. '|' .. rank .. '|' .. now .. '|0'
@@ -90,7 +115,7 @@ redis.call('HSET', KEYS[2], rid, rec)
 redis.call('ZADD', KEYS[5 + tonumber(rank)], pos, rid)
 redis.call('ZADD', KEYS[3], now, rid)
 if phase == 'pre' then redis.call('HSET', KEYS[1], 'prequeue_last', pos) end
-return {'new', rec}
+return {outcome, rec}
 """
 
 STATUS = _PARSE + r"""
@@ -108,6 +133,7 @@ if now - hb > tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[2], rid, rec)
   redis.call('ZREM', KEYS[5 + r], rid)
   redis.call('ZREM', KEYS[3], rid)
+  redis.call('ZADD', KEYS[#KEYS], ARGV[2], rid)
   redis.call('HINCRBY', KEYS[1], 'expired', 1)
   return {rec, 0, 1}
 end
@@ -135,7 +161,7 @@ return counters(tonumber(ARGV[1]))
 
 ADMIT = _PARSE + _COUNTERS + r"""
 -- ARGV: now can_admit policy rate_per_ms burst max_active manual inventory heartbeat_ms claim_timeout_ms nclasses
---       limit
+--       limit rejoin_grace_ms
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[12])
 local nclasses = tonumber(ARGV[11])
@@ -150,11 +176,14 @@ for _, rid in ipairs(stale) do
     if state == 'waiting' then
       redis.call('ZREM', KEYS[5 + tonumber(rank)], rid)
       redis.call('HSET', KEYS[2], rid, 'expired|' .. pos .. '|' .. rank .. '|' .. joined .. '|' .. ARGV[1])
+      redis.call('ZADD', KEYS[#KEYS], ARGV[1], rid)
       expired_w = expired_w + 1
     end
   end
 end
 if expired_w > 0 then redis.call('HINCRBY', KEYS[1], 'expired', expired_w) end
+-- old places are kept for rejoin_grace_s only
+redis.call('ZREMRANGEBYSCORE', KEYS[#KEYS], '-inf', '(' .. (now - tonumber(ARGV[13])))
 -- 2. sessions past their deadline free their slot
 local expired_s = 0
 local done = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[1], 'LIMIT', 0, limit)

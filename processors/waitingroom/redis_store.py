@@ -62,7 +62,7 @@ class RedisRoomStore(RoomStore):
         if keys is None:
             base = f"{self.prefix}{{{room}}}:"
             keys = ((base + "meta", base + "reqs", base + "hb", base + "active") + tuple(f"{base}q{c}" for c in range(nclasses))
-                    + (base + "claims",))
+                    + (base + "claims", base + "gone"))
             self._keys[(room, nclasses)] = keys
         return keys
 
@@ -98,11 +98,11 @@ class RedisRoomStore(RoomStore):
 
     # ---- operations ---------------------------------------------------------------------------
     async def join(self, room, nclasses, request_id, now_ms, *, method, phase, class_rank, inventory, exempt, claim_ms,
-                   claim_id="", claim_exp_ms=0, inlet=None, classes_tag=""):
+                   claim_id="", claim_exp_ms=0, inlet=None, classes_tag="", rejoin_grace_ms=-1):
         p = inlet or AdmitParams(can_admit=False, policy="manual")
         outcome, rec = await self._call("join", self.room_keys(room, nclasses), (
             request_id, now_ms, method, phase, class_rank, inventory, 1 if exempt else 0, claim_ms, claim_id, claim_exp_ms,
-            p.policy, repr(p.rate_per_ms), p.burst, p.max_active, nclasses, classes_tag))
+            p.policy, repr(p.rate_per_ms), p.burst, p.max_active, nclasses, classes_tag, rejoin_grace_ms))
         return JoinResult(outcome.decode(), SessionRecord.parse(rec) if rec else None)
 
     async def status(self, room, nclasses, request_id, now_ms, heartbeat_ms):
@@ -112,7 +112,7 @@ class RedisRoomStore(RoomStore):
     async def admit(self, room, nclasses, now_ms, p: AdmitParams):
         counters, expired_w, expired_s, out = await self._call("admit", self.room_keys(room, nclasses), (
             now_ms, 1 if p.can_admit else 0, p.policy, repr(p.rate_per_ms), p.burst, p.max_active, p.manual,
-            p.inventory, p.heartbeat_ms, p.claim_ms, nclasses, p.limit))
+            p.inventory, p.heartbeat_ms, p.claim_ms, nclasses, p.limit, p.rejoin_grace_ms))
         admitted = [(out[i].decode(), int(out[i + 1]), int(out[i + 2])) for i in range(0, len(out), 3)]
         return AdmitResult(_counters(counters), admitted, expired_w, expired_s)
 

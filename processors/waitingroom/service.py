@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from . import events as ev
 from .settings import RoomSettings, SettingsError, parse_room_settings, valid_room_id
-from .store import ADMITTED, WAITING, AdmitParams, AdmitResult, RoomCounters, RoomStore
+from .store import ABANDONED, ADMITTED, COMPLETED, EXPIRED, WAITING, AdmitParams, AdmitResult, RoomCounters, RoomStore
 from .tokens import ALGORITHMS, ISSUER, QUEUE_TOKEN_TTL_S, KeyRing, SigningKey, TokenError, verify_site_claim
 
 log = logging.getLogger("eventweir.waitingroom")
@@ -328,7 +328,9 @@ class WaitingRoomService:
 
     # ---- public API ---------------------------------------------------------------------------
     async def join(self, room_id: str, request_id: str | None = None, claim: str | None = None, *,
-                   retry: bool = True) -> dict[str, Any]:
+                   rejoin: bool = False, retry: bool = True) -> dict[str, Any]:
+        """`rejoin`: the caller proved it holds `request_id` (its queue token): if that place has closed (expired,
+        completed, abandoned) it gets one again, the old one within the room's rejoin_grace_s of expiring."""
         room = self._room(room_id)
         s = room.settings
         rid = self._request_id(request_id)
@@ -364,14 +366,15 @@ class WaitingRoomService:
                                         class_rank=rank, inventory=-1 if s.inventory is None else s.inventory,
                                         exempt=exempt, claim_ms=int(s.claim_timeout * 1000),
                                         claim_id=claim_id, claim_exp_ms=claim_exp_ms, inlet=self._inlet(s, phase),
-                                        classes_tag=room.tag)
+                                        classes_tag=room.tag,
+                                        rejoin_grace_ms=int(s.rejoin_grace_s * 1000) if rejoin else -1)
         except OSError:
             self._went_down()
             raise
         if res.outcome == "stale":
             if retry:  # the room's classes changed on another worker a moment ago: take the new ones, once
                 await self.reload()
-                return await self.join(room_id, request_id, claim, retry=False)
+                return await self.join(room_id, request_id, claim, rejoin=rejoin, retry=False)
             raise RoomError("unavailable", "the room's settings are changing; try again in a moment")
         if res.outcome == "claim_used":
             raise RoomError("forbidden", "this claim has been used already: a claim with a jti admits one visitor")
@@ -381,10 +384,11 @@ class WaitingRoomService:
             raise RoomError("sold_out", f"waiting room {room_id!r} is sold out")
         rec = res.record
         assert rec is not None, f"a {res.outcome!r} join has a record"
-        if res.outcome == "new" and self.emit is not None:
+        fresh = res.outcome in ("new", "rejoined", "rejoined_place")
+        if fresh and self.emit is not None:
             self._emit(ev.JOINED, room_id, {"request_id": rid, "position": rec.position,
                                             "priority_class": s.priority_classes[rec.class_rank], "state": rec.state})
-        if res.outcome == "new" and rec.state == ADMITTED and not exempt and s.queueing_method != "passthrough":
+        if fresh and rec.state == ADMITTED and not exempt and s.queueing_method != "passthrough":
             # admitted by the join itself (an empty room): counted and announced as the inlet's admissions are
             if self.observer is not None:
                 self.observer.on_admitted(room_id, [0.0])
@@ -393,6 +397,8 @@ class WaitingRoomService:
             "room": room_id, "request_id": rid, "position": rec.position, "state": rec.state,
             "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
             "duplicate": res.outcome == "existing", "refresh_interval_s": s.refresh_interval_s,
+            # a returning visitor: "place" (their old one, within rejoin_grace_s) or "back" (a new one); else None
+            "rejoined": {"rejoined": "back", "rejoined_place": "place"}.get(res.outcome),
             "queue_token": self.ring.select(now).sign_queue({
                 "iss": self.issuer, "aud": room_id, "sub": rid, "token_use": "queue", "queue_position": rec.position,
                 "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
@@ -449,6 +455,8 @@ class WaitingRoomService:
             "people_ahead": res.people_ahead, "serving_counter": c.serving_counter, "waiting": c.waiting,
             "eta_s": eta, "refresh_interval_s": s.refresh_interval_s, "paused": c.paused, "phase": s.phase(now),
             "sold_out": s.inventory is not None and c.admitted_total >= s.inventory and rec.state == WAITING,
+            # the place has closed: a join with the same queue token (the page's cookie) gets one again
+            "rejoin": rec.state in (EXPIRED, COMPLETED, ABANDONED),
         }
 
     async def access_token(self, room_id: str, request_id: str) -> dict[str, Any]:
@@ -555,6 +563,7 @@ class WaitingRoomService:
             policy=inlet.policy, rate_per_ms=inlet.rate_per_s / 1000.0, burst=max(1, inlet.rate),
             max_active=inlet.max_active, manual=manual, inventory=-1 if s.inventory is None else s.inventory,
             heartbeat_ms=int(s.heartbeat_s * 1000), claim_ms=int(s.claim_timeout * 1000),
+            rejoin_grace_ms=int(s.rejoin_grace_s * 1000),
         )
 
     def _counters_dict(self, room_id: str, c: RoomCounters) -> dict[str, Any]:

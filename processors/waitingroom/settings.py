@@ -11,6 +11,8 @@ A room is configured by a plain dict (from the config file or the admin API):
      "inventory": 1000 | null,                 # total admissions ever, then sold out
      "heartbeat_s": 300,                       # waiter that stops polling this long loses its place
      "session_duration_s": 600,                # access token lifetime / admitted session length
+     "rejoin_grace_s": 0,                      # a waiter who expired and comes back within this gets the old
+                                               # place; later (or 0), a new one at the back
      "claim_timeout_s": 120 | null,            # an admitted visitor who takes no token this long frees the slot
                                                # (null: session_duration_s)
      "refresh_interval_s": 5,                  # how often the page polls
@@ -35,6 +37,7 @@ _ROOM_KEYS = {
     "queueing_method", "inlet", "priority_classes", "inventory", "heartbeat_s",
     "session_duration_s", "refresh_interval_s", "schedule", "paused", "claim_secret",
     "origins", "cookie_domain", "cookie_secure", "client_request_ids", "claim_timeout_s",
+    "rejoin_grace_s",
 }
 
 
@@ -77,6 +80,7 @@ class RoomSettings:
     cookie_secure: bool = True
     client_request_ids: bool = False
     claim_timeout_s: float | None = None
+    rejoin_grace_s: float = 0.0
 
     @property
     def claim_timeout(self) -> float:
@@ -123,6 +127,8 @@ class RoomSettings:
             d["client_request_ids"] = True
         if self.claim_timeout_s is not None:
             d["claim_timeout_s"] = self.claim_timeout_s
+        if self.rejoin_grace_s:
+            d["rejoin_grace_s"] = self.rejoin_grace_s
         return d
 
 
@@ -282,6 +288,7 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
 
     return RoomSettings(
         room_id=room_id, claim_timeout_s=claim_timeout,
+        rejoin_grace_s=float(_num(f"{path}.rejoin_grace_s", raw.get("rejoin_grace_s", 0), minimum=0, maximum=DAY_S)),
         client_request_ids=client_ids, queueing_method=method, inlet=inlet, priority_classes=tuple(classes),
         inventory=inventory,
         heartbeat_s=float(_num(f"{path}.heartbeat_s", raw.get("heartbeat_s", 300), minimum=1, maximum=DAY_S)),

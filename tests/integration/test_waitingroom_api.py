@@ -272,3 +272,28 @@ async def test_a_failing_room_does_not_stop_the_admissions_of_the_others(redis_p
         assert status["state"] == "admitted", "room b-fine admitted nobody while room a-broken failed"
     finally:
         await client.close()
+
+
+async def test_an_expired_visitor_joins_again_with_their_queue_token(redis_prefix):
+    rooms = {"sale": {"inlet": {"policy": "manual"}, "heartbeat_s": 1}}
+    client, _ = await start_api(redis_prefix, rooms, tick_interval_s=0.1)
+    try:
+        first = await (await client.post("/waitingroom/rooms/sale/join", json={})).json()
+        other = await (await client.post("/waitingroom/rooms/sale/join", json={})).json()
+        for _ in range(30):  # first stops polling (closed the laptop); other keeps polling
+            await asyncio.sleep(0.1)
+            await client.get("/waitingroom/rooms/sale/status", headers=visitor(other))
+        gone = await (await client.get("/waitingroom/rooms/sale/status", headers=visitor(first))).json()
+        assert gone["state"] == "expired" and gone["rejoin"] is True
+        # the page (or API client) joins again with the same queue token: a place again, at the back
+        again = await client.post("/waitingroom/rooms/sale/join", json={}, headers=visitor(first))
+        back = await again.json()
+        assert again.status == 200 and back["request_id"] == first["request_id"] and back["rejoined"] == "back"
+        assert back["state"] == "waiting" and back["position"] == 3
+        status = await (await client.get("/waitingroom/rooms/sale/status", headers=visitor(back))).json()
+        assert status["state"] == "waiting" and status["people_ahead"] == 1 and status["rejoin"] is False
+        # a join with a token of a place still open is the same place, not a second one
+        same = await (await client.post("/waitingroom/rooms/sale/join", json={}, headers=visitor(other))).json()
+        assert same["request_id"] == other["request_id"] and same["duplicate"] is True
+    finally:
+        await client.close()

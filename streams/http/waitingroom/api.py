@@ -91,12 +91,20 @@ def error_reply(exc: Exception) -> tuple[int, bytes, dict[str, str]] | None:
     elif isinstance(exc, SettingsError):
         status, body = 400, {"error": "invalid_settings", "message": str(exc), "path": exc.path}
     elif isinstance(exc, OSError):  # Redis unreachable (ConnectionError is an OSError): tell clients to retry
-        status, body = 503, {"error": "unavailable", "message": f"waiting-room store unavailable: {exc}"}
-        headers["Retry-After"] = "1"
+        # the page puts the code in words and retries with back-off; the place is kept (an outage does not count
+        # against heartbeats), which the visitor is told. The exception's text is for the log, not the public
+        status, body = 503, {"error": "unavailable", "message": "the waiting room's store is unavailable: retry after "
+                                                                "retry_after_s, backing off on repeated failures; a "
+                                                                "place already held is kept"}
     else:
         return None
+    if body["error"] == "unavailable":
+        body["retry_after_s"] = RETRY_AFTER_S
+        headers["Retry-After"] = str(RETRY_AFTER_S)
     return status, orjson.dumps(body), headers
 
+
+RETRY_AFTER_S = 1  # the first retry's wait; the page doubles it on each failure in a row (up to 30 s)
 
 _counters: dict[tuple[str, int], Any] = {}
 
@@ -178,9 +186,11 @@ class PublicAPI:
         """The request id the request proves it holds (RoomError 'unauthorized' without a valid queue token)."""
         return self.service.visitor(room, self.queue_tokens(room, cookies, authorization), request_id)
 
-    async def join(self, room: str, raw: bytes) -> tuple[bytes, dict[str, str]]:
+    async def join(self, room: str, raw: bytes, cookies: str = "", authorization: str = "") -> tuple[bytes, dict[str, str]]:
         """(JSON body, headers): the position, and the queue token in the body (API clients send it back as a
-        bearer token) and in an HttpOnly cookie scoped to the room's path (the page's polls carry it)."""
+        bearer token) and in an HttpOnly cookie scoped to the room's path (the page's polls carry it). A join
+        with a valid queue token is its holder's: the same place while it lasts, and once it has closed
+        (expired, ...) a place again (the old one within the room's rejoin_grace_s)."""
         t0 = time.perf_counter()
         body = parse_body(raw, required=False)
         settings = self.service.room_settings(room)
@@ -193,7 +203,17 @@ class PublicAPI:
                 # whoever knows a client-chosen id can join with it again and get its queue token: it must be a secret
                 raise RoomError("bad_request", f"request_id: a random id of {CLIENT_ID_MIN}-128 characters "
                                                "(whoever knows it holds the place)")
-        out = await self.service.join(room, request_id, body.get("claim"))
+        held = None
+        tokens = self.queue_tokens(room, cookies, authorization) if cookies or authorization else []
+        if tokens:
+            try:
+                held = self.service.visitor(room, tokens)
+            except RoomError:
+                pass  # an old or foreign token: an ordinary new join
+        if held is not None:
+            out = await self.service.join(room, held, rejoin=True)
+        else:
+            out = await self.service.join(room, request_id, body.get("claim"))
         h = self._join_hist.get(room)
         if h is None:
             h = self._join_hist[room] = m.JOIN_LATENCY.labels(room)
@@ -231,7 +251,8 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         return "; ".join(request.headers.getall("Cookie", []))  # several Cookie headers are one list
 
     async def join(request: web.Request) -> web.Response:
-        body, headers = await public.join(request.match_info["room"], await request.read())
+        body, headers = await public.join(request.match_info["room"], await request.read(), cookies(request),
+                                          request.headers.get("Authorization", ""))
         return web.Response(body=body, content_type="application/json", headers=headers)
 
     async def status(request: web.Request) -> web.Response:

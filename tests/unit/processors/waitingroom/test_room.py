@@ -508,3 +508,46 @@ async def test_a_store_outage_longer_than_the_heartbeat_expires_nobody_who_kept_
         await store.close()
         if relay.server is not None:
             await relay.down()
+
+
+async def _others_poll_while_a_goes_quiet(svc, clock, seconds: float, others=("b", "c")) -> None:
+    for _ in range(int(seconds // 5)):
+        clock.advance(5)
+        for rid in others:
+            await svc.status("sale", rid)
+        await svc.tick("sale")  # the inlet expires the silent
+    clock.advance(seconds % 5)
+    await svc.tick("sale")
+
+
+async def test_an_expired_visitor_rejoins_at_the_back_or_within_the_grace_at_the_old_place(store):
+    clock = FakeClock()
+    room = {**MANUAL, "heartbeat_s": 10, "rejoin_grace_s": 60}
+    svc = await make_service(store, {"sale": room}, clock)
+    for rid in ("a", "b", "c"):
+        await svc.join("sale", rid)
+    await _others_poll_while_a_goes_quiet(svc, clock, 11)
+    gone = await svc.status("sale", "a")
+    assert gone["state"] == "expired" and gone["rejoin"] is True
+    assert (await svc.join("sale", "a"))["state"] == "expired"  # a join without the queue token changes nothing
+    back = await svc.join("sale", "a", rejoin=True)  # within the grace: the old place, first again
+    assert back["state"] == "waiting" and back["position"] == 1 and back["rejoined"] == "place"
+    assert (await svc.status("sale", "a"))["people_ahead"] == 0 and (await svc.status("sale", "c"))["people_ahead"] == 2
+    # silent again, and back after the grace: a new place at the back
+    await _others_poll_while_a_goes_quiet(svc, clock, 85)
+    assert (await svc.status("sale", "a"))["state"] == "expired"
+    late = await svc.join("sale", "a", rejoin=True)
+    assert late["state"] == "waiting" and late["position"] == 4 and late["rejoined"] == "back"
+    assert (await svc.status("sale", "a"))["people_ahead"] == 2
+    res = await svc.increment_serving("sale", 3)
+    assert res["admitted"] == 3 and (await svc.status("sale", "a"))["state"] == "admitted"
+
+
+async def test_without_a_grace_a_returning_visitor_queues_at_the_back(store):
+    clock = FakeClock()
+    svc = await make_service(store, {"sale": {**MANUAL, "heartbeat_s": 10}}, clock)
+    for rid in ("a", "b"):
+        await svc.join("sale", rid)
+    await _others_poll_while_a_goes_quiet(svc, clock, 11, others=("b",))
+    back = await svc.join("sale", "a", rejoin=True)
+    assert back["position"] == 3 and back["rejoined"] == "back" and (await svc.status("sale", "a"))["people_ahead"] == 1
