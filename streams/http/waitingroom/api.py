@@ -9,6 +9,7 @@ Public (under `prefix`, default /waitingroom). Status, token and enter need the 
   GET  /rooms/{room}/jwks.json, /.well-known/jwks.json   public keys (offline verification)
   GET  /.well-known/openid-configuration   OpenID discovery: issuer, jwks_uri, signing algorithms (gateways)
   GET  /rooms/{room}/                the waiting page (?return_to=<URL on one of the room's origins>)
+  GET  /rooms/{room}/wait            the same without JavaScript: rendered on the server, refreshing itself
   POST /rooms/{room}/enter           form return_to (+ the queue cookie) -> 303 to the site with the access cookie
   ANY  /rooms/{room}/auth            forward-auth: 200 with X-Waitingroom-* claims, else 401 + Location
   ANY  /rooms/{room}/auth/redirect[/original path]   the same, but 302 to the room (Traefik, Envoy)
@@ -42,6 +43,7 @@ from processors.waitingroom.tokens import (
     key_encryption_key,
 )
 from streams.http.bearer import bearer_token
+from streams.http.waitingroom.nojs import add_nojs_route
 from streams.http.waitingroom.page import render_page
 from streams.metrics import waitingroom as m
 
@@ -390,6 +392,7 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         r.add_get(f"{p}/rooms/{{room}}/", _handler("page", waiting_page))
         r.add_get(f"{p}/rooms/{{room}}", _handler("page", waiting_page))
         r.add_post(f"{p}/rooms/{{room}}/enter", _handler("enter", enter))
+        add_nojs_route(app, public, count_request)  # .../wait: the status without JavaScript
         r.add_route("*", f"{p}/rooms/{{room}}/auth", _handler("auth", forward_auth(redirect=False)))
         r.add_route("*", f"{p}/rooms/{{room}}/auth/redirect{{tail:(/.*)?}}", _handler("auth", forward_auth(redirect=True)))
     if not admin_routes:
