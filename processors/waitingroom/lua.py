@@ -20,11 +20,11 @@ end
 
 JOIN = _PARSE + r"""
 -- ARGV: rid now_ms method phase rank inventory exempt claim_timeout_ms claim_jti claim_exp_ms
---       policy rate_per_ms burst max_active nclasses (the inlet, for a join into an empty room) classes_tag
 --       rejoin_grace_ms (-1: not a rejoin; else the caller proved the id with its queue token)
+--       policy rate_per_ms burst max_active nclasses (the inlet, for a join into an empty room) classes_tag
 -- a worker that has not yet seen a change of the room's classes would file the visitor under the old rank
 local tag = redis.call('HGET', KEYS[1], 'classes')
-if tag and tag ~= ARGV[16] then return {'stale', ''} end
+if tag and tag ~= ARGV[17] then return {'stale', ''} end
 local rid = ARGV[1]
 local rec = redis.call('HGET', KEYS[2], rid)
 local method, phase = ARGV[3], ARGV[4]
@@ -32,13 +32,13 @@ local now, rank = ARGV[2], ARGV[5]
 local outcome = 'new'
 if rec then
   local state, opos, orank, ojoined = parse(rec)
-  local grace = tonumber(ARGV[17])
+  local grace = tonumber(ARGV[11])
   if grace < 0 or not (state == 'expired' or state == 'completed' or state == 'abandoned') then
     return {'existing', rec}
   end
   -- the holder of this place's queue token comes back after it closed: a place again, in their class
   if method == 'reject' or phase == 'closed' then return {'closed', ''} end
-  rank = tostring(math.min(tonumber(orank), tonumber(ARGV[15]) - 1))
+  rank = tostring(math.min(tonumber(orank), tonumber(ARGV[16]) - 1))
   local gone = redis.call('ZSCORE', KEYS[#KEYS], rid)
   if state == 'expired' and gone and grace > 0 and tonumber(gone) >= tonumber(now) - grace then
     -- within rejoin_grace_s of losing it: the old place, as if they had never stopped polling
@@ -80,21 +80,21 @@ if method == 'passthrough' and phase == 'open' then
 end
 -- an empty room admits at once when the inlet has room, instead of leaving the first visitor to the next tick
 -- and their next poll (~ refresh_interval_s later)
-local policy = ARGV[11]
+local policy = ARGV[12]
 if phase == 'open' and (method == 'fifo' or method == 'random') and policy ~= 'manual'
     and redis.call('HGET', KEYS[1], 'paused') ~= '1' then
   local empty = true
-  for c = 0, tonumber(ARGV[15]) - 1 do
+  for c = 0, tonumber(ARGV[16]) - 1 do
     if redis.call('ZCARD', KEYS[5 + c]) > 0 then empty = false; break end
   end
-  local cap = tonumber(ARGV[14])
+  local cap = tonumber(ARGV[15])
   local ok = empty and (cap <= 0 or redis.call('ZCARD', KEYS[4]) < cap)
   local credit = 0
   if ok and policy == 'fixed_rate' then
     local last = redis.call('HGET', KEYS[1], 'inlet_ts')  -- no tick yet: the inlet's clock has not started
     credit = tonumber(redis.call('HGET', KEYS[1], 'inlet_credit') or '0')
     if last then
-      credit = math.min(tonumber(ARGV[13]), credit + math.max(0, tonumber(now) - tonumber(last)) * tonumber(ARGV[12]))
+      credit = math.min(tonumber(ARGV[14]), credit + math.max(0, tonumber(now) - tonumber(last)) * tonumber(ARGV[13]))
     end
     ok = last and credit >= 1
   end

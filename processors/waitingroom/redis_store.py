@@ -15,7 +15,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from .lua import SCRIPTS
-from .resp import EvalShaPrefix, RedisReplyError, RespConnection
+from .resp import EvalShaPrefix, RedisReplyError, RespConnection, pack_args
 from .store import AdmitParams, AdmitResult, IssueResult, JoinResult, RoomCounters, RoomStore, SessionRecord, StatusResult
 
 # compare-and-set of the key document: rotations by two workers at once must not overwrite each other
@@ -48,6 +48,7 @@ class RedisRoomStore(RoomStore):
         self._keys: dict[tuple[str, int], tuple[str, ...]] = {}
         self._prefixes: dict[tuple[str, tuple[str, ...]], EvalShaPrefix] = {}
         self._loading: asyncio.Task | None = None
+        self._join_tails: dict[tuple[Any, ...], bytes] = {}
 
     @classmethod
     def from_url(cls, url: str = "redis://127.0.0.1:6379/0", prefix: str = "eventweir:wr:",
@@ -81,11 +82,12 @@ class RedisRoomStore(RoomStore):
             self._loading = asyncio.ensure_future(self.load_scripts())
         await asyncio.shield(self._loading)
 
-    async def _call(self, script: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+    async def _call(self, script: str, keys: tuple[str, ...], args: tuple[Any, ...], tail: bytes = b"",
+                    ntail: int = 0) -> Any:
         prefix = self._prefixes.get((script, keys))
         if prefix is None:
             prefix = self._prefixes[(script, keys)] = EvalShaPrefix(_SHA[script], keys)
-        packed = prefix.pack(args)
+        packed = prefix.pack(args, tail, ntail)
         reply = await self.fast.call(packed)
         if isinstance(reply, RedisReplyError):
             if not str(reply).startswith("NOSCRIPT"):
@@ -99,10 +101,18 @@ class RedisRoomStore(RoomStore):
     # ---- operations ---------------------------------------------------------------------------
     async def join(self, room, nclasses, request_id, now_ms, *, method, phase, class_rank, inventory, exempt, claim_ms,
                    claim_id="", claim_exp_ms=0, inlet=None, classes_tag="", rejoin_grace_ms=-1):
-        p = inlet or AdmitParams(can_admit=False, policy="manual")
+        # the room's part of the arguments is the same join after join: packed once (joins are the hot path)
+        key = (inlet, nclasses, classes_tag)
+        tail = self._join_tails.get(key)
+        if tail is None:
+            p = inlet or AdmitParams(can_admit=False, policy="manual")
+            if len(self._join_tails) > 1024:
+                self._join_tails.clear()
+            tail = self._join_tails[key] = pack_args(p.policy, repr(p.rate_per_ms), p.burst, p.max_active, nclasses,
+                                                     classes_tag)
         outcome, rec = await self._call("join", self.room_keys(room, nclasses), (
             request_id, now_ms, method, phase, class_rank, inventory, 1 if exempt else 0, claim_ms, claim_id, claim_exp_ms,
-            p.policy, repr(p.rate_per_ms), p.burst, p.max_active, nclasses, classes_tag, rejoin_grace_ms))
+            rejoin_grace_ms), tail, 6)
         return JoinResult(outcome.decode(), SessionRecord.parse(rec) if rec else None)
 
     async def status(self, room, nclasses, request_id, now_ms, heartbeat_ms):

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from . import events as ev
@@ -27,6 +28,7 @@ from .tokens import ALGORITHMS, ISSUER, QUEUE_TOKEN_TTL_S, KeyRing, SigningKey, 
 log = logging.getLogger("eventweir.waitingroom")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 RATE_WINDOW_S = 60.0
+_REJOINED = {"rejoined": "back", "rejoined_place": "place"}  # the store's outcome -> join's "rejoined"
 EXEMPT_CLAIM_MAX_S = 3600  # an exemption claim is made for one visitor on the spot; a long-lived one is a leak waiting
 
 
@@ -63,9 +65,14 @@ class _Room:
     shuffled: bool = False
     last_metrics_s: float = 0.0
 
-    @property
+    @cached_property
     def tag(self) -> str:
         return classes_tag(self.settings.priority_classes)
+
+    @cached_property
+    def join_inlet(self) -> AdmitParams:
+        """What a join reads of the inlet (to admit at once into an empty room): fixed per settings."""
+        return WaitingRoomService._inlet(self.settings, "open")
 
     def admission_rate(self) -> float | None:
         """Admissions per second over the last minute, measured from the store's counter."""
@@ -365,7 +372,7 @@ class WaitingRoomService:
             res = await self.store.join(room_id, room.nclasses, rid, now_ms, method=s.queueing_method, phase=phase,
                                         class_rank=rank, inventory=-1 if s.inventory is None else s.inventory,
                                         exempt=exempt, claim_ms=int(s.claim_timeout * 1000),
-                                        claim_id=claim_id, claim_exp_ms=claim_exp_ms, inlet=self._inlet(s, phase),
+                                        claim_id=claim_id, claim_exp_ms=claim_exp_ms, inlet=room.join_inlet,
                                         classes_tag=room.tag,
                                         rejoin_grace_ms=int(s.rejoin_grace_s * 1000) if rejoin else -1)
         except OSError:
@@ -398,7 +405,7 @@ class WaitingRoomService:
             "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
             "duplicate": res.outcome == "existing", "refresh_interval_s": s.refresh_interval_s,
             # a returning visitor: "place" (their old one, within rejoin_grace_s) or "back" (a new one); else None
-            "rejoined": {"rejoined": "back", "rejoined_place": "place"}.get(res.outcome),
+            "rejoined": _REJOINED.get(res.outcome),
             "queue_token": self.ring.select(now).sign_queue({
                 "iss": self.issuer, "aud": room_id, "sub": rid, "token_use": "queue", "queue_position": rec.position,
                 "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
