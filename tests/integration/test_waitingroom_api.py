@@ -297,3 +297,27 @@ async def test_an_expired_visitor_joins_again_with_their_queue_token(redis_prefi
         assert same["request_id"] == other["request_id"] and same["duplicate"] is True
     finally:
         await client.close()
+
+
+async def test_admin_update_removing_a_class_with_waiters_is_refused_with_its_name_then_mapped(redis_prefix):
+    room = {"inlet": {"policy": "manual"}, "priority_classes": ["members", "general"]}
+    client, service = await start_api(redis_prefix, {"sale": room})
+    try:
+        await service.store.join("sale", 2, "m1", int(service.clock() * 1000), method="fifo", phase="open",
+                                 class_rank=0, inventory=-1, exempt=False, claim_ms=600_000)  # a member waits
+        joined = await (await client.post("/waitingroom/rooms/sale/join", json={})).json()
+        r = await client.put("/waitingroom/admin/rooms/sale", json={**room, "priority_classes": ["general"]},
+                             headers=ADMIN)
+        refused = await r.json()
+        assert r.status == 409 and refused["error"] == "conflict" and refused["classes_with_waiters"] == ["members"]
+        assert "class_mapping" in refused["message"]
+        r = await client.put("/waitingroom/admin/rooms/sale", headers=ADMIN,
+                             json={**room, "priority_classes": ["general"], "class_mapping": {"members": "general"}})
+        assert r.status == 200 and (await r.json())["settings"]["priority_classes"] == ["general"]
+        # nobody stranded: the visitor polls as before (no 500), one ahead, and both are admitted in order
+        s = await (await client.get("/waitingroom/rooms/sale/status", headers=visitor(joined))).json()
+        assert s["state"] == "waiting" and s["people_ahead"] == 1
+        r = await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 2}, headers=ADMIN)
+        assert (await r.json())["admitted"] == 2
+    finally:
+        await client.close()

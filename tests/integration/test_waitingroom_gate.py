@@ -168,3 +168,24 @@ async def test_without_javascript_the_status_page_refreshes_itself_and_hands_off
         assert r.status == 303 and r.headers["Location"] == SHOP + "/cart" and cookie_name("sale") in r.cookies
     finally:
         await client.close()
+
+
+async def test_without_javascript_a_closed_place_is_joined_again_on_refresh(redis_prefix):
+    import asyncio
+
+    rooms = {"sale": {"inlet": {"policy": "manual"}, "heartbeat_s": 1, "cookie_secure": False}}
+    client, _ = await start_api(redis_prefix, rooms, tick_interval_s=0.1)
+    try:
+        first = await client.get(f"{BASE}/wait")
+        cookie = first.cookies[queue_cookie_name("sale")]
+        browser = {"Cookie": f"{cookie.key}={cookie.value}"}
+        other = await (await client.post(f"{BASE}/join", json={})).json()
+        for _ in range(20):  # the tab was closed for 2 s; someone else kept polling
+            await asyncio.sleep(0.1)
+            await client.get(f"{BASE}/status", headers=visitor(other))
+        back = await client.get(f"{BASE}/wait", headers=browser)
+        assert back.status == 200 and 'class="big">3<' in await back.text()  # a place again, at the back
+        counters = await (await client.get("/waitingroom/admin/rooms/sale/counters", headers=ADMIN)).json()
+        assert counters["waiting"] == 2 and counters["expired_positions"] == 1
+    finally:
+        await client.close()
