@@ -321,3 +321,17 @@ async def test_admin_update_removing_a_class_with_waiters_is_refused_with_its_na
         assert (await r.json())["admitted"] == 2
     finally:
         await client.close()
+
+
+async def test_a_join_with_a_site_claim_is_a_new_place_even_with_a_queue_token(redis_prefix):
+    secret = "s" * 40
+    room = {"inlet": {"policy": "manual"}, "priority_classes": ["vip", "general"], "claim_secret": secret}
+    client, _ = await start_api(redis_prefix, {"sale": room})
+    try:
+        general = await (await client.post("/waitingroom/rooms/sale/join", json={})).json()
+        claim = jwt.encode({"aud": "sale", "class": "vip", "exp": 4_000_000_000}, secret, algorithm="HS256")
+        vip = await (await client.post("/waitingroom/rooms/sale/join", json={"claim": claim},
+                                       headers=visitor(general))).json()
+        assert vip["priority_class"] == "vip" and vip["request_id"] != general["request_id"]
+    finally:
+        await client.close()

@@ -206,7 +206,9 @@ class PublicAPI:
                 raise RoomError("bad_request", f"request_id: a random id of {CLIENT_ID_MIN}-128 characters "
                                                "(whoever knows it holds the place)")
         held = None
-        tokens = self.queue_tokens(room, cookies, authorization) if cookies or authorization else []
+        # a join with a site claim is a new place in the claim's class, whatever queue cookie the browser has
+        tokens = self.queue_tokens(room, cookies, authorization) if (cookies or authorization) and "claim" not in body \
+            else []
         if tokens:
             try:
                 held = self.service.visitor(room, tokens)
