@@ -128,6 +128,8 @@ if state ~= 'waiting' then return {rec, 0, 0} end
 local now = tonumber(ARGV[2])
 local hb = tonumber(redis.call('ZSCORE', KEYS[3], rid) or now)
 local r = tonumber(rank)
+-- a worker that has not reloaded since classes were added has no key for this rank yet: answer, change nothing
+if r >= #KEYS - 6 then return {rec, 0, 0} end
 if now - hb > tonumber(ARGV[3]) then
   rec = 'expired|' .. pos .. '|' .. rank .. '|' .. joined .. '|' .. ARGV[2]
   redis.call('HSET', KEYS[2], rid, rec)

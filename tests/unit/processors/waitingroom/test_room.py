@@ -551,3 +551,14 @@ async def test_without_a_grace_a_returning_visitor_queues_at_the_back(store):
     await _others_poll_while_a_goes_quiet(svc, clock, 11, others=("b",))
     back = await svc.join("sale", "a", rejoin=True)
     assert back["position"] == 3 and back["rejoined"] == "back" and (await svc.status("sale", "a"))["people_ahead"] == 1
+
+
+async def test_a_poll_through_a_worker_with_fewer_classes_is_answered_until_it_reloads(store):
+    old_worker = await make_service(store, {"sale": MANUAL})
+    new_worker = await make_service(store)
+    await new_worker.join("sale", "g1")
+    await new_worker.put_room("sale", {**MANUAL, "priority_classes": ["a", "b", "c", "d", "general"]})
+    s = await old_worker.status("sale", "g1")  # rank 4 now, the old worker knows one queue: no error
+    assert s["state"] == "waiting"
+    await old_worker.reload()
+    assert (await old_worker.status("sale", "g1"))["people_ahead"] == 0
