@@ -107,3 +107,50 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 def visitor(joined: dict) -> dict:
     """The headers of the visitor who got `joined` (join's answer): their queue token, the proof of their place."""
     return {"Authorization": f"Bearer {joined['queue_token']}"}
+
+
+class RedisOutage:
+    """A TCP relay to the test Redis that can be cut and restored: a store pointed at `url` meets a real outage
+    (connections reset, then refused) and a real recovery, while Redis itself and other tests carry on."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.port = 0
+        self.server: asyncio.AbstractServer | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def up(self) -> None:
+        import asyncio
+
+        async def pipe(reader, writer):
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def relay(client_r, client_w):
+            redis_r, redis_w = await asyncio.open_connection("127.0.0.1", 6379)
+            self.writers.update((client_w, redis_w))
+            await asyncio.gather(pipe(client_r, redis_w), pipe(redis_r, client_w))
+
+        self.server = await asyncio.start_server(relay, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        """Close the listener (new connections are refused) and every open connection."""
+        assert self.server is not None
+        self.server.close()
+        for w in self.writers:
+            w.close()
+        self.writers.clear()
+        await self.server.wait_closed()
+        self.server = None

@@ -7,7 +7,8 @@ Keys of a room (all share the `{room}` hash tag, so a Redis Cluster keeps a room
   KEYS[3] hb      zset: waiting request id -> last heartbeat ms
   KEYS[4] active  zset: admitted/active request id -> session deadline ms
   KEYS[5..]       zset per priority class (rank 0 first): waiting request id -> position
-  KEYS[#KEYS]     claims  zset: jti of a site claim that was used -> its exp ms (one visitor per claim)
+  KEYS[#KEYS-1]   claims  zset: jti of a site claim that was used -> its exp ms (one visitor per claim)
+  KEYS[#KEYS]     gone    zset: request id of a waiter that expired -> when (their old place, for rejoin_grace_s)
 Numbers in records are kept as the decimal strings they arrived as, so Lua never prints a float.
 """
 
@@ -18,20 +19,48 @@ end
 """
 
 JOIN = _PARSE + r"""
--- ARGV: rid now_ms method phase rank inventory exempt session_ms claim_jti claim_exp_ms
+-- ARGV: rid now_ms method phase rank inventory exempt claim_timeout_ms claim_jti claim_exp_ms
+--       rejoin_grace_ms (-1: not a rejoin; else the caller proved the id with its queue token)
+--       policy rate_per_ms burst max_active nclasses (the inlet, for a join into an empty room) classes_tag
+-- a worker that has not yet seen a change of the room's classes would file the visitor under the old rank
+local tag = redis.call('HGET', KEYS[1], 'classes')
+if tag and tag ~= ARGV[17] then return {'stale', ''} end
 local rid = ARGV[1]
 local rec = redis.call('HGET', KEYS[2], rid)
-if rec then return {'existing', rec} end
 local method, phase = ARGV[3], ARGV[4]
-if method == 'reject' or phase == 'closed' then return {'closed', ''} end
 local now, rank = ARGV[2], ARGV[5]
-if ARGV[9] ~= '' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[#KEYS], '-inf', '(' .. now)
-  if redis.call('ZSCORE', KEYS[#KEYS], ARGV[9]) then return {'claim_used', ''} end
-  redis.call('ZADD', KEYS[#KEYS], ARGV[10], ARGV[9])
+local outcome = 'new'
+if rec then
+  local state, opos, orank, ojoined = parse(rec)
+  local grace = tonumber(ARGV[11])
+  if grace < 0 or not (state == 'expired' or state == 'completed' or state == 'abandoned') then
+    return {'existing', rec}
+  end
+  -- the holder of this place's queue token comes back after it closed: a place again, in their class
+  if method == 'reject' or phase == 'closed' then return {'closed', ''} end
+  rank = tostring(math.min(tonumber(orank), tonumber(ARGV[16]) - 1))
+  local gone = redis.call('ZSCORE', KEYS[#KEYS], rid)
+  if state == 'expired' and gone and grace > 0 and tonumber(gone) >= tonumber(now) - grace then
+    -- within rejoin_grace_s of losing it: the old place, as if they had never stopped polling
+    redis.call('ZREM', KEYS[#KEYS], rid)
+    rec = 'waiting|' .. opos .. '|' .. rank .. '|' .. ojoined .. '|0'
+    redis.call('HSET', KEYS[2], rid, rec)
+    redis.call('ZADD', KEYS[5 + tonumber(rank)], opos, rid)
+    redis.call('ZADD', KEYS[3], now, rid)
+    return {'rejoined_place', rec}
+  end
+  redis.call('ZREM', KEYS[#KEYS], rid)
+  outcome = 'rejoined'  -- at the back, below
+elseif method == 'reject' or phase == 'closed' then
+  return {'closed', ''}
+end
+if outcome == 'new' and ARGV[9] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[#KEYS - 1], '-inf', '(' .. now)
+  if redis.call('ZSCORE', KEYS[#KEYS - 1], ARGV[9]) then return {'claim_used', ''} end
+  redis.call('ZADD', KEYS[#KEYS - 1], ARGV[10], ARGV[9])
 end
 local deadline = tonumber(now) + tonumber(ARGV[8])
-if ARGV[7] == '1' then
+if ARGV[7] == '1' and outcome == 'new' then
   rec = 'admitted|0|' .. rank .. '|' .. now .. '|' .. now
   redis.call('HSET', KEYS[2], rid, rec)
   redis.call('ZADD', KEYS[4], deadline, rid)
@@ -47,14 +76,46 @@ if method == 'passthrough' and phase == 'open' then
   redis.call('ZADD', KEYS[4], deadline, rid)
   redis.call('HINCRBY', KEYS[1], 'served', 1)
   redis.call('HSET', KEYS[1], 'serving', pos)
-  return {'new', rec}
+  return {outcome, rec}
+end
+-- an empty room admits at once when the inlet has room, instead of leaving the first visitor to the next tick
+-- and their next poll (~ refresh_interval_s later)
+local policy = ARGV[12]
+if phase == 'open' and (method == 'fifo' or method == 'random') and policy ~= 'manual'
+    and redis.call('HGET', KEYS[1], 'paused') ~= '1' then
+  local empty = true
+  for c = 0, tonumber(ARGV[16]) - 1 do
+    if redis.call('ZCARD', KEYS[5 + c]) > 0 then empty = false; break end
+  end
+  local cap = tonumber(ARGV[15])
+  local ok = empty and (cap <= 0 or redis.call('ZCARD', KEYS[4]) < cap)
+  local credit = 0
+  if ok and policy == 'fixed_rate' then
+    local last = redis.call('HGET', KEYS[1], 'inlet_ts')  -- no tick yet: the inlet's clock has not started
+    credit = tonumber(redis.call('HGET', KEYS[1], 'inlet_credit') or '0')
+    if last then
+      credit = math.min(tonumber(ARGV[14]), credit + math.max(0, tonumber(now) - tonumber(last)) * tonumber(ARGV[13]))
+    end
+    ok = last and credit >= 1
+  end
+  if ok then
+    rec = 'admitted|' .. pos .. '|' .. rank .. '|' .. now .. '|' .. now
+    redis.call('HSET', KEYS[2], rid, rec)
+    redis.call('ZADD', KEYS[4], deadline, rid)
+    redis.call('HINCRBY', KEYS[1], 'served', 1)
+    redis.call('HSET', KEYS[1], 'serving', pos)
+    if policy == 'fixed_rate' then
+      redis.call('HSET', KEYS[1], 'inlet_ts', now, 'inlet_credit', tostring(credit - 1))
+    end
+    return {outcome, rec}
+  end
 end
 rec = 'waiting|' .. pos .. '|' .. rank .. '|' .. now .. '|0'
 redis.call('HSET', KEYS[2], rid, rec)
 redis.call('ZADD', KEYS[5 + tonumber(rank)], pos, rid)
 redis.call('ZADD', KEYS[3], now, rid)
 if phase == 'pre' then redis.call('HSET', KEYS[1], 'prequeue_last', pos) end
-return {'new', rec}
+return {outcome, rec}
 """
 
 STATUS = _PARSE + r"""
@@ -67,11 +128,14 @@ if state ~= 'waiting' then return {rec, 0, 0} end
 local now = tonumber(ARGV[2])
 local hb = tonumber(redis.call('ZSCORE', KEYS[3], rid) or now)
 local r = tonumber(rank)
+-- a worker that has not reloaded since classes were added has no key for this rank yet: answer, change nothing
+if r >= #KEYS - 6 then return {rec, 0, 0} end
 if now - hb > tonumber(ARGV[3]) then
   rec = 'expired|' .. pos .. '|' .. rank .. '|' .. joined .. '|' .. ARGV[2]
   redis.call('HSET', KEYS[2], rid, rec)
   redis.call('ZREM', KEYS[5 + r], rid)
   redis.call('ZREM', KEYS[3], rid)
+  redis.call('ZADD', KEYS[#KEYS], ARGV[2], rid)
   redis.call('HINCRBY', KEYS[1], 'expired', 1)
   return {rec, 0, 1}
 end
@@ -98,7 +162,8 @@ return counters(tonumber(ARGV[1]))
 """
 
 ADMIT = _PARSE + _COUNTERS + r"""
--- ARGV: now can_admit policy rate_per_ms burst max_active manual inventory heartbeat_ms session_ms nclasses limit
+-- ARGV: now can_admit policy rate_per_ms burst max_active manual inventory heartbeat_ms claim_timeout_ms nclasses
+--       limit rejoin_grace_ms
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[12])
 local nclasses = tonumber(ARGV[11])
@@ -113,11 +178,14 @@ for _, rid in ipairs(stale) do
     if state == 'waiting' then
       redis.call('ZREM', KEYS[5 + tonumber(rank)], rid)
       redis.call('HSET', KEYS[2], rid, 'expired|' .. pos .. '|' .. rank .. '|' .. joined .. '|' .. ARGV[1])
+      redis.call('ZADD', KEYS[#KEYS], ARGV[1], rid)
       expired_w = expired_w + 1
     end
   end
 end
 if expired_w > 0 then redis.call('HINCRBY', KEYS[1], 'expired', expired_w) end
+-- old places are kept for rejoin_grace_s only
+redis.call('ZREMRANGEBYSCORE', KEYS[#KEYS], '-inf', '(' .. (now - tonumber(ARGV[13])))
 -- 2. sessions past their deadline free their slot
 local expired_s = 0
 local done = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[1], 'LIMIT', 0, limit)
@@ -145,6 +213,8 @@ if policy == 'fixed_rate' then
   if can then
     credit = math.min(tonumber(ARGV[5]), credit + math.max(0, now - last) * tonumber(ARGV[4]))
     n = math.floor(credit)
+    local cap = tonumber(ARGV[6])
+    if cap > 0 then n = math.min(n, math.max(0, cap - redis.call('ZCARD', KEYS[4]))) end
   end
 elseif policy == 'max_active' and can then
   n = math.max(0, tonumber(ARGV[6]) - redis.call('ZCARD', KEYS[4]))
@@ -277,5 +347,77 @@ end
 return #rids
 """
 
-SCRIPTS = {"join": JOIN, "status": STATUS, "admit": ADMIT, "issue": ISSUE,
+CLASSES = _PARSE + r"""
+-- ARGV: old_n new_n classes_tag settings_json map[0..old_n-1] (old rank -> new rank, -1: the class is gone)
+-- KEYS: the room's keys for max(old_n, new_n) classes, then its cfg key. The priority classes change and the
+-- settings are written in one step: waiters keep their positions (so their order) in the class they map to,
+-- and a removed class that still has waiters refuses the change (returned: those old ranks).
+local old_n, new_n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local map, refused = {}, {}
+for c = 0, old_n - 1 do
+  map[c] = tonumber(ARGV[5 + c])
+  if map[c] < 0 and redis.call('ZCARD', KEYS[5 + c]) > 0 then refused[#refused + 1] = c end
+end
+if #refused > 0 then return {'refused', refused} end
+-- read every queue that moves before writing any: a permutation (two classes swapped) must not mix them
+local moved = {}
+for c = 0, old_n - 1 do
+  if map[c] ~= c then
+    moved[c] = redis.call('ZRANGE', KEYS[5 + c], 0, -1, 'WITHSCORES')
+    redis.call('DEL', KEYS[5 + c])
+  end
+end
+local n = 0
+for c, m in pairs(moved) do
+  for i = 1, #m, 2 do
+    redis.call('ZADD', KEYS[5 + map[c]], m[i + 1], m[i])
+    local state, pos, _, joined, changed = parse(redis.call('HGET', KEYS[2], m[i]))
+    redis.call('HSET', KEYS[2], m[i], state .. '|' .. pos .. '|' .. map[c] .. '|' .. joined .. '|' .. changed)
+    n = n + 1
+  end
+end
+-- admitted and active sessions keep naming their class in the tokens they get (a gone class: the default)
+for _, rid in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  local rec = redis.call('HGET', KEYS[2], rid)
+  if rec then
+    local state, pos, rank, joined, changed = parse(rec)
+    local r = tonumber(rank)
+    local t = map[r] or (new_n - 1)
+    if t < 0 then t = new_n - 1 end
+    if t ~= r then
+      redis.call('HSET', KEYS[2], rid, state .. '|' .. pos .. '|' .. t .. '|' .. joined .. '|' .. changed)
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'classes', ARGV[3])
+redis.call('SET', KEYS[#KEYS], ARGV[4])
+return {'ok', n}
+"""
+
+OUTAGE = _PARSE + r"""
+-- ARGV: start_ms end_ms ; the store was unreachable from start to end: nobody could poll or take a token then,
+-- so that time does not count against anyone. Heartbeats from before the end move forward by the outage's
+-- length (never past its end), and so do the claim deadlines of admitted visitors. Several workers report
+-- the same outage: only the part after the last one recorded is added.
+local last = tonumber(redis.call('HGET', KEYS[1], 'outage_end') or '0')
+local e = tonumber(ARGV[2])
+local s = math.max(tonumber(ARGV[1]), last)
+if e <= s then return 0 end
+local shift = e - s
+local m = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. e, 'WITHSCORES')
+for i = 1, #m, 2 do
+  redis.call('ZADD', KEYS[3], math.min(tonumber(m[i + 1]) + shift, e), m[i])
+end
+local a = redis.call('ZRANGEBYSCORE', KEYS[4], s, '+inf', 'WITHSCORES')
+for i = 1, #a, 2 do
+  local rec = redis.call('HGET', KEYS[2], a[i])
+  if rec and string.sub(rec, 1, 9) == 'admitted|' then
+    redis.call('ZADD', KEYS[4], tonumber(a[i + 1]) + shift, a[i])
+  end
+end
+redis.call('HSET', KEYS[1], 'outage_end', ARGV[2])
+return #m / 2
+"""
+
+SCRIPTS = {"outage": OUTAGE, "classes": CLASSES, "join": JOIN, "status": STATUS, "admit": ADMIT, "issue": ISSUE,
            "update_session": UPDATE_SESSION, "shuffle": SHUFFLE, "counters": COUNTERS}

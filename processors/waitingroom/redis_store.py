@@ -15,7 +15,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from .lua import SCRIPTS
-from .resp import EvalShaPrefix, RedisReplyError, RespConnection
+from .resp import EvalShaPrefix, RedisReplyError, RespConnection, pack_args
 from .store import AdmitParams, AdmitResult, IssueResult, JoinResult, RoomCounters, RoomStore, SessionRecord, StatusResult
 
 # compare-and-set of the key document: rotations by two workers at once must not overwrite each other
@@ -48,6 +48,7 @@ class RedisRoomStore(RoomStore):
         self._keys: dict[tuple[str, int], tuple[str, ...]] = {}
         self._prefixes: dict[tuple[str, tuple[str, ...]], EvalShaPrefix] = {}
         self._loading: asyncio.Task | None = None
+        self._join_tails: dict[tuple[Any, ...], bytes] = {}
 
     @classmethod
     def from_url(cls, url: str = "redis://127.0.0.1:6379/0", prefix: str = "eventweir:wr:",
@@ -62,7 +63,7 @@ class RedisRoomStore(RoomStore):
         if keys is None:
             base = f"{self.prefix}{{{room}}}:"
             keys = ((base + "meta", base + "reqs", base + "hb", base + "active") + tuple(f"{base}q{c}" for c in range(nclasses))
-                    + (base + "claims",))
+                    + (base + "claims", base + "gone"))
             self._keys[(room, nclasses)] = keys
         return keys
 
@@ -81,11 +82,12 @@ class RedisRoomStore(RoomStore):
             self._loading = asyncio.ensure_future(self.load_scripts())
         await asyncio.shield(self._loading)
 
-    async def _call(self, script: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+    async def _call(self, script: str, keys: tuple[str, ...], args: tuple[Any, ...], tail: bytes = b"",
+                    ntail: int = 0) -> Any:
         prefix = self._prefixes.get((script, keys))
         if prefix is None:
             prefix = self._prefixes[(script, keys)] = EvalShaPrefix(_SHA[script], keys)
-        packed = prefix.pack(args)
+        packed = prefix.pack(args, tail, ntail)
         reply = await self.fast.call(packed)
         if isinstance(reply, RedisReplyError):
             if not str(reply).startswith("NOSCRIPT"):
@@ -97,10 +99,20 @@ class RedisRoomStore(RoomStore):
         return reply
 
     # ---- operations ---------------------------------------------------------------------------
-    async def join(self, room, nclasses, request_id, now_ms, *, method, phase, class_rank, inventory, exempt, session_ms,
-                   claim_id="", claim_exp_ms=0):
+    async def join(self, room, nclasses, request_id, now_ms, *, method, phase, class_rank, inventory, exempt, claim_ms,
+                   claim_id="", claim_exp_ms=0, inlet=None, classes_tag="", rejoin_grace_ms=-1):
+        # the room's part of the arguments is the same join after join: packed once (joins are the hot path)
+        key = (inlet, nclasses, classes_tag)
+        tail = self._join_tails.get(key)
+        if tail is None:
+            p = inlet or AdmitParams(can_admit=False, policy="manual")
+            if len(self._join_tails) > 1024:
+                self._join_tails.clear()
+            tail = self._join_tails[key] = pack_args(p.policy, repr(p.rate_per_ms), p.burst, p.max_active, nclasses,
+                                                     classes_tag)
         outcome, rec = await self._call("join", self.room_keys(room, nclasses), (
-            request_id, now_ms, method, phase, class_rank, inventory, 1 if exempt else 0, session_ms, claim_id, claim_exp_ms))
+            request_id, now_ms, method, phase, class_rank, inventory, 1 if exempt else 0, claim_ms, claim_id, claim_exp_ms,
+            rejoin_grace_ms), tail, 6)
         return JoinResult(outcome.decode(), SessionRecord.parse(rec) if rec else None)
 
     async def status(self, room, nclasses, request_id, now_ms, heartbeat_ms):
@@ -110,7 +122,7 @@ class RedisRoomStore(RoomStore):
     async def admit(self, room, nclasses, now_ms, p: AdmitParams):
         counters, expired_w, expired_s, out = await self._call("admit", self.room_keys(room, nclasses), (
             now_ms, 1 if p.can_admit else 0, p.policy, repr(p.rate_per_ms), p.burst, p.max_active, p.manual,
-            p.inventory, p.heartbeat_ms, p.session_ms, nclasses, p.limit))
+            p.inventory, p.heartbeat_ms, p.claim_ms, nclasses, p.limit, p.rejoin_grace_ms))
         admitted = [(out[i].decode(), int(out[i + 1]), int(out[i + 2])) for i in range(0, len(out), 3)]
         return AdmitResult(_counters(counters), admitted, expired_w, expired_s)
 
@@ -121,6 +133,15 @@ class RedisRoomStore(RoomStore):
     async def update_session(self, room, nclasses, request_id, status, now_ms):
         outcome, rec = await self._call("update_session", self.room_keys(room, nclasses), (request_id, status, now_ms))
         return outcome.decode(), (SessionRecord.parse(rec) if rec else None)
+
+    async def change_classes(self, room, old_n, new_n, mapping, tag, settings):
+        keys = self.room_keys(room, max(old_n, new_n)) + (self._cfg_key(room),)
+        outcome, detail = await self.redis.eval(SCRIPTS["classes"], len(keys), *keys, old_n, new_n, tag,
+                                                   orjson.dumps(settings), *mapping)
+        return [int(r) for r in detail] if outcome == b"refused" else []
+
+    async def record_outage(self, room, nclasses, start_ms, end_ms):
+        return int(await self._call("outage", self.room_keys(room, nclasses), (start_ms, end_ms)))
 
     async def shuffle_prequeue(self, room, nclasses, seed):
         return int(await self._call("shuffle", self.room_keys(room, nclasses), (seed, nclasses)))

@@ -45,16 +45,25 @@ class EvalShaPrefix:
         self.head = b"".join(_bulk(a) for a in ("EVALSHA", sha, len(keys), *keys))
         self._stars: dict[int, bytes] = {}
 
-    def pack(self, args: tuple[Any, ...]) -> bytes:
-        start = self._stars.get(len(args))
+    def pack(self, args: tuple[Any, ...], tail: bytes = b"", ntail: int = 0) -> bytes:
+        """`tail`: `ntail` more ARGV packed already (pack_args), for arguments that are the same call after call."""
+        n = len(args) + ntail
+        start = self._stars.get(n)
         if start is None:
-            start = self._stars[len(args)] = b"*%d\r\n" % (self.nfixed + len(args)) + self.head
+            start = self._stars[n] = b"*%d\r\n" % (self.nfixed + n) + self.head
         parts = [start]
         for a in args:  # the hot loop of every join and poll: type() checks, no generator
             t = type(a)
             b = a.encode() if t is str else (b"%d" % a if t is int else (a if t is bytes else str(a).encode()))
             parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        if tail:
+            parts.append(tail)
         return b"".join(parts)
+
+
+def pack_args(*args: Any) -> bytes:
+    """ARGV packed once, for EvalShaPrefix.pack's `tail`."""
+    return b"".join(_bulk(a) for a in args)
 
 
 class _Protocol(asyncio.Protocol):

@@ -8,6 +8,8 @@ responses reuse instead of reading them per request.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import re
 import secrets
@@ -15,16 +17,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from . import events as ev
 from .settings import RoomSettings, SettingsError, parse_room_settings, valid_room_id
-from .store import WAITING, AdmitParams, AdmitResult, RoomCounters, RoomStore
+from .store import ABANDONED, ADMITTED, COMPLETED, EXPIRED, WAITING, AdmitParams, AdmitResult, RoomCounters, RoomStore
 from .tokens import ALGORITHMS, ISSUER, QUEUE_TOKEN_TTL_S, KeyRing, SigningKey, TokenError, verify_site_claim
 
 log = logging.getLogger("eventweir.waitingroom")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 RATE_WINDOW_S = 60.0
+_REJOINED = {"rejoined": "back", "rejoined_place": "place"}  # the store's outcome -> join's "rejoined"
 EXEMPT_CLAIM_MAX_S = 3600  # an exemption claim is made for one visitor on the spot; a long-lived one is a leak waiting
 
 
@@ -46,6 +50,12 @@ class Observer(Protocol):
     def on_admitted(self, room: str, waits_s: list[float]) -> None: ...
 
 
+def classes_tag(classes: tuple[str, ...]) -> str:
+    """A short name of a room's class layout: a join made with another (a worker that has not reloaded since the
+    classes changed) is refused by the store and retried with the new one."""
+    return hashlib.sha1("\n".join(classes).encode()).hexdigest()[:12]
+
+
 @dataclass
 class _Room:
     settings: RoomSettings
@@ -54,6 +64,15 @@ class _Room:
     samples: deque = field(default_factory=lambda: deque(maxlen=512))  # (time s, admitted_total)
     shuffled: bool = False
     last_metrics_s: float = 0.0
+
+    @cached_property
+    def tag(self) -> str:
+        return classes_tag(self.settings.priority_classes)
+
+    @cached_property
+    def join_inlet(self) -> AdmitParams:
+        """What a join reads of the inlet (to admit at once into an empty room): fixed per settings."""
+        return WaitingRoomService._inlet(self.settings, "open")
 
     def admission_rate(self) -> float | None:
         """Admissions per second over the last minute, measured from the store's counter."""
@@ -106,6 +125,9 @@ class WaitingRoomService:
         self._version = -1
         self._task: asyncio.Task | None = None
         self._jwks_cache: tuple[float, dict[str, Any]] | None = None
+        self._last_ok = 0.0                      # when a store call last worked
+        self._down_since: float | None = None    # set when one failed: an outage to record once it is back
+        self._recovering: asyncio.Future | None = None
 
     @property
     def ring(self) -> KeyRing:
@@ -213,11 +235,37 @@ class WaitingRoomService:
         ring.select(self.clock())
         self._ring = ring
 
+    async def sync(self) -> None:
+        """Follow the store: reload when another worker changed rooms or keys, and put the rooms back when the
+        store lost its data (its version counter, which every write increments, is gone)."""
+        version = await self.store.version()
+        if version == self._version:
+            return
+        if version == 0 and self._version > 0:
+            await self._restore_rooms()
+        await self.reload()
+
+    async def _restore_rooms(self) -> None:
+        """Redis lost its data under a running worker (restarted without persistence, flushed, failed over to an
+        empty replica): write back every room this worker knows, and those of the rooms file, so the site's
+        forward-auth and the rooms' pages keep working. Who was waiting is gone with the data; their pages join
+        again."""
+        restored = []
+        for room_id, room in list(self.rooms.items()):
+            await self.store.save_room(room_id, room.settings.to_dict())
+            await self.store.set_paused(room_id, room.settings.paused)
+            restored.append(room_id)
+        for room_id, raw in self.config_rooms.items():
+            if room_id not in self.rooms:
+                await self.put_room(room_id, raw)
+                restored.append(room_id)
+        log.warning("the waiting-room store lost its data (Redis restarted empty or was flushed): rooms %s put back "
+                    "from this worker; everyone who was waiting or admitted there lost their place", sorted(restored))
+
     async def _run_inlet(self) -> None:
         while True:
             try:
-                if await self.store.version() != self._version:
-                    await self.reload()
+                await self.sync()
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis blip: keep ticking, the next tick catches up (fixed_rate credit is time-based)
@@ -230,6 +278,31 @@ class WaitingRoomService:
                 except Exception:  # one room's failure must not stop the rooms after it
                     log.exception("waiting-room inlet tick of room %s failed", room_id)
             await asyncio.sleep(self.tick_interval_s)
+
+    # ---- store outages -------------------------------------------------------------------------
+    def _went_down(self) -> None:
+        """The store did not answer: from the last call that worked, the time is not the waiters' fault."""
+        if self._down_since is None:
+            self._down_since = self._last_ok or self.clock()
+
+    async def _recover(self) -> None:
+        """Before the first call after an outage: tell the store, once for all callers, how long it was away,
+        so the polls that come back first are not measured against heartbeats nobody could send."""
+        if self._recovering is None or self._recovering.done():
+            self._recovering = asyncio.ensure_future(self._record_outage())
+        await asyncio.shield(self._recovering)
+
+    async def _record_outage(self) -> None:
+        start = self._down_since
+        if start is None:
+            return
+        end = self.clock()
+        for room_id, room in list(self.rooms.items()):
+            await self.store.record_outage(room_id, room.nclasses, int(start * 1000), int(end * 1000))
+        self._down_since = None
+        self._last_ok = end
+        log.warning("the waiting-room store was unreachable for %.1f s; waiters' heartbeats and admitted visitors' "
+                    "claim deadlines were moved on by that much", end - start)
 
     # ---- helpers ------------------------------------------------------------------------------
     def room_settings(self, room_id: str) -> RoomSettings:
@@ -261,7 +334,10 @@ class WaitingRoomService:
         return longest + 60.0
 
     # ---- public API ---------------------------------------------------------------------------
-    async def join(self, room_id: str, request_id: str | None = None, claim: str | None = None) -> dict[str, Any]:
+    async def join(self, room_id: str, request_id: str | None = None, claim: str | None = None, *,
+                   rejoin: bool = False, retry: bool = True) -> dict[str, Any]:
+        """`rejoin`: the caller proved it holds `request_id` (its queue token): if that place has closed (expired,
+        completed, abandoned) it gets one again, the old one within the room's rejoin_grace_s of expiring."""
         room = self._room(room_id)
         s = room.settings
         rid = self._request_id(request_id)
@@ -289,10 +365,24 @@ class WaitingRoomService:
             if cls not in s.priority_classes:
                 raise RoomError("bad_request", f"claim class: expected one of {list(s.priority_classes)}, got {cls!r}")
             rank = s.class_rank(cls)
-        res = await self.store.join(room_id, room.nclasses, rid, now_ms, method=s.queueing_method, phase=s.phase(now),
-                                    class_rank=rank, inventory=-1 if s.inventory is None else s.inventory,
-                                    exempt=exempt, session_ms=int(s.session_duration_s * 1000),
-                                    claim_id=claim_id, claim_exp_ms=claim_exp_ms)
+        phase = s.phase(now)
+        if self._down_since is not None:
+            await self._recover()
+        try:
+            res = await self.store.join(room_id, room.nclasses, rid, now_ms, method=s.queueing_method, phase=phase,
+                                        class_rank=rank, inventory=-1 if s.inventory is None else s.inventory,
+                                        exempt=exempt, claim_ms=int(s.claim_timeout * 1000),
+                                        claim_id=claim_id, claim_exp_ms=claim_exp_ms, inlet=room.join_inlet,
+                                        classes_tag=room.tag,
+                                        rejoin_grace_ms=int(s.rejoin_grace_s * 1000) if rejoin else -1)
+        except OSError:
+            self._went_down()
+            raise
+        if res.outcome == "stale":
+            if retry:  # the room's classes changed on another worker a moment ago: take the new ones, once
+                await self.reload()
+                return await self.join(room_id, request_id, claim, rejoin=rejoin, retry=False)
+            raise RoomError("unavailable", "the room's settings are changing; try again in a moment")
         if res.outcome == "claim_used":
             raise RoomError("forbidden", "this claim has been used already: a claim with a jti admits one visitor")
         if res.outcome == "closed":
@@ -301,13 +391,21 @@ class WaitingRoomService:
             raise RoomError("sold_out", f"waiting room {room_id!r} is sold out")
         rec = res.record
         assert rec is not None, f"a {res.outcome!r} join has a record"
-        if res.outcome == "new" and self.emit is not None:
+        fresh = res.outcome in ("new", "rejoined", "rejoined_place")
+        if fresh and self.emit is not None:
             self._emit(ev.JOINED, room_id, {"request_id": rid, "position": rec.position,
                                             "priority_class": s.priority_classes[rec.class_rank], "state": rec.state})
+        if fresh and rec.state == ADMITTED and not exempt and s.queueing_method != "passthrough":
+            # admitted by the join itself (an empty room): counted and announced as the inlet's admissions are
+            if self.observer is not None:
+                self.observer.on_admitted(room_id, [0.0])
+            self._emit(ev.ADMITTED, room_id, {"request_id": rid, "position": rec.position, "waited_s": 0.0})
         return {
             "room": room_id, "request_id": rid, "position": rec.position, "state": rec.state,
             "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
             "duplicate": res.outcome == "existing", "refresh_interval_s": s.refresh_interval_s,
+            # a returning visitor: "place" (their old one, within rejoin_grace_s) or "back" (a new one); else None
+            "rejoined": _REJOINED.get(res.outcome),
             "queue_token": self.ring.select(now).sign_queue({
                 "iss": self.issuer, "aud": room_id, "sub": rid, "token_use": "queue", "queue_position": rec.position,
                 "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
@@ -338,7 +436,14 @@ class WaitingRoomService:
         if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
             raise RoomError("bad_request", "request_id: expected the id returned by join")
         now = self.clock()
-        res = await self.store.status(room_id, room.nclasses, request_id, int(now * 1000), int(s.heartbeat_s * 1000))
+        if self._down_since is not None:
+            await self._recover()  # before this poll's heartbeat is checked against the time the store was away
+        try:
+            res = await self.store.status(room_id, room.nclasses, request_id, int(now * 1000), int(s.heartbeat_s * 1000))
+        except OSError:
+            self._went_down()
+            raise
+        self._last_ok = now
         rec = res.record
         if rec is None:
             raise RoomError("not_found", f"request {request_id!r} has not joined room {room_id!r}")
@@ -357,6 +462,8 @@ class WaitingRoomService:
             "people_ahead": res.people_ahead, "serving_counter": c.serving_counter, "waiting": c.waiting,
             "eta_s": eta, "refresh_interval_s": s.refresh_interval_s, "paused": c.paused, "phase": s.phase(now),
             "sold_out": s.inventory is not None and c.admitted_total >= s.inventory and rec.state == WAITING,
+            # the place has closed: a join with the same queue token (the page's cookie) gets one again
+            "rejoin": rec.state in (EXPIRED, COMPLETED, ABANDONED),
         }
 
     async def access_token(self, room_id: str, request_id: str) -> dict[str, Any]:
@@ -424,16 +531,17 @@ class WaitingRoomService:
         if s.queueing_method == "random" and phase == "open" and not room.shuffled:
             await self.store.shuffle_prequeue(room_id, room.nclasses, secrets.randbits(31))
             room.shuffled = True  # the script shuffles once per room, so a second worker's call is a no-op
-        inlet = s.inlet
         if s.queueing_method == "passthrough" and phase == "open":
             manual = max(manual, 10_000)  # whoever joined the pre-queue of a passthrough room goes straight in
-        params = AdmitParams(
-            can_admit=phase == "open" and s.queueing_method in ("fifo", "random"),
-            policy=inlet.policy, rate_per_ms=inlet.rate_per_s / 1000.0, burst=max(1, inlet.rate),
-            max_active=inlet.max_active, manual=manual, inventory=-1 if s.inventory is None else s.inventory,
-            heartbeat_ms=int(s.heartbeat_s * 1000), session_ms=int(s.session_duration_s * 1000),
-        )
-        res = await self.store.admit(room_id, room.nclasses, int(now * 1000), params)
+        params = self._inlet(s, phase, manual)
+        if self._down_since is not None:
+            await self._recover()
+        try:
+            res = await self.store.admit(room_id, room.nclasses, int(now * 1000), params)
+        except OSError:
+            self._went_down()
+            raise
+        self._last_ok = now
         room.counters = res.counters
         room.samples.append((now, res.counters.admitted_total))
         while len(room.samples) > 2 and now - room.samples[0][0] > RATE_WINDOW_S:
@@ -454,6 +562,17 @@ class WaitingRoomService:
                 self._emit(ev.METRICS, room_id, self._counters_dict(room_id, res.counters))
         return res
 
+    @staticmethod
+    def _inlet(s: RoomSettings, phase: str, manual: int = 0) -> AdmitParams:
+        inlet = s.inlet
+        return AdmitParams(
+            can_admit=phase == "open" and s.queueing_method in ("fifo", "random"),
+            policy=inlet.policy, rate_per_ms=inlet.rate_per_s / 1000.0, burst=max(1, inlet.rate),
+            max_active=inlet.max_active, manual=manual, inventory=-1 if s.inventory is None else s.inventory,
+            heartbeat_ms=int(s.heartbeat_s * 1000), claim_ms=int(s.claim_timeout * 1000),
+            rejoin_grace_ms=int(s.rejoin_grace_s * 1000),
+        )
+
     def _counters_dict(self, room_id: str, c: RoomCounters) -> dict[str, Any]:
         rate = self.rooms[room_id].admission_rate() if room_id in self.rooms else None
         return {"waiting": c.waiting, "active_tokens": c.active, "admitted_total": c.admitted_total,
@@ -464,9 +583,17 @@ class WaitingRoomService:
 
     # ---- admin --------------------------------------------------------------------------------
     async def put_room(self, room_id: str, raw: Any) -> dict[str, Any]:
+        """Create or change a room. A change of `priority_classes` on a live room keeps every waiter: a class
+        that stays (by name) keeps its waiters, a removed one's go to the class `class_mapping` names for it
+        (in their order), and a removed class with waiters and no mapping refuses the change."""
         valid_room_id(room_id)
+        mapping: Any = None
+        if isinstance(raw, dict) and "class_mapping" in raw:
+            raw = dict(raw)
+            mapping = raw.pop("class_mapping")
         settings = parse_room_settings(room_id, raw, path="room")
         existed = room_id in self.rooms
+        await self._change_classes(room_id, settings, mapping)
         await self.store.save_room(room_id, settings.to_dict())
         if not existed or (isinstance(raw, dict) and "paused" in raw):
             await self.store.set_paused(room_id, settings.paused)
@@ -476,6 +603,35 @@ class WaitingRoomService:
             room.counters, room.samples, room.shuffled = old.counters, old.samples, old.shuffled
         self.rooms[room_id] = room
         return self.room_info(room_id)
+
+    async def _change_classes(self, room_id: str, new: RoomSettings, mapping: Any) -> None:
+        stored = (await self.store.load_rooms()).get(room_id)  # the store's, not this worker's possibly older copy
+        try:
+            old = parse_room_settings(room_id, stored) if stored is not None else None
+        except SettingsError:
+            old = None
+        removed = [c for c in old.priority_classes if c not in new.priority_classes] if old else []
+        if mapping is not None:
+            if (not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values())
+                    or set(mapping) - set(removed) or set(mapping.values()) - set(new.priority_classes)):
+                raise RoomError("bad_request", f"class_mapping: expected {{removed class: class of the new "
+                                               f"priority_classes}}; removed classes: {removed}, new classes: "
+                                               f"{list(new.priority_classes)}")
+        if old is None or old.priority_classes == new.priority_classes:
+            return
+        mapping = mapping or {}
+        ranks = [new.class_rank(mapping.get(c, c)) if mapping.get(c, c) in new.priority_classes else -1
+                 for c in old.priority_classes]
+        refused = await self.store.change_classes(room_id, len(old.priority_classes), len(new.priority_classes), ranks,
+                                                  classes_tag(new.priority_classes), new.to_dict())
+        if refused:
+            names = [old.priority_classes[r] for r in refused]
+            example = {n: new.default_class for n in names}
+            raise RoomError("conflict", f"priority classes {names} still have people waiting: say which class takes "
+                                        f"them, e.g. \"class_mapping\": {json.dumps(example)}, or wait until they "
+                                        "are empty", {"classes_with_waiters": names})
+        log.info("room %s: priority classes %s -> %s (removed ones mapped %s)", room_id, list(old.priority_classes),
+                 list(new.priority_classes), mapping)
 
     def room_info(self, room_id: str) -> dict[str, Any]:
         d = self._room(room_id).settings.to_dict()

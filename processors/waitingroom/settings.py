@@ -3,13 +3,18 @@
 A room is configured by a plain dict (from the config file or the admin API):
 
     {"queueing_method": "fifo" | "random" | "passthrough" | "reject",
-     "inlet": {"policy": "fixed_rate", "rate": 100, "interval_s": 60}        # N per interval
+     "inlet": {"policy": "fixed_rate", "rate": 100, "interval_s": 60,        # N per interval,
+               "max_active": 500}                                          # and optionally <= M sessions
             | {"policy": "max_active", "max_active": 500}                     # keep <= M sessions
             | {"policy": "manual"},                                           # admin API only
      "priority_classes": ["vip", "general"],   # highest first; the last one is the default
      "inventory": 1000 | null,                 # total admissions ever, then sold out
      "heartbeat_s": 300,                       # waiter that stops polling this long loses its place
      "session_duration_s": 600,                # access token lifetime / admitted session length
+     "rejoin_grace_s": 0,                      # a waiter who expired and comes back within this gets the old
+                                               # place; later (or 0), a new one at the back
+     "claim_timeout_s": 120 | null,            # an admitted visitor who takes no token this long frees the slot
+                                               # (null: session_duration_s)
      "refresh_interval_s": 5,                  # how often the page polls
      "schedule": {"start": <epoch s | ISO-8601>, "end": ...},
      "paused": false,
@@ -31,7 +36,8 @@ INLET_POLICIES = ("fixed_rate", "max_active", "manual")
 _ROOM_KEYS = {
     "queueing_method", "inlet", "priority_classes", "inventory", "heartbeat_s",
     "session_duration_s", "refresh_interval_s", "schedule", "paused", "claim_secret",
-    "origins", "cookie_domain", "cookie_secure", "client_request_ids",
+    "origins", "cookie_domain", "cookie_secure", "client_request_ids", "claim_timeout_s",
+    "rejoin_grace_s",
 }
 
 
@@ -48,7 +54,7 @@ class InletPolicy:
     policy: str = "fixed_rate"
     rate: int = 60            # fixed_rate: admissions per interval
     interval_s: float = 60.0  # fixed_rate: the interval
-    max_active: int = 0       # max_active: cap on active sessions
+    max_active: int = 0       # max_active: cap on active sessions; fixed_rate: an optional cap too (0: none)
 
     @property
     def rate_per_s(self) -> float:
@@ -73,6 +79,13 @@ class RoomSettings:
     cookie_domain: str | None = None
     cookie_secure: bool = True
     client_request_ids: bool = False
+    claim_timeout_s: float | None = None
+    rejoin_grace_s: float = 0.0
+
+    @property
+    def claim_timeout(self) -> float:
+        """Seconds an admitted visitor has to take the access token before the slot goes to the next one."""
+        return self.session_duration_s if self.claim_timeout_s is None else self.claim_timeout_s
 
     @property
     def default_class(self) -> str:
@@ -96,6 +109,8 @@ class RoomSettings:
         inlet: dict[str, Any] = {"policy": self.inlet.policy}
         if self.inlet.policy == "fixed_rate":
             inlet.update(rate=self.inlet.rate, interval_s=self.inlet.interval_s)
+            if self.inlet.max_active:
+                inlet["max_active"] = self.inlet.max_active
         elif self.inlet.policy == "max_active":
             inlet["max_active"] = self.inlet.max_active
         d: dict[str, Any] = {
@@ -110,6 +125,10 @@ class RoomSettings:
             d.update(origins=list(self.origins), cookie_domain=self.cookie_domain, cookie_secure=self.cookie_secure)
         if self.client_request_ids:
             d["client_request_ids"] = True
+        if self.claim_timeout_s is not None:
+            d["claim_timeout_s"] = self.claim_timeout_s
+        if self.rejoin_grace_s:
+            d["rejoin_grace_s"] = self.rejoin_grace_s
         return d
 
 
@@ -206,7 +225,7 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
     policy = inlet_raw.get("policy")
     if policy not in INLET_POLICIES:
         raise SettingsError(f"{path}.inlet.policy", f"one of {list(INLET_POLICIES)}", policy)
-    allowed = {"fixed_rate": {"policy", "rate", "interval_s"}, "max_active": {"policy", "max_active"},
+    allowed = {"fixed_rate": {"policy", "rate", "interval_s", "max_active"}, "max_active": {"policy", "max_active"},
                "manual": {"policy"}}[policy]
     extra = sorted(set(inlet_raw) - allowed)
     if extra:
@@ -215,7 +234,10 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
         inlet = InletPolicy(policy, rate=int(_num(f"{path}.inlet.rate", inlet_raw.get("rate", 60), minimum=1,
                                                   maximum=10_000_000, integer=True)),
                             interval_s=float(_num(f"{path}.inlet.interval_s", inlet_raw.get("interval_s", 60),
-                                                  minimum=0.001, maximum=DAY_S)))
+                                                  minimum=0.001, maximum=DAY_S)),
+                            # both at once, as Cloudflare's new_users_per_minute with total_active_users
+                            max_active=int(_num(f"{path}.inlet.max_active", inlet_raw.get("max_active", 0),
+                                                minimum=0, maximum=100_000_000, integer=True)))
     elif policy == "max_active":
         if "max_active" not in inlet_raw:
             raise SettingsError(f"{path}.inlet.max_active", "an integer >= 1", None)
@@ -260,8 +282,14 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
     if not isinstance(client_ids, bool):
         raise SettingsError(f"{path}.client_request_ids", "true or false", client_ids)
 
+    claim_timeout = raw.get("claim_timeout_s")
+    if claim_timeout is not None:
+        claim_timeout = float(_num(f"{path}.claim_timeout_s", claim_timeout, minimum=1, maximum=30 * DAY_S))
+
     return RoomSettings(
-        room_id=room_id, client_request_ids=client_ids, queueing_method=method, inlet=inlet, priority_classes=tuple(classes),
+        room_id=room_id, claim_timeout_s=claim_timeout,
+        rejoin_grace_s=float(_num(f"{path}.rejoin_grace_s", raw.get("rejoin_grace_s", 0), minimum=0, maximum=DAY_S)),
+        client_request_ids=client_ids, queueing_method=method, inlet=inlet, priority_classes=tuple(classes),
         inventory=inventory,
         heartbeat_s=float(_num(f"{path}.heartbeat_s", raw.get("heartbeat_s", 300), minimum=1, maximum=DAY_S)),
         session_duration_s=float(_num(f"{path}.session_duration_s", raw.get("session_duration_s", 600), minimum=1,

@@ -35,7 +35,9 @@ class SessionRecord:
 
 @dataclass(slots=True, frozen=True)
 class JoinResult:
-    outcome: str  # new | existing | closed | sold_out | claim_used
+    # new | existing | closed | sold_out | claim_used | stale (the room's classes changed: reload)
+    # | rejoined (a closed place joined again, at the back) | rejoined_place (at the old place)
+    outcome: str
     record: SessionRecord | None
 
 
@@ -58,7 +60,8 @@ class AdmitParams:
     manual: int = 0          # admin increment of the serving counter (applies even when paused)
     inventory: int = -1
     heartbeat_ms: int = 300_000
-    session_ms: int = 600_000
+    claim_ms: int = 600_000  # an admitted request's deadline to take its token (claim_timeout_s)
+    rejoin_grace_ms: int = 0  # how long an expired waiter's old place is kept for their return
     limit: int = 10_000      # at most this many expiries/admissions per call, to bound script time
 
 
@@ -95,10 +98,14 @@ class IssueResult:
 class RoomStore(ABC):
     @abstractmethod
     async def join(self, room: str, nclasses: int, request_id: str, now_ms: int, *, method: str, phase: str,
-                   class_rank: int, inventory: int, exempt: bool, session_ms: int,
-                   claim_id: str = "", claim_exp_ms: int = 0) -> JoinResult:
+                   class_rank: int, inventory: int, exempt: bool, claim_ms: int,
+                   claim_id: str = "", claim_exp_ms: int = 0, inlet: AdmitParams | None = None,
+                   classes_tag: str = "", rejoin_grace_ms: int = -1) -> JoinResult:
         """`claim_id`: the jti of the site claim joined with; another request id with it is refused (claim_used)
-        until `claim_exp_ms`."""
+        until `claim_exp_ms`. `inlet`: the room's inlet, which admits a join into an empty room at once when it
+        has room (its policy, rate, burst and max_active are read); None: never at once. `rejoin_grace_ms` >= 0: the
+        caller proved it holds `request_id` (its queue token), so a closed place (expired, completed, abandoned)
+        is joined again: the old place if it expired as a waiter within that many ms, else at the back."""
 
     @abstractmethod
     async def status(self, room: str, nclasses: int, request_id: str, now_ms: int, heartbeat_ms: int) -> StatusResult: ...
@@ -113,6 +120,18 @@ class RoomStore(ABC):
     async def update_session(self, room: str, nclasses: int, request_id: str, status: str,
                              now_ms: int) -> tuple[str, SessionRecord | None]:
         """-> ("updated" | "closed" | "conflict" | "unknown", record)"""
+
+    @abstractmethod
+    async def change_classes(self, room: str, old_n: int, new_n: int, mapping: list[int], tag: str,
+                             settings: dict[str, Any]) -> list[int]:
+        """Move the waiters of each old class rank to `mapping[rank]` (keeping their positions), tag the room's
+        class layout and store `settings`, at once; nothing is done and the old ranks are returned when a class
+        mapped to -1 has waiters. The caller then saves the room as usual (so every worker reloads)."""
+
+    @abstractmethod
+    async def record_outage(self, room: str, nclasses: int, start_ms: int, end_ms: int) -> int:
+        """The store was unreachable from start to end: that time does not count against waiters' heartbeats
+        nor admitted visitors' claim deadlines. Returns how many waiters' heartbeats moved."""
 
     @abstractmethod
     async def shuffle_prequeue(self, room: str, nclasses: int, seed: int) -> int: ...

@@ -272,3 +272,66 @@ async def test_a_failing_room_does_not_stop_the_admissions_of_the_others(redis_p
         assert status["state"] == "admitted", "room b-fine admitted nobody while room a-broken failed"
     finally:
         await client.close()
+
+
+async def test_an_expired_visitor_joins_again_with_their_queue_token(redis_prefix):
+    rooms = {"sale": {"inlet": {"policy": "manual"}, "heartbeat_s": 1}}
+    client, _ = await start_api(redis_prefix, rooms, tick_interval_s=0.1)
+    try:
+        first = await (await client.post("/waitingroom/rooms/sale/join", json={})).json()
+        other = await (await client.post("/waitingroom/rooms/sale/join", json={})).json()
+        for _ in range(30):  # first stops polling (closed the laptop); other keeps polling
+            await asyncio.sleep(0.1)
+            await client.get("/waitingroom/rooms/sale/status", headers=visitor(other))
+        gone = await (await client.get("/waitingroom/rooms/sale/status", headers=visitor(first))).json()
+        assert gone["state"] == "expired" and gone["rejoin"] is True
+        # the page (or API client) joins again with the same queue token: a place again, at the back
+        again = await client.post("/waitingroom/rooms/sale/join", json={}, headers=visitor(first))
+        back = await again.json()
+        assert again.status == 200 and back["request_id"] == first["request_id"] and back["rejoined"] == "back"
+        assert back["state"] == "waiting" and back["position"] == 3
+        status = await (await client.get("/waitingroom/rooms/sale/status", headers=visitor(back))).json()
+        assert status["state"] == "waiting" and status["people_ahead"] == 1 and status["rejoin"] is False
+        # a join with a token of a place still open is the same place, not a second one
+        same = await (await client.post("/waitingroom/rooms/sale/join", json={}, headers=visitor(other))).json()
+        assert same["request_id"] == other["request_id"] and same["duplicate"] is True
+    finally:
+        await client.close()
+
+
+async def test_admin_update_removing_a_class_with_waiters_is_refused_with_its_name_then_mapped(redis_prefix):
+    room = {"inlet": {"policy": "manual"}, "priority_classes": ["members", "general"]}
+    client, service = await start_api(redis_prefix, {"sale": room})
+    try:
+        await service.store.join("sale", 2, "m1", int(service.clock() * 1000), method="fifo", phase="open",
+                                 class_rank=0, inventory=-1, exempt=False, claim_ms=600_000)  # a member waits
+        joined = await (await client.post("/waitingroom/rooms/sale/join", json={})).json()
+        r = await client.put("/waitingroom/admin/rooms/sale", json={**room, "priority_classes": ["general"]},
+                             headers=ADMIN)
+        refused = await r.json()
+        assert r.status == 409 and refused["error"] == "conflict" and refused["classes_with_waiters"] == ["members"]
+        assert "class_mapping" in refused["message"]
+        r = await client.put("/waitingroom/admin/rooms/sale", headers=ADMIN,
+                             json={**room, "priority_classes": ["general"], "class_mapping": {"members": "general"}})
+        assert r.status == 200 and (await r.json())["settings"]["priority_classes"] == ["general"]
+        # nobody stranded: the visitor polls as before (no 500), one ahead, and both are admitted in order
+        s = await (await client.get("/waitingroom/rooms/sale/status", headers=visitor(joined))).json()
+        assert s["state"] == "waiting" and s["people_ahead"] == 1
+        r = await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 2}, headers=ADMIN)
+        assert (await r.json())["admitted"] == 2
+    finally:
+        await client.close()
+
+
+async def test_a_join_with_a_site_claim_is_a_new_place_even_with_a_queue_token(redis_prefix):
+    secret = "s" * 40
+    room = {"inlet": {"policy": "manual"}, "priority_classes": ["vip", "general"], "claim_secret": secret}
+    client, _ = await start_api(redis_prefix, {"sale": room})
+    try:
+        general = await (await client.post("/waitingroom/rooms/sale/join", json={})).json()
+        claim = jwt.encode({"aud": "sale", "class": "vip", "exp": 4_000_000_000}, secret, algorithm="HS256")
+        vip = await (await client.post("/waitingroom/rooms/sale/join", json={"claim": claim},
+                                       headers=visitor(general))).json()
+        assert vip["priority_class"] == "vip" and vip["request_id"] != general["request_id"]
+    finally:
+        await client.close()

@@ -126,3 +126,66 @@ async def test_origin_settings_are_checked(redis_prefix):
         assert got["origins"] == [SHOP] and got["cookie_domain"] == "example.com" and got["cookie_secure"] is False
     finally:
         await client.close()
+
+
+async def test_without_javascript_the_status_page_refreshes_itself_and_hands_off(redis_prefix):
+    """A browser without scripts: .../wait joins, keeps the place by refreshing (meta refresh), survives a store
+    outage with a page that retries, and once admitted offers the hand-off as a plain form."""
+    import re
+
+    from processors.waitingroom.resp import RespConnection
+
+    rooms = {"sale": {"inlet": {"policy": "manual"}, "origins": [SHOP], "cookie_secure": False, "refresh_interval_s": 3}}
+    client, service = await start_api(redis_prefix, rooms)
+    try:
+        await client.post(f"{BASE}/join", json={})  # someone is ahead
+        wait = f"{BASE}/wait?return_to={quote(SHOP + '/cart', safe='')}"
+        first = await client.get(wait)
+        page = await first.text()
+        assert first.status == 200 and first.headers["Cache-Control"] == "no-store"
+        assert f'<meta http-equiv="refresh" content="3; url={BASE}/wait?return_to=https%3A%2F%2Fshop.example.com%2Fcart">' \
+            in page
+        assert re.search(r'class="big">2<', page) and "<dd>1</dd>" in page  # position 2, one ahead
+        cookie = first.cookies[queue_cookie_name("sale")]
+        assert cookie["path"] == f"{BASE}/" and cookie["httponly"]
+        browser = {"Cookie": f"{cookie.key}={cookie.value}"}  # what the browser sends back (aiohttp's jar skips IPs)
+        again = await (await client.get(wait, headers=browser)).text()  # a refresh: the cookie keeps the place
+        assert re.search(r'class="big">2<', again)
+        assert (await (await client.get("/waitingroom/admin/rooms/sale/counters", headers=ADMIN)).json())["waiting"] == 2
+        # the store is unreachable: a page that says so and tries again, never an internal error
+        fast = service.store.fast
+        service.store.fast = RespConnection("redis://127.0.0.1:1/0")
+        down = await client.get(wait, headers=browser)
+        text = await down.text()
+        assert down.status == 503 and down.headers["Retry-After"] == "5" and 'http-equiv="refresh" content="5;' in text
+        assert "briefly unavailable" in text and "Errno" not in text
+        service.store.fast = fast
+        await client.post("/waitingroom/admin/rooms/sale/serving", json={"increment": 2}, headers=ADMIN)
+        turn = await (await client.get(wait, headers=browser)).text()
+        assert "http-equiv" not in turn and f'action="{BASE}/enter"' in turn
+        assert '<input type="hidden" name="return_to" value="https://shop.example.com/cart">' in turn
+        r = await client.post(f"{BASE}/enter", data={"return_to": SHOP + "/cart"}, allow_redirects=False, headers=browser)
+        assert r.status == 303 and r.headers["Location"] == SHOP + "/cart" and cookie_name("sale") in r.cookies
+    finally:
+        await client.close()
+
+
+async def test_without_javascript_a_closed_place_is_joined_again_on_refresh(redis_prefix):
+    import asyncio
+
+    rooms = {"sale": {"inlet": {"policy": "manual"}, "heartbeat_s": 1, "cookie_secure": False}}
+    client, _ = await start_api(redis_prefix, rooms, tick_interval_s=0.1)
+    try:
+        first = await client.get(f"{BASE}/wait")
+        cookie = first.cookies[queue_cookie_name("sale")]
+        browser = {"Cookie": f"{cookie.key}={cookie.value}"}
+        other = await (await client.post(f"{BASE}/join", json={})).json()
+        for _ in range(20):  # the tab was closed for 2 s; someone else kept polling
+            await asyncio.sleep(0.1)
+            await client.get(f"{BASE}/status", headers=visitor(other))
+        back = await client.get(f"{BASE}/wait", headers=browser)
+        assert back.status == 200 and 'class="big">3<' in await back.text()  # a place again, at the back
+        counters = await (await client.get("/waitingroom/admin/rooms/sale/counters", headers=ADMIN)).json()
+        assert counters["waiting"] == 2 and counters["expired_positions"] == 1
+    finally:
+        await client.close()

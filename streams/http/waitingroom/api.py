@@ -9,6 +9,7 @@ Public (under `prefix`, default /waitingroom). Status, token and enter need the 
   GET  /rooms/{room}/jwks.json, /.well-known/jwks.json   public keys (offline verification)
   GET  /.well-known/openid-configuration   OpenID discovery: issuer, jwks_uri, signing algorithms (gateways)
   GET  /rooms/{room}/                the waiting page (?return_to=<URL on one of the room's origins>)
+  GET  /rooms/{room}/wait            the same without JavaScript: rendered on the server, refreshing itself
   POST /rooms/{room}/enter           form return_to (+ the queue cookie) -> 303 to the site with the access cookie
   ANY  /rooms/{room}/auth            forward-auth: 200 with X-Waitingroom-* claims, else 401 + Location
   ANY  /rooms/{room}/auth/redirect[/original path]   the same, but 302 to the room (Traefik, Envoy)
@@ -42,12 +43,13 @@ from processors.waitingroom.tokens import (
     key_encryption_key,
 )
 from streams.http.bearer import bearer_token
+from streams.http.waitingroom.nojs import add_nojs_route
 from streams.http.waitingroom.page import render_page
 from streams.metrics import waitingroom as m
 
 log = logging.getLogger("eventweir.waitingroom")
 _STATUS = {"not_found": 404, "bad_request": 400, "unauthorized": 401, "forbidden": 403, "closed": 403, "sold_out": 410,
-           "not_admitted": 409, "session_closed": 410, "conflict": 409}
+           "not_admitted": 409, "session_closed": 410, "conflict": 409, "unavailable": 503}
 _CONFIG_KEYS = {"redis_url", "key_prefix", "admin_token", "token_alg", "key_grace_s", "tick_interval_s",
                 "rooms", "account", "region", "redis_max_connections", "issuer", "jwks_max_age_s", "key_prepublish_s",
                 "signing_keys", "key_encryption_key"}
@@ -91,12 +93,20 @@ def error_reply(exc: Exception) -> tuple[int, bytes, dict[str, str]] | None:
     elif isinstance(exc, SettingsError):
         status, body = 400, {"error": "invalid_settings", "message": str(exc), "path": exc.path}
     elif isinstance(exc, OSError):  # Redis unreachable (ConnectionError is an OSError): tell clients to retry
-        status, body = 503, {"error": "unavailable", "message": f"waiting-room store unavailable: {exc}"}
-        headers["Retry-After"] = "1"
+        # the page puts the code in words and retries with back-off; the place is kept (an outage does not count
+        # against heartbeats), which the visitor is told. The exception's text is for the log, not the public
+        status, body = 503, {"error": "unavailable", "message": "the waiting room's store is unavailable: retry after "
+                                                                "retry_after_s, backing off on repeated failures; a "
+                                                                "place already held is kept"}
     else:
         return None
+    if body["error"] == "unavailable":
+        body["retry_after_s"] = RETRY_AFTER_S
+        headers["Retry-After"] = str(RETRY_AFTER_S)
     return status, orjson.dumps(body), headers
 
+
+RETRY_AFTER_S = 1  # the first retry's wait; the page doubles it on each failure in a row (up to 30 s)
 
 _counters: dict[tuple[str, int], Any] = {}
 
@@ -178,9 +188,11 @@ class PublicAPI:
         """The request id the request proves it holds (RoomError 'unauthorized' without a valid queue token)."""
         return self.service.visitor(room, self.queue_tokens(room, cookies, authorization), request_id)
 
-    async def join(self, room: str, raw: bytes) -> tuple[bytes, dict[str, str]]:
+    async def join(self, room: str, raw: bytes, cookies: str = "", authorization: str = "") -> tuple[bytes, dict[str, str]]:
         """(JSON body, headers): the position, and the queue token in the body (API clients send it back as a
-        bearer token) and in an HttpOnly cookie scoped to the room's path (the page's polls carry it)."""
+        bearer token) and in an HttpOnly cookie scoped to the room's path (the page's polls carry it). A join
+        with a valid queue token is its holder's: the same place while it lasts, and once it has closed
+        (expired, ...) a place again (the old one within the room's rejoin_grace_s)."""
         t0 = time.perf_counter()
         body = parse_body(raw, required=False)
         settings = self.service.room_settings(room)
@@ -193,7 +205,19 @@ class PublicAPI:
                 # whoever knows a client-chosen id can join with it again and get its queue token: it must be a secret
                 raise RoomError("bad_request", f"request_id: a random id of {CLIENT_ID_MIN}-128 characters "
                                                "(whoever knows it holds the place)")
-        out = await self.service.join(room, request_id, body.get("claim"))
+        held = None
+        # a join with a site claim is a new place in the claim's class, whatever queue cookie the browser has
+        tokens = self.queue_tokens(room, cookies, authorization) if (cookies or authorization) and "claim" not in body \
+            else []
+        if tokens:
+            try:
+                held = self.service.visitor(room, tokens)
+            except RoomError:
+                pass  # an old or foreign token: an ordinary new join
+        if held is not None:
+            out = await self.service.join(room, held, rejoin=True)
+        else:
+            out = await self.service.join(room, request_id, body.get("claim"))
         h = self._join_hist.get(room)
         if h is None:
             h = self._join_hist[room] = m.JOIN_LATENCY.labels(room)
@@ -231,7 +255,8 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         return "; ".join(request.headers.getall("Cookie", []))  # several Cookie headers are one list
 
     async def join(request: web.Request) -> web.Response:
-        body, headers = await public.join(request.match_info["room"], await request.read())
+        body, headers = await public.join(request.match_info["room"], await request.read(), cookies(request),
+                                          request.headers.get("Authorization", ""))
         return web.Response(body=body, content_type="application/json", headers=headers)
 
     async def status(request: web.Request) -> web.Response:
@@ -369,6 +394,7 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         r.add_get(f"{p}/rooms/{{room}}/", _handler("page", waiting_page))
         r.add_get(f"{p}/rooms/{{room}}", _handler("page", waiting_page))
         r.add_post(f"{p}/rooms/{{room}}/enter", _handler("enter", enter))
+        add_nojs_route(app, public, count_request)  # .../wait: the status without JavaScript
         r.add_route("*", f"{p}/rooms/{{room}}/auth", _handler("auth", forward_auth(redirect=False)))
         r.add_route("*", f"{p}/rooms/{{room}}/auth/redirect{{tail:(/.*)?}}", _handler("auth", forward_auth(redirect=True)))
     if not admin_routes:

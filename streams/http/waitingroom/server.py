@@ -94,10 +94,10 @@ class HotPaths:
         """A join or status request (they wait for the store); `fields`: a status request's credentials."""
         reply: tuple[int, bytes, dict[str, str]]
         try:
+            f = fields or {}
             if kind == "join":
-                reply = (200, *await self.api.join(room, body))
+                reply = (200, *await self.api.join(room, body, f.get("Cookie", ""), f.get("Authorization", "")))
             else:
-                f = fields or {}
                 reply = (200, await self.api.status(room, _query_get(query, b"request_id"), f.get("Cookie", ""),
                                                     f.get("Authorization", "")), {})
         except Exception as exc:  # noqa: BLE001 - mapped like aiohttp's handler; anything else is a 500 there too
@@ -207,8 +207,8 @@ class _LeanProtocol(asyncio.Protocol):
                 self._hand_over()
                 return
             length, close = -1, False
-            # what forward-auth reads, and the credentials of a status poll
-            fields: dict[str, str] | None = None if route[0] == "join" else {}
+            # what forward-auth reads, and the credentials of a status poll or a returning visitor's join
+            fields: dict[str, str] = {}
             if line_end < end:
                 for line in buf[line_end + 2:end].split(b"\r\n"):
                     name, sep, value = line.partition(b":")
@@ -231,7 +231,7 @@ class _LeanProtocol(asyncio.Protocol):
                             self._hand_over()
                             return
                         close = b"close" in value
-                    elif fields is not None and (name == b"cookie" or name in _AUTH_HEADERS):
+                    elif name == b"cookie" or name in _AUTH_HEADERS:
                         text = value.strip().decode("utf-8", "surrogateescape")
                         if name == b"cookie":  # several Cookie headers are one list, as aiohttp's handler joins them
                             fields["Cookie"] = fields["Cookie"] + "; " + text if "Cookie" in fields else text
@@ -251,7 +251,6 @@ class _LeanProtocol(asyncio.Protocol):
             self.buf = buf[total:]
             kind, room, query = route
             if kind.startswith("auth"):  # forward-auth waits for nothing: answered here, in order, no task
-                assert fields is not None, "forward-auth's headers were collected"
                 transport = self.transport
                 self._write(transport, *self.hot.answer_auth(kind, room, query, fields), close)
                 if close:

@@ -124,3 +124,25 @@ async def test_a_redis_that_lost_the_keys_gets_them_back_from_a_running_worker(s
     assert svc.verify_access_token(token, "sale")["sub"] == "u0"
     late = await make_service(store, ROOM, key_encryption_key=KEK)  # a worker started after the loss
     assert late.ring.select(late.clock()).kid == kid and late.verify_access_token(token, "sale")["sub"] == "u0"
+
+
+async def test_rooms_come_back_after_redis_loses_its_data(store, redis_prefix):
+    from processors.waitingroom.service import WaitingRoomService
+    from tests.waitingroom_support import ADMIN_TOKEN
+
+    keys = [SigningKey.from_pem(pem(ec.generate_private_key(ec.SECP256R1())), signs=True)]
+    svc = WaitingRoomService(store, admin_token=ADMIN_TOKEN, clock=FakeClock(), signing_keys=keys)
+    svc.config_rooms = {"sale": {"inlet": {"policy": "manual"}, "heartbeat_s": 60}}  # the rooms file
+    await svc.start(run_inlet=False)
+    await svc.put_room("api-made", {"inlet": {"policy": "max_active", "max_active": 7}})  # by the admin API
+    await svc.sync()
+    token = await admitted_token(svc, "u0")
+    await delete_prefix(store.redis, redis_prefix)  # Redis restarted without persistence
+    await svc.sync()  # what the inlet loop does every tick
+    stored = await store.load_rooms()
+    assert stored["sale"]["heartbeat_s"] == 60 and stored["api-made"]["inlet"]["max_active"] == 7
+    # the site's forward-auth keeps letting the admitted visitor in, and the room takes new joins
+    assert svc.check_access("sale", token)["sub"] == "u0"
+    assert (await svc.join("sale", "u1"))["position"] == 1
+    late = await make_service(store, signing_keys=keys)  # a worker started after the loss sees the rooms too
+    assert sorted(late.rooms) == ["api-made", "sale"] and late.check_access("sale", token)["sub"] == "u0"

@@ -80,8 +80,10 @@ async def test_fixed_rate_inlet_admits_n_per_interval(store):
 
 async def test_max_active_inlet_refills_freed_slots(store):
     svc = await make_service(store, {"sale": {"inlet": {"policy": "max_active", "max_active": 3}}})
-    ids = [(await svc.join("sale", f"u{i}"))["request_id"] for i in range(6)]
-    assert len((await svc.tick("sale")).admitted) == 3
+    joined = [await svc.join("sale", f"u{i}") for i in range(6)]
+    ids = [j["request_id"] for j in joined]
+    # nobody waits while there is room: the first three are admitted by their join, the rest queue
+    assert [j["state"] for j in joined] == ["admitted"] * 3 + ["waiting"] * 3
     assert len((await svc.tick("sale")).admitted) == 0  # full
     await svc.access_token("sale", ids[0])
     await svc.update_session("sale", ids[0], "completed")
@@ -124,8 +126,10 @@ async def test_schedule_window_prequeue_and_close(store):
 
 
 async def test_inventory_caps_admissions_then_sold_out(store):
-    svc = await make_service(store, {"sale": {"inlet": {"policy": "max_active", "max_active": 100}, "inventory": 5}})
+    svc = await make_service(store, {"sale": {"inlet": {"policy": "max_active", "max_active": 100}, "inventory": 5,
+                                              "paused": True}})
     ids = [(await svc.join("sale", f"u{i}"))["request_id"] for i in range(8)]
+    await svc.set_paused("sale", False)
     assert len((await svc.tick("sale")).admitted) == 5
     assert len((await svc.increment_serving("sale", 10)).keys()) and (await svc.counters("sale"))["admitted_total"] == 5
     assert (await svc.status("sale", ids[6]))["sold_out"] is True
@@ -341,3 +345,220 @@ async def test_rotation_publishes_the_next_key_before_it_signs_on_every_worker(s
     assert err.value.reason == "kid"
     assert {k["kid"] for k in b.jwks()["keys"]} == {nxt}
     assert a.verify_access_token(new, "sale")["sub"] == "u2"
+
+
+async def test_fixed_rate_and_max_active_together(store):
+    """Cloudflare's new_users_per_minute with total_active_users: the rate paces admissions and the cap bounds
+    the sessions at once, whichever is tighter."""
+    clock = FakeClock()
+    room = {"inlet": {"policy": "fixed_rate", "rate": 2, "interval_s": 1, "max_active": 3}, "paused": True}
+    svc = await make_service(store, {"sale": room}, clock)
+    ids = [(await svc.join("sale", f"u{i}"))["request_id"] for i in range(10)]
+    await svc.set_paused("sale", False)
+    await svc.tick("sale")
+    clock.advance(1)
+    assert len((await svc.tick("sale")).admitted) == 2  # the rate: 2 a second
+    clock.advance(10)  # credit for 20 more, but the cap leaves room for one
+    assert len((await svc.tick("sale")).admitted) == 1
+    clock.advance(10)
+    assert (await svc.tick("sale")).admitted == []
+    await svc.access_token("sale", ids[0])
+    await svc.update_session("sale", ids[0], "completed")
+    assert [rid for rid, _, _ in (await svc.tick("sale")).admitted] == [ids[3]]  # a freed slot is refilled
+    assert (await svc.counters("sale"))["active_tokens"] == 3
+    assert svc.room_info("sale")["settings"]["inlet"] == {"policy": "fixed_rate", "rate": 2, "interval_s": 1.0,
+                                                          "max_active": 3}
+
+
+async def test_admitted_visitor_who_never_claims_frees_the_slot_after_claim_timeout(store):
+    clock = FakeClock()
+    room = {"inlet": {"policy": "max_active", "max_active": 1}, "session_duration_s": 600, "claim_timeout_s": 30}
+    svc = await make_service(store, {"sale": room}, clock)
+    first = (await svc.join("sale", "first"))["request_id"]
+    second = (await svc.join("sale", "second"))["request_id"]
+    assert (await svc.status("sale", first))["state"] == "admitted"
+    clock.advance(29)
+    assert (await svc.tick("sale")).admitted == []  # still first's to take
+    clock.advance(2)
+    res = await svc.tick("sale")
+    assert res.expired_sessions == 1 and [rid for rid, _, _ in res.admitted] == [second]
+    with pytest.raises(RoomError) as err:
+        await svc.access_token("sale", first)
+    assert err.value.code == "session_closed"
+    # the one who claims in time gets the whole session, not the claim timeout
+    token = await svc.access_token("sale", second)
+    assert token["expires_in"] == 600
+    clock.advance(60)
+    assert (await svc.tick("sale")).expired_sessions == 0
+
+
+async def test_empty_room_admits_at_once(store):
+    clock = FakeClock()
+    svc = await make_service(store, {"sale": {"inlet": {"policy": "fixed_rate", "rate": 1, "interval_s": 60}}}, clock)
+    await svc.tick("sale")  # the inlet is running
+    clock.advance(60)
+    await svc.tick("sale")
+    first = await svc.join("sale", "first")
+    assert first["state"] == "admitted"  # no one ahead and credit to spare: no wait for a tick and a poll
+    assert (await svc.access_token("sale", first["request_id"]))["access_token"]
+    second = await svc.join("sale", "second")
+    assert second["state"] == "waiting"  # the rate's credit is spent: the next one waits its turn
+    assert (await svc.counters("sale"))["admitted_total"] == 1
+    clock.advance(60)
+    third = await svc.join("sale", "third")
+    assert third["state"] == "waiting"  # credit again, but someone is ahead: the queue keeps its order
+    assert [rid for rid, _, _ in (await svc.tick("sale")).admitted] == ["second"]
+
+
+def _class_of(svc, rid):
+    return svc.join("sale", rid)  # a repeated join answers the visitor's place and class, changing nothing
+
+
+async def test_adding_a_top_class_does_not_promote_those_waiting(store):
+    secret = "s" * 40
+    svc = await make_service(store, {"sale": {**MANUAL, "claim_secret": secret}})
+    for rid in ("g1", "g2"):
+        await svc.join("sale", rid)
+    await svc.put_room("sale", {**MANUAL, "claim_secret": secret, "priority_classes": ["vip", "general"]})
+    assert [(await _class_of(svc, r))["priority_class"] for r in ("g1", "g2")] == ["general", "general"]
+    vip = jwt.encode({"aud": "sale", "class": "vip", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+    await svc.join("sale", "v1", vip)
+    assert (await svc.status("sale", "g1"))["people_ahead"] == 1  # the new VIP goes first, the rest keep their order
+    await svc.increment_serving("sale", 2)
+    states = {r: (await svc.status("sale", r))["state"] for r in ("v1", "g1", "g2")}
+    assert states == {"v1": "admitted", "g1": "admitted", "g2": "waiting"}
+
+
+async def test_removing_a_class_with_waiters_needs_a_mapping_and_keeps_their_order(store):
+    svc = await make_service(store, {"sale": {**MANUAL, "priority_classes": ["vip", "members", "general"]}})
+    store_rank = {"vip": 0, "members": 1, "general": 2}
+    # joins in this order: g1 (general), m1 (members), g2, m2 -- written through the store, as claims would
+    for rid, cls in (("g1", "general"), ("m1", "members"), ("g2", "general"), ("m2", "members")):
+        await store.join("sale", 3, rid, int(svc.clock() * 1000), method="fifo", phase="open",
+                         class_rank=store_rank[cls], inventory=-1, exempt=False, claim_ms=600_000)
+    with pytest.raises(RoomError) as err:
+        await svc.put_room("sale", {**MANUAL, "priority_classes": ["vip", "general"]})
+    assert err.value.code == "conflict" and err.value.detail == {"classes_with_waiters": ["members"]}
+    assert "members" in err.value.message and "class_mapping" in err.value.message
+    assert svc.room_settings("sale").priority_classes == ("vip", "members", "general")  # nothing changed
+    assert (await store.load_rooms())["sale"]["priority_classes"] == ["vip", "members", "general"]
+    with pytest.raises(RoomError) as err:
+        await svc.put_room("sale", {**MANUAL, "priority_classes": ["vip", "general"], "class_mapping": {"members": "x"}})
+    assert err.value.code == "bad_request"
+    await svc.put_room("sale", {**MANUAL, "priority_classes": ["vip", "general"], "class_mapping": {"members": "general"}})
+    # members' waiters are general now, everyone in the order they joined, and all are admitted in turn
+    assert [(await _class_of(svc, r))["priority_class"] for r in ("g1", "m1", "g2", "m2")] == ["general"] * 4
+    assert [(await svc.status("sale", r))["people_ahead"] for r in ("g1", "m1", "g2", "m2")] == [0, 1, 2, 3]
+    res = await svc.increment_serving("sale", 4)
+    assert res["admitted"] == 4 and res["waiting"] == 0
+    # an empty removed class needs no mapping
+    await svc.put_room("sale", {**MANUAL, "priority_classes": ["general"]})
+    assert (await svc.counters("sale"))["active_tokens"] == 4
+
+
+async def test_a_worker_with_the_old_classes_files_joins_under_the_new_ones(store):
+    secret = "s" * 40
+    room = {**MANUAL, "claim_secret": secret}
+    old_worker = await make_service(store, {"sale": room})
+    new_worker = await make_service(store)
+    await new_worker.put_room("sale", {**room, "priority_classes": ["vip", "general"]})
+    # old_worker has not reloaded yet: its join would go to rank 0, now the VIPs' queue
+    assert old_worker.room_settings("sale").priority_classes == ("general",)
+    joined = await old_worker.join("sale", "late")
+    assert joined["priority_class"] == "general" and old_worker.room_settings("sale").priority_classes == ("vip", "general")
+    vip = jwt.encode({"aud": "sale", "class": "vip", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+    await new_worker.join("sale", "v1", vip)
+    assert (await new_worker.status("sale", "late"))["people_ahead"] == 1
+
+
+async def test_a_store_outage_longer_than_the_heartbeat_expires_nobody_who_kept_polling(redis_prefix):
+    from processors.waitingroom.redis_store import RedisRoomStore
+    from tests.waitingroom_support import RedisOutage
+
+    relay = RedisOutage()
+    await relay.up()
+    store = RedisRoomStore.from_url(relay.url, redis_prefix)
+    clock = FakeClock()
+    try:
+        svc = await make_service(store, {"sale": {**MANUAL, "heartbeat_s": 2}}, clock)
+        for rid in ("polling", "gone-quiet"):
+            await svc.join("sale", rid)
+        await svc.tick("sale")
+        await relay.down()  # Redis unreachable for 5 s, over twice the heartbeat
+        for _ in range(5):
+            clock.advance(1)
+            for call in (svc.status("sale", "polling"), svc.tick("sale")):  # the page keeps trying, so does the inlet
+                with pytest.raises(OSError):
+                    await call
+        await relay.up()
+        clock.advance(0.5)
+        assert (await svc.status("sale", "polling"))["state"] == "waiting"  # the outage did not count
+        assert (await svc.tick("sale")).expired_waiters == 0
+        assert (await svc.status("sale", "gone-quiet"))["state"] == "waiting"
+        # heartbeats still count outside the outage: one who stays silent 2 s after it expires
+        clock.advance(1.5)
+        await svc.status("sale", "polling")
+        clock.advance(1.5)
+        await svc.status("sale", "polling")
+        res = await svc.tick("sale")
+        assert res.expired_waiters == 1
+        assert (await svc.status("sale", "gone-quiet"))["state"] == "expired"
+        assert (await svc.status("sale", "polling"))["state"] == "waiting"
+    finally:
+        await store.close()
+        if relay.server is not None:
+            await relay.down()
+
+
+async def _others_poll_while_a_goes_quiet(svc, clock, seconds: float, others=("b", "c")) -> None:
+    for _ in range(int(seconds // 5)):
+        clock.advance(5)
+        for rid in others:
+            await svc.status("sale", rid)
+        await svc.tick("sale")  # the inlet expires the silent
+    clock.advance(seconds % 5)
+    await svc.tick("sale")
+
+
+async def test_an_expired_visitor_rejoins_at_the_back_or_within_the_grace_at_the_old_place(store):
+    clock = FakeClock()
+    room = {**MANUAL, "heartbeat_s": 10, "rejoin_grace_s": 60}
+    svc = await make_service(store, {"sale": room}, clock)
+    for rid in ("a", "b", "c"):
+        await svc.join("sale", rid)
+    await _others_poll_while_a_goes_quiet(svc, clock, 11)
+    gone = await svc.status("sale", "a")
+    assert gone["state"] == "expired" and gone["rejoin"] is True
+    assert (await svc.join("sale", "a"))["state"] == "expired"  # a join without the queue token changes nothing
+    back = await svc.join("sale", "a", rejoin=True)  # within the grace: the old place, first again
+    assert back["state"] == "waiting" and back["position"] == 1 and back["rejoined"] == "place"
+    assert (await svc.status("sale", "a"))["people_ahead"] == 0 and (await svc.status("sale", "c"))["people_ahead"] == 2
+    # silent again, and back after the grace: a new place at the back
+    await _others_poll_while_a_goes_quiet(svc, clock, 85)
+    assert (await svc.status("sale", "a"))["state"] == "expired"
+    late = await svc.join("sale", "a", rejoin=True)
+    assert late["state"] == "waiting" and late["position"] == 4 and late["rejoined"] == "back"
+    assert (await svc.status("sale", "a"))["people_ahead"] == 2
+    res = await svc.increment_serving("sale", 3)
+    assert res["admitted"] == 3 and (await svc.status("sale", "a"))["state"] == "admitted"
+
+
+async def test_without_a_grace_a_returning_visitor_queues_at_the_back(store):
+    clock = FakeClock()
+    svc = await make_service(store, {"sale": {**MANUAL, "heartbeat_s": 10}}, clock)
+    for rid in ("a", "b"):
+        await svc.join("sale", rid)
+    await _others_poll_while_a_goes_quiet(svc, clock, 11, others=("b",))
+    back = await svc.join("sale", "a", rejoin=True)
+    assert back["position"] == 3 and back["rejoined"] == "back" and (await svc.status("sale", "a"))["people_ahead"] == 1
+
+
+async def test_a_poll_through_a_worker_with_fewer_classes_is_answered_until_it_reloads(store):
+    old_worker = await make_service(store, {"sale": MANUAL})
+    new_worker = await make_service(store)
+    await new_worker.join("sale", "g1")
+    await new_worker.put_room("sale", {**MANUAL, "priority_classes": ["a", "b", "c", "d", "general"]})
+    s = await old_worker.status("sale", "g1")  # rank 4 now, the old worker knows one queue: no error
+    assert s["state"] == "waiting"
+    await old_worker.reload()
+    assert (await old_worker.status("sale", "g1"))["people_ahead"] == 0

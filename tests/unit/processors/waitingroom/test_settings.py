@@ -13,9 +13,11 @@ def test_defaults_and_full_settings():
         "queueing_method": "random", "inlet": {"policy": "max_active", "max_active": 50},
         "priority_classes": ["vip", "general"], "inventory": 1000, "heartbeat_s": 120,
         "session_duration_s": 900, "refresh_interval_s": 2, "paused": True, "claim_secret": "c" * 32,
+        "claim_timeout_s": 60, "rejoin_grace_s": 30,
         "schedule": {"start": "2030-01-01T10:00:00+00:00", "end": 1893492000 + 3600},
     })
     assert full.inlet.max_active == 50 and full.default_class == "general" and full.class_rank("vip") == 0
+    assert full.claim_timeout == 60 and full.rejoin_grace_s == 30 and s.claim_timeout == s.session_duration_s
     assert full.phase(full.schedule_start - 1) == "pre" and full.phase(full.schedule_start) == "open"
     assert full.phase(full.schedule_end) == "closed"
     assert parse_room_settings("sale", full.to_dict()) == full
@@ -53,6 +55,9 @@ def test_defaults_and_full_settings():
     ({"paused": "yes"}, "rooms.sale.paused", "true or false"),
     ({"client_request_ids": 1}, "rooms.sale.client_request_ids", "true or false"),
     ({"capacity": 5}, "rooms.sale.capacity", "one of"),
+    ({"inlet": {"policy": "fixed_rate", "max_active": -1}}, "rooms.sale.inlet.max_active", "integer from 0 to"),
+    ({"claim_timeout_s": 0}, "rooms.sale.claim_timeout_s", "a number from 1 to"),
+    ({"rejoin_grace_s": 1e9}, "rooms.sale.rejoin_grace_s", "a number from 0 to 86400"),
 ])
 def test_bad_settings_name_path_and_expectation(raw, path, expected):
     with pytest.raises(SettingsError) as err:
