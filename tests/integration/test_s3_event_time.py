@@ -52,7 +52,7 @@ async def run(s: S3Settings, events, first_offset=0, max_in_flight=10_000):
     context = Context(max_in_flight)
     target = build(context, "lake", s)
     created = []
-    target.on_object = created.append
+    target.on_object = lambda event, hops: created.append(event)
     await target.start()
     batch, ticket = items(events, first_offset)
     for item in batch:  # one at a time, as batches would come
