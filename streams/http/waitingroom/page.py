@@ -415,7 +415,8 @@ def variables(settings: RoomSettings | None, room_id: str, lang: str, state: str
         settings.queueing_method == "fifo"
     return {
         "lang": lang, "t": t, "colors": PALETTE, "state": state, "room_id": room_id,
-        "room_name": (settings.display_name if settings and settings.display_name else room_id),
+        # an unknown room's id is whatever the URL says: never shown, so a crafted link cannot put words on the page
+        "room_name": (settings.display_name or room_id) if settings else t["page_title"],
         "position": status["people_ahead"] + 1 if status and state in ("waiting", "prequeue", "paused") else None,
         "people_ahead": status["people_ahead"] if status else None,
         "queue_number": status["position"] if status else None,

@@ -136,3 +136,8 @@ def test_the_readmes_template_example_is_a_room_that_renders_every_state():
         html = page.render(settings, "sale", "de", state, status).decode()
         assert 'id="wr-live"' in html and f'data-state="{state}"' in html and "<script>" in html, state
     assert "3 people ahead of you." in page.render(settings, "sale", "de", "waiting", _status()).decode()
+
+
+def test_an_unknown_rooms_page_does_not_repeat_what_the_link_said():
+    html = page.render(None, "Call-0800-123-for-a-refund", "en", "not_found", None).decode()
+    assert "There is no waiting room here" in html and "0800" not in html
