@@ -452,15 +452,21 @@ class WaitingRoomService:
         c = room.counters
         if c is None:
             c = room.counters = await self.store.counters(room_id, room.nclasses)
+        phase = s.phase(now)
         eta = None
-        if rec.state == WAITING:
+        # no ETA where nobody is let in (paused, closed): a number there would be a promise the room cannot keep
+        if rec.state == WAITING and phase != "closed" and not c.paused:
             rate = room.admission_rate()
             if rate:
-                eta = round((res.people_ahead + 1) / rate, 1)
+                eta = (res.people_ahead + 1) / rate
+                if phase == "pre":  # nobody is admitted before the start: the wait begins then
+                    eta += s.schedule_start - now  # type: ignore[operator]  # phase 'pre' means a start is set
+                eta = round(eta, 1)
         return {
             "room": room_id, "request_id": request_id, "state": rec.state, "position": rec.position,
             "people_ahead": res.people_ahead, "serving_counter": c.serving_counter, "waiting": c.waiting,
-            "eta_s": eta, "refresh_interval_s": s.refresh_interval_s, "paused": c.paused, "phase": s.phase(now),
+            "eta_s": eta, "refresh_interval_s": s.refresh_interval_s, "paused": c.paused, "phase": phase,
+            "event_starts_at": s.schedule_start,
             "sold_out": s.inventory is not None and c.admitted_total >= s.inventory and rec.state == WAITING,
             # the place has closed: a join with the same queue token (the page's cookie) gets one again
             "rejoin": rec.state in (EXPIRED, COMPLETED, ABANDONED),

@@ -22,7 +22,10 @@ A room is configured by a plain dict (from the config file or the admin API):
      "origins": ["https://shop.example.com"],  # the protected site(s): hand-off targets; the first is the default
      "cookie_domain": "example.com" | null,    # Domain of the access cookie; null: the host that served the room
      "cookie_secure": true,                    # false only for plain-http local testing
-     "client_request_ids": false}              # true: the JSON API's join may name its own request id (retries)
+     "client_request_ids": false,              # true: the JSON API's join may name its own request id (retries)
+     "display_name": "Summer sale" | null,     # the page's title for visitors (default: the room id)
+     "language": "de" | null,                  # force the page's language (default: from Accept-Language)
+     "page_template": "<!doctype html>..." | null}   # a Jinja2 template for the page (see the README)
 """
 from __future__ import annotations
 
@@ -37,8 +40,10 @@ _ROOM_KEYS = {
     "queueing_method", "inlet", "priority_classes", "inventory", "heartbeat_s",
     "session_duration_s", "refresh_interval_s", "schedule", "paused", "claim_secret",
     "origins", "cookie_domain", "cookie_secure", "client_request_ids", "claim_timeout_s",
-    "rejoin_grace_s",
+    "rejoin_grace_s", "display_name", "language", "page_template",
 }
+PAGE_LANGUAGES = ("en", "de", "fr", "es", "ja")  # the default page's translations (streams/http/waitingroom/page.py)
+PAGE_TEMPLATE_MAX = 65_536
 
 
 class SettingsError(ValueError):
@@ -79,6 +84,9 @@ class RoomSettings:
     cookie_domain: str | None = None
     cookie_secure: bool = True
     client_request_ids: bool = False
+    display_name: str | None = None
+    language: str | None = None
+    page_template: str | None = None
     claim_timeout_s: float | None = None
     rejoin_grace_s: float = 0.0
 
@@ -129,6 +137,9 @@ class RoomSettings:
             d["claim_timeout_s"] = self.claim_timeout_s
         if self.rejoin_grace_s:
             d["rejoin_grace_s"] = self.rejoin_grace_s
+        for key in ("display_name", "language", "page_template"):  # only when set: as the hand-off keys above
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
         return d
 
 
@@ -286,7 +297,19 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
     if claim_timeout is not None:
         claim_timeout = float(_num(f"{path}.claim_timeout_s", claim_timeout, minimum=1, maximum=30 * DAY_S))
 
+    display_name = raw.get("display_name")
+    if display_name is not None and (not isinstance(display_name, str) or not 0 < len(display_name.strip()) <= 100):
+        raise SettingsError(f"{path}.display_name", "the room's name for visitors, 1-100 characters", display_name)
+    language = raw.get("language")
+    if language is not None and language not in PAGE_LANGUAGES:
+        raise SettingsError(f"{path}.language", f"one of {list(PAGE_LANGUAGES)} (null: the visitor's Accept-Language)",
+                            language)
+    template = raw.get("page_template")
+    if template is not None:
+        _template(f"{path}.page_template", template)
+
     return RoomSettings(
+        display_name=display_name, language=language, page_template=template,
         room_id=room_id, claim_timeout_s=claim_timeout,
         rejoin_grace_s=float(_num(f"{path}.rejoin_grace_s", raw.get("rejoin_grace_s", 0), minimum=0, maximum=DAY_S)),
         client_request_ids=client_ids, queueing_method=method, inlet=inlet, priority_classes=tuple(classes),
@@ -300,3 +323,16 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
         origins=_origins(f"{path}.origins", raw.get("origins", [])),
         cookie_domain=_cookie_domain(f"{path}.cookie_domain", raw.get("cookie_domain")), cookie_secure=cookie_secure,
     )
+
+
+def _template(path: str, source: Any) -> None:
+    """A page template is checked when the room is set, so a typo is an error for the admin, not a blank page for
+    visitors."""
+    import jinja2  # here, not at the top: only rooms with their own page need it
+
+    if not isinstance(source, str) or not 0 < len(source) <= PAGE_TEMPLATE_MAX:
+        raise SettingsError(path, f"a Jinja2 template of 1-{PAGE_TEMPLATE_MAX} characters", "<template>")
+    try:
+        jinja2.Environment().parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise SettingsError(path, f"a valid Jinja2 template (line {exc.lineno}: {exc.message})", "<template>") from None

@@ -102,7 +102,7 @@ async def test_visitor_goes_through_the_room_and_back_to_the_page_behind_nginx(r
         assert return_to == wanted  # the page asked for, query and all
 
         r = await http.get(room_url)  # the room itself is not gated
-        assert r.status == 200 and "You are in the queue" in await r.text()
+        assert r.status == 200 and "Getting you a place in line" in await r.text()
         # as the page does: the join's HttpOnly queue cookie is what every poll and the hand-off carry
         joined = await (await http.post(f"{site}/waitingroom/rooms/sale/join", json={})).json()
         rid = joined["request_id"]

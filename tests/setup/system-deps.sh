@@ -16,6 +16,8 @@ for pkg_bin in "redis-server:redis-server" "chromium:chromium" "wrk:wrk" "promet
   pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done
+# a Japanese font: the waiting page's screenshots in Japanese show boxes without one (the text is right either way)
+if command -v fc-list >/dev/null 2>&1 && [ -z "$(fc-list :lang=ja)" ]; then need+=("fonts-ipafont-gothic"); fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing Debian packages: ${need[*]} — install them (apt-get install ${need[*]}) or run as root" >&2

@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import orjson
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from processors.waitingroom.handoff import allowed, cookie_name, handoff_target, original_url, queue_cookie_name
 from processors.waitingroom.redis_store import RedisRoomStore
@@ -43,8 +44,8 @@ from processors.waitingroom.tokens import (
     key_encryption_key,
 )
 from streams.http.bearer import bearer_token
+from streams.http.waitingroom import page
 from streams.http.waitingroom.nojs import add_nojs_route
-from streams.http.waitingroom.page import render_page
 from streams.metrics import waitingroom as m
 
 log = logging.getLogger("eventweir.waitingroom")
@@ -57,6 +58,12 @@ _CONFIG_KEYS = {"redis_url", "key_prefix", "admin_token", "token_alg", "key_grac
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _page(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # every visitor's page is theirs alone (their place) and changes by the second: never cached
+    return web.Response(body=body, status=status, content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-store", "Vary": "Accept-Language, Cookie", **(headers or {})})
 
 
 def _error(code: str, message: str, status: int, **extra: Any) -> web.Response:
@@ -291,10 +298,30 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         return resp
 
     async def waiting_page(request: web.Request) -> web.Response:
-        settings = service.room_settings(request.match_info["room"])
+        """The page, rendered with the visitor's place (its fetch is their status poll). Whatever goes wrong, a
+        visitor gets a page in their language that says so in words, never an error's text or JSON."""
+        room = request.match_info["room"]
+        accept = request.headers.get("Accept-Language", "")
+        settings = service.rooms[room].settings if room in service.rooms else None
+        if settings is None:
+            return _page(page.render(None, room, page.language(accept), "not_found", None), 404)
         if not request.path.endswith("/"):
             raise web.HTTPFound(request.path + "/" + (f"?{request.query_string}" if request.query_string else ""))
-        return web.Response(body=render_page(handoff=bool(settings.origins)), content_type="text/html", charset="utf-8")
+        lang = page.language(accept, settings.language)
+        status: dict[str, Any] | None = None
+        counters: dict[str, Any] | None = None
+        try:
+            try:
+                status = await service.status(room, public.visitor(room, cookies(request), ""))
+            except RoomError as exc:
+                if exc.code not in ("unauthorized", "not_found"):
+                    raise
+                counters = await service.counters(room)  # no place yet: the script joins, unless the room is over
+        except (OSError, RedisError):
+            log.warning("waiting page of room %s: the store is unavailable", room)
+            return _page(page.render(settings, room, lang, "unavailable", None), 503, {"Retry-After": "5"})
+        state = page.page_state(settings, status, counters, service.clock())
+        return _page(page.render(settings, room, lang, state, status))
 
     async def enter(request: web.Request) -> web.Response:
         """The hand-off: a form post from the page once admitted (a navigation, so it works without

@@ -562,3 +562,31 @@ async def test_a_poll_through_a_worker_with_fewer_classes_is_answered_until_it_r
     assert s["state"] == "waiting"
     await old_worker.reload()
     assert (await old_worker.status("sale", "g1"))["people_ahead"] == 0
+
+
+async def test_eta_before_a_scheduled_start_counts_down_to_the_start_plus_the_wait(store):
+    clock = FakeClock(1_800_000_000)
+    room = {"inlet": {"policy": "fixed_rate", "rate": 1, "interval_s": 1}, "schedule": {"start": 1_800_003_600}}
+    svc = await make_service(store, {"sale": room}, clock)
+    ids = [(await svc.join("sale", f"early-{i}"))["request_id"] for i in range(3)]
+    s = await svc.status("sale", ids[2])
+    assert s["eta_s"] == pytest.approx(3600 + 3) and s["event_starts_at"] == 1_800_003_600  # was 3 s: the start ignored
+    clock.advance(200)
+    assert (await svc.status("sale", ids[2]))["eta_s"] == pytest.approx(3400 + 3)
+
+
+async def test_no_eta_once_the_schedule_has_ended_or_while_paused(store):
+    clock = FakeClock(1_800_000_000)
+    room = {"inlet": {"policy": "fixed_rate", "rate": 1, "interval_s": 60}, "schedule": {"end": 1_800_000_100}}
+    svc = await make_service(store, {"sale": room}, clock)
+    rid = (await svc.join("sale", "waiter-1"))["request_id"]
+    await svc.join("sale", "waiter-2")
+    rid2 = "waiter-2"
+    assert (await svc.status("sale", rid2))["eta_s"] == pytest.approx(120)
+    await svc.set_paused("sale", True)
+    assert (await svc.status("sale", rid2))["eta_s"] is None  # nobody is let in while paused
+    await svc.set_paused("sale", False)
+    clock.advance(100)
+    s = await svc.status("sale", rid)
+    # was 'waiting' with an ETA forever: the room has closed, nobody will be let in
+    assert s["phase"] == "closed" and s["eta_s"] is None
