@@ -131,7 +131,9 @@ async def test_origin_settings_are_checked(redis_prefix):
 async def test_without_javascript_the_status_page_refreshes_itself_and_hands_off(redis_prefix):
     """A browser without scripts: .../wait joins, keeps the place by refreshing (meta refresh), survives a store
     outage with a page that retries, and once admitted offers the hand-off as a plain form."""
+    import html
     import re
+    from urllib.parse import parse_qs
 
     from processors.waitingroom.resp import RespConnection
 
@@ -140,6 +142,11 @@ async def test_without_javascript_the_status_page_refreshes_itself_and_hands_off
     try:
         await client.post(f"{BASE}/join", json={})  # someone is ahead
         wait = f"{BASE}/wait?return_to={quote(SHOP + '/cart', safe='')}"
+        # the scripted page sends a browser without JavaScript there, with the return_to it came with
+        scripted = await (await client.get(f"{BASE}/?return_to={quote(SHOP + '/cart', safe='')}")).text()
+        url = re.search(r'<noscript><meta http-equiv="refresh" content="0; url=([^"]+)"></noscript>', scripted)
+        assert url and url.group(1).startswith("wait?")
+        assert parse_qs(html.unescape(url.group(1)).partition("?")[2]) == {"return_to": [SHOP + "/cart"]}
         first = await client.get(wait)
         page = await first.text()
         assert first.status == 200 and first.headers["Cache-Control"] == "no-store"

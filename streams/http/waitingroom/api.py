@@ -321,7 +321,9 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
             log.warning("waiting page of room %s: the store is unavailable", room)
             return _page(page.render(settings, room, lang, "unavailable", None), 503, {"Retry-After": "5"})
         state = page.page_state(settings, status, counters, service.clock())
-        return _page(page.render(settings, room, lang, state, status))
+        raw = request.rel_url.raw_query_string
+        nojs = "wait" + (f"?{raw}" if raw else "")  # return_to goes along, still encoded
+        return _page(page.render(settings, room, lang, state, status, nojs))
 
     async def enter(request: web.Request) -> web.Response:
         """The hand-off: a form post from the page once admitted (a navigation, so it works without

@@ -275,6 +275,8 @@ SCRIPT = """<script>
 DEFAULT_TEMPLATE = """<!doctype html>
 <html lang="{{ lang }}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{{ room_name }} \u00b7 {{ t.page_title }}</title>
+{% if state not in ("not_found", "unavailable") %}
+<noscript><meta http-equiv="refresh" content="0; url={{ nojs_url }}"></noscript>{% endif %}
 <style>
  *{box-sizing:border-box}
  body{margin:0;min-height:100vh;background:{{ colors.background }};color:{{ colors.text }};
@@ -433,10 +435,12 @@ def variables(settings: RoomSettings | None, room_id: str, lang: str, state: str
     }
 
 
-def render(settings: RoomSettings | None, room_id: str, lang: str, state: str, status: dict[str, Any] | None) -> bytes:
+def render(settings: RoomSettings | None, room_id: str, lang: str, state: str, status: dict[str, Any] | None,
+           nojs_url: str = "wait") -> bytes:
     """The page; a room's own template, if it fails at render time, gives way to the default page (and a log
-    line for the operator) rather than an error page for the visitor."""
-    context = variables(settings, room_id, lang, state, status)
+    line for the operator) rather than an error page for the visitor. `nojs_url`: where a browser without
+    JavaScript goes instead (the server-rendered status page, streams/http/waitingroom/nojs.py)."""
+    context = {**variables(settings, room_id, lang, state, status), "nojs_url": nojs_url}
     if settings is not None and settings.page_template:
         try:
             return _compile(settings.page_template).render(context).encode()
