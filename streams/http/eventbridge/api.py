@@ -693,11 +693,19 @@ def mount_demo_api(app: web.Application, worker) -> tuple[str, str]:
     return key_id, secret
 
 
-# connections and API destinations are operations of this API, kept in a module of their own
-from streams.http.eventbridge import connections  # noqa: E402  (it imports this module)
+def add_operations(operations: type) -> None:
+    """Give EventBridgeApi the methods of a class kept in a module of its own (its handler dispatches on
+    `op_<Operation>`). A name it already has is refused: two modules' helpers must not replace each other."""
+    for name, member in vars(operations).items():
+        if name.startswith("__"):
+            continue
+        if hasattr(EventBridgeApi, name):
+            raise RuntimeError(f"{operations.__name__}.{name} would replace EventBridgeApi.{name}: rename one")
+        setattr(EventBridgeApi, name, member)
 
-connections.register(EventBridgeApi)
-# AWS target ARNs (api.arn_map), ListRuleNamesByTarget and tags, likewise
-from streams.http.eventbridge import resources  # noqa: E402
 
-resources.register(EventBridgeApi)
+# connections and API destinations; AWS target ARNs (api.arn_map), ListRuleNamesByTarget and tags
+from streams.http.eventbridge import connections, resources  # noqa: E402  (they import this module)
+
+add_operations(connections.ConnectionsApi)
+add_operations(resources.ResourcesApi)

@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import Any
 
-from streams.http.eventbridge.api import ApiError, EventBridgeApi, _validation
+from streams.http.eventbridge.api import ApiError, _validation
 from streams.targets.apidestination import ARN as DESTINATION_ARN
 from streams.targets.connections import (
     CONNECTION_PREFIX,
@@ -108,7 +108,7 @@ class ConnectionsApi:
         control = self.worker.control
         return control.store.api_destinations if control is not None else ApiDestinations(None)
 
-    def _arn(self: Any, kind: str, name: str, uid: str) -> str:
+    def _arn_with_id(self: Any, kind: str, name: str, uid: str) -> str:
         return f"arn:aws:events:{self.config.bus.region}:{self.config.bus.account}:{kind}/{name}/{uid}"
 
     def _connection(self: Any, name: Any) -> Connection:
@@ -175,7 +175,7 @@ class ConnectionsApi:
         return {k: v for k, v in merged.items() if k in (member, "InvocationHttpParameters")}
 
     def _connection_state(self: Any, c: Connection, state: str | None = None) -> dict:
-        out = {"ConnectionArn": self._arn("connection", c.name, c.uuid), "ConnectionState": state or c.state,
+        out = {"ConnectionArn": self._arn_with_id("connection", c.name, c.uuid), "ConnectionState": state or c.state,
                "CreationTime": c.created, "LastModifiedTime": c.modified}
         if c.authorized is not None:
             out["LastAuthorizedTime"] = c.authorized
@@ -278,7 +278,7 @@ class ConnectionsApi:
         if connection_arn is not None:
             connection = connection_arn.rsplit("/", 2)[1]
             found = self._registry().connections.get(connection)
-            if found is None or self._arn("connection", connection, found.uuid) != connection_arn:
+            if found is None or self._arn_with_id("connection", connection, found.uuid) != connection_arn:
                 raise _connection_not_found(connection)
             fields.update(connection=connection, connection_arn=connection_arn)
         if endpoint is not None:
@@ -292,7 +292,7 @@ class ConnectionsApi:
         return fields
 
     def _destination_state(self: Any, d: Destination) -> dict:
-        return {"ApiDestinationArn": self._arn("api-destination", d.name, d.uuid), "ApiDestinationState": d.state,
+        return {"ApiDestinationArn": self._arn_with_id("api-destination", d.name, d.uuid), "ApiDestinationState": d.state,
                 "CreationTime": d.created, "LastModifiedTime": d.modified}
 
     def _describe_destination(self: Any, d: Destination, full: bool) -> dict:
@@ -353,7 +353,7 @@ def check_target(api: Any, target) -> None:
     arn = target.option("arn")
     match = DESTINATION_ARN.match(arn)
     found = api._registry().destinations.get(match.group(1)) if match else None
-    if found is None or api._arn("api-destination", found.name, found.uuid) != arn:
+    if found is None or api._arn_with_id("api-destination", found.name, found.uuid) != arn:
         raise _destination_not_found(match.group(1) if match else arn)
 
 
@@ -380,10 +380,3 @@ def target_to_aws(t) -> dict:
     if http:
         out["HttpParameters"] = http
     return out
-
-
-def register(api: type[EventBridgeApi]) -> None:
-    """Give EventBridgeApi these operations (its handler dispatches on `op_<Operation>`)."""
-    for name, member in vars(ConnectionsApi).items():
-        if not name.startswith("__"):
-            setattr(api, name, member)

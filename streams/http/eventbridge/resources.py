@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from streams.config import ArnMapping
-from streams.http.eventbridge.api import EventBridgeApi, _validation
+from streams.http.eventbridge.api import _validation
 from streams.runtime.buses import StoredBus
 
 # what a script most likely means by each service's ARN, for the error naming the mapping to add
@@ -141,11 +141,3 @@ def page(items: list, params: dict) -> tuple[list, str | None]:
 def tags_of_request(params: dict) -> dict[str, str]:
     """PutRule's and CreateEventBus's `Tags`."""
     return _tags_in(params.get("Tags"))
-
-
-def register(api: type[EventBridgeApi]) -> None:
-    """Give EventBridgeApi these operations (its handler dispatches on `op_<Operation>`)."""
-    for name, member in vars(ResourcesApi).items():
-        if not name.startswith("__"):
-            setattr(api, name, member)
-
