@@ -243,8 +243,9 @@ async def test_paused_in_japanese_keeps_the_place_and_gives_no_eta(redis_prefix,
     try:
         async with chromium("ja,en;q=0.8") as page:
             await page.goto(client.make_url("/waitingroom/rooms/sale/"))
+            # a generous wait: the first page in Japanese on a machine can wait for the font cache
             text = await page.wait_for("\u73fe\u5728\u4e00\u6642\u505c\u6b62\u4e2d\u3067\u3059",
-                                       "\u524d\u306b\u3044\u308b\u4eba\u6570\n0")
+                                       "\u524d\u306b\u3044\u308b\u4eba\u6570\n0", timeout=120)
             assert "\u63a8\u5b9a\u5f85\u3061\u6642\u9593\n\u307e\u3060\u308f\u304b\u308a\u307e\u305b\u3093" in text
             assert await page.eval("document.documentElement.lang") == "ja"
             await page.seen()
