@@ -117,24 +117,43 @@ class SkippedTombstones:
                 self._exported[topic] = total
 
 
-class WindowRecords:
-    """eventweir_window_records_total, from the late and skipped counts the windows stages keep."""
+class StageCounts:
+    """A counter labelled (stage name, outcome) fed from the running totals that stages of one type keep:
+    each export adds what is new since the last. Subclasses name the counter, the type and the totals."""
+
+    counter: Any
+    stage_type: Any  # the stages counted (typed Any: isinstance must not narrow them to object)
 
     def __init__(self) -> None:
         self._exported: dict[tuple[str, str], int] = {}
+
+    @staticmethod
+    def counts(stage: Any) -> dict[str, int]:
+        raise NotImplementedError
 
     def export(self, pipeline: Any) -> None:
         totals: dict[tuple[str, str], int] = defaultdict(int)
         for chain in getattr(pipeline, "chains", {}).values():
             for stage in chain.stages:
-                if isinstance(stage, WindowAggregate):
-                    totals[(stage.name, "late")] += stage.late
-                    totals[(stage.name, "skipped")] += stage.skipped
+                if isinstance(stage, self.stage_type):
+                    for outcome, count in self.counts(stage).items():
+                        totals[(stage.name, outcome)] += count
         for labels, total in totals.items():
             new = total - self._exported.get(labels, 0)
             if new > 0:
-                metrics.WINDOW_RECORDS.labels(*labels).inc(new)
+                self.counter.labels(*labels).inc(new)
                 self._exported[labels] = total
+
+
+class WindowRecords(StageCounts):
+    """eventweir_window_records_total, from the late and skipped counts the windows stages keep."""
+
+    counter = metrics.WINDOW_RECORDS
+    stage_type = WindowAggregate
+
+    @staticmethod
+    def counts(stage: Any) -> dict[str, int]:
+        return {"late": stage.late, "skipped": stage.skipped}
 
 
 RULE_ENGINES = ("index", "bitmask", "reference", "choosing", "none")
