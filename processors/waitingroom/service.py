@@ -147,13 +147,16 @@ class WaitingRoomService:
             self._task = asyncio.get_running_loop().create_task(self._run_inlet())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        # a Redis client deep in a call may swallow one cancellation (redis-py catches it while it reconnects)
+        # and the loop then sleeps on: cancel until the task has ended, or shutdown waits forever
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the waiting-room inlet ended with an error", exc_info=task.exception())
 
     async def reload(self) -> None:
         version = await self.store.version()

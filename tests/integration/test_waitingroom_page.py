@@ -37,10 +37,13 @@ class Page:
     async def call(self, method: str, **params):
         self.next_id += 1
         await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
-        while True:
-            msg = await self.ws.receive_json(timeout=30)
-            if msg.get("id") == self.next_id:
-                return msg.get("result", {})
+        # one deadline for the answer: the page's polling keeps Network events coming, so a timeout per
+        # message alone would wait forever for an answer that never comes
+        async with asyncio.timeout(30):
+            while True:
+                msg = await self.ws.receive_json()
+                if msg.get("id") == self.next_id:
+                    return msg.get("result", {})
 
     async def eval(self, expression: str):
         result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
@@ -101,7 +104,9 @@ async def chromium(language: str = "en"):
             raise AssertionError("Chromium did not open its DevTools port")
         port = int(port_file.read_text().split()[0])
         async with aiohttp.ClientSession() as http:
-            targets = await (await http.get(f"http://127.0.0.1:{port}/json/list")).json()
+            # aiohttp's default deadline is pytest's whole 300 s: a Chromium that stops answering must fail here
+            listing = await http.get(f"http://127.0.0.1:{port}/json/list", timeout=aiohttp.ClientTimeout(total=30))
+            targets = await listing.json()
             target = next(t for t in targets if t["type"] == "page")
             async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
                 page = Page(ws)

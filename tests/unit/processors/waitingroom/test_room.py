@@ -9,7 +9,7 @@ import pytest
 
 from processors.waitingroom.service import RoomError
 from processors.waitingroom.tokens import TokenError
-from tests.waitingroom_support import FakeClock, make_service, redis_prefix, store  # noqa: F401
+from tests.waitingroom_support import REDIS_URL, FakeClock, make_service, redis_prefix, store  # noqa: F401
 
 MANUAL = {"inlet": {"policy": "manual"}}
 
@@ -590,3 +590,37 @@ async def test_no_eta_once_the_schedule_has_ended_or_while_paused(store):
     s = await svc.status("sale", rid)
     # was 'waiting' with an ETA forever: the room has closed, nobody will be let in
     assert s["phase"] == "closed" and s["eta_s"] is None
+
+
+async def test_stop_ends_the_inlet_even_when_the_store_swallows_a_cancellation(store):
+    # redis-py may catch the CancelledError of a call it is retrying; the inlet then went back to sleep
+    # and the server's shutdown (and every test after a store outage) waited for it forever
+    class Swallowing(type(store)):
+        hang = False
+
+        async def version(self) -> int:
+            if self.hang:
+                self.hang = False
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:  # once, as redis-py does
+                    pass
+            return await super().version()
+
+    swallowing = Swallowing.from_url(REDIS_URL, store.prefix)
+    inlet = stopping = None
+    try:
+        service = await make_service(swallowing)
+        swallowing.hang = True
+        service._task = asyncio.get_running_loop().create_task(service._run_inlet())
+        await asyncio.sleep(0.05)  # the inlet is inside version()
+        inlet = service._task
+        stopping = asyncio.ensure_future(service.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=5)
+        assert stopping in done and inlet.done(), "the inlet is still running: shutdown would wait for ever"
+    finally:
+        for task in (inlet, stopping):
+            while task is not None and not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
+        await swallowing.close()
