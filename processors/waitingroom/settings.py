@@ -11,6 +11,8 @@ A room is configured by a plain dict (from the config file or the admin API):
      "inventory": 1000 | null,                 # total admissions ever, then sold out
      "heartbeat_s": 300,                       # waiter that stops polling this long loses its place
      "session_duration_s": 600,                # access token lifetime / admitted session length
+     "max_session_s": 3600 | null,             # renew an active visitor's session while they browse, up to
+                                               # this long from the token's issue (null: no renewal)
      "rejoin_grace_s": 0,                      # a waiter who expired and comes back within this gets the old
                                                # place; later (or 0), a new one at the back
      "claim_timeout_s": 120 | null,            # an admitted visitor who takes no token this long frees the slot
@@ -40,7 +42,7 @@ _ROOM_KEYS = {
     "queueing_method", "inlet", "priority_classes", "inventory", "heartbeat_s",
     "session_duration_s", "refresh_interval_s", "schedule", "paused", "claim_secret",
     "origins", "cookie_domain", "cookie_secure", "client_request_ids", "claim_timeout_s",
-    "rejoin_grace_s", "display_name", "language", "page_template",
+    "rejoin_grace_s", "display_name", "language", "page_template", "max_session_s",
 }
 PAGE_LANGUAGES = ("en", "de", "fr", "es", "ja")  # the default page's translations (streams/http/waitingroom/page.py)
 PAGE_TEMPLATE_MAX = 65_536
@@ -89,6 +91,7 @@ class RoomSettings:
     page_template: str | None = None
     claim_timeout_s: float | None = None
     rejoin_grace_s: float = 0.0
+    max_session_s: float | None = None  # None: a session is never renewed (it ends session_duration_s after issue)
 
     @property
     def claim_timeout(self) -> float:
@@ -137,6 +140,8 @@ class RoomSettings:
             d["claim_timeout_s"] = self.claim_timeout_s
         if self.rejoin_grace_s:
             d["rejoin_grace_s"] = self.rejoin_grace_s
+        if self.max_session_s is not None:
+            d["max_session_s"] = self.max_session_s
         for key in ("display_name", "language", "page_template"):  # only when set: as the hand-off keys above
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
@@ -297,6 +302,11 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
     if claim_timeout is not None:
         claim_timeout = float(_num(f"{path}.claim_timeout_s", claim_timeout, minimum=1, maximum=30 * DAY_S))
 
+    session_s = float(_num(f"{path}.session_duration_s", raw.get("session_duration_s", 600), minimum=1, maximum=30 * DAY_S))
+    max_session = raw.get("max_session_s")
+    if max_session is not None:
+        max_session = float(_num(f"{path}.max_session_s", max_session, minimum=session_s, maximum=30 * DAY_S))
+
     display_name = raw.get("display_name")
     if display_name is not None and (not isinstance(display_name, str) or not 0 < len(display_name.strip()) <= 100):
         raise SettingsError(f"{path}.display_name", "the room's name for visitors, 1-100 characters", display_name)
@@ -315,8 +325,7 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
         client_request_ids=client_ids, queueing_method=method, inlet=inlet, priority_classes=tuple(classes),
         inventory=inventory,
         heartbeat_s=float(_num(f"{path}.heartbeat_s", raw.get("heartbeat_s", 300), minimum=1, maximum=DAY_S)),
-        session_duration_s=float(_num(f"{path}.session_duration_s", raw.get("session_duration_s", 600), minimum=1,
-                                      maximum=30 * DAY_S)),
+        session_duration_s=session_s, max_session_s=max_session,
         refresh_interval_s=float(_num(f"{path}.refresh_interval_s", raw.get("refresh_interval_s", 5), minimum=0.1,
                                       maximum=3600)),
         schedule_start=start, schedule_end=end, paused=paused, claim_secret=secret,
