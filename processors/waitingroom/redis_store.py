@@ -52,10 +52,13 @@ class RedisRoomStore(RoomStore):
 
     @classmethod
     def from_url(cls, url: str = "redis://127.0.0.1:6379/0", prefix: str = "eventweir:wr:",
-                 max_connections: int = 32) -> RedisRoomStore:
+                 max_connections: int = 32, timeout_s: float = 5.0) -> RedisRoomStore:
+        """`timeout_s`: a call Redis does not answer in this long fails (an outage: 503 and retry), rather than
+        hanging the polls and admin calls that wait on it."""
         # a blocking pool: a burst of admin calls waits for a free connection instead of failing
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10)
-        return cls(aioredis.Redis(connection_pool=pool), RespConnection(url), prefix)
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10,
+                                                        socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        return cls(aioredis.Redis(connection_pool=pool), RespConnection(url, timeout_s), prefix)
 
     # ---- keys ---------------------------------------------------------------------------------
     def room_keys(self, room: str, nclasses: int) -> tuple[str, ...]:

@@ -31,7 +31,9 @@ from urllib.parse import quote
 
 import orjson
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from processors.waitingroom.handoff import (
     access_cookie,
@@ -62,7 +64,7 @@ _STATUS = {"not_found": 404, "bad_request": 400, "unauthorized": 401, "forbidden
            "not_admitted": 409, "session_closed": 410, "conflict": 409, "unavailable": 503}
 _CONFIG_KEYS = {"redis_url", "key_prefix", "admin_token", "token_alg", "key_grace_s", "tick_interval_s",
                 "rooms", "account", "region", "redis_max_connections", "issuer", "jwks_max_age_s", "key_prepublish_s",
-                "signing_keys", "key_encryption_key"}
+                "signing_keys", "key_encryption_key", "redis_timeout_s"}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -98,7 +100,8 @@ async def _body(request: web.Request, *, required: bool) -> dict[str, Any]:
 
 
 @overload
-def error_reply(exc: RoomError | SettingsError | OSError) -> tuple[int, bytes, dict[str, str]]: ...
+def error_reply(exc: RoomError | SettingsError | OSError | RedisConnectionError | RedisTimeoutError
+                ) -> tuple[int, bytes, dict[str, str]]: ...
 @overload
 def error_reply(exc: Exception) -> tuple[int, bytes, dict[str, str]] | None: ...
 def error_reply(exc: Exception) -> tuple[int, bytes, dict[str, str]] | None:
@@ -108,7 +111,8 @@ def error_reply(exc: Exception) -> tuple[int, bytes, dict[str, str]] | None:
         status, body = _STATUS.get(exc.code, 400), {"error": exc.code, "message": exc.message, **exc.detail}
     elif isinstance(exc, SettingsError):
         status, body = 400, {"error": "invalid_settings", "message": str(exc), "path": exc.path}
-    elif isinstance(exc, OSError):  # Redis unreachable (ConnectionError is an OSError): tell clients to retry
+    elif isinstance(exc, (OSError, RedisConnectionError, RedisTimeoutError)):
+        # Redis unreachable or not answering (the fast path raises OSErrors, redis-py its own): tell clients to retry
         # the page puts the code in words and retries with back-off; the place is kept (an outage does not count
         # against heartbeats), which the visitor is told. The exception's text is for the log, not the public
         status, body = 503, {"error": "unavailable", "message": "the waiting room's store is unavailable: retry after "
@@ -136,12 +140,12 @@ def count_request(endpoint: str, status: int) -> None:
 
 
 def _handler(endpoint: str, fn):
-    """Map RoomError/SettingsError/OSError to JSON errors and count requests per endpoint and status."""
+    """Map RoomError/SettingsError/store outages to JSON errors and count requests per endpoint and status."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
             resp = await fn(request)
-        except (RoomError, SettingsError, OSError) as exc:
+        except (RoomError, SettingsError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
             status, body, headers = error_reply(exc)
             resp = web.Response(body=body, status=status, content_type="application/json", headers=headers)
         count_request(endpoint, resp.status)
@@ -503,7 +507,7 @@ def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=Non
     """The service from the `waitingroom` config section; `await service.start()` loads/creates its rooms.
 
     Keys: admin_token (required), redis_url, key_prefix, token_alg (EdDSA|ES256|RS256), key_grace_s,
-    tick_interval_s, rooms {id: settings}, account, region, redis_max_connections, issuer, jwks_max_age_s,
+    tick_interval_s, rooms {id: settings}, account, region, redis_max_connections, redis_timeout_s, issuer, jwks_max_age_s,
     key_prepublish_s, signing_keys [PEM file path or inline PEM], key_encryption_key.
     """
     if not isinstance(config, dict):
@@ -517,8 +521,11 @@ def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=Non
     redis_url = config.get("redis_url", "redis://127.0.0.1:6379/0")
     if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("waitingroom.redis_url", "a redis://, rediss:// or unix:// URL", redis_url)
+    timeout_s = config.get("redis_timeout_s", 5.0)
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= 300:
+        raise SettingsError("waitingroom.redis_timeout_s", "seconds, more than 0 and at most 300", timeout_s)
     store = RedisRoomStore.from_url(redis_url, prefix=config.get("key_prefix", "eventweir:wr:"),
-                                    max_connections=int(config.get("redis_max_connections", 32)))
+                                    max_connections=int(config.get("redis_max_connections", 32)), timeout_s=timeout_s)
     if observer is None:
         observer = m.PrometheusObserver()
     admin_token: Any = config.get("admin_token")  # WaitingRoomService checks it
