@@ -565,14 +565,19 @@ class WaitingRoomService:
         self._renewed[token] = renewed
         return renewed
 
-    async def end_session(self, room_id: str, token: str, status: str = "completed") -> dict[str, Any]:
+    async def end_session(self, room_id: str, tokens: list[str], status: str = "completed") -> dict[str, Any]:
         """The end-of-session call of the protected site (or the visitor): the holder of an access token ends its
-        session, which frees the slot at once (the next waiter is admitted at the next tick)."""
-        try:
-            claims = self.check_access(room_id, token)
-        except TokenError as exc:
-            raise RoomError("unauthorized", f"expected a valid access token of room {room_id!r} ({exc.reason})") from None
-        return await self.update_session(room_id, claims["sub"], status)
+        session, which frees the slot at once (the next waiter is admitted at the next tick). `tokens`: those the
+        request carries (an old cookie may come with the current one); the first valid one is ended."""
+        reason = "missing"
+        for token in tokens:
+            try:
+                claims = self.check_access(room_id, token)
+            except TokenError as exc:
+                reason = exc.reason
+                continue
+            return await self.update_session(room_id, claims["sub"], status)
+        raise RoomError("unauthorized", f"expected a valid access token of room {room_id!r} ({reason})")
 
     async def sync_ended(self, room_id: str) -> None:
         """Learn the sessions other workers ended (see _ended), and forget those whose tokens have all expired."""

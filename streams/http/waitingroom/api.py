@@ -178,13 +178,15 @@ class PublicAPI:
         proxy passes to the browser."""
         settings = self.service.room_settings(room)
         reason = "missing"
-        for token in self.access_tokens(room, cookies, authorization):
+        for token, in_cookie in self.access_tokens(room, cookies, authorization):
             try:
                 claims = self.service.check_access(room, token)
             except TokenError as exc:
                 reason = exc.reason
                 continue
-            if self.service.renewal_due(room, claims):
+            # only a cookie is renewed: an API client's bearer token would not take the new one, and the renewal
+            # would hold its slot past the token's end
+            if in_cookie and self.service.renewal_due(room, claims):
                 return self._renewed(room, settings, token, claims)  # a store call: the caller awaits it
             return 200, _passed(room, claims)
         url = original_url(headers, tail)
@@ -193,15 +195,15 @@ class PublicAPI:
             "Cache-Control": "no-store", "WWW-Authenticate": 'Bearer realm="eventweir-waitingroom"'}
 
     @staticmethod
-    def access_tokens(room: str, cookies: str, authorization: str) -> list[str]:
-        """The access tokens a request carries: the room's cookie (a host-only and a domain one may both be there),
-        then a bearer token."""
+    def access_tokens(room: str, cookies: str, authorization: str) -> list[tuple[str, bool]]:
+        """The access tokens a request carries, each with whether it came in the cookie: the room's cookie (a
+        host-only and a domain one may both be there), then a bearer token."""
         name = cookie_name(room) + "="
-        out = [c.strip()[len(name):].strip('"') for c in cookies.split(";") if c.strip().startswith(name)]
+        out = [(c.strip()[len(name):].strip('"'), True) for c in cookies.split(";") if c.strip().startswith(name)]
         bearer = bearer_token(authorization)
         if bearer is not None:
-            out.append(bearer.decode())
-        return [t for t in out if t]
+            out.append((bearer.decode(), False))
+        return [t for t in out if t[0]]
 
     async def _renewed(self, room: str, settings: RoomSettings, token: str,
                        claims: dict[str, Any]) -> tuple[int, dict[str, str]]:
@@ -403,7 +405,7 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         if not tokens:
             raise RoomError("unauthorized", "expected the visitor's access token: 'Authorization: Bearer <token>' or "
                                             f"the cookie {cookie_name(room)}")
-        out = await service.end_session(room, tokens[0], status)
+        out = await service.end_session(room, [t for t, _ in tokens], status)
         resp = _json(out)
         resp.headers["Set-Cookie"] = access_cookie(settings, room, "", 0)
         resp.headers["Cache-Control"] = "no-store"
