@@ -621,7 +621,6 @@ class WaitingRoomService:
             self._went_down()
             raise
         self._last_ok = now
-        await self.sync_ended(room_id)
         room.counters = res.counters
         room.samples.append((now, res.counters.admitted_total))
         while len(room.samples) > 2 and now - room.samples[0][0] > RATE_WINDOW_S:
@@ -640,6 +639,10 @@ class WaitingRoomService:
             if now - room.last_metrics_s >= 60.0:
                 room.last_metrics_s = now
                 self._emit(ev.METRICS, room_id, self._counters_dict(room_id, res.counters))
+        try:
+            await self.sync_ended(room_id)
+        except OSError:  # the admissions above are done; forward-auth keeps the ended sessions it knows
+            log.warning("room %s: could not read the ended sessions (the store is unavailable)", room_id)
         return res
 
     @staticmethod
