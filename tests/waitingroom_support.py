@@ -119,6 +119,7 @@ class RedisOutage:
         self.port = 0
         self.server: asyncio.AbstractServer | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.stalled = False  # stall(): connections stay open and take commands, Redis never sees them
 
     @property
     def url(self) -> str:
@@ -130,6 +131,8 @@ class RedisOutage:
         async def pipe(reader, writer):
             try:
                 while data := await reader.read(65536):
+                    if self.stalled:
+                        continue  # swallowed: no answer ever comes
                     writer.write(data)
                     await writer.drain()
             except (ConnectionError, OSError):
@@ -138,12 +141,21 @@ class RedisOutage:
                 writer.close()
 
         async def relay(client_r, client_w):
+            if self.stalled:  # accepts, reads, never answers
+                self.writers.add(client_w)
+                while await client_r.read(65536):
+                    pass
+                return
             redis_r, redis_w = await asyncio.open_connection("127.0.0.1", 6379)
             self.writers.update((client_w, redis_w))
             await asyncio.gather(pipe(client_r, redis_w), pipe(redis_r, client_w))
 
         self.server = await asyncio.start_server(relay, "127.0.0.1", self.port, reuse_address=True)
         self.port = self.server.sockets[0].getsockname()[1]
+
+    def stall(self, stalled: bool = True) -> None:
+        """A hung Redis (or a partition that drops packets): connections stay up, commands get no answer."""
+        self.stalled = stalled
 
     async def down(self) -> None:
         """Close the listener (new connections are refused) and every open connection."""

@@ -53,3 +53,11 @@ def original_url(headers: Mapping[str, str], tail: str = "") -> str | None:
         return None
     proto = (headers.get("X-Forwarded-Proto") or "https").split(",")[0].strip()
     return f"{proto}://{host.split(',')[0].strip()}{uri}"
+
+
+def access_cookie(settings: RoomSettings, room_id: str, token: str, max_age_s: int) -> str:
+    """The Set-Cookie value of the access cookie (the hand-off, a renewal by forward-auth; an empty token and 0
+    clear it). HttpOnly: no script reads it; SameSite=Lax: it comes along when a link to the site is followed."""
+    domain = f"; Domain={settings.cookie_domain}" if settings.cookie_domain else ""
+    secure = "; Secure" if settings.cookie_secure else ""
+    return f"{cookie_name(room_id)}={token}; Max-Age={max(0, max_age_s)}; Path=/{domain}{secure}; HttpOnly; SameSite=Lax"

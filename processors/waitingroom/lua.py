@@ -9,6 +9,8 @@ Keys of a room (all share the `{room}` hash tag, so a Redis Cluster keeps a room
   KEYS[5..]       zset per priority class (rank 0 first): waiting request id -> position
   KEYS[#KEYS-1]   claims  zset: jti of a site claim that was used -> its exp ms (one visitor per claim)
   KEYS[#KEYS]     gone    zset: request id of a waiter that expired -> when (their old place, for rejoin_grace_s)
+  ended (its own key, passed last to UPDATE_SESSION and ENDED only) zset: request id of a session ended before
+                  its deadline -> when: every worker's forward-auth refuses that session's tokens from then on
 Numbers in records are kept as the decimal strings they arrived as, so Lua never prints a float.
 """
 
@@ -306,6 +308,7 @@ local state, pos, rank, joined = parse(rec)
 local new = status .. '|' .. pos .. '|' .. rank .. '|' .. joined .. '|' .. ARGV[3]
 if state == 'admitted' or state == 'active' then
   redis.call('ZREM', KEYS[4], rid)
+  redis.call('ZADD', KEYS[#KEYS], ARGV[3], rid)
 elseif state == 'waiting' and status == 'abandoned' then
   redis.call('ZREM', KEYS[5 + tonumber(rank)], rid)
   redis.call('ZREM', KEYS[3], rid)
@@ -317,6 +320,30 @@ end
 redis.call('HSET', KEYS[2], rid, new)
 redis.call('HINCRBY', KEYS[1], status, 1)
 return {'updated', new}
+"""
+
+RENEW = _PARSE + r"""
+-- ARGV: rid now session_ms max_session_ms ; an active session that is still on is extended to now + session_ms,
+-- never past max_session_ms from when its token was first taken (the record's changed ms)
+local rid = ARGV[1]
+local rec = redis.call('HGET', KEYS[2], rid)
+if not rec then return {'unknown', 0} end
+local state, pos, rank, joined, changed = parse(rec)
+local now = tonumber(ARGV[2])
+local exp = tonumber(redis.call('ZSCORE', KEYS[4], rid) or '0')
+if state ~= 'active' or exp <= now then return {'closed', 0} end
+local new = math.min(now + tonumber(ARGV[3]), tonumber(changed) + tonumber(ARGV[4]))
+if new > exp then
+  redis.call('ZADD', KEYS[4], new, rid)
+  exp = new
+end
+return {'renewed', exp}
+"""
+
+ENDED = r"""
+-- KEYS[1] ended ; ARGV: since_ms now_ms keep_ms -> sessions ended from since_ms on: {rid, ended ms, ...}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[2]) - tonumber(ARGV[3])))
+return redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES')
 """
 
 SHUFFLE = _PARSE + r"""
@@ -420,4 +447,4 @@ return #m / 2
 """
 
 SCRIPTS = {"outage": OUTAGE, "classes": CLASSES, "join": JOIN, "status": STATUS, "admit": ADMIT, "issue": ISSUE,
-           "update_session": UPDATE_SESSION, "shuffle": SHUFFLE, "counters": COUNTERS}
+           "update_session": UPDATE_SESSION, "renew": RENEW, "ended": ENDED, "shuffle": SHUFFLE, "counters": COUNTERS}

@@ -52,10 +52,13 @@ class RedisRoomStore(RoomStore):
 
     @classmethod
     def from_url(cls, url: str = "redis://127.0.0.1:6379/0", prefix: str = "eventweir:wr:",
-                 max_connections: int = 32) -> RedisRoomStore:
+                 max_connections: int = 32, timeout_s: float = 5.0) -> RedisRoomStore:
+        """`timeout_s`: a call Redis does not answer in this long fails (an outage: 503 and retry), rather than
+        hanging the polls and admin calls that wait on it."""
         # a blocking pool: a burst of admin calls waits for a free connection instead of failing
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10)
-        return cls(aioredis.Redis(connection_pool=pool), RespConnection(url), prefix)
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10,
+                                                        socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        return cls(aioredis.Redis(connection_pool=pool), RespConnection(url, timeout_s), prefix)
 
     # ---- keys ---------------------------------------------------------------------------------
     def room_keys(self, room: str, nclasses: int) -> tuple[str, ...]:
@@ -66,6 +69,9 @@ class RedisRoomStore(RoomStore):
                     + (base + "claims", base + "gone"))
             self._keys[(room, nclasses)] = keys
         return keys
+
+    def _ended_key(self, room: str) -> str:
+        return f"{self.prefix}{{{room}}}:ended"
 
     def _cfg_key(self, room: str) -> str:
         return f"{self.prefix}{{{room}}}:cfg"
@@ -131,8 +137,18 @@ class RedisRoomStore(RoomStore):
         return IssueResult(outcome.decode(), SessionRecord.parse(rec) if rec else None, int(exp))
 
     async def update_session(self, room, nclasses, request_id, status, now_ms):
-        outcome, rec = await self._call("update_session", self.room_keys(room, nclasses), (request_id, status, now_ms))
+        outcome, rec = await self._call("update_session", self.room_keys(room, nclasses) + (self._ended_key(room),),
+                                        (request_id, status, now_ms))
         return outcome.decode(), (SessionRecord.parse(rec) if rec else None)
+
+    async def renew_session(self, room, nclasses, request_id, now_ms, session_ms, max_session_ms):
+        outcome, exp = await self._call("renew", self.room_keys(room, nclasses),
+                                        (request_id, now_ms, session_ms, max_session_ms))
+        return int(exp) if outcome == b"renewed" else 0
+
+    async def ended_sessions(self, room, since_ms, now_ms, keep_ms):
+        flat = await self._call("ended", (self._ended_key(room),), (since_ms, now_ms, keep_ms))
+        return [(flat[i].decode(), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def change_classes(self, room, old_n, new_n, mapping, tag, settings):
         keys = self.room_keys(room, max(old_n, new_n)) + (self._cfg_key(room),)
@@ -153,7 +169,7 @@ class RedisRoomStore(RoomStore):
         await self.redis.hset(self.room_keys(room, 1)[0], "paused", 1 if paused else 0)
 
     async def reset(self, room, nclasses):
-        await self.redis.delete(*self.room_keys(room, max(nclasses, 16)))
+        await self.redis.delete(*self.room_keys(room, max(nclasses, 16)), self._ended_key(room))
 
     # ---- rooms and keys -----------------------------------------------------------------------
     async def save_room(self, room, settings):
@@ -165,7 +181,7 @@ class RedisRoomStore(RoomStore):
 
     async def delete_room(self, room, nclasses):
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._cfg_key(room), *self.room_keys(room, max(nclasses, 16)))
+            pipe.delete(self._cfg_key(room), *self.room_keys(room, max(nclasses, 16)), self._ended_key(room))
             pipe.srem(self.prefix + "rooms", room)
             pipe.incr(self.prefix + "version")
             await pipe.execute()

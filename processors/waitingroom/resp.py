@@ -70,24 +70,32 @@ class _Protocol(asyncio.Protocol):
     def __init__(self, conn: RespConnection):
         self.conn = conn
         self.reader = hiredis.Reader(replyError=RedisReplyError)
+        self.current = True  # False once the connection gave up on it (stalled): its end then concerns nobody
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
-        waiting = self.conn._waiting
+        conn = self.conn
+        waiting = conn._waiting
         while True:
             reply = self.reader.gets()
             if reply is False:
                 return
+            conn._replies += 1
             fut = waiting.popleft()
             if not fut.done():
                 fut.set_result(reply)  # errors are returned as RedisReplyError values, the caller decides
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.conn._lost(exc)
+        if self.current:
+            self.conn._lost(exc)
 
 
 class RespConnection:
-    def __init__(self, url: str):
+    """`timeout_s`: a Redis that takes no request in this long (hung, a network partition that drops packets
+    rather than resetting) fails every call in flight with TimeoutError, an OSError like any other outage, and
+    the next call connects afresh: replies are matched to calls by order, so a late one cannot be waited for."""
+
+    def __init__(self, url: str, timeout_s: float = 5.0):
         u = urlparse(url)
         if u.scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"redis_url: expected redis://, rediss:// or unix://, got {url!r}")
@@ -104,14 +112,35 @@ class RespConnection:
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._connecting: asyncio.Future | None = None
+        self.timeout_s = timeout_s
+        self._protocol: _Protocol | None = None
+        self._replies = 0  # replies received: the watchdog's measure of progress
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def _connect(self) -> None:
+        try:
+            await asyncio.wait_for(self._open(), self.timeout_s)
+        except TimeoutError:
+            self._waiting.clear()  # the setup commands' (nobody else uses a connection that is not up yet)
+            raise TimeoutError(f"Redis did not answer within {self.timeout_s:g} s while connecting") from None
+
+    async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         if self.path:
-            transport, _ = await loop.create_unix_connection(lambda: _Protocol(self), self.path)
+            transport, proto = await loop.create_unix_connection(lambda: _Protocol(self), self.path)
         else:
             ctx = ssl_mod.create_default_context() if self.scheme == "rediss" else None
-            transport, _ = await loop.create_connection(lambda: _Protocol(self), self.host, self.port, ssl=ctx)
+            transport, proto = await loop.create_connection(lambda: _Protocol(self), self.host, self.port, ssl=ctx)
+        self._protocol = proto
+        try:
+            await self._setup(loop, transport)
+        except BaseException:  # also cancelled by the timeout: no half-set-up connection is left open
+            proto.current = False
+            transport.abort()
+            raise
+        self._transport = transport
+
+    async def _setup(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport) -> None:
         setup = []
         if self.password:
             setup.append(pack_command("AUTH", *([self.username] if self.username else []), self.password))
@@ -125,9 +154,7 @@ class RespConnection:
         for fut in futs:
             reply = await fut
             if isinstance(reply, RedisReplyError):
-                transport.close()
                 raise reply
-        self._transport = transport
 
     async def ensure_connected(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -159,10 +186,32 @@ class RespConnection:
             self._lost(ConnectionError("Redis connection closed"))
             return
         self._transport.write(b"".join(out))
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_later(self.timeout_s, self._watch, self._replies)
+
+    def _watch(self, replies_then: int) -> None:
+        """Every timeout_s while calls are in flight: no reply at all since the last look means Redis stalled
+        (a call then waited between timeout_s and twice that)."""
+        self._watchdog = None
+        if not self._waiting:
+            return
+        if self._replies != replies_then:
+            self._watchdog = asyncio.get_running_loop().call_later(self.timeout_s, self._watch, self._replies)
+            return
+        transport, proto = self._transport, self._protocol
+        if proto is not None:
+            proto.current = False
+        self._lost(TimeoutError(f"no reply within {self.timeout_s:g} s"))
+        if transport is not None:
+            transport.abort()
 
     def _lost(self, exc: Exception | None) -> None:
         self._transport = None
-        err = ConnectionError(f"Redis connection lost: {exc}" if exc else "Redis connection closed")
+        err: OSError
+        if isinstance(exc, TimeoutError):
+            err = TimeoutError(f"Redis did not answer: {exc}")
+        else:
+            err = ConnectionError(f"Redis connection lost: {exc}" if exc else "Redis connection closed")
         while self._waiting:
             fut = self._waiting.popleft()
             if not fut.done():

@@ -29,6 +29,7 @@ log = logging.getLogger("eventweir.waitingroom")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 RATE_WINDOW_S = 60.0
 _REJOINED = {"rejoined": "back", "rejoined_place": "place"}  # the store's outcome -> join's "rejoined"
+ENDED_SKEW_MS = 10_000  # ended sessions are re-read this far back: the clocks of workers may differ by up to this
 EXEMPT_CLAIM_MAX_S = 3600  # an exemption claim is made for one visitor on the spot; a long-lived one is a leak waiting
 
 
@@ -128,6 +129,12 @@ class WaitingRoomService:
         self._last_ok = 0.0                      # when a store call last worked
         self._down_since: float | None = None    # set when one failed: an outage to record once it is back
         self._recovering: asyncio.Future | None = None
+        # sessions ended before their deadline, per room: request id -> ended ms. Their tokens are refused by
+        # forward-auth (which never asks the store); followed from the store every tick, so every worker refuses
+        # them within tick_interval_s, and the worker that ended one at once
+        self._ended: dict[str, dict[str, int]] = {}
+        self._ended_since: dict[str, int] = {}
+        self._renewed: dict[str, tuple[str, dict[str, Any]]] = {}  # token -> its renewal (one per token, not per request)
 
     @property
     def ring(self) -> KeyRing:
@@ -520,9 +527,75 @@ class WaitingRoomService:
 
     def check_access(self, room_id: str, token: str) -> dict[str, Any]:
         """Forward-auth: the claims of a valid access token for the room (TokenError otherwise). No store
-        round trip: the signature and expiry are the whole check, as for a site that verifies with the JWKS."""
+        round trip: the signature, expiry and the room's ended sessions (kept in memory) are the whole check."""
         self._room(room_id)
-        return self.ring.verify_access(token, audience=room_id, now_s=self.clock())
+        claims = self.ring.verify_access(token, audience=room_id, now_s=self.clock())
+        ended = self._ended.get(room_id)
+        if ended:
+            ended_ms = ended.get(claims["sub"])
+            # a token taken after the end (the visitor queued again) is a new session's: iat tells them apart
+            if ended_ms is not None and claims.get("iat", 0) * 1000 <= ended_ms:
+                raise TokenError("ended", "the session was ended")
+        return claims
+
+    def renewal_due(self, room_id: str, claims: dict[str, Any]) -> bool:
+        """Whether forward-auth should renew this session now: the room renews (max_session_s), the token is past
+        half its life, and its session has not reached max_session_s. Checked per request, so no store call."""
+        s = self._room(room_id).settings
+        if s.max_session_s is None:
+            return False
+        exp, iat = claims["exp"], claims.get("iat", 0)
+        return exp - self.clock() < s.session_duration_s / 2 and exp < iat + s.max_session_s
+
+    async def renew(self, room_id: str, token: str, claims: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """A later-expiring token for an active session (its slot held as long), or None when the session is over
+        or cannot be renewed now. Several requests with one token (a page and its assets) share one renewal."""
+        done = self._renewed.get(token)
+        if done is not None:
+            return done
+        room = self._room(room_id)
+        s = room.settings
+        assert s.max_session_s is not None, "renewal_due() is False for rooms that do not renew"
+        now_ms = int(self.clock() * 1000)
+        exp_ms = await self.store.renew_session(room_id, room.nclasses, claims["sub"], now_ms,
+                                                int(s.session_duration_s * 1000), int(s.max_session_s * 1000))
+        if exp_ms // 1000 <= claims["exp"]:
+            return None
+        new_claims = {**claims, "exp": exp_ms // 1000}
+        renewed = (self.ring.select(now_ms / 1000).sign(new_claims), new_claims)
+        if len(self._renewed) >= 10_000:
+            self._renewed.clear()
+        self._renewed[token] = renewed
+        return renewed
+
+    async def end_session(self, room_id: str, tokens: list[str], status: str = "completed") -> dict[str, Any]:
+        """The end-of-session call of the protected site (or the visitor): the holder of an access token ends its
+        session, which frees the slot at once (the next waiter is admitted at the next tick). `tokens`: those the
+        request carries (an old cookie may come with the current one); the first valid one is ended."""
+        reason = "missing"
+        for token in tokens:
+            try:
+                claims = self.check_access(room_id, token)
+            except TokenError as exc:
+                reason = exc.reason
+                continue
+            return await self.update_session(room_id, claims["sub"], status)
+        raise RoomError("unauthorized", f"expected a valid access token of room {room_id!r} ({reason})")
+
+    async def sync_ended(self, room_id: str) -> None:
+        """Learn the sessions other workers ended (see _ended), and forget those whose tokens have all expired."""
+        s = self._room(room_id).settings
+        now_ms = int(self.clock() * 1000)
+        keep_ms = int(s.session_duration_s * 1000) + 60_000  # no token outlives its session's end by more
+        # from a little before the newest end seen: workers' clocks differ (ends are stamped with the worker's)
+        since = self._ended_since.get(room_id, 0)
+        ended = self._ended.setdefault(room_id, {})
+        for rid, ended_ms in await self.store.ended_sessions(room_id, max(0, since - ENDED_SKEW_MS), now_ms, keep_ms):
+            ended[rid] = max(ended_ms, ended.get(rid, 0))
+            since = max(since, ended_ms)
+        self._ended_since[room_id] = since
+        for rid in [r for r, t in ended.items() if t < now_ms - keep_ms]:
+            del ended[rid]
 
     def verify_queue_token(self, token: str, room_id: str) -> dict[str, Any]:
         return self.ring.verify_queue(token, audience=room_id, now_s=self.clock())
@@ -569,6 +642,10 @@ class WaitingRoomService:
             if now - room.last_metrics_s >= 60.0:
                 room.last_metrics_s = now
                 self._emit(ev.METRICS, room_id, self._counters_dict(room_id, res.counters))
+        try:
+            await self.sync_ended(room_id)
+        except OSError:  # the admissions above are done; forward-auth keeps the ended sessions it knows
+            log.warning("room %s: could not read the ended sessions (the store is unavailable)", room_id)
         return res
 
     @staticmethod
@@ -674,7 +751,8 @@ class WaitingRoomService:
             raise RoomError("bad_request", f"status: expected 'completed' or 'abandoned', got {status!r}")
         if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
             raise RoomError("bad_request", "request_id: expected the id returned by join")
-        outcome, rec = await self.store.update_session(room_id, room.nclasses, request_id, status, int(self.clock() * 1000))
+        now_ms = int(self.clock() * 1000)
+        outcome, rec = await self.store.update_session(room_id, room.nclasses, request_id, status, now_ms)
         if outcome == "unknown":
             raise RoomError("not_found", f"request {request_id!r} has not joined room {room_id!r}")
         assert rec is not None, f"a known request ({outcome!r}) has a record"
@@ -682,6 +760,7 @@ class WaitingRoomService:
             raise RoomError("conflict", "a waiting request cannot be completed; abandon it instead")
         if outcome == "closed":
             raise RoomError("session_closed", f"the session is already {rec.state}", {"state": rec.state})
+        self._ended.setdefault(room_id, {})[request_id] = now_ms  # this worker's forward-auth refuses it at once
         self._emit(ev.SESSION_UPDATED, room_id, {"request_id": request_id, "status": status, "position": rec.position})
         return {"room": room_id, "request_id": request_id, "state": rec.state, "position": rec.position}
 

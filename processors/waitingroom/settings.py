@@ -11,6 +11,8 @@ A room is configured by a plain dict (from the config file or the admin API):
      "inventory": 1000 | null,                 # total admissions ever, then sold out
      "heartbeat_s": 300,                       # waiter that stops polling this long loses its place
      "session_duration_s": 600,                # access token lifetime / admitted session length
+     "max_session_s": 3600 | null,             # renew an active visitor's session while they browse, up to
+                                               # this long from the token's issue (null: no renewal)
      "rejoin_grace_s": 0,                      # a waiter who expired and comes back within this gets the old
                                                # place; later (or 0), a new one at the back
      "claim_timeout_s": 120 | null,            # an admitted visitor who takes no token this long frees the slot
@@ -40,7 +42,62 @@ _ROOM_KEYS = {
     "queueing_method", "inlet", "priority_classes", "inventory", "heartbeat_s",
     "session_duration_s", "refresh_interval_s", "schedule", "paused", "claim_secret",
     "origins", "cookie_domain", "cookie_secure", "client_request_ids", "claim_timeout_s",
-    "rejoin_grace_s", "display_name", "language", "page_template",
+    "rejoin_grace_s", "display_name", "language", "page_template", "max_session_s",
+}
+# Every room setting, documented: (type, default, what it does). The configuration reference (deploy/README.md,
+# streams/devtools/reference.py) is generated from it and tests/unit/processors/waitingroom/test_settings.py
+# checks that it names every key parse_room_settings takes, so a new setting cannot go undocumented.
+ROOM_SETTINGS: dict[str, tuple[str, str, str]] = {
+    "queueing_method": ("one of `fifo`, `random`, `passthrough`, `reject`", "`fifo`",
+                        "fifo: in order of joining; random: those who joined before schedule.start are shuffled at "
+                        "the start (needs schedule.start); passthrough: everyone is let in at once (a room kept ready); "
+                        "reject: nobody is let in (the room says it is closed)."),
+    "inlet": ("section", "", "How many waiters are admitted, checked every tick_interval_s."),
+    "inlet.policy": ("one of `fixed_rate`, `max_active`, `manual`", "`fixed_rate`",
+                     "fixed_rate: `rate` per `interval_s`; max_active: keep at most `max_active` sessions in, "
+                     "refilling a slot as soon as one ends; manual: only the admin API's POST .../serving admits."),
+    "inlet.rate": ("integer", "`60`", "fixed_rate: admissions per interval (1 to 10,000,000)."),
+    "inlet.interval_s": ("number", "`60`", "fixed_rate: the interval, in seconds (0.001 to 86,400)."),
+    "inlet.max_active": ("integer", "`0` (fixed_rate), **required** (max_active)",
+                         "max_active: the cap on sessions in at once; fixed_rate: an optional cap on top of the rate "
+                         "(0: none), as Cloudflare's new_users_per_minute with total_active_users."),
+    "priority_classes": ("list of string", "`[general]`",
+                         "1-16 class names, highest priority first; the last is the default class. A site claim "
+                         "(claim_secret) puts a visitor in another. Changing them on a live room keeps every waiter "
+                         "(class_mapping in the admin PUT names the class that takes a removed class's waiters)."),
+    "inventory": ("integer or null", "null", "Admissions ever, then the room is sold out (null: no limit)."),
+    "heartbeat_s": ("number", "`300`", "A waiter who stops polling this long loses the place (1 to 86,400)."),
+    "session_duration_s": ("number", "`600`",
+                           "An admitted visitor's session, and the access token's lifetime, from taking the token "
+                           "(1 to 2,592,000); with max_session_s the time without a request that ends it."),
+    "max_session_s": ("number or null", "null",
+                      "Renew the session while the visitor is active on the site: forward-auth re-issues the access "
+                      "cookie once a token is past half its life, keeping the slot, up to this long from when the "
+                      "token was first taken (at least session_duration_s). null: no renewal."),
+    "claim_timeout_s": ("number or null", "null",
+                        "An admitted visitor who takes no token this long frees the slot (null: session_duration_s)."),
+    "rejoin_grace_s": ("number", "`0`", "A waiter who expired and joins again within this gets the old place back; "
+                       "later (or 0), a new one at the back."),
+    "refresh_interval_s": ("number", "`5`", "How often the page polls the status (0.1 to 3,600)."),
+    "schedule": ("section", "", "When the room is open; before the start joins form the pre-queue."),
+    "schedule.start": ("epoch seconds, ISO-8601 or null", "null", "Admissions begin (null: open now)."),
+    "schedule.end": ("epoch seconds, ISO-8601 or null", "null", "The room closes; those still waiting are told so."),
+    "paused": ("boolean", "`false`", "Nobody is admitted (joins and polls go on; places are kept)."),
+    "claim_secret": ("string (secret) or null", "null",
+                     "The site's shared HS256 secret for signed claims (priority class, exemption); at least 32 "
+                     "characters; never shown by the admin API."),
+    "origins": ("list of string", "`[]`",
+                "The protected site's URLs (up to 16): hand-off targets, the first the default; return_to must be "
+                "on one of them. Empty: no hand-off (the JSON flow only)."),
+    "cookie_domain": ("string or null", "null", "Domain of the access cookie (null: the host that served the room)."),
+    "cookie_secure": ("boolean", "`true`", "Mark the cookies Secure; false only for plain-http local testing."),
+    "client_request_ids": ("boolean", "`false`", "Let the JSON API's join name its own request id (16-128 random "
+                           "characters), so a retried join gets the same place."),
+    "display_name": ("string or null", "null", "The page's title for visitors, 1-100 characters (null: the room id)."),
+    "language": ("one of `en`, `de`, `fr`, `es`, `ja`, or null", "null",
+                 "Force the page's language (null: the visitor's Accept-Language)."),
+    "page_template": ("string or null", "null", "A Jinja2 template for the page (README, \"The waiting page\"); "
+                      "checked when the room is set, up to 65,536 characters."),
 }
 PAGE_LANGUAGES = ("en", "de", "fr", "es", "ja")  # the default page's translations (streams/http/waitingroom/page.py)
 PAGE_TEMPLATE_MAX = 65_536
@@ -89,6 +146,7 @@ class RoomSettings:
     page_template: str | None = None
     claim_timeout_s: float | None = None
     rejoin_grace_s: float = 0.0
+    max_session_s: float | None = None  # None: a session is never renewed (it ends session_duration_s after issue)
 
     @property
     def claim_timeout(self) -> float:
@@ -137,6 +195,8 @@ class RoomSettings:
             d["claim_timeout_s"] = self.claim_timeout_s
         if self.rejoin_grace_s:
             d["rejoin_grace_s"] = self.rejoin_grace_s
+        if self.max_session_s is not None:
+            d["max_session_s"] = self.max_session_s
         for key in ("display_name", "language", "page_template"):  # only when set: as the hand-off keys above
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
@@ -297,6 +357,11 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
     if claim_timeout is not None:
         claim_timeout = float(_num(f"{path}.claim_timeout_s", claim_timeout, minimum=1, maximum=30 * DAY_S))
 
+    session_s = float(_num(f"{path}.session_duration_s", raw.get("session_duration_s", 600), minimum=1, maximum=30 * DAY_S))
+    max_session = raw.get("max_session_s")
+    if max_session is not None:
+        max_session = float(_num(f"{path}.max_session_s", max_session, minimum=session_s, maximum=30 * DAY_S))
+
     display_name = raw.get("display_name")
     if display_name is not None and (not isinstance(display_name, str) or not 0 < len(display_name.strip()) <= 100):
         raise SettingsError(f"{path}.display_name", "the room's name for visitors, 1-100 characters", display_name)
@@ -315,8 +380,7 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
         client_request_ids=client_ids, queueing_method=method, inlet=inlet, priority_classes=tuple(classes),
         inventory=inventory,
         heartbeat_s=float(_num(f"{path}.heartbeat_s", raw.get("heartbeat_s", 300), minimum=1, maximum=DAY_S)),
-        session_duration_s=float(_num(f"{path}.session_duration_s", raw.get("session_duration_s", 600), minimum=1,
-                                      maximum=30 * DAY_S)),
+        session_duration_s=session_s, max_session_s=max_session,
         refresh_interval_s=float(_num(f"{path}.refresh_interval_s", raw.get("refresh_interval_s", 5), minimum=0.1,
                                       maximum=3600)),
         schedule_start=start, schedule_end=end, paused=paused, claim_secret=secret,

@@ -122,6 +122,17 @@ class RoomStore(ABC):
         """-> ("updated" | "closed" | "conflict" | "unknown", record)"""
 
     @abstractmethod
+    async def renew_session(self, room: str, nclasses: int, request_id: str, now_ms: int, session_ms: int,
+                            max_session_ms: int) -> int:
+        """Extend an active session's deadline to `now_ms + session_ms`, at most `max_session_ms` after its token was
+        first taken; -> the deadline ms (0: the session is not active any more)."""
+
+    @abstractmethod
+    async def ended_sessions(self, room: str, since_ms: int, now_ms: int, keep_ms: int) -> list[tuple[str, int]]:
+        """(request id, ended ms) of the sessions completed or abandoned before their deadline from `since_ms` on;
+        those older than `keep_ms` (the longest a token of theirs lives) are forgotten."""
+
+    @abstractmethod
     async def change_classes(self, room: str, old_n: int, new_n: int, mapping: list[int], tag: str,
                              settings: dict[str, Any]) -> list[int]:
         """Move the waiters of each old class rank to `mapping[rank]` (keeping their positions), tag the room's

@@ -383,7 +383,11 @@ class WaitingRoomSettings(Section):
     redis_url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^(redis|rediss|unix)://",
                            description="Where queues, sessions and signing keys live.")
     key_prefix: str = Field("eventweir:wr:", description="Prefix of every Redis key the rooms use.")
-    redis_max_connections: int = Field(32, ge=1)
+    redis_max_connections: int = Field(32, ge=1, description="Connections of the pool for rare calls (rooms, keys, "
+                                       "admin); joins, polls and ticks share one pipelined connection per worker.")
+    redis_timeout_s: float = Field(5.0, gt=0, le=300, description="A Redis call unanswered this long fails (a hung "
+                                   "Redis or a partition): joins, polls and admin calls answer 503 with retry_after_s "
+                                   "instead of hanging.")
     token_alg: Literal["EdDSA", "ES256", "RS256"] = Field(
         "EdDSA", description="Signing algorithm of generated keys (RS256 for API Gateway's JWT authorizer and most "
         "gateways). A change takes effect through a rotation begun at start-up (pre-published like any other).")

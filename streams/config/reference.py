@@ -124,8 +124,11 @@ def table(model_rows: list[tuple[str, str, str, str, str]]) -> list[str]:
     return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in model_rows]
 
 
-def reference_markdown(sections: dict[str, tuple[str, type[BaseModel], str]] | None = None) -> str:
-    """The config's keys, then one table per extra section: {title: (intro, model, key prefix)}."""
+Rows = list[tuple[str, str, str, str, str]]
+
+
+def reference_markdown(sections: dict[str, tuple[str, type[BaseModel] | Rows, str]] | None = None) -> str:
+    """The config's keys, then one table per extra section: {title: (intro, model or its rows, key prefix)}."""
     lines = [
         "Every key of the worker's YAML file (`eventweir run -c config.yaml`). Environment variables",
         f"override the file: `{ENV_PREFIX}` + the key path in capitals with `__` between levels; values",
@@ -136,7 +139,10 @@ def reference_markdown(sections: dict[str, tuple[str, type[BaseModel], str]] | N
     lines += table(rows())
     for title, (intro, model, prefix) in (sections or {}).items():
         lines += ["", f"#### {title}", "", intro, ""]
-        lines += table(rows(model, prefix, None)) if model.model_fields else ["(no keys of its own)"]
+        if isinstance(model, list):  # rows made by the caller (settings that are not a pydantic model)
+            lines += table(model)
+        else:
+            lines += table(rows(model, prefix, None)) if model.model_fields else ["(no keys of its own)"]
     return "\n".join(lines) + "\n"
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from processors.stage import settings_model
+from processors.waitingroom.settings import ROOM_SETTINGS
 from streams.config.enrich import STAGES
 from streams.config.mask import FieldMaskSettings
-from streams.config.reference import reference_markdown, splice
+from streams.config.reference import Rows, reference_markdown, splice
 from streams.targets import REGISTRY, implementation
 
 
@@ -25,8 +26,20 @@ def _first_paragraph(text: str | None) -> str:
     return " ".join((text or "").strip().split("\n\n")[0].split())
 
 
-def sections() -> dict[str, tuple[str, type[BaseModel], str]]:
-    out: dict[str, tuple[str, type[BaseModel], str]] = {}
+def room_rows() -> Rows:
+    """The waiting room's room settings (processors/waitingroom/settings.py's ROOM_SETTINGS), which are parsed by
+    hand (the admin API changes them live) rather than by a pydantic model."""
+    prefix = "waitingroom.rooms.<room>."
+    return [(f"`{prefix}{key}`", kind, default, "—", " ".join(text.split())) for key, (kind, default, text)
+            in ROOM_SETTINGS.items()]
+
+
+def sections() -> dict[str, tuple[str, type[BaseModel] | Rows, str]]:
+    out: dict[str, tuple[str, type[BaseModel] | Rows, str]] = {}
+    out["Waiting-room room settings: `waitingroom.rooms.<room>`"] = (
+        "A room's settings, the same in the rooms file (`waitingroom.rooms`) and in the admin API's "
+        "`PUT /waitingroom/admin/rooms/{room}`; a change through the API applies to a live room within a tick. The "
+        "waiting-room guide is the README's \"The waiting room\".", room_rows(), "")
     for name, cls in STAGES.items():
         model = settings_model(cls)
         intro = _first_paragraph(model.__doc__ if "Settings" in cls.__dict__ else None) or \

@@ -196,3 +196,36 @@ async def test_without_javascript_a_closed_place_is_joined_again_on_refresh(redi
         assert counters["waiting"] == 2 and counters["expired_positions"] == 1
     finally:
         await client.close()
+
+
+async def test_forward_auth_renews_the_cookie_not_a_bearer_token_and_end_clears_it(redis_prefix):
+    import asyncio
+
+    rooms = {"sale": {**ROOMS["sale"], "session_duration_s": 4, "max_session_s": 60}}
+    client, _ = await start_api(redis_prefix, rooms)
+    try:
+        joined = await admitted(client)
+        token = (await enter(client, joined, SHOP)).cookies[cookie_name("sale")].value
+        r = await client.get(f"{BASE}/auth", headers={"Cookie": f"{cookie_name('sale')}={token}"})
+        assert r.status == 200 and "Set-Cookie" not in r.headers  # fresh: nothing to renew
+        await asyncio.sleep(2.2)  # past half its life (exp is in whole seconds: 3-4 s from the hand-off)
+        r = await client.get(f"{BASE}/auth", headers={"Authorization": f"Bearer {token}"})
+        assert r.status == 200 and "Set-Cookie" not in r.headers  # an API client's token is not renewed
+        r = await client.get(f"{BASE}/auth", headers={"Cookie": f"{cookie_name('sale')}={token}"})
+        assert r.status == 200, r.headers
+        renewed = r.cookies[cookie_name("sale")]
+        assert renewed.value != token and renewed["domain"] == "example.com" and renewed["path"] == "/"
+        assert renewed["secure"] and renewed["httponly"] and renewed["samesite"] == "Lax"
+        assert 3 <= int(renewed["max-age"]) <= 4
+        # the visitor's own "leave": a post with the cookie ends the session and clears the cookie
+        r = await client.post(f"{BASE}/end", headers={"Cookie": f"{cookie_name('sale')}={renewed.value}"}, json={})
+        assert r.status == 200 and (await r.json())["state"] == "completed"
+        assert r.cookies[cookie_name("sale")].value == "" and r.cookies[cookie_name("sale")]["max-age"] == "0"
+        for old in (token, renewed.value):
+            r = await client.get(f"{BASE}/auth", headers={"Cookie": f"{cookie_name('sale')}={old}"})
+            assert r.status == 401 and r.headers["X-Waitingroom-Error"] in ("ended", "expired")
+        r = await client.post(f"{BASE}/end", headers={"Authorization": f"Bearer {renewed.value}"})
+        assert r.status == 401 and (await r.json())["error"] == "unauthorized"
+        assert (await client.post(f"{BASE}/end")).status == 401
+    finally:
+        await client.close()

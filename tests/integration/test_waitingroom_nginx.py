@@ -53,13 +53,21 @@ def readme_nginx_config(port: int, room_port: int, origin_port: int) -> str:
     return site
 
 
-async def start_origin() -> tuple[web.AppRunner, int]:
-    """The protected site: says which page it served and to whom."""
+async def start_origin(room_base: str = "") -> tuple[web.AppRunner, int]:
+    """The protected site: says which page it served and to whom. Its checkout ends the visitor's session, as a
+    shop's does: it posts the visitor's access token (from the cookie) to the room's end-of-session endpoint."""
 
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=f"origin {request.path_qs} for {request.headers.get('X-Waitingroom-Subject')}")
 
+    async def checkout(request: web.Request) -> web.Response:
+        token = request.cookies[cookie_name("sale")]
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{room_base}/waitingroom/rooms/sale/end", headers={"Authorization": f"Bearer {token}"}) as r:
+            return web.Response(status=r.status, text=await r.text(), content_type="application/json")
+
     app = web.Application()
+    app.router.add_post("/checkout", checkout)
     app.router.add_get("/{tail:.*}", page)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -160,6 +168,82 @@ async def test_visitor_goes_through_the_room_and_back_to_the_page_behind_nginx(r
         print(f"\nnginx end to end: admitted after {waited:.2f}s; gated request through nginx {per_request_ms:.2f} ms")
     finally:
         await http.close()
+        nginx.terminate()
+        try:
+            nginx.wait(10)
+        except subprocess.TimeoutExpired:
+            nginx.kill()
+            nginx.wait()
+        await origin.cleanup()
+        await client.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def test_an_active_visitor_keeps_access_by_browsing_and_the_origin_ends_the_session(redis_prefix):
+    """Session renewal and end-of-session at the gate, through nginx: a visitor who keeps browsing has the access
+    cookie renewed by forward-auth (nginx passes its Set-Cookie on) and holds the room's one slot past the first
+    token's lifetime; the shop's checkout ends the session, after which the cookie is sent back to the room and
+    the next waiter is let in."""
+    port = free_port()
+    site = f"http://127.0.0.1:{port}"
+    rooms = {"sale": {"inlet": {"policy": "max_active", "max_active": 1}, "session_duration_s": 4, "max_session_s": 60,
+                      "refresh_interval_s": 0.2, "origins": [site], "cookie_secure": False}}
+    client, service = await start_api(redis_prefix, rooms, tick_interval_s=0.1)
+    origin, origin_port = await start_origin(client.base)
+    tmp = tempfile.mkdtemp(prefix="wr-nginx-")
+    nginx = start_nginx(tmp, port, int(client.base.rsplit(":", 1)[1]), origin_port)
+    alice = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    bob = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        async def admitted(http: aiohttp.ClientSession, within_s: float) -> bool:
+            deadline = time.monotonic() + within_s
+            while time.monotonic() < deadline:
+                status = await (await http.get(f"{site}/waitingroom/rooms/sale/status")).json()
+                if status["state"] == "admitted":
+                    return True
+                await asyncio.sleep(0.1)
+            return False
+
+        await alice.post(f"{site}/waitingroom/rooms/sale/join", json={})
+        assert await admitted(alice, 10)
+        r = await alice.post(f"{site}/waitingroom/rooms/sale/enter", data={"return_to": f"{site}/"},
+                             allow_redirects=False)
+        assert r.status == 303
+        first = alice.cookie_jar.filter_cookies(URL(site))[cookie_name("sale")].value
+        first_exp = service.check_access("sale", first)["exp"]
+        await bob.post(f"{site}/waitingroom/rooms/sale/join", json={})  # the slot is Alice's: Bob waits
+
+        # Alice browses for twice the first token's lifetime; every page passes the gate
+        renewals = 0
+        started = time.monotonic()
+        while time.monotonic() - started < 8:
+            r = await alice.get(f"{site}/shop/page", allow_redirects=False)
+            assert r.status == 200, (r.status, r.headers.get("Location"))
+            renewals += "Set-Cookie" in r.headers
+            await asyncio.sleep(0.5)
+        assert time.time() > first_exp + 2 and renewals >= 2
+        current = alice.cookie_jar.filter_cookies(URL(site))[cookie_name("sale")].value
+        assert current != first and service.check_access("sale", current)["exp"] > time.time()
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as old:  # the first cookie lapsed
+            old.cookie_jar.update_cookies({cookie_name("sale"): first}, response_url=URL(site))
+            assert (await old.get(f"{site}/shop/page", allow_redirects=False)).status == 302
+        # the slot stayed hers: Bob is still waiting
+        status = await (await bob.get(f"{site}/waitingroom/rooms/sale/status")).json()
+        assert status["state"] == "waiting", status
+
+        # the shop's checkout ends her session: her cookie no longer passes, and Bob gets the slot at once
+        r = await alice.post(f"{site}/checkout")
+        assert r.status == 200, await r.text()
+        assert (await r.json())["state"] == "completed"
+        r = await alice.get(f"{site}/shop/page", allow_redirects=False)
+        assert r.status == 302 and r.headers["Location"].startswith(f"{site}/waitingroom/rooms/sale/")
+        ended = time.monotonic()
+        assert await admitted(bob, 5)
+        print(f"\nnginx renewal: {renewals} renewals in 8 s of browsing; next waiter admitted "
+              f"{time.monotonic() - ended:.2f}s after end-of-session")
+    finally:
+        await alice.close()
+        await bob.close()
         nginx.terminate()
         try:
             nginx.wait(10)

@@ -11,6 +11,8 @@ Public (under `prefix`, default /waitingroom). Status, token and enter need the 
   GET  /rooms/{room}/                the waiting page (?return_to=<URL on one of the room's origins>)
   GET  /rooms/{room}/wait            the same without JavaScript: rendered on the server, refreshing itself
   POST /rooms/{room}/enter           form return_to (+ the queue cookie) -> 303 to the site with the access cookie
+  POST /rooms/{room}/end             {"status"?: "completed"|"abandoned"} with the access token (bearer or cookie):
+                                     end-of-session, the slot is freed at once and the token stops passing
   ANY  /rooms/{room}/auth            forward-auth: 200 with X-Waitingroom-* claims, else 401 + Location
   ANY  /rooms/{room}/auth/redirect[/original path]   the same, but 302 to the room (Traefik, Envoy)
 Admin (Authorization: Bearer <admin_token>):
@@ -23,18 +25,27 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, overload
 from urllib.parse import quote
 
 import orjson
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from processors.waitingroom.handoff import allowed, cookie_name, handoff_target, original_url, queue_cookie_name
+from processors.waitingroom.handoff import (
+    access_cookie,
+    allowed,
+    cookie_name,
+    handoff_target,
+    original_url,
+    queue_cookie_name,
+)
 from processors.waitingroom.redis_store import RedisRoomStore
 from processors.waitingroom.service import RoomError, WaitingRoomService
-from processors.waitingroom.settings import SettingsError
+from processors.waitingroom.settings import RoomSettings, SettingsError
 from processors.waitingroom.tokens import (
     ISSUER,
     QUEUE_TOKEN_TTL_S,
@@ -53,7 +64,7 @@ _STATUS = {"not_found": 404, "bad_request": 400, "unauthorized": 401, "forbidden
            "not_admitted": 409, "session_closed": 410, "conflict": 409, "unavailable": 503}
 _CONFIG_KEYS = {"redis_url", "key_prefix", "admin_token", "token_alg", "key_grace_s", "tick_interval_s",
                 "rooms", "account", "region", "redis_max_connections", "issuer", "jwks_max_age_s", "key_prepublish_s",
-                "signing_keys", "key_encryption_key"}
+                "signing_keys", "key_encryption_key", "redis_timeout_s"}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -89,7 +100,8 @@ async def _body(request: web.Request, *, required: bool) -> dict[str, Any]:
 
 
 @overload
-def error_reply(exc: RoomError | SettingsError | OSError) -> tuple[int, bytes, dict[str, str]]: ...
+def error_reply(exc: RoomError | SettingsError | OSError | RedisConnectionError | RedisTimeoutError
+                ) -> tuple[int, bytes, dict[str, str]]: ...
 @overload
 def error_reply(exc: Exception) -> tuple[int, bytes, dict[str, str]] | None: ...
 def error_reply(exc: Exception) -> tuple[int, bytes, dict[str, str]] | None:
@@ -99,7 +111,8 @@ def error_reply(exc: Exception) -> tuple[int, bytes, dict[str, str]] | None:
         status, body = _STATUS.get(exc.code, 400), {"error": exc.code, "message": exc.message, **exc.detail}
     elif isinstance(exc, SettingsError):
         status, body = 400, {"error": "invalid_settings", "message": str(exc), "path": exc.path}
-    elif isinstance(exc, OSError):  # Redis unreachable (ConnectionError is an OSError): tell clients to retry
+    elif isinstance(exc, (OSError, RedisConnectionError, RedisTimeoutError)):
+        # Redis unreachable or not answering (the fast path raises OSErrors, redis-py its own): tell clients to retry
         # the page puts the code in words and retries with back-off; the place is kept (an outage does not count
         # against heartbeats), which the visitor is told. The exception's text is for the log, not the public
         status, body = 503, {"error": "unavailable", "message": "the waiting room's store is unavailable: retry after "
@@ -127,12 +140,12 @@ def count_request(endpoint: str, status: int) -> None:
 
 
 def _handler(endpoint: str, fn):
-    """Map RoomError/SettingsError/OSError to JSON errors and count requests per endpoint and status."""
+    """Map RoomError/SettingsError/store outages to JSON errors and count requests per endpoint and status."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
             resp = await fn(request)
-        except (RoomError, SettingsError, OSError) as exc:
+        except (RoomError, SettingsError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
             status, body, headers = error_reply(exc)
             resp = web.Response(body=body, status=status, content_type="application/json", headers=headers)
         count_request(endpoint, resp.status)
@@ -155,32 +168,56 @@ class PublicAPI:
         return url + f"?return_to={quote(return_to, safe='')}" if return_to else url
 
     def forward_auth(self, room: str, *, cookies: str, authorization: str, headers: Mapping[str, str], tail: str,
-                     redirect: bool) -> tuple[int, dict[str, str]]:
+                     redirect: bool) -> tuple[int, dict[str, str]] | Awaitable[tuple[int, dict[str, str]]]:
         """(status, headers): 200 with the visitor's claims for a valid access cookie or bearer token for the
         room; otherwise 401 with the room's URL in Location (nginx auth_request only knows 2xx/401/403, so the
         proxy redirects), or with `redirect` a 302 there itself (Traefik and Envoy pass it to the browser).
-        `cookies`: the Cookie header(s); `tail`: the path after .../auth/redirect (Envoy's path_prefix)."""
+        `cookies`: the Cookie header(s); `tail`: the path after .../auth/redirect (Envoy's path_prefix).
+        In a room that renews sessions (max_session_s), a token past half its life is renewed: the answer is then
+        an awaitable (the renewal is a store call) and carries the new access cookie in Set-Cookie, which the
+        proxy passes to the browser."""
         settings = self.service.room_settings(room)
-        name = cookie_name(room) + "="
-        candidates = [c.strip()[len(name):].strip('"') for c in cookies.split(";") if c.strip().startswith(name)]
-        bearer = bearer_token(authorization)
-        if bearer is not None:
-            candidates.append(bearer.decode())
         reason = "missing"
-        for token in filter(None, candidates):  # every one: a host-only and a domain cookie may both be there
+        for token, in_cookie in self.access_tokens(room, cookies, authorization):
             try:
                 claims = self.service.check_access(room, token)
             except TokenError as exc:
                 reason = exc.reason
                 continue
-            return 200, {"X-Waitingroom-Room": room, "X-Waitingroom-Subject": str(claims["sub"]),
-                         # percent-encoded: a class is any name an admin chose, a header value is one line of ASCII
-                         "X-Waitingroom-Class": quote(str(claims.get("priority_class", "")), safe=" -._~"),
-                         "X-Waitingroom-Expires": str(claims["exp"]), "Cache-Control": "no-store"}
+            # only a cookie is renewed: an API client's bearer token would not take the new one, and the renewal
+            # would hold its slot past the token's end
+            if in_cookie and self.service.renewal_due(room, claims):
+                return self._renewed(room, settings, token, claims)  # a store call: the caller awaits it
+            return 200, _passed(room, claims)
         url = original_url(headers, tail)
         return (302 if redirect else 401), {
             "Location": self.room_page(room, url if allowed(settings, url) else None), "X-Waitingroom-Error": reason,
             "Cache-Control": "no-store", "WWW-Authenticate": 'Bearer realm="eventweir-waitingroom"'}
+
+    @staticmethod
+    def access_tokens(room: str, cookies: str, authorization: str) -> list[tuple[str, bool]]:
+        """The access tokens a request carries, each with whether it came in the cookie: the room's cookie (a
+        host-only and a domain one may both be there), then a bearer token."""
+        name = cookie_name(room) + "="
+        out = [(c.strip()[len(name):].strip('"'), True) for c in cookies.split(";") if c.strip().startswith(name)]
+        bearer = bearer_token(authorization)
+        if bearer is not None:
+            out.append((bearer.decode(), False))
+        return [t for t in out if t[0]]
+
+    async def _renewed(self, room: str, settings: RoomSettings, token: str,
+                       claims: dict[str, Any]) -> tuple[int, dict[str, str]]:
+        try:
+            renewed = await self.service.renew(room, token, claims)
+        except (OSError, RedisError):  # the token is still valid: let the visitor in, a later request renews
+            log.warning("waiting-room %s: could not renew a session (the store is unavailable)", room)
+            renewed = None
+        if renewed is None:
+            return 200, _passed(room, claims)
+        new_token, new_claims = renewed
+        headers = _passed(room, new_claims)
+        headers["Set-Cookie"] = access_cookie(settings, room, new_token, new_claims["exp"] - int(self.service.clock()))
+        return 200, headers
 
     def queue_tokens(self, room: str, cookies: str, authorization: str) -> list[str]:
         """The queue tokens a request carries: a bearer token (API clients), then the room's queue cookie (the page)."""
@@ -248,6 +285,14 @@ class PublicAPI:
 
 
 CLIENT_ID_MIN = 16
+
+
+def _passed(room: str, claims: dict[str, Any]) -> dict[str, str]:
+    """Forward-auth's answer headers for a valid token: the visitor's claims, for the proxy to pass to the site."""
+    return {"X-Waitingroom-Room": room, "X-Waitingroom-Subject": str(claims["sub"]),
+            # percent-encoded: a class is any name an admin chose, a header value is one line of ASCII
+            "X-Waitingroom-Class": quote(str(claims.get("priority_class", "")), safe=" -._~"),
+            "X-Waitingroom-Expires": str(claims["exp"]), "Cache-Control": "no-store"}
 
 
 def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, prefix: str = "/waitingroom", *,
@@ -344,9 +389,26 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
             if exc.code not in ("not_admitted", "unauthorized"):  # the room's page waits, or joins anew
                 raise
             return web.Response(status=303, headers={"Location": room_page(room, target), "Cache-Control": "no-store"})
-        resp = web.Response(status=303, headers={"Location": target, "Cache-Control": "no-store"})
-        resp.set_cookie(cookie_name(room), token["access_token"], max_age=token["expires_in"], path="/",
-                        domain=settings.cookie_domain, secure=settings.cookie_secure, httponly=True, samesite="Lax")
+        return web.Response(status=303, headers={
+            "Location": target, "Cache-Control": "no-store",
+            "Set-Cookie": access_cookie(settings, room, token["access_token"], token["expires_in"])})
+
+    async def end(request: web.Request) -> web.Response:
+        """End-of-session: the site (server to server, with the visitor's access token as the bearer token) or the
+        visitor's browser (the access cookie) ends the session; its slot goes to the next waiter at once and the
+        token no longer passes forward-auth. The answer clears the access cookie."""
+        room = request.match_info["room"]
+        settings = service.room_settings(room)
+        body = await _body(request, required=False)
+        status = body.get("status", "completed")
+        tokens = public.access_tokens(room, cookies(request), request.headers.get("Authorization", ""))
+        if not tokens:
+            raise RoomError("unauthorized", "expected the visitor's access token: 'Authorization: Bearer <token>' or "
+                                            f"the cookie {cookie_name(room)}")
+        out = await service.end_session(room, [t for t, _ in tokens], status)
+        resp = _json(out)
+        resp.headers["Set-Cookie"] = access_cookie(settings, room, "", 0)
+        resp.headers["Cache-Control"] = "no-store"
         return resp
 
     def forward_auth(redirect: bool):
@@ -354,10 +416,11 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
             room = request.match_info["room"]
             start = f"{p}/rooms/{room}/auth/redirect"
             raw = request.raw_path
-            status, headers = public.forward_auth(
+            answer = public.forward_auth(
                 room, cookies="; ".join(request.headers.getall("Cookie", [])),
                 authorization=request.headers.get("Authorization", ""), headers=request.headers,
                 tail=raw[len(start):] if redirect and raw.startswith(start) else "", redirect=redirect)
+            status, headers = answer if isinstance(answer, tuple) else await answer
             return web.Response(status=status, headers=headers)
 
         return check
@@ -423,6 +486,7 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         r.add_get(f"{p}/rooms/{{room}}/", _handler("page", waiting_page))
         r.add_get(f"{p}/rooms/{{room}}", _handler("page", waiting_page))
         r.add_post(f"{p}/rooms/{{room}}/enter", _handler("enter", enter))
+        r.add_post(f"{p}/rooms/{{room}}/end", _handler("end", end))
         add_nojs_route(app, public, count_request)  # .../wait: the status without JavaScript
         r.add_route("*", f"{p}/rooms/{{room}}/auth", _handler("auth", forward_auth(redirect=False)))
         r.add_route("*", f"{p}/rooms/{{room}}/auth/redirect{{tail:(/.*)?}}", _handler("auth", forward_auth(redirect=True)))
@@ -445,7 +509,7 @@ def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=Non
     """The service from the `waitingroom` config section; `await service.start()` loads/creates its rooms.
 
     Keys: admin_token (required), redis_url, key_prefix, token_alg (EdDSA|ES256|RS256), key_grace_s,
-    tick_interval_s, rooms {id: settings}, account, region, redis_max_connections, issuer, jwks_max_age_s,
+    tick_interval_s, rooms {id: settings}, account, region, redis_max_connections, redis_timeout_s, issuer, jwks_max_age_s,
     key_prepublish_s, signing_keys [PEM file path or inline PEM], key_encryption_key.
     """
     if not isinstance(config, dict):
@@ -459,8 +523,11 @@ def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=Non
     redis_url = config.get("redis_url", "redis://127.0.0.1:6379/0")
     if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("waitingroom.redis_url", "a redis://, rediss:// or unix:// URL", redis_url)
+    timeout_s = config.get("redis_timeout_s", 5.0)
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= 300:
+        raise SettingsError("waitingroom.redis_timeout_s", "seconds, more than 0 and at most 300", timeout_s)
     store = RedisRoomStore.from_url(redis_url, prefix=config.get("key_prefix", "eventweir:wr:"),
-                                    max_connections=int(config.get("redis_max_connections", 32)))
+                                    max_connections=int(config.get("redis_max_connections", 32)), timeout_s=timeout_s)
     if observer is None:
         observer = m.PrometheusObserver()
     admin_token: Any = config.get("admin_token")  # WaitingRoomService checks it

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote_plus
@@ -105,17 +105,31 @@ class HotPaths:
         count_request(kind, reply[0])
         return reply
 
-    def answer_auth(self, kind: str, room: str, tail: bytes, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
-        """A forward-auth request: no store, so it is answered at once, without a task."""
+    def answer_auth(self, kind: str, room: str, tail: bytes, headers: dict[str, str]
+                    ) -> tuple[int, bytes, dict[str, str]] | Awaitable[tuple[int, bytes, dict[str, str]]]:
+        """A forward-auth request: no store, so it is answered at once, without a task; only a session's renewal
+        (once per half session) waits for the store, and is then returned to await."""
         reply: tuple[int, bytes, dict[str, str]]
         try:
-            status, extra = self.api.forward_auth(
+            answer = self.api.forward_auth(
                 room, cookies=headers.pop("Cookie", ""), authorization=headers.get("Authorization", ""), headers=headers,
                 tail=tail.decode("utf-8", "surrogateescape"), redirect=kind == "auth_redirect")
-            reply = (status, b"", extra)
+            if not isinstance(answer, tuple):
+                return self._renewal(answer)
+            reply = (answer[0], b"", answer[1])
         except Exception as exc:  # noqa: BLE001 - as above
             reply = _failed("auth", exc)
         count_request("auth", reply[0])  # one label for both forms, as aiohttp's routes count them
+        return reply
+
+    async def _renewal(self, answer: Awaitable[tuple[int, dict[str, str]]]) -> tuple[int, bytes, dict[str, str]]:
+        reply: tuple[int, bytes, dict[str, str]]
+        try:
+            status, extra = await answer
+            reply = (status, b"", extra)
+        except Exception as exc:  # noqa: BLE001 - as above
+            reply = _failed("auth", exc)
+        count_request("auth", reply[0])
         return reply
 
 
@@ -252,7 +266,12 @@ class _LeanProtocol(asyncio.Protocol):
             kind, room, query = route
             if kind.startswith("auth"):  # forward-auth waits for nothing: answered here, in order, no task
                 transport = self.transport
-                self._write(transport, *self.hot.answer_auth(kind, room, query, fields), close)
+                auth = self.hot.answer_auth(kind, room, query, fields)
+                if not isinstance(auth, tuple):  # a renewal: the store is asked, in order like a join
+                    self.busy = True
+                    asyncio.get_running_loop().create_task(self._serve(auth, close))
+                    return
+                self._write(transport, *auth, close)
                 if close:
                     return
                 if self.read_paused and len(self.buf) <= MAX_BUFFERED:
@@ -260,7 +279,7 @@ class _LeanProtocol(asyncio.Protocol):
                     transport.resume_reading()
                 continue
             self.busy = True
-            asyncio.get_running_loop().create_task(self._serve(kind, room, query, body, fields, close))
+            asyncio.get_running_loop().create_task(self._serve(self.hot.answer(kind, room, query, body, fields), close))
 
     def _write(self, transport: asyncio.Transport, status: int, out: bytes, headers: dict[str, str], close: bool) -> None:
         extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items()) if headers else b""
@@ -272,9 +291,8 @@ class _LeanProtocol(asyncio.Protocol):
             transport.close()
         self.idle_since = time.monotonic()
 
-    async def _serve(self, kind: str, room: str, query: bytes, body: bytes, fields: dict[str, str] | None,
-                     close: bool) -> None:
-        status, out, headers = await self.hot.answer(kind, room, query, body, fields)
+    async def _serve(self, answer: Awaitable[tuple[int, bytes, dict[str, str]]], close: bool) -> None:
+        status, out, headers = await answer
         transport = self.transport
         if transport is None:
             return  # the client left

@@ -624,3 +624,66 @@ async def test_stop_ends_the_inlet_even_when_the_store_swallows_a_cancellation(s
                 task.cancel()
                 await asyncio.wait({task}, timeout=0.1)
         await swallowing.close()
+
+
+async def test_forward_auth_renews_an_active_session_up_to_max_session_s_and_holds_its_slot(store):
+    clock = FakeClock()
+    room = {"inlet": {"policy": "max_active", "max_active": 1}, "session_duration_s": 10, "max_session_s": 25}
+    svc = await make_service(store, {"sale": room}, clock)
+    await svc.join("sale", "u0")
+    await svc.tick("sale")
+    token = (await svc.access_token("sale", "u0"))["access_token"]
+    await svc.join("sale", "u1")
+    issued = clock.t
+    claims = svc.check_access("sale", token)
+    assert not svc.renewal_due("sale", claims)  # fresh: nothing to do (and no store call) on most requests
+    exps = []
+    for _ in range(4):
+        clock.advance(6)
+        claims = svc.check_access("sale", token)
+        if not svc.renewal_due("sale", claims):
+            break
+        renewed = await svc.renew("sale", token, claims)
+        assert renewed is not None and await svc.renew("sale", token, claims) == renewed  # one renewal per token
+        token, claims = renewed
+        exps.append(claims["exp"] - int(issued))
+        assert (await svc.tick("sale")).counters.active == 1  # the slot is still the renewed session's
+        assert (await svc.status("sale", "u1"))["state"] == "waiting"
+    assert exps == [16, 22, 25]  # now + session_duration_s each time, never past max_session_s from the first issue
+    clock.advance(2)  # past max_session_s: the session ends and the next visitor is let in
+    await svc.tick("sale")
+    with pytest.raises(TokenError):
+        svc.check_access("sale", token)
+    assert (await svc.status("sale", "u1"))["state"] == "admitted"
+
+
+async def test_a_session_ended_on_one_worker_is_refused_by_every_worker(store):
+    clock = FakeClock()
+    room = {"inlet": {"policy": "max_active", "max_active": 5}, "session_duration_s": 600}
+    a = await make_service(store, {"sale": room}, clock)
+    b = await make_service(store, clock=clock)
+    for rid in ("u0", "u1"):
+        await a.join("sale", rid)
+    await a.tick("sale")
+    t0 = (await a.access_token("sale", "u0"))["access_token"]
+    t1 = (await a.access_token("sale", "u1"))["access_token"]
+    assert b.check_access("sale", t0)["sub"] == "u0"
+    await a.end_session("sale", ["not-a-token", t0])  # the valid one of those a request carries
+    with pytest.raises(TokenError) as err:
+        a.check_access("sale", t0)  # at once on the worker that ended it
+    assert err.value.reason == "ended"
+    clock.advance(0.5)
+    await b.tick("sale")
+    with pytest.raises(TokenError):
+        b.check_access("sale", t0)  # within a tick on the others
+    assert b.check_access("sale", t1)["sub"] == "u1"  # nobody else's
+    with pytest.raises(RoomError) as room_err:
+        await b.end_session("sale", [t0])  # an ended session's token ends nothing more
+    assert room_err.value.code == "unauthorized"
+    # the visitor queues again: the new session's token passes
+    await a.join("sale", "u0", rejoin=True)
+    clock.advance(1)
+    await a.tick("sale")
+    fresh = (await a.access_token("sale", "u0"))["access_token"]
+    await b.tick("sale")
+    assert b.check_access("sale", fresh)["sub"] == "u0"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from processors.waitingroom.settings import SettingsError, parse_room_settings
+from processors.waitingroom.settings import _ROOM_KEYS, ROOM_SETTINGS, SettingsError, parse_room_settings
 
 
 def test_defaults_and_full_settings():
@@ -57,6 +57,7 @@ def test_defaults_and_full_settings():
     ({"capacity": 5}, "rooms.sale.capacity", "one of"),
     ({"inlet": {"policy": "fixed_rate", "max_active": -1}}, "rooms.sale.inlet.max_active", "integer from 0 to"),
     ({"claim_timeout_s": 0}, "rooms.sale.claim_timeout_s", "a number from 1 to"),
+    ({"session_duration_s": 600, "max_session_s": 60}, "rooms.sale.max_session_s", "a number from 600 to"),
     ({"rejoin_grace_s": 1e9}, "rooms.sale.rejoin_grace_s", "a number from 0 to 86400"),
 ])
 def test_bad_settings_name_path_and_expectation(raw, path, expected):
@@ -113,3 +114,22 @@ def test_hand_off_targets_stay_on_the_rooms_origins():
                          "X-Forwarded-Uri": "/a?b=1", "Host": "room"}) == "https://shop.example.com/a?b=1"
     assert original_url({"Host": "shop.example.com", "X-Forwarded-Proto": "http"}, "/a") == "http://shop.example.com/a"
     assert original_url({"Host": "shop.example.com"}) is None
+
+
+def test_every_room_setting_is_documented():
+    """ROOM_SETTINGS feeds the configuration reference (deploy/README.md): it names every key a room takes, the
+    inlet's and the schedule's included, and nothing a room does not take."""
+    assert {k.split(".")[0] for k in ROOM_SETTINGS} == _ROOM_KEYS
+    for sub in ("policy", "rate", "interval_s", "max_active"):
+        assert f"inlet.{sub}" in ROOM_SETTINGS
+    assert {"schedule.start", "schedule.end"} <= set(ROOM_SETTINGS)
+    for key, raw in (("inlet.extra", {"inlet": {"policy": "fixed_rate", "extra": 1}}),
+                     ("schedule.extra", {"schedule": {"extra": 1}}), ("extra", {"extra": 1})):
+        with pytest.raises(SettingsError):  # what is not documented is refused
+            parse_room_settings("sale", raw)
+        assert key not in ROOM_SETTINGS
+    full = parse_room_settings("sale", {"inlet": {"policy": "fixed_rate", "rate": 5, "interval_s": 1, "max_active": 9},
+                                        "max_session_s": 3600, "origins": ["https://a.example"], "rejoin_grace_s": 5,
+                                        "claim_timeout_s": 5, "client_request_ids": True, "display_name": "x",
+                                        "language": "de", "page_template": "{{ waitingroom_script }}"}).to_dict()
+    assert set(full) <= _ROOM_KEYS and all(f"inlet.{k}" in ROOM_SETTINGS for k in full["inlet"])

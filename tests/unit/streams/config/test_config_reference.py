@@ -32,6 +32,15 @@ def test_check_reports_a_stale_section(tmp_path, capsys):
     assert stale.read_text().endswith("rest\n")
 
 
+def test_every_room_setting_is_in_the_reference():
+    """The waiting room's room settings are parsed by hand, not by the config model: their own table."""
+    from processors.waitingroom.settings import ROOM_SETTINGS
+
+    text = README.read_text()
+    for key in ROOM_SETTINGS:
+        assert f"| `waitingroom.rooms.<room>.{key}` |" in text, key
+
+
 def leaf_fields(model=Config, prefix=""):
     for name, field in model.model_fields.items():
         annotation = field.annotation
