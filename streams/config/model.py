@@ -285,6 +285,8 @@ class TargetSettings(Section):
     )
     aws_arn: str | None = Field(None, description="The AWS ARN the target was created with through api.arn_map: what "
                                 "ListTargetsByRule shows and ListRuleNamesByTarget finds it by.")
+    dead_letter_arn: str | None = Field(None, description="The AWS ARN DeadLetterConfig named (mapped to "
+                                        "dead_letter_topic through api.arn_map): what ListTargetsByRule shows.")
 
     @model_validator(mode="after")
     def _one_input(self):

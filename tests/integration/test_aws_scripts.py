@@ -209,6 +209,43 @@ async def test_tags_on_rules_and_buses_are_kept_with_them(bootstrap_servers):
         await stop_worker(worker, task)
 
 
+async def test_a_dead_letter_queue_arn_maps_through_api_arn_map_onto_a_topic(bootstrap_servers):
+    failed = unique("orders-dlq")
+    await create_topics(bootstrap_servers, failed)
+    async with Endpoint(status=400) as function:  # refuses every event: 400 is not retried
+        worker, task, port = await start(bootstrap_servers, [
+            {"arn": "arn:aws:sqs:*:*:orders-dlq", "target": {"type": "kafka", "topic": failed}},
+            {"arn": "arn:aws:lambda:*:*:function:notify", "target": {"type": "http", "url": function.url}}])
+        try:
+            events = client(port)
+            await call(events, "put_rule", Name="orders", EventPattern=json.dumps({"source": ["shop"]}))
+            await call(events, "put_targets", Rule="orders", Targets=[
+                {"Id": "fn", "Arn": "arn:aws:lambda:us-east-1:123456789012:function:notify",
+                 "DeadLetterConfig": {"Arn": f"{SQS}:orders-dlq"}}])
+            await wait_for(lambda: "orders/fn" in worker.targets, message="the worker to apply the rule")
+            listed = (await call(events, "list_targets_by_rule", Rule="orders"))["Targets"]
+            assert listed[0]["DeadLetterConfig"] == {"Arn": f"{SQS}:orders-dlq"}  # what the script sent
+
+            await call(events, "put_events", Entries=[entry("shop", 7)])
+            [letter] = await read_all(bootstrap_servers, failed, expect=1)
+            assert json.loads(letter.value)["detail"] == {"n": 7}
+            assert (dict(letter.headers)["eventweir-target"], dict(letter.headers)["eventweir-error"]) == \
+                (b"orders/fn", b"HttpStatus400")
+
+            # a queue with no row: refused, naming the row to add; a row that is not a topic: refused, saying so
+            code, message = await error_of(call(events, "put_targets", Rule="orders", Targets=[
+                {"Id": "fn", "Arn": "kafka://x", "DeadLetterConfig": {"Arn": f"{SQS}:refunds-dlq"}}]))
+            assert (code, message) == ("ValidationException", (
+                f"DeadLetterConfig Arn '{SQS}:refunds-dlq' is not mapped to an eventweir target: add it to api.arn_map "
+                f"in the config, e.g. {{arn: '{SQS}:refunds-dlq', target: {{type: kafka, topic: <topic>}}}}."))
+            code, message = await error_of(call(events, "put_targets", Rule="orders", Targets=[
+                {"Id": "fn", "Arn": "kafka://x",
+                 "DeadLetterConfig": {"Arn": "arn:aws:lambda:us-east-1:123456789012:function:notify"}}]))
+            assert code == "ValidationException" and "a dead-letter queue is a Kafka topic" in message
+        finally:
+            await stop_worker(worker, task)
+
+
 # a team's script from AWS, as it runs there: only the endpoint is new
 SCRIPT = r"""
 set -euo pipefail
