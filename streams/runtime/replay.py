@@ -14,7 +14,9 @@ An archive partition is replayed in offset order to the bus partition of the sam
 the bus's partitions), so per-partition order is kept; its range is from the first offset at or
 after EventStartTime (Kafka's offsets-for-times: an event's time in an archive is its record's
 timestamp, when it was archived) to the first record at or after EventEndTime, or the
-partition's end.
+partition's end. A replayed event is a hop (streams/targets/hops.py): it goes with its archived
+hop count plus one, and one already at routing.max_hops goes to the dead-letter topic instead
+(MaxHopsExceeded), acknowledged before the position past it is saved, as the replayed ones are.
 """
 from __future__ import annotations
 
@@ -26,12 +28,15 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from processors.core import Failure
 from streams import metrics
 from streams.config import Config
 from streams.kafka.producer import BatchProducer, make_producer
 from streams.kafka.read import partitions_of
 from streams.runtime.archives import ACTIVE, STATES, StoredReplay, shown_state, stamp
 from streams.runtime.buses import all_buses
+from streams.targets.deadletter import dead_letter_headers
+from streams.targets.hops import hops_of, one_more_hop, too_many_hops
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +177,8 @@ class ReplayRunner:
         bus_partitions = await self._batches.partitions(bus_topic)
         interval, pace = 1.0 / self.settings.replay_events_per_second, time.monotonic()
         pending: list[tuple[asyncio.Future, list[int]]] = []
+        dead: list[tuple[asyncio.Future, list[int]]] = []  # dead letters, acknowledged before a save as well
+        max_hops = self.config.routing.max_hops
         last = replay.last_replayed
         saved_at = time.monotonic()
         while True:
@@ -193,7 +200,14 @@ class ReplayRunner:
                         if rec.timestamp >= end_ms:
                             done.add(p)  # past the range
                             break
-                        chunk.append((rec.key, stamp(rec.value, replay.name), rec.headers))
+                        if hops_of(rec) >= max_hops:  # a replay is a hop too: past the limit, a dead letter
+                            failure = Failure(rec, "replay", "MaxHopsExceeded", too_many_hops(
+                                hops_of(rec), max_hops, f"replay {replay.name} (to bus {replay.bus})"))
+                            sent_dead, _ = await self._batches.send(
+                                self.config.dead_letter.topic, [(rec.key, rec.value, dead_letter_headers(failure))])
+                            dead += sent_dead
+                        else:
+                            chunk.append((rec.key, stamp(rec.value, replay.name), one_more_hop(rec)))
                         positions[p] = rec.offset + 1
                         last = rec.timestamp / 1000
                         now = time.monotonic()
@@ -207,9 +221,9 @@ class ReplayRunner:
                 if todo and time.monotonic() - saved_at < self.settings.replay_progress_interval_s:
                     continue
             sent = sum(len(indexes) for _, indexes in pending)
-            await asyncio.gather(*(f for f, _ in pending))  # acknowledged before the position that covers them is saved
+            await asyncio.gather(*(f for f, _ in pending + dead))  # acknowledged before the position covering them is saved
             metrics.REPLAYED_EVENTS.inc(sent)
-            pending = []
+            pending, dead = [], []
             saved_at = time.monotonic()
             if replay.name in self.store.cancelled:
                 await self._save(replay, state="CANCELLED", ended=time.time(), positions=positions, last_replayed=last,

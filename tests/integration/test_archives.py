@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from streams import metrics
 from tests.integration.kafka_helpers import create_topics, read_all, unique, wait_for
@@ -291,3 +292,48 @@ async def test_two_workers_run_a_replay_once(bootstrap_servers):
     finally:
         for w, t in running:
             await stop_worker(w, t)
+
+
+async def test_a_replayed_event_is_a_hop_and_past_routing_max_hops_is_dead_lettered(bootstrap_servers):
+    worker, task, port = await start(bootstrap_servers, archives=FAST, routing={"max_hops": 2})
+    try:
+        events = client(port)
+        bus_topic, dlq = worker.config.sources[0].topic, worker.config.dead_letter.topic
+        first, out1, _ = await two_rules(events, bootstrap_servers, worker)
+        archive = unique("hops")
+        await archive_events(events, archive)
+        await wait_for(lambda: f"Events-Archive-{archive}/archive" in worker.targets, message="the archive's rule")
+        # events that already made 0, 1 and 2 hops (a chain of buses put them on this one)
+        before = time.time() - 1
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
+        await producer.start()
+        try:
+            for n in range(3):
+                event = {"version": "0", "id": f"e{n}", "detail-type": "order placed", "source": "shop",
+                         "account": "000000000000", "time": "2026-01-01T00:00:00Z", "region": "local",
+                         "resources": [], "detail": {"n": n}}
+                headers = [("eventweir-hops", str(n).encode())] if n else []
+                await producer.send_and_wait(bus_topic, json.dumps(event).encode(), headers=headers)
+        finally:
+            await producer.stop()
+        await wait_for(lambda: worker.stats.matched.get(f"Events-Archive-{archive}") == 3, message="3 events archived")
+        await asyncio.sleep(1)
+
+        name = unique("replay")
+        await call(events, "start_replay", ReplayName=name, EventSourceArn=f"{ARN}:archive/{archive}",
+                   EventStartTime=before, EventEndTime=time.time(), Destination={"Arn": BUS, "FilterArns": [first]})
+        await wait_state(events, name, "COMPLETED")
+        # on the bus, each replayed event with one hop more; the rule it names gets them
+        replayed = {body(r)["detail"]["n"]: dict(r.headers)["eventweir-hops"]
+                    for r in await read_all(bootstrap_servers, bus_topic, idle=1.0) if "replay-name" in body(r)}
+        assert replayed == {0: b"1", 1: b"2"}
+        assert sorted(body(r)["detail"]["n"] for r in await read_all(bootstrap_servers, out1, expect=5)
+                      if "replay-name" in body(r)) == [0, 1]
+        # the one at routing.max_hops already: dead-lettered with the reason, not published
+        [letter] = await read_all(bootstrap_servers, dlq, expect=1)
+        headers = dict(letter.headers)
+        assert (body(letter)["detail"]["n"], headers["eventweir-stage"], headers["eventweir-error"]) == \
+            (2, b"replay", b"MaxHopsExceeded")
+        assert f"routing.max_hops is 2: replay {name}".encode() in headers["eventweir-message"]
+    finally:
+        await stop_worker(worker, task)
