@@ -207,14 +207,15 @@ class ReplayRunner:
                         if rec.timestamp >= end_ms:
                             done.add(p)  # past the range
                             break
-                        if hops_of(rec) >= max_hops:  # a replay is a hop too: past the limit, a dead letter
+                        hops = hops_of(rec)
+                        if hops >= max_hops:  # a replay is a hop too: past the limit, a dead letter
                             failure = Failure(rec, "replay", "MaxHopsExceeded", too_many_hops(
-                                hops_of(rec), max_hops, f"replay {replay.name} (to bus {replay.bus})"))
+                                hops, max_hops, f"replay {replay.name} (to bus {replay.bus})"))
                             sent_dead, _ = await self._batches.send(
                                 self.config.dead_letter.topic, [(rec.key, rec.value, dead_letter_headers(failure))])
                             dead += sent_dead
                         else:
-                            chunk.append((rec.key, stamp(rec.value, replay.name), one_more_hop(rec)))
+                            chunk.append((rec.key, stamp(rec.value, replay.name), one_more_hop(rec, hops)))
                         positions[p] = rec.offset + 1
                         last = rec.timestamp / 1000
                         wait = pace.wait()

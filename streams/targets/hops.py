@@ -24,10 +24,10 @@ def hops_of(record) -> int:
     return 0
 
 
-def one_more_hop(record) -> list[tuple[str, bytes]]:
-    """The record's headers as they go on to a bus: its hop count plus one."""
+def one_more_hop(record, hops: int | None = None) -> list[tuple[str, bytes]]:
+    """The record's headers as they go on to a bus: its hop count (`hops`, when read already) plus one."""
     headers = [h for h in record.headers or () if h[0] != HOPS_HEADER]
-    headers.append((HOPS_HEADER, b"%d" % (hops_of(record) + 1)))
+    headers.append((HOPS_HEADER, b"%d" % ((hops_of(record) if hops is None else hops) + 1)))
     return headers
 
 

@@ -238,8 +238,13 @@ async def test_a_cancelled_replay_stops(bootstrap_servers):
         await stop_worker(worker, task)
 
 
-async def test_a_replay_resumes_after_its_worker_stops_with_nothing_lost(bootstrap_servers):
-    archives = {**FAST, "replay_events_per_second": 10}
+@pytest.mark.parametrize("storage", ["kafka", "s3"])
+async def test_a_replay_resumes_after_its_worker_stops_with_nothing_lost(bootstrap_servers, storage, request):
+    archives: dict = {**FAST, "replay_events_per_second": 10}
+    if storage == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        archives.update(storage="s3", s3={"bucket": new_bucket(endpoint), "endpoint_url": endpoint,
+                                          "region": "us-east-1", "flush_size": 10, "flush_interval_s": 0.5})
     worker, task, port = await start(bootstrap_servers, archives=archives)
     running = [(worker, task)]
     try:
@@ -250,6 +255,11 @@ async def test_a_replay_resumes_after_its_worker_stops_with_nothing_lost(bootstr
         await wait_for(lambda: f"Events-Archive-{archive}/archive" in worker.targets, message="the archive's rule")
         before = await put_numbered(events, bootstrap_servers, out1, 40)
         await asyncio.sleep(1)
+        if storage == "s3":  # in the objects: flushed from 0.5 s quiet
+            store = worker.control.store.archives[archive]
+            await wait_for(lambda: asyncio.to_thread(lambda: sum(
+                len(jsonl(b, k)) for k, b in lake_objects(endpoint, archives["s3"]["bucket"], store.prefix).items()
+            ) == 40), message="the 40 events in the archive's objects")
         name = unique("resume")
         await call(events, "start_replay", ReplayName=name, EventSourceArn=f"{ARN}:archive/{archive}",
                    EventStartTime=before, EventEndTime=time.time(), Destination={"Arn": BUS, "FilterArns": [first]})
