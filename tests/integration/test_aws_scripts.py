@@ -270,8 +270,10 @@ ev put-rule --name orders-audit --event-bus-name "$BUS" --event-pattern '{"sourc
 ev put-targets --rule orders-audit --event-bus-name "$BUS" \
     --targets '[{"Id": "audit", "Arn": "arn:aws:sqs:us-east-1:123456789012:audit"}]' > /dev/null
 BUS_ARN=$(ev describe-event-bus --name "$BUS" --query Arn --output text)
+# (the pattern names the order to replay: under load the worker may archive o-1 and o-2 after this too, and an
+# archived event's time on Kafka is when it was archived)
 ARCHIVE_ARN=$(ev create-archive --archive-name "$BUS-archive" --event-source-arn "$BUS_ARN" --retention-days 7 \
-    --event-pattern '{"source": ["shop"]}' --query ArchiveArn --output text)
+    --event-pattern '{"source": ["shop"], "detail": {"id": ["o-3"]}}' --query ArchiveArn --output text)
 START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 sleep 3  # the archive's rule reaches the worker
 ev put-events --entries '[{"Source": "shop", "DetailType": "order placed", "Detail": "{\"id\": \"o-3\"}",
@@ -330,7 +332,8 @@ async def test_an_aws_cli_script_runs_unchanged_against_a_worker(bootstrap_serve
         assert sorted(json.loads(r.value)["order"] for r in await read_all(bootstrap_servers, orders, idle=1)) == \
             ["o-1", "o-3", "o-3"]
         audited = [json.loads(r.value) for r in await read_all(bootstrap_servers, audit, idle=1)]
-        assert [e["detail"]["id"] for e in audited] == ["o-3"]  # live only: the replay did not name this rule
+        # live only (o-1 and o-2 too, if the worker read them after this rule came): the replay did not name it
+        assert [e["detail"]["id"] for e in audited].count("o-3") == 1
         assert all("replay-name" not in e for e in audited)
     finally:
         await stop_worker(worker, task)
