@@ -285,6 +285,8 @@ class TargetSettings(Section):
     )
     aws_arn: str | None = Field(None, description="The AWS ARN the target was created with through api.arn_map: what "
                                 "ListTargetsByRule shows and ListRuleNamesByTarget finds it by.")
+    dead_letter_arn: str | None = Field(None, description="The AWS ARN DeadLetterConfig named (mapped to "
+                                        "dead_letter_topic through api.arn_map): what ListTargetsByRule shows.")
 
     @model_validator(mode="after")
     def _one_input(self):
@@ -468,9 +470,30 @@ class ApiSettings(Section):
         "eventweir targets, first match wins: [{arn: 'arn:aws:sqs:*:*:orders', target: {type: kafka, topic: orders}}].")
 
 
+class ArchiveLakeSettings(Section):
+    """Where archives go when archives.storage is s3: a bucket, objects under a prefix, Object Lock optional."""
+
+    bucket: str = Field(description="The S3 bucket archives are written to (Object Lock needs a bucket created with "
+                        "Object Lock enabled).")
+    prefix: str = Field("eventweir/archives/", pattern=r"^([A-Za-z0-9!_.*'()=-]+/)*$",
+                        description="An archive's objects: <prefix><archive name>.<created ms>/<topic>+<partition>+"
+                        "<first offset>.jsonl.gz; its progress markers beside them, under <...>.progress/.")
+    endpoint_url: str | None = Field(None, description="An S3-compatible endpoint (MinIO, moto); default AWS.")
+    region: str | None = None
+    object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] | None = Field(
+        None, description="Write each archive object with S3 Object Lock retention in this mode until the archive's "
+        "RetentionDays after the write (RetentionDays 0: no retention, kept until deleted).")
+    flush_size: int = Field(10_000, ge=1, description="Events per object at most (per bus partition).")
+    flush_interval_s: float = Field(60.0, gt=0, description="A quiet partition's events are written after this long.")
+
+
 class ArchiveSettings(Section):
     """Archives and replays made through the API (CreateArchive, StartReplay): README, "Archives and replay"."""
 
+    storage: Literal["kafka", "s3"] = Field("kafka", description="Where CreateArchive keeps an archive: a Kafka topic "
+                                            "with time retention, or objects in archives.s3 (with Object Lock "
+                                            "retention when configured), which can outlive Kafka's retention.")
+    s3: ArchiveLakeSettings | None = Field(None, description="The S3 lake archives go to when storage is s3.")
     topic_prefix: str = Field("eventweir.archive.", pattern=r"^[A-Za-z0-9._-]{0,40}$",
                               description="An archive's Kafka topic: <topic_prefix><archive name>.")
     replay_events_per_second: float = Field(1000.0, gt=0, description="How fast one replay republishes archived "
@@ -484,6 +507,12 @@ class ArchiveSettings(Section):
     replay_progress_interval_s: float = Field(1.0, gt=0, description="How often a running replay saves its position "
                                               "(after its events are acknowledged): at most this much is replayed "
                                               "twice after a worker dies.")
+
+    @model_validator(mode="after")
+    def _lake(self):
+        if self.storage == "s3" and self.s3 is None:
+            raise ValueError("storage s3 needs archives.s3 (bucket, prefix ...)")
+        return self
 
 
 class Config(Section):

@@ -3,9 +3,12 @@
 An archive is a Kafka topic (<archives.topic_prefix><name>, retention = RetentionDays, 0 = kept
 forever) and a rule on its source bus, `Events-Archive-<name>` as on AWS, whose one target
 produces the events it matches to that topic: archiving is routing, with the worker's usual
-delivery guarantees. A replay (streams/runtime/replay.py) republishes a time range of an archive
-to the archive's bus with a top-level `replay-name` field, as AWS delivers it. Routing then keeps
-AWS's promises with patterns alone:
+delivery guarantees. With archives.storage s3 the target is an s3 target instead, writing the
+events as objects under a prefix of the archives' lake (with Object Lock retention of
+RetentionDays when configured), which outlive Kafka's retention.
+
+A replay (streams/runtime/replay.py) republishes a time range of an archive to the archive's bus
+with a top-level `replay-name` field, as AWS delivers it. Routing then keeps AWS's promises with patterns alone:
 
 - an archive rule's pattern has `"replay-name": [{"exists": false}]`: a replayed event is never
   archived again (AWS's own archive rules carry the same condition);
@@ -21,6 +24,7 @@ under a progress write made before the runner saw it). Rule names have no `/`, s
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +32,7 @@ import orjson
 
 from streams.config import Config, RuleSettings, TargetSettings
 
+log = logging.getLogger(__name__)
 ARCHIVE_KEY, REPLAY_KEY, CANCEL_KEY = "archive/", "replay/", "replay-cancel/"
 ARCHIVE_RULE_PREFIX = "Events-Archive-"
 REPLAY_FIELD = "replay-name"
@@ -44,6 +49,7 @@ class StoredArchive:
     retention_days: int
     description: str
     created: float
+    prefix: str = ""  # set for an archive in the S3 lake (archives.storage: s3): its objects' prefix; topic is ""
 
     def to_json(self) -> bytes:
         return orjson.dumps(dataclasses.asdict(self))
@@ -114,12 +120,33 @@ def with_archives(config: Config, rules: list[RuleSettings], archives: dict[str,
             rule = rule.model_copy(update={"event_pattern": pattern})
         out.append(rule)
     for name, archive in sorted(archive_rules.items()):
+        target = archive_target(config, archive)
+        if target is None:
+            log.error("archive %s is in the S3 lake, and archives.s3 is no longer configured: it archives nothing "
+                      "until it is", archive.name)
+            continue
         out.append(RuleSettings(
             name=name, description=f"Archive {archive.name}",
             event_pattern={**(archive.event_pattern or {}), REPLAY_FIELD: [{"exists": False}]},
-            targets=[TargetSettings.model_validate({"id": "archive", "type": "kafka", "topic": archive.topic})],
+            targets=[TargetSettings.model_validate(target)],
             event_bus_name=None if archive.bus == config.bus.name else archive.bus))
     return out
+
+
+def archive_target(config: Config, archive: StoredArchive) -> dict[str, Any] | None:
+    """The archive rule's target: a kafka target to its topic, or an s3 target to its prefix in the
+    archives' lake, written with Object Lock for RetentionDays when archives.s3.object_lock_mode is set."""
+    lake = config.archives.s3
+    if not archive.prefix:
+        return {"id": "archive", "type": "kafka", "topic": archive.topic}
+    if lake is None:  # made while storage was s3; the lake's settings have gone from the config since
+        return None
+    locked = lake.object_lock_mode is not None and archive.retention_days > 0
+    return {"id": "archive", "type": "s3", "bucket": lake.bucket, "endpoint_url": lake.endpoint_url,
+            "region": lake.region, "prefix": archive.prefix, "state_prefix": archive.prefix.rstrip("/") + ".progress/",
+            "format": "jsonl", "compression": "gzip", "flush_size": lake.flush_size,
+            "flush_interval_s": lake.flush_interval_s, "object_lock_mode": lake.object_lock_mode if locked else None,
+            "object_lock_days": archive.retention_days if locked else 0}
 
 
 def retention_ms(days: int) -> str:

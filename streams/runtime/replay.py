@@ -14,7 +14,9 @@ An archive partition is replayed in offset order to the bus partition of the sam
 the bus's partitions), so per-partition order is kept; its range is from the first offset at or
 after EventStartTime (Kafka's offsets-for-times: an event's time in an archive is its record's
 timestamp, when it was archived) to the first record at or after EventEndTime, or the
-partition's end.
+partition's end. A replayed event is a hop (streams/targets/hops.py): it goes with its archived
+hop count plus one, and one already at routing.max_hops goes to the dead-letter topic instead
+(MaxHopsExceeded), acknowledged before the position past it is saved, as the replayed ones are.
 """
 from __future__ import annotations
 
@@ -24,14 +26,21 @@ import logging
 import time
 import uuid
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from processors.core import Failure
 from streams import metrics
 from streams.config import Config
 from streams.kafka.producer import BatchProducer, make_producer
 from streams.kafka.read import partitions_of
-from streams.runtime.archives import ACTIVE, STATES, StoredReplay, shown_state, stamp
+from streams.runtime.archives import ACTIVE, STATES, StoredArchive, StoredReplay, shown_state, stamp
 from streams.runtime.buses import all_buses
+from streams.targets.deadletter import dead_letter_headers
+from streams.targets.hops import HOPS_HEADER, hops_of, one_more_hop, too_many_hops
+from streams.targets.s3.formats import decode_jsonl
+from streams.targets.s3.layout import parse_object_key, parse_time
+from streams.targets.s3.objectstore import S3Store
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +130,9 @@ class ReplayRunner:
         if bus is None or bus.topic is None:
             await self._save(replay, state="FAILED", ended=time.time(), reason=f"Event bus {replay.bus} does not exist.")
             return
+        if archive.prefix:
+            await self._replay_lake(replay, archive, bus.topic)
+            return
         consumer = AIOKafkaConsumer(**self.config.kafka.client_options(), group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="earliest")  # a position retention removed: its next record
         await consumer.start()
@@ -170,8 +182,10 @@ class ReplayRunner:
         for tp in todo:
             consumer.seek(tp, positions.get(tp.partition, 0))
         bus_partitions = await self._batches.partitions(bus_topic)
-        interval, pace = 1.0 / self.settings.replay_events_per_second, time.monotonic()
+        pace = Pace(self.settings.replay_events_per_second)
         pending: list[tuple[asyncio.Future, list[int]]] = []
+        dead: list[tuple[asyncio.Future, list[int]]] = []  # dead letters, acknowledged before a save as well
+        max_hops = self.config.routing.max_hops
         last = replay.last_replayed
         saved_at = time.monotonic()
         while True:
@@ -193,29 +207,127 @@ class ReplayRunner:
                         if rec.timestamp >= end_ms:
                             done.add(p)  # past the range
                             break
-                        chunk.append((rec.key, stamp(rec.value, replay.name), rec.headers))
+                        hops = hops_of(rec)
+                        if hops >= max_hops:  # a replay is a hop too: past the limit, a dead letter
+                            failure = Failure(rec, "replay", "MaxHopsExceeded", too_many_hops(
+                                hops, max_hops, f"replay {replay.name} (to bus {replay.bus})"))
+                            sent_dead, _ = await self._batches.send(
+                                self.config.dead_letter.topic, [(rec.key, rec.value, dead_letter_headers(failure))])
+                            dead += sent_dead
+                        else:
+                            chunk.append((rec.key, stamp(rec.value, replay.name), one_more_hop(rec, hops)))
                         positions[p] = rec.offset + 1
                         last = rec.timestamp / 1000
-                        now = time.monotonic()
-                        pace = max(pace, now - 1.0) + interval  # at most a second of burst after a stall
-                        if pace - now > 0.01:  # ahead of the rate: send what is taken, then wait
+                        wait = pace.wait()
+                        if wait:  # ahead of the rate: send what is taken, then wait
                             pending += await self._produce(bus_topic, target, chunk)
-                            await asyncio.sleep(pace - now)
+                            await asyncio.sleep(wait)
                         cut = time.monotonic() - saved_at >= self.settings.replay_progress_interval_s
                     pending += await self._produce(bus_topic, target, chunk)
                 todo = [tp for tp in todo if tp.partition not in done]
                 if todo and time.monotonic() - saved_at < self.settings.replay_progress_interval_s:
                     continue
-            sent = sum(len(indexes) for _, indexes in pending)
-            await asyncio.gather(*(f for f, _ in pending))  # acknowledged before the position that covers them is saved
-            metrics.REPLAYED_EVENTS.inc(sent)
-            pending = []
+            await asyncio.gather(*(f for f, _ in dead))  # dead letters: acknowledged too, not counted as replayed
+            saved = await self._checkpoint(replay, pending, positions, last, done, finished=not todo)
+            pending, dead = [], []
             saved_at = time.monotonic()
-            if replay.name in self.store.cancelled:
-                await self._save(replay, state="CANCELLED", ended=time.time(), positions=positions, last_replayed=last,
-                                 done=tuple(sorted(done)))
+            if saved is None or not todo:
                 return
-            replay = await self._save(replay, positions=dict(positions), last_replayed=last, done=tuple(sorted(done)),
-                                      **({} if todo else {"state": "COMPLETED", "ended": time.time()}))
-            if not todo:
-                return
+            replay = saved
+
+    async def _checkpoint(self, replay: StoredReplay, sent: list[tuple[asyncio.Future, list[int]]],
+                          positions: dict[int, int], last: float | None, done: set[int],
+                          finished: bool) -> StoredReplay | None:
+        """Save the progress once the events `sent` are acknowledged; None when
+        the replay was cancelled (and is saved CANCELLED)."""
+        await asyncio.gather(*(f for f, _ in sent))  # acknowledged before the position that covers them is saved
+        metrics.REPLAYED_EVENTS.inc(sum(len(indexes) for _, indexes in sent))
+        if replay.name in self.store.cancelled:
+            await self._save(replay, state="CANCELLED", ended=time.time(), positions=dict(positions),
+                             last_replayed=last, done=tuple(sorted(done)))
+            return None
+        return await self._save(replay, positions=dict(positions), last_replayed=last, done=tuple(sorted(done)),
+                                **({"state": "COMPLETED", "ended": time.time()} if finished else {}))
+
+    async def _replay_lake(self, replay: StoredReplay, archive: StoredArchive, bus_topic: str) -> None:
+        """Republish an archive in the S3 lake: per archive partition, its objects in offset order and
+        their events in order, those whose `time` is in [EventStartTime, EventEndTime). A partition's
+        position is how many of its archived events were handled; a partition is done at its last
+        object. The lake keeps no Kafka headers: a replayed event makes its first hop here."""
+        lake = self.config.archives.s3
+        if lake is None:
+            await self._save(replay, state="FAILED", ended=time.time(),
+                             reason=f"Archive {archive.name} is in the S3 lake, and archives.s3 is not configured.")
+            return
+        store = await asyncio.to_thread(S3Store, lake.bucket, endpoint_url=lake.endpoint_url, region=lake.region)
+        try:
+            if replay.state == "STARTING":
+                if await self._cancelled(replay, self.settings.replay_start_delay_s):
+                    return
+                replay = await self._save(replay, state="RUNNING")
+            objects: dict[int, list[tuple[int, str, str]]] = {}
+            for key in await asyncio.to_thread(store.keys, archive.prefix):
+                parsed = parse_object_key(key)
+                if parsed is not None:
+                    objects.setdefault(parsed[1], []).append((parsed[2], key, parsed[3]))
+            bus_partitions = await self._batches.partitions(bus_topic)
+            start_ms, end_ms = replay.start * 1000, replay.end * 1000
+            positions, done, last = dict(replay.positions), set(replay.done), replay.last_replayed
+            pace, saved_at = Pace(self.settings.replay_events_per_second), time.monotonic()
+            pending: list[tuple[asyncio.Future, list[int]]] = []
+            for p in sorted(set(objects) - done):
+                target, seen = bus_partitions[p % len(bus_partitions)], 0
+                for _, key, ext in sorted(objects[p]):
+                    lines = await asyncio.to_thread(_read_lines, store, key, ext)
+                    chunk: list[tuple] = []
+                    for line in lines:
+                        seen += 1
+                        if seen <= positions.get(p, 0):
+                            continue  # handled before a restart
+                        when = _event_ms(line)
+                        if when is not None and start_ms <= when < end_ms:
+                            chunk.append((None, stamp(line, replay.name), [(HOPS_HEADER, b"1")]))
+                            last = when / 1000
+                            wait = pace.wait()
+                            if wait:
+                                pending += await self._produce(bus_topic, target, chunk)
+                                await asyncio.sleep(wait)
+                        positions[p] = seen
+                    pending += await self._produce(bus_topic, target, chunk)
+                    if time.monotonic() - saved_at >= self.settings.replay_progress_interval_s:
+                        saved = await self._checkpoint(replay, pending, positions, last, done, finished=False)
+                        pending, saved_at = [], time.monotonic()
+                        if saved is None:
+                            return
+                        replay = saved
+                done.add(p)
+            await self._checkpoint(replay, pending, positions, last, done, finished=True)
+        finally:
+            store.close()
+
+
+class Pace:
+    """At most `rate` events a second, with at most a second of burst after a stall."""
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate
+        self.at = time.monotonic()
+
+    def wait(self) -> float:
+        """How long to wait before the next event (0: go on)."""
+        now = time.monotonic()
+        self.at = max(self.at, now - 1.0) + self.interval
+        return self.at - now if self.at - now > 0.01 else 0.0
+
+
+def _read_lines(store: S3Store, key: str, ext: str) -> list[bytes]:
+    body = store.get(key)
+    return decode_jsonl(body, ext) if body else []
+
+
+def _event_ms(line: bytes) -> float | None:
+    """The archived event's `time` in epoch milliseconds, or None when it has none readable (not replayed)."""
+    try:
+        return parse_time(orjson.loads(line).get("time")).timestamp() * 1000
+    except (ValueError, AttributeError, orjson.JSONDecodeError):
+        return None

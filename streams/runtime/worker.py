@@ -23,6 +23,7 @@ from streams.config import Config
 from streams.kafka.admin import ensure_topics
 from streams.kafka.fastpath import consumer_record, fetch_records
 from streams.kafka.producer import BatchProducer
+from streams.runtime.archives import ARCHIVE_RULE_PREFIX
 from streams.runtime.backpressure import Backpressure
 from streams.runtime.buses import all_buses
 from streams.runtime.discovery import SchemaDiscovery
@@ -153,8 +154,10 @@ class Worker:
         assert self.producer_batches is not None
         if target.dead_letter_topic:
             await self.producer_batches.partitions(target.dead_letter_topic)  # fail now if it is missing
-        if self._bus is not None and hasattr(target, "on_object"):
-            target.on_object = self.publish_to_bus  # sinks that announce what they wrote (the S3 lake)
+        # sinks that announce what they wrote (the S3 lake); not an archive's: its objects are its storage,
+        # and announcing them on the bus it archives would archive the announcements too
+        if self._bus is not None and hasattr(target, "on_object") and not target.id.startswith(ARCHIVE_RULE_PREFIX):
+            target.on_object = self.publish_to_bus
         await target.start()
 
     def follow_bus_topics(self, topics: set[str]) -> None:

@@ -11,17 +11,15 @@ InvocationRateLimitPerSecond holds for all of the worker's targets of that desti
 Retries are API destinations': 429 and 5xx (and timeouts, connection errors) are retried by the
 target's RetryPolicy, no sooner than a Retry-After says; other statuses are dead-lettered at
 once. The connection and destination are looked up for every request, so UpdateConnection and
-UpdateApiDestination apply without rebuilding the target.
+UpdateApiDestination apply without rebuilding the target. Lanes per partition, the session and
+the request itself are the http target's (streams/targets/http.py, HttpLanes).
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import re
 import time
-from collections import deque
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 import aiohttp
@@ -30,15 +28,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from yarl import URL
 
 from processors.paths import get_path, split_path
-from streams.targets.base import Item, Target
+from streams.targets.base import Item
 from streams.targets.connections import ApiDestinations, Connection, SecretError
-from streams.targets.http import AddressNotAllowed, AddressPolicy, PolicyResolver
+from streams.targets.http import AddressPolicy, HttpLanes, retry_after, where
 from streams.targets.retry import DeliveryError
 
 log = logging.getLogger(__name__)
 
 ARN = re.compile(r"^arn:aws[a-z-]*:events:[a-z0-9-]*:\d{12}:api-destination/([\.\-_A-Za-z0-9]+)/[\-A-Za-z0-9]+$")
-MAX_RETRY_AFTER_S = 300.0
 PREPARED_FOR_S = 60.0  # how long a call's prepared URL, headers and opened secrets are reused
 
 
@@ -80,68 +77,19 @@ def _pairs(params: list[dict] | None) -> dict[str, dict]:
     return {p["Key"]: p for p in params or [] if isinstance(p, dict) and "Key" in p}
 
 
-def _retry_after(header: str | None) -> float | None:
-    if not header:
-        return None
-    try:
-        return min(MAX_RETRY_AFTER_S, max(0.0, float(header)))
-    except ValueError:
-        pass
-    try:
-        return min(MAX_RETRY_AFTER_S, max(0.0, parsedate_to_datetime(header).timestamp() - time.time()))
-    except (TypeError, ValueError):
-        return None
-
-
-class ApiDestinationTarget(Target):
+class ApiDestinationTarget(HttpLanes):
     kind = "apidestination"
 
     def __init__(self, target_id: str, settings: Settings, max_in_flight: int, dead_letters,
                  registry: ApiDestinations, policy: AddressPolicy):
-        super().__init__(target_id, max_in_flight, dead_letters)
+        super().__init__(target_id, max_in_flight, dead_letters, policy, settings.timeout_s)
         self.settings = settings
         self._name = settings.destination
         self.registry = registry
-        self.policy = policy
         self._dynamic = any(v.startswith("$.") for v in (*settings.path_parameter_values,
                                                           *settings.header_parameters.values(),
                                                           *settings.query_string_parameters.values()))
-        self._lanes: dict[tuple[str, int], deque] = {}
-        self._tasks: dict[tuple[str, int], asyncio.Task] = {}
-        self._session: aiohttp.ClientSession | None = None
         self._prepared: tuple | None = None  # (destination, connection, when, url, headers, body params, secrets)
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
-                                              connector=aiohttp.TCPConnector(resolver=PolicyResolver(self.policy)))
-
-    async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-
-    def write(self, items: list[Item]) -> None:
-        # one lane per source partition, as the http target: each partition's order holds at the endpoint
-        for item in items:
-            record = item[0].record
-            key = (record.topic, record.partition)
-            self._lanes.setdefault(key, deque()).append(item)
-            if key not in self._tasks:
-                self._tasks[key] = asyncio.create_task(self._drain(key), name=f"target-{self.id}")
-
-    async def _drain(self, key) -> None:
-        lane = self._lanes[key]
-        try:
-            while lane:
-                await self.deliver_with_retry([lane[0]], self._send)
-                lane.popleft()
-        finally:
-            if not lane:
-                self._lanes.pop(key, None)
-            self._tasks.pop(key, None)
 
     # -- one request --
     async def _send(self, items: list[Item]) -> None:
@@ -164,19 +112,19 @@ class ApiDestinationTarget(Target):
             if connection.type == "OAUTH_CLIENT_CREDENTIALS":
                 token = await self._token(connection, secrets)
                 headers["Authorization"] = f"Bearer {token}"
-            status, text, retry_after = await self._call(destination.method, url, headers, body)
+            status, text, wait = await self._call(destination.method, url, headers, body)
             if status == 401 and token is not None:  # the token may have been revoked early: one fresh one
                 self.registry.drop_token(connection.name, token)
                 headers["Authorization"] = f"Bearer {await self._token(connection, secrets)}"
                 await limiter.acquire()  # a second request: within the rate too
-                status, text, retry_after = await self._call(destination.method, url, headers, body)
+                status, text, wait = await self._call(destination.method, url, headers, body)
         except SecretError as exc:
             raise DeliveryError("ConnectionSecretUnavailable", str(exc), False) from None
         if status < 300:
             return
-        raise DeliveryError(f"HttpStatus{status}", _scrub(f"{_where(destination.method, url)} returned {status}: {text}",
+        raise DeliveryError(f"HttpStatus{status}", _scrub(f"{where(destination.method, url)} returned {status}: {text}",
                                                           secrets),
-                            retryable=status == 429 or status >= 500, retry_after=retry_after)
+                            retryable=status == 429 or status >= 500, retry_after=wait)
 
     def _request(self, destination, connection: Connection, delivery, secrets: list[str]):
         """URL, headers and body of one call. What does not depend on the event is prepared once
@@ -281,7 +229,7 @@ class ApiDestinationTarget(Target):
                 if resp.status >= 300:
                     retry = resp.status == 429 or resp.status >= 500
                     raise DeliveryError("OAuthTokenFailed", f"{where} returned {resp.status}", retry,
-                                        retry_after=_retry_after(resp.headers.get("Retry-After")))
+                                        retry_after=retry_after(resp.headers.get("Retry-After")))
                 doc = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise DeliveryError("OAuthTokenFailed", f"{where}: {type(exc).__name__}", True) from None
@@ -291,29 +239,7 @@ class ApiDestinationTarget(Target):
         return doc["access_token"], float(expires_in) if isinstance(expires_in, (int, float)) else None
 
     async def _call(self, method: str, url: str, headers: dict, body: bytes):
-        session = self._session
-        assert session is not None, "start() opens the session"
-        try:
-            async with session.request(method, url, data=body if method not in ("GET", "HEAD") else None,
-                                       headers=headers) as resp:
-                if resp.status < 300:
-                    return resp.status, "", None
-                text = (await resp.text(errors="replace"))[:512]
-                return resp.status, text, _retry_after(resp.headers.get("Retry-After"))
-        except TimeoutError:
-            raise DeliveryError("Timeout", f"no response from {_where(method, url)} within {self.settings.timeout_s}s",
-                                True) from None
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, AddressNotAllowed):
-                raise DeliveryError("AddressNotAllowed", f"{_where(method, url)}: {exc.os_error}", False) from None
-            raise DeliveryError("ConnectionError", f"{_where(method, url)}: {type(exc).__name__}", True) from None
-        except aiohttp.ClientError as exc:
-            raise DeliveryError("ConnectionError", f"{_where(method, url)}: {type(exc).__name__}", True) from None
-
-
-def _where(method: str, url: str) -> str:
-    """The request, for a message: without its query string, which may carry a secret parameter."""
-    return f"{method} {URL(url).with_query(None)}"
+        return await self.request(method, url, headers, body if method not in ("GET", "HEAD") else None)
 
 
 def _scrub(text: str, secrets: list[str]) -> str:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from streams.config import BUS_NAME
 from streams.kafka.producer import BatchProducer
 from streams.targets.base import Item, RecordChunk, Target
-from streams.targets.hops import HOPS_HEADER, hops_of, too_many_hops
+from streams.targets.hops import hops_of, one_more_hop, too_many_hops
 from streams.targets.kafka import KafkaTarget, TopicSender, trace_context
 
 BUS_ARN = re.compile(r"^arn:aws[a-z-]*:events:[a-z0-9-]*:\d{12}:event-bus/(?P<name>.+)$")
@@ -94,10 +94,9 @@ class BusTarget(KafkaTarget):
         out = []
         for delivery, _ in items:
             record = delivery.record
-            headers = [h for h in record.headers or () if h[0] != HOPS_HEADER]
+            headers = one_more_hop(record)
             if not any(h[0] == "traceparent" for h in headers):
-                headers.append(trace_context(record))
-            headers.append((HOPS_HEADER, b"%d" % (hops_of(record) + 1)))
+                headers.insert(-1, trace_context(record))
             out.append(headers)
         return out
 

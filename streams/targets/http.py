@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 from collections import deque
+from email.utils import parsedate_to_datetime
 from typing import Literal
 
 import aiohttp
@@ -30,6 +31,7 @@ from streams.targets.retry import DeliveryError
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({401, 407, 409, 429})
+MAX_RETRY_AFTER_S = 300.0
 
 
 class AddressNotAllowed(OSError):
@@ -147,22 +149,17 @@ class RateLimiter:
             await asyncio.sleep(wait)
 
 
-class HttpTarget(Target):
-    kind = "http"
+class HttpLanes(Target):
+    """What the http and apidestination targets share: one lane per source partition (its events
+    go out one after another, each retried in place by the rule's RetryPolicy before the next, so
+    the partition's order holds at the endpoint), one session whose resolver applies the address
+    policy, and one request whose failures become DeliveryErrors. A subclass's `_send` makes the
+    request for one event and decides which statuses are retried."""
 
-    def __init__(self, target_id: str, settings, max_in_flight: int, dead_letters,
-                 policy: AddressPolicy | None = None):
+    def __init__(self, target_id: str, max_in_flight: int, dead_letters, policy: AddressPolicy, timeout_s: float):
         super().__init__(target_id, max_in_flight, dead_letters)
-        self.policy = policy or AddressPolicy()
-        refusal = self.policy.check_url(settings.url)
-        if refusal is not None:
-            raise ValueError(f"url: {refusal}")
-        self.url = settings.url
-        self.method = settings.method
-        self.timeout_s = settings.timeout_s
-        self.headers = {"Content-Type": "application/json", **settings.headers, **auth_headers(settings.auth)}
-        self._limiter = RateLimiter(settings.rate_limit_per_second) if settings.rate_limit_per_second else None
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self.policy = policy
+        self.timeout_s = timeout_s
         self._lanes: dict[tuple[str, int], deque] = {}
         self._tasks: dict[tuple[str, int], asyncio.Task] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -202,30 +199,76 @@ class HttpTarget(Target):
             self._tasks.pop(lane_key, None)
 
     async def _send(self, items: list[Item]) -> None:
+        raise NotImplementedError
+
+    async def request(self, method: str, url: str, headers: dict, body: bytes | None) -> tuple[int, str, float | None]:
+        """(status, the start of the body unless 2xx, Retry-After in seconds); a request that got no
+        status raises DeliveryError. Messages name the request without its query string, which may
+        carry a secret parameter."""
+        session = self._session
+        assert session is not None, "start() opens the session"
+        try:
+            async with session.request(method, url, data=body, headers=headers) as resp:
+                if resp.status < 300:
+                    return resp.status, "", None
+                text = (await resp.text(errors="replace"))[:512]
+                return resp.status, text, retry_after(resp.headers.get("Retry-After"))
+        except TimeoutError:
+            raise DeliveryError("Timeout", f"no response from {where(method, url)} within {self.timeout_s}s",
+                                True) from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, AddressNotAllowed):
+                raise DeliveryError("AddressNotAllowed", f"{where(method, url)}: {exc.os_error}", False) from None
+            # its text names the host, port and OS error: never the path or query
+            raise DeliveryError("ConnectionError", f"{where(method, url)}: {type(exc).__name__}: {exc}", True) from None
+        except aiohttp.ClientError as exc:
+            raise DeliveryError("ConnectionError", f"{where(method, url)}: {type(exc).__name__}", True) from None
+
+
+def where(method: str, url: str) -> str:
+    """The request, for a message: without its query string, which may carry a secret parameter."""
+    return f"{method} {URL(url).with_query(None)}"
+
+
+def retry_after(header: str | None) -> float | None:
+    """A Retry-After header (seconds or an HTTP date) in seconds, at most MAX_RETRY_AFTER_S."""
+    if not header:
+        return None
+    try:
+        return min(MAX_RETRY_AFTER_S, max(0.0, float(header)))
+    except ValueError:
+        pass
+    try:
+        return min(MAX_RETRY_AFTER_S, max(0.0, parsedate_to_datetime(header).timestamp() - time.time()))
+    except (TypeError, ValueError):
+        return None
+
+
+class HttpTarget(HttpLanes):
+    kind = "http"
+
+    def __init__(self, target_id: str, settings, max_in_flight: int, dead_letters,
+                 policy: AddressPolicy | None = None):
+        super().__init__(target_id, max_in_flight, dead_letters, policy or AddressPolicy(), settings.timeout_s)
+        refusal = self.policy.check_url(settings.url)
+        if refusal is not None:
+            raise ValueError(f"url: {refusal}")
+        self.url = settings.url
+        self.method = settings.method
+        self.headers = {"Content-Type": "application/json", **settings.headers, **auth_headers(settings.auth)}
+        self._limiter = RateLimiter(settings.rate_limit_per_second) if settings.rate_limit_per_second else None
+        self._slots = asyncio.Semaphore(settings.concurrency)
+
+    async def _send(self, items: list[Item]) -> None:
         body = items[0][0].payload  # the router renders every payload to bytes
         if self._limiter is not None:
             await self._limiter.acquire()
         async with self._slots:
-            session = self._session
-            assert session is not None, "start() opens the session"
-            try:
-                async with session.request(self.method, self.url, data=body, headers=self.headers) as resp:
-                    if resp.status < 300:
-                        return
-                    text = (await resp.text(errors="replace"))[:512]
-                    status = resp.status
-            except TimeoutError:
-                raise DeliveryError("Timeout", f"no response from {self.url} within {self.timeout_s}s", True) from None
-            except aiohttp.ClientConnectorError as exc:
-                if isinstance(exc.os_error, AddressNotAllowed):
-                    raise DeliveryError("AddressNotAllowed", f"{self.method} {self.url}: {exc.os_error}", False) from None
-                raise DeliveryError("ConnectionError", f"{self.method} {self.url}: {type(exc).__name__}: {exc}",
-                                    True) from None
-            except aiohttp.ClientError as exc:
-                raise DeliveryError("ConnectionError", f"{self.method} {self.url}: {type(exc).__name__}: {exc}",
-                                    True) from None
-        raise DeliveryError(f"HttpStatus{status}", f"{self.method} {self.url} returned {status}: {text}",
-                            retryable=status in RETRYABLE_STATUS or status >= 500)
+            status, text, wait = await self.request(self.method, self.url, self.headers, body)
+        if status < 300:
+            return
+        raise DeliveryError(f"HttpStatus{status}", f"{where(self.method, self.url)} returned {status}: {text}",
+                            retryable=status in RETRYABLE_STATUS or status >= 500, retry_after=wait)
 
 
 def build(context, name: str, settings: Settings) -> HttpTarget:

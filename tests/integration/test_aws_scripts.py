@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.runtime.buses import all_buses
 from tests.integration.http_endpoint import Endpoint
 from tests.integration.kafka_helpers import create_topics, read_all, unique, wait_for
 from tests.integration.test_api_destinations import SECRETS_KEY
@@ -209,6 +210,43 @@ async def test_tags_on_rules_and_buses_are_kept_with_them(bootstrap_servers):
         await stop_worker(worker, task)
 
 
+async def test_a_dead_letter_queue_arn_maps_through_api_arn_map_onto_a_topic(bootstrap_servers):
+    failed = unique("orders-dlq")
+    await create_topics(bootstrap_servers, failed)
+    async with Endpoint(status=400) as function:  # refuses every event: 400 is not retried
+        worker, task, port = await start(bootstrap_servers, [
+            {"arn": "arn:aws:sqs:*:*:orders-dlq", "target": {"type": "kafka", "topic": failed}},
+            {"arn": "arn:aws:lambda:*:*:function:notify", "target": {"type": "http", "url": function.url}}])
+        try:
+            events = client(port)
+            await call(events, "put_rule", Name="orders", EventPattern=json.dumps({"source": ["shop"]}))
+            await call(events, "put_targets", Rule="orders", Targets=[
+                {"Id": "fn", "Arn": "arn:aws:lambda:us-east-1:123456789012:function:notify",
+                 "DeadLetterConfig": {"Arn": f"{SQS}:orders-dlq"}}])
+            await wait_for(lambda: "orders/fn" in worker.targets, message="the worker to apply the rule")
+            listed = (await call(events, "list_targets_by_rule", Rule="orders"))["Targets"]
+            assert listed[0]["DeadLetterConfig"] == {"Arn": f"{SQS}:orders-dlq"}  # what the script sent
+
+            await call(events, "put_events", Entries=[entry("shop", 7)])
+            [letter] = await read_all(bootstrap_servers, failed, expect=1)
+            assert json.loads(letter.value)["detail"] == {"n": 7}
+            assert (dict(letter.headers)["eventweir-target"], dict(letter.headers)["eventweir-error"]) == \
+                (b"orders/fn", b"HttpStatus400")
+
+            # a queue with no row: refused, naming the row to add; a row that is not a topic: refused, saying so
+            code, message = await error_of(call(events, "put_targets", Rule="orders", Targets=[
+                {"Id": "fn", "Arn": "kafka://x", "DeadLetterConfig": {"Arn": f"{SQS}:refunds-dlq"}}]))
+            assert (code, message) == ("ValidationException", (
+                f"DeadLetterConfig Arn '{SQS}:refunds-dlq' is not mapped to an eventweir target: add it to api.arn_map "
+                f"in the config, e.g. {{arn: '{SQS}:refunds-dlq', target: {{type: kafka, topic: <topic>}}}}."))
+            code, message = await error_of(call(events, "put_targets", Rule="orders", Targets=[
+                {"Id": "fn", "Arn": "kafka://x",
+                 "DeadLetterConfig": {"Arn": "arn:aws:lambda:us-east-1:123456789012:function:notify"}}]))
+            assert code == "ValidationException" and "a dead-letter queue is a Kafka topic" in message
+        finally:
+            await stop_worker(worker, task)
+
+
 # a team's script from AWS, as it runs there: only the endpoint is new
 SCRIPT = r"""
 set -euo pipefail
@@ -226,6 +264,32 @@ ev list-rule-names-by-target --target-arn arn:aws:sqs:us-east-1:123456789012:ord
     > "$OUT/names.json"
 ev tag-resource --resource-arn "$RULE_ARN" --tags Key=cost-center,Value=42
 ev list-tags-for-resource --resource-arn "$RULE_ARN" > "$OUT/tags.json"
+
+# recovery after a bad deploy: archive the bus, replay a time range to one rule, wait for it
+ev put-rule --name orders-audit --event-bus-name "$BUS" --event-pattern '{"source": ["shop"]}' > /dev/null
+ev put-targets --rule orders-audit --event-bus-name "$BUS" \
+    --targets '[{"Id": "audit", "Arn": "arn:aws:sqs:us-east-1:123456789012:audit"}]' > /dev/null
+BUS_ARN=$(ev describe-event-bus --name "$BUS" --query Arn --output text)
+# (the pattern names the order to replay: under load the worker may archive o-1 and o-2 after this too, and an
+# archived event's time on Kafka is when it was archived)
+ARCHIVE_ARN=$(ev create-archive --archive-name "$BUS-archive" --event-source-arn "$BUS_ARN" --retention-days 7 \
+    --event-pattern '{"source": ["shop"], "detail": {"id": ["o-3"]}}' --query ArchiveArn --output text)
+START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+sleep 3  # the archive's rule reaches the worker
+ev put-events --entries '[{"Source": "shop", "DetailType": "order placed", "Detail": "{\"id\": \"o-3\"}",
+    "EventBusName": "'"$BUS"'"}]' > /dev/null
+sleep 2
+END=$(date -u -d '+2 seconds' +%Y-%m-%dT%H:%M:%SZ)
+sleep 3
+ev start-replay --replay-name "$BUS-replay" --event-source-arn "$ARCHIVE_ARN" --event-start-time "$START" \
+    --event-end-time "$END" --destination "{\"Arn\": \"$BUS_ARN\", \"FilterArns\": [\"$RULE_ARN\"]}" > /dev/null
+for _ in $(seq 60); do
+    STATE=$(ev describe-replay --replay-name "$BUS-replay" --query State --output text)
+    [ "$STATE" = COMPLETED ] && break
+    [ "$STATE" = FAILED ] && exit 3
+    sleep 1
+done
+ev describe-replay --replay-name "$BUS-replay" > "$OUT/replay.json"
 """
 
 
@@ -233,8 +297,12 @@ ev list-tags-for-resource --resource-arn "$RULE_ARN" > "$OUT/tags.json"
 async def test_an_aws_cli_script_runs_unchanged_against_a_worker(bootstrap_servers, tmp_path):
     orders, bus = unique("orders"), unique("shop")
     await create_topics(bootstrap_servers, orders)
+    audit = unique("audit")
+    await create_topics(bootstrap_servers, audit)
     worker, task, port = await start(bootstrap_servers, [
-        {"arn": "arn:aws:sqs:*:*:orders", "target": {"type": "kafka", "topic": orders}}])
+        {"arn": "arn:aws:sqs:*:*:orders", "target": {"type": "kafka", "topic": orders}},
+        {"arn": "arn:aws:sqs:*:*:audit", "target": {"type": "kafka", "topic": audit}}],
+        archives={"replay_start_delay_s": 0.3, "replay_progress_interval_s": 0.2})
     try:
         env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HOME": str(tmp_path),
                "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
@@ -251,8 +319,21 @@ async def test_an_aws_cli_script_runs_unchanged_against_a_worker(bootstrap_serve
         assert out("put")["FailedEntryCount"] == 0
         assert out("names")["RuleNames"] == ["orders-to-queue"]
         assert out("tags")["Tags"] == [{"Key": "cost-center", "Value": "42"}]
-        # the matching event reached the queue's topic, transformed; the other matched no rule
-        assert [json.loads(r.value) for r in await read_all(bootstrap_servers, orders, expect=1)] == [{"order": "o-1"}]
-        assert len(await read_all(bootstrap_servers, orders, idle=1)) == 1
+        # the replay: COMPLETED; the archived event came back with replay-name to the rule it names only
+        replay = out("replay")
+        assert replay["State"] == "COMPLETED" and replay["Destination"]["FilterArns"] == [
+            f"{ARN}:rule/{bus}/orders-to-queue"]
+        bus_topic = all_buses(worker.config, worker.control.store.buses)[bus].topic
+        replayed = [json.loads(r.value) for r in await read_all(bootstrap_servers, bus_topic, idle=1)
+                    if b"replay-name" in r.value]
+        assert [(e["replay-name"], e["detail"]["id"]) for e in replayed] == [(f"{bus}-replay", "o-3")]
+        # the queue's topic: the matching events, transformed (o-2 matches no pattern), and o-3 again from
+        # the replay (the template drops replay-name)
+        assert sorted(json.loads(r.value)["order"] for r in await read_all(bootstrap_servers, orders, idle=1)) == \
+            ["o-1", "o-3", "o-3"]
+        audited = [json.loads(r.value) for r in await read_all(bootstrap_servers, audit, idle=1)]
+        # live only (o-1 and o-2 too, if the worker read them after this rule came): the replay did not name it
+        assert [e["detail"]["id"] for e in audited].count("o-3") == 1
+        assert all("replay-name" not in e for e in audited)
     finally:
         await stop_worker(worker, task)

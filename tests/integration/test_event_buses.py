@@ -22,7 +22,7 @@ async def start(bootstrap_servers, **extra):
     config = config_for(
         bootstrap_servers, bus, dlq, group, rules=extra.pop("rules", []),
         sources=[{"topic": bus, "kind": "envelope"}],
-        routing={"control_topic": control, "retry_base_delay_ms": 5, "retry_max_delay_ms": 20},
+        routing={"control_topic": control, "retry_base_delay_ms": 5, "retry_max_delay_ms": 20, **extra.pop("routing", {})},
         api={"access_keys": {KEY: SECRET}, "signing_regions": ["us-east-1"]}, **extra,
     )
     worker, task, info = await start_worker(config)

@@ -16,7 +16,7 @@ this one included, applies them from there. A bus is a Kafka topic (streams/runt
 Rules from the config file are listed but read-only (ManagedBy: eventweir.config). Target ARNs name eventweir targets:
 `kafka://<topic>`, `http://...` / `https://...` (API destination), `log://<name>`, or an AWS ARN
 mapped by api.arn_map; a
-DeadLetterConfig ARN is `kafka://<topic>` or an SQS ARN whose queue name is the topic.
+DeadLetterConfig ARN is `kafka://<topic>` or an AWS ARN (an SQS queue) api.arn_map maps to a kafka target.
 """
 from __future__ import annotations
 
@@ -74,9 +74,19 @@ def _reply(data: dict, status: int = 200) -> web.Response:
 def _topic_from_arn(arn: str, what: str) -> str:
     if arn.startswith("kafka://") and len(arn) > len("kafka://"):
         return arn[len("kafka://"):]
-    if arn.startswith("arn:aws:sqs:") and arn.count(":") == 5:
-        return arn.rsplit(":", 1)[1]
-    raise _validation(f"{what} {arn!r} is not supported: use kafka://<topic> or an SQS ARN naming the topic.")
+    raise _validation(f"{what} {arn!r} is not supported: use kafka://<topic>.")
+
+
+def _dead_letter_topic(arn: str, arn_map: list) -> str:
+    """A DeadLetterConfig Arn's topic: kafka://<topic>, or an AWS ARN (an SQS queue) api.arn_map maps to a kafka target."""
+    if arn.startswith("kafka://"):
+        return _topic_from_arn(arn, "DeadLetterConfig Arn")
+    kafka = "{type: kafka, topic: <topic>}"
+    target = resources.mapped_target(arn_map, arn, "DeadLetterConfig Arn", "kafka://<topic>", kafka)
+    if target.get("type") != "kafka" or not isinstance(target.get("topic"), str):
+        raise _validation(f"DeadLetterConfig Arn {arn!r} is mapped by api.arn_map to a {target.get('type')} target; "
+                          f"a dead-letter queue is a Kafka topic: map it to {kafka}.")
+    return target["topic"]
 
 
 def target_from_aws(spec: dict, arn_map: list | None = None) -> TargetSettings:
@@ -105,7 +115,9 @@ def target_from_aws(spec: dict, arn_map: list | None = None) -> TargetSettings:
             data[name] = spec[name]
     dlq = (spec.get("DeadLetterConfig") or {}).get("Arn")
     if dlq:
-        data["dead_letter_topic"] = _topic_from_arn(dlq, "DeadLetterConfig Arn")
+        data["dead_letter_topic"] = _dead_letter_topic(dlq, arn_map or [])
+        if not dlq.startswith("kafka://"):
+            data["dead_letter_arn"] = dlq  # what ListTargetsByRule answers
     try:
         target = TargetSettings.model_validate(data)
     except ValidationError as exc:
@@ -148,7 +160,7 @@ def target_to_aws(t: TargetSettings) -> dict:
     out["RetryPolicy"] = {"MaximumRetryAttempts": t.retry_policy.maximum_retry_attempts,
                           "MaximumEventAgeInSeconds": t.retry_policy.maximum_event_age_s}
     if t.dead_letter_topic:
-        out["DeadLetterConfig"] = {"Arn": f"kafka://{t.dead_letter_topic}"}
+        out["DeadLetterConfig"] = {"Arn": t.dead_letter_arn or f"kafka://{t.dead_letter_topic}"}
     return out
 
 

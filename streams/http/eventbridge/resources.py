@@ -22,19 +22,24 @@ SUGGESTED = {"sqs": "{type: kafka, topic: <topic>}", "kinesis": "{type: kafka, t
              "states": "{type: http, url: <https://...>}"}
 
 
-def mapped_target(arn_map: list[ArnMapping], arn: str) -> dict[str, Any]:
-    """The target settings api.arn_map gives `arn` (less the id), or AWS's ValidationException naming the row to add."""
+def mapped_target(arn_map: list[ArnMapping], arn: str, what: str = "Target Arn",
+                  uses: str = "kafka://<topic>, http(s)://<url>, log://<name>", suggested: str | None = None,
+                  ) -> dict[str, Any]:
+    """The target settings api.arn_map gives `arn` (less the id), or AWS's ValidationException naming the row to add.
+
+    `what` names the member in the error, `uses` what it takes besides a mapped ARN, and `suggested`
+    the row's target when the member takes only one kind (a dead-letter queue is a Kafka topic)."""
     for row in arn_map:
         if fnmatch.fnmatchcase(arn, row.arn):
             name = re.split(r"[:/]", arn)[-1]
             return {k: v.replace("{name}", name) if isinstance(v, str) else v for k, v in row.target.items()} | {
                 "aws_arn": arn}
     if not arn.startswith("arn:"):
-        raise _validation(f"Target Arn {arn!r} is not supported: use kafka://<topic>, http(s)://<url>, log://<name>, "
-                          "or an AWS ARN mapped in api.arn_map.")
+        raise _validation(f"{what} {arn!r} is not supported: use {uses}, or an AWS ARN mapped in api.arn_map.")
     service = arn.split(":")[2] if arn.count(":") >= 2 else ""
-    raise _validation(f"Target Arn {arn!r} is not mapped to an eventweir target: add it to api.arn_map in the config, "
-                      f"e.g. {{arn: '{arn}', target: {SUGGESTED.get(service, '{type: kafka, topic: <topic>}')}}}.")
+    suggested = suggested or SUGGESTED.get(service, "{type: kafka, topic: <topic>}")
+    raise _validation(f"{what} {arn!r} is not mapped to an eventweir target: add it to api.arn_map in the config, "
+                      f"e.g. {{arn: '{arn}', target: {suggested}}}.")
 
 
 def _tags_in(value: Any) -> dict[str, str]:

@@ -47,6 +47,19 @@ class JsonLinesEncoder:
         return Encoded(raw, {})
 
 
+def decode_jsonl(body: bytes, ext: str) -> list[bytes]:
+    """The records of a JSON-lines object the encoder above wrote (its extension says the compression)."""
+    if ext == JSONL_EXTENSIONS["gzip"]:
+        body = gzip.decompress(body)
+    elif ext == JSONL_EXTENSIONS["zstd"]:
+        import zstandard
+
+        body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
+    elif ext != JSONL_EXTENSIONS["none"]:
+        raise ValueError(f"not a JSON-lines object: .{ext}")
+    return [line for line in body.split(b"\n") if line]
+
+
 # --- Parquet ------------------------------------------------------------------------------------
 
 def arrow_type(schema: dict, where: str = "$"):

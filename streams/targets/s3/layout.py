@@ -237,6 +237,17 @@ def _namespaced(template: str, namespace: str, value: str, allowed_fields: tuple
                       "!{firehose:error-output-type} in error_prefix)")
 
 
+OBJECT_NAME = re.compile(r"(?P<topic>[^/+]+)\+(?P<partition>\d+)\+(?P<first>\d+)\.(?P<ext>[a-z.]+)$")
+
+
+def parse_object_key(key: str) -> tuple[str, int, int, str] | None:
+    """(topic, partition, first offset, extension) of a key object_key made, or None for another key."""
+    found = OBJECT_NAME.search(key.rsplit("/", 1)[-1])
+    if found is None:
+        return None
+    return found["topic"], int(found["partition"]), int(found["first"]), found["ext"]
+
+
 def object_key(prefix: str, topic: str, partition: int, first_offset: int, ext: str) -> str:
     """`<prefix>/<topic>+<partition>+<first offset, zero padded>.<ext>` (Kafka Connect's naming)."""
     if prefix and not prefix.endswith("/"):

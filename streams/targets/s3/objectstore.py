@@ -12,6 +12,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,7 +32,13 @@ class ObjectStore:
     url: str
 
     def put(self, key: str, body: bytes, metadata: dict[str, str], if_none_match: bool = False,
-            content_type: str | None = None, content_encoding: str | None = None) -> PutResult:
+            content_type: str | None = None, content_encoding: str | None = None,
+            lock: tuple[str, datetime] | None = None) -> PutResult:
+        """`lock`: S3 Object Lock (mode, retain until), for stores that have it."""
+        raise NotImplementedError
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under `prefix`, in key order."""
         raise NotImplementedError
 
     def head(self, key: str) -> dict[str, str] | None:
@@ -82,7 +89,17 @@ class FileStore(ObjectStore):
             os.fsync(f.fileno())
         return tmp
 
-    def put(self, key, body, metadata, if_none_match=False, content_type=None, content_encoding=None):
+    def keys(self, prefix):
+        found = []
+        for path in self.root.rglob("*"):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and not path.name.startswith("."):
+                found.append(key)
+        return sorted(found)
+
+    def put(self, key, body, metadata, if_none_match=False, content_type=None, content_encoding=None, lock=None):
+        if lock is not None:
+            raise ValueError("a file:// lake has no Object Lock")
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         if if_none_match and path.exists():
@@ -176,8 +193,29 @@ class S3Store(ObjectStore):
         except Exception as exc:  # a config mistake: say which bucket and where
             raise RuntimeError(f"bucket {self.bucket!r} is not reachable at {self.client.meta.endpoint_url}: {exc}") from None
 
-    def put(self, key, body, metadata, if_none_match=False, content_type=None, content_encoding=None):
+    def lock_enabled(self) -> bool:
+        """Whether the bucket has S3 Object Lock enabled (only a bucket created with it can)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            found = self.client.get_object_lock_configuration(Bucket=self.bucket)["ObjectLockConfiguration"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ObjectLockConfigurationNotFoundError":
+                return False
+            raise self._errors(exc) from exc
+        return found.get("ObjectLockEnabled") == "Enabled"
+
+    def keys(self, prefix):
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            return sorted(o["Key"] for page in pages for o in page.get("Contents", ()))
+        except Exception as exc:
+            raise self._errors(exc) from exc
+
+    def put(self, key, body, metadata, if_none_match=False, content_type=None, content_encoding=None, lock=None):
         args = {"Bucket": self.bucket, "Key": key, "Metadata": metadata, **self._sse_args()}
+        if lock is not None:  # S3 Object Lock: the version cannot be deleted or overwritten before then
+            args["ObjectLockMode"], args["ObjectLockRetainUntilDate"] = lock
         if content_type:
             args["ContentType"] = content_type
         if content_encoding:

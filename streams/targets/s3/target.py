@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -84,6 +84,11 @@ class S3Settings(BaseModel):
     max_concurrency: int = Field(8, ge=1, le=64, description="Threads for blocking S3 calls and encoding.")
     sse: Literal["AES256", "aws:kms"] = "AES256"
     kms_key_id: str | None = None
+    object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] | None = Field(
+        None, description="S3 Object Lock: write each object with this retention mode, until object_lock_days after "
+        "the write (the bucket must have been created with Object Lock enabled). COMPLIANCE: no one can delete or "
+        "overwrite a version before then; GOVERNANCE: only with s3:BypassGovernanceRetention.")
+    object_lock_days: int = Field(0, ge=0, description="Object Lock retention in days (with object_lock_mode).")
     state_prefix: str = Field("_eventweir/progress/", description="Per-partition progress markers.")
     retry_initial_s: float = Field(0.2, gt=0)
     retry_max_s: float = Field(10.0, gt=0)
@@ -108,6 +113,8 @@ class S3Settings(BaseModel):
             raise ValueError(f"time_field: {exc}") from None
         if self.kms_key_id and self.sse != "aws:kms":
             raise ValueError("kms_key_id needs sse: aws:kms")
+        if self.object_lock_mode and (self.object_lock_days < 1 or self.lake_url.startswith("file://")):
+            raise ValueError("object_lock_mode needs object_lock_days of 1 or more and an S3 bucket (not file://)")
         comp = self.compression
         if self.format == "jsonl" and comp == "snappy":
             raise ValueError("compression: jsonl supports none, gzip or zstd")
@@ -409,8 +416,11 @@ class S3Target(Target):
     def _encode_put(self, key: str, group: list[tuple], meta: dict, conditional: bool = True):
         encoded = self.encoder.encode([e[2] for e in group])
         enc = self.encoder
+        lock = None
+        if self.settings.object_lock_mode:  # from the write: the object is kept at least that long after it exists
+            lock = (self.settings.object_lock_mode, datetime.now(UTC) + timedelta(days=self.settings.object_lock_days))
         result = self.store.put(key, encoded.body, meta, if_none_match=conditional,
-                                content_type=enc.content_type, content_encoding=enc.content_encoding)
+                                content_type=enc.content_type, content_encoding=enc.content_encoding, lock=lock)
         return result, encoded.rejected
 
     async def _write_segment(self, tp, state: _Partition, seg: _Segment) -> None:

@@ -82,6 +82,8 @@ def test_the_documented_environment_variable_sets_the_key(row):
     environ = {env.strip("`"): str(value)}
     if key.startswith("`waitingroom."):  # an optional section with a required key: give it too
         environ["EVENTWEIR_WAITINGROOM__ADMIN_TOKEN"] = "an-admin-token-of-16+-chars"
+    if key.startswith("`archives."):  # archives.s3, optional, needs its bucket (and storage s3 needs archives.s3)
+        environ.setdefault("EVENTWEIR_ARCHIVES__S3__BUCKET", "archives")
     config = parse_config(dict(MINIMAL), environ=environ)
     node: typing.Any = config
     for part in key.strip("`").split("."):
