@@ -91,7 +91,16 @@ class Decoder:
         except UnicodeDecodeError as uexc:
             return Failure(record, self.stage, "not_utf8",
                            f"record value is not UTF-8 text (bad byte at offset {uexc.start}); expected JSON")
-        return Failure(record, self.stage, "invalid_json", f"record value is not valid JSON: {exc}")
+        return Failure(record, self.stage, "invalid_json", why_not_decoded(exc))
+
+
+def why_not_decoded(exc: Exception) -> str:
+    """The reason orjson's refusal `exc` gives a dead letter. RFC 8259 sets no range on numbers,
+    so a number beyond a double's is valid JSON that this decoder cannot hold: said as such."""
+    if "number is infinity" in str(exc):
+        return (f"record value holds a number beyond the double range (about 1.8e308), which cannot be "
+                f"decoded: {exc}")
+    return f"record value is not valid JSON: {exc}"
 
 
 def _json_kind(value) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import orjson
 
 from processors.core import Delivery, Event, Failure, PlainMatches, SourceRecord, splice_json
+from processors.decode import why_not_decoded
 from processors.paths import get_path, split_path
 
 from .ruleset import RuleSet
@@ -87,6 +88,18 @@ class Router:
         self.plain_targets = {
             route.rule: tuple(t.name for t in route.targets) for route in routes
             if all(t.render is None and t.key_path is None for t in route.targets)}
+        # (engine, decoder) -> events routed since the last `take_read_by`: how the events were
+        # read (decoder "msgspec": only as far as the rules read; "orjson": whole; "simdjson":
+        # checked, not read) and matched (engine: RuleSet.engine, "none" without patterns)
+        self.read_by: dict[tuple[str, str], int] = {}
+
+    def take_read_by(self) -> dict[tuple[str, str], int]:
+        """The counts of `read_by`, which start again from zero (for a metrics exporter)."""
+        counts, self.read_by = self.read_by, {}
+        return counts
+
+    def _count(self, engine: str, decoder: str, n: int) -> None:
+        self.read_by[(engine, decoder)] = self.read_by.get((engine, decoder), 0) + n
 
     @property
     def forwards_raw(self) -> bool:
@@ -98,6 +111,7 @@ class Router:
     def route_raw(self, records: list[SourceRecord], matched: dict[str, int]) -> list[Delivery]:
         """Deliveries of the records' own bytes to every target (when `forwards_raw`)."""
         out: list[Delivery] = []
+        self._count("none", "simdjson", len(records))
         if not self.match_all and self.unmatched is not None:  # no rule at all: none matched
             matched[self.unmatched] = matched.get(self.unmatched, 0) + len(records)
             return [Delivery(self.unmatched, r, r.value, r.key, self.unmatched) for r in records]
@@ -127,6 +141,7 @@ class Router:
         out: list[Delivery] = []
         if not events:
             return out
+        self._count(self.ruleset.engine if self.ruleset is not None else "none", "orjson", len(events))
         if self.match_all:
             self._route_to_all(events, failures, matched, raw_bodies, out)
         elif self.ruleset is None and self.unmatched is not None:  # no rule at all: none matched
@@ -199,10 +214,12 @@ class Router:
 
     def route_records(self, records: list[SourceRecord], decoder: Decoder, failures: list[Failure], matched: dict[str, int],
                       plain_out: dict[str, PlainMatches] | None = None) -> list[Delivery]:
-        """Decode and route in one pass, for a source without stages: each body is matched as
-        soon as it is parsed and dropped right after, with no Event made unless a rule needs
-        one. A record that does not parse into an object goes to `decoder.decode`, which
-        fails or keeps it exactly as the decode stage does.
+        """Decode and route in one pass, for a source without stages. Where the rule set reads
+        lines decoded only as far as its rules read (`RuleSet.decoder`, engines/partial.py), the
+        records are matched on their bytes; else each body is parsed by orjson, matched and
+        dropped right after. Either way an event is decoded whole only for a rule with a target
+        that needs it (an input transformer or a key path). A record that is not a JSON object
+        goes to `decoder.decode`, which fails or keeps it exactly as the decode stage does.
 
         A rule whose targets all take the event as it came (`plain_targets`) collects its
         records, with their keys and values, in `plain_out` (rule -> PlainMatches) for the
@@ -214,40 +231,58 @@ class Router:
         plain = {} if plain_out is None else plain_out
         parts = getattr(records, "parts", None)
         collect, before = self._collectors(plain, runs_known=parts is not None)
-        matching, routes, loads = self.ruleset.matching, self.routes, orjson.loads
+        ruleset, routes, loads = self.ruleset, self.routes, orjson.loads
+        matching, by_bytes = ruleset.matching, ruleset.decoder != "orjson"
+        decoded = ruleset.decoded
         rest = iter(records)
         held = dict(before)
+        answers: list[list[str] | None] = []
+        answered = 0
         for part, count in parts or [(None, len(records))]:
-            for record in islice(rest, count):
+            batch = list(islice(rest, count))
+            if by_bytes:  # a tombstone (None) reads as b"", which answers None: the decoder decides
+                answers = ruleset.matching_bytes([r.value or b"" for r in batch])
+            for i, record in enumerate(batch):
                 value = record.value
-                try:
-                    body = loads(value)  # type: ignore[arg-type]  # a tombstone (None) raises: the decoder decides
-                except Exception:  # noqa: BLE001 - not JSON, or a tombstone: the decoder decides
-                    body = None
-                if type(body) is not dict:
+                body = None
+                if by_bytes:
+                    names = answers[i]
+                else:
+                    try:
+                        body = loads(value)  # type: ignore[arg-type]  # a tombstone (None) raises: the decoder decides
+                    except Exception:  # noqa: BLE001 - not JSON (or beyond orjson), or a tombstone
+                        names = None if value is None else ruleset.beyond_doubles(value)
+                    else:
+                        names = matching(body) if type(body) is dict else None
+                if names is None:  # the decoder decides (route counts the events it keeps)
                     out += self.route(decoder.decode([record], failures), failures, matched, raw_bodies=True)
                     continue
-                names = matching(body)
+                answered += 1
                 if not names:
                     if self.unmatched is not None:
                         matched[self.unmatched] = matched.get(self.unmatched, 0) + 1
                         out.append(Delivery(self.unmatched, record, value, record.key, self.unmatched))
-                else:
-                    for name in names:
-                        add = collect.get(name)
-                        if add is not None:
-                            add[0](record)
-                            add[1](record.key)
-                            add[2](value)  # type: ignore[arg-type]  # bytes: it parsed above
-                        else:
-                            matched[name] = matched.get(name, 0) + 1
-                            self._deliver(Event(record, body), routes[name], value, failures, out)
+                    continue
+                for name in names:
+                    add = collect.get(name)
+                    if add is not None:
+                        add[0](record)
+                        add[1](record.key)
+                        add[2](value)  # type: ignore[arg-type]  # bytes: it was read above
+                        continue
+                    matched[name] = matched.get(name, 0) + 1
+                    if body is None:  # read only as far as the rules read: decoded whole for this rule
+                        body = self._whole(record, routes[name], failures)
+                        if body is None:
+                            continue
+                    self._deliver(Event(record, body), routes[name], value, failures, out)
             if parts is not None:  # each plain rule's run of this partition: a step per rule, not per record
                 for rule, n in held.items():
                     m = plain[rule]
                     if len(m.records) > n and m.runs is not None:
                         m.runs.append((part, len(m.records) - n))
                     held[rule] = len(m.records)
+        self._count_read(ruleset, answered, decoded)
         self._count_collected(plain, before, matched)
         if plain_out is None:
             for rule, m in plain.items():
@@ -255,6 +290,28 @@ class Router:
                     out += [Delivery(target, r, v, k, rule)
                             for r, k, v in zip(m.records, m.keys, m.values, strict=True)]
         return out
+
+    def _whole(self, record: SourceRecord, route: Route, failures: list[Failure]) -> dict[str, Any] | None:
+        """The event of a record its rule's targets need whole; None, with a failure per target,
+        when orjson cannot decode it (a number beyond the double range that no rule reads:
+        engines/partial.py)."""
+        try:
+            body: dict[str, Any] = orjson.loads(record.value)  # type: ignore[arg-type]  # matched: bytes
+            return body
+        except orjson.JSONDecodeError as exc:
+            reason = f"the event cannot be decoded whole for this target: {why_not_decoded(exc)}"
+            failures += [Failure(record, "transform", "TransformFailed", reason, rule=route.rule, target=t.name)
+                         for t in route.targets]
+            return None
+
+    def _count_read(self, ruleset: RuleSet, n: int, decoded_before: int) -> None:
+        """Count `n` events routed by `ruleset` in `read_by`: those its structs read (msgspec), the
+        rest read whole by orjson."""
+        by_structs = ruleset.decoded - decoded_before
+        if by_structs:
+            self._count(ruleset.decoder.removeprefix("partial-"), "msgspec", by_structs)
+        if n > by_structs:
+            self._count(ruleset.engine, "orjson", n - by_structs)
 
     def _route_to_all(self, events: list[Event], failures: list[Failure], matched: dict[str, int], raw_bodies: bool,
                       out: list[Delivery]) -> None:

@@ -203,6 +203,17 @@ class RuleSet:
             partial = self.partial = self._partial_decoder()
         return partial.matching_bytes(lines)
 
+    def beyond_doubles(self, line: bytes) -> Answer:
+        """The answer to a line orjson refuses: valid JSON with a number beyond the double range
+        where no rule reads gets the structs' answer (engines/partial.py), anything else None.
+        The reference engine, and a rule set that has not read lines yet, answer None."""
+        return None if self.partial is None or self.engine == "reference" else self.partial.beyond_doubles(line)
+
+    @property
+    def decoded(self) -> int:
+        """Lines `matching_bytes` has answered by reading only what the rules read."""
+        return 0 if self.partial is None else self.partial.decoded
+
     @property
     def decoder(self) -> str:
         """How `matching_bytes` reads lines: "partial-index", "partial-bitmask", "orjson", or

@@ -23,12 +23,24 @@ Whatever the structs cannot say exactly is refused by the decoder and takes toda
 Integers past 64 bits are ints here and floats from orjson: the engines compare both as the same
 double.
 
-Known difference (pinned in tests/unit/processors/routing/test_partial.py): orjson refuses a
-line holding a number beyond the double range (1e400, a 400-digit integer), today a dead letter.
-msgspec skips such a number where no rule reads, and reads an integer one as a Python int where
-one does; the partial ways then answer for the line (or hand it to orjson). Finding such numbers
-costs a scan of every line (0.5 us and more per line, measured): the decode stage must settle
-which answer is right before the worker routes with this path.
+Numbers beyond the double range (decided here; pinned in tests/unit/processors/routing/test_partial.py).
+msgspec, when it skips a value no rule reads, checks its JSON syntax as orjson does (truncation,
+bad escapes, lone surrogates, control characters, NaN/Infinity, leading zeros, trailing commas or
+garbage: both refuse; duplicate keys: both keep the last), except for two things: it does not
+check the UTF-8 of skipped strings (checked here first), and it takes a number of any magnitude
+(1e400, a 400-digit integer) where it skips, and an integer of any size where it reads, all of
+which orjson refuses ("number is infinity when parsed as double"). RFC 8259 sets no range on
+numbers: such a line is valid JSON, and making it a dead letter only because of a value no rule
+reads would be our parser's limit, not the event's fault. So every way answers it alike, today's
+too (`full` asks `beyond_doubles` where orjson refuses a line): the structs' answer where they read
+it, else the rule set's on the event msgspec reads whole, where an integer beyond the double range
+compares as infinity (conditions.as_double, the reference's reading), else None, the decode
+stage's dead letter (a float beyond the range that a rule reads or that sits where the structs
+hand over: msgspec refuses those whole). An event forwarded unchanged then goes out as it came;
+whatever needs it whole (an input transformer, a key path, a stage) cannot decode it with orjson
+and dead-letters it with the reason (processors/decode.py why_not_decoded). No event is lost and
+the ways never disagree; only the reference engine (EVENTWEIR_NO_FASTPATH=1) reads lines with
+orjson alone and refuses such lines as before.
 """
 from __future__ import annotations
 
@@ -103,8 +115,7 @@ class PartialDecoder:
     and on one line in `every` each is timed (in turns) past `warmup` untimed samples, until
     `timed` samples. A partial way is kept only if its median time is at most `margin` times
     today's (a close call on a shared machine is noise: today's path stays). A line on which
-    the ways disagree takes the partial ways out for good (logged as an error: a fault, or a
-    line of the known difference, see above).
+    the ways disagree takes the partial ways out for good (logged as an error: a fault).
     Until then, and while `ready()` is false (the rule set's own trial is still choosing its
     engine from the events `matching` sees), today's path answers. `decoder` names the way that
     answers; `decoded` and `fallbacks` count the lines the partial way took, and those it handed
@@ -132,17 +143,15 @@ class PartialDecoder:
         match = self.match
         if match is not None:
             return self._partial(lines, match)
-        if self.decoder == "orjson":
-            return matching_bytes_full(lines, self.matching)
-        if not self._ready():
-            return matching_bytes_full(lines, self.matching)
+        if self.decoder == "orjson" or not self._ready():
+            return list(map(self.full, lines))
         return self._trial(lines)
 
     def matching_bytes_by(self, lines: Iterable[bytes], way: str) -> list[Answer]:
         """`matching_bytes` by one way ("partial-index", "partial-bitmask", "orjson"), whatever
         the trial chose (for tests and benchmarks)."""
         if way == "orjson":
-            return matching_bytes_full(lines, self.matching)
+            return list(map(self.full, lines))
         return self._partial(lines, self.ways[way])
 
     def _partial(self, lines: Iterable[bytes], match: Matching) -> list[Answer]:
@@ -170,10 +179,30 @@ class PartialDecoder:
         try:
             ev = orjson.loads(line)
         except orjson.JSONDecodeError:
-            return None
+            return self.beyond_doubles(line)
         if type(ev) is not dict:
             return None
         return self.matching(ev)
+
+    def beyond_doubles(self, line: bytes) -> Answer:
+        """The answer to a line orjson refuses (see the module's docstring): the structs' where they
+        read it (a number beyond the double range that no rule reads), else the rule set's on the
+        event msgspec reads whole (an integer beyond the double range, which the rules compare as
+        infinity), else None (not JSON, or a float beyond the double range where a rule reads it)."""
+        try:
+            if not (line.isascii() or line.decode()):
+                return None
+        except UnicodeDecodeError:
+            return None
+        try:
+            return self.ways["partial-index"](self.decode(line))
+        except _REFUSED:
+            pass
+        try:
+            ev = msgspec.json.decode(line)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        return self.matching(ev) if type(ev) is dict else None
 
     def _trial(self, lines: Sequence[bytes]) -> list[Answer]:
         ways: list[tuple[str, LineMatching]] = [(name, self._one(m)) for name, m in self.ways.items()]
@@ -201,14 +230,10 @@ class PartialDecoder:
             answer = answers["orjson"]
             out.append(answer)
             if any(a != answer for a in answers.values()):
-                if answer is None:  # orjson refuses what msgspec reads: the known difference
-                    log.warning("partial decoding reads a line orjson refuses (%d bytes; a number beyond "
-                                "the double range?): not used", len(line))
-                else:
-                    log.error("partial decoding disagrees with orjson on a line (%d bytes): not used; "
-                              "answers %s", len(line), answers)
+                log.error("partial decoding disagrees with orjson on a line (%d bytes): not used; "
+                          "answers %s", len(line), answers)
                 self._decide("orjson", {})
-                return out + matching_bytes_full(lines[k + 1:], self.matching)
+                return out + list(map(self.full, lines[k + 1:]))
             if n >= self._last:
                 medians = {name: float(statistics.median(t)) for name, t in times.items()}
                 best = min(medians, key=medians.__getitem__)
@@ -217,7 +242,7 @@ class PartialDecoder:
                 self._decide(best, medians)
                 rest = lines[k + 1:]
                 return out + (self._partial(rest, self.match) if self.match is not None
-                              else matching_bytes_full(rest, self.matching))
+                              else list(map(self.full, rest)))
         return out
 
     def _one(self, match: Matching) -> LineMatching:
