@@ -33,6 +33,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from processors.decode import loads_beyond_doubles
+
 from .checks import Check, SameElementCheck
 from .compiler import Clause, compile_clauses
 from .conditions import Condition
@@ -204,10 +206,10 @@ class RuleSet:
         return partial.matching_bytes(lines)
 
     def beyond_doubles(self, line: bytes) -> Answer:
-        """The answer to a line orjson refuses: valid JSON with a number beyond the double range
-        where no rule reads gets the structs' answer (engines/partial.py), anything else None.
-        The reference engine, and a rule set that has not read lines yet, answer None."""
-        return None if self.partial is None or self.engine == "reference" else self.partial.beyond_doubles(line)
+        """The answer to a line orjson refuses: the rules matching the event of a line refused only
+        for a number beyond the double range (valid JSON: engines/partial.py), else None."""
+        ev = loads_beyond_doubles(line)
+        return None if ev is None else self.matching(ev)
 
     @property
     def decoded(self) -> int:

@@ -30,17 +30,15 @@ garbage: both refuse; duplicate keys: both keep the last), except for two things
 check the UTF-8 of skipped strings (checked here first), and it takes a number of any magnitude
 (1e400, a 400-digit integer) where it skips, and an integer of any size where it reads, all of
 which orjson refuses ("number is infinity when parsed as double"). RFC 8259 sets no range on
-numbers: such a line is valid JSON, and making it a dead letter only because of a value no rule
-reads would be our parser's limit, not the event's fault. So every way answers it alike, today's
-too (`full` asks `beyond_doubles` where orjson refuses a line): the structs' answer where they read
-it, else the rule set's on the event msgspec reads whole, where an integer beyond the double range
-compares as infinity (conditions.as_double, the reference's reading), else None, the decode
-stage's dead letter (a float beyond the range that a rule reads or that sits where the structs
-hand over: msgspec refuses those whole). An event forwarded unchanged then goes out as it came;
-whatever needs it whole (an input transformer, a key path, a stage) cannot decode it with orjson
-and dead-letters it with the reason (processors/decode.py why_not_decoded). No event is lost and
-the ways never disagree; only the reference engine (EVENTWEIR_NO_FASTPATH=1) reads lines with
-orjson alone and refuses such lines as before.
+numbers: such a line is valid JSON, and making it a dead letter because of a value no rule reads
+would be our parser's limit, not the event's fault. So every way answers it as the reference
+does on the event a parser without a range reads (floats beyond the range as +-infinity, integers
+as ints, which conditions.as_double compares as +-infinity): the structs where they read the line,
+and today's path too (`full`: where orjson refuses a line, processors.decode.loads_beyond_doubles
+reads it), with every engine, the reference one included. An event forwarded unchanged then goes
+out as it came; whatever needs it whole (an input transformer, a key path, an enrichment stage or
+schema) cannot decode it with orjson and dead-letters it with the reason (decode.why_not_decoded).
+No event is lost and no two ways answer differently.
 """
 from __future__ import annotations
 
@@ -52,6 +50,8 @@ from typing import Any, Union
 
 import msgspec
 import orjson
+
+from processors.decode import loads_beyond_doubles
 
 from ..flatten import PathTrie
 from ..values import MISSING
@@ -144,14 +144,14 @@ class PartialDecoder:
         if match is not None:
             return self._partial(lines, match)
         if self.decoder == "orjson" or not self._ready():
-            return list(map(self.full, lines))
+            return matching_bytes_full(lines, self.matching)
         return self._trial(lines)
 
     def matching_bytes_by(self, lines: Iterable[bytes], way: str) -> list[Answer]:
         """`matching_bytes` by one way ("partial-index", "partial-bitmask", "orjson"), whatever
         the trial chose (for tests and benchmarks)."""
         if way == "orjson":
-            return list(map(self.full, lines))
+            return matching_bytes_full(lines, self.matching)
         return self._partial(lines, self.ways[way])
 
     def _partial(self, lines: Iterable[bytes], match: Matching) -> list[Answer]:
@@ -176,33 +176,7 @@ class PartialDecoder:
 
     def full(self, line: bytes) -> Answer:
         """Today's path for one line: orjson reads it whole, the rule set matches the dict."""
-        try:
-            ev = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            return self.beyond_doubles(line)
-        if type(ev) is not dict:
-            return None
-        return self.matching(ev)
-
-    def beyond_doubles(self, line: bytes) -> Answer:
-        """The answer to a line orjson refuses (see the module's docstring): the structs' where they
-        read it (a number beyond the double range that no rule reads), else the rule set's on the
-        event msgspec reads whole (an integer beyond the double range, which the rules compare as
-        infinity), else None (not JSON, or a float beyond the double range where a rule reads it)."""
-        try:
-            if not (line.isascii() or line.decode()):
-                return None
-        except UnicodeDecodeError:
-            return None
-        try:
-            return self.ways["partial-index"](self.decode(line))
-        except _REFUSED:
-            pass
-        try:
-            ev = msgspec.json.decode(line)
-        except (msgspec.DecodeError, RecursionError):
-            return None
-        return self.matching(ev) if type(ev) is dict else None
+        return answer_whole(line, self.matching)
 
     def _trial(self, lines: Sequence[bytes]) -> list[Answer]:
         ways: list[tuple[str, LineMatching]] = [(name, self._one(m)) for name, m in self.ways.items()]
@@ -233,7 +207,7 @@ class PartialDecoder:
                 log.error("partial decoding disagrees with orjson on a line (%d bytes): not used; "
                           "answers %s", len(line), answers)
                 self._decide("orjson", {})
-                return out + list(map(self.full, lines[k + 1:]))
+                return out + matching_bytes_full(lines[k + 1:], self.matching)
             if n >= self._last:
                 medians = {name: float(statistics.median(t)) for name, t in times.items()}
                 best = min(medians, key=medians.__getitem__)
@@ -242,7 +216,7 @@ class PartialDecoder:
                 self._decide(best, medians)
                 rest = lines[k + 1:]
                 return out + (self._partial(rest, self.match) if self.match is not None
-                              else list(map(self.full, rest)))
+                              else matching_bytes_full(rest, self.matching))
         return out
 
     def _one(self, match: Matching) -> LineMatching:
@@ -272,15 +246,17 @@ def struct_decoder(root: type) -> Callable[[bytes], Any]:
     return decode
 
 
+def answer_whole(line: bytes, matching: Matching) -> Answer:
+    """One line's answer without partial decoding: orjson reads it whole, `matching` matches the
+    dict; where orjson refuses the line, the event of a line refused only for a number beyond the
+    double range (see the module's docstring), else None."""
+    try:
+        ev = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        ev = loads_beyond_doubles(line)
+    return matching(ev) if type(ev) is dict else None
+
+
 def matching_bytes_full(lines: Iterable[bytes], matching: Matching) -> list[Answer]:
-    """`matching_bytes` without partial decoding: every line read whole by orjson."""
-    out: list[Answer] = []
-    loads = orjson.loads
-    for line in lines:
-        try:
-            ev = loads(line)
-        except orjson.JSONDecodeError:
-            out.append(None)
-            continue
-        out.append(matching(ev) if type(ev) is dict else None)
-    return out
+    """`matching_bytes` without partial decoding: every line read whole (answer_whole)."""
+    return [answer_whole(line, matching) for line in lines]
