@@ -62,6 +62,22 @@ def ingestion_time(timestamp_ms: int) -> str:
     return datetime.fromtimestamp(timestamp_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def event_json(event: Event) -> bytes:
+    """The event as JSON: its record's bytes with what stages appended (core.Event.added), else
+    its body serialised. Raises what orjson raises for a body JSON cannot hold (why_not_rendered)."""
+    if event.added is not None:
+        return splice_json(event.record.value, event.added, len(event.body))  # type: ignore[arg-type]  # a body: bytes
+    return orjson.dumps(event.body)
+
+
+def as_json(event: Event) -> bytes | None:
+    """`event_json`, or None when JSON cannot hold the body (_deliver then dead-letters it per target)."""
+    try:
+        return event_json(event)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return None
+
+
 def why_not_rendered(exc: Exception) -> str:
     """A dead letter's reason for an event that could not be written out for a target."""
     if isinstance(exc, TypeError) and "Recursion limit" in str(exc):
@@ -157,34 +173,25 @@ class Router:
                     self._to_unmatched(event, raw_bodies, failures, matched, out)
                 elif names:
                     record = event.record
-                    if raw_bodies:
-                        as_json = record.value
-                    elif event.added is not None:  # the record's bytes with what stages appended
-                        as_json = splice_json(record.value, event.added, len(event.body))  # type: ignore[arg-type]
-                    else:
-                        as_json = None
+                    payload = record.value if raw_bodies else None  # else made when a target first needs it
                     for name in names:
+                        targets = plain.get(name)
+                        if targets is not None and payload is None:
+                            payload = as_json(event)
+                        if targets is None or payload is None:  # a rendered target, or JSON cannot hold it
+                            matched[name] = matched.get(name, 0) + 1
+                            payload = self._deliver(event, routes[name], payload, failures, out)
+                            continue
                         add = collect.get(name)
                         if add is not None:
-                            if as_json is None:
-                                try:
-                                    as_json = orjson.dumps(event.body)
-                                except Exception:  # noqa: BLE001 - _deliver dead-letters it per target
-                                    matched[name] = matched.get(name, 0) + 1
-                                    self._deliver(event, routes[name], None, failures, out)
-                                    continue
                             add[0](record)
                             add[1](record.key)
-                            add[2](as_json)
+                            add[2](payload)
                             continue
                         matched[name] = matched.get(name, 0) + 1
-                        targets = plain.get(name)
-                        if targets is not None and as_json is not None:
-                            # the common case, inline: the event's JSON as it is, keyed as it came
-                            for target in targets:
-                                append(Delivery(target, record, as_json, record.key, name))
-                        else:
-                            as_json = self._deliver(event, routes[name], as_json, failures, out)
+                        # the common case, inline: the event's JSON as it is, keyed as it came
+                        for target in targets:
+                            append(Delivery(target, record, payload, record.key, name))
             if before is not None:
                 self._count_collected(plain_out, before, matched)  # type: ignore[arg-type]  # set with before
         return out
@@ -316,27 +323,30 @@ class Router:
     def _route_to_all(self, events: list[Event], failures: list[Failure], matched: dict[str, int], raw_bodies: bool,
                       out: list[Delivery]) -> None:
         """Rules without a pattern take the whole batch: one pass per target, not per event."""
-        payloads = None
+        payloads: list[bytes | None] | None = None  # the events' JSON, made once for every target
         for route in self.match_all:
-            matched[route.rule] = matched.get(route.rule, 0) + len(events)
+            rule = route.rule
+            matched[rule] = matched.get(rule, 0) + len(events)
             for target in route.targets:
+                one = Route(rule, (target,))
                 if target.render is not None or target.key_path is not None:
                     for event in events:
-                        self._deliver(event, Route(route.rule, (target,)), None, failures, out)
+                        self._deliver(event, one, event.record.value if raw_bodies else None, failures, out)
                     continue
-                name, rule = target.name, route.rule
-                if raw_bodies:
+                name = target.name
+                if raw_bodies:  # the records' own bytes (a kept tombstone's None too)
                     out += [Delivery(name, e.record, e.record.value, e.record.key, rule) for e in events]
                     continue
                 if payloads is None:
-                    dumps = orjson.dumps
-                    try:
-                        payloads = [dumps(e.body) for e in events]
-                    except TypeError:  # an event JSON cannot hold: each on its own, that one dead-lettered
-                        for event in events:
-                            self._deliver(event, Route(route.rule, (target,)), None, failures, out)
-                        continue
-                out += [Delivery(name, e.record, p, e.record.key, rule) for e, p in zip(events, payloads, strict=True)]
+                    payloads = [as_json(e) for e in events]
+                if None not in payloads:
+                    out += [Delivery(name, e.record, p, e.record.key, rule) for e, p in zip(events, payloads, strict=True)]
+                    continue
+                for event, payload in zip(events, payloads, strict=True):
+                    if payload is None:  # JSON cannot hold it: dead-lettered for this target, saying why
+                        self._deliver(event, one, None, failures, out)
+                    else:
+                        out.append(Delivery(name, event.record, payload, event.record.key, rule))
 
     def _to_unmatched(self, event: Event, raw_bodies: bool, failures: list[Failure], matched: dict[str, int],
                       out: list[Delivery]) -> None:
@@ -346,7 +356,7 @@ class Router:
         matched[name] = matched.get(name, 0) + 1
         record = event.record
         try:
-            payload = record.value if raw_bodies else orjson.dumps(event.body)
+            payload = record.value if raw_bodies else event_json(event)
         except Exception as exc:  # orjson's limits: dead-lettered like any delivery that cannot be rendered
             failures.append(Failure(record, "transform", "TransformFailed", why_not_rendered(exc),
                                     rule=name, target=name))
@@ -361,7 +371,7 @@ class Router:
         for target in route.targets:
             try:
                 if target.render is None:
-                    payload = as_json = as_json or orjson.dumps(body)
+                    payload = as_json = as_json or event_json(event)
                 else:
                     payload = target.render(
                         body, route.rule, self.arn_prefix + route.rule, ingestion_time(record.timestamp_ms)
