@@ -258,5 +258,13 @@ def answer_whole(line: bytes, matching: Matching) -> Answer:
 
 
 def matching_bytes_full(lines: Iterable[bytes], matching: Matching) -> list[Answer]:
-    """`matching_bytes` without partial decoding: every line read whole (answer_whole)."""
-    return [answer_whole(line, matching) for line in lines]
+    """`matching_bytes` without partial decoding: every line read whole (answer_whole, inlined)."""
+    out: list[Answer] = []
+    append, loads = out.append, orjson.loads
+    for line in lines:
+        try:
+            ev = loads(line)
+        except orjson.JSONDecodeError:
+            ev = loads_beyond_doubles(line)
+        append(matching(ev) if type(ev) is dict else None)
+    return out
