@@ -8,7 +8,10 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from processors.core import SourceRecord
+from processors.decode import Decoder
 from processors.routing import RuleSet, compile_pattern
+from processors.routing.router import Route, Router, RouteTarget, parse_key_path
 from tests.unit.processors.routing.test_properties import KEYS, array_events, more_conditions, rule_patterns, values
 
 WAYS = ("partial-index", "partial-bitmask", "orjson")
@@ -68,6 +71,29 @@ def test_matching_bytes_agrees_with_the_reference_by_every_way(patterns_, evs, a
     rules = {f"r{i}": p for i, p in enumerate(patterns_)}
     assert_all_ways(rules, lines_of(evs, ascii_only))
     assert_all_ways(rules, lines_of(evs, ascii_only), compile_after=1)  # candidate checks generated at once
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(rule_patterns, min_size=1, max_size=8), st.lists(st.one_of(array_events, dotted_events), min_size=1,
+                                                                  max_size=6), st.sampled_from(WAYS))
+def test_the_worker_routes_each_record_to_the_rules_the_reference_matches(patterns_, evs, way):
+    """Router.route_records, the worker's path for a source without stages, with the rule set's
+    decoder forced: each record reaches the targets of exactly the rules the reference matches,
+    as its own bytes, whether its target takes it as it came or keyed by a path (decoded whole)."""
+    rules = {f"r{i}": p for i, p in enumerate(patterns_)}
+    router = Router([Route(name, (RouteTarget(f"{name}/t", key_path=parse_key_path("$.a") if i % 2 else None),), p)
+                     for i, (name, p) in enumerate(rules.items())],
+                    engine="bitmask" if way == "partial-bitmask" else "index")
+    router.ruleset.matching_bytes([])
+    router.ruleset.partial._decide(way, {})
+    lines = lines_of(evs, True)
+    records = [SourceRecord("in", 0, i, 0, b"k", line) for i, line in enumerate(lines)]
+    failures: list = []
+    out = router.route_records(records, Decoder(), failures, {})
+    assert not failures
+    assert sorted((d.rule, d.record.offset) for d in out) == sorted(
+        (name, i) for i, line in enumerate(lines) for name in expected(rules, line))
+    assert all(d.payload == d.record.value for d in out)
 
 
 WIDE = ["a", "b", "c", "d", "e", "f", "g.h"]
