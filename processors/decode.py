@@ -11,6 +11,9 @@ in `skipped_tombstones` and go no further.
 """
 from __future__ import annotations
 
+import json
+
+import msgspec
 import orjson
 import simdjson
 
@@ -91,7 +94,42 @@ class Decoder:
         except UnicodeDecodeError as uexc:
             return Failure(record, self.stage, "not_utf8",
                            f"record value is not UTF-8 text (bad byte at offset {uexc.start}); expected JSON")
-        return Failure(record, self.stage, "invalid_json", f"record value is not valid JSON: {exc}")
+        return Failure(record, self.stage, "invalid_json", why_not_decoded(exc))
+
+
+# an object with no fields: decoding into it checks a line's JSON and skips every value
+_check_object = msgspec.json.Decoder(msgspec.defstruct("AnyObject", [])).decode
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_beyond_doubles(line: bytes) -> dict | None:
+    """The event of a line orjson refuses only for a number beyond the double range (1e400, a
+    400-digit integer), as the rule matchers read such numbers: floats as +-infinity, integers as
+    ints (conditions.as_double compares them as +-infinity); None for any other line.
+
+    RFC 8259 sets no range on numbers, so such a line is valid JSON: the router matches it
+    (engines/partial.py) instead of refusing it for our parser's limit. msgspec checks everything
+    else as orjson does (syntax, escapes, surrogates, NaN, nesting) but not the UTF-8 of the strings
+    it skips, so that is checked first; Python's json then reads it (slowly: such lines are rare)."""
+    try:
+        line.decode()
+        _check_object(line)
+        ev = json.loads(line, parse_constant=_no_constant)
+    except (ValueError, msgspec.DecodeError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    return ev if type(ev) is dict else None
+
+
+def why_not_decoded(exc: Exception) -> str:
+    """The reason orjson's refusal `exc` gives a dead letter. RFC 8259 sets no range on numbers,
+    so a number beyond a double's is valid JSON that this decoder cannot hold: said as such."""
+    if "number is infinity" in str(exc):
+        return (f"record value holds a number beyond the double range (about 1.8e308), which cannot be "
+                f"decoded: {exc}")
+    return f"record value is not valid JSON: {exc}"
 
 
 def _json_kind(value) -> str:

@@ -108,6 +108,10 @@ WORKER = {
             ts("Rule matching engine", [(f"count by (engine) (eventweir_rule_engine{{{W}}} == 1)", "{{engine}}")], "short",
                "Workers per matching engine: index or bitmask (generated code, picked by a timing trial on the first "
                "events), reference (EVENTWEIR_NO_FASTPATH=1), choosing while the trial runs."),
+            ts("Events routed by engine and decoder", [(f"sum by (engine, decoder) (rate(eventweir_routed_events_total{{{W}}}[$__rate_interval]))", "{{engine}} {{decoder}}")], "ops",
+               "msgspec: read only as far as the rules read (chosen per rule set by a timing trial); orjson: read "
+               "whole (today's path: chosen by the trial, while it runs, events the partial decoder hands over, "
+               "sources with stages); simdjson: only checked (no patterns, targets forward events unchanged)."),
             ts("API calls by operation", [(f"sum by (operation, outcome) (rate(eventweir_api_requests_total{{{W}}}[$__rate_interval]))", "{{operation}} {{outcome}}")], "reqps"),
             ts("PutEvents entries", [(f"sum by (result) (rate(eventweir_put_events_entries_total{{{W}}}[$__rate_interval]))", "{{result}}")], "ops",
                "Entries accepted onto the bus topic, or failed with AWS's per-entry error code."),

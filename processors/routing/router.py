@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import orjson
 
 from processors.core import Delivery, Event, Failure, PlainMatches, SourceRecord, splice_json
+from processors.decode import why_not_decoded
 from processors.paths import get_path, split_path
 
 from .ruleset import RuleSet
@@ -61,6 +62,22 @@ def ingestion_time(timestamp_ms: int) -> str:
     return datetime.fromtimestamp(timestamp_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def event_json(event: Event) -> bytes:
+    """The event as JSON: its record's bytes with what stages appended (core.Event.added), else
+    its body serialised. Raises what orjson raises for a body JSON cannot hold (why_not_rendered)."""
+    if event.added is not None:
+        return splice_json(event.record.value, event.added, len(event.body))  # type: ignore[arg-type]  # a body: bytes
+    return orjson.dumps(event.body)
+
+
+def as_json(event: Event) -> bytes | None:
+    """`event_json`, or None when JSON cannot hold the body (_deliver then dead-letters it per target)."""
+    try:
+        return event_json(event)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return None
+
+
 def why_not_rendered(exc: Exception) -> str:
     """A dead letter's reason for an event that could not be written out for a target."""
     if isinstance(exc, TypeError) and "Recursion limit" in str(exc):
@@ -87,6 +104,18 @@ class Router:
         self.plain_targets = {
             route.rule: tuple(t.name for t in route.targets) for route in routes
             if all(t.render is None and t.key_path is None for t in route.targets)}
+        # (engine, decoder) -> events routed since the last `take_read_by`: how the events were
+        # read (decoder "msgspec": only as far as the rules read; "orjson": whole; "simdjson":
+        # checked, not read) and matched (engine: RuleSet.engine, "none" without patterns)
+        self.read_by: dict[tuple[str, str], int] = {}
+
+    def take_read_by(self) -> dict[tuple[str, str], int]:
+        """The counts of `read_by`, which start again from zero (for a metrics exporter)."""
+        counts, self.read_by = self.read_by, {}
+        return counts
+
+    def _count(self, engine: str, decoder: str, n: int) -> None:
+        self.read_by[(engine, decoder)] = self.read_by.get((engine, decoder), 0) + n
 
     @property
     def forwards_raw(self) -> bool:
@@ -98,6 +127,7 @@ class Router:
     def route_raw(self, records: list[SourceRecord], matched: dict[str, int]) -> list[Delivery]:
         """Deliveries of the records' own bytes to every target (when `forwards_raw`)."""
         out: list[Delivery] = []
+        self._count("none", "simdjson", len(records))
         if not self.match_all and self.unmatched is not None:  # no rule at all: none matched
             matched[self.unmatched] = matched.get(self.unmatched, 0) + len(records)
             return [Delivery(self.unmatched, r, r.value, r.key, self.unmatched) for r in records]
@@ -127,6 +157,7 @@ class Router:
         out: list[Delivery] = []
         if not events:
             return out
+        self._count(self.ruleset.engine if self.ruleset is not None else "none", "orjson", len(events))
         if self.match_all:
             self._route_to_all(events, failures, matched, raw_bodies, out)
         elif self.ruleset is None and self.unmatched is not None:  # no rule at all: none matched
@@ -142,34 +173,25 @@ class Router:
                     self._to_unmatched(event, raw_bodies, failures, matched, out)
                 elif names:
                     record = event.record
-                    if raw_bodies:
-                        as_json = record.value
-                    elif event.added is not None:  # the record's bytes with what stages appended
-                        as_json = splice_json(record.value, event.added, len(event.body))  # type: ignore[arg-type]
-                    else:
-                        as_json = None
+                    payload = record.value if raw_bodies else None  # else made when a target first needs it
                     for name in names:
+                        targets = plain.get(name)
+                        if targets is not None and payload is None:
+                            payload = as_json(event)
+                        if targets is None or payload is None:  # a rendered target, or JSON cannot hold it
+                            matched[name] = matched.get(name, 0) + 1
+                            payload = self._deliver(event, routes[name], payload, failures, out)
+                            continue
                         add = collect.get(name)
                         if add is not None:
-                            if as_json is None:
-                                try:
-                                    as_json = orjson.dumps(event.body)
-                                except Exception:  # noqa: BLE001 - _deliver dead-letters it per target
-                                    matched[name] = matched.get(name, 0) + 1
-                                    self._deliver(event, routes[name], None, failures, out)
-                                    continue
                             add[0](record)
                             add[1](record.key)
-                            add[2](as_json)
+                            add[2](payload)
                             continue
                         matched[name] = matched.get(name, 0) + 1
-                        targets = plain.get(name)
-                        if targets is not None and as_json is not None:
-                            # the common case, inline: the event's JSON as it is, keyed as it came
-                            for target in targets:
-                                append(Delivery(target, record, as_json, record.key, name))
-                        else:
-                            as_json = self._deliver(event, routes[name], as_json, failures, out)
+                        # the common case, inline: the event's JSON as it is, keyed as it came
+                        for target in targets:
+                            append(Delivery(target, record, payload, record.key, name))
             if before is not None:
                 self._count_collected(plain_out, before, matched)  # type: ignore[arg-type]  # set with before
         return out
@@ -199,10 +221,12 @@ class Router:
 
     def route_records(self, records: list[SourceRecord], decoder: Decoder, failures: list[Failure], matched: dict[str, int],
                       plain_out: dict[str, PlainMatches] | None = None) -> list[Delivery]:
-        """Decode and route in one pass, for a source without stages: each body is matched as
-        soon as it is parsed and dropped right after, with no Event made unless a rule needs
-        one. A record that does not parse into an object goes to `decoder.decode`, which
-        fails or keeps it exactly as the decode stage does.
+        """Decode and route in one pass, for a source without stages. Where the rule set reads
+        lines decoded only as far as its rules read (`RuleSet.decoder`, engines/partial.py), the
+        records are matched on their bytes; else each body is parsed by orjson, matched and
+        dropped right after. Either way an event is decoded whole only for a rule with a target
+        that needs it (an input transformer or a key path). A record that is not a JSON object
+        goes to `decoder.decode`, which fails or keeps it exactly as the decode stage does.
 
         A rule whose targets all take the event as it came (`plain_targets`) collects its
         records, with their keys and values, in `plain_out` (rule -> PlainMatches) for the
@@ -214,40 +238,58 @@ class Router:
         plain = {} if plain_out is None else plain_out
         parts = getattr(records, "parts", None)
         collect, before = self._collectors(plain, runs_known=parts is not None)
-        matching, routes, loads = self.ruleset.matching, self.routes, orjson.loads
+        ruleset, routes, loads = self.ruleset, self.routes, orjson.loads
+        matching, by_bytes = ruleset.matching, ruleset.decoder != "orjson"
+        decoded = ruleset.decoded
         rest = iter(records)
         held = dict(before)
+        answers: list[list[str] | None] = []
+        answered = 0
         for part, count in parts or [(None, len(records))]:
-            for record in islice(rest, count):
+            batch = list(islice(rest, count))
+            if by_bytes:  # a tombstone (None) reads as b"", which answers None: the decoder decides
+                answers = ruleset.matching_bytes([r.value or b"" for r in batch])
+            for i, record in enumerate(batch):
                 value = record.value
-                try:
-                    body = loads(value)  # type: ignore[arg-type]  # a tombstone (None) raises: the decoder decides
-                except Exception:  # noqa: BLE001 - not JSON, or a tombstone: the decoder decides
-                    body = None
-                if type(body) is not dict:
+                body = None
+                if by_bytes:
+                    names = answers[i]
+                else:
+                    try:
+                        body = loads(value)  # type: ignore[arg-type]  # a tombstone (None) raises: the decoder decides
+                    except Exception:  # noqa: BLE001 - not JSON (or beyond orjson), or a tombstone
+                        names = None if value is None else ruleset.beyond_doubles(value)
+                    else:
+                        names = matching(body) if type(body) is dict else None
+                if names is None:  # the decoder decides (route counts the events it keeps)
                     out += self.route(decoder.decode([record], failures), failures, matched, raw_bodies=True)
                     continue
-                names = matching(body)
+                answered += 1
                 if not names:
                     if self.unmatched is not None:
                         matched[self.unmatched] = matched.get(self.unmatched, 0) + 1
                         out.append(Delivery(self.unmatched, record, value, record.key, self.unmatched))
-                else:
-                    for name in names:
-                        add = collect.get(name)
-                        if add is not None:
-                            add[0](record)
-                            add[1](record.key)
-                            add[2](value)  # type: ignore[arg-type]  # bytes: it parsed above
-                        else:
-                            matched[name] = matched.get(name, 0) + 1
-                            self._deliver(Event(record, body), routes[name], value, failures, out)
+                    continue
+                for name in names:
+                    add = collect.get(name)
+                    if add is not None:
+                        add[0](record)
+                        add[1](record.key)
+                        add[2](value)  # type: ignore[arg-type]  # bytes: it was read above
+                        continue
+                    matched[name] = matched.get(name, 0) + 1
+                    if body is None:  # read only as far as the rules read: decoded whole for this rule
+                        body = self._whole(record, routes[name], failures)
+                        if body is None:
+                            continue
+                    self._deliver(Event(record, body), routes[name], value, failures, out)
             if parts is not None:  # each plain rule's run of this partition: a step per rule, not per record
                 for rule, n in held.items():
                     m = plain[rule]
                     if len(m.records) > n and m.runs is not None:
                         m.runs.append((part, len(m.records) - n))
                     held[rule] = len(m.records)
+        self._count_read(ruleset, answered, decoded)
         self._count_collected(plain, before, matched)
         if plain_out is None:
             for rule, m in plain.items():
@@ -256,30 +298,55 @@ class Router:
                             for r, k, v in zip(m.records, m.keys, m.values, strict=True)]
         return out
 
+    def _whole(self, record: SourceRecord, route: Route, failures: list[Failure]) -> dict[str, Any] | None:
+        """The event of a record its rule's targets need whole; None, with a failure per target,
+        when orjson cannot decode it (a number beyond the double range that no rule reads:
+        engines/partial.py)."""
+        try:
+            body: dict[str, Any] = orjson.loads(record.value)  # type: ignore[arg-type]  # matched: bytes
+            return body
+        except orjson.JSONDecodeError as exc:
+            reason = f"the event cannot be decoded whole for this target: {why_not_decoded(exc)}"
+            failures += [Failure(record, "transform", "TransformFailed", reason, rule=route.rule, target=t.name)
+                         for t in route.targets]
+            return None
+
+    def _count_read(self, ruleset: RuleSet, n: int, decoded_before: int) -> None:
+        """Count `n` events routed by `ruleset` in `read_by`: those its structs read (msgspec), the
+        rest read whole by orjson."""
+        by_structs = ruleset.decoded - decoded_before
+        if by_structs:
+            self._count(ruleset.decoder.removeprefix("partial-"), "msgspec", by_structs)
+        if n > by_structs:
+            self._count(ruleset.engine, "orjson", n - by_structs)
+
     def _route_to_all(self, events: list[Event], failures: list[Failure], matched: dict[str, int], raw_bodies: bool,
                       out: list[Delivery]) -> None:
         """Rules without a pattern take the whole batch: one pass per target, not per event."""
-        payloads = None
+        payloads: list[bytes | None] | None = None  # the events' JSON, made once for every target
         for route in self.match_all:
-            matched[route.rule] = matched.get(route.rule, 0) + len(events)
+            rule = route.rule
+            matched[rule] = matched.get(rule, 0) + len(events)
             for target in route.targets:
+                one = Route(rule, (target,))
                 if target.render is not None or target.key_path is not None:
                     for event in events:
-                        self._deliver(event, Route(route.rule, (target,)), None, failures, out)
+                        self._deliver(event, one, event.record.value if raw_bodies else None, failures, out)
                     continue
-                name, rule = target.name, route.rule
-                if raw_bodies:
+                name = target.name
+                if raw_bodies:  # the records' own bytes (a kept tombstone's None too)
                     out += [Delivery(name, e.record, e.record.value, e.record.key, rule) for e in events]
                     continue
                 if payloads is None:
-                    dumps = orjson.dumps
-                    try:
-                        payloads = [dumps(e.body) for e in events]
-                    except TypeError:  # an event JSON cannot hold: each on its own, that one dead-lettered
-                        for event in events:
-                            self._deliver(event, Route(route.rule, (target,)), None, failures, out)
-                        continue
-                out += [Delivery(name, e.record, p, e.record.key, rule) for e, p in zip(events, payloads, strict=True)]
+                    payloads = [as_json(e) for e in events]
+                if None not in payloads:
+                    out += [Delivery(name, e.record, p, e.record.key, rule) for e, p in zip(events, payloads, strict=True)]
+                    continue
+                for event, payload in zip(events, payloads, strict=True):
+                    if payload is None:  # JSON cannot hold it: dead-lettered for this target, saying why
+                        self._deliver(event, one, None, failures, out)
+                    else:
+                        out.append(Delivery(name, event.record, payload, event.record.key, rule))
 
     def _to_unmatched(self, event: Event, raw_bodies: bool, failures: list[Failure], matched: dict[str, int],
                       out: list[Delivery]) -> None:
@@ -289,7 +356,7 @@ class Router:
         matched[name] = matched.get(name, 0) + 1
         record = event.record
         try:
-            payload = record.value if raw_bodies else orjson.dumps(event.body)
+            payload = record.value if raw_bodies else event_json(event)
         except Exception as exc:  # orjson's limits: dead-lettered like any delivery that cannot be rendered
             failures.append(Failure(record, "transform", "TransformFailed", why_not_rendered(exc),
                                     rule=name, target=name))
@@ -304,7 +371,7 @@ class Router:
         for target in route.targets:
             try:
                 if target.render is None:
-                    payload = as_json = as_json or orjson.dumps(body)
+                    payload = as_json = as_json or event_json(event)
                 else:
                     payload = target.render(
                         body, route.rule, self.arn_prefix + route.rule, ingestion_time(record.timestamp_ms)

@@ -33,6 +33,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from processors.decode import loads_beyond_doubles
+
 from .checks import Check, SameElementCheck
 from .compiler import Clause, compile_clauses
 from .conditions import Condition
@@ -202,6 +204,17 @@ class RuleSet:
         if partial is None:
             partial = self.partial = self._partial_decoder()
         return partial.matching_bytes(lines)
+
+    def beyond_doubles(self, line: bytes) -> Answer:
+        """The answer to a line orjson refuses: the rules matching the event of a line refused only
+        for a number beyond the double range (valid JSON: engines/partial.py), else None."""
+        ev = loads_beyond_doubles(line)
+        return None if ev is None else self.matching(ev)
+
+    @property
+    def decoded(self) -> int:
+        """Lines `matching_bytes` has answered by reading only what the rules read."""
+        return 0 if self.partial is None else self.partial.decoded
 
     @property
     def decoder(self) -> str:

@@ -83,6 +83,11 @@ SEQUENCE_RECORDS = Counter(
 RULE_ENGINE = Gauge(
     "eventweir_rule_engine", "1 for the matching engine the rule set uses: index, bitmask, reference (no generated "
     "code), choosing (the timing trial is running) or none (no rule has a pattern).", ["engine"])
+ROUTED_EVENTS = Counter(
+    "eventweir_routed_events_total", "Events routed, by matching engine (as eventweir_rule_engine) and decoder: "
+    "msgspec (read only as far as the rules read), orjson (read whole: chosen by the timing trial, while it "
+    "runs, for events the partial decoder hands over, and after enrichment stages) or simdjson (only checked: "
+    "no rule has a pattern, every target forwards the event unchanged).", ["engine", "decoder"])
 API_REQUESTS = Counter(
     "eventweir_api_requests_total", "EventBridge-compatible API calls, by operation and outcome.", ["operation", "outcome"]
 )

@@ -157,6 +157,7 @@ class WindowRecords(StageCounts):
 
 
 RULE_ENGINES = ("index", "bitmask", "reference", "choosing", "none")
+DECODERS = ("msgspec", "orjson", "simdjson")
 
 
 def export_rule_engine(router: Any) -> str:
@@ -167,6 +168,16 @@ def export_rule_engine(router: Any) -> str:
     for engine in RULE_ENGINES:
         metrics.RULE_ENGINE.labels(engine).set(1 if engine == current else 0)
     return current
+
+
+def export_routed(pipeline: Any) -> None:
+    """Add the events each router of the pipeline routed since the last call to
+    eventweir_routed_events_total, per engine and decoder (Router.read_by)."""
+    routers = [getattr(pipeline, "router", None), *getattr(pipeline, "bus_routers", {}).values()]
+    for router in {id(r): r for r in routers if r is not None}.values():
+        for (engine, decoder), n in router.take_read_by().items():
+            if engine in RULE_ENGINES and decoder in DECODERS:  # bounded, whatever a router reports
+                metrics.ROUTED_EVENTS.labels(engine, decoder).inc(n)
 
 
 def readiness(*, stopping: bool, joined: bool, lag: Mapping, ready_max_lag: int | None,

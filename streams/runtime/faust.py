@@ -54,6 +54,7 @@ from streams.runtime.dispatch import (
     WorkerStats,
     count_batch,
     dispatch,
+    export_routed,
     export_rule_engine,
     readiness,
 )
@@ -344,6 +345,7 @@ class FaustWorker:
         self.stats.lag = lag
         metrics.READY.set(1 if self.ready[0] else 0)
         export_rule_engine(getattr(self.pipeline, "router", None))
+        export_routed(self.pipeline)
         self._tombstones.export(self.pipeline)
 
     async def shutdown(self) -> None:

@@ -33,6 +33,7 @@ from streams.runtime.dispatch import (
     WorkerStats,
     count_batch,
     dispatch,
+    export_routed,
     export_rule_engine,
     readiness,
 )
@@ -172,6 +173,7 @@ class Worker:
         """Route with `router` (and each custom bus's topic with its router in `bus_routers`) to
         `targets` from the next batch on (a rule reload): one synchronous step, so no batch sees
         the new rules with the old targets. `bus_stages`: the chains of bus topics new to the pipeline."""
+        export_routed(self.pipeline)  # the old routers' counts, before they go
         self.pipeline.router = router
         if bus_routers is not None:
             self.pipeline.bus_routers = bus_routers
@@ -406,6 +408,7 @@ class Worker:
         self.stats.lag = lag
         metrics.READY.set(1 if self.ready[0] else 0)
         export_rule_engine(getattr(self.pipeline, "router", None))
+        export_routed(self.pipeline)
         self._tombstones.export(self.pipeline)
         self._windows.export(self.pipeline)
         self._sequences.export(self.pipeline)

@@ -10,6 +10,10 @@ The machine is shared, so every repeat times the floor (orjson.loads of the same
 before the engine and ratios are taken per repeat (medians reported): load from other processes
 then scales both sides alike. Peers run on fewer events than eventweir (they are far slower);
 events/s is a rate, so the figures compare, and the peer ratio is taken floor-relative too.
+eventweir runs two ways, side by side: `matching(orjson.loads(line))` per line (today's path, as
+`ours`), and `RuleSet.matching_bytes` over batches of 1,000 lines (`ours_bytes`: what the worker's
+route_records calls, reading lines only as far as the rules read, in C, where its timing trial
+finds that faster: engines/partial.py; the `decoder` column says what the trial kept).
 The last line is the JSON summary.
 """
 from __future__ import annotations
@@ -132,6 +136,7 @@ RULE_SETS = {
                               P(STREET=[{"anything-but": {"wildcard": "*TH"}}])],
 }
 NAMES = list(RULE_SETS)
+WARM = 16_000  # lines the trials take (engine: ~9,600, then decoder: ~4,800)
 
 
 def rules_of(name: str) -> dict:
@@ -179,6 +184,27 @@ def ours(rules):
         for line in lines:
             hits += len(matching(loads(line)))
         return hits
+    return run
+
+
+BATCH = 1000  # lines per matching_bytes call: a fetch's worth
+
+
+def ours_bytes(rules, warm):
+    """The worker's path: `matching_bytes` per batch; its trials (the engine's, then the
+    decoder's) run on `warm` first, as on a worker's first events. `run.decoder`: the choice."""
+    rs = RuleSet(rules)
+    for i in range(0, len(warm), BATCH):
+        rs.matching_bytes(warm[i:i + BATCH])
+    _settle()
+
+    def run(lines):
+        hits = 0
+        for i in range(0, len(lines), BATCH):
+            for names in rs.matching_bytes(lines[i:i + BATCH]):
+                hits += len(names) if names is not None else 0
+        return hits
+    run.decoder = rs.decoder  # type: ignore[attr-defined]
     return run
 
 
@@ -302,11 +328,15 @@ def main() -> None:
     figures: dict = {"floor_events_per_s": round(floor_eps)}
     ratios: dict = {}
     header = (f"{'rule set':26} {'eventweir ev/s':>15} {'vs floor':>9} {'moto ev/s':>12} "
-              f"{'localstack ev/s':>16} {'vs best peer':>13}")
+              f"{'localstack ev/s':>16} {'vs best peer':>13} {'bytes ev/s':>11} {'vs floor':>9} "
+              f"{'vs loads':>9}  decoder")
     print(header)
     for name in NAMES + ["combined"]:
         rules = rules_of(name)
         ours_eps, ours_rel, hits = timed(ours(rules), lines, args.repeats)
+        by_bytes = ours_bytes(rules, lines[:WARM])
+        bytes_eps, bytes_rel, bytes_hits = timed(by_bytes, lines, args.repeats)
+        assert bytes_hits == hits, (name, bytes_hits, hits)
         peer_eps: dict = {}
         peer_rel: dict = {}
         for peer, make in PEERS.items():
@@ -327,15 +357,19 @@ def main() -> None:
                 peer_eps[peer] = None
                 peer_eps[peer + "_note"] = f"{type(e).__name__}: {str(e)[:80]}"
         best = max(peer_rel.values(), default=None)
-        figures[name] = {"events_per_s": round(ours_eps), "matches": hits,
+        figures[name] = {"events_per_s": round(ours_eps), "matches": hits, "bytes_events_per_s": round(bytes_eps),
+                         "decoder": by_bytes.decoder,
                          **{k: (round(v) if isinstance(v, float) else v) for k, v in peer_eps.items()}}
         ratios[f"{name}_vs_floor"] = round(ours_rel, 3)
         ratios[f"{name}_vs_best_peer"] = round(ours_rel / best, 1) if best else None
+        ratios[f"{name}_bytes_vs_floor"] = round(bytes_rel, 3)
+        ratios[f"{name}_bytes_vs_loads"] = round(bytes_rel / ours_rel, 3)
 
         def fmt(v):
             return f"{v:,.0f}" if isinstance(v, float) else "rejected/err"
         print(f"{name:26} {ours_eps:>15,.0f} {ours_rel:>9.2f} {fmt(peer_eps['moto']):>12} "
-              f"{fmt(peer_eps['localstack']):>16} {(ours_rel / best if best else float('nan')):>12.1f}x")
+              f"{fmt(peer_eps['localstack']):>16} {(ours_rel / best if best else float('nan')):>12.1f}x "
+              f"{bytes_eps:>11,.0f} {bytes_rel:>9.2f} {bytes_rel / ours_rel:>9.2f}  {by_bytes.decoder}")
         for k, v in peer_eps.items():
             if k.endswith("_note"):
                 print(f"    {k[:-5]}: {v}")
@@ -347,7 +381,7 @@ def main() -> None:
         print(f"{ref_name.replace('_', ' ') + ' (ref)':26} {ref_eps:>15,.0f} {ref_rel:>9.2f}")
     print(f"scale ({n_scale} events; rules: 90% exact on a lot id + a mix of prefix/suffix/numeric/eic):")
     scale_lines = lines[:n_scale]
-    base = None
+    base = bytes_base = None
     for count in (1, 100, 10_000, 100_000):
         gc.unfreeze()  # let the previous rule set go
         gc.collect()
@@ -355,13 +389,21 @@ def main() -> None:
         run = ours(scale_rules(count))
         build = time.perf_counter() - t0
         eps, rel, hits = timed(run, scale_lines, args.repeats)
+        by_bytes = ours_bytes(scale_rules(count), scale_lines[:WARM])
+        bytes_eps, bytes_rel, _ = timed(by_bytes, scale_lines, args.repeats)
         base = base or rel
+        bytes_base = bytes_base or bytes_rel
         figures[f"rules_{count}"] = {"events_per_s": round(eps), "vs_floor": round(rel, 3),
-                                     "matches": hits, "compile_s": round(build, 2)}
+                                     "matches": hits, "compile_s": round(build, 2),
+                                     "bytes_events_per_s": round(bytes_eps), "bytes_vs_floor": round(bytes_rel, 3),
+                                     "decoder": by_bytes.decoder}
         print(f"  {count:>7} rules: {eps:>10,.0f} events/s, {rel:.2f} of floor  "
-              f"({rel / base:.2f} of 1 rule; compiled in {build:.1f}s)")
+              f"({rel / base:.2f} of 1 rule; compiled in {build:.1f}s); bytes: {bytes_eps:>10,.0f} events/s, "
+              f"{bytes_rel:.2f} of floor ({bytes_rel / bytes_base:.2f} of 1 rule; {by_bytes.decoder})")
     # floor-relative, so that load from other processes between runs does not skew it
     ratios["rules_100000_vs_rules_1"] = round(figures["rules_100000"]["vs_floor"] / figures["rules_1"]["vs_floor"], 3)
+    ratios["rules_100000_vs_rules_1_bytes"] = round(
+        figures["rules_100000"]["bytes_vs_floor"] / figures["rules_1"]["bytes_vs_floor"], 3)
     print(json.dumps({"bench": "patterns", "figures": figures, "ratios": ratios}))
 
 

@@ -4,7 +4,9 @@ targets, on a realistic mix (IoT telemetry, clickstream, Debezium CDC), against 
 archive of every event on the bus (CreateArchive without a pattern: one more delivery per event,
 and the `replay-name` condition on every rule), against the same without (`archive_on_vs_off`);
 and a replay (StartReplay) of the events from an archive topic to a bus topic, unpaced, against
-the floor reading the archive (`replay_vs_floor`).
+the floor reading the archive (`replay_vs_floor`). Routing runs twice: as shipped, where the rule
+set's timing trial chooses between reading records only as far as the rules read (msgspec,
+engines/partial.py) and today's orjson path, and with today's path forced (`partial_vs_orjson`).
 
     python tests/bench/routing.py [--events N] [--repeats R] [--quick]
 
@@ -19,6 +21,7 @@ import time
 
 from common import Broker, floor_run, median, preproduce, summary, unique
 
+from processors.routing import RuleSet
 from streams.config import parse_config
 from streams.devtools.generator import TrafficGenerator
 from streams.kafka.admin import ensure_topics
@@ -27,6 +30,7 @@ from streams.runtime.archives import StoredArchive, StoredReplay
 from streams.runtime.reload import ControlTopic
 from streams.runtime.worker import Worker
 
+PARTIAL_MARGIN = RuleSet.PARTIAL_MARGIN
 THING_TYPES = ["EnvSensorV2", "PumpController", "ColdChainTracker"]
 EVENT_NAMES = ["page_view", "add_to_cart", "purchase", "search", "sign_in"]
 STATUSES = ["created", "paid", "packed", "shipped", "delivered"]
@@ -80,9 +84,11 @@ def mixed_traffic(events: int) -> list[tuple[bytes | None, bytes]]:
 
 
 async def worker_run(bootstrap: str, source: str, outputs: list[str], dlq: str, total: int,
-                     archive: bool = False) -> tuple[float, dict]:
+                     archive: bool = False, partial: bool = True) -> tuple[float, dict]:
     """With `archive`, an archive of every event on the bus, stored on the control topic as
-    CreateArchive stores it; without, the same control topic with no archive."""
+    CreateArchive stores it; without, the same control topic with no archive. Without `partial`,
+    the rule set's decoder trial never keeps a partial way: records are read whole by orjson."""
+    RuleSet.PARTIAL_MARGIN = PARTIAL_MARGIN if partial else 0.0
     control = unique("control")
     config = parse_config({
         "kafka": {"bootstrap_servers": bootstrap, "group_id": unique("worker")},
@@ -112,9 +118,11 @@ async def worker_run(bootstrap: str, source: str, outputs: list[str], dlq: str, 
             task.result()
         await asyncio.sleep(0.002)
     elapsed = time.perf_counter() - started
+    ruleset = worker.pipeline.router.ruleset
     worker.request_stop()
     await task
-    return total / elapsed, {"deliveries": worker.stats.delivered, "rules_matched": len(worker.stats.matched)}
+    return total / elapsed, {"deliveries": worker.stats.delivered, "rules_matched": len(worker.stats.matched),
+                             "decoder": ruleset.decoder, "engine": ruleset.engine}
 
 
 async def replay_run(bootstrap: str, archive_topic: str, dlq: str, total: int) -> float:
@@ -162,15 +170,18 @@ async def main(events: int, repeats: int) -> None:
         outputs = [unique(f"out{i}") for i in range(3)]
         await preproduce(broker.bootstrap, source, records)
         await ensure_topics(broker.bootstrap, {**{o: 4 for o in outputs}, dlq: 1})
-        floors, workers, archived = [], [], []
+        floors, workers, archived, whole = [], [], [], []
         info: dict = {}
+        decoders: list[str] = []
         for i in range(repeats):
             floors.append(await floor_run(broker.bootstrap, source, events))
             rate, info = await worker_run(broker.bootstrap, source, outputs, dlq, events)
             workers.append(rate)
+            decoders.append(f"{info['engine']}/{info['decoder']}")
+            whole.append((await worker_run(broker.bootstrap, source, outputs, dlq, events, partial=False))[0])
             archived.append((await worker_run(broker.bootstrap, source, outputs, dlq, events, archive=True))[0])
-            print(f"run {i + 1}/{repeats}: floor {floors[-1]:,.0f}/s  routing {workers[-1]:,.0f}/s  "
-                  f"with an archive {archived[-1]:,.0f}/s", flush=True)
+            print(f"run {i + 1}/{repeats}: floor {floors[-1]:,.0f}/s  routing {workers[-1]:,.0f}/s "
+                  f"({decoders[-1]})  orjson forced {whole[-1]:,.0f}/s  with an archive {archived[-1]:,.0f}/s", flush=True)
         # a replay of the same events, archived as they are (the floor reads them from that topic)
         archive_topic = unique("archive")
         await preproduce(broker.bootstrap, archive_topic, records)
@@ -179,7 +190,7 @@ async def main(events: int, repeats: int) -> None:
             replay_floors.append(await floor_run(broker.bootstrap, archive_topic, events))
             replays.append(await replay_run(broker.bootstrap, archive_topic, dlq, events))
             print(f"run {i + 1}/{repeats}: floor {replay_floors[-1]:,.0f}/s  replay {replays[-1]:,.0f}/s", flush=True)
-    floor, worker, with_archive = median(floors), median(workers), median(archived)
+    floor, worker, with_archive, by_orjson = median(floors), median(workers), median(archived), median(whole)
     replay_floor, replay = median(replay_floors), median(replays)
     print()
     print(f"{events:,} mixed events (IoT/clickstream/CDC) of {size:.0f} bytes, 4 partitions, 100 rules, "
@@ -187,16 +198,20 @@ async def main(events: int, repeats: int) -> None:
           f"{info['rules_matched']} rules matched something; medians of {repeats} runs, {eventloop.loop_name()} loop")
     print(f"{'contender':<50}{'events/s':>12}{'vs floor':>10}")
     print(f"{'floor: getmany + orjson.loads':<50}{floor:>12,.0f}{1.0:>10.2f}")
-    print(f"{'eventweir: decode + route (100 rules) + produce':<50}{worker:>12,.0f}{worker / floor:>10.2f}")
+    print(f"{'eventweir: decode + route (100 rules) + produce':<50}{worker:>12,.0f}{worker / floor:>10.2f}"
+          f"   engine/decoder per run: {', '.join(decoders)}")
+    print(f"{'  the same, records read whole by orjson (forced)':<50}{by_orjson:>12,.0f}{by_orjson / floor:>10.2f}")
     print(f"{'  the same with an archive of every event':<50}{with_archive:>12,.0f}{with_archive / floor:>10.2f}")
     print(f"{'floor: getmany + orjson.loads of the archive':<50}{replay_floor:>12,.0f}{1.0:>10.2f}")
     print(f"{'eventweir: replay (read, add replay-name, produce)':<50}{replay:>12,.0f}{replay / replay_floor:>10.2f}")
     summary("routing", {"floor_events_per_s": round(floor), "routing_events_per_s": round(worker),
                         "archive_on_events_per_s": round(with_archive), "replay_floor_events_per_s": round(replay_floor),
-                        "replay_events_per_s": round(replay),
+                        "replay_events_per_s": round(replay), "routing_orjson_forced_events_per_s": round(by_orjson),
+                        "decoders": decoders,
                         "deliveries_per_event": round(info["deliveries"] / events, 3), "rules": 100,
                         "events": events, "repeats": repeats},
-            {"routing_vs_floor": round(worker / floor, 3), "archive_on_vs_off": round(with_archive / worker, 3),
+            {"routing_vs_floor": round(worker / floor, 3), "partial_vs_orjson": round(worker / by_orjson, 3),
+             "archive_on_vs_off": round(with_archive / worker, 3),
              "replay_vs_floor": round(replay / replay_floor, 3)})
 
 

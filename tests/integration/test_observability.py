@@ -54,7 +54,8 @@ async def test_running_worker_exports_what_it_did(scrape):
     # the scrape is from a worker that really worked: the core families carry samples, not just HELP lines
     for sample in ("eventweir_records_consumed_total", "eventweir_records_produced_total",
                    "eventweir_dead_letters_total", "eventweir_rule_matches_total", "eventweir_consumer_lag",
-                   "eventweir_committed_offset", "eventweir_batch_processing_seconds_bucket"):
+                   "eventweir_committed_offset", "eventweir_batch_processing_seconds_bucket",
+                   "eventweir_routed_events_total"):
         assert f"\n{sample}{{" in scrape or f"\n{sample} " in scrape, f"{sample} has no sample in the scrape"
     assert "eventweir_waitingroom_waiting" in families  # declared in streams.metrics.waitingroom, HELP/TYPE only
 

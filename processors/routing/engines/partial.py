@@ -23,12 +23,22 @@ Whatever the structs cannot say exactly is refused by the decoder and takes toda
 Integers past 64 bits are ints here and floats from orjson: the engines compare both as the same
 double.
 
-Known difference (pinned in tests/unit/processors/routing/test_partial.py): orjson refuses a
-line holding a number beyond the double range (1e400, a 400-digit integer), today a dead letter.
-msgspec skips such a number where no rule reads, and reads an integer one as a Python int where
-one does; the partial ways then answer for the line (or hand it to orjson). Finding such numbers
-costs a scan of every line (0.5 us and more per line, measured): the decode stage must settle
-which answer is right before the worker routes with this path.
+Numbers beyond the double range (decided here; pinned in tests/unit/processors/routing/test_partial.py).
+msgspec, when it skips a value no rule reads, checks its JSON syntax as orjson does (truncation,
+bad escapes, lone surrogates, control characters, NaN/Infinity, leading zeros, trailing commas or
+garbage: both refuse; duplicate keys: both keep the last), except for two things: it does not
+check the UTF-8 of skipped strings (checked here first), and it takes a number of any magnitude
+(1e400, a 400-digit integer) where it skips, and an integer of any size where it reads, all of
+which orjson refuses ("number is infinity when parsed as double"). RFC 8259 sets no range on
+numbers: such a line is valid JSON, and making it a dead letter because of a value no rule reads
+would be our parser's limit, not the event's fault. So every way answers it as the reference
+does on the event a parser without a range reads (floats beyond the range as +-infinity, integers
+as ints, which conditions.as_double compares as +-infinity): the structs where they read the line,
+and today's path too (`full`: where orjson refuses a line, processors.decode.loads_beyond_doubles
+reads it), with every engine, the reference one included. An event forwarded unchanged then goes
+out as it came; whatever needs it whole (an input transformer, a key path, an enrichment stage or
+schema) cannot decode it with orjson and dead-letters it with the reason (decode.why_not_decoded).
+No event is lost and no two ways answer differently.
 """
 from __future__ import annotations
 
@@ -40,6 +50,8 @@ from typing import Any, Union
 
 import msgspec
 import orjson
+
+from processors.decode import loads_beyond_doubles
 
 from ..flatten import PathTrie
 from ..values import MISSING
@@ -103,8 +115,7 @@ class PartialDecoder:
     and on one line in `every` each is timed (in turns) past `warmup` untimed samples, until
     `timed` samples. A partial way is kept only if its median time is at most `margin` times
     today's (a close call on a shared machine is noise: today's path stays). A line on which
-    the ways disagree takes the partial ways out for good (logged as an error: a fault, or a
-    line of the known difference, see above).
+    the ways disagree takes the partial ways out for good (logged as an error: a fault).
     Until then, and while `ready()` is false (the rule set's own trial is still choosing its
     engine from the events `matching` sees), today's path answers. `decoder` names the way that
     answers; `decoded` and `fallbacks` count the lines the partial way took, and those it handed
@@ -132,9 +143,7 @@ class PartialDecoder:
         match = self.match
         if match is not None:
             return self._partial(lines, match)
-        if self.decoder == "orjson":
-            return matching_bytes_full(lines, self.matching)
-        if not self._ready():
+        if self.decoder == "orjson" or not self._ready():
             return matching_bytes_full(lines, self.matching)
         return self._trial(lines)
 
@@ -167,13 +176,7 @@ class PartialDecoder:
 
     def full(self, line: bytes) -> Answer:
         """Today's path for one line: orjson reads it whole, the rule set matches the dict."""
-        try:
-            ev = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            return None
-        if type(ev) is not dict:
-            return None
-        return self.matching(ev)
+        return answer_whole(line, self.matching)
 
     def _trial(self, lines: Sequence[bytes]) -> list[Answer]:
         ways: list[tuple[str, LineMatching]] = [(name, self._one(m)) for name, m in self.ways.items()]
@@ -201,12 +204,8 @@ class PartialDecoder:
             answer = answers["orjson"]
             out.append(answer)
             if any(a != answer for a in answers.values()):
-                if answer is None:  # orjson refuses what msgspec reads: the known difference
-                    log.warning("partial decoding reads a line orjson refuses (%d bytes; a number beyond "
-                                "the double range?): not used", len(line))
-                else:
-                    log.error("partial decoding disagrees with orjson on a line (%d bytes): not used; "
-                              "answers %s", len(line), answers)
+                log.error("partial decoding disagrees with orjson on a line (%d bytes): not used; "
+                          "answers %s", len(line), answers)
                 self._decide("orjson", {})
                 return out + matching_bytes_full(lines[k + 1:], self.matching)
             if n >= self._last:
@@ -247,15 +246,25 @@ def struct_decoder(root: type) -> Callable[[bytes], Any]:
     return decode
 
 
+def answer_whole(line: bytes, matching: Matching) -> Answer:
+    """One line's answer without partial decoding: orjson reads it whole, `matching` matches the
+    dict; where orjson refuses the line, the event of a line refused only for a number beyond the
+    double range (see the module's docstring), else None."""
+    try:
+        ev = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        ev = loads_beyond_doubles(line)
+    return matching(ev) if type(ev) is dict else None
+
+
 def matching_bytes_full(lines: Iterable[bytes], matching: Matching) -> list[Answer]:
-    """`matching_bytes` without partial decoding: every line read whole by orjson."""
+    """`matching_bytes` without partial decoding: every line read whole (answer_whole, inlined)."""
     out: list[Answer] = []
-    loads = orjson.loads
+    append, loads = out.append, orjson.loads
     for line in lines:
         try:
             ev = loads(line)
         except orjson.JSONDecodeError:
-            out.append(None)
-            continue
-        out.append(matching(ev) if type(ev) is dict else None)
+            ev = loads_beyond_doubles(line)
+        append(matching(ev) if type(ev) is dict else None)
     return out

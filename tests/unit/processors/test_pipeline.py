@@ -135,15 +135,24 @@ def test_a_pattern_or_a_key_path_makes_the_router_read_bodies():
 
 # --- decode + route in one pass (a source without stages) ------------------------------------------
 
-def _fused_router():
+def _fused_router(decoder="orjson"):
+    """The router route_records tests use; `decoder`: how its rule set reads records, forced
+    ("orjson": whole, today's path; "partial-index"/"partial-bitmask": only as far as the rules
+    read, engines/partial.py, as its timing trial chooses it on real traffic)."""
     def render(body, rule, arn, time):
         return orjson.dumps({"shaped": body.get("n")})
 
-    return Router([
+    router = Router([
         Route("plain", (RouteTarget("plain/a"), RouteTarget("plain/b")), {"n": [{"numeric": [">=", 0]}]}),
         Route("shaped", (RouteTarget("shaped/r", render=render),), {"n": [{"exists": True}]}),
         Route("keyed", (RouteTarget("keyed/k", key_path=parse_key_path("$.id")),), {"id": [{"prefix": ""}]}),
-    ])
+    ], engine="bitmask" if decoder == "partial-bitmask" else "index")
+    router.ruleset.matching_bytes([])
+    router.ruleset.partial._decide(decoder, {})
+    return router
+
+
+DECODERS = ("orjson", "partial-index", "partial-bitmask")
 
 
 def _outcome(router, decoder, values, fused):
@@ -159,22 +168,50 @@ def _outcome(router, decoder, values, fused):
 
 
 def test_decode_and_route_in_one_pass_gives_what_decode_then_route_gives():
-    values = EDGE_VALUES + [b'{"n": 1, "id": "a"}', b'{"n": -1}', b'{"id": 7}', b'{"__tombstone": true}']
-    router = _fused_router()
-    for mode in ("fail", "keep", "skip"):
-        fused = _outcome(router, Decoder(tombstones=mode), values, fused=True)
-        assert fused == _outcome(router, Decoder(tombstones=mode), values, fused=False), mode
-    deliveries, failures, matched = _outcome(router, Decoder(), values, fused=True)
-    assert ("plain/a", 17, b'{"n": 1, "id": "a"}', b"k", "plain") in deliveries  # the record's own bytes
-    assert matched == {"plain": 1, "shaped": 2, "keyed": 1}
+    values = [v for v in EDGE_VALUES if v != b'{"a": 1e400}']  # see the test below
+    values += [b'{"n": 1, "id": "a"}', b'{"n": -1}', b'{"id": 7}', b'{"__tombstone": true}']
+    for decoder in DECODERS:
+        router = _fused_router(decoder)
+        for mode in ("fail", "keep", "skip"):
+            fused = _outcome(router, Decoder(tombstones=mode), values, fused=True)
+            assert fused == _outcome(router, Decoder(tombstones=mode), values, fused=False), (decoder, mode)
+        router.take_read_by()
+        deliveries, failures, matched = _outcome(router, Decoder(), values, fused=True)
+        assert ("plain/a", 16, b'{"n": 1, "id": "a"}', b"k", "plain") in deliveries  # the record's own bytes
+        assert matched == {"plain": 1, "shaped": 2, "keyed": 1}
+        # of the 8 objects, those the structs read (the index engine hands {"id": 7} to its generic
+        # path, which reads dicts) and the rest, read whole by orjson; in each of the 4 runs
+        n = {"orjson": 0, "partial-index": 7, "partial-bitmask": 8}[decoder]
+        assert router.ruleset.decoded == 4 * n
+        engine = "bitmask" if decoder == "partial-bitmask" else "index"
+        read_by = {(engine, "msgspec"): n, (engine, "orjson"): 8 - n}
+        assert router.take_read_by() == {k: v for k, v in read_by.items() if v}
+        assert router.read_by == {}
+
+
+def test_a_number_beyond_doubles_that_no_rule_reads_is_forwarded_or_dead_lettered_with_the_reason():
+    """engines/partial.py's decision: RFC 8259 JSON with a number beyond the double range where no
+    rule reads it is routed (orjson alone refuses it); a plain target gets its bytes as they came, a
+    target that needs the event whole dead-letters it for that target, saying why."""
+    line = b'{"n": 1, "id": "a", "q": 1e400}'
+    for decoder in DECODERS:
+        deliveries, failures, matched = _outcome(_fused_router(decoder), Decoder(), [line], fused=True)
+        assert deliveries == [("plain/a", 0, line, b"k", "plain"), ("plain/b", 0, line, b"k", "plain")]
+        assert [(f[1], f[2]) for f in failures] == [("transform", "TransformFailed")] * 2  # shaped/r, keyed/k
+        assert all("beyond the double range" in f[3] for f in failures)
+        assert matched == {"plain": 1, "shaped": 1, "keyed": 1}
+    # the decode stage (a source with stages) cannot hold it: a dead letter that says why
+    _, failures, _ = _outcome(_fused_router(), Decoder(), [line], fused=False)
+    assert [f[2] for f in failures] == ["invalid_json"] and "beyond the double range" in failures[0][3]
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.builds(lambda v: json.dumps(v).encode(), json_values) | st.binary(max_size=20) | st.none(), max_size=8))
 def test_decode_and_route_in_one_pass_agrees_on_arbitrary_input(values):
-    router = _fused_router()
-    assert (_outcome(router, Decoder(tombstones="keep"), values, True)
-            == _outcome(router, Decoder(tombstones="keep"), values, False))
+    for decoder in DECODERS:
+        router = _fused_router(decoder)
+        assert (_outcome(router, Decoder(tombstones="keep"), values, True)
+                == _outcome(router, Decoder(tombstones="keep"), values, False)), decoder
 
 
 def test_a_pipeline_without_stages_routes_in_one_pass_and_dead_letters_bad_records():
