@@ -376,10 +376,11 @@ class WindowAggregate:
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         out: list[Event] = []
         state = self.state
+        closing = state.closing
         for event in events:
             record = event.record
             partition = record.partition
-            table = state.table(partition)
+            table, dirty = state.tables(partition)  # written both at once: a put per record is the hot path
             meta = table.get("~") or {"watermark": None, "offset": -1}
             offset = record.offset
             if self._guard.applied(event, meta["offset"]):
@@ -409,17 +410,22 @@ class WindowAggregate:
             else:
                 key, t = found
                 windows, added, opened = change
-                entry = table.get("k" + key)
-                state.put(partition, "k" + key, {"open": windows, "closed": entry["closed"] if entry else []})
-                heap = state.closing.setdefault(partition, [])
-                for window in opened:
-                    heapq.heappush(heap, (self.close_at(window), key, window[0]))
+                name = "k" + key
+                entry = table.get(name)
+                table[name] = dirty[name] = {"open": windows, "closed": entry["closed"] if entry else []}
+                if opened:
+                    heap = closing.setdefault(partition, [])
+                    for window in opened:
+                        heapq.heappush(heap, (self.close_at(window), key, window[0]))
                 if self.updates:
                     out += [self._result(event, self._detail(key, window, False)) for window in added]
-                watermark = t if watermark is None else max(watermark, t)
+                if watermark is None or t > watermark:
+                    watermark = t
             if watermark is not None:
-                out += [self._result(event, detail) for detail in self._close(partition, watermark, offset)]
-            state.put(partition, "~", {"watermark": watermark, "offset": offset})
+                heap = closing.get(partition)
+                if heap and heap[0][0] <= watermark:  # most records close nothing
+                    out += [self._result(event, detail) for detail in self._close(partition, watermark, offset)]
+            table["~"] = dirty["~"] = {"watermark": watermark, "offset": offset}
         return out
 
     def _read(self, body: dict[str, Any], record: Any) -> tuple[str, int] | None:
@@ -459,6 +465,17 @@ class WindowAggregate:
             # an entry already closes a session that the record fell inside of without extending it
             grown = not any(window[0] == start and window[1] == end for window in absorbed)
             return sorted(kept + [merged]), [merged], [merged] if grown else []
+        if self.hop == self.size:  # tumbling: the one window [t - t % size, + size), found among a few open
+            start = t - t % self.size
+            end = start + self.size
+            if watermark is not None and end + self.lateness <= watermark:
+                return None  # closed: a late record never reopens a window
+            for i, window in enumerate(windows):
+                if window[0] == start:
+                    changed = [start, end, [r.add(a, body, t) for r, a in zip(reducers, window[2])]]
+                    return windows[:i] + [changed] + windows[i + 1:], [changed], []
+            new = [start, end, [r.add(r.initial(), body, t) for r in reducers]]
+            return sorted(windows + [new]), [new], [new]
         by_start = {window[0]: window for window in windows}
         added, opened = [], []
         for start in self.starts(t):
