@@ -422,8 +422,8 @@ class WindowAggregate:
                 if watermark is None or t > watermark:
                     watermark = t
             if watermark is not None:
-                heap = closing.get(partition)
-                if heap and heap[0][0] <= watermark:  # most records close nothing
+                due = closing.get(partition)
+                if due and due[0][0] <= watermark:  # most records close nothing
                     out += [self._result(event, detail) for detail in self._close(partition, watermark, offset)]
             table["~"] = dirty["~"] = {"watermark": watermark, "offset": offset}
         return out
