@@ -375,57 +375,70 @@ class WindowAggregate:
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         out: list[Event] = []
-        state = self.state
-        closing = state.closing
-        for event in events:
-            record = event.record
-            partition = record.partition
-            table, dirty = state.tables(partition)  # written both at once: a put per record is the hot path
-            meta = table.get("~") or {"watermark": None, "offset": -1}
-            offset = record.offset
-            if self._guard.applied(event, meta["offset"]):
-                # already in the state: read again after a crash (or re-run after a failed batch)
+        state, closing, guard = self.state, self.state.closing, self._guard
+        # a batch comes in runs of one partition's records: its watermark and applied offset are
+        # kept in locals over a run and written to the state (`~`) once at its end
+        partition: int | None = None
+        table: dict = {}
+        dirty: dict = {}
+        watermark: int | None = None
+        applied, moved = -1, False
+        try:
+            for event in events:
+                record = event.record
+                if record.partition != partition:
+                    if moved:
+                        table["~"] = dirty["~"] = {"watermark": watermark, "offset": applied}
+                    partition = record.partition
+                    table, dirty = state.tables(partition)  # written both at once: no put call per record
+                    meta = table.get("~")
+                    watermark, applied, moved = (meta["watermark"], meta["offset"], False) if meta else (None, -1, False)
+                offset = record.offset
+                if guard.applied(event, applied):
+                    # already in the state: read again after a crash (or re-run after a failed batch)
+                    out.append(event)
+                    if guard.first_replay(partition, offset):
+                        out += [self._result(event, detail) for detail in self._closed_by(partition, offset)]
+                    continue
+                try:
+                    found = self._read(event.body, record)
+                    change = None if found is None else self._fold(table, watermark, *found, event.body)
+                except ProcessorError as exc:
+                    failures.append(Failure(record, self.name, exc.error, exc.message))
+                    continue
+                except Exception as exc:  # a user's reducer: this record only, the windows stay as they were
+                    failures.append(Failure(record, self.name, "ReducerError", f"{type(exc).__name__}: {exc}"))
+                    continue
+                # from here nothing raises: the record's changes are applied in one step
                 out.append(event)
-                if self._guard.first_replay(partition, offset):
-                    out += [self._result(event, detail) for detail in self._closed_by(partition, offset)]
-                continue
-            try:
-                found = self._read(event.body, record)
-                change = None if found is None else self._fold(table, meta["watermark"], *found, event.body)
-            except ProcessorError as exc:
-                failures.append(Failure(record, self.name, exc.error, exc.message))
-                continue
-            except Exception as exc:  # a user's reducer: this record only, the windows stay as they were
-                failures.append(Failure(record, self.name, "ReducerError", f"{type(exc).__name__}: {exc}"))
-                continue
-            # from here nothing raises: the record's changes are applied in one step
-            out.append(event)
-            watermark = meta["watermark"]
-            if found is None:
-                self.skipped += 1
-            elif change is None:
-                self.late += 1
-                if self.late_mode == "emit":
-                    out.append(self._late(event, found))
-            else:
-                key, t = found
-                windows, added, opened = change
-                name = "k" + key
-                entry = table.get(name)
-                table[name] = dirty[name] = {"open": windows, "closed": entry["closed"] if entry else []}
-                if opened:
-                    heap = closing.setdefault(partition, [])
-                    for window in opened:
-                        heapq.heappush(heap, (self.close_at(window), key, window[0]))
-                if self.updates:
-                    out += [self._result(event, self._detail(key, window, False)) for window in added]
-                if watermark is None or t > watermark:
-                    watermark = t
-            if watermark is not None:
-                due = closing.get(partition)
-                if due and due[0][0] <= watermark:  # most records close nothing
-                    out += [self._result(event, detail) for detail in self._close(partition, watermark, offset)]
-            table["~"] = dirty["~"] = {"watermark": watermark, "offset": offset}
+                if found is None:
+                    self.skipped += 1
+                elif change is None:
+                    self.late += 1
+                    if self.late_mode == "emit":
+                        out.append(self._late(event, found))
+                else:
+                    key, t = found
+                    windows, added, opened = change
+                    name = "k" + key
+                    entry = table.get(name)
+                    table[name] = dirty[name] = {"open": windows, "closed": entry["closed"] if entry else []}
+                    if opened:
+                        heap = closing.setdefault(partition, [])
+                        for window in opened:
+                            heapq.heappush(heap, (self.close_at(window), key, window[0]))
+                    if self.updates:
+                        out += [self._result(event, self._detail(key, window, False)) for window in added]
+                    if watermark is None or t > watermark:
+                        watermark = t
+                if watermark is not None:
+                    due = closing.get(partition)
+                    if due and due[0][0] <= watermark:  # most records close nothing
+                        out += [self._result(event, detail) for detail in self._close(partition, watermark, offset)]
+                applied, moved = offset, True
+        finally:
+            if moved:
+                table["~"] = dirty["~"] = {"watermark": watermark, "offset": applied}
         return out
 
     def _read(self, body: dict[str, Any], record: Any) -> tuple[str, int] | None:
@@ -473,7 +486,9 @@ class WindowAggregate:
             for i, window in enumerate(windows):
                 if window[0] == start:
                     changed = [start, end, [r.add(a, body, t) for r, a in zip(reducers, window[2])]]
-                    return windows[:i] + [changed] + windows[i + 1:], [changed], []
+                    windows = windows.copy()  # the key's entry is replaced, never changed in place
+                    windows[i] = changed
+                    return windows, [changed], []
             new = [start, end, [r.add(r.initial(), body, t) for r in reducers]]
             return sorted(windows + [new]), [new], [new]
         by_start = {window[0]: window for window in windows}
