@@ -228,6 +228,7 @@ class WindowState(PartitionedState):
         self.closers: dict[int, dict[int, list[str]]] = {}  # partition -> closing offset -> keys, in order
 
     def _restored(self, partition: int) -> None:
+        self._realign(partition)
         heap, closed = [], []
         for key, value in self.table(partition).items():
             if key.startswith("k"):
@@ -242,6 +243,28 @@ class WindowState(PartitionedState):
                 keys.append(key)
         self.closers[partition] = closers
         self._stage.forget(partition)
+
+    def _realign(self, partition: int) -> None:
+        """Accumulators are kept by position. When the aggregations changed since the state was
+        written (one added, removed or moved in the config), each finds its own again by name, op and
+        field, and a new one starts empty in the open windows; the realigned state is written back
+        to the changelog. State written before the aggregations were recorded is read as it is."""
+        table = self.table(partition)
+        meta = table.get("~") or {}
+        saved, current = meta.get("aggregations"), self._stage.signature
+        if saved is None or saved == current:
+            return
+        where = [saved.index(sig) if sig in saved else None for sig in current]
+        reducers = self._stage.reducers
+
+        def realign(window: list) -> list:
+            accs = window[2]
+            return [window[0], window[1], [r.initial() if i is None else accs[i] for r, i in zip(reducers, where)]]
+        for key, value in list(table.items()):
+            if key.startswith("k"):
+                self.put(partition, key, {"open": [realign(w) for w in value["open"]],
+                                          "closed": [[offset, realign(w)] for offset, w in value["closed"]]})
+        self.put(partition, "~", {**meta, "aggregations": current})
 
     def drop(self, partition: int) -> None:
         super().drop(partition)
@@ -352,6 +375,8 @@ class WindowAggregate:
         self.time_field = time
         self.names = list(aggregations)
         self.reducers = list(aggregations.values())
+        # what each accumulator in the state is, kept with it (WindowState._realign)
+        self.signature = [[name, type(r).__name__, getattr(r, "field", None)] for name, r in aggregations.items()]
         self.updates, self.source, self.detail_type = updates, source, detail_type
         self.late_mode, self.late_detail_type = late, late_detail_type
         self.late = 0  # records past the allowed lateness, in no window
@@ -388,7 +413,7 @@ class WindowAggregate:
                 record = event.record
                 if record.partition != partition:
                     if moved:
-                        table["~"] = dirty["~"] = {"watermark": watermark, "offset": applied}
+                        table["~"] = dirty["~"] = {"watermark": watermark, "offset": applied, "aggregations": self.signature}
                     partition = record.partition
                     table, dirty = state.tables(partition)  # written both at once: no put call per record
                     meta = table.get("~")
@@ -438,7 +463,7 @@ class WindowAggregate:
                 applied, moved = offset, True
         finally:
             if moved:
-                table["~"] = dirty["~"] = {"watermark": watermark, "offset": applied}
+                table["~"] = dirty["~"] = {"watermark": watermark, "offset": applied, "aggregations": self.signature}
         return out
 
     def _read(self, body: dict[str, Any], record: Any) -> tuple[str, int] | None:
