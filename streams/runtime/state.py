@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
-from functools import partial
 from typing import Any
 
 import orjson
@@ -68,37 +67,23 @@ class StateStores:
                 self._queue.put_nowait((changelog, partition, records, ticket, store.name))
 
     async def _write(self) -> None:
-        """One writer, in batch order: a key's changes reach the changelog in the order they happened
-        (the producer keeps one request in flight per partition, retries included). It sends each
-        batch's changes without waiting for the previous batch's acknowledgement: waiting made every
-        batch pay a broker round trip per changelog partition, in turn."""
+        """One writer, in batch order: a key's changes reach the changelog in the order they happened."""
         assert self._producer is not None
         while True:
             changelog, partition, records, ticket, store = await self._queue.get()
             try:
                 sent = await self._producer.send_to_partition(changelog, partition, records)
-            except Exception as exc:
-                self._failed(changelog, partition, len(records), store, exc)
+                await asyncio.gather(*(future for future, _ in sent))
+            except Exception:
+                # the ticket stays held: this partition's offsets stop advancing, so after a restart
+                # its events are processed again and the state rebuilt, rather than lost
+                log.exception("could not write %d state changes to %s[%d]; holding the partition's commits "
+                              "(restart the worker once the topic is writable)", len(records), changelog, partition)
+                metrics.STATE_CHANGES.labels(store, "failed").inc(len(records))
                 continue
-            acked = asyncio.gather(*(future for future, _ in sent))
-            acked.add_done_callback(partial(self._acked, changelog, partition, len(records), ticket, store))
-
-    def _acked(self, changelog: str, partition: int, count: int, ticket, store: str, acked: asyncio.Future) -> None:
-        error = asyncio.CancelledError() if acked.cancelled() else acked.exception()
-        if error is not None:
-            self._failed(changelog, partition, count, store, error)
-            return
-        metrics.STATE_CHANGES.labels(store, "written").inc(count)
-        if ticket is not None:
-            ticket.done(1)
-
-    def _failed(self, changelog: str, partition: int, count: int, store: str, error: BaseException) -> None:
-        # the ticket stays held: this partition's offsets stop advancing, so after a restart its
-        # events are processed again and the state rebuilt, rather than lost
-        log.error("could not write %d state changes to %s[%d]; holding the partition's commits "
-                  "(restart the worker once the topic is writable)", count, changelog, partition,
-                  exc_info=(type(error), error, error.__traceback__))
-        metrics.STATE_CHANGES.labels(store, "failed").inc(count)
+            metrics.STATE_CHANGES.labels(store, "written").inc(len(records))
+            if ticket is not None:
+                ticket.done(1)
 
     async def restore(self, assigned: set[TopicPartition]) -> None:
         """Read the state of newly assigned partitions back from their changelogs."""
