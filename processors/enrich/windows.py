@@ -228,6 +228,7 @@ class WindowState(PartitionedState):
         self.closers: dict[int, dict[int, list[str]]] = {}  # partition -> closing offset -> keys, in order
 
     def _restored(self, partition: int) -> None:
+        self._realign(partition)
         heap, closed = [], []
         for key, value in self.table(partition).items():
             if key.startswith("k"):
@@ -242,6 +243,28 @@ class WindowState(PartitionedState):
                 keys.append(key)
         self.closers[partition] = closers
         self._stage.forget(partition)
+
+    def _realign(self, partition: int) -> None:
+        """Accumulators are kept by position. When the aggregations changed since the state was
+        written (one added, removed or moved in the config), each finds its own again by name, op and
+        field, and a new one starts empty in the open windows; the realigned state is written back
+        to the changelog. State written before the aggregations were recorded is read as it is."""
+        table = self.table(partition)
+        meta = table.get("~") or {}
+        saved, current = meta.get("aggregations"), self._stage.signature
+        if saved is None or saved == current:
+            return
+        where = [saved.index(sig) if sig in saved else None for sig in current]
+        reducers = self._stage.reducers
+
+        def realign(window: list) -> list:
+            accs = window[2]
+            return [window[0], window[1], [r.initial() if i is None else accs[i] for r, i in zip(reducers, where)]]
+        for key, value in list(table.items()):
+            if key.startswith("k"):
+                self.put(partition, key, {"open": [realign(w) for w in value["open"]],
+                                          "closed": [[offset, realign(w)] for offset, w in value["closed"]]})
+        self.put(partition, "~", {**meta, "aggregations": current})
 
     def drop(self, partition: int) -> None:
         super().drop(partition)
@@ -352,6 +375,8 @@ class WindowAggregate:
         self.time_field = time
         self.names = list(aggregations)
         self.reducers = list(aggregations.values())
+        # what each accumulator in the state is, kept with it (WindowState._realign)
+        self.signature = [[name, type(r).__name__, getattr(r, "field", None)] for name, r in aggregations.items()]
         self.updates, self.source, self.detail_type = updates, source, detail_type
         self.late_mode, self.late_detail_type = late, late_detail_type
         self.late = 0  # records past the allowed lateness, in no window
@@ -375,51 +400,70 @@ class WindowAggregate:
 
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         out: list[Event] = []
-        state = self.state
-        for event in events:
-            record = event.record
-            partition = record.partition
-            table = state.table(partition)
-            meta = table.get("~") or {"watermark": None, "offset": -1}
-            offset = record.offset
-            if self._guard.applied(event, meta["offset"]):
-                # already in the state: read again after a crash (or re-run after a failed batch)
+        state, closing, guard = self.state, self.state.closing, self._guard
+        # a batch comes in runs of one partition's records: its watermark and applied offset are
+        # kept in locals over a run and written to the state (`~`) once at its end
+        partition: int | None = None
+        table: dict = {}
+        dirty: dict = {}
+        watermark: int | None = None
+        applied, moved = -1, False
+        try:
+            for event in events:
+                record = event.record
+                if record.partition != partition:
+                    if moved:
+                        table["~"] = dirty["~"] = {"watermark": watermark, "offset": applied, "aggregations": self.signature}
+                    partition = record.partition
+                    table, dirty = state.tables(partition)  # written both at once: no put call per record
+                    meta = table.get("~")
+                    watermark, applied, moved = (meta["watermark"], meta["offset"], False) if meta else (None, -1, False)
+                offset = record.offset
+                if guard.applied(event, applied):
+                    # already in the state: read again after a crash (or re-run after a failed batch)
+                    out.append(event)
+                    if guard.first_replay(partition, offset):
+                        out += [self._result(event, detail) for detail in self._closed_by(partition, offset)]
+                    continue
+                try:
+                    found = self._read(event.body, record)
+                    change = None if found is None else self._fold(table, watermark, *found, event.body)
+                except ProcessorError as exc:
+                    failures.append(Failure(record, self.name, exc.error, exc.message))
+                    continue
+                except Exception as exc:  # a user's reducer: this record only, the windows stay as they were
+                    failures.append(Failure(record, self.name, "ReducerError", f"{type(exc).__name__}: {exc}"))
+                    continue
+                # from here nothing raises: the record's changes are applied in one step
                 out.append(event)
-                if self._guard.first_replay(partition, offset):
-                    out += [self._result(event, detail) for detail in self._closed_by(partition, offset)]
-                continue
-            try:
-                found = self._read(event.body, record)
-                change = None if found is None else self._fold(table, meta["watermark"], *found, event.body)
-            except ProcessorError as exc:
-                failures.append(Failure(record, self.name, exc.error, exc.message))
-                continue
-            except Exception as exc:  # a user's reducer: this record only, the windows stay as they were
-                failures.append(Failure(record, self.name, "ReducerError", f"{type(exc).__name__}: {exc}"))
-                continue
-            # from here nothing raises: the record's changes are applied in one step
-            out.append(event)
-            watermark = meta["watermark"]
-            if found is None:
-                self.skipped += 1
-            elif change is None:
-                self.late += 1
-                if self.late_mode == "emit":
-                    out.append(self._late(event, found))
-            else:
-                key, t = found
-                windows, added, opened = change
-                entry = table.get("k" + key)
-                state.put(partition, "k" + key, {"open": windows, "closed": entry["closed"] if entry else []})
-                heap = state.closing.setdefault(partition, [])
-                for window in opened:
-                    heapq.heappush(heap, (self.close_at(window), key, window[0]))
-                if self.updates:
-                    out += [self._result(event, self._detail(key, window, False)) for window in added]
-                watermark = t if watermark is None else max(watermark, t)
-            if watermark is not None:
-                out += [self._result(event, detail) for detail in self._close(partition, watermark, offset)]
-            state.put(partition, "~", {"watermark": watermark, "offset": offset})
+                if found is None:
+                    self.skipped += 1
+                elif change is None:
+                    self.late += 1
+                    if self.late_mode == "emit":
+                        out.append(self._late(event, found))
+                else:
+                    key, t = found
+                    windows, added, opened = change
+                    name = "k" + key
+                    entry = table.get(name)
+                    table[name] = dirty[name] = {"open": windows, "closed": entry["closed"] if entry else []}
+                    if opened:
+                        heap = closing.setdefault(partition, [])
+                        for window in opened:
+                            heapq.heappush(heap, (self.close_at(window), key, window[0]))
+                    if self.updates:
+                        out += [self._result(event, self._detail(key, window, False)) for window in added]
+                    if watermark is None or t > watermark:
+                        watermark = t
+                if watermark is not None:
+                    due = closing.get(partition)
+                    if due and due[0][0] <= watermark:  # most records close nothing
+                        out += [self._result(event, detail) for detail in self._close(partition, watermark, offset)]
+                applied, moved = offset, True
+        finally:
+            if moved:
+                table["~"] = dirty["~"] = {"watermark": watermark, "offset": applied, "aggregations": self.signature}
         return out
 
     def _read(self, body: dict[str, Any], record: Any) -> tuple[str, int] | None:
@@ -459,6 +503,19 @@ class WindowAggregate:
             # an entry already closes a session that the record fell inside of without extending it
             grown = not any(window[0] == start and window[1] == end for window in absorbed)
             return sorted(kept + [merged]), [merged], [merged] if grown else []
+        if self.hop == self.size:  # tumbling: the one window [t - t % size, + size), found among a few open
+            start = t - t % self.size
+            end = start + self.size
+            if watermark is not None and end + self.lateness <= watermark:
+                return None  # closed: a late record never reopens a window
+            for i, window in enumerate(windows):
+                if window[0] == start:
+                    changed = [start, end, [r.add(a, body, t) for r, a in zip(reducers, window[2])]]
+                    windows = windows.copy()  # the key's entry is replaced, never changed in place
+                    windows[i] = changed
+                    return windows, [changed], []
+            new = [start, end, [r.add(r.initial(), body, t) for r in reducers]]
+            return sorted(windows + [new]), [new], [new]
         by_start = {window[0]: window for window in windows}
         added, opened = [], []
         for start in self.starts(t):

@@ -14,7 +14,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.kafka.admin import ensure_topics
-from streams.kafka.read import partitions_of, read_to_end
+from streams.kafka.read import follow, partitions_of, read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ class RegistryTopic:
         tps = [TopicPartition(self.topic, p) for p in await partitions_of(self._consumer, self.topic, timeout)]
         self._consumer.assign(tps)
         await read_to_end(self._consumer, tps, self._apply, timeout)
-        self._tail = asyncio.create_task(self._follow(), name="schema-registry")
+        self._tail = asyncio.create_task(follow(self._consumer, self._changed, f"schema registry {self.topic}"),
+                                         name="schema-registry")
 
     async def close(self) -> None:
         if self._tail:
@@ -80,21 +81,11 @@ class RegistryTopic:
             if client is not None:
                 await client.stop()
 
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        while True:
-            try:
-                batch = await self._consumer.getmany(timeout_ms=500)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("schema registry %s: fetch failed; retrying", self.topic)
-                await asyncio.sleep(1)
-                continue
-            for records in batch.values():
-                for key in self._apply(records):
-                    if self.on_change is not None:
-                        self.on_change(key)
+    def _changed(self, records) -> None:
+        """Records fetched while following: another writer's changes."""
+        for key in self._apply(records):
+            if self.on_change is not None:
+                self.on_change(key)
 
     def _apply(self, records) -> list[TypeKey]:
         changed = []

@@ -1,14 +1,20 @@
-"""Reading a topic's partitions from the beginning up to their end offsets (bootstrap/restore).
+"""Reading a topic's partitions from the beginning up to their end offsets (bootstrap/restore),
+and following them after that.
 
-Shared by the reference-table loader and the changelog restore: both must have seen every
-record that existed when they started before the worker may report ready.
+Shared by the reference-table loader, the changelog restore, the control topic and the
+discovered-schema registry: each must have seen every record that existed when it started before
+the worker may report ready; the followers then apply what comes next.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+log = logging.getLogger(__name__)
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout: float) -> list[int]:
@@ -43,3 +49,23 @@ async def read_to_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition], on_
         for tp in list(pending):
             if await consumer.position(tp) >= end[tp]:
                 pending.discard(tp)
+
+
+async def follow(consumer: AIOKafkaConsumer, on_batch: Callable[[list], object], what: str,
+                 on_error: Callable[[], None] | None = None) -> None:
+    """After `read_to_end`: feed each fetched partition's records to `on_batch(records)` until cancelled.
+    A failed fetch is logged (naming `what`), counted by `on_error` and retried a second later: a
+    follower that stopped would leave its worker on a stale view with nothing to show for it."""
+    while True:
+        try:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: fetch failed; retrying", what)
+            if on_error is not None:
+                on_error()
+            await asyncio.sleep(1.0)
+            continue
+        for records in batches.values():
+            on_batch(records)

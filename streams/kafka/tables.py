@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from processors.enrich.reference import ReferenceTable
 from processors.normalise.cdc import decode_key
-from streams.kafka.read import partitions_of, read_to_end
+from streams.kafka.read import follow, partitions_of, read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -103,21 +103,11 @@ class ReferenceTableLoader:
             await self._consumer.stop()
             raise
         self.ready.set()
-        self._task = asyncio.create_task(self._follow(), name=f"table-{self.table.name}")
+        self._task = asyncio.create_task(follow(self._consumer, self._apply, f"table {self.table.name} ({self.topic})",
+                                                self._fetch_failed), name=f"table-{self.table.name}")
 
-    async def _follow(self) -> None:
-        while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the table must keep following: log, back off, and fetch again
-                self.errors += 1
-                log.exception("table %s: fetching %s failed; retrying", self.table.name, self.topic)
-                await asyncio.sleep(1.0)
-                continue
-            for records in batches.values():
-                self._apply(records)
+    def _fetch_failed(self) -> None:
+        self.errors += 1
 
     async def stop(self) -> None:
         if self._task is not None:

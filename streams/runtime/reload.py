@@ -25,7 +25,7 @@ from streams import metrics
 from streams.config import Config, ConfigError, RuleSettings
 from streams.kafka.admin import ensure_topics
 from streams.kafka.producer import make_producer
-from streams.kafka.read import partitions_of, read_to_end
+from streams.kafka.read import follow, partitions_of, read_to_end
 from streams.runtime.archives import ARCHIVE_KEY, CANCEL_KEY, REPLAY_KEY, StoredArchive, StoredReplay, with_archives
 from streams.runtime.buses import CONTROL_KEY_PREFIX, StoredBus, all_buses
 from streams.runtime.replay import ReplayRunner
@@ -84,7 +84,8 @@ class ControlTopic:
         tps = [TopicPartition(self.topic, p) for p in await partitions_of(self._consumer, self.topic, 30)]
         self._consumer.assign(tps)
         await read_to_end(self._consumer, tps, self._apply, 60)
-        self._tail = asyncio.create_task(self._follow(), name="control-topic")
+        self._tail = asyncio.create_task(follow(self._consumer, self._changed, f"control topic {self.topic}"),
+                                         name="control-topic")
 
     async def close(self) -> None:
         if self._tail:
@@ -95,22 +96,10 @@ class ControlTopic:
         if self._producer:
             await self._producer.stop()
 
-    async def _follow(self) -> None:
-        assert self._consumer is not None, "start() first"
-        while True:
-            try:
-                batch = await self._consumer.getmany(timeout_ms=500)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("control topic %s: fetch failed; retrying", self.topic)
-                await asyncio.sleep(1)
-                continue
-            changed = False
-            for records in batch.values():
-                changed |= self._apply(records)
-            if changed:
-                self._notify()
+    def _changed(self, records) -> None:
+        """Records fetched while following: the listeners hear of what changed."""
+        if self._apply(records):
+            self._notify()
 
     def _apply(self, records) -> bool:
         changed = False

@@ -239,15 +239,18 @@ class Worker:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        await self.state.close()
         if self.consumer is not None and self.consumer._closed is False:
             await self._flush_targets(max(0.1, deadline - time.monotonic()))
+            # the changelog writer runs until the group is left: the open windows' (and every stateful
+            # stage's) state reaches its changelog with the last batches, so the commit covers
+            # them and a restart resumes them with nothing to replay or emit again
             await self._drain(None, max(0.1, deadline - time.monotonic()))
             await self._commit(force=True)
-            try:
+            try:  # leaving the group revokes the partitions, which drains them through the writer too
                 await asyncio.wait_for(self.consumer.stop(), max(0.5, deadline - time.monotonic()))
             except TimeoutError:
                 log.error("consumer did not leave the group within the grace period")
+        await self.state.close()
         if self._bus_sends:
             await asyncio.wait(self._bus_sends, timeout=max(0.1, deadline - time.monotonic()))
         await self.discovery.close()

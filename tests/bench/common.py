@@ -1,4 +1,5 @@
-"""What the benchmarks share: a broker, pre-produced data, the raw-consume floor, the summary line."""
+"""What the benchmarks share: a broker, pre-produced data, the raw-consume floor, a timed reader
+(the floor and a pipeline over the same records, wall clock and CPU), the summary line."""
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +15,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
+from processors.chain import Chain  # noqa: E402
 from streams.devtools.broker import start_tansu  # noqa: E402
 from streams.kafka.admin import ensure_topics  # noqa: E402
 from streams.kafka.fastpath.fetch_records import as_shipped  # noqa: E402
@@ -87,6 +89,65 @@ async def _floor_run(bootstrap: str, topic: str, total: int, max_records: int) -
         return total / (time.perf_counter() - started)
     finally:
         await consumer.stop()
+
+
+class Reader:
+    """One group-less consumer of partition 0 of a topic; each pass seeks to the beginning and reads
+    `n` records, timed by the wall clock and by this process's CPU time."""
+
+    def __init__(self, bootstrap: str, topic: str, n: int, max_records: int = 1000):
+        self.tp, self.n, self.max_records = TopicPartition(topic, 0), n, max_records
+        # fetch_max_wait_ms small: at the end of a pass the consumer long-polls past the last record,
+        # and the next pass's seek would wait out that poll (500 ms by default) inside its timing
+        # fetch sizes stay at aiokafka's defaults, as a worker's would
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                         fetch_max_wait_ms=5)
+
+    async def start(self):
+        from streams.kafka.fastpath import consumer_record
+
+        consumer_record.install()  # consumed records carry the `timestamp_ms` processors read, as in the worker
+        await self.consumer.start()
+        self.consumer.assign([self.tp])
+
+    async def stop(self):
+        await self.consumer.stop()
+
+    async def batches(self):
+        self.consumer.seek(self.tp, 0)
+        seen = 0
+        while seen < self.n:
+            got = await self.consumer.getmany(self.tp, timeout_ms=1000, max_records=self.max_records)
+            for records in got.values():
+                seen += len(records)
+                yield records
+
+    async def floor(self) -> tuple[float, float]:
+        """(events/s by the wall clock, events per CPU-second of this process) of `orjson.loads` alone."""
+        loads = orjson.loads
+        t0, c0 = time.perf_counter(), time.process_time()
+        count = 0
+        async for records in self.batches():
+            for r in records:
+                loads(r.value)
+            count += len(records)
+        return count / (time.perf_counter() - t0), count / (time.process_time() - c0)
+
+    async def pipeline(self, stages, after_batch=None) -> tuple[float, float, int]:
+        """(events/s, events per CPU-second, failures) of `stages` run as the worker runs them;
+        `after_batch()` is timed too (what the worker does per batch besides the stages)."""
+        chain = Chain(stages[0], stages[1:])
+        failures: list = []
+        t0, c0 = time.perf_counter(), time.process_time()
+        count = 0
+        async for records in self.batches():
+            # consumed records go in as they are, as the worker hands them over (streams.runtime.worker
+            # aliases ConsumerRecord.timestamp as timestamp_ms): no copy per record
+            await chain.run_async(records, failures)  # yields between sub-batches: the next fetch overlaps
+            if after_batch is not None:
+                after_batch()
+            count += len(records)
+        return count / (time.perf_counter() - t0), count / (time.process_time() - c0), len(failures)
 
 
 def median(values: list[float]) -> float:

@@ -18,8 +18,6 @@ validator choice measured (fastjsonschema vs jsonschema on the same documents).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import random
 import statistics
 import sys
@@ -30,14 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import orjson  # noqa: E402
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
+from common import Broker, Reader, preproduce  # noqa: E402
 
 import schemas  # noqa: E402
 import streams.runtime.tuning  # noqa: E402
-from streams.kafka.fastpath import consumer_record  # noqa: E402
-
-consumer_record.install()  # consumed records carry the `timestamp_ms` the processors read
 from processors.chain import Chain  # noqa: E402
 from processors.core import SourceRecord  # noqa: E402
 from processors.decode import Decoder  # noqa: E402
@@ -148,74 +142,6 @@ def pipelines(topics: dict[str, str]):
     }
 
 
-# --- broker -------------------------------------------------------------------------------------
-
-async def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5,
-                                max_batch_size=1 << 20)
-    await producer.start()
-    try:
-        for start in range(0, len(items), 2000):
-            futures = [await producer.send(topic, key=k, value=v, partition=0) for k, v in items[start:start + 2000]]
-            await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-class Reader:
-    """One group-less consumer per topic; each pass seeks to the beginning and reads `n` records."""
-
-    def __init__(self, bootstrap: str, topic: str, n: int, max_records: int = 1000):
-        self.tp, self.n, self.max_records = TopicPartition(topic, 0), n, max_records
-        # fetch_max_wait_ms small: at the end of a pass the consumer long-polls past the last record,
-        # and the next pass's seek would wait out that poll (500 ms by default) inside its timing
-        # fetch sizes stay at aiokafka's defaults, as a worker's would
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                         fetch_max_wait_ms=5)
-
-    async def start(self):
-        await self.consumer.start()
-        self.consumer.assign([self.tp])
-
-    async def batches(self):
-        self.consumer.seek(self.tp, 0)
-        seen = 0
-        while seen < self.n:
-            got = await self.consumer.getmany(self.tp, timeout_ms=1000, max_records=self.max_records)
-            for records in got.values():
-                seen += len(records)
-                yield records
-
-    async def floor(self) -> tuple[float, float]:
-        """(events/s by the wall clock, events per CPU-second of this process)."""
-        loads = orjson.loads
-        t0, c0 = time.perf_counter(), time.process_time()
-        count = 0
-        async for records in self.batches():
-            for r in records:
-                loads(r.value)
-            count += len(records)
-        return count / (time.perf_counter() - t0), count / (time.process_time() - c0)
-
-    async def pipeline(self, stages) -> tuple[float, float, int]:
-        chain = Chain(stages[0], stages[1:])
-        failures: list = []
-        t0, c0 = time.perf_counter(), time.process_time()
-        count = 0
-        async for records in self.batches():
-            # consumed records go in as they are, as the worker hands them over (streams.runtime.worker
-            # aliases ConsumerRecord.timestamp as timestamp_ms): no copy per record
-            await chain.run_async(records, failures)  # yields between sub-batches: the next fetch overlaps
-            count += len(records)
-        return count / (time.perf_counter() - t0), count / (time.process_time() - c0), len(failures)
-
-
 # --- validator choice ---------------------------------------------------------------------------
 
 def validator_rates(docs: list[dict]) -> dict[str, float]:
@@ -251,20 +177,15 @@ async def main() -> int:
     n = args.n or (3000 if args.quick else 20000)
     repeats = args.repeats or (3 if args.quick else 5)
 
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        from streams.devtools.broker import start_tansu
-        broker = start_tansu()
-        bootstrap = broker.bootstrap_servers
-    try:
+    with Broker() as broker:
+        bootstrap = broker.bootstrap
         rng = random.Random(7)
         suffix = uuid.uuid4().hex[:6]
         kinds = {"iot": iot_values(n, rng), "clickstream": click_values(n, rng), "cdc": cdc_values(n, rng)}
         topics = {"iot": f"bench.iot.telemetry.{suffix}", "clickstream": f"bench.clickstream.{suffix}",
                   "cdc": f"bench.dbserver1.inventory.customers.{suffix}"}
         for kind, items in kinds.items():
-            await produce(bootstrap, topics[kind], items)
+            await preproduce(bootstrap, topics[kind], items, partitions=1)
         readers = {kind: Reader(bootstrap, topics[kind], n) for kind in kinds}
         for reader in readers.values():
             await reader.start()
@@ -299,7 +220,7 @@ async def main() -> int:
                         chain.run(prebuilt[kind][start:start + 1000], [])
                     inproc.setdefault(variant, []).append(n / (time.perf_counter() - t0))
         for reader in readers.values():
-            await reader.consumer.stop()
+            await reader.stop()
 
         med = statistics.median
         figures, ratios = {}, {}
@@ -330,9 +251,6 @@ async def main() -> int:
         print(f"floor {FLOOR_RATIO}: " + ("all kinds pass" if not below else f"BELOW: {', '.join(below)}"))
         print(orjson.dumps({"bench": "enrich", "figures": figures, "ratios": ratios}).decode())
         return 0
-    finally:
-        if broker is not None:
-            broker.stop()
 
 
 if __name__ == "__main__":

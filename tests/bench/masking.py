@@ -14,7 +14,6 @@ the repeats; the in-process rate on pre-built batches is printed too.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -25,6 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import orjson  # noqa: E402
+from common import Broker, Reader, preproduce  # noqa: E402
+from enrich import BASE_MS, click_values  # noqa: E402
 
 from processors.chain import Chain  # noqa: E402
 from processors.core import SourceRecord  # noqa: E402
@@ -33,7 +34,6 @@ from processors.normalise import ClickstreamNormaliser  # noqa: E402
 from processors.validate import SchemaValidator  # noqa: E402
 from streams.config.mask import MaskSettings  # noqa: E402
 from streams.runtime import eventloop, tuning  # noqa: E402
-from tests.bench.enrich import BASE_MS, Reader, click_values, produce  # noqa: E402
 
 FLOOR_RATIO = 0.30
 MASK = MaskSettings.model_validate({
@@ -58,16 +58,11 @@ async def main() -> int:
     n = args.n or (3000 if args.quick else 20000)
     repeats = args.repeats or (3 if args.quick else 5)
 
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        from streams.devtools.broker import start_tansu
-        broker = start_tansu()
-        bootstrap = broker.bootstrap_servers
-    try:
+    with Broker() as broker:
+        bootstrap = broker.bootstrap
         items = click_values(n, random.Random(7))
         topic = f"bench.clickstream.masking.{uuid.uuid4().hex[:6]}"
-        await produce(bootstrap, topic, items)
+        await preproduce(bootstrap, topic, items, partitions=1)
         reader = Reader(bootstrap, topic, n)
         await reader.start()
         prebuilt = [SourceRecord(topic, 0, i, BASE_MS, key, value) for i, (key, value) in enumerate(items)]
@@ -92,7 +87,7 @@ async def main() -> int:
                 for start in range(0, n, 1000):
                     chain.run(prebuilt[start:start + 1000], [])
                 runs[f"{variant}_inproc"].append(n / (time.perf_counter() - t0))
-        await reader.consumer.stop()
+        await reader.stop()
 
         med = {k: statistics.median(v) for k, v in runs.items()}
         figures = {"floor_eps": round(med["floor"]), "unmasked_eps": round(med["plain"]),
@@ -116,9 +111,6 @@ async def main() -> int:
         print(f"masking_vs_floor {verdict} the floor {FLOOR_RATIO}")
         print(orjson.dumps({"bench": "masking", "figures": figures, "ratios": ratios}).decode())
         return 0
-    finally:
-        if broker is not None:
-            broker.stop()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""Windows on the real broker: a worker killed with -9 mid-window, or partitions moving between workers
-mid-window, close exactly the windows, with exactly the aggregates, of a worker that ran through alone
-(state restored from the changelog, no input lost or counted twice)."""
+"""Windows on the real broker: a worker killed with -9 mid-window, stopped with SIGTERM mid-window, or
+partitions moving between workers mid-window, close exactly the windows, with exactly the aggregates,
+of a worker that ran through alone (state restored from the changelog, no input lost or counted twice)."""
 from __future__ import annotations
 
 import asyncio
 import signal
+import time
 
 import orjson
 import pytest
@@ -52,7 +53,8 @@ def windows_config(bootstrap, src, out, dlq, group) -> dict:
 
 def write_config(tmp_path, bootstrap, src, out, dlq, group) -> str:
     path = tmp_path / f"{group}.yaml"
-    path.write_text(yaml.safe_dump(windows_config(bootstrap, src, out, dlq, group)))
+    # keys in their order: the in-process worker of the SIGTERM test reads the same config
+    path.write_text(yaml.safe_dump(windows_config(bootstrap, src, out, dlq, group), sort_keys=False))
     return str(path)
 
 
@@ -77,6 +79,26 @@ async def run_to_the_end(bootstrap: str, cfg: str, group: str, src: str) -> None
         assert worker.wait(30) == 0, worker.stderr.read().decode()
 
 
+MID_STREAM = 8_000  # readings on the topic when a worker is stopped; the rest come after
+
+
+async def started_mid_stream(bootstrap: str, cfg: str, group: str, src: str, readings: list, keys: list):
+    """A worker working through its input, windows open, state changes in flight: it has committed,
+    and more input has just arrived, however fast the worker is on this machine."""
+    await produce(bootstrap, src, readings[:2_000], keys[:2_000])
+    worker = spawn_worker(cfg)
+    try:
+        async def progressed():
+            return sum(o or 0 for o in (await committed_offsets(bootstrap, group, src)).values()) > 0
+        await wait_for(progressed, timeout=60, interval=0.05, message="the first worker to commit")
+        await produce(bootstrap, src, readings[2_000:MID_STREAM], keys[2_000:MID_STREAM])
+    except BaseException:
+        worker.kill()
+        worker.wait()
+        raise
+    return worker
+
+
 async def test_kill_9_mid_window_then_restart_closes_the_same_windows_as_a_run_without_crash(bootstrap_servers,
                                                                                             tmp_path):
     src, dlq = unique("iot"), unique("dlq")
@@ -87,21 +109,12 @@ async def test_kill_9_mid_window_then_restart_closes_the_same_windows_as_a_run_w
 
     crash_group = unique("g")
     cfg = write_config(tmp_path, bootstrap_servers, src, crashed_out, dlq, crash_group)
-    # only the first half is there when the worker is killed: however fast it runs, it is killed with the
-    # windows of the half's last second open (their state in the changelog only), never after the end
-    half = TOTAL // 2
-    await produce(bootstrap_servers, src, readings[:half], keys[:half])
-    first = spawn_worker(cfg)
-    try:
-        async def progressed():  # killed at its first commit: its changelog ahead of its commits, windows open
-            return sum(o or 0 for o in (await committed_offsets(bootstrap_servers, crash_group, src)).values()) > 0
-        await wait_for(progressed, timeout=60, interval=0.02, message="the first worker to commit")
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+    first = await started_mid_stream(bootstrap_servers, cfg, crash_group, src, readings, keys)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
     committed = sum(o or 0 for o in (await committed_offsets(bootstrap_servers, crash_group, src)).values())
-    assert 0 < committed <= half, "killed mid-stream"
-    await produce(bootstrap_servers, src, readings[half:], keys[half:])
+    assert 0 < committed < TOTAL, "killed mid-stream"
+    await produce(bootstrap_servers, src, readings[MID_STREAM:], keys[MID_STREAM:])
     await produce(bootstrap_servers, src, [flush(d) for d in range(DEVICES)], [f"d{d}".encode() for d in range(DEVICES)])
 
     # the run without a crash, over the same input: how many windows close, and with what
@@ -120,6 +133,59 @@ async def test_kill_9_mid_window_then_restart_closes_the_same_windows_as_a_run_w
         assert all(detail == clean[id_][0] for detail in details), (details, clean[id_])
     duplicates = sum(len(d) - 1 for d in crashed.values())
     print(f"kill -9 with {committed} of {TOTAL} committed: {len(crashed)} windows, {duplicates} delivered twice")
+
+
+async def test_sigterm_mid_window_flushes_the_open_windows_and_a_restart_emits_each_window_once(bootstrap_servers,
+                                                                                                tmp_path):
+    """An orderly stop leaves nothing to replay: the open windows' state is in the changelog up to the
+    offsets committed, so the restarted worker resumes them and emits every window exactly once.
+    The stop is what the SIGTERM handler does (streams/service.py: request_stop), asked for the moment
+    a batch's state changes were handed to the changelog writer: the worst moment, every time."""
+    src, dlq = unique("iot"), unique("dlq")
+    stopped_out, clean_out = unique("stopped"), unique("clean")
+    await create_topics(bootstrap_servers, src, stopped_out, clean_out, dlq, partitions=2)
+    readings = [reading(i) for i in range(TOTAL)]
+    keys = [r["device"].encode() for r in readings]
+    group = unique("g")
+    cfg = write_config(tmp_path, bootstrap_servers, src, stopped_out, dlq, group)
+    await produce(bootstrap_servers, src, readings[:MID_STREAM], keys[:MID_STREAM])
+    worker = Worker(parse_config(windows_config(bootstrap_servers, src, stopped_out, dlq, group), environ={}))
+    queue_changes, batches = worker.state.queue_changes, []
+
+    def queue_then_stop(tickets) -> None:  # SIGTERM while batch 40 (of 50 records) is being processed
+        queue_changes(tickets)
+        batches.append(1)
+        if len(batches) == 40:
+            worker.request_stop()
+    worker.state.queue_changes = queue_then_stop  # type: ignore[method-assign]
+    task = asyncio.create_task(worker.run())
+    await wait_for(lambda: worker.stopping, timeout=60, message="the worker to be stopped mid-stream")
+    asked = time.monotonic()
+    await asyncio.wait_for(task, 30)
+    took = time.monotonic() - asked
+    # well inside the 10 s grace: it did not wait for state changes that were never going to be written
+    assert took < 6, f"the stop took {took:.1f}s"
+    committed = await committed_offsets(bootstrap_servers, group, src)
+    assert 0 < sum(o or 0 for o in committed.values()) < TOTAL, "stopped mid-stream"
+    changelog: dict[int, dict] = {}
+    for message in await read_all(bootstrap_servers, f"{group}-{src}-temp1s-changelog", idle=0.5, timeout=15):
+        if message.key == b"~":
+            changelog[message.partition] = orjson.loads(message.value)
+    for partition, offset in committed.items():
+        if offset:  # the state holds exactly the committed records: a restart replays nothing
+            assert changelog[partition]["offset"] == offset - 1, (partition, offset, changelog)
+    await produce(bootstrap_servers, src, readings[MID_STREAM:], keys[MID_STREAM:])
+    await produce(bootstrap_servers, src, [flush(d) for d in range(DEVICES)], [f"d{d}".encode() for d in range(DEVICES)])
+
+    clean_group = unique("g")
+    await run_to_the_end(bootstrap_servers, write_config(tmp_path, bootstrap_servers, src, clean_out, dlq, clean_group),
+                         clean_group, src)
+    clean = await closed_windows(bootstrap_servers, clean_out)
+    await run_to_the_end(bootstrap_servers, cfg, group, src)
+    stopped = await closed_windows(bootstrap_servers, stopped_out)
+    assert stopped.keys() == clean.keys(), "no window lost, none invented"
+    bad = {i: (d, clean[i]) for i, d in stopped.items() if d != clean[i]}
+    assert not bad, f"{len(bad)} windows delivered more than once or with other aggregates"
 
 
 async def test_window_state_follows_its_partitions_through_rebalances(bootstrap_servers, tmp_path):

@@ -6,9 +6,9 @@ import spec  # noqa: F401  (puts the repository on sys.path)
 from processors.core import Failure
 from processors.decode import Decoder
 from processors.enrich import ReferenceJoin, ReferenceTable
-from processors.enrich.window import TumblingCount
 from processors.pipeline import Pipeline
 from streams.config import parse_config
+from streams.runtime.enrichment import build_enrichment
 from streams.runtime.topology import build_router
 
 KEY_PATHS = {"iot": "device_id", "click": "user_id", "cdc": "after.customer_id"}
@@ -36,28 +36,39 @@ class RequiredFields:
         return out
 
 
+def windows_stage(kind: str) -> dict:
+    """Pipeline 2's stateful step as a user configures it: a 1-minute tumbling count per key over the
+    record timestamp, its state in a changelog topic, each closed window emitted as a result event."""
+    return {"type": "windows", "name": "count1m", "window": "tumbling", "size": f"{spec.WINDOW_MS}ms",
+            "key": "$." + KEY_PATHS[kind], "time": "kafka", "aggregations": {"count": {"op": "count"}}}
+
+
 def bench_config(args, *, max_batch: int = 5000):
     outs = spec.out_topics(args.out)
+    stateful = getattr(args, "stateful", False)
+    window_rules = [{"name": "window-results", "EventPattern": {"detail-type": ["Window Result"]},
+                     "targets": [{"id": "out", "type": "kafka", "topic": spec.windows_topic(args.out)}]}]
     return parse_config({
         "kafka": {"bootstrap_servers": args.bootstrap, "group_id": args.group},
         "consumer": {"max_batch_records": max_batch, "commit_interval_ms": 50, "fetch_timeout_ms": 20},
         "producer": {"linger_ms": 5},
         "dead_letter": {"topic": f"{args.out}-dlq"},
-        "sources": [{"topic": t} for t in spec.topics(args.prefix).values()],
+        "sources": [{"topic": t, "enrich": [windows_stage(kind)] if stateful else []}
+                    for kind, t in spec.topics(args.prefix).items()],
         "rules": [{"name": name, "EventPattern": pattern, "targets": [{"id": "out", "type": "kafka", "topic": outs[kind]}]}
-                  for name, kind, pattern, _ in spec.RULES],
+                  for name, kind, pattern, _ in spec.RULES] + (window_rules if stateful else []),
     }, environ={})
 
 
 def bench_pipeline(config, stateful: bool, prefix: str) -> Pipeline:
     table = ReferenceTable("ref", spec.reference_rows())
     stages, decoders = {}, {}
-    for kind, topic in spec.topics(prefix).items():
+    for index, (kind, topic) in enumerate(spec.topics(prefix).items()):
         chain = [RequiredFields(spec.REQUIRED[kind]),
                  ReferenceJoin(table, KEY_PATHS[kind], fields=list(spec.ENRICH_FIELDS), into="ref",
                                on_missing="default", default={f: None for f in spec.ENRICH_FIELDS})]
-        if stateful:
-            chain.append(TumblingCount(spec.WINDOW_MS))
+        if stateful:  # the stages of sources[index].enrich, built as the worker builds them
+            chain += build_enrichment(config, index, config.sources[index].enrich, {})
         stages[topic] = chain
         decoders[topic] = Decoder()
     return Pipeline(stages, build_router(config), decoders)
@@ -70,6 +81,11 @@ class TimedPipeline:
         self.pipeline, self.clock = pipeline, clock
 
     collects_plain = True  # as Pipeline: the worker takes plain rules' records as they are
+
+    def __getattr__(self, name):
+        # the rest is the pipeline's: the worker finds its stateful stages (`chains`) there and
+        # gives them their changelog topics
+        return getattr(self.pipeline, name)
 
     def run(self, by_topic, plain=False):
         self.clock.tick()

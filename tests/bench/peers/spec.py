@@ -5,8 +5,11 @@ streams.devtools.generator.TrafficGenerator. Per event:
   1. parse JSON; validate the required fields of its kind (else dead-letter);
   2. add two fields (`tier`, `region`) from a 10,000-entry reference table, keyed by the
      device id, the user id, or the order's customer id (a miss adds nulls);
-  3. [stateful pipeline] add `window_count`: events of the record key in the current 1-minute
-     tumbling window of the record timestamp;
+  3. [stateful pipeline] count the events of each key in 1-minute tumbling windows of the record
+     timestamp, in the contender's own windowed state with its changelog topic (eventweir's
+     `windows` stage as configured by a user, Quix Streams' `tumbling_window().count()`, a faust
+     windowed Table), each closed window's count produced to `<out>-windows` (faust, whose windowed
+     tables emit nothing on close, sends it from `on_window_close`);
   4. match the 20 rules below (EventBridge patterns for eventweir; the same conditions as plain
      Python predicates for the peers, checked equal by tests/unit/test_bench_spec.py);
   5. produce the enriched event once per matched rule to its kind's output topic.
@@ -131,6 +134,11 @@ def dataset(events: int, seed: int = 1) -> dict[str, list[tuple[bytes, bytes]]]:
             if value is not None and len(out["cdc"]) < counts["cdc"]:
                 out["cdc"].append((key, value))
     return out
+
+
+def windows_topic(prefix: str) -> str:
+    """Pipeline 2's closed windows (one result per key and window)."""
+    return f"{prefix}-windows"
 
 
 def kind_of(topic: str) -> str:

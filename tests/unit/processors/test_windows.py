@@ -415,3 +415,31 @@ def test_two_windows_stages_of_a_source_need_their_own_names():
                                           r"changelog with sources\[0\]\.enrich\[0\]; give each its own `name`"):
         build_pipeline(parse_config({"sources": [{"topic": "t", "enrich": [entry, entry]}]}, environ={}))
     build_pipeline(parse_config({"sources": [{"topic": "t", "enrich": [entry, {**entry, "name": "other"}]}]}, environ={}))
+
+
+def test_aggregations_changed_between_runs_each_find_their_own_state_again():
+    """A restart with the aggregations edited (one added in front, one removed, the rest moved): each
+    kept one goes on from its state, the new one counts from the restart, none reads another's."""
+    before = WindowAggregate(key="$.k", time="$.t", size_ms=100,
+                             aggregations={"mean": Mean("$.v"), "n": Count(), "gone": Distinct("$.v")})
+    before.process([ev("k", 1, 2, 0), ev("k", 2, 4, 1)], [])
+    changelog = before.state.changes()
+    after = WindowAggregate(key="$.k", time="$.t", size_ms=100,
+                            aggregations={"total": Sum("$.v"), "n": Count(), "mean": Mean("$.v")})
+    after.state.restore(0, [(k, v) for _, k, v in changelog])
+    rewritten = dict((k, v) for _, k, v in after.state.changes())
+    assert rewritten["kk"]["open"][0][2] == [0, 2, [6, 2]], "realigned, and written back to the changelog"
+    out = after.process([ev("k", 3, 6, 2), ev("k", 500, 0, 3)], [])
+    (result,) = [e.body["detail"]["aggregates"] for e in out if e.body.get("detail-type") == "Window Result"]
+    assert result == {"total": 6, "n": 3, "mean": 4.0}
+
+
+def test_state_written_before_aggregations_were_recorded_is_read_as_it_is():
+    window = stage(size_ms=100)
+    window.process([ev("k", 1, 3, 0)], [])
+    changelog = [(k, v) for _, k, v in window.state.changes()]
+    changelog = [(k, {key: x for key, x in v.items() if key != "aggregations"} if k == "~" else v) for k, v in changelog]
+    again = stage(size_ms=100)
+    again.state.restore(0, changelog)
+    out = again.process([ev("k", 2, 3, 1), ev("k", 500, 0, 2)], [])
+    assert [a[0] for *_, a in finals(out)] == [2]
