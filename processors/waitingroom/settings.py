@@ -25,7 +25,10 @@ A room is configured by a plain dict (from the config file or the admin API):
      "client_request_ids": false,              # true: the JSON API's join may name its own request id (retries)
      "display_name": "Summer sale" | null,     # the page's title for visitors (default: the room id)
      "language": "de" | null,                  # force the page's language (default: from Accept-Language)
-     "page_template": "<!doctype html>..." | null}   # a Jinja2 template for the page (see the README)
+     "page_template": "<!doctype html>..." | null,  # a Jinja2 template for the page (see the README)
+     "bot_protection": {"altcha": {"max_number": 100000, "expires_s": 300}} | false}
+                                               # a public join (no site claim, no place held) first solves an ALTCHA
+                                               # proof-of-work challenge; on unless false. max_number: its cost
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ _ROOM_KEYS = {
     "queueing_method", "inlet", "priority_classes", "inventory", "heartbeat_s",
     "session_duration_s", "refresh_interval_s", "schedule", "paused", "claim_secret",
     "origins", "cookie_domain", "cookie_secure", "client_request_ids", "claim_timeout_s",
-    "rejoin_grace_s", "display_name", "language", "page_template",
+    "rejoin_grace_s", "display_name", "language", "page_template", "bot_protection",
 }
 PAGE_LANGUAGES = ("en", "de", "fr", "es", "ja")  # the default page's translations (streams/http/waitingroom/page.py)
 PAGE_TEMPLATE_MAX = 65_536
@@ -67,6 +70,14 @@ class InletPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class BotProtection:
+    """The ALTCHA proof-of-work a public join must carry: the solver tries on average max_number / 2 SHA-256
+    hashes (README: the measured time in a browser), the server checks one."""
+    max_number: int = 100_000  # the cost: the secret number is drawn from 0..max_number
+    expires_s: float = 300.0   # a challenge must be solved and used within this
+
+
+@dataclass(frozen=True, slots=True)
 class RoomSettings:
     room_id: str
     queueing_method: str = "fifo"
@@ -89,6 +100,8 @@ class RoomSettings:
     page_template: str | None = None
     claim_timeout_s: float | None = None
     rejoin_grace_s: float = 0.0
+    # on by default: a room's join is open to the internet unless the site signs claims for its visitors
+    bot_protection: BotProtection | None = field(default_factory=BotProtection)
 
     @property
     def claim_timeout(self) -> float:
@@ -140,6 +153,10 @@ class RoomSettings:
         for key in ("display_name", "language", "page_template"):  # only when set: as the hand-off keys above
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
+        if self.bot_protection != BotProtection():  # the default is not written, as the hand-off keys above
+            bp = self.bot_protection
+            d["bot_protection"] = False if bp is None else {"altcha": {"max_number": bp.max_number,
+                                                                       "expires_s": bp.expires_s}}
         return d
 
 
@@ -309,6 +326,7 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
         _template(f"{path}.page_template", template)
 
     return RoomSettings(
+        bot_protection=_bot_protection(f"{path}.bot_protection", raw.get("bot_protection", True)),
         display_name=display_name, language=language, page_template=template,
         room_id=room_id, claim_timeout_s=claim_timeout,
         rejoin_grace_s=float(_num(f"{path}.rejoin_grace_s", raw.get("rejoin_grace_s", 0), minimum=0, maximum=DAY_S)),
@@ -323,6 +341,28 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
         origins=_origins(f"{path}.origins", raw.get("origins", [])),
         cookie_domain=_cookie_domain(f"{path}.cookie_domain", raw.get("cookie_domain")), cookie_secure=cookie_secure,
     )
+
+
+def _bot_protection(path: str, value: Any) -> BotProtection | None:
+    if value is False:
+        return None
+    if value is True:
+        return BotProtection()
+    expected = "false (off), true (the default cost) or {altcha: {max_number: 1000-10000000, expires_s: 10-3600}}"
+    if not isinstance(value, dict) or set(value) != {"altcha"}:
+        raise SettingsError(path, expected, value)
+    altcha = value["altcha"] if value["altcha"] is not None else {}
+    if not isinstance(altcha, dict):
+        raise SettingsError(f"{path}.altcha", "an object with optional max_number and expires_s", altcha)
+    extra = sorted(set(altcha) - {"max_number", "expires_s"})
+    if extra:
+        raise SettingsError(f"{path}.altcha.{extra[0]}", "one of ['expires_s', 'max_number']", extra[0])
+    default = BotProtection()
+    return BotProtection(
+        max_number=int(_num(f"{path}.altcha.max_number", altcha.get("max_number", default.max_number), minimum=1000,
+                            maximum=10_000_000, integer=True)),
+        expires_s=float(_num(f"{path}.altcha.expires_s", altcha.get("expires_s", default.expires_s), minimum=10,
+                             maximum=3600)))
 
 
 def _template(path: str, source: Any) -> None:
