@@ -113,3 +113,30 @@ def test_hand_off_targets_stay_on_the_rooms_origins():
                          "X-Forwarded-Uri": "/a?b=1", "Host": "room"}) == "https://shop.example.com/a?b=1"
     assert original_url({"Host": "shop.example.com", "X-Forwarded-Proto": "http"}, "/a") == "http://shop.example.com/a"
     assert original_url({"Host": "shop.example.com"}) is None
+
+
+def test_bot_protection_is_on_by_default_and_a_setting_turns_it_off_or_sets_its_cost():
+    from processors.waitingroom.settings import BotProtection
+
+    assert parse_room_settings("sale", {}).bot_protection == BotProtection()
+    assert "bot_protection" not in parse_room_settings("sale", {}).to_dict()  # the default is not written
+    off = parse_room_settings("sale", {"bot_protection": False})
+    assert off.bot_protection is None and off.to_dict()["bot_protection"] is False
+    cheap = parse_room_settings("sale", {"bot_protection": {"altcha": {"max_number": 5000}}})
+    assert cheap.bot_protection == BotProtection(max_number=5000)
+    assert parse_room_settings("sale", cheap.to_dict()) == cheap  # stored and read back alike
+
+
+@pytest.mark.parametrize("value, path", [
+    ({"altcha": {"max_number": 10}}, "rooms.sale.bot_protection.altcha.max_number"),
+    ({"altcha": {"max_number": 1.5e6}}, "rooms.sale.bot_protection.altcha.max_number"),
+    ({"altcha": {"expires_s": 1}}, "rooms.sale.bot_protection.altcha.expires_s"),
+    ({"altcha": {"cost": 1}}, "rooms.sale.bot_protection.altcha.cost"),
+    ({"altcha": []}, "rooms.sale.bot_protection.altcha"),
+    ({"hcaptcha": {}}, "rooms.sale.bot_protection"),
+    ("yes", "rooms.sale.bot_protection"),
+])
+def test_a_bad_bot_protection_names_the_key(value, path):
+    with pytest.raises(SettingsError) as err:
+        parse_room_settings("sale", {"bot_protection": value})
+    assert err.value.path == path
