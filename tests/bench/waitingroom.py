@@ -238,7 +238,8 @@ def main() -> int:
     rooms = Path(tempfile.mkdtemp()) / "rooms.json"
     # manual inlet: nobody is admitted, so every poll is a full waiting-status computation
     # client_request_ids: only the fixed-rate phase names its ids (to match answers to send times)
-    rooms.write_text(json.dumps({"bench": {"inlet": {"policy": "manual"}, "heartbeat_s": 3600, "client_request_ids": True}}))
+    rooms.write_text(json.dumps({"bench": {"inlet": {"policy": "manual"}, "heartbeat_s": 3600, "client_request_ids": True,
+                                       "bot_protection": False}}))  # the queue's speed: bots in tests/bench/waitingroom_bots.py
     tokens = rooms.parent / "queue-tokens.txt"
     server = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "waitingroom", "serve", "--host", "127.0.0.1", "--port", str(port),
