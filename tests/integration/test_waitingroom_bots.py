@@ -119,3 +119,34 @@ async def test_without_javascript_the_visitor_is_told_what_is_needed(redis_prefi
         assert (await (await client.get("/waitingroom/admin/rooms/sale/counters", headers=ADMIN)).json())["waiting"] == 0
     finally:
         await client.close()
+
+
+async def test_every_worker_accepts_the_challenges_of_the_others(redis_prefix, caplog):
+    """Behind a load balancer the challenge and the join meet different workers: they share the key, whether it
+    is configured (challenge_key), derived from key_encryption_key, or made once in Redis."""
+    import pytest
+
+    from processors.waitingroom.settings import SettingsError
+    from streams.http.waitingroom.api import build_waitingroom_service
+
+    for i, config in enumerate(({}, {"challenge_key": "c" * 40}, {"key_encryption_key": "e" * 40})):
+        prefix = f"{redis_prefix}{i}:"  # a deployment each (the fixture's clean-up covers them)
+        a, _ = await start_api(prefix, {"sale": ROOM}, **config)
+        b, _ = await start_api(prefix, {"sale": ROOM}, **config)
+        try:
+            joined = await b.post(f"{BASE}/join", json={"altcha": await solved(a)})
+            assert joined.status == 200, (config, await joined.json())
+        finally:
+            await a.close()
+            await b.close()
+    a, _ = await start_api(redis_prefix, {"sale": ROOM}, challenge_key="c" * 40)
+    b, _ = await start_api(redis_prefix, {"sale": ROOM}, challenge_key="d" * 40)
+    try:
+        await refused(await b.post(f"{BASE}/join", json={"altcha": await solved(a)}), "invalid")
+    finally:
+        await a.close()
+        await b.close()
+    with pytest.raises(SettingsError) as err:
+        build_waitingroom_service({"admin_token": "a" * 20, "challenge_key": "short-secret"})
+    assert err.value.path == "waitingroom.challenge_key" and "short-secret" not in str(err.value)
+    assert "c" * 40 not in caplog.text and "d" * 40 not in caplog.text

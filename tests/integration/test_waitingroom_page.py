@@ -341,3 +341,23 @@ async def test_a_protected_room_solves_its_challenge_in_the_browser_then_gives_a
             await page.wait_for("C\u2019est votre tour")
     finally:
         await client.close()
+
+
+async def test_while_the_browser_solves_the_page_says_so_in_the_visitors_language(redis_prefix, tmp_path):
+    from streams.http.waitingroom.page import TEXTS
+
+    # the highest cost: the solve outlasts the test, so what the visitor reads meanwhile can be seen
+    slow = {"inlet": {"policy": "manual"}, "bot_protection": {"altcha": {"max_number": 10_000_000}}}
+    client, _ = await start_api(redis_prefix, {"slow": slow})
+    try:
+        async with chromium("ja") as page:
+            await page.goto(client.make_url("/waitingroom/rooms/slow/"))
+            await page.wait_for(TEXTS["ja"]["joining_title"], TEXTS["ja"]["challenge_body"])
+            await asyncio.sleep(1)
+            assert await page.eval("document.getElementById('wr-live').getAttribute('data-state')") == "joining"
+            await page.seen()
+            await page.screenshot(tmp_path / "solving-ja.png")
+        counters = await (await client.get("/waitingroom/admin/rooms/slow/counters", headers=ADMIN)).json()
+        assert counters["waiting"] == 0  # nobody joined without a solution
+    finally:
+        await client.close()

@@ -166,3 +166,15 @@ def test_the_vendored_widget_ships_with_its_licence():
     assert page.altcha_widget().startswith(b"(function(") and b'customElements.define("altcha-widget"' in page.altcha_widget()
     licence = (page.Path(page.__file__).parent / "static" / "altcha-LICENSE.txt").read_text()
     assert licence.startswith("MIT License")
+
+
+def test_the_wheel_and_sdist_ship_the_widget():
+    """The static files are not Python: only pyproject's package-data puts them in the wheel and sdist."""
+    import fnmatch
+    import tomllib
+
+    root = page.Path(page.__file__).resolve().parents[3]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    patterns = data["streams.http.waitingroom"]
+    for f in (page.Path(page.__file__).parent / "static").iterdir():
+        assert any(fnmatch.fnmatch(f"static/{f.name}", p) for p in patterns), f.name
