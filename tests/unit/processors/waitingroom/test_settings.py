@@ -140,3 +140,20 @@ def test_a_bad_bot_protection_names_the_key(value, path):
     with pytest.raises(SettingsError) as err:
         parse_room_settings("sale", {"bot_protection": value})
     assert err.value.path == path
+
+
+def test_the_readmes_bot_protection_example_parses_to_what_it_says():
+    from pathlib import Path
+
+    import yaml
+
+    from processors.waitingroom.settings import BotProtection
+
+    readme = (Path(__file__).resolve().parents[4] / "README.md").read_text()
+    section = readme.split("### Bot protection before joining (ALTCHA)\n", 1)[1]
+    rooms = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])["rooms"]
+    assert parse_room_settings("sale", rooms["sale"]).bot_protection == BotProtection()  # the default, spelled out
+    assert parse_room_settings("internal", rooms["internal"]).bot_protection is None
+    with pytest.raises(SettingsError) as err:
+        parse_room_settings("sale", {"bot_protection": {"altcha": {"max_number": 10}}})
+    assert f"`{err.value}`" in " ".join(section.split())  # the error the README quotes is the real one
