@@ -361,3 +361,25 @@ async def test_while_the_browser_solves_the_page_says_so_in_the_visitors_languag
         assert counters["waiting"] == 0  # nobody joined without a solution
     finally:
         await client.close()
+
+
+async def test_a_protected_rooms_visitor_who_expired_rejoins_without_a_new_challenge(redis_prefix, tmp_path):
+    from prometheus_client import REGISTRY
+
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("eventweir_waitingroom_challenges_total",
+                                         {"room": "guarded", "outcome": outcome}) or 0
+
+    client, _ = await start_api(redis_prefix, {"guarded": {"inlet": {"policy": "manual"}, "refresh_interval_s": 3,
+                                                           "heartbeat_s": 1, "bot_protection": True}})
+    before = {o: count(o) for o in ("issued", "accepted", "missing")}
+    try:
+        async with chromium("es-ES") as page:
+            await page.goto(client.make_url("/waitingroom/rooms/guarded/"))
+            await page.wait_for("Su lugar ha caducado", "Volver a la fila", timeout=30)
+            await page.eval("document.querySelector('[data-wr-action=rejoin]').click()")
+            await page.wait_for("Est\u00e1 en la fila", "Personas delante de usted\n0")
+        # one challenge solved, for the first join; the rejoin was the holder's (the queue cookie)
+        assert {o: count(o) - before[o] for o in before} == {"issued": 1, "accepted": 1, "missing": 0}
+    finally:
+        await client.close()

@@ -262,10 +262,17 @@ SCRIPT = """<script>
       });
     });
   }
-  function join() {
-    return (challenge ? solve() : Promise.resolve(null)).then(function (payload) {
-      return fetch(base + "/join", {method: "POST", headers: {"content-type": "application/json"},
-                                    body: JSON.stringify(payload ? {altcha: payload} : {})});
+  function post(payload) {
+    return fetch(base + "/join", {method: "POST", headers: {"content-type": "application/json"},
+                                  body: JSON.stringify(payload ? {altcha: payload} : {})});
+  }
+  function join(held) {
+    // a newcomer solves first; one who held a place (rejoin: the queue cookie) needs no challenge, so the
+    // solve happens only if the room asks for one after all (the cookie had lapsed)
+    var sent = challenge && !held ? solve().then(post) : post(null);
+    return sent.then(function (r) {
+      if (r.status !== 403 || !challenge || !held) { return r; }
+      return r.json().then(function (e) { return e.error === "challenge_required" ? solve().then(post) : r; });
     }).then(function (r) { failures = r.ok ? 0 : failures + 1; });
   }
   function refresh() {
@@ -297,7 +304,7 @@ SCRIPT = """<script>
   function next() {
     var state = live.getAttribute("data-state");
     if (state === "joining") {  // a failed join is tried again, later and later: the page says why meanwhile
-      return join().then(function () { later(refresh); }, function () { failures += 1; later(refresh); });
+      return join(false).then(function () { later(refresh); }, function () { failures += 1; later(refresh); });
     }
     failures = state === "unavailable" ? failures + 1 : 0;
     if (state === "admitted") { return handoff ? handOff() : fetchToken(); }
@@ -305,7 +312,7 @@ SCRIPT = """<script>
   }
   document.addEventListener("click", function (e) {  // any element with data-wr-action="rejoin"
     var el = e.target.closest && e.target.closest("[data-wr-action=rejoin]");
-    if (el) { e.preventDefault(); el.disabled = true; join().then(refresh, refresh); }
+    if (el) { e.preventDefault(); el.disabled = true; join(true).then(refresh, refresh); }
   });
   localTimes();
   next();
