@@ -229,7 +229,7 @@ class PublicAPI:
             out = await self.service.join(room, held, rejoin=True)
         else:
             # a public join proves some work first; a join with a site claim is vouched for by the site that signed it
-            if settings.bot_protection is not None and "claim" not in body:
+            if settings.bot_protection is not None and body.get("claim") is None:  # {"claim": null} is no claim
                 await self.service.check_challenge(room, body.get("altcha"), f"{self.prefix}/rooms/{room}/challenge")
             out = await self.service.join(room, request_id, body.get("claim"))
         h = self._join_hist.get(room)
