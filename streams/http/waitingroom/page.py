@@ -3,7 +3,8 @@
 the people ahead, the wait, and why the room is not letting them in when it is not.
 
 A small script (`waitingroom_script`, which every template includes) keeps it current: it joins when the
-visitor has no place yet, then fetches the page again every `refresh_interval_s` and swaps the contents of
+visitor has no place yet (in a room with bot protection, after the vendored ALTCHA widget, kept hidden, has
+solved a challenge: the page says so in words), then fetches the page again every `refresh_interval_s` and swaps the contents of
 the element `#wr-live` (an `aria-live` region in the default page, so screen readers hear the changes);
 its `data-state` says what to do next. Once admitted it hands the visitor off to the site (a form post to
 .../enter, which sets the access cookie and redirects to `return_to`) or, in a room without origins,
