@@ -134,6 +134,7 @@ class WaitingRoomService:
         self._ring: KeyRing | None = None  # loaded by start() (reload)
         self._version = -1
         self._task: asyncio.Task | None = None
+        self._stopping = False
         self._jwks_cache: tuple[float, dict[str, Any]] | None = None
         self._last_ok = 0.0                      # when a store call last worked
         self._down_since: float | None = None    # set when one failed: an outage to record once it is back
@@ -156,10 +157,14 @@ class WaitingRoomService:
             if room_id not in self.rooms:
                 await self.put_room(room_id, raw)
         if run_inlet:
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self._run_inlet())
 
     async def stop(self) -> None:
         if self._task:
+            # the flag as well as the cancel: a cancellation swallowed below (seen in the page tests: the task stayed
+            # "cancelling" and kept ticking, and stop() waited for ever) still ends the loop at its next turn
+            self._stopping = True
             self._task.cancel()
             try:
                 await self._task
@@ -281,7 +286,7 @@ class WaitingRoomService:
                     "from this worker; everyone who was waiting or admitted there lost their place", sorted(restored))
 
     async def _run_inlet(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.sync()
             except asyncio.CancelledError:

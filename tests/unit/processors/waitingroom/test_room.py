@@ -590,3 +590,25 @@ async def test_no_eta_once_the_schedule_has_ended_or_while_paused(store):
     s = await svc.status("sale", rid)
     # was 'waiting' with an ETA forever: the room has closed, nobody will be let in
     assert s["phase"] == "closed" and s["eta_s"] is None
+
+
+async def test_stop_ends_the_inlet_even_when_a_lower_layer_swallows_the_cancellation(store):
+    from processors.waitingroom.service import WaitingRoomService
+    from tests.waitingroom_support import ADMIN_TOKEN
+
+    svc = WaitingRoomService(store, admin_token=ADMIN_TOKEN, tick_interval_s=0.01)
+    await svc.start({}, run_inlet=True)
+    swallowed = asyncio.Event()
+
+    async def sync_that_swallows_a_cancel():  # as a client library that turns a cancel into a normal return
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.set()
+
+    svc.sync = sync_that_swallows_a_cancel  # type: ignore[method-assign]
+    await asyncio.sleep(0.05)
+    stopping = asyncio.ensure_future(svc.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    assert done, "stop() waits for ever: the inlet task stays 'cancelling' and keeps ticking"
+    assert swallowed.is_set()
