@@ -84,7 +84,9 @@ class ApiClient:
 
 
 async def start_api(prefix: str, rooms=None, *, port: int = 0, **config):
-    """The real server (lean path for join/status in front of the aiohttp app) on a free port: (client, service)."""
+    """The real server (lean path for join/status in front of the aiohttp app) on a free port: (client, service).
+    Rooms that do not say otherwise have no bot protection: these tests are about the queue (the challenge has
+    its own, tests/integration/test_waitingroom_bots.py)."""
     import aiohttp
     from aiohttp import web
 
@@ -92,13 +94,18 @@ async def start_api(prefix: str, rooms=None, *, port: int = 0, **config):
     from streams.http.waitingroom.server import serve_with_lean_path
 
     service = build_waitingroom_service({"redis_url": REDIS_URL, "key_prefix": prefix, "admin_token": ADMIN_TOKEN,
-                                         "rooms": rooms or {}, **config})
+                                         "rooms": unprotected(rooms or {}), **config})
     app = web.Application()
     add_waitingroom_routes(app, service)
     app.cleanup_ctx.append(waitingroom_lifecycle(service))
     server = serve_with_lean_path(app, service)
     port = await server.start("127.0.0.1", port)
     return ApiClient(aiohttp.ClientSession(), server, f"http://127.0.0.1:{port}"), service
+
+
+def unprotected(rooms: dict) -> dict:
+    """The rooms, with bot_protection off where they do not set it."""
+    return {room: {"bot_protection": False, **settings} for room, settings in rooms.items()}
 
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -175,6 +175,10 @@ WAITINGROOM = {
                                                  (f"max by (room) (eventweir_waitingroom_expired_sessions{{{WR}}})", "sessions {{room}}")], "short"),
             ts("Join latency (p99)", [(q(0.99, "eventweir_waitingroom_join_latency_seconds", ["room"], WR), "{{room}}")], "s"),
             ts("API requests by endpoint and status", [(f"sum by (endpoint, status) (rate(eventweir_waitingroom_requests_total{{{W}}}[$__rate_interval]))", "{{endpoint}} {{status}}")], "reqps"),
+
+            ts("Bot-protection challenges by outcome", [(f"sum by (room, outcome) (rate(eventweir_waitingroom_challenges_total{{{WR}}}[$__rate_interval]))", "{{outcome}} {{room}}")], "ops",
+               "Challenges issued, and solutions accepted or refused by reason (missing, malformed, invalid, expired, reused). "
+               "Many refused: a bot at work or a client that does not solve; issued far above accepted: visitors who give up."),
         ]),
     ],
 }

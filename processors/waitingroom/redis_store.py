@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 from typing import Any
 
 import orjson
@@ -201,6 +202,16 @@ class RedisRoomStore(RoomStore):
     async def load_keys(self):
         raw = await self.redis.get(self.prefix + "keys")
         return orjson.loads(raw) if raw else None
+
+    async def use_once(self, room, key, ttl_ms):
+        return bool(await self.redis.set(f"{self.prefix}{{{room}}}:used:{key}", b"1", nx=True, px=max(1, ttl_ms)))
+
+    async def shared_secret(self, name):
+        key = f"{self.prefix}secret:{name}"
+        await self.redis.set(key, secrets.token_bytes(32), nx=True)  # the first worker's; the others read it
+        value = await self.redis.get(key)
+        assert value is not None and len(value) == 32, "set just now unless another worker had"
+        return value
 
     async def version(self):
         return int(await self.redis.get(self.prefix + "version") or 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
+from . import botcheck
 from . import events as ev
 from .settings import RoomSettings, SettingsError, parse_room_settings, valid_room_id
 from .store import ABANDONED, ADMITTED, COMPLETED, EXPIRED, WAITING, AdmitParams, AdmitResult, RoomCounters, RoomStore
@@ -49,6 +51,7 @@ class Observer(Protocol):
 
     def on_counters(self, room: str, counters: RoomCounters) -> None: ...
     def on_admitted(self, room: str, waits_s: list[float]) -> None: ...
+    def on_challenge(self, room: str, outcome: str) -> None: ...  # issued, accepted or a botcheck.REASONS
 
 
 def classes_tag(classes: tuple[str, ...]) -> str:
@@ -95,9 +98,12 @@ class WaitingRoomService:
                  emit: Callable[[dict[str, Any]], None] | None = None, observer: Observer | None = None,
                  account: str = "000000000000", region: str = "local", issuer: str = ISSUER,
                  jwks_max_age_s: int = 60, key_prepublish_s: float = 300.0,
-                 signing_keys: list[SigningKey] | None = None, key_encryption_key: bytes | None = None):
+                 signing_keys: list[SigningKey] | None = None, key_encryption_key: bytes | None = None,
+                 challenge_key: bytes | None = None):
         """`signing_keys`: keys from the configuration (the first signs, the others only verify), never stored;
-        without them keys are generated and kept in the store, sealed under `key_encryption_key` when given."""
+        without them keys are generated and kept in the store, sealed under `key_encryption_key` when given.
+        `challenge_key`: the HMAC key of bot-protection challenges; without it, one derived from
+        `key_encryption_key`, else one made once and shared through the store."""
         if not isinstance(admin_token, str) or len(admin_token) < 16:
             raise SettingsError("waitingroom.admin_token", "a bearer token of at least 16 characters", "<redacted>")
         if token_alg not in ALGORITHMS:
@@ -115,6 +121,10 @@ class WaitingRoomService:
         self.key_prepublish_s = key_prepublish_s
         self.configured_keys = list(signing_keys or [])
         self.kek = key_encryption_key
+        self.challenge_key_configured = challenge_key is not None
+        if challenge_key is None and key_encryption_key is not None:  # one secret to manage, two keys
+            challenge_key = hmac.new(key_encryption_key, b"eventweir waiting room: ALTCHA challenges", "sha256").digest()
+        self.challenge_key = challenge_key
         self.tick_interval_s = tick_interval_s
         self.clock = clock
         self.emit = emit
@@ -125,6 +135,7 @@ class WaitingRoomService:
         self._ring: KeyRing | None = None  # loaded by start() (reload)
         self._version = -1
         self._task: asyncio.Task | None = None
+        self._stopping = False
         self._jwks_cache: tuple[float, dict[str, Any]] | None = None
         self._last_ok = 0.0                      # when a store call last worked
         self._down_since: float | None = None    # set when one failed: an outage to record once it is back
@@ -147,13 +158,18 @@ class WaitingRoomService:
     async def start(self, rooms: dict[str, Any] | None = None, *, run_inlet: bool = True) -> None:
         """Load rooms and keys from the store; create `rooms` from config when the store lacks them."""
         await self.reload()
+        if self.challenge_key is None:
+            self.challenge_key = await self.store.shared_secret("challenge-key")
         for room_id, raw in (self.config_rooms if rooms is None else rooms).items():
             if room_id not in self.rooms:
                 await self.put_room(room_id, raw)
         if run_inlet:
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self._run_inlet())
 
     async def stop(self) -> None:
+        # the flag as well: a loop whose cancellation was swallowed ends at its next turn
+        self._stopping = True
         task, self._task = self._task, None
         if task is None:
             return
@@ -186,11 +202,17 @@ class WaitingRoomService:
         self._version = version
 
     def key_warning(self) -> str | None:
-        """What an operator must know about where the signing keys live (logged at start), or None."""
-        if self.configured_keys or self.kek is not None:
+        """What an operator must know about where the keys live (logged at start), or None."""
+        if self.kek is not None:
             return None
-        return ("the waiting room's signing keys are generated and kept in Redis unencrypted: whoever can read Redis "
-                "can mint access tokens. Set waitingroom.key_encryption_key (or waitingroom.signing_keys) to avoid it")
+        kept = [what for what, configured in (("signing keys", self.configured_keys),
+                                              ("bot-protection challenge key", self.challenge_key_configured))
+                if not configured]
+        if not kept:
+            return None
+        return (f"the waiting room's {' and '.join(kept)} are generated and kept in Redis unencrypted: whoever can read "
+                "Redis can mint access tokens or skip the challenges. Set waitingroom.key_encryption_key (or "
+                "waitingroom.signing_keys and waitingroom.challenge_key) to avoid it")
 
     def _key_doc(self, ring: KeyRing, serial: int) -> dict[str, Any]:
         return {"serial": serial, "active": ring.active.kid, "keys": [k.to_record(self.kek) for k in ring.keys.values()]}
@@ -273,7 +295,7 @@ class WaitingRoomService:
                     "from this worker; everyone who was waiting or admitted there lost their place", sorted(restored))
 
     async def _run_inlet(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.sync()
             except asyncio.CancelledError:
@@ -421,6 +443,35 @@ class WaitingRoomService:
                 "priority_class": s.priority_classes[min(rec.class_rank, room.nclasses - 1)],
                 "iat": rec.joined_ms // 1000, "exp": rec.joined_ms // 1000 + QUEUE_TOKEN_TTL_S}),
         }
+
+    def challenge(self, room_id: str) -> dict[str, Any]:
+        """A bot-protection challenge for a visitor about to join the room (ALTCHA's JSON)."""
+        protection = self.room_settings(room_id).bot_protection
+        if protection is None:
+            raise RoomError("not_found", f"room {room_id!r} has no bot protection: join without a challenge")
+        assert self.challenge_key is not None, "set by start()"
+        out = botcheck.issue(self.challenge_key, room_id, protection, self.clock())
+        if self.observer is not None:
+            self.observer.on_challenge(room_id, "issued")
+        return out
+
+    async def check_challenge(self, room_id: str, payload: Any, challenge_url: str) -> None:
+        """Accept a solved challenge once (RoomError 'challenge_required' with the reason and what to do otherwise).
+        The payload is spent before the join is made: a join that then fails needs a new one."""
+        assert self.challenge_key is not None, "set by start()"
+        try:
+            challenge_id, ttl_ms = botcheck.verify(self.challenge_key, room_id, payload, self.clock())
+            if not await self.store.use_once(room_id, "altcha:" + challenge_id, ttl_ms):
+                raise botcheck.Refused("reused", "altcha: this solution has been used already; solve a new challenge")
+        except botcheck.Refused as exc:
+            if self.observer is not None:
+                self.observer.on_challenge(room_id, exc.reason)
+            raise RoomError("challenge_required", f"{exc.message}. GET {challenge_url} for a challenge, solve it (ALTCHA: "
+                            "find number in 0..maxNumber with SHA-256(salt + number) == challenge), and send "
+                            "{\"altcha\": base64 of the JSON {algorithm, challenge, number, salt, signature}} as the "
+                            "join's body", {"reason": exc.reason, "challenge_url": challenge_url}) from None
+        if self.observer is not None:
+            self.observer.on_challenge(room_id, "accepted")
 
     def visitor(self, room_id: str, queue_tokens: list[str], request_id: str | None = None) -> str:
         """The request id whose queue token (from join: sent back as a bearer token or the room's HttpOnly cookie)

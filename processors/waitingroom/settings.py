@@ -27,7 +27,10 @@ A room is configured by a plain dict (from the config file or the admin API):
      "client_request_ids": false,              # true: the JSON API's join may name its own request id (retries)
      "display_name": "Summer sale" | null,     # the page's title for visitors (default: the room id)
      "language": "de" | null,                  # force the page's language (default: from Accept-Language)
-     "page_template": "<!doctype html>..." | null}   # a Jinja2 template for the page (see the README)
+     "page_template": "<!doctype html>..." | null,  # a Jinja2 template for the page (see the README)
+     "bot_protection": {"altcha": {"max_number": 100000, "expires_s": 300}} | false}
+                                               # a public join (no site claim, no place held) first solves an ALTCHA
+                                               # proof-of-work challenge; on unless false. max_number: its cost
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ _ROOM_KEYS = {
     "queueing_method", "inlet", "priority_classes", "inventory", "heartbeat_s",
     "session_duration_s", "refresh_interval_s", "schedule", "paused", "claim_secret",
     "origins", "cookie_domain", "cookie_secure", "client_request_ids", "claim_timeout_s",
-    "rejoin_grace_s", "display_name", "language", "page_template", "max_session_s",
+    "rejoin_grace_s", "display_name", "language", "page_template", "max_session_s", "bot_protection",
 }
 # Every room setting, documented: (type, default, what it does). The configuration reference (deploy/README.md,
 # streams/devtools/reference.py) is generated from it and tests/unit/processors/waitingroom/test_settings.py
@@ -98,6 +101,13 @@ ROOM_SETTINGS: dict[str, tuple[str, str, str]] = {
                  "Force the page's language (null: the visitor's Accept-Language)."),
     "page_template": ("string or null", "null", "A Jinja2 template for the page (README, \"The waiting page\"); "
                       "checked when the room is set, up to 65,536 characters."),
+    "bot_protection": ("`false`, `true` or section", "`true`",
+                       "A proof-of-work challenge (ALTCHA) before a public join (README, \"Bot protection before "
+                       "joining\"); visitors who hold a place or a site claim skip it. false: off."),
+    "bot_protection.altcha.max_number": ("integer", "`100000`",
+                                         "The challenge's cost: the largest number a solver may have to try "
+                                         "(1,000 to 10,000,000; about 1.8 s in a browser at the default)."),
+    "bot_protection.altcha.expires_s": ("number", "`300`", "How long a challenge can be solved and used (10 to 3,600)."),
 }
 PAGE_LANGUAGES = ("en", "de", "fr", "es", "ja")  # the default page's translations (streams/http/waitingroom/page.py)
 PAGE_TEMPLATE_MAX = 65_536
@@ -124,6 +134,14 @@ class InletPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class BotProtection:
+    """The ALTCHA proof-of-work a public join must carry: the solver tries on average max_number / 2 SHA-256
+    hashes (README: the measured time in a browser), the server checks one."""
+    max_number: int = 100_000  # the cost: the secret number is drawn from 0..max_number
+    expires_s: float = 300.0   # a challenge must be solved and used within this
+
+
+@dataclass(frozen=True, slots=True)
 class RoomSettings:
     room_id: str
     queueing_method: str = "fifo"
@@ -147,6 +165,8 @@ class RoomSettings:
     claim_timeout_s: float | None = None
     rejoin_grace_s: float = 0.0
     max_session_s: float | None = None  # None: a session is never renewed (it ends session_duration_s after issue)
+    # on by default: a room's join is open to the internet unless the site signs claims for its visitors
+    bot_protection: BotProtection | None = field(default_factory=BotProtection)
 
     @property
     def claim_timeout(self) -> float:
@@ -200,6 +220,10 @@ class RoomSettings:
         for key in ("display_name", "language", "page_template"):  # only when set: as the hand-off keys above
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
+        if self.bot_protection != BotProtection():  # the default is not written, as the hand-off keys above
+            bp = self.bot_protection
+            d["bot_protection"] = False if bp is None else {"altcha": {"max_number": bp.max_number,
+                                                                       "expires_s": bp.expires_s}}
         return d
 
 
@@ -374,6 +398,7 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
         _template(f"{path}.page_template", template)
 
     return RoomSettings(
+        bot_protection=_bot_protection(f"{path}.bot_protection", raw.get("bot_protection", True)),
         display_name=display_name, language=language, page_template=template,
         room_id=room_id, claim_timeout_s=claim_timeout,
         rejoin_grace_s=float(_num(f"{path}.rejoin_grace_s", raw.get("rejoin_grace_s", 0), minimum=0, maximum=DAY_S)),
@@ -387,6 +412,28 @@ def parse_room_settings(room_id: str, raw: Any, path: str | None = None) -> Room
         origins=_origins(f"{path}.origins", raw.get("origins", [])),
         cookie_domain=_cookie_domain(f"{path}.cookie_domain", raw.get("cookie_domain")), cookie_secure=cookie_secure,
     )
+
+
+def _bot_protection(path: str, value: Any) -> BotProtection | None:
+    if value is False:
+        return None
+    if value is True:
+        return BotProtection()
+    expected = "false (off), true (the default cost) or {altcha: {max_number: 1000-10000000, expires_s: 10-3600}}"
+    if not isinstance(value, dict) or set(value) != {"altcha"}:
+        raise SettingsError(path, expected, value)
+    altcha = value["altcha"] if value["altcha"] is not None else {}
+    if not isinstance(altcha, dict):
+        raise SettingsError(f"{path}.altcha", "an object with optional max_number and expires_s", altcha)
+    extra = sorted(set(altcha) - {"max_number", "expires_s"})
+    if extra:
+        raise SettingsError(f"{path}.altcha.{extra[0]}", "one of ['expires_s', 'max_number']", extra[0])
+    default = BotProtection()
+    return BotProtection(
+        max_number=int(_num(f"{path}.altcha.max_number", altcha.get("max_number", default.max_number), minimum=1000,
+                            maximum=10_000_000, integer=True)),
+        expires_s=float(_num(f"{path}.altcha.expires_s", altcha.get("expires_s", default.expires_s), minimum=10,
+                             maximum=3600)))
 
 
 def _template(path: str, source: Any) -> None:

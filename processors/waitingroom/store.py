@@ -175,6 +175,14 @@ class RoomStore(ABC):
     async def load_keys(self) -> dict[str, Any] | None: ...
 
     @abstractmethod
+    async def use_once(self, room: str, key: str, ttl_ms: int) -> bool:
+        """Mark `key` used for `ttl_ms`: True the first time, False while it is remembered (a replay)."""
+
+    @abstractmethod
+    async def shared_secret(self, name: str) -> bytes:
+        """32 random bytes every worker shares, made by the first that asks (for keys not configured)."""
+
+    @abstractmethod
     async def version(self) -> int: ...
 
     @abstractmethod

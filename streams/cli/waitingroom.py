@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
             "token_alg": args.token_alg, "tick_interval_s": args.tick_interval, "rooms": rooms,
             "issuer": args.issuer, "signing_keys": args.signing_key, "key_prepublish_s": args.key_prepublish,
             # from the environment only: a secret on the command line is visible to every user of the machine
-            **({"key_encryption_key": os.environ["EVENTWEIR_WAITINGROOM_KEY_ENCRYPTION_KEY"]}
-               if os.environ.get("EVENTWEIR_WAITINGROOM_KEY_ENCRYPTION_KEY") else {}),
+            **{key: os.environ[var] for key, var in (("key_encryption_key", "EVENTWEIR_WAITINGROOM_KEY_ENCRYPTION_KEY"),
+                                                     ("challenge_key", "EVENTWEIR_WAITINGROOM_CHALLENGE_KEY"))
+               if os.environ.get(var)},
         })
     except SettingsError as exc:
         print(f"eventweir waitingroom: {exc}")

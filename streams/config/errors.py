@@ -12,7 +12,7 @@ class ConfigError(Exception):
     """Raised with one line per problem, each naming the key path."""
 
 
-_SECRET = re.compile(r"token|password|secret|auth|encryption_key|signing_key", re.IGNORECASE)
+_SECRET = re.compile(r"token|password|secret|auth|encryption_key|signing_key|challenge_key", re.IGNORECASE)
 
 
 def describe_error(error: Any) -> str:

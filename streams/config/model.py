@@ -411,9 +411,15 @@ class WaitingRoomSettings(Section):
         None, repr=False, min_length=32,
         description="Seals generated signing keys in Redis (AES-GCM), so reading Redis is not the power to mint "
         "tokens (at least 32 characters; from a Secret). Unset: stored unencrypted, with a warning at start.")
+    challenge_key: str | None = Field(
+        None, repr=False, min_length=32,
+        description="HMAC key of the rooms' bot-protection challenges (ALTCHA), the same on every worker (at least "
+        "32 characters; from a Secret). Unset: derived from key_encryption_key, else generated and kept in Redis.")
     tick_interval_s: float = Field(0.5, gt=0, description="How often the inlet admits the next waiters.")
     rooms: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Rooms at start-up: {room id: settings} (README, waiting-room settings).")
+        default_factory=dict, description="Rooms at start-up: {room id: settings} (README, waiting-room settings). "
+        "Public joins solve a proof-of-work challenge first unless a room sets bot_protection: false; "
+        "bot_protection: {altcha: {max_number: 100000, expires_s: 300}} sets its cost.")
 
     @model_validator(mode="after")
     def _rooms(self):

@@ -224,8 +224,8 @@ async def run_demo(rate: int, duration: float | None, port: int, lake_dir: str) 
         print(f"AWS_SECRET_ACCESS_KEY={secret}", flush=True)
         print(f"AWS_DEFAULT_REGION={config.bus.region}", flush=True)  # the region requests are signed for
         if room:
-            print(f"waiting room: {base}/waitingroom/rooms/{ROOM}/  (the page; join with "
-                  f"POST {base}/waitingroom/rooms/{ROOM}/join)", flush=True)
+            print(f"waiting room: {base}/waitingroom/rooms/{ROOM}/  (the page; API clients solve "
+                  f"GET {base}/waitingroom/rooms/{ROOM}/challenge, then POST .../join: README)", flush=True)
             print(f"waiting-room admin token: {room['admin_token']}", flush=True)
         print(f"rules: {', '.join(r.name for r in config.rules)} -> topics {', '.join(OUTPUTS)}", flush=True)
         print(f"lake: {lake_dir} (JSON lines, gzip; objects appear every 5,000 records or 10 s)", flush=True)

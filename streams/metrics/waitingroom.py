@@ -16,6 +16,9 @@ JOIN_LATENCY = Histogram("eventweir_waitingroom_join_latency_seconds", "Join req
                          buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
 REQUESTS = Counter("eventweir_waitingroom_requests_total", "Waiting-room HTTP requests by endpoint and status",
                    ["endpoint", "status"])
+CHALLENGES = Counter("eventweir_waitingroom_challenges_total",
+                     "Bot-protection challenges issued, and solutions accepted or refused by reason (missing, "
+                     "malformed, invalid, expired, reused)", ["room", "outcome"])
 
 
 class PrometheusObserver:
@@ -26,6 +29,9 @@ class PrometheusObserver:
         ACTIVE.labels(room).set(counters.active)
         EXPIRED_POSITIONS.labels(room).set(counters.expired_waiters)
         EXPIRED_SESSIONS.labels(room).set(counters.expired_sessions)
+
+    def on_challenge(self, room, outcome) -> None:
+        CHALLENGES.labels(room, outcome).inc()
 
     def on_admitted(self, room, waits_s) -> None:
         ADMITTED.labels(room).inc(len(waits_s))

@@ -241,7 +241,8 @@ def main() -> int:
     # max_session_s: forward-auth takes the path of a room that renews sessions (the check for renewal on every
     # request; the renewal itself is once per half session, so never within a phase)
     rooms.write_text(json.dumps({"bench": {"inlet": {"policy": "manual"}, "heartbeat_s": 3600, "client_request_ids": True,
-                                           "max_session_s": 3600}}))
+                                           "max_session_s": 3600,  # the queue's speed: bots in waitingroom_bots.py
+                                           "bot_protection": False}}))
     tokens = rooms.parent / "queue-tokens.txt"
     server = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "waitingroom", "serve", "--host", "127.0.0.1", "--port", str(port),

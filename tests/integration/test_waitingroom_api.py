@@ -134,8 +134,8 @@ async def test_admin_room_lifecycle_pause_and_key_rotation(redis_prefix):
     try:
         bad = await client.put("/waitingroom/admin/rooms/drop", json={"inlet": {"policy": "max_active"}}, headers=ADMIN)
         assert bad.status == 400 and (await bad.json())["path"] == "room.inlet.max_active"
-        ok = await client.put("/waitingroom/admin/rooms/drop", json={"inlet": {"policy": "max_active", "max_active": 2}},
-                              headers=ADMIN)
+        ok = await client.put("/waitingroom/admin/rooms/drop", headers=ADMIN,
+                              json={"inlet": {"policy": "max_active", "max_active": 2}, "bot_protection": False})
         assert ok.status == 200
         assert (await client.post("/waitingroom/rooms/drop/join", data=b"{not json")).status == 400
         assert (await client.post("/waitingroom/rooms/nope/join", json={})).status == 404
@@ -217,7 +217,7 @@ async def test_worker_restart_loses_nothing(redis_prefix):
 
 async def test_standalone_serve_command(redis_prefix, tmp_path):
     rooms = tmp_path / "rooms.yaml"
-    rooms.write_text("cli-room:\n  inlet: {policy: max_active, max_active: 1}\n")
+    rooms.write_text("cli-room:\n  inlet: {policy: max_active, max_active: 1}\n  bot_protection: false\n")
     port = free_port()
     env = {**os.environ, "EVENTWEIR_WAITINGROOM_ADMIN_TOKEN": ADMIN_TOKEN}
     proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "waitingroom", "serve", "--host", "127.0.0.1",

@@ -314,3 +314,77 @@ async def test_unknown_room_is_a_page_in_the_visitors_language(redis_prefix, tmp
             await page.screenshot(tmp_path / "unknown-room-ja.png")
     finally:
         await client.close()
+
+
+async def test_a_protected_room_solves_its_challenge_in_the_browser_then_gives_a_place(redis_prefix, tmp_path):
+    """A real solve: the vendored ALTCHA widget fetches a challenge, finds its number in Chromium's workers, and the
+    page joins with it; a second visitor (an API client, unsolved) is refused, so the place was earned."""
+    from prometheus_client import REGISTRY
+
+    def accepted() -> float:
+        return REGISTRY.get_sample_value("eventweir_waitingroom_challenges_total",
+                                         {"room": "guarded", "outcome": "accepted"}) or 0
+
+    client, _ = await start_api(redis_prefix, {"guarded": {"inlet": {"policy": "manual"}, "refresh_interval_s": 0.3,
+                                                           "bot_protection": True, "display_name": "Launch"}})
+    before = accepted()
+    try:
+        assert (await client.post("/waitingroom/rooms/guarded/join", json={})).status == 403
+        async with chromium("fr-FR,fr;q=0.9") as page:
+            await page.goto(client.make_url("/waitingroom/rooms/guarded/"))
+            text = await page.wait_for("Vous \u00eates dans la file", "Personnes devant vous\n0", timeout=60)
+            assert "1\nVotre place dans la file" in text
+            await page.seen()
+            await page.screenshot(tmp_path / "protected-waiting-fr.png")
+            assert accepted() == before + 1
+            # a reload is the same visitor (the queue cookie): no new challenge, the same place
+            await page.goto(client.make_url("/waitingroom/rooms/guarded/"))
+            await page.wait_for("Personnes devant vous\n0")
+            counters = await (await client.get("/waitingroom/admin/rooms/guarded/counters", headers=ADMIN)).json()
+            assert counters["waiting"] == 1 and accepted() == before + 1
+            await client.post("/waitingroom/admin/rooms/guarded/serving", json={"increment": 1}, headers=ADMIN)
+            await page.wait_for("C\u2019est votre tour")
+    finally:
+        await client.close()
+
+
+async def test_while_the_browser_solves_the_page_says_so_in_the_visitors_language(redis_prefix, tmp_path):
+    from streams.http.waitingroom.page import TEXTS
+
+    # the highest cost: the solve outlasts the test, so what the visitor reads meanwhile can be seen
+    slow = {"inlet": {"policy": "manual"}, "bot_protection": {"altcha": {"max_number": 10_000_000}}}
+    client, _ = await start_api(redis_prefix, {"slow": slow})
+    try:
+        async with chromium("ja") as page:
+            await page.goto(client.make_url("/waitingroom/rooms/slow/"))
+            await page.wait_for(TEXTS["ja"]["joining_title"], TEXTS["ja"]["challenge_body"])
+            await asyncio.sleep(1)
+            assert await page.eval("document.getElementById('wr-live').getAttribute('data-state')") == "joining"
+            await page.seen()
+            await page.screenshot(tmp_path / "solving-ja.png")
+        counters = await (await client.get("/waitingroom/admin/rooms/slow/counters", headers=ADMIN)).json()
+        assert counters["waiting"] == 0  # nobody joined without a solution
+    finally:
+        await client.close()
+
+
+async def test_a_protected_rooms_visitor_who_expired_rejoins_without_a_new_challenge(redis_prefix, tmp_path):
+    from prometheus_client import REGISTRY
+
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("eventweir_waitingroom_challenges_total",
+                                         {"room": "guarded", "outcome": outcome}) or 0
+
+    client, _ = await start_api(redis_prefix, {"guarded": {"inlet": {"policy": "manual"}, "refresh_interval_s": 3,
+                                                           "heartbeat_s": 1, "bot_protection": True}})
+    before = {o: count(o) for o in ("issued", "accepted", "missing")}
+    try:
+        async with chromium("es-ES") as page:
+            await page.goto(client.make_url("/waitingroom/rooms/guarded/"))
+            await page.wait_for("Su lugar ha caducado", "Volver a la fila", timeout=30)
+            await page.eval("document.querySelector('[data-wr-action=rejoin]').click()")
+            await page.wait_for("Est\u00e1 en la fila", "Personas delante de usted\n0")
+        # one challenge solved, for the first join; the rejoin was the holder's (the queue cookie)
+        assert {o: count(o) - before[o] for o in before} == {"issued": 1, "accepted": 1, "missing": 0}
+    finally:
+        await client.close()

@@ -27,7 +27,7 @@ async def test_joins_from_kafka_get_gapless_positions_and_the_http_api_sees_them
         "http": {"host": "127.0.0.1", "port": 0},
         "dead_letter": {"topic": dlq},
         "waitingroom": {"admin_token": "admin-token-for-tests-0123", "key_prefix": prefix,
-                        "rooms": {"sale": {"inlet": {"policy": "manual"}}}},
+                        "rooms": {"sale": {"inlet": {"policy": "manual"}, "bot_protection": False}}},
         "sources": [{"topic": joins}],
         "rules": [{"name": "joins", "event_pattern": {"action": ["join"]},
                    "targets": [{"id": "room", "type": "waitingroom", "reply_topic": replies}]}],
@@ -91,7 +91,7 @@ async def test_the_public_listener_serves_the_public_routes_and_nothing_else(boo
         "http": {"host": "127.0.0.1", "port": 0, "public": {"host": "127.0.0.1", "port": 0}},
         "dead_letter": {"topic": dlq}, "sources": [{"topic": src}],
         "waitingroom": {"admin_token": "admin-token-for-tests-0123", "key_prefix": f"test:wr:{uuid.uuid4().hex[:8]}:",
-                        "rooms": {"sale": {"inlet": {"policy": "manual"}}}},
+                        "rooms": {"sale": {"inlet": {"policy": "manual"}, "bot_protection": False}}},
         "api": {"allow_anonymous": True},
     }, environ={})
     worker = Worker(config, waitingroom=build_waitingroom(config))

@@ -252,7 +252,8 @@ def entry(marker: str, **over) -> dict:
 # --- the setup -------------------------------------------------------------------------------------
 def probe_config(bootstrap: str, private: int, public: int, lake_dir: str, redis_url: str) -> dict:
     room = {"redis_url": redis_url, "key_prefix": f"eventweir:probe:{secrets.token_hex(4)}:", "admin_token": ADMIN,
-            "rooms": {ROOM: {"inlet": {"policy": "fixed_rate", "rate": 30, "interval_s": 60}}}}
+            # bot protection off: these probes are about the join path's HTTP parsing (a control join must pass)
+            "rooms": {ROOM: {"inlet": {"policy": "fixed_rate", "rate": 30, "interval_s": 60}, "bot_protection": False}}}
     base = demo.demo_config(bootstrap, private, room, lake_dir)
     data = base.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
     data["kafka"]["group_id"] = "eventweir-probe"

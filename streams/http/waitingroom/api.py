@@ -2,13 +2,16 @@
 
 Public (under `prefix`, default /waitingroom). Status, token and enter need the queue token from join, as
 `Authorization: Bearer <queue_token>` or the HttpOnly queue cookie join sets:
-  POST /rooms/{room}/join            {"request_id"? (rooms with client_request_ids), "claim"?: signed site claim}
+  GET  /rooms/{room}/challenge       a bot-protection challenge (ALTCHA) to solve before joining
+  POST /rooms/{room}/join            {"request_id"? (rooms with client_request_ids), "claim"?: signed site claim,
+                                      "altcha"?: the solved challenge (rooms with bot_protection, without a claim)}
                                      -> request_id, position, queue_token (+ the queue cookie)
   GET  /rooms/{room}/status          position, people_ahead, serving_counter, eta_s, refresh_interval_s
   POST /rooms/{room}/token           -> access token once admitted
   GET  /rooms/{room}/jwks.json, /.well-known/jwks.json   public keys (offline verification)
   GET  /.well-known/openid-configuration   OpenID discovery: issuer, jwks_uri, signing algorithms (gateways)
   GET  /rooms/{room}/                the waiting page (?return_to=<URL on one of the room's origins>)
+  GET  /static/altcha-<version>.js  the ALTCHA widget the page solves challenges with (vendored, MIT)
   GET  /rooms/{room}/wait            the same without JavaScript: rendered on the server, refreshing itself
   POST /rooms/{room}/enter           form return_to (+ the queue cookie) -> 303 to the site with the access cookie
   POST /rooms/{room}/end             {"status"?: "completed"|"abandoned"} with the access token (bearer or cookie):
@@ -61,10 +64,11 @@ from streams.metrics import waitingroom as m
 
 log = logging.getLogger("eventweir.waitingroom")
 _STATUS = {"not_found": 404, "bad_request": 400, "unauthorized": 401, "forbidden": 403, "closed": 403, "sold_out": 410,
-           "not_admitted": 409, "session_closed": 410, "conflict": 409, "unavailable": 503}
+           "not_admitted": 409, "session_closed": 410, "conflict": 409, "unavailable": 503,
+           "challenge_required": 403}
 _CONFIG_KEYS = {"redis_url", "key_prefix", "admin_token", "token_alg", "key_grace_s", "tick_interval_s",
                 "rooms", "account", "region", "redis_max_connections", "issuer", "jwks_max_age_s", "key_prepublish_s",
-                "signing_keys", "key_encryption_key", "redis_timeout_s"}
+                "signing_keys", "key_encryption_key", "redis_timeout_s", "challenge_key"}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -261,6 +265,9 @@ class PublicAPI:
         if held is not None:
             out = await self.service.join(room, held, rejoin=True)
         else:
+            # a public join proves some work first; a join with a site claim is vouched for by the site that signed it
+            if settings.bot_protection is not None and body.get("claim") is None:  # {"claim": null} is no claim
+                await self.service.check_challenge(room, body.get("altcha"), f"{self.prefix}/rooms/{room}/challenge")
             out = await self.service.join(room, request_id, body.get("claim"))
         h = self._join_hist.get(room)
         if h is None:
@@ -315,6 +322,15 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         body = await public.status(request.match_info["room"], request.query.get("request_id"), cookies(request),
                                    request.headers.get("Authorization", ""))
         return web.Response(body=body, content_type="application/json")
+
+    async def challenge(request: web.Request) -> web.Response:
+        resp = _json(service.challenge(request.match_info["room"]))
+        resp.headers["Cache-Control"] = "no-store"  # one per visitor
+        return resp
+
+    async def widget(request: web.Request) -> web.Response:
+        return web.Response(body=page.altcha_widget(), content_type="text/javascript", charset="utf-8",
+                            headers={"Cache-Control": "public, max-age=31536000, immutable"})  # versioned name
 
     async def token(request: web.Request) -> web.Response:
         return _json(await public.token(request.match_info["room"], await request.read(), cookies(request),
@@ -480,6 +496,8 @@ def add_waitingroom_routes(app: web.Application, service: WaitingRoomService, pr
         r.add_post(f"{p}/rooms/{{room}}/join", _handler("join", join))
         r.add_get(f"{p}/rooms/{{room}}/status", _handler("status", status))
         r.add_post(f"{p}/rooms/{{room}}/token", _handler("token", token))
+        r.add_get(f"{p}/rooms/{{room}}/challenge", _handler("challenge", challenge))
+        r.add_get(f"{p}/static/{page.ALTCHA_WIDGET}", _handler("static", widget))
         r.add_get(f"{p}/rooms/{{room}}/jwks.json", _handler("jwks", jwks))
         r.add_get(f"{p}/.well-known/jwks.json", _handler("jwks", jwks))
         r.add_get(f"{p}/.well-known/openid-configuration", _handler("jwks", discovery))
@@ -510,7 +528,7 @@ def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=Non
 
     Keys: admin_token (required), redis_url, key_prefix, token_alg (EdDSA|ES256|RS256), key_grace_s,
     tick_interval_s, rooms {id: settings}, account, region, redis_max_connections, redis_timeout_s, issuer, jwks_max_age_s,
-    key_prepublish_s, signing_keys [PEM file path or inline PEM], key_encryption_key.
+    key_prepublish_s, signing_keys [PEM file path or inline PEM], key_encryption_key, challenge_key.
     """
     if not isinstance(config, dict):
         raise SettingsError("waitingroom", "an object", config)
@@ -534,6 +552,9 @@ def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=Non
     kek: Any = config.get("key_encryption_key")
     if kek is not None and (not isinstance(kek, str) or len(kek) < 32):
         raise SettingsError("waitingroom.key_encryption_key", "a secret of at least 32 characters", "<redacted>")
+    challenge_key: Any = config.get("challenge_key")
+    if challenge_key is not None and (not isinstance(challenge_key, str) or len(challenge_key) < 32):
+        raise SettingsError("waitingroom.challenge_key", "a secret of at least 32 characters", "<redacted>")
     issuer: Any = config.get("issuer", ISSUER)
     if not isinstance(issuer, str) or not issuer or issuer.endswith("/"):
         raise SettingsError("waitingroom.issuer", "the tokens' iss: a URL such as https://shop.example.com/waitingroom "
@@ -546,6 +567,7 @@ def build_waitingroom_service(config: dict[str, Any], *, emit=None, observer=Non
         key_prepublish_s=float(config.get("key_prepublish_s", 300)),
         signing_keys=load_signing_keys(config.get("signing_keys") or []),
         key_encryption_key=None if kek is None else key_encryption_key(kek),
+        challenge_key=None if challenge_key is None else challenge_key.encode(),
     )
     # validate the configured rooms now, so a bad room fails at start-up with its path
     from processors.waitingroom.settings import parse_room_settings

@@ -1,7 +1,8 @@
 """The waiting room without JavaScript: GET .../rooms/{room}/wait renders the visitor's status on the server and
 refreshes itself with `<meta http-equiv="refresh">`.
 
-The first visit joins (the queue cookie is set as for the page's own join); each refresh is the heartbeat
+The first visit joins (the queue cookie is set as for the page's own join), except in a room with bot protection,
+whose challenge needs a script: there the page says so and asks for JavaScript; each refresh is the heartbeat
 that keeps the place; a place that has closed (expired) is joined again, as the page does; once admitted,
 a button posts the hand-off form to .../enter (a form needs no script). When the store is unreachable the
 answer is a 503 page that refreshes after `Retry-After`, so the visitor never sees an internal error.
@@ -98,9 +99,15 @@ def add_nojs_route(app: web.Application, public: PublicAPI, count: Any = None) -
                 body, join_headers = await public.join(room, b"{}", cookies)
                 headers.update(join_headers)  # the queue cookie: the place, for the refreshes to come
                 status = await service.status(room, orjson.loads(body)["request_id"])
-        except RoomError as exc:  # closed, sold out: said in words, no refresh
+        except RoomError as exc:  # closed, sold out, bot protection: said in words, no refresh
             words = {"closed": "The waiting room is not accepting visitors now.",
-                     "sold_out": "Sold out: there is nothing left to queue for."}.get(exc.code, exc.message)
+                     "sold_out": "Sold out: there is nothing left to queue for.",
+                     # the proof of work is done by a script: without one there is no server-side way to tell a
+                     # person from a bot here, so the visitor is told what would let them in
+                     "challenge_required": "This waiting room first checks that visitors are people, not bots, with a "
+                                           "small puzzle that the browser solves by itself. That needs JavaScript: "
+                                           "please turn it on for this site and reload the page."}.get(exc.code,
+                                                                                                      exc.message)
             return web.Response(status=200, text=_page(f"<h1>Waiting room</h1><p>{escape(words)}</p>"),
                                 content_type="text/html", headers=headers)
         except OSError:

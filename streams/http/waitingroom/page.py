@@ -3,7 +3,8 @@
 the people ahead, the wait, and why the room is not letting them in when it is not.
 
 A small script (`waitingroom_script`, which every template includes) keeps it current: it joins when the
-visitor has no place yet, then fetches the page again every `refresh_interval_s` and swaps the contents of
+visitor has no place yet (in a room with bot protection, after the vendored ALTCHA widget, kept hidden, has
+solved a challenge: the page says so in words), then fetches the page again every `refresh_interval_s` and swaps the contents of
 the element `#wr-live` (an `aria-live` region in the default page, so screen readers hear the changes);
 its `data-state` says what to do next. Once admitted it hands the visitor off to the site (a form post to
 .../enter, which sets the access cookie and redirects to `return_to`) or, in a room without origins,
@@ -17,6 +18,7 @@ import logging
 import math
 from datetime import UTC, datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Template
@@ -46,6 +48,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "en": {
         "page_title": "Waiting room", "queue_for": "Waiting room for",
         "joining_title": "Getting you a place in line\u2026", "joining_body": "This takes a moment.",
+        "challenge_body": "First your browser solves a small puzzle to show that a person is here, not a bot. "
+                          "This takes a few seconds and needs nothing from you.",
         "waiting_title": "You are in line",
         "keep_open": "Keep this page open: it updates by itself, and you keep your place while it does.",
         "prequeue_title": "It has not started yet",
@@ -73,6 +77,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "de": {
         "page_title": "Warteraum", "queue_for": "Warteraum f\u00fcr",
         "joining_title": "Wir reihen Sie ein\u2026", "joining_body": "Das dauert einen Moment.",
+        "challenge_body": "Zuerst l\u00f6st Ihr Browser eine kleine Aufgabe, die zeigt, dass hier ein Mensch "
+                          "und kein Bot wartet. Das dauert einige Sekunden, Sie m\u00fcssen nichts tun.",
         "waiting_title": "Sie sind in der Warteschlange",
         "keep_open": "Lassen Sie diese Seite ge\u00f6ffnet: Sie aktualisiert sich selbst, und Sie behalten Ihren Platz.",
         "prequeue_title": "Es hat noch nicht begonnen",
@@ -103,6 +109,9 @@ TEXTS: dict[str, dict[str, str]] = {
     "fr": {
         "page_title": "Salle d\u2019attente", "queue_for": "Salle d\u2019attente\u00a0:",
         "joining_title": "Nous vous pla\u00e7ons dans la file\u2026", "joining_body": "Cela prend un instant.",
+        "challenge_body": "Votre navigateur r\u00e9sout d\u2019abord un petit calcul qui montre qu\u2019il "
+                          "s\u2019agit d\u2019une personne et non d\u2019un robot. Cela prend quelques secondes, "
+                          "sans rien faire de votre part.",
         "waiting_title": "Vous \u00eates dans la file d\u2019attente",
         "keep_open": "Gardez cette page ouverte\u00a0: elle se met \u00e0 jour toute seule et vous gardez votre place.",
         "prequeue_title": "Cela n\u2019a pas encore commenc\u00e9",
@@ -135,6 +144,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "es": {
         "page_title": "Sala de espera", "queue_for": "Sala de espera:",
         "joining_title": "Le estamos asignando un lugar en la fila\u2026", "joining_body": "Esto tarda un momento.",
+        "challenge_body": "Primero su navegador resuelve un peque\u00f1o c\u00e1lculo que demuestra que es "
+                          "una persona y no un robot. Tarda unos segundos y no tiene que hacer nada.",
         "waiting_title": "Est\u00e1 en la fila",
         "keep_open": "Mantenga esta p\u00e1gina abierta: se actualiza sola y usted conserva su lugar.",
         "prequeue_title": "Todav\u00eda no ha empezado",
@@ -165,6 +176,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "page_title": "\u5f85\u5408\u5ba4", "queue_for": "\u5f85\u5408\u5ba4\uff1a",
         "joining_title": "\u5217\u306b\u4e26\u3093\u3067\u3044\u307e\u3059\u2026",
         "joining_body": "\u5c11\u3005\u304a\u5f85\u3061\u304f\u3060\u3055\u3044\u3002",
+        "challenge_body": "\u307e\u305a\u3001\u30dc\u30c3\u30c8\u3067\u306f\u306a\u304f\u4eba\u304c"
+                          "\u30a2\u30af\u30bb\u30b9\u3057\u3066\u3044\u308b\u3053\u3068\u3092\u78ba\u304b\u3081\u308b"
+                          "\u5c0f\u3055\u306a\u8a08\u7b97\u3092\u30d6\u30e9\u30a6\u30b6\u304c\u81ea\u52d5\u3067"
+                          "\u89e3\u3044\u3066\u3044\u307e\u3059\u3002\u6570\u79d2\u304b\u304b\u308a\u307e\u3059"
+                          "\u304c\u3001\u64cd\u4f5c\u306f\u4e0d\u8981\u3067\u3059\u3002",
         "waiting_title": "\u9806\u756a\u3092\u304a\u5f85\u3061\u3067\u3059",
         "keep_open": "\u3053\u306e\u30da\u30fc\u30b8\u3092\u958b\u3044\u305f\u307e\u307e\u306b\u3057\u3066\u304f"
                      "\u3060\u3055\u3044\u3002\u81ea\u52d5\u3067\u66f4\u65b0\u3055\u308c\u3001\u9806\u756a\u306f"
@@ -206,8 +222,12 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 assert set(TEXTS) == set(PAGE_LANGUAGES) and all(TEXTS[lang].keys() == TEXTS["en"].keys() for lang in TEXTS)
 
+ALTCHA_WIDGET = "altcha-2.3.0.js"  # static/: the ALTCHA widget's dist/altcha.umd.cjs from npm, unchanged (MIT)
+SOLVE_TIMEOUT_MS = 120_000  # a widget that never answers (its script blocked): give up and try again, said on the page
+
 SCRIPT = """<script>
 (function () {
+  var challenge = __WR_CHALLENGE__;  // the room's joins need a solved bot-protection challenge
   // the room's base URL: this page is .../rooms/{room}/
   var base = location.pathname.replace(/\\/+$/, "");
   var params = new URLSearchParams(location.search);
@@ -224,9 +244,37 @@ SCRIPT = """<script>
       t.textContent = d.toLocaleString(document.documentElement.lang, {dateStyle: "medium", timeStyle: "short"});
     });
   }
-  function join() {
-    return fetch(base + "/join", {method: "POST", headers: {"content-type": "application/json"}, body: "{}"})
-      .then(function (r) { failures = r.ok ? 0 : failures + 1; });
+  function solve() {
+    // the ALTCHA widget fetches a challenge and finds its number in web workers; it stays hidden: the page says
+    // in words what is happening, in the visitor's language
+    return customElements.whenDefined("altcha-widget").then(function () {
+      return new Promise(function (resolve, reject) {
+        var w = document.createElement("altcha-widget");
+        w.setAttribute("challengeurl", base + "/challenge");
+        w.setAttribute("hidefooter", ""); w.setAttribute("hidelogo", ""); w.style.display = "none";
+        var timer = setTimeout(function () { w.remove(); reject(new Error("timeout")); }, __WR_TIMEOUT__);
+        w.addEventListener("statechange", function (e) {
+          var s = e.detail && e.detail.state;
+          if (s === "verified") { clearTimeout(timer); w.remove(); resolve(e.detail.payload); }
+          if (s === "error" || s === "expired") { clearTimeout(timer); w.remove(); reject(new Error(s)); }
+        });
+        document.body.appendChild(w);
+        setTimeout(function () { w.verify(); }, 0);
+      });
+    });
+  }
+  function post(payload) {
+    return fetch(base + "/join", {method: "POST", headers: {"content-type": "application/json"},
+                                  body: JSON.stringify(payload ? {altcha: payload} : {})});
+  }
+  function join(held) {
+    // a newcomer solves first; one who held a place (rejoin: the queue cookie) needs no challenge, so the
+    // solve happens only if the room asks for one after all (the cookie had lapsed)
+    var sent = challenge && !held ? solve().then(post) : post(null);
+    return sent.then(function (r) {
+      if (r.status !== 403 || !challenge || !held) { return r; }
+      return r.json().then(function (e) { return e.error === "challenge_required" ? solve().then(post) : r; });
+    }).then(function (r) { failures = r.ok ? 0 : failures + 1; });
   }
   function refresh() {
     fetch(location.href, {cache: "no-store"})
@@ -257,7 +305,7 @@ SCRIPT = """<script>
   function next() {
     var state = live.getAttribute("data-state");
     if (state === "joining") {  // a failed join is tried again, later and later: the page says why meanwhile
-      return join().then(function () { later(refresh); }, function () { failures += 1; later(refresh); });
+      return join(false).then(function () { later(refresh); }, function () { failures += 1; later(refresh); });
     }
     failures = state === "unavailable" ? failures + 1 : 0;
     if (state === "admitted") { return handoff ? handOff() : fetchToken(); }
@@ -265,7 +313,7 @@ SCRIPT = """<script>
   }
   document.addEventListener("click", function (e) {  // any element with data-wr-action="rejoin"
     var el = e.target.closest && e.target.closest("[data-wr-action=rejoin]");
-    if (el) { e.preventDefault(); el.disabled = true; join().then(refresh, refresh); }
+    if (el) { e.preventDefault(); el.disabled = true; join(true).then(refresh, refresh); }
   });
   localTimes();
   next();
@@ -326,7 +374,8 @@ DEFAULT_TEMPLATE = """<!doctype html>
   {% if state != "paused" %}<div class="bar" aria-hidden="true"><span></span></div>{% endif %}
   <p class="muted">{{ t.keep_open }}</p>
 {% elif state == "joining" %}
-  <h2>{{ t.joining_title }}</h2><div class="bar" aria-hidden="true"><span></span></div><p class="muted">{{ t.joining_body }}</p>
+  <h2>{{ t.joining_title }}</h2><div class="bar" aria-hidden="true"><span></span></div>
+  <p class="muted">{{ t.challenge_body if bot_protection else t.joining_body }}</p>
 {% elif state == "admitted" %}
   <h2>{{ t.admitted_title }}</h2><p class="note ok">{{ t.admitted_handoff if handoff else t.admitted_token }}</p>
 {% elif state == "expired" %}
@@ -342,6 +391,17 @@ DEFAULT_TEMPLATE = """<!doctype html>
 {{ waitingroom_script }}
 </body></html>
 """
+
+# the widget is loaded only where joins need it; relative to the page (.../rooms/{room}/), so under any prefix
+_SCRIPTS = {False: Markup(SCRIPT.replace("__WR_CHALLENGE__", "false").replace("__WR_TIMEOUT__", str(SOLVE_TIMEOUT_MS))),
+            True: Markup(f'<script src="../../static/{ALTCHA_WIDGET}" async></script>\n'
+                         + SCRIPT.replace("__WR_CHALLENGE__", "true").replace("__WR_TIMEOUT__", str(SOLVE_TIMEOUT_MS)))}
+
+
+@lru_cache(maxsize=1)
+def altcha_widget() -> bytes:
+    return (Path(__file__).parent / "static" / ALTCHA_WIDGET).read_bytes()
+
 
 _env = SandboxedEnvironment(autoescape=True)  # sandboxed: a room's template comes through the admin API
 
@@ -431,7 +491,8 @@ def variables(settings: RoomSettings | None, room_id: str, lang: str, state: str
         "queue_is_full": state in ("sold_out", "closed"),
         "handoff": bool(settings and settings.origins),
         "refresh_interval_s": settings.refresh_interval_s if settings else 5.0,
-        "waitingroom_script": Markup(SCRIPT),
+        "bot_protection": bool(settings and settings.bot_protection),
+        "waitingroom_script": _SCRIPTS[bool(settings and settings.bot_protection)],
     }
 
 

@@ -687,3 +687,25 @@ async def test_a_session_ended_on_one_worker_is_refused_by_every_worker(store):
     fresh = (await a.access_token("sale", "u0"))["access_token"]
     await b.tick("sale")
     assert b.check_access("sale", fresh)["sub"] == "u0"
+
+
+async def test_stop_ends_the_inlet_even_when_a_lower_layer_swallows_the_cancellation(store):
+    from processors.waitingroom.service import WaitingRoomService
+    from tests.waitingroom_support import ADMIN_TOKEN
+
+    svc = WaitingRoomService(store, admin_token=ADMIN_TOKEN, tick_interval_s=0.01)
+    await svc.start({}, run_inlet=True)
+    swallowed = asyncio.Event()
+
+    async def sync_that_swallows_a_cancel():  # as a client library that turns a cancel into a normal return
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.set()
+
+    svc.sync = sync_that_swallows_a_cancel  # type: ignore[method-assign]
+    await asyncio.sleep(0.05)
+    stopping = asyncio.ensure_future(svc.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    assert done, "stop() waits for ever: the inlet task stays 'cancelling' and keeps ticking"
+    assert swallowed.is_set()

@@ -133,3 +133,47 @@ def test_every_room_setting_is_documented():
                                         "claim_timeout_s": 5, "client_request_ids": True, "display_name": "x",
                                         "language": "de", "page_template": "{{ waitingroom_script }}"}).to_dict()
     assert set(full) <= _ROOM_KEYS and all(f"inlet.{k}" in ROOM_SETTINGS for k in full["inlet"])
+
+
+def test_bot_protection_is_on_by_default_and_a_setting_turns_it_off_or_sets_its_cost():
+    from processors.waitingroom.settings import BotProtection
+
+    assert parse_room_settings("sale", {}).bot_protection == BotProtection()
+    assert "bot_protection" not in parse_room_settings("sale", {}).to_dict()  # the default is not written
+    off = parse_room_settings("sale", {"bot_protection": False})
+    assert off.bot_protection is None and off.to_dict()["bot_protection"] is False
+    cheap = parse_room_settings("sale", {"bot_protection": {"altcha": {"max_number": 5000}}})
+    assert cheap.bot_protection == BotProtection(max_number=5000)
+    assert parse_room_settings("sale", cheap.to_dict()) == cheap  # stored and read back alike
+
+
+@pytest.mark.parametrize("value, path", [
+    ({"altcha": {"max_number": 10}}, "rooms.sale.bot_protection.altcha.max_number"),
+    ({"altcha": {"max_number": 1.5e6}}, "rooms.sale.bot_protection.altcha.max_number"),
+    ({"altcha": {"expires_s": 1}}, "rooms.sale.bot_protection.altcha.expires_s"),
+    ({"altcha": {"cost": 1}}, "rooms.sale.bot_protection.altcha.cost"),
+    ({"altcha": []}, "rooms.sale.bot_protection.altcha"),
+    ({"hcaptcha": {}}, "rooms.sale.bot_protection"),
+    ("yes", "rooms.sale.bot_protection"),
+])
+def test_a_bad_bot_protection_names_the_key(value, path):
+    with pytest.raises(SettingsError) as err:
+        parse_room_settings("sale", {"bot_protection": value})
+    assert err.value.path == path
+
+
+def test_the_readmes_bot_protection_example_parses_to_what_it_says():
+    from pathlib import Path
+
+    import yaml
+
+    from processors.waitingroom.settings import BotProtection
+
+    readme = (Path(__file__).resolve().parents[4] / "README.md").read_text()
+    section = readme.split("### Bot protection before joining (ALTCHA)\n", 1)[1]
+    rooms = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])["rooms"]
+    assert parse_room_settings("sale", rooms["sale"]).bot_protection == BotProtection()  # the default, spelled out
+    assert parse_room_settings("internal", rooms["internal"]).bot_protection is None
+    with pytest.raises(SettingsError) as err:
+        parse_room_settings("sale", {"bot_protection": {"altcha": {"max_number": 10}}})
+    assert f"`{err.value}`" in " ".join(section.split())  # the error the README quotes is the real one

@@ -77,7 +77,9 @@ def test_a_bad_secret_is_named_but_never_echoed():
                             ({"waitingroom": {"admin_token": "a" * 16, "key_encryption_key": "kek-too-short"}},
                              "kek-too-short"),
                             ({"waitingroom": {"admin_token": "a" * 16, "signing_keys": "-----BEGIN PRIVATE"}},
-                             "BEGIN PRIVATE")):
+                             "BEGIN PRIVATE"),
+                            ({"waitingroom": {"admin_token": "a" * 16, "challenge_key": "altcha-too-short"}},
+                             "altcha-too-short")):
         with pytest.raises(ConfigError) as err:
             parse_config({"sources": [{"topic": "in"}], **section}, environ={})
         assert secret not in str(err.value) and "<redacted>" in str(err.value)

@@ -141,3 +141,40 @@ def test_the_readmes_template_example_is_a_room_that_renders_every_state():
 def test_an_unknown_rooms_page_does_not_repeat_what_the_link_said():
     html = page.render(None, "Call-0800-123-for-a-refund", "en", "not_found", None).decode()
     assert "There is no waiting room here" in html and "0800" not in html
+
+
+def test_every_language_table_has_every_key_of_the_english_one():
+    for lang, table in page.TEXTS.items():
+        missing = sorted(set(page.TEXTS["en"]) - set(table))
+        assert not missing, f"{lang} lacks {missing}"
+        assert all(table[k].strip() for k in table), lang
+
+
+@pytest.mark.parametrize("lang", sorted(page.TEXTS))
+def test_a_protected_room_says_in_words_that_the_browser_proves_it_is_no_bot(lang):
+    protected = parse_room_settings("sale", {})  # on by default
+    html = page.render(protected, "sale", lang, "joining", None).decode()
+    assert page.TEXTS[lang]["challenge_body"] in html and f"../../static/{page.ALTCHA_WIDGET}" in html
+    assert "var challenge = true;" in html
+    open_room = parse_room_settings("sale", {"bot_protection": False})
+    html = page.render(open_room, "sale", lang, "joining", None).decode()
+    assert page.TEXTS[lang]["joining_body"] in html and "altcha" not in html.split("<script>")[0]
+    assert "var challenge = false;" in html
+
+
+def test_the_vendored_widget_ships_with_its_licence():
+    assert page.altcha_widget().startswith(b"(function(") and b'customElements.define("altcha-widget"' in page.altcha_widget()
+    licence = (page.Path(page.__file__).parent / "static" / "altcha-LICENSE.txt").read_text()
+    assert licence.startswith("MIT License")
+
+
+def test_the_wheel_and_sdist_ship_the_widget():
+    """The static files are not Python: only pyproject's package-data puts them in the wheel and sdist."""
+    import fnmatch
+    import tomllib
+
+    root = page.Path(page.__file__).resolve().parents[3]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    patterns = data["streams.http.waitingroom"]
+    for f in (page.Path(page.__file__).parent / "static").iterdir():
+        assert any(fnmatch.fnmatch(f"static/{f.name}", p) for p in patterns), f.name
