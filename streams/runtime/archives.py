@@ -31,6 +31,9 @@ from typing import Any
 import orjson
 
 from streams.config import Config, RuleSettings, TargetSettings
+from streams.targets.s3.formats import decode_jsonl
+from streams.targets.s3.layout import RECORDS_META, parse_object_key
+from streams.targets.s3.objectstore import S3Store
 
 log = logging.getLogger(__name__)
 ARCHIVE_KEY, REPLAY_KEY, CANCEL_KEY = "archive/", "replay/", "replay-cancel/"
@@ -200,3 +203,35 @@ async def event_counts(config: Config, topics: list[str]) -> dict[str, int]:
         return counts
     finally:
         await consumer.stop()
+
+
+def lake_counts(config: Config, archives: list[StoredArchive]) -> dict[str, tuple[int, int]]:
+    """Events and bytes held by each archive in the S3 lake now (archive name -> (events, bytes)):
+    the sizes its objects' listing gives, and the record count each object's metadata holds (an
+    object written before the target recorded it is read and its lines counted). Blocking: run it
+    in a thread."""
+    lake = config.archives.s3
+    if lake is None or not archives:
+        return {}
+    store = S3Store(lake.bucket, endpoint_url=lake.endpoint_url, region=lake.region)
+    try:
+        counts: dict[str, tuple[int, int]] = {}
+        for archive in archives:
+            events = size = 0
+            for key, bytes_ in store.sizes(archive.prefix).items():
+                parsed = parse_object_key(key)
+                if parsed is None:
+                    continue  # not an object the archive's target wrote
+                size += bytes_
+                recorded = (store.head(key) or {}).get(RECORDS_META)
+                events += int(recorded) if recorded is not None else len(read_lines(store, key, parsed[3]))
+            counts[archive.name] = events, size
+        return counts
+    finally:
+        store.close()
+
+
+def read_lines(store: S3Store, key: str, ext: str) -> list[bytes]:
+    """The archived events (JSON lines) of one object in the lake."""
+    body = store.get(key)
+    return decode_jsonl(body, ext) if body else []

@@ -78,13 +78,14 @@ def dispatch(result: Any, tickets: Mapping, targets: Mapping[str, Any], dead_let
 def _dispatch_plain(result: Any, tickets: Mapping, targets: Mapping[str, Any]) -> None:
     """Each plain rule's records to each of its targets, with the runs of records that share
     a partition (and so a ticket): the records of a batch come partition by partition."""
+    made: dict[int, Any] = {}  # shared by the batch's chunks (RecordChunk.made)
     for rule, matches in result.plain.items():
         if matches.runs is not None:  # counted while routing (processors.core.TopicRecords)
             runs = [(tickets[tp], n, tp) for tp, n in matches.runs]
         else:
             runs = partition_runs(matches.records, tickets)
         for name in result.plain_targets[rule]:
-            targets[name].submit_records(RecordChunk.of(rule, matches.records, matches.keys, matches.values, runs))
+            targets[name].submit_records(RecordChunk.of(rule, matches.records, matches.keys, matches.values, runs, made))
 
 
 def count_batch(stats: WorkerStats, result: Any, count: int, started: float) -> None:

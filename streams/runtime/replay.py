@@ -34,11 +34,10 @@ from streams import metrics
 from streams.config import Config
 from streams.kafka.producer import BatchProducer, make_producer
 from streams.kafka.read import partitions_of
-from streams.runtime.archives import ACTIVE, STATES, StoredArchive, StoredReplay, shown_state, stamp
+from streams.runtime.archives import ACTIVE, STATES, StoredArchive, StoredReplay, read_lines, shown_state, stamp
 from streams.runtime.buses import all_buses
 from streams.targets.deadletter import dead_letter_headers
 from streams.targets.hops import HOPS_HEADER, hops_of, one_more_hop, too_many_hops
-from streams.targets.s3.formats import decode_jsonl
 from streams.targets.s3.layout import parse_object_key, parse_time
 from streams.targets.s3.objectstore import S3Store
 
@@ -278,7 +277,7 @@ class ReplayRunner:
             for p in sorted(set(objects) - done):
                 target, seen = bus_partitions[p % len(bus_partitions)], 0
                 for _, key, ext in sorted(objects[p]):
-                    lines = await asyncio.to_thread(_read_lines, store, key, ext)
+                    lines = await asyncio.to_thread(read_lines, store, key, ext)
                     chunk: list[tuple] = []
                     for line in lines:
                         seen += 1
@@ -318,11 +317,6 @@ class Pace:
         now = time.monotonic()
         self.at = max(self.at, now - 1.0) + self.interval
         return self.at - now if self.at - now > 0.01 else 0.0
-
-
-def _read_lines(store: S3Store, key: str, ext: str) -> list[bytes]:
-    body = store.get(key)
-    return decode_jsonl(body, ext) if body else []
 
 
 def _event_ms(line: bytes) -> float | None:

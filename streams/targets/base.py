@@ -18,6 +18,7 @@ import time
 from collections import defaultdict
 from itertools import groupby
 from operator import itemgetter
+from typing import Any
 
 from processors.core import Delivery, Failure
 from streams import metrics
@@ -45,18 +46,25 @@ class RecordChunk(list):
     delivered as it came (its value, its key; `keys` and `values` list them, gathered while
     the records were routed). `runs` holds (ticket, count, (topic, partition)) for consecutive
     records of one batch's partition, so counting them in and out of flight costs a step per
-    run, not per record. Targets that need `(Delivery, Ticket)` items get them from `as_items`."""
+    run, not per record. Targets that need `(Delivery, Ticket)` items get them from `as_items`.
+    `made` is shared by the chunks of one batch: what a target derives from a source record alone
+    (the kafka target's traceparent), by id(record), made for the first chunk that needs it and
+    found by the others (an archive and the rules take the same records); it lives as long as
+    the chunks, which hold the records, so an id stays theirs."""
 
-    __slots__ = ("rule", "runs", "keys", "values")
+    __slots__ = ("rule", "runs", "keys", "values", "made")
     rule: str
     runs: list[tuple]
     keys: list
     values: list
+    made: dict[int, Any]
 
     @classmethod
-    def of(cls, rule: str, records: list, keys: list, values: list, runs: list[tuple]) -> RecordChunk:
+    def of(cls, rule: str, records: list, keys: list, values: list, runs: list[tuple],
+           made: dict[int, Any] | None = None) -> RecordChunk:
         chunk = cls(records)
         chunk.rule, chunk.keys, chunk.values, chunk.runs = rule, keys, values, runs
+        chunk.made = {} if made is None else made
         return chunk
 
     def as_items(self, target: str) -> list[Item]:

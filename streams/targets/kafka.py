@@ -16,7 +16,9 @@ import logging
 import weakref
 from collections import deque
 from functools import partial
+from itertools import groupby
 from operator import attrgetter, itemgetter
+from typing import Any
 from zlib import crc32
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -126,6 +128,7 @@ def _columns(items: list[Item] | RecordChunk) -> tuple[list, list]:
 
 _record = attrgetter("record")
 _record_headers = attrgetter("headers")
+_topic_partition, _offset = attrgetter("topic", "partition"), attrgetter("offset")
 
 
 def _headers(target: KafkaTarget, items: list[Item] | RecordChunk) -> list:
@@ -134,6 +137,10 @@ def _headers(target: KafkaTarget, items: list[Item] | RecordChunk) -> list:
     records = items if type(items) is RecordChunk else list(map(_record, map(_delivery, items)))
     if not target.traceparent:
         return list(map(_record_headers, records)) if target.forward_headers else [()] * len(records)
+    if type(items) is RecordChunk and not any(map(_record_headers, records)):
+        # the usual case: no record has a header of its own, each gets a traceparent, made once
+        # per record for every chunk of its batch (an archive takes the same records as the rules)
+        return [[header] for header in trace_contexts(records, items.made)]
     out = []
     forward = target.forward_headers
     for record in records:
@@ -151,6 +158,13 @@ _GOLDEN = 0x9E3779B97F4A7C15     # odd: multiplying by it mod 2^64 is a bijectio
 _TRACE_HIGH: dict[tuple[str, int], tuple[int, bytes]] = {}  # (topic, partition) -> high half, prefix
 
 
+def _trace_high(topic: str, partition: int) -> tuple[int, bytes]:
+    """The trace id's high half for a partition, and the header's text up to its low half."""
+    high = crc32(topic.encode()) << 32 | partition
+    trace = _TRACE_HIGH[(topic, partition)] = (high, b"00-%016x" % high)
+    return trace
+
+
 def trace_context(record) -> tuple[str, bytes]:
     """A W3C traceparent header for a source record that has none. The ids are a function of the
     record's topic, partition and offset, so every output of one input record (fan-out to several
@@ -159,14 +173,35 @@ def trace_context(record) -> tuple[str, bytes]:
     (unique per partition, and looking random to samplers that read the low bytes). A hash of all
     three cost 1.2 µs a record, a third of a passthrough record's budget; this costs ~0.4 µs.
     Flagged sampled: the trace starts here."""
-    key = (record.topic, record.partition)
-    trace = _TRACE_HIGH.get(key)
+    trace = _TRACE_HIGH.get((record.topic, record.partition))
     if trace is None:
-        high = crc32(record.topic.encode()) << 32 | record.partition
-        trace = _TRACE_HIGH[key] = (high, b"00-%016x" % high)
+        trace = _trace_high(record.topic, record.partition)
     low = ((record.offset ^ trace[0]) * _GOLDEN) & _MASK64
     # the parent (span) id: the low half again, flipped and made odd (never all zeros, as W3C requires)
     return "traceparent", b"%s%016x-%016x-01" % (trace[1], low, low ^ _GOLDEN | 1)
+
+
+def trace_contexts(records: list, made: dict[int, Any]) -> list[tuple[str, bytes]]:
+    """trace_context of each record, found in `made` (id(record) -> header; RecordChunk.made)
+    when another chunk of its batch made it, else made and put there. Formatting the header is
+    most of its cost: a record archived and routed is formatted once, not once per output."""
+    ids = list(map(id, records))
+    missing = records
+    if made:  # another chunk of the batch came first
+        found = list(map(made.get, ids))
+        if None not in found:
+            return found  # type: ignore[return-value]  # no None in it
+        missing = [r for r, f in zip(records, found) if f is None]
+    new: list[tuple[str, bytes]] = []
+    for tp, run in groupby(missing, _topic_partition):  # trace_context, a partition's run at a time
+        trace = _TRACE_HIGH.get(tp)
+        if trace is None:
+            trace = _trace_high(*tp)
+        high, prefix = trace
+        new += [("traceparent", b"%s%016x-%016x-01" % (prefix, low, low ^ _GOLDEN | 1))
+                for low in [((offset ^ high) * _GOLDEN) & _MASK64 for offset in map(_offset, run)]]
+    made.update(zip(map(id, missing), new))
+    return new if missing is records else list(map(made.__getitem__, ids))
 
 
 class _Call:

@@ -387,6 +387,12 @@ async def test_an_archive_in_the_s3_lake_is_object_locked_and_replays_in_order(b
             await asyncio.sleep(0.5)
         objects = await asyncio.to_thread(archived)
         assert sorted(e["detail"]["n"] for v in objects.values() for e in v) == list(range(8))  # not `other`
+        # counted as a topic archive is: its events, and here its bytes too (the objects', as stored)
+        stored = sum(map(len, (await asyncio.to_thread(lake_objects, s3_endpoint, bucket, prefix)).values()))
+        described = await call(events, "describe_archive", ArchiveName=archive)
+        assert (described["EventCount"], described["SizeBytes"]) == (8, stored) and stored > 0
+        listed = (await call(events, "list_archives", NamePrefix=archive))["Archives"]
+        assert [(a["EventCount"], a["SizeBytes"]) for a in listed] == [(8, stored)]
         await call(events, "put_events", Entries=[entry("shop", n) for n in (8, 9)])  # after the replay's range
         await read_all(bootstrap_servers, out1, expect=10)
 

@@ -67,3 +67,26 @@ def test_an_added_traceparent_is_a_function_of_the_source_records_position():
 
     assert trace_context(record("t", 0, 5)) == trace_context(record("t", 0, 5))  # a retry, a replay
     assert len({trace_context(record(*p))[1] for p in (("t", 0, 5), ("t", 1, 5), ("t", 0, 6), ("u", 0, 5))}) == 4
+
+
+
+def test_traceparents_made_once_for_a_batch_are_each_records_own_whichever_chunk_asks_first():
+    """Made once per record for every chunk of its batch (an archive and the rules take the same
+    records): the same header as the record's alone, across partitions, in each chunk's order."""
+    from aiokafka.structs import ConsumerRecord
+
+    from streams.targets import kafka
+
+    def record(topic, partition, offset):
+        return ConsumerRecord(topic, partition, offset, 0, 0, None, b"{}", None, 2, 0, ())
+
+    def alone(r) -> tuple[str, bytes]:  # W3C: 00-<trace id>-<parent id>-01, ids as trace_context's docstring says
+        high = kafka.crc32(r.topic.encode()) << 32 | r.partition
+        low = ((r.offset ^ high) * kafka._GOLDEN) & kafka._MASK64
+        return "traceparent", b"00-%016x%016x-%016x-01" % (high, low, low ^ kafka._GOLDEN | 1)
+
+    batch = [record("t", p, o) for p in (0, 1) for o in range(5)] + [record("u", 0, 3)]
+    made: dict = {}
+    for chunk in (batch[2:7], batch, batch[::-1], batch[8:]):  # partly made, all made, ...
+        assert kafka.trace_contexts(chunk, made) == [alone(r) for r in chunk]
+    assert kafka.trace_context(batch[4]) == alone(batch[4])

@@ -237,6 +237,7 @@ def _namespaced(template: str, namespace: str, value: str, allowed_fields: tuple
                       "!{firehose:error-output-type} in error_prefix)")
 
 
+RECORDS_META = "eventweir-records"  # an object's metadata: how many records it holds (older objects lack it)
 OBJECT_NAME = re.compile(r"(?P<topic>[^/+]+)\+(?P<partition>\d+)\+(?P<first>\d+)\.(?P<ext>[a-z.]+)$")
 
 

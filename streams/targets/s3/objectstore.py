@@ -206,9 +206,13 @@ class S3Store(ObjectStore):
         return found.get("ObjectLockEnabled") == "Enabled"
 
     def keys(self, prefix):
+        return sorted(self.sizes(prefix))
+
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Each object's key under `prefix` -> its size in bytes, from the listing alone."""
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-            return sorted(o["Key"] for page in pages for o in page.get("Contents", ()))
+            return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", ())}
         except Exception as exc:
             raise self._errors(exc) from exc
 

@@ -39,6 +39,7 @@ from streams.targets.hops import most_hops
 from streams.targets.s3.formats import load_json_schema, make_encoder
 from streams.targets.s3.layout import (
     RANDOM_MARK,
+    RECORDS_META,
     LayoutError,
     MissingPartitionField,
     compile_template,
@@ -415,6 +416,8 @@ class S3Target(Target):
 
     def _encode_put(self, key: str, group: list[tuple], meta: dict, conditional: bool = True):
         encoded = self.encoder.encode([e[2] for e in group])
+        # how many records the object holds, for readers that count without reading it (DescribeArchive)
+        meta = {**meta, RECORDS_META: str(len(group) - len(encoded.rejected))}
         enc = self.encoder
         lock = None
         if self.settings.object_lock_mode:  # from the write: the object is kept at least that long after it exists
