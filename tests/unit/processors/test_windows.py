@@ -21,6 +21,7 @@ from processors.enrich.windows import (
     Min,
     Sum,
     WindowAggregate,
+    compile_add,
 )
 from processors.normalise.envelope import to_epoch_ms
 
@@ -229,6 +230,28 @@ def test_first_and_last_break_ties_in_event_time_by_arrival():
     out = window.process([ev("k", 10, "a", 0), ev("k", 10, "b", 1), ev("k", 200, "c", 2)], [])
     (result,) = [e.body["detail"]["aggregates"] for e in out if e.body.get("detail-type") == "Window Result"]
     assert (result["first"], result["last"]) == ("a", "b")
+
+
+values_strategy = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(-5, 5), st.sampled_from(["a", "b"]),
+                            st.just({"x": 1}), st.just([1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.tuples(st.integers(0, 50), values_strategy, values_strategy, st.booleans()), max_size=30))
+def test_the_compiled_aggregations_fold_exactly_as_each_reducer_does(steps):
+    """The generated `add` (the built-ins inlined, a field read once for all its aggregations) and the
+    reducers' own `add`, one event at a time, over values of every JSON type, missing or nested."""
+    reducers = [*all_aggregations("$.v").values(), Sum("$.d.w"), Min("d.w"), Last("$.d.w"), TopTwo()]
+    add = compile_add(reducers)
+    compiled = expected = [r.initial() for r in reducers]
+    for t, v, w, nested in steps:
+        body = {"v": v, "d": {"w": w} if nested else w}
+        if type(v) in (int, float):  # TopTwo reads `v` as a number
+            before = compiled
+            compiled = add(compiled, body, t)
+            expected = [r.add(a, body, t) for r, a in zip(reducers, expected)]
+            assert before is not compiled  # a new list: the window's old accumulators are left as they were
+    assert compiled == expected
 
 
 class TopTwo:
