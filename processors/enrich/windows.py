@@ -341,6 +341,9 @@ class WindowAggregate:
     """One windowed aggregation of a source's events (`sources[].enrich: [{type: windows, ...}]`)."""
 
     stage = "windows"
+    # input events pass on unchanged (results and late records are new events): the chain keeps
+    # serialising them from their record's bytes instead of dumping each body again
+    appends_json = True
 
     class Settings(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)

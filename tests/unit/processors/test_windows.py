@@ -352,6 +352,25 @@ def test_the_windows_stage_is_configurable_and_its_results_are_routed_by_rules()
         ("2024-05-01T10:05:00.000Z", {"mean_temperature": 30.5, "readings": 2})]  # closed by the 10:11 reading
 
 
+def test_events_through_a_windows_stage_are_routed_as_their_records_bytes():
+    """The stage passes its input on unchanged, so the router sends each record's own bytes (no
+    second serialisation of every body) and the results as the new events they are."""
+    from streams.config import parse_config
+    from streams.runtime.topology import build_pipeline
+
+    config = parse_config({"sources": [{"topic": "iot", "enrich": [{
+        "type": "windows", "window": "tumbling", "size": "1m", "key": "$.device", "time": "$.ts",
+        "aggregations": {"readings": {"op": "count"}}}]}],
+        "rules": [{"name": "all", "event_pattern": {"device": [{"exists": True}]}, "targets": [{"id": "l", "type": "log"}]},
+                  {"name": "windows", "event_pattern": {"detail-type": ["Window Result"]},
+                   "targets": [{"id": "l", "type": "log"}]}]}, environ={})
+    values = [b'{"device": "d1",  "ts": 1000, "note": "kept as sent"}', b'{"ts": 61000, "device": "d1"} ']
+    result = build_pipeline(config).run({"iot": [SourceRecord("iot", 0, i, 0, None, v) for i, v in enumerate(values)]})
+    payloads = [d.payload for d in result.deliveries]
+    assert [p for p in payloads if b"Window Result" not in p] == values
+    assert [orjson.loads(p)["detail"]["aggregates"] for p in payloads if b"Window Result" in p] == [{"readings": 1}]
+
+
 @pytest.mark.parametrize("entry, message", [
     ({"window": "hopping", "size": "5m"}, r"sources\[0\]\.enrich\[0\].*a hopping window needs `hop`"),
     ({"window": "tumbling", "size": "soon"}, r"sources\[0\]\.enrich\[0\]\.size: .*expected a duration"),
