@@ -192,8 +192,10 @@ def compile_add(reducers: list[Reducer]) -> Any:
     distinct field path read once. Any other reducer (a subclass, a user's `Reducer`, `distinct`)
     is called as it is. Like `Reducer.add` it returns a new list and changes nothing, so a reducer
     that raises leaves the window as it was."""
-    lines, paths, namespace = [], {}, {"reducers": reducers}
-    for path in (r.path for r in reducers if type(r) in _INLINE and type(r) is not Count):
+    lines: list[str] = []
+    paths: dict[tuple[str, ...], str] = {}  # a field path -> the local holding its value
+    namespace: dict[str, Any] = {"reducers": reducers}
+    for path in (r.path for r in reducers if isinstance(r, _OfField) and type(r) in _INLINE):
         if path not in paths:
             var = paths[path] = f"f_{len(paths)}"
             lines.append(f"    {var} = body.get({path[0]!r}) if type(body) is dict else None")
@@ -202,7 +204,7 @@ def compile_add(reducers: list[Reducer]) -> Any:
     out = []
     for i, reducer in enumerate(reducers):
         a, kind = f"accs[{i}]", type(reducer)
-        f = paths.get(getattr(reducer, "path", None), "")
+        f = paths[reducer.path] if isinstance(reducer, _OfField) and kind in _INLINE else ""
         number = f"(type({f}) is int or type({f}) is float)"
         if kind not in _INLINE:
             out.append(f"reducers[{i}].add({a}, body, t)")
@@ -216,8 +218,8 @@ def compile_add(reducers: list[Reducer]) -> Any:
         elif kind is Mean:
             out.append(f"([{a}[0] + {f}, {a}[1] + 1] if {number} else {a})")
         else:  # First, Last: ties go to the first (First) or the last (Last) to arrive
-            earlier = "t < {a}[0]" if kind is First else "t >= {a}[0]"
-            out.append(f"([t, {f}] if {f} is not None and ({a} is None or {earlier.format(a=a)}) else {a})")
+            wins = f"t < {a}[0]" if kind is First else f"t >= {a}[0]"
+            out.append(f"([t, {f}] if {f} is not None and ({a} is None or {wins}) else {a})")
     lines.append("    return [" + ", ".join(out) + "]")
     source = "def add(accs, body, t):\n" + "\n".join(lines) + "\n"
     filename = f"<eventweir-windows-{hashlib.sha1(source.encode()).hexdigest()[:12]}>"
