@@ -29,7 +29,9 @@ emitted again (same ids), so no committed input is lost or counted twice. The ru
 """
 from __future__ import annotations
 
+import hashlib
 import heapq
+import linecache
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Protocol
@@ -179,6 +181,53 @@ class Distinct(_OfField):
         return len(acc)
 
 
+_INLINE = (Count, Sum, Min, Max, Mean, First, Last)  # the built-ins compile_add writes out
+
+
+def compile_add(reducers: list[Reducer]) -> Any:
+    """One generated function `add(accs, body, t) -> new accs` for a window's aggregations.
+
+    Calling each aggregation's `add` costs a few Python calls and a field walk per aggregation per
+    event (most of the stage's time with several of them); the built-ins are inlined instead, each
+    distinct field path read once. Any other reducer (a subclass, a user's `Reducer`, `distinct`)
+    is called as it is. Like `Reducer.add` it returns a new list and changes nothing, so a reducer
+    that raises leaves the window as it was."""
+    lines: list[str] = []
+    paths: dict[tuple[str, ...], str] = {}  # a field path -> the local holding its value
+    namespace: dict[str, Any] = {"reducers": reducers}
+    for path in (r.path for r in reducers if isinstance(r, _OfField) and type(r) in _INLINE):
+        if path not in paths:
+            var = paths[path] = f"f_{len(paths)}"
+            lines.append(f"    {var} = body.get({path[0]!r}) if type(body) is dict else None")
+            for step in path[1:]:
+                lines.append(f"    {var} = {var}.get({step!r}) if type({var}) is dict else None")
+    out = []
+    for i, reducer in enumerate(reducers):
+        a, kind = f"accs[{i}]", type(reducer)
+        f = paths[reducer.path] if isinstance(reducer, _OfField) and kind in _INLINE else ""
+        number = f"(type({f}) is int or type({f}) is float)"
+        if kind not in _INLINE:
+            out.append(f"reducers[{i}].add({a}, body, t)")
+        elif kind is Count:
+            out.append(f"{a} + 1")
+        elif kind is Sum:
+            out.append(f"({a} + {f} if {number} else {a})")
+        elif kind in (Min, Max):
+            better = "<" if kind is Min else ">"
+            out.append(f"({f} if {number} and ({a} is None or {f} {better} {a}) else {a})")
+        elif kind is Mean:
+            out.append(f"([{a}[0] + {f}, {a}[1] + 1] if {number} else {a})")
+        else:  # First, Last: ties go to the first (First) or the last (Last) to arrive
+            wins = f"t < {a}[0]" if kind is First else f"t >= {a}[0]"
+            out.append(f"([t, {f}] if {f} is not None and ({a} is None or {wins}) else {a})")
+    lines.append("    return [" + ", ".join(out) + "]")
+    source = "def add(accs, body, t):\n" + "\n".join(lines) + "\n"
+    filename = f"<eventweir-windows-{hashlib.sha1(source.encode()).hexdigest()[:12]}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks show it
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace["add"]
+
+
 OPS: dict[str, type] = {"count": Count, "sum": Sum, "min": Min, "max": Max, "mean": Mean, "first": First,
                         "last": Last, "distinct": Distinct}
 
@@ -294,6 +343,9 @@ class WindowAggregate:
     """One windowed aggregation of a source's events (`sources[].enrich: [{type: windows, ...}]`)."""
 
     stage = "windows"
+    # input events pass on unchanged (results and late records are new events): the chain keeps
+    # serialising them from their record's bytes instead of dumping each body again
+    appends_json = True
 
     class Settings(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
@@ -375,6 +427,7 @@ class WindowAggregate:
         self.time_field = time
         self.names = list(aggregations)
         self.reducers = list(aggregations.values())
+        self._add = compile_add(self.reducers)  # (accs, body, t) -> the accs with the event folded in
         # what each accumulator in the state is, kept with it (WindowState._realign)
         self.signature = [[name, type(r).__name__, getattr(r, "field", None)] for name, r in aggregations.items()]
         self.updates, self.source, self.detail_type = updates, source, detail_type
@@ -485,12 +538,12 @@ class WindowAggregate:
         """(the key's new windows, the windows this record changed, those of them that need a closing
         entry: new windows, or sessions that grew), or None when the record is late."""
         entry = table.get("k" + key)
-        reducers, windows = self.reducers, entry["open"] if entry else []
+        reducers, add, windows = self.reducers, self._add, entry["open"] if entry else []
         if self.session:
             if watermark is not None and t + self.gap + self.lateness <= watermark:
                 return None
             start, end = t, t + self.gap
-            accs = [r.add(r.initial(), body, t) for r in reducers]
+            accs = add([r.initial() for r in reducers], body, t)
             kept, absorbed = [], []
             for window in windows:
                 if window[0] < end and start < window[1]:  # overlaps: merge into one session
@@ -510,11 +563,11 @@ class WindowAggregate:
                 return None  # closed: a late record never reopens a window
             for i, window in enumerate(windows):
                 if window[0] == start:
-                    changed = [start, end, [r.add(a, body, t) for r, a in zip(reducers, window[2])]]
+                    changed = [start, end, add(window[2], body, t)]
                     windows = windows.copy()  # the key's entry is replaced, never changed in place
                     windows[i] = changed
                     return windows, [changed], []
-            new = [start, end, [r.add(r.initial(), body, t) for r in reducers]]
+            new = [start, end, add([r.initial() for r in reducers], body, t)]
             return sorted(windows + [new]), [new], [new]
         by_start = {window[0]: window for window in windows}
         added, opened = [], []
@@ -524,7 +577,7 @@ class WindowAggregate:
                 continue  # closed: a late record never reopens a window
             window = by_start.get(start)
             accs = window[2] if window is not None else [r.initial() for r in reducers]
-            by_start[start] = [start, end, [r.add(a, body, t) for r, a in zip(reducers, accs)]]
+            by_start[start] = [start, end, add(accs, body, t)]
             added.append(by_start[start])
             if window is None:
                 opened.append(by_start[start])

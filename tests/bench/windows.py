@@ -65,13 +65,19 @@ def stages() -> list:
 
 
 def changelog_writer(stage: WindowAggregate):
-    """What the worker does with a batch's state changes (streams.runtime.state): serialise each."""
-    dumps = orjson.dumps
+    """What the worker does with a batch's state changes (streams.runtime.state): serialise each,
+    then, once the batch is committed, tell the state (the results its windows closed are
+    forgotten; without this each key's entry, re-serialised on every change, keeps growing)."""
+    dumps, state = orjson.dumps, stage.state
 
     def write() -> None:
-        for _, _, value in stage.state.changes():
+        for _, _, value in state.changes():
             if value is not None:
                 dumps(value)
+        for partition in state.partitions():
+            meta = state.table(partition).get("~")
+            if meta is not None:
+                state.committed(partition, meta["offset"] + 1)
     return write
 
 

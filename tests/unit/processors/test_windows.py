@@ -21,6 +21,7 @@ from processors.enrich.windows import (
     Min,
     Sum,
     WindowAggregate,
+    compile_add,
 )
 from processors.normalise.envelope import to_epoch_ms
 
@@ -231,6 +232,28 @@ def test_first_and_last_break_ties_in_event_time_by_arrival():
     assert (result["first"], result["last"]) == ("a", "b")
 
 
+values_strategy = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(-5, 5), st.sampled_from(["a", "b"]),
+                            st.just({"x": 1}), st.just([1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.tuples(st.integers(0, 50), values_strategy, values_strategy, st.booleans()), max_size=30))
+def test_the_compiled_aggregations_fold_exactly_as_each_reducer_does(steps):
+    """The generated `add` (the built-ins inlined, a field read once for all its aggregations) and the
+    reducers' own `add`, one event at a time, over values of every JSON type, missing or nested."""
+    reducers = [*all_aggregations("$.v").values(), Sum("$.d.w"), Min("d.w"), Last("$.d.w"), TopTwo()]
+    add = compile_add(reducers)
+    compiled = expected = [r.initial() for r in reducers]
+    for t, v, w, nested in steps:
+        body = {"v": v, "d": {"w": w} if nested else w}
+        if type(v) in (int, float):  # TopTwo reads `v` as a number
+            before = compiled
+            compiled = add(compiled, body, t)
+            expected = [r.add(a, body, t) for r, a in zip(reducers, expected)]
+            assert before is not compiled  # a new list: the window's old accumulators are left as they were
+    assert compiled == expected
+
+
 class TopTwo:
     """A user's reducer through the Python API: the two largest readings."""
 
@@ -327,6 +350,25 @@ def test_the_windows_stage_is_configurable_and_its_results_are_routed_by_rules()
     assert [(d["start"], d["aggregates"]) for d in details] == [
         ("2024-05-01T10:00:00.000Z", {"mean_temperature": 22.0, "readings": 3}),
         ("2024-05-01T10:05:00.000Z", {"mean_temperature": 30.5, "readings": 2})]  # closed by the 10:11 reading
+
+
+def test_events_through_a_windows_stage_are_routed_as_their_records_bytes():
+    """The stage passes its input on unchanged, so the router sends each record's own bytes (no
+    second serialisation of every body) and the results as the new events they are."""
+    from streams.config import parse_config
+    from streams.runtime.topology import build_pipeline
+
+    config = parse_config({"sources": [{"topic": "iot", "enrich": [{
+        "type": "windows", "window": "tumbling", "size": "1m", "key": "$.device", "time": "$.ts",
+        "aggregations": {"readings": {"op": "count"}}}]}],
+        "rules": [{"name": "all", "event_pattern": {"device": [{"exists": True}]}, "targets": [{"id": "l", "type": "log"}]},
+                  {"name": "windows", "event_pattern": {"detail-type": ["Window Result"]},
+                   "targets": [{"id": "l", "type": "log"}]}]}, environ={})
+    values = [b'{"device": "d1",  "ts": 1000, "note": "kept as sent"}', b'{"ts": 61000, "device": "d1"} ']
+    result = build_pipeline(config).run({"iot": [SourceRecord("iot", 0, i, 0, None, v) for i, v in enumerate(values)]})
+    payloads = [d.payload for d in result.deliveries]
+    assert [p for p in payloads if b"Window Result" not in p] == values
+    assert [orjson.loads(p)["detail"]["aggregates"] for p in payloads if b"Window Result" in p] == [{"readings": 1}]
 
 
 @pytest.mark.parametrize("entry, message", [
