@@ -190,6 +190,17 @@ def ours(rules):
 BATCH = 1000  # lines per matching_bytes call: a fetch's worth
 
 
+def bytes_matches(rs, batch: int = BATCH):
+    """A timed run of `rs.matching_bytes` over lines, `batch` at a time: the number of matches."""
+    def run(lines):
+        hits = 0
+        for i in range(0, len(lines), batch):
+            for names in rs.matching_bytes(lines[i:i + batch]):
+                hits += len(names) if names is not None else 0
+        return hits
+    return run
+
+
 def ours_bytes(rules, warm):
     """The worker's path: `matching_bytes` per batch; its trials (the engine's, then the
     decoder's) run on `warm` first, as on a worker's first events. `run.decoder`: the choice."""
@@ -197,13 +208,7 @@ def ours_bytes(rules, warm):
     for i in range(0, len(warm), BATCH):
         rs.matching_bytes(warm[i:i + BATCH])
     _settle()
-
-    def run(lines):
-        hits = 0
-        for i in range(0, len(lines), BATCH):
-            for names in rs.matching_bytes(lines[i:i + BATCH]):
-                hits += len(names) if names is not None else 0
-        return hits
+    run = bytes_matches(rs)
     run.decoder = rs.decoder  # type: ignore[attr-defined]
     return run
 
