@@ -33,6 +33,8 @@ OUTCOMES = ("in_order", "gap", "duplicate", "out_of_order", "skipped")
 class SequenceState(PartitionedState):
     """The keys' expected numbers, and the gaps each uncommitted offset emitted (for a replay)."""
 
+    marker = "~"  # the last offset applied
+
     def __init__(self, name: str, stage: SequenceGaps):
         super().__init__(name)
         self._stage = stage

@@ -1,7 +1,7 @@
 """Keyed state kept per Kafka partition, exportable for a compacted changelog topic.
 
 Stages that remember things across batches (sessions, last reading per device, CDC positions,
-SCD2 current rows) keep them here. The runtime persists `changes()` after each batch (key ->
+SCD2 current rows) keep them here. The runtime persists `changes()` every so often (key ->
 latest value, None = delete: exactly a compacted topic's semantics), and on rebalance calls
 `drop(p)` for revoked partitions and `restore(p, entries)` for assigned ones, so a key's state
 lives with the partition its events arrive on; after each commit it calls `committed(p, offset)`.
@@ -14,6 +14,12 @@ from typing import Any
 
 
 class PartitionedState:
+    # The key of an entry saying how far the state goes (the last offset applied: replay.py), for stages
+    # that have one. A partition's changes end with it, so a write cut short by a crash (its first
+    # records in the changelog, not the rest) is recognised on restore and left out (read_changelog):
+    # the state restored is the one of the last complete write, never newer in some keys than others.
+    marker: str | None = None
+
     def __init__(self, name: str):
         self.name = name
         self._parts: dict[int, dict[str, Any]] = {}
@@ -41,9 +47,26 @@ class PartitionedState:
         if self.table(partition).pop(key, None) is not None:
             self._dirty.setdefault(partition, {})[key] = None
 
+    def pending(self) -> int:
+        """How many keys changed since the last `changes()`."""
+        return sum(map(len, self._dirty.values()))
+
     def changes(self) -> list[tuple[int, str, Any]]:
-        """(partition, key, value or None for deleted) since the last call, latest value per key."""
-        out = [(p, k, v) for p, keys in self._dirty.items() for k, v in keys.items()]
+        """(partition, key, value or None for deleted) since the last call, latest value per key; with
+        a `marker`, each partition's changes end with it."""
+        marker = self.marker
+        if marker is None:
+            out = [(p, k, v) for p, keys in self._dirty.items() for k, v in keys.items()]
+        else:
+            out = []
+            for p, keys in self._dirty.items():
+                if not keys:
+                    continue
+                keys.pop(marker, None)
+                out += [(p, k, v) for k, v in keys.items()]
+                value = self._parts.get(p, {}).get(marker)
+                if value is not None:
+                    out.append((p, marker, value))
         self._dirty = {}
         return out
 

@@ -270,6 +270,8 @@ class WindowState(PartitionedState):
     """The windows' state, with two indexes derived from it (rebuilt on restore): when each open
     window closes, and which keys hold results closed by each offset not yet committed."""
 
+    marker = "~"  # {watermark, the last offset applied, ...}
+
     def __init__(self, name: str, stage: WindowAggregate):
         super().__init__(name)
         self._stage = stage

@@ -65,6 +65,11 @@ class ConsumerSettings(Section):
     fetch_max_bytes: int = Field(32 << 20, ge=1024)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     commit_interval_ms: int = Field(1000, ge=10, description="How often acknowledged offsets are committed.")
+    changelog_interval_ms: int = Field(
+        1000, ge=0, description="Stateful stages (windows, sequence, sessions, ...): how long state changes are "
+        "gathered before they are written to their changelog topics, each changed key once; their sources' offsets "
+        "are committed once that is written. Longer: fewer changelog records; shorter: fewer records to process "
+        "again after a crash. A caught-up worker writes at once.")
     session_timeout_ms: int = Field(10000, ge=1000)
     heartbeat_interval_ms: int = Field(3000, ge=100)
     max_poll_interval_ms: int = Field(300000, ge=1000)

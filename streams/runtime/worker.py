@@ -244,6 +244,7 @@ class Worker:
             # the changelog writer runs until the group is left: the open windows' (and every stateful
             # stage's) state reaches its changelog with the last batches, so the commit covers
             # them and a restart resumes them with nothing to replay or emit again
+            self.state.flush()
             await self._drain(None, max(0.1, deadline - time.monotonic()))
             await self._commit(force=True)
             try:  # leaving the group revokes the partitions, which drains them through the writer too
@@ -288,6 +289,8 @@ class Worker:
                     await self._process_async(batch)
                 else:
                     self._process(batch)
+            if self.state and self.state.due(caught_up=not batch):
+                self.state.flush()
             self._apply_backpressure()
 
     def _apply_backpressure(self) -> None:
@@ -355,7 +358,7 @@ class Worker:
     def _dispatch(self, result, tickets: dict, count: int, started: float) -> None:
         dispatch(result, tickets, self.targets, self.dead_letters)
         if self.state:
-            self.state.queue_changes(tickets)
+            self.state.hold(tickets)
         for ticket in tickets.values():
             ticket.release()
         count_batch(self.stats, result, count, started)
@@ -422,6 +425,7 @@ class Worker:
         if not revoked:
             return
         await self._flush_targets(self.config.runtime.shutdown_grace_s)
+        self.state.flush()
         await self._drain(revoked, self.config.runtime.shutdown_grace_s)
         await self._commit(revoked)
         for target in self.targets.values():

@@ -140,7 +140,7 @@ async def test_sigterm_mid_window_flushes_the_open_windows_and_a_restart_emits_e
     """An orderly stop leaves nothing to replay: the open windows' state is in the changelog up to the
     offsets committed, so the restarted worker resumes them and emits every window exactly once.
     The stop is what the SIGTERM handler does (streams/service.py: request_stop), asked for the moment
-    a batch's state changes were handed to the changelog writer: the worst moment, every time."""
+    a batch's state changes were made, not yet written to the changelog: the worst moment, every time."""
     src, dlq = unique("iot"), unique("dlq")
     stopped_out, clean_out = unique("stopped"), unique("clean")
     await create_topics(bootstrap_servers, src, stopped_out, clean_out, dlq, partitions=2)
@@ -150,14 +150,14 @@ async def test_sigterm_mid_window_flushes_the_open_windows_and_a_restart_emits_e
     cfg = write_config(tmp_path, bootstrap_servers, src, stopped_out, dlq, group)
     await produce(bootstrap_servers, src, readings[:MID_STREAM], keys[:MID_STREAM])
     worker = Worker(parse_config(windows_config(bootstrap_servers, src, stopped_out, dlq, group), environ={}))
-    queue_changes, batches = worker.state.queue_changes, []
+    hold, batches = worker.state.hold, []
 
-    def queue_then_stop(tickets) -> None:  # SIGTERM while batch 40 (of 50 records) is being processed
-        queue_changes(tickets)
+    def hold_then_stop(tickets) -> None:  # SIGTERM while batch 40 (of 50 records) is being processed
+        hold(tickets)
         batches.append(1)
         if len(batches) == 40:
             worker.request_stop()
-    worker.state.queue_changes = queue_then_stop  # type: ignore[method-assign]
+    worker.state.hold = hold_then_stop  # type: ignore[method-assign]
     task = asyncio.create_task(worker.run())
     await wait_for(lambda: worker.stopping, timeout=60, message="the worker to be stopped mid-stream")
     asked = time.monotonic()
