@@ -53,7 +53,8 @@ class PartitionedState:
 
     def changes(self) -> list[tuple[int, str, Any]]:
         """(partition, key, value or None for deleted) since the last call, latest value per key; with
-        a `marker`, each partition's changes end with it."""
+        a `marker`, each partition's changes end with it. The values are the live ones, which a stage
+        may change in place later: serialise them before it processes anything else."""
         marker = self.marker
         if marker is None:
             out = [(p, k, v) for p, keys in self._dirty.items() for k, v in keys.items()]

@@ -487,3 +487,52 @@ def test_state_written_before_aggregations_were_recorded_is_read_as_it_is():
     again.state.restore(0, changelog)
     out = again.process([ev("k", 2, 3, 1), ev("k", 500, 0, 2)], [])
     assert [a[0] for *_, a in finals(out)] == [2]
+
+
+class Fussy(Count):
+    """A user's reducer that refuses some events: the record fails, the windows stay as they were."""
+
+    def add(self, acc, body, time_ms):
+        if body.get("v") == 13:
+            raise ValueError("13 is unlucky")
+        return acc + 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", 7, None]), st.integers(0, 80), st.integers(0, 2),
+                          st.booleans(), st.sampled_from([None, 1, 13, "x"])), min_size=1, max_size=60),
+       st.sampled_from([0, 5, 30]), st.booleans(), st.sampled_from(["drop", "emit"]), st.integers(1, 4),
+       st.sampled_from(["$.k", "$.nested.k"]))
+def test_the_tumbling_loop_gives_what_the_general_loop_gives(rows, lateness, updates, late, cut, key_path):
+    """Same input through both loops (keys of any type or absent, times out of order and late, events
+    sharing a record, a reducer that raises, batches replayed as after a failure, a restore midway):
+    the same events out, failures, counts and state, written to the changelog alike."""
+    def run(fast: bool):
+        window = WindowAggregate(key=key_path, time="$.t", window="tumbling", size_ms=20, allowed_lateness_ms=lateness,
+                                 aggregations={**all_aggregations(), "fussy": Fussy()}, updates=updates, late=late)
+        window.tumbling_fast = fast
+        batch, offset = [], 0
+        for key, t, partition, same_record, v in rows:
+            body = {"t": t, "v": v, **({} if key is None else {"k": key, "nested": {"k": key}})}
+            if not (same_record and batch):
+                offset += 1
+            record = batch[-1].record if same_record and batch else SourceRecord("iot", partition, offset, 0, None, b"{}")
+            batch.append(Event(record, body))
+        batch.sort(key=lambda e: (e.record.partition, e.record.offset))  # a batch comes in runs per partition
+        outputs, failures, changelog = [], [], []
+        pieces = [batch[i::cut] for i in range(cut)]
+        for i, piece in enumerate(pieces):
+            piece.sort(key=lambda e: (e.record.partition, e.record.offset))
+            outputs.append([e.body for e in window.process(piece, failures)])
+            if i == 1:  # the same events again, as after a failed batch, then from the changelog as after a crash
+                outputs.append([e.body for e in window.process(piece, failures)])
+                snapshot = {p: window.state.snapshot(p) for p in window.state.partitions()}
+                changelog.append(orjson.dumps(window.state.changes()))
+                for p, entries in orjson.loads(orjson.dumps(snapshot, option=orjson.OPT_NON_STR_KEYS)).items():
+                    window.state.restore(int(p), entries)
+                outputs.append([e.body for e in window.process(piece, failures)])
+            changelog.append(orjson.dumps(window.state.changes()))  # serialised at once, as the runtime does
+        state = {p: window.state.snapshot(p) for p in window.state.partitions()}
+        return (outputs, [(f.record.offset, f.error, f.message) for f in failures], changelog,
+                orjson.dumps(state, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS), window.late, window.skipped)
+    assert run(True) == run(False)
