@@ -70,6 +70,9 @@ class SequenceGaps:
     """Gap, duplicate and out-of-order detection on a per-key sequence number."""
 
     stage = "sequence"
+    # input events pass on unchanged (gap events are new): the chain keeps sending them as their
+    # record's bytes instead of serialising each body again
+    appends_json = True
 
     class Settings(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)

@@ -148,3 +148,21 @@ def test_a_bad_sequence_entry_names_the_key(entry, message):
 
     with pytest.raises(ConfigError, match=message):
         parse_config({"sources": [{"topic": "t", "enrich": [{"type": "sequence", **entry}]}]}, environ={})
+
+
+def test_input_events_leave_as_their_records_bytes_and_gap_events_as_new_ones():
+    """The stage adds events and changes none: an input event is routed as its record's own bytes
+    (spacing and all, no re-serialisation), while a gap event is serialised from its body."""
+    from processors.pipeline import Pipeline
+    from processors.routing.router import Route, Router, RouteTarget
+
+    values = [b'{"detail": {"instrument": "S0",  "seq": 1}}', b'{"detail": {"instrument": "S0",  "seq": 4}}']
+    router = Router([Route("all", (RouteTarget("all/out"),), {"zz": [{"exists": False}]})])  # every event
+    pipeline = Pipeline({"ticks": [stage()]}, router)
+    assert pipeline.chains["ticks"].splice
+    records = [SourceRecord("ticks", 0, i, 1_700_000_000_000, None, v) for i, v in enumerate(values)]
+    result = pipeline.run({"ticks": records})
+    payloads = [bytes(d.payload) for d in result.deliveries]
+    assert payloads[:1] == values[:1] and values[1] in payloads
+    gap = [orjson.loads(p) for p in payloads if p not in values]
+    assert [(g["detail"]["expected"], g["detail"]["got"]) for g in gap] == [(2, 4)]
