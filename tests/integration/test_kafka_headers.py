@@ -88,5 +88,10 @@ def test_traceparents_made_once_for_a_batch_are_each_records_own_whichever_chunk
     batch = [record("t", p, o) for p in (0, 1) for o in range(5)] + [record("u", 0, 3)]
     made: dict = {}
     for chunk in (batch[2:7], batch, batch[::-1], batch[8:]):  # partly made, all made, ...
-        assert kafka.trace_contexts(chunk, made) == [alone(r) for r in chunk]
+        headers = kafka.trace_headers(chunk, made)
+        assert headers == [[alone(r)] for r in chunk]
+        assert all(h is made[id(r)] for h, r in zip(headers, chunk))  # one list per record, shared by its outputs
     assert kafka.trace_context(batch[4]) == alone(batch[4])
+    big = [record("t", 2, o) for o in (0, 1, 2**40, 2**63 - 1)]  # the ids' whole 64 bits, any offset
+    assert kafka.trace_headers(big, {}) == [[alone(r)] for r in big]
+    assert kafka.trace_headers([], {}) == []

@@ -1,4 +1,5 @@
 import orjson
+import pytest
 from hypothesis import strategies as st
 
 from processors.core import Event, SourceRecord
@@ -189,6 +190,20 @@ def test_decode_and_route_in_one_pass_gives_what_decode_then_route_gives():
         assert router.read_by == {}
 
 
+def test_records_routed_in_chunks_smaller_than_a_partition_give_the_same_outcome(monkeypatch):
+    """route_records takes a partition's records CHUNK at a time (matched, then routed, while in
+    cache): chunks that split a partition's run (and a run of failures, tombstones, a fallback)
+    change nothing, by every decoder."""
+    values = [v for v in EDGE_VALUES if v != b'{"a": 1e400}']
+    values += [b'{"n": 1, "id": "a"}', None, b'{"n": -1}', b'{"id": 7}', b'{"__tombstone": true}', b'{"n": 2}']
+    for decoder in DECODERS:
+        want = _outcome(_fused_router(decoder), Decoder(tombstones="keep"), values, fused=False)
+        for chunk in (1, 3, 1000):
+            monkeypatch.setattr(Router, "CHUNK", chunk)
+            assert _outcome(_fused_router(decoder), Decoder(tombstones="keep"), values, fused=True) == want, \
+                (decoder, chunk)
+
+
 def test_a_number_beyond_doubles_that_no_rule_reads_is_forwarded_or_dead_lettered_with_the_reason():
     """engines/partial.py's decision: RFC 8259 JSON with a number beyond the double range where no
     rule reads it is routed (orjson alone refuses it); a plain target gets its bytes as they came, a
@@ -266,13 +281,15 @@ def test_plain_rules_after_stages_collect_the_changed_bodies_json():
     assert (4, "TransformFailed", "plain", "plain/a") in failures[True] and (6, "invalid_json", None, None) in failures[True]
 
 
-def test_plain_runs_counted_while_routing_are_the_partition_runs_of_the_matches():
+@pytest.mark.parametrize("chunk", [3, 1000])  # Router.CHUNK: chunks that split a partition's run, or not
+def test_plain_runs_counted_while_routing_are_the_partition_runs_of_the_matches(monkeypatch, chunk):
     from aiokafka import TopicPartition
 
     from processors.core import TopicRecords
     from processors.decode import Decoder
     from streams.runtime.dispatch import partition_runs as _partition_runs
 
+    monkeypatch.setattr(Router, "CHUNK", chunk)
     router = Router([Route("even", (RouteTarget("even/out"),), {"n": [{"numeric": ["<", 1000]}], "even": [True]}),
                      Route("big", (RouteTarget("big/out"),), {"n": [{"numeric": [">=", 5]}]})])
     batch = TopicRecords()

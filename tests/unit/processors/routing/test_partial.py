@@ -291,3 +291,23 @@ def test_a_partial_way_is_kept_only_when_clearly_faster():
             got += rs.matching_bytes(lines[i:i + 1000])
         assert got == [["x"], []] * 8000
         assert rs.decoder in kept
+
+
+def test_lines_refused_among_ascii_lines_take_todays_path_one_by_one():
+    """ASCII lines are decoded and matched by `map` (PartialDecoder._partial): a line the structs
+    refuse (a key that spans levels, invalid JSON, not an object, empty) takes today's path, and
+    the lines after it go on by the structs; a non-ASCII line makes the batch go line by line."""
+    rules = {"r": {"a": {"b": [1]}}, "s": {"c": [{"exists": True}]}}
+    ok = [b'{"a": {"b": 1}}', b'{"c": 2}', b'{"x": 0}']
+    refused = [b'{"a.b": 1}', b'{"a": 1', b"[1]", b""]
+    lines = [ok[0], refused[0], ok[1], refused[1], refused[2], ok[2], refused[3], ok[0]]
+    want = [expected(rules, line) for line in lines]
+    assert want == [["r"], ["r"], ["s"], None, None, [], None, ["r"]]
+    for first in (b'{"c": "x"}', b'{"c": "\xc3\xa9"}'):  # all ASCII, or one line not
+        for way in ("partial-index", "partial-bitmask"):
+            rs = RuleSet(rules, engine="bitmask" if way == "partial-bitmask" else "index")
+            rs.matching_bytes([])
+            assert rs.partial is not None
+            got = rs.partial.matching_bytes_by([first, *lines], way)
+            assert got == [["s"], *want], (way, first)
+            assert (rs.partial.decoded, rs.partial.fallbacks) == (5, 4), (way, first)
