@@ -40,14 +40,14 @@ class ReplayGuard:
             self._live[partition] = (offset, {id(event)})
         return False
 
-    def note(self, partition: int, offset: int, event_id: int) -> None:
+    def note(self, partition: int, offset: int, event_ids: list[int]) -> None:
         """What `applied` records when it answers False, for a caller that knew the answer already
-        (the record is past the applied offset): the event `event_id` at `offset` is applied."""
+        (the record is past the applied offset): the events `event_ids` at `offset` are applied."""
         live = self._live.get(partition)
         if live is not None and live[0] == offset:
-            live[1].add(event_id)
+            live[1].update(event_ids)
         else:
-            self._live[partition] = (offset, {event_id})
+            self._live[partition] = (offset, set(event_ids))
 
     def first_replay(self, partition: int, offset: int) -> bool:
         """True the first time a replayed `offset` comes: emit its outputs again then only."""

@@ -544,7 +544,7 @@ class WindowAggregate:
         dirty: dict = {}
         watermark: int | None = None
         applied, moved = -1, False
-        pending: tuple[int, int] | None = None  # (offset, event id) not yet told to the guard
+        pending: tuple[int, list[int]] | None = None  # (offset, ids of its events) not yet told to the guard
         try:
             for event in events:
                 record = event.record
@@ -560,7 +560,10 @@ class WindowAggregate:
                     watermark, applied, moved = (meta["watermark"], meta["offset"], False) if meta else (None, -1, False)
                 offset = record.offset
                 if offset > applied:  # not in the state yet: the usual case
-                    pending = (offset, id(event))
+                    if pending is not None and pending[0] == offset:
+                        pending[1].append(id(event))  # events sharing a record
+                    else:
+                        pending = (offset, [id(event)])
                 else:
                     if pending is not None:
                         guard.note(partition, *pending)
