@@ -453,6 +453,18 @@ class WindowAggregate:
         hop = self.hop
         return range((t - self.size) // hop * hop + hop, t // hop * hop + 1, hop)
 
+    def _run_of(self, partition: int) -> tuple[dict, dict, int | None, int]:
+        """(live table, dirty table, watermark, last offset applied) for a run of `partition`'s records:
+        the tables written both at once (no put call per record), the two numbers kept in locals
+        over the run and written back once at its end (`_mark`)."""
+        table, dirty = self.state.tables(partition)
+        meta = table.get("~")
+        return (table, dirty, meta["watermark"], meta["offset"]) if meta else (table, dirty, None, -1)
+
+    def _mark(self, table: dict, dirty: dict, watermark: int | None, applied: int) -> None:
+        """The end of a run: how far the partition's state goes (the `~` marker)."""
+        table["~"] = dirty["~"] = {"watermark": watermark, "offset": applied, "aggregations": self.signature}
+
     def process(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         if self.tumbling_fast and self.window == "tumbling":
             return self._process_tumbling(events, failures)
@@ -462,9 +474,8 @@ class WindowAggregate:
 
     def _process_general(self, events: list[Event], failures: list[Failure]) -> list[Event]:
         out: list[Event] = []
-        state, closing, guard = self.state, self.state.closing, self._guard
-        # a batch comes in runs of one partition's records: its watermark and applied offset are
-        # kept in locals over a run and written to the state (`~`) once at its end
+        closing, guard = self.state.closing, self._guard
+        # a batch comes in runs of one partition's records (`_run_of`, `_mark`)
         partition: int | None = None
         table: dict = {}
         dirty: dict = {}
@@ -475,11 +486,10 @@ class WindowAggregate:
                 record = event.record
                 if record.partition != partition:
                     if moved:
-                        table["~"] = dirty["~"] = {"watermark": watermark, "offset": applied, "aggregations": self.signature}
+                        self._mark(table, dirty, watermark, applied)
                     partition = record.partition
-                    table, dirty = state.tables(partition)  # written both at once: no put call per record
-                    meta = table.get("~")
-                    watermark, applied, moved = (meta["watermark"], meta["offset"], False) if meta else (None, -1, False)
+                    table, dirty, watermark, applied = self._run_of(partition)
+                    moved = False
                 offset = record.offset
                 if guard.applied(event, applied):
                     # already in the state: read again after a crash (or re-run after a failed batch)
@@ -525,7 +535,7 @@ class WindowAggregate:
                 applied, moved = offset, True
         finally:
             if moved:
-                table["~"] = dirty["~"] = {"watermark": watermark, "offset": applied, "aggregations": self.signature}
+                self._mark(table, dirty, watermark, applied)
         return out
 
     def _process_tumbling(self, events: list[Event], failures: list[Failure]) -> list[Event]:
@@ -535,7 +545,7 @@ class WindowAggregate:
         record only when another event of the same record could ask. The same outputs and state as
         the general loop (tests/unit/processors/test_windows.py runs both on the same input)."""
         out: list[Event] = []
-        state, closing, guard = self.state, self.state.closing, self._guard
+        closing, guard = self.state.closing, self._guard
         size, lateness, add, reducers, updates = self.size, self.lateness, self._add, self.reducers, self.updates
         key_path, time_path, heappush = self.key_path, self.time_path, heapq.heappush
         first_step = key_path[0] if len(key_path) == 1 else None
@@ -550,14 +560,13 @@ class WindowAggregate:
                 record = event.record
                 if record.partition != partition:
                     if moved:
-                        table["~"] = dirty["~"] = {"watermark": watermark, "offset": applied, "aggregations": self.signature}
+                        self._mark(table, dirty, watermark, applied)
                     if pending is not None:
                         guard.note(partition, *pending)  # type: ignore[arg-type]  # set with partition
                         pending = None
                     partition = record.partition
-                    table, dirty = state.tables(partition)
-                    meta = table.get("~")
-                    watermark, applied, moved = (meta["watermark"], meta["offset"], False) if meta else (None, -1, False)
+                    table, dirty, watermark, applied = self._run_of(partition)
+                    moved = False
                 offset = record.offset
                 if offset > applied:  # not in the state yet: the usual case
                     if pending is not None and pending[0] == offset:
@@ -640,7 +649,7 @@ class WindowAggregate:
                 applied, moved = offset, True
         finally:
             if moved:
-                table["~"] = dirty["~"] = {"watermark": watermark, "offset": applied, "aggregations": self.signature}
+                self._mark(table, dirty, watermark, applied)
             if pending is not None:
                 guard.note(partition, *pending)  # type: ignore[arg-type]  # set with partition
         return out

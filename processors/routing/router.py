@@ -30,9 +30,9 @@ STAGE = "route"
 # hold a colon, so it names no rule; the runtime counts it as unmatched, not as a rule's matches.
 UNMATCHED_PREFIX = "unmatched:"
 
-# a plain rule's appends to its PlainMatches: (records.append, keys.append, values.append)
 _value = attrgetter("value")
 
+# a plain rule's appends to its PlainMatches: (records.append, keys.append, values.append)
 Collector: TypeAlias = tuple[Callable[[SourceRecord], None], Callable[[bytes | None], None], Callable[[bytes], None]]
 
 

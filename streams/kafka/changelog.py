@@ -54,6 +54,7 @@ async def read_changelog(bootstrap_servers: str, topic: str, partitions: Iterabl
         consumer.assign(tps)
 
         unmarked: dict[int, list] = {p: [] for p in result}  # records since the partition's last marker
+        marked = None if marker is None else marker.encode()
 
         def apply(records):
             for rec in records:
@@ -67,7 +68,6 @@ async def read_changelog(bootstrap_servers: str, topic: str, partitions: Iterabl
                         _apply(table, pending)
                     unmarked[rec.partition] = []
 
-        marked = None if marker is None else marker.encode()
         await read_to_end(consumer, tps, apply, timeout)
         for partition, left in unmarked.items():
             if left:

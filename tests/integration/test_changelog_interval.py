@@ -31,6 +31,12 @@ def config(bootstrap: str, src: str, dlq: str, group: str, interval_ms: int) -> 
     }
 
 
+async def produce_readings(bootstrap: str, src: str) -> None:
+    """TOTAL readings of DEVICES devices, each keyed by its device."""
+    await produce(bootstrap, src, [{"device": f"d{i % DEVICES}", "ts": 1_700_000_000_000 + i} for i in range(TOTAL)],
+                  [f"d{i % DEVICES}".encode() for i in range(TOTAL)])
+
+
 async def run_until_committed(bootstrap: str, settings: dict, src: str, group: str) -> None:
     worker = Worker(parse_config(settings, environ={}))
     task = asyncio.create_task(worker.run())
@@ -55,9 +61,7 @@ async def changelog_by_key(bootstrap: str, topic: str) -> dict[bytes, list[dict]
 async def test_a_key_changed_in_many_batches_is_written_once_per_interval(bootstrap_servers, interval_ms):
     src, dlq = unique("readings"), unique("dlq")
     await create_topics(bootstrap_servers, src, dlq, partitions=1)
-    ts = 1_700_000_000_000
-    await produce(bootstrap_servers, src, [{"device": f"d{i % DEVICES}", "ts": ts + i} for i in range(TOTAL)],
-                  [f"d{i % DEVICES}".encode() for i in range(TOTAL)])
+    await produce_readings(bootstrap_servers, src)
     group = unique("g")
     await run_until_committed(bootstrap_servers, config(bootstrap_servers, src, dlq, group, interval_ms), src, group)
 
@@ -80,9 +84,7 @@ async def test_no_offset_is_committed_before_the_state_it_produced_is_in_the_cha
     input but commits none of it; once the writes go through, everything is committed."""
     src, dlq = unique("readings"), unique("dlq")
     await create_topics(bootstrap_servers, src, dlq, partitions=1)
-    ts = 1_700_000_000_000
-    await produce(bootstrap_servers, src, [{"device": f"d{i % DEVICES}", "ts": ts + i} for i in range(TOTAL)],
-                  [f"d{i % DEVICES}".encode() for i in range(TOTAL)])
+    await produce_readings(bootstrap_servers, src)
     group = unique("g")
     worker = Worker(parse_config(config(bootstrap_servers, src, dlq, group, 100), environ={}))
     writable = asyncio.Event()
